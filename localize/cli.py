@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import typer.core
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import config, estimate, jobs, pipeline, reports
+from . import __version__, config, estimate, jobs, pipeline, reports
 from .errors import InputError, LocalizeError
 from .merge import merge_outputs
 from .progress import ProgressView
@@ -71,21 +72,52 @@ def exit_codes() -> Iterator[None]:
         raise typer.Exit(ExitCode.BAD_INPUT) from None
 
 
+class _Command(typer.core.TyperCommand):
+    """Usage lines as Click writes them (`CATALOG`, `OUT...`), not as Typer 0.29 does (`{CATALOG}`)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or param.name.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name if param.nargs == 1 or name.endswith("...") else f"{name}...")
+        return pieces
+
+
 app = typer.Typer(
     name="localize",
-    help="Batch-localize product catalogs with Kimi K2 through the HolySheep relay.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        _write(f"localize {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Batch-localize product catalogs with Kimi K2 through the HolySheep relay.
+
+    Start with `localize run CATALOG -l de-DE,ja-JP --dry-run` to see what a run would cost.
+    """
+
+
 # --- options shared by `run` and `estimate` ------------------------------------------------
 
-CatalogArg = typer.Argument(..., help="Catalog file: CSV, JSON or JSONL.", show_default=False)
+CatalogArg = typer.Argument(..., metavar="CATALOG", help="Catalog file: CSV, JSON or JSONL.", show_default=False)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Localize a catalog (or price it with --dry-run).")
 def run(
     catalog: Path = CatalogArg,
     locales: str | None = typer.Option(None, "--locales", "-l", help="BCP-47 codes, comma separated: de-DE,ja-JP."),
@@ -217,10 +249,15 @@ def _estimate(**kwargs: Any) -> None:
 _estimate.__signature__ = inspect.signature(run).replace(  # type: ignore[attr-defined]  # Typer reads it
     parameters=[p for p in inspect.signature(run).parameters.values() if p.name != "dry_run"]
 )
-app.command("estimate", help="Same as `run --dry-run`: render every prompt, count tokens, price the run.")(_estimate)
+app.command(
+    "estimate",
+    cls=_Command,
+    help="Same as `run --dry-run`: render every prompt, count tokens, price the run.",
+    short_help="Price a run without sending anything (run --dry-run).",
+)(_estimate)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Print the exact request for one product and locale.")
 def prompt(
     catalog: Path = CatalogArg,
     product_id: str = typer.Option(..., "--id", help="The product's id."),
@@ -251,9 +288,9 @@ def prompt(
     )
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Rebuild the cost report from OUT's audit log.")
 def report(
-    out: Path = typer.Argument(..., help="A run's output directory."),
+    out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     all_runs: bool = typer.Option(False, "--all", help="Every run logged in OUT, not only the last."),
 ) -> None:
@@ -263,9 +300,9 @@ def report(
     _print_report(rebuilt, as_json=as_json)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Write OUT/review.html: the source beside each locale.")
 def review(
-    out: Path = typer.Argument(..., help="A run's output directory."),
+    out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
     catalog: Path | None = typer.Option(
         None, "--catalog", help="The catalog, for the source copy. [default: the run's]"
     ),
@@ -278,9 +315,9 @@ def review(
     stdout.print(str(page), markup=False)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Combine the outputs of sharded runs into one OUT.")
 def merge(
-    inputs: list[Path] = typer.Argument(..., help="The --out directories of sharded runs."),
+    inputs: list[Path] = typer.Argument(..., metavar="OUT...", help="The --out directories of sharded runs."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the combined outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the combined cost report as JSON on stdout."),
 ) -> None:
@@ -291,7 +328,7 @@ def merge(
     stderr.print(f"Merged {len(inputs)} runs into {out}", markup=False)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="List the relay's models and which have a known price.")
 def models(
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     base_url: str | None = typer.Option(None, "--base-url", help="Relay base URL (env LOCALIZE_BASE_URL)."),

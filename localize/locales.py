@@ -112,22 +112,63 @@ def _known_tags() -> tuple[str, ...]:
 
 
 def suggest(code: str, territory: str | None = None, limit: int = 3) -> list[str]:
-    """The closest valid tags to a mistyped code, most likely first."""
-    tags = _known_tags()
-    picks: list[str] = []
-    language = re.split(r"[-_]", code)[0].lower()
-    by_name = _language_by_english_name().get(code.strip().lower())
-    if by_name:  # "japanese" → ja-JP
-        picks.append(_likely_tag(by_name))
-    if territory:
-        # "jp-JP": the languages CLDR pairs with JP, closest spelling first.
-        same_region = [tag for tag in tags if tag.endswith(f"-{territory}") and tag.count("-") == 1]
-        picks += difflib.get_close_matches(code, same_region, n=1, cutoff=0.0)
-    if language in _language_by_code():  # "de-JP": German where German is usually sold
-        picks.append(_likely_tag(language))
-    lowered = {tag.lower(): tag for tag in tags}
-    picks += [lowered[m] for m in difflib.get_close_matches(code.lower(), list(lowered), n=limit)]
-    return list(dict.fromkeys(picks))[:limit]
+    """Valid tags a mistyped code most likely meant: by language name ("japanese", "englsh"),
+    keeping its language ("de-JP" → de-DE, de-AT), keeping its region (→ ja-JP); only when
+    none of those exists, its spelling neighbours.
+
+    Meaning comes before spelling so that a new CLDR release adding a neighbour (en-JP in
+    Babel 2.19) cannot push the useful answers out of the message, nor add noise to them.
+    """
+    language = re.split(r"[-_]", code.strip())[0].lower()
+    meant: list[str] = []
+    names = _language_by_english_name()
+    by_name = next(
+        (names[m] for m in difflib.get_close_matches(code.strip().lower(), list(names), n=1, cutoff=0.8)), None
+    )
+    if by_name:
+        meant.append(_likely_tag(by_name))
+    if language in _language_by_code():
+        meant += _tags_for_language(language)[:2]
+    if territory and (main := _main_tag_of_region(territory)):
+        meant.append(main)
+    picks = [tag for tag in dict.fromkeys(meant) if _exists(tag)]
+    if picks:
+        return picks
+    lowered = {tag.lower(): tag for tag in _known_tags()}
+    return [lowered[m] for m in difflib.get_close_matches(code.lower(), list(lowered), n=limit)]
+
+
+@cache
+def _tags_for_language(language: str) -> tuple[str, ...]:
+    """A language's locales, where it is most at home first: "de" → de-DE, de-AT, de-CH, ...
+
+    After CLDR's likely region come the regions whose main language it is and where most
+    people speak it (CLDR's territory languages), alphabetically: CLDR carries no populations.
+    """
+    spoken = get_global("territory_languages")
+    home = [
+        f"{language}-{territory}"
+        for territory in sorted(spoken)
+        if _main_tag_of_region(territory) == f"{language}-{territory}"
+        and spoken[territory].get(language, {}).get("population_percent", 0) >= 50
+    ]
+    return tuple(tag for tag in dict.fromkeys([_likely_tag(language), *home]) if _exists(tag))
+
+
+def _main_tag_of_region(territory: str) -> str | None:
+    """The language CLDR expects in a region, as a tag: "JP" → "ja-JP", "CH" → "de-CH"."""
+    parts = get_global("likely_subtags").get(f"und_{territory}", "").split("_")
+    return f"{parts[0]}-{territory}" if len(parts) >= 2 else None
+
+
+@cache
+def _exists(tag: str) -> bool:
+    """Whether Babel knows a tag (directly or through CLDR's aliases and likely subtags)."""
+    try:
+        BabelLocale.parse(tag.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return False
+    return True
 
 
 def _likely_tag(language: str) -> str:

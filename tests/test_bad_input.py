@@ -132,7 +132,7 @@ OPTION_CASES = {
     "bad_base_url": (["--base-url", "api.example"], ["--base-url", "http://"]),
     "tpm_zero": (["--tpm", "0"], ["--tpm"]),
     "concurrency_not_a_number": (["--concurrency", "many"], ["--concurrency", "see `localize estimate --help`"]),
-    "unknown_option": (["--colour", "red"], ["No such option: --colour"]),
+    "unknown_option": (["--colour", "red"], ["No such option", "--colour"]),
 }
 
 

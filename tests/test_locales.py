@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localize.errors import LocaleError
-from localize.locales import parse_locale, parse_locales
+from localize.locales import parse_locale, parse_locales, suggest
 
 
 @pytest.mark.parametrize(
@@ -44,9 +44,43 @@ def test_list_keeps_order_and_drops_duplicates() -> None:
 
 @pytest.mark.parametrize(
     "code,suggestion",
-    [("jp-JP", "ja-JP"), ("de-JP", "de-DE"), ("german", "de-DE"), ("de_DEE", "de-DE"), ("en-USA", "en-US")],
+    [
+        ("jp-JP", "ja-JP"),
+        ("de-JP", "de-DE"),
+        ("german", "de-DE"),
+        ("englsh", "en-US"),
+        ("de_DEE", "de-DE"),
+        ("en-USA", "en-US"),
+    ],
 )
 def test_unknown_codes_get_the_closest_valid_suggestion(code: str, suggestion: str) -> None:
     with pytest.raises(LocaleError) as caught:
         parse_locale(code)
     assert suggestion in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "code,same_language,same_region",
+    [
+        ("de-JP", "de-DE", "ja-JP"),
+        ("fr-JP", "fr-FR", "ja-JP"),
+        ("th-DE", "th-TH", "de-DE"),
+        ("es-TH", "es-ES", "th-TH"),
+    ],
+)
+def test_unknown_pair_suggests_its_language_and_its_region_before_spelling(
+    code: str, same_language: str, same_region: str
+) -> None:
+    """Whatever neighbours a CLDR release adds (en-JP in Babel 2.19), meaning ranks first."""
+    with pytest.raises(LocaleError) as caught:
+        parse_locale(code)
+    suggested = str(caught.value).split("did you mean ")[1].rstrip("?").split(", ")
+    assert suggested[0] == same_language
+    assert same_region in suggested
+    assert all(tag.split("-")[0] == code.split("-")[0] or tag.endswith(code[-3:]) for tag in suggested)
+
+
+def test_every_suggestion_is_a_locale_we_accept() -> None:
+    for code, territory in [("de-JP", "JP"), ("sr-JP", "JP"), ("zh-DE", "DE"), ("jp-JP", "JP"), ("pt-XX", "XX")]:
+        for tag in suggest(code, territory):
+            assert parse_locale(tag).tag
