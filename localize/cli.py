@@ -460,15 +460,7 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
     )
     rate = report.get("rate") or {}
     if rate.get("effective_rpm"):
-        line = f"Rate: {rate['effective_rpm'] / 60:.1f} requests/s effective"
-        if rate.get("limit_found_rpm"):
-            line += (
-                f"; the relay accepted about {rate['limit_found_rpm'] / 60:.1f}/s, so it slowed to "
-                f"{rate['final_rpm'] / 60:.1f}/s ({rate['slowdowns']} slowdowns)"
-            )
-        if rate.get("requested_rpm") == "auto":
-            line += f"; --rpm auto will start near {rate['final_rpm']:.0f} per minute next time"
-        stderr.print(line, markup=False)
+        stderr.print(_rate_line(rate), markup=False)
     if report.get("budget_usd") is not None:
         stderr.print(
             f"Budget: {_money(report['cost_usd'])} spent of the {_money(report['budget_usd'])} cap", markup=False
@@ -505,6 +497,32 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
         stderr.print(
             "Attempts that failed: " + ", ".join(f"{k} {v}" for k, v in report["errors"].items()), markup=False
         )
+
+
+def _rate_line(rate: dict[str, Any]) -> str:
+    """How fast the run went, where its rate came from, and what the relay's bad moments cost."""
+    line = f"Rate: {rate['effective_rpm'] / 60:.1f} requests/s effective"
+    source = rate.get("source")
+    settled = f"{rate['final_rpm'] / 60:.1f}/s"
+    if source == "headers":
+        line += f"; settled at {settled}, the limit the relay's rate-limit headers state"
+    elif source == "found":
+        line += (
+            f"; the relay took about {rate['limit_found_rpm'] / 60:.1f}/s, so it settled at {settled} "
+            f"({rate['slowdowns']} slowdown{'s' if rate['slowdowns'] != 1 else ''}, "
+            f"{rate['rate_limited']} rate-limit 429s)"
+        )
+    elif source == "configured":
+        line += f" (--rpm allows {settled})"
+    else:
+        line += "; the relay refused no rate, so no limit was found"
+    if rate.get("overload_retries"):
+        line += f"; {rate['overload_retries']} overload or transient failures retried"
+        if rate.get("overload_slowdowns"):
+            line += f" ({rate['overload_slowdowns']} brief slowdowns)"
+    if rate.get("requested_rpm") == "auto" and rate.get("next_auto_rpm"):
+        line += f"; --rpm auto will start near {rate['next_auto_rpm']:.0f} per minute next time"
+    return line
 
 
 def _row(first: str, second: str, entry: dict[str, Any], *, jobs: int | None = None) -> list[str]:

@@ -196,8 +196,8 @@ def _write_reports(
         report["shard"] = list(settings.shard)  # so `localize merge` knows whose products these are
     if "not_started" in jobs:
         report["interrupted"] = True
-    if report["rate"].get("limit_found_rpm") or settings.rpm == "auto":
-        atomic_write(settings.out / RATE, json.dumps({"rpm": report["rate"]["final_rpm"], "run": run_id}) + "\n")
+    if report["rate"].get("next_auto_rpm"):
+        atomic_write(settings.out / RATE, json.dumps({"rpm": report["rate"]["next_auto_rpm"], "run": run_id}) + "\n")
     calibration = Calibration.from_attempts(this_run(), model=settings.model, run=run_id)
     if not calibration.is_empty:
         atomic_write(settings.out / CALIBRATION, json.dumps(calibration.to_json(), indent=2) + "\n")
@@ -253,13 +253,23 @@ def _previous_rate_rpm(settings: Settings) -> float | None:
 def _rate_summary(settings: Settings, pacer: Pacer) -> dict[str, Any]:
     report = pacer.controller.report()
     effective = pacer.effective_rps()
+    next_auto = report.final_rps if report.source in ("found", "headers") else None
+    if settings.rpm == "auto" and next_auto is None:
+        next_auto = report.sustained_rps
     return {
         "requested_rpm": settings.rpm,
         "effective_rpm": round(effective * 60, 1) if effective else None,
         "final_rpm": round(report.final_rps * 60, 1),
+        # configured (--rpm), found (from 429s), headers (the relay's x-ratelimit-*), probing (auto, no limit met)
+        "source": report.source,
         "limit_found_rpm": round(report.limit_found_rps * 60, 1) if report.limit_found_rps else None,
         "slowdowns": report.slowdowns,
+        "rate_limited": report.rate_limited,
+        "overload_retries": report.overloaded,
+        "overload_slowdowns": report.overload_slowdowns,
         "pauses": len(pacer.pauses_s),
+        # Where the next --rpm auto starts (at 90% of it): the limit met, else the fastest rate taken.
+        "next_auto_rpm": round(next_auto * 60, 1) if next_auto else None,
     }
 
 

@@ -1,14 +1,35 @@
 """How fast to send: an adjustable leaky bucket, and a controller that adapts the rate to
 what the relay accepts.
 
-A textbook AIMD halves on every 429 and creeps back, losing a good share of a short run to the
-dip. Here a 429 instead sets the rate just under what the relay demonstrably accepted in the
-last second, then probes upward slowly; with `--rpm auto` it starts low and grows
-geometrically until the first 429 shows where the limit is.
+The controller tells three signals apart:
+
+- **A rate-limit 429** means "send slower". The rate drops to just under what the relay took
+  in the window before the refused request (answers still in flight included), measured from
+  enough requests to mean something; with too few, it halves. The refusals that follow from
+  requests sent before the slow-down took hold are the same burst and count once. The refused
+  request waits its Retry-After; every sender waits only until the relay's window has room for
+  the new rate (worked out from our own send times), and the whole Retry-After only when the
+  relay refuses a rate it took before.
+- **Overload and other transient failures** (engine_overloaded_error, 5xx, timeouts) mean
+  "retry that request later". They slow the shared rate only when they are a large share of
+  recent answers, and never below half of the rate the relay has been sustaining, so repeated
+  signals cannot compound into a collapse.
+- **The relay's own numbers** (`x-ratelimit-*` headers), where it sends them, give the limit
+  outright: no 429 needed.
+
+After a slow-down the rate returns fast (x1.5 every eighth of a second) to the last rate the
+relay sustained. It probes above that gently (+2% a second), and only once it has run quietly
+for a while just under a limit a 429 measured: relays' limits rarely move, and each probe
+costs 429s. With `--rpm auto` it starts low and doubles every eighth of a second until the
+first 429 or header shows the limit.
+
+Every method is pure logic over an injected clock, so tests drive it through thousands of
+simulated seconds in milliseconds (tests/rate_simulation.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +39,19 @@ from aiolimiter import AsyncLimiter
 Clock = Callable[[], float]
 
 WINDOW_S = 1.0  # relays count requests in about this window (the benchmark relay does)
-UNDER_LIMIT = 0.95  # settle this far under the measured limit
-PROBE_PER_S = 0.02  # afterwards, try this much faster each second without a 429
-SLOW_START = 2.0  # --rpm auto before the first 429: this much faster every SLOW_START_EVERY_S
-SLOW_START_EVERY_S = 0.5  # so from 1/s to 400/s in under five seconds
+UNDER_LIMIT = 0.97  # settle this far under a limit found by a 429
+MIN_EVIDENCE = 10  # requests in the window before a 429 may say where the limit is
+STEP_S = 0.125  # how often the rate may grow
+SLOW_START = 2.0  # --rpm auto before any limit is known: this much faster every STEP_S
+RECOVER = 1.5  # back toward the sustained rate after a slow-down: this much every STEP_S
+PROBE_PER_S = 0.02  # above the sustained rate: this much faster each second without a 429
+PROBE_AFTER_S = 10.0  # ...but only this long after a 429 measured the limit
+OVERLOAD_SHARE = 0.25  # transient failures slow the rate only above this share of a window's answers
+OVERLOAD_SLOWDOWN = 0.8  # ...by this factor, once a window at most
+FAIR_SHARE = 0.5  # ...and never below this share of the rate the relay has been sustaining
 AUTO_START_RPS = 1.0  # --rpm auto without a previous run's figure: the relay's standard tier
 MIN_RPS = 0.05  # never slower than 3 requests per minute (Moonshot's Tier 0)
+HORIZON_S = 10.0  # how much send history to keep
 
 
 class AdjustableLimiter(AsyncLimiter):
@@ -42,71 +70,262 @@ class AdjustableLimiter(AsyncLimiter):
         self._wake_next()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """What a relay's `x-ratelimit-*` headers say, in OpenAI's convention: the limits per
+    minute, what is left of them, and the seconds until they are whole again."""
+
+    requests_per_minute: float | None = None
+    requests_remaining: float | None = None
+    requests_reset_s: float | None = None
+    tokens_per_minute: float | None = None
+    tokens_remaining: float | None = None
+    tokens_reset_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RateReport:
     """What the controller did, for the summary and for the next `--rpm auto`."""
 
     final_rps: float
+    sustained_rps: float | None  # the fastest rate the relay took (and we used) without refusing
     limit_found_rps: float | None
-    slowdowns: int
+    source: str  # "configured", "found" (from 429s), "headers", or "probing" (auto, no limit met)
+    slowdowns: int  # rate-limit bursts that slowed the rate
+    overload_slowdowns: int  # bounded slow-downs for transient failures
+    rate_limited: int  # 429s for the rate
+    overloaded: int  # transient failures: overload, 5xx, timeouts, dropped connections
+    shared_pauses: int
+
+
+class _SendTimes:
+    """Send times, sorted, for counting how many fall in a window; old ones are dropped."""
+
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._start = 0
+
+    def add(self, at: float) -> None:
+        if not self._times or at >= self._times[-1]:
+            self._times.append(at)
+        else:  # answers arrive out of order; their send times mostly near the end
+            bisect.insort(self._times, at, lo=self._start)
+
+    def count(self, after: float, until: float) -> int:
+        """How many in (after, until]."""
+        return bisect.bisect_right(self._times, until, lo=self._start) - bisect.bisect_right(
+            self._times, after, lo=self._start
+        )
+
+    def between(self, after: float, until: float) -> list[float]:
+        """Those in (after, until], oldest first."""
+        lo = bisect.bisect_right(self._times, after, lo=self._start)
+        return self._times[lo : bisect.bisect_right(self._times, until, lo=lo)]
+
+    def forget_before(self, at: float) -> None:
+        self._start = bisect.bisect_left(self._times, at, lo=self._start)
+        if self._start > 4096:  # compact now and then, not on every call
+            del self._times[: self._start]
+            self._start = 0
 
 
 class RateController:
-    """Decides the send rate from the relay's answers; pure, with an injected clock."""
+    """Decides the send rate from the relay's answers; pure, with an injected clock.
+
+    The sender calls `on_sent` as each request leaves and one of `on_answered`,
+    `on_rate_limited` or `on_unsent` when its outcome is known (`on_overloaded` comes on top
+    of `on_answered`: the relay took the request, then failed it), and `on_headers` with
+    whatever limits the answer stated."""
 
     def __init__(self, *, ceiling_rps: float | None, start_rps: float | None = None, clock: Clock) -> None:
         self.ceiling_rps = ceiling_rps  # the user's --rpm; None for auto
         self.rate_rps = ceiling_rps if ceiling_rps is not None else (start_rps or AUTO_START_RPS)
         self._clock = clock
-        self._accepted: collections.deque[float] = collections.deque()  # send times of accepted requests
-        self._last_change = clock()
-        self._last_limited = float("-inf")
-        self._found: float | None = None
+        self._sent = _SendTimes()  # every request sent
+        self._not_taken = _SendTimes()  # ...of which the relay refused for the rate, or never reached
+        self._answers = _SendTimes()  # answer times, and of those the transient failures:
+        self._failures = _SendTimes()
+        self._last_step: float | None = None  # set by the first send
+        self._last_probe = 0.0
+        self._burst_until = float("-inf")  # refusals of requests sent before this are one burst
+        self._last_overload_slowdown = float("-inf")
+        self._found: float | None = None  # the limit a 429 showed, requests/s
+        self._headers_rps: float | None = None  # the limit the relay's headers state
+        self._sustained: float | None = ceiling_rps  # the last rate the relay took without refusing
+        self._settled: float | None = None  # where the last rate-limit slow-down put the rate
         self.slowdowns = 0
+        self.overload_slowdowns = 0
+        self.rate_limited = 0
+        self.overloaded = 0
+        self.shared_pauses = 0
 
-    def on_accepted(self, sent_at: float) -> None:
-        """A request sent at `sent_at` was not refused for its rate."""
-        self._accepted.append(sent_at)
-        if len(self._accepted) > 4096:  # keep about a window's worth, not the whole run
-            self._accepted_per_s(self._clock())
+    # --- outcomes ---------------------------------------------------------------------------
 
-    def on_limited(self) -> None:
-        """A 429 for the rate (not for the balance): slow to what the relay was accepting."""
+    def on_sent(self, sent_at: float) -> None:
+        self._sent.add(sent_at)
+
+    def on_answered(self) -> None:
+        """The relay took the request (answered it, failed it, or let it time out)."""
+        self._answers.add(self._clock())
+
+    def on_unsent(self, sent_at: float) -> None:
+        """The request never reached the relay (connection refused)."""
+        self._not_taken.add(sent_at)
+
+    def on_rate_limited(self, sent_at: float, retry_after_s: float | None = None) -> float:
+        """A 429 for the rate. Slows once per burst, and returns how long every sender should
+        hold off (0 for the rest of a burst): until the relay's window has let go of the
+        oldest request it holds, which is when it takes new ones again; or the Retry-After in
+        full when the relay refuses a rate it took before (its limit fell)."""
         now = self._clock()
-        if now - self._last_limited < WINDOW_S:
-            return  # one burst of 429s is one signal
-        self._last_limited = now
-        accepted = self._accepted_per_s(now)
-        if accepted >= MIN_RPS:
-            self._found = accepted
-            target = accepted * UNDER_LIMIT
-        else:
-            target = self.rate_rps / 2  # nothing accepted lately to measure: back off plainly
+        self.rate_limited += 1
+        self._not_taken.add(sent_at)
+        if sent_at < self._burst_until:
+            return 0.0  # sent before the last slow-down took hold: the same burst
+        self._burst_until = now + WINDOW_S  # the relay's window still holds what was sent before
+        since = sent_at - WINDOW_S
+        taken = self._sent.count(since, sent_at) - self._not_taken.count(since, sent_at)
+        refused_settled_rate = self._settled is not None and self.rate_rps <= self._settled * 1.001
+        if taken >= MIN_EVIDENCE:
+            self._found = taken / WINDOW_S
+            target = self._found * UNDER_LIMIT
+        else:  # too few requests to say where the limit is: back off plainly
+            target = self.rate_rps / 2
+        if self._headers_rps is not None:
+            target = min(target, self._headers_rps)
         self.rate_rps = max(MIN_RPS, min(self.rate_rps, target))
-        self._last_change = now
+        self._sustained = self._settled = self.rate_rps
+        self._last_step = self._last_probe = now
         self.slowdowns += 1
+        drained_in = self._until_window_takes(since, sent_at, now)
+        if refused_settled_rate:
+            pause = retry_after_s if retry_after_s is not None else max(drained_in, WINDOW_S)
+        else:
+            pause = drained_in if retry_after_s is None else min(drained_in, retry_after_s)
+        if pause > 0:
+            self.shared_pauses += 1
+        return pause
+
+    def on_overloaded(self, sent_at: float) -> None:
+        """A transient failure (overload, 5xx, timeout, dropped connection): retried by its
+        own request; slows the shared rate a little only when such failures are common."""
+        now = self._clock()
+        self.overloaded += 1
+        self._failures.add(now)
+        answers = self._answers.count(now - WINDOW_S, now)
+        failures = self._failures.count(now - WINDOW_S, now)
+        if answers < MIN_EVIDENCE or failures <= answers * OVERLOAD_SHARE:
+            return
+        if now - self._last_overload_slowdown < WINDOW_S:
+            return  # once a window: repeated signals do not compound
+        floor = FAIR_SHARE * max(self._sustained or 0.0, answers / WINDOW_S)
+        slowed = max(floor, MIN_RPS, self.rate_rps * OVERLOAD_SLOWDOWN)
+        if slowed < self.rate_rps:
+            self.rate_rps = slowed
+            self._last_overload_slowdown = self._last_step = now
+            self.overload_slowdowns += 1
+
+    def on_headers(self, limits: RelayLimits) -> float:
+        """The relay stated its request limit: keep under it, no 429 needed. Returns how long
+        every sender should wait when it says none are left (0 otherwise)."""
+        if limits.requests_per_minute is None or limits.requests_per_minute <= 0:
+            return 0.0
+        stated = limits.requests_per_minute / 60
+        self._headers_rps = stated if self.ceiling_rps is None else min(stated, self.ceiling_rps)
+        if self.rate_rps > self._headers_rps or self._found is None:
+            self.rate_rps = self._headers_rps
+        self._sustained = max(self._sustained or 0.0, self.rate_rps)
+        if limits.requests_remaining == 0 and limits.requests_reset_s:
+            return min(limits.requests_reset_s, HORIZON_S)
+        return 0.0
+
+    # --- growth -----------------------------------------------------------------------------
 
     def tick(self) -> bool:
-        """Called before each send; returns whether the rate changed (grow once a second)."""
+        """Called before each send; returns whether the rate changed."""
         now = self._clock()
-        starting = self.ceiling_rps is None and self._found is None
-        every = SLOW_START_EVERY_S if starting else WINDOW_S
-        if now - self._last_change < every or now - self._last_limited < WINDOW_S:
+        if self._last_step is None:  # the first send starts the clock
+            self._last_step = self._last_probe = now
             return False
-        self._last_change = now
-        growth = SLOW_START if starting else 1 + PROBE_PER_S
-        grown = self.rate_rps * growth
-        if self.ceiling_rps is not None:
-            grown = min(grown, self.ceiling_rps)
-        if grown == self.rate_rps:
+        self._forget(now)
+        elapsed = now - self._last_step
+        if elapsed < STEP_S or now < self._burst_until:
+            return False
+        self._last_step = now
+        # Between sends at a low rate several steps pass: they all count, if the rate was used.
+        steps = min(int(elapsed / STEP_S), 8)
+        used = self._sent.count(now - elapsed, now) >= self.rate_rps * elapsed / 2 - 1
+        if used and self._burst_until < now - WINDOW_S:  # the relay took this rate a window long
+            self._sustained = max(self._sustained or 0.0, self.rate_rps)
+        cap = self._cap()
+        if self._sustained is not None and self.rate_rps < self._sustained:
+            grown = min(self.rate_rps * RECOVER**steps, self._sustained)  # back to what the relay took
+        elif not used:
+            return False  # sending slower than allowed (few jobs, slow answers): no evidence to go faster
+        elif self._found is None and self._headers_rps is None and self.ceiling_rps is None:
+            grown = self.rate_rps * SLOW_START**steps  # auto: no limit met yet
+        elif self._found is not None and now - self._burst_until < PROBE_AFTER_S:
+            return False  # just under a limit a 429 measured: probing above it only costs 429s
+        elif now - self._last_probe >= 1.0:
+            self._last_probe = now
+            grown = self.rate_rps * (1 + PROBE_PER_S)
+        else:
+            return False
+        grown = min(grown, cap) if cap is not None else grown
+        if grown <= self.rate_rps:
             return False
         self.rate_rps = grown
         return True
 
-    def report(self) -> RateReport:
-        return RateReport(self.rate_rps, self._found, self.slowdowns)
+    @property
+    def is_ramping(self) -> bool:
+        """Whether the rate grows on a clock (auto before any limit, or recovering), so the
+        sender should tick it while it waits, not only between sends."""
+        if self._last_step is None:
+            return False
+        if self._sustained is not None and self.rate_rps < self._sustained:
+            return True
+        return self._found is None and self._headers_rps is None and self.ceiling_rps is None
 
-    def _accepted_per_s(self, now: float) -> float:
-        while self._accepted and now - self._accepted[0] > WINDOW_S:
-            self._accepted.popleft()
-        return len(self._accepted) / WINDOW_S
+    def report(self) -> RateReport:
+        if self._headers_rps is not None:
+            source = "headers"
+        elif self._found is not None:
+            source = "found"
+        elif self.ceiling_rps is not None:
+            source = "configured"
+        else:
+            source = "probing"
+        return RateReport(
+            final_rps=self.rate_rps,
+            sustained_rps=self._sustained,
+            limit_found_rps=self._found,
+            source=source,
+            slowdowns=self.slowdowns,
+            overload_slowdowns=self.overload_slowdowns,
+            rate_limited=self.rate_limited,
+            overloaded=self.overloaded,
+            shared_pauses=self.shared_pauses,
+        )
+
+    def _until_window_takes(self, since: float, until: float, now: float) -> float:
+        """How long to hold off so that sending at the new rate meets no refusal: the relay
+        takes the k-th new request once the k-th oldest it holds has left its window."""
+        refused = collections.Counter(self._not_taken.between(since, until))
+        wait = 0.0
+        k = 0
+        for sent in self._sent.between(since, until):
+            if refused[sent]:
+                refused[sent] -= 1
+                continue
+            wait = max(wait, sent + WINDOW_S - k / self.rate_rps - now)
+            k += 1
+        return wait
+
+    def _cap(self) -> float | None:
+        caps = [cap for cap in (self.ceiling_rps, self._headers_rps) if cap is not None]
+        return min(caps) if caps else None
+
+    def _forget(self, now: float) -> None:
+        for times in (self._sent, self._not_taken, self._answers, self._failures):
+            times.forget_before(now - HORIZON_S)

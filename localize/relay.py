@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import re
 import time
@@ -25,7 +26,7 @@ import httpx
 from .config import API_KEY_VARIABLES, Settings
 from .cost import Budget, Price, Usage, cost_usd
 from .errors import BudgetReached, LocalizeError
-from .ratelimit import AdjustableLimiter, RateController
+from .ratelimit import STEP_S, AdjustableLimiter, RateController, RelayLimits
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -47,6 +48,7 @@ class RelayError(LocalizeError):
         # Sent, but no answer came back (a timeout, a dropped connection): the relay may still
         # have generated and billed it, and its usage never reaches us.
         self.maybe_billed = False
+        self.limits: RelayLimits | None = None  # what the answer's x-ratelimit-* headers said
 
 
 class RelayRetryable(RelayError):
@@ -85,6 +87,7 @@ class Completion:
     relay_cost_usd: Decimal | None  # what the relay says it charged, when it says so
     status: int
     latency_ms: float
+    limits: RelayLimits | None = None  # what the answer's x-ratelimit-* headers said
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,12 @@ class FailedAttempt:
 
 def classify_error(status: int, body: bytes, headers: Mapping[str, str], *, model: str) -> RelayError:
     """The RelayError for a non-2xx response, by the body's error.type first, then the status."""
+    error = _classify(status, body, headers, model=model)
+    error.limits = parse_rate_headers(headers)
+    return error
+
+
+def _classify(status: int, body: bytes, headers: Mapping[str, str], *, model: str) -> RelayError:
     error_type, message = _error_fields(body)
     said = f": {message}" if message else ""
     if error_type == "exceeded_current_quota_error":
@@ -161,6 +170,49 @@ def retry_after_seconds(headers: Mapping[str, str], message: str = "", *, now: f
     return float(match.group(1)) if match else None
 
 
+def parse_rate_headers(headers: Mapping[str, str]) -> RelayLimits | None:
+    """The relay's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, as
+    OpenAI-compatible gateways send them (reset as "1s", "6m0s", "20ms"); None without any."""
+    lowered = {name.lower(): value for name, value in headers.items() if name[:12].lower() == "x-ratelimit-"}
+    if not lowered:
+        return None
+
+    def number(name: str) -> float | None:
+        try:
+            value = float(lowered.get(name, ""))
+        except ValueError:
+            return None
+        return value if math.isfinite(value) and value >= 0 else None
+
+    return RelayLimits(
+        requests_per_minute=number("x-ratelimit-limit-requests"),
+        requests_remaining=number("x-ratelimit-remaining-requests"),
+        requests_reset_s=_duration_s(lowered.get("x-ratelimit-reset-requests")),
+        tokens_per_minute=number("x-ratelimit-limit-tokens"),
+        tokens_remaining=number("x-ratelimit-remaining-tokens"),
+        tokens_reset_s=_duration_s(lowered.get("x-ratelimit-reset-tokens")),
+    )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration_s(value: str | None) -> float | None:
+    """ "6m0s" → 360.0, "20ms" → 0.02, "1.5" → 1.5; None when unreadable."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(a + b for a, b in parts) != value:
+        return None
+    return sum(float(amount) * _DURATION_S[unit] for amount, unit in parts)
+
+
 def _error_fields(body: bytes) -> tuple[str, str]:
     try:
         data = json.loads(body)
@@ -197,6 +249,7 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
         relay_cost_usd=_relay_cost(data),
         status=status,
         latency_ms=latency_ms,
+        limits=parse_rate_headers(headers),
     )
 
 
@@ -239,9 +292,9 @@ def _relay_cost(data: Mapping[str, Any]) -> Decimal | None:
 
 
 class Pacer:
-    """Requests per second (smoothed, adapted to the relay's 429s), optional tokens per minute,
-    a cap in flight, and one pause shared by every sender: a 429's Retry-After stops them all,
-    not just the one that got it."""
+    """Requests per second (smoothed, adapted to the relay by a RateController), optional
+    tokens per minute, a cap in flight, and one pause shared by every sender, which the
+    controller calls for at most once per burst of 429s."""
 
     def __init__(
         self,
@@ -291,14 +344,13 @@ class Pacer:
         """Wait for the rate limits and a free slot, then hold the slot for one request;
         yields the moment it was sent."""
         await self.wait_if_paused()
-        if self.controller.tick():
-            self._requests.set_rate(self.controller.rate_rps)
-        await self._requests.acquire()
+        await self._acquire_rate()
         if self._tokens is not None and self._tpm is not None:
             await self._tokens.acquire(min(tokens, self._tpm))
         async with self._in_flight:
             await self.wait_if_paused()  # a pause may have begun while this one queued
             sent_at = self._clock()
+            self.controller.on_sent(sent_at)
             if self.first_sent is None:
                 self.first_sent = sent_at
             self.sent += 1
@@ -307,15 +359,67 @@ class Pacer:
             finally:
                 self.last_done = self._clock()
 
-    def accepted(self, sent_at: float) -> None:
-        self.controller.on_accepted(sent_at)
+    async def _acquire_rate(self) -> None:
+        """The request bucket. While the controller's rate grows on a clock (auto, recovery),
+        a waiting sender ticks it every step rather than only when the next one is sent."""
+        self._tick()
+        while self.controller.is_ramping and not self._requests.has_capacity():
+            try:
+                await asyncio.wait_for(self._requests.acquire(), STEP_S)
+                return
+            except asyncio.TimeoutError:
+                self._tick()
+        await self._requests.acquire()
 
-    def limited(self) -> None:
-        """The relay refused a request for its rate: slow every sender down."""
+    def _tick(self) -> None:
+        if self.controller.tick():
+            self._requests.set_rate(self.controller.rate_rps)
+
+    # --- what became of a request sent at `sent_at` -----------------------------------------
+
+    def answered(self, sent_at: float, limits: RelayLimits | None) -> None:
+        """The relay took it and answered (a completion, or a refusal that is not for the rate)."""
+        self.controller.on_answered()
+        self._read_limits(limits)
+
+    def rate_limited(self, sent_at: float, retry_after_s: float | None, limits: RelayLimits | None) -> None:
+        """A 429 for the rate: slow every sender, and hold them if the controller says so."""
         before = self.controller.rate_rps
-        self.controller.on_limited()
+        pause_s = self.controller.on_rate_limited(sent_at, retry_after_s)
+        if pause_s > 0:
+            self.pause(pause_s)
+        self._read_limits(limits)
         if self.controller.rate_rps != before:
             self._requests.set_rate(self.controller.rate_rps)
+
+    def failed_transiently(self, sent_at: float, limits: RelayLimits | None) -> None:
+        """Overload, a 5xx, a timeout, a dropped connection, a garbled body: that request is
+        retried; the shared rate slows only within the controller's bound."""
+        before = self.controller.rate_rps
+        self.controller.on_answered()
+        self.controller.on_overloaded(sent_at)
+        self._read_limits(limits)
+        if self.controller.rate_rps != before:
+            self._requests.set_rate(self.controller.rate_rps)
+
+    def unsent(self, sent_at: float) -> None:
+        """It never reached the relay (connection refused)."""
+        self.controller.on_unsent(sent_at)
+
+    def _read_limits(self, limits: RelayLimits | None) -> None:
+        if limits is None:
+            return
+        before = self.controller.rate_rps
+        pause_s = self.controller.on_headers(limits)
+        if pause_s > 0:
+            self.pause(pause_s)
+        if self.controller.rate_rps != before:
+            self._requests.set_rate(self.controller.rate_rps)
+        stated_tpm = limits.tokens_per_minute
+        if stated_tpm and (self._tpm is None or stated_tpm < self._tpm):
+            # The relay states a tokens-per-minute limit below ours (or we set none): keep under it.
+            self._tpm = int(stated_tpm)
+            self._tokens = AdjustableLimiter(self._tpm, 60.0)
 
     def release_tokens(self, reserved: int, used: int) -> None:
         """--tpm reserved prompt + max_tokens before sending; give back what was not used."""
@@ -573,7 +677,7 @@ class Sender:
                     try:
                         completion = await self._client.chat(body)
                         self._unreachable_streak = 0
-                        self._pacer.accepted(sent_at)
+                        self._pacer.answered(sent_at, completion.limits)
                         usage = completion.usage
                         self._pacer.release_tokens(tokens, usage.input_tokens + usage.output_tokens)
                         if self._price is not None:
@@ -581,10 +685,7 @@ class Sender:
                         return completion, number
                     except RelayError as error:
                         failed = FailedAttempt(number, error, (time.monotonic() - started) * 1000)
-                        if error.kind in ("rate_limited", "overloaded"):
-                            self._pacer.limited()
-                        elif error.status is not None:
-                            self._pacer.accepted(sent_at)  # refused for another reason, not the rate
+                        self._tell_pacer(sent_at, error)
                         if not error.maybe_billed:  # else keep the worst case
                             spent = Decimal(0)
             finally:
@@ -600,11 +701,24 @@ class Sender:
             error = failed.error
             assert isinstance(error, RelayRetryable)  # _verdict stops on everything else
             if error.retry_after_s is not None:
-                self._pacer.pause(error.retry_after_s)
+                await self._sleep(error.retry_after_s)  # this request waits as asked; the pacer decides for the rest
             else:
                 # Full jitter (AWS architecture blog): spreads the retries of a burst apart.
                 ceiling = min(BACKOFF_MAX_S, self._backoff_base_s * 2 ** (retries - 1))
                 await self._sleep(self._rng.uniform(0, ceiling))
+
+    def _tell_pacer(self, sent_at: float, error: RelayError) -> None:
+        """Each signal to its remedy: a rate-limit 429 slows every sender; a transient failure
+        is retried by its own request; a refusal of this one request says nothing of the rate."""
+        if error.kind == "rate_limited":
+            retry_after_s = error.retry_after_s if isinstance(error, RelayRetryable) else None
+            self._pacer.rate_limited(sent_at, retry_after_s, error.limits)
+        elif error.kind == "connection" and not error.maybe_billed:
+            self._pacer.unsent(sent_at)
+        elif isinstance(error, RelayRetryable):
+            self._pacer.failed_transiently(sent_at, error.limits)
+        else:
+            self._pacer.answered(sent_at, error.limits)
 
     def _verdict(self, error: RelayError, retries: int) -> RelayError | None:
         """None to retry, else the error that ends this job (RelayFatal ends the run)."""

@@ -94,6 +94,7 @@ class Answer:
     finish_reason: str = "stop"
     language: str | None = None  # answer in this language instead of the requested one
     cost_usd: float | None = None  # a relay-stated charge, in usage.cost_usd
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. x-ratelimit-* headers
 
 
 DROP = "drop"  # close the connection without a response
@@ -252,7 +253,7 @@ class FakeRelay:
                 ],
                 "usage": usage,
             },
-            {"Msh-Request-Id": f"req-{number}"},
+            {"Msh-Request-Id": f"req-{number}", **answer.headers},
         )
 
     def __enter__(self) -> FakeRelay:

@@ -373,13 +373,43 @@ def test_shopify_format_needs_the_translations_export_and_says_so_before_sending
     assert relay.paths == []
 
 
-def test_rpm_auto_runs_and_remembers_the_rate_for_next_time(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+RATE_HEADERS = {
+    "x-ratelimit-limit-requests": "600",
+    "x-ratelimit-remaining-requests": "599",
+    "x-ratelimit-reset-requests": "100ms",
+}
+
+
+def test_rpm_auto_reads_the_relays_rate_headers_and_remembers_the_rate(
+    run_cli, tmp_path: Path, relay: FakeRelay
+) -> None:
+    relay.enqueue(*[Answer(headers=RATE_HEADERS)] * 2)
     result = live(run_cli, relay, one_product(tmp_path), "-l", "de-DE,ja-JP", "--rpm", "auto")
     assert result.exit_code == 0, result.stderr
     rate = json.loads(Path("out/cost_report.json").read_text())["rate"]
     assert rate["requested_rpm"] == "auto" and rate["effective_rpm"] > 0
-    assert json.loads(Path("out/rate.json").read_text())["rpm"] == rate["final_rpm"]
-    assert "--rpm auto will start near" in result.stderr
+    assert (rate["source"], rate["final_rpm"], rate["rate_limited"]) == ("headers", 600, 0)
+    assert json.loads(Path("out/rate.json").read_text())["rpm"] == 600
+    assert "the limit the relay's rate-limit headers state" in result.stderr
+    assert "--rpm auto will start near 600 per minute" in result.stderr
+
+
+def test_overload_429s_are_retried_by_their_own_request_and_do_not_slow_the_run(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    overloaded = Reply(
+        429,
+        {"error": {"type": "engine_overloaded_error", "message": "The engine is currently overloaded"}},
+        {"retry-after-ms": "10"},
+    )
+    relay.enqueue(overloaded, Answer(), overloaded, Answer(), overloaded)
+    result = live(run_cli, relay, sample, "-l", "de-DE")
+    assert result.exit_code == 0, result.stderr
+    rate = json.loads(Path("out/cost_report.json").read_text())["rate"]
+    assert (rate["overload_retries"], rate["rate_limited"], rate["slowdowns"], rate["pauses"]) == (3, 0, 0, 0)
+    assert rate["final_rpm"] == 60000  # localize.yaml's rpm, untouched
+    assert len(results()) == 13
+    assert "3 overload or transient failures retried" in result.stderr
 
 
 def test_a_shopify_product_export_localizes_without_any_mapping(run_cli, relay: FakeRelay) -> None:
