@@ -65,8 +65,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_relay(port: int, *, latency_ms: float, jitter_ms: float = 40, limit_rps: int = 0) -> subprocess.Popen:
-    """bench/relay_server.py in its own process, once it is listening."""
+def start_relay(
+    port: int, *, latency_ms: float, jitter_ms: float = 40, limit_rps: int = 0, extra: list[str] | None = None
+) -> subprocess.Popen:
+    """bench/relay_server.py in its own process, once it is listening; `extra` are its bad-day flags."""
     relay = subprocess.Popen(
         [
             sys.executable,
@@ -79,6 +81,7 @@ def start_relay(port: int, *, latency_ms: float, jitter_ms: float = 40, limit_rp
             str(jitter_ms),
             "--limit-rps",
             str(limit_rps),
+            *(extra or []),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -4,8 +4,16 @@
 
 Answers every chat request with a valid listing in the requested language after a random
 latency. With --limit-rps it enforces a one-second sliding window at that rate and answers
-over it with 429 + Retry-After, like a relay's rate limiter. On SIGTERM it prints what it
-served as one JSON line on stdout.
+over it with 429 + Retry-After, like a relay's rate limiter. Its bad days:
+
+- --overload-share P: P of the requests it takes, at random, get `429 engine_overloaded_error`
+  with Retry-After: 1 (Moonshot's busy engine);
+- --fault-share P: P of each job's first and second attempts fail in assorted ways: 500, 502,
+  503, a dropped connection, a hang past the client's timeout (--hang-s; billed, never seen),
+  a 200 that is not JSON, a rate-limit 429;
+- --rate-headers: every answer states the limit in x-ratelimit-* headers (per minute).
+
+On SIGTERM it prints what it served, and what it billed, as one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -25,37 +33,69 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fake_relay import _TARGET, listing_for  # noqa: E402  (shared with the test relay)
 
+FAULTS = ["500", "502", "503", "drop", "hang", "not_json", "429"]
+
 
 def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
     window: collections.deque[float] = collections.deque()
     rng = random.Random(1)
+    attempts: collections.Counter[str] = collections.Counter()  # per job: its product data and locale
 
-    async def chat(request: web.Request) -> web.Response:
+    def error(status: int, kind: str, message: str, **headers: str) -> web.Response:
+        stats["faults"][kind] = stats["faults"].get(kind, 0) + 1
+        return web.json_response({"error": {"type": kind, "message": message}}, status=status, headers=headers)
+
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         now = time.monotonic()
         stats["requests"] += 1
         stats.setdefault("first_at", now)
+        headers = {}
         if args.limit_rps:
             while window and now - window[0] >= 1.0:
                 window.popleft()
             if len(window) >= args.limit_rps:
                 stats["rejected_429"] += 1
-                return web.json_response(
-                    {"error": {"type": "rate_limit_reached_error", "message": "max RPM reached"}},
-                    status=429,
-                    headers={"Retry-After": "1"},
-                )
+                return error(429, "rate_limit_reached_error", "max RPM reached", **{"Retry-After": "1"})
             window.append(now)
+            if args.rate_headers:
+                headers = {
+                    "x-ratelimit-limit-requests": str(args.limit_rps * 60),
+                    "x-ratelimit-remaining-requests": str(args.limit_rps - len(window)),
+                }
+        if args.overload_share and rng.random() < args.overload_share:
+            stats["overloaded_429"] += 1
+            return error(429, "engine_overloaded_error", "The engine is currently overloaded", **{"Retry-After": "1"})
+        job = body["messages"][0]["content"][-200:] + body["messages"][1]["content"]
+        attempts[job] += 1
         await asyncio.sleep(max(0.0, rng.gauss(args.latency_ms, args.jitter_ms / 2)) / 1000)
+        fault = rng.choice(FAULTS) if attempts[job] <= 2 and rng.random() < args.fault_share else None
+        if fault in ("500", "502", "503"):
+            return error(int(fault), "server_error", "upstream failed")
+        if fault == "429":
+            stats["rejected_429"] += 1
+            return error(429, "rate_limit_reached_error", "max RPM reached", **{"Retry-After": "1"})
+        if fault == "drop":
+            stats["faults"]["drop"] = stats["faults"].get("drop", 0) + 1
+            request.transport.close()
+            return web.Response(status=500)  # never reaches the client: the connection is gone
+        if fault == "not_json":
+            stats["faults"]["not_json"] = stats["faults"].get("not_json", 0) + 1
+            return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         system = body["messages"][0]["content"]
         match = _TARGET.search(system)
         content = json.dumps(listing_for(match.group(1) if match else "en"), ensure_ascii=False)
         prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in body["messages"]) + 3
         completion_tokens = len(content) // 4 + 1
+        billed = "billed_unseen" if fault == "hang" else "billed"
+        stats[billed]["prompt_tokens"] += prompt_tokens
+        stats[billed]["completion_tokens"] += completion_tokens
+        stats[billed]["responses"] += 1
+        if fault == "hang":  # generated and billed, but the client will have given up
+            stats["faults"]["hang"] = stats["faults"].get("hang", 0) + 1
+            await asyncio.sleep(args.hang_s)
         stats["answered"] += 1
         stats["last_at"] = time.monotonic()
-        stats["prompt_tokens"] += prompt_tokens
-        stats["completion_tokens"] += completion_tokens
         return web.json_response(
             {
                 "id": f"chatcmpl-{stats['answered']}",
@@ -69,7 +109,8 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
-            }
+            },
+            headers=headers,
         )
 
     app = web.Application()
@@ -78,7 +119,9 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    stats = {"requests": 0, "answered": 0, "rejected_429": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    stats: dict = {"requests": 0, "answered": 0, "rejected_429": 0, "overloaded_429": 0, "faults": {}}
+    for bill in ("billed", "billed_unseen"):
+        stats[bill] = {"prompt_tokens": 0, "completion_tokens": 0, "responses": 0}
     runner = web.AppRunner(build_app(args, stats), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
@@ -100,6 +143,10 @@ def main() -> None:
     parser.add_argument("--jitter-ms", type=float, default=40)
     parser.add_argument("--limit-rps", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--overload-share", type=float, default=0.0)
+    parser.add_argument("--fault-share", type=float, default=0.0)
+    parser.add_argument("--hang-s", type=float, default=5.0)
+    parser.add_argument("--rate-headers", action="store_true")
     asyncio.run(serve(parser.parse_args()))
 
 

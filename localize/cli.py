@@ -505,13 +505,15 @@ def _rate_line(rate: dict[str, Any]) -> str:
     source = rate.get("source")
     settled = f"{rate['final_rpm'] / 60:.1f}/s"
     if source == "headers":
-        line += f"; settled at {settled}, the limit the relay's rate-limit headers state"
+        line += f"; settled at {settled}, just under the limit the relay's rate-limit headers state"
     elif source == "found":
         line += (
             f"; the relay took about {rate['limit_found_rpm'] / 60:.1f}/s, so it settled at {settled} "
             f"({rate['slowdowns']} slowdown{'s' if rate['slowdowns'] != 1 else ''}, "
             f"{rate['rate_limited']} rate-limit 429s)"
         )
+    if rate.get("stray_429s"):
+        line += f"; {rate['stray_429s']} stray 429s retried without slowing the rest"
     elif source == "configured":
         line += f" (--rpm allows {settled})"
     else:

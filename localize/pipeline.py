@@ -265,6 +265,7 @@ def _rate_summary(settings: Settings, pacer: Pacer) -> dict[str, Any]:
         "limit_found_rpm": round(report.limit_found_rps * 60, 1) if report.limit_found_rps else None,
         "slowdowns": report.slowdowns,
         "rate_limited": report.rate_limited,
+        "stray_429s": report.stray_429s,
         "overload_retries": report.overloaded,
         "overload_slowdowns": report.overload_slowdowns,
         "pauses": len(pacer.pauses_s),

@@ -9,7 +9,9 @@ The controller tells three signals apart:
   requests sent before the slow-down took hold are the same burst and count once. The refused
   request waits its Retry-After; every sender waits only until the relay's window has room for
   the new rate (worked out from our own send times), and the whole Retry-After only when the
-  relay refuses a rate it took before.
+  relay refuses a rate it took before. A 429 below a rate the relay has been taking, while
+  few requests are refused, is a stray (gateways on a bad day send them): only its request
+  waits; the rate stands, so strays cannot ratchet it down.
 - **Overload and other transient failures** (engine_overloaded_error, 5xx, timeouts) mean
   "retry that request later". They slow the shared rate only when they are a large share of
   recent answers, and never below half of the rate the relay has been sustaining, so repeated
@@ -41,6 +43,10 @@ Clock = Callable[[], float]
 WINDOW_S = 1.0  # relays count requests in about this window (the benchmark relay does)
 UNDER_LIMIT = 0.97  # settle this far under a limit found by a 429
 MIN_EVIDENCE = 10  # requests in the window before a 429 may say where the limit is
+STRAY_REFUSALS = 3  # a 429 is a stray unless at least this many...
+STRAY_SHARE = 0.15  # ...and this share of the last SHARE_SAMPLES requests were refused
+SHARE_SAMPLES = 50
+SHARE_FLOOR = 50  # (a share of fewer requests than this is luck, not a share)
 STEP_S = 0.125  # how often the rate may grow
 SLOW_START = 2.0  # --rpm auto before any limit is known: this much faster every STEP_S
 RECOVER = 1.5  # back toward the sustained rate after a slow-down: this much every STEP_S
@@ -51,15 +57,18 @@ OVERLOAD_SLOWDOWN = 0.8  # ...by this factor, once a window at most
 FAIR_SHARE = 0.5  # ...and never below this share of the rate the relay has been sustaining
 AUTO_START_RPS = 1.0  # --rpm auto without a previous run's figure: the relay's standard tier
 MIN_RPS = 0.05  # never slower than 3 requests per minute (Moonshot's Tier 0)
-HORIZON_S = 10.0  # how much send history to keep
+HORIZON_S = 30.0  # how much send history to keep
 
 
 class AdjustableLimiter(AsyncLimiter):
     """aiolimiter's leaky bucket, whose rate can change while it runs, and which can take
     back capacity that a reservation did not use (--tpm reserves max_tokens up front)."""
 
-    def set_rate(self, per_second: float) -> None:
+    def set_rate(self, per_second: float, *, burst: float | None = None) -> None:
+        """Leak at `per_second` from now on, letting up to `burst` through at once."""
         self._leak()
+        if burst is not None:
+            self.max_rate = burst
         self._rate_per_sec = per_second
         self.time_period = self.max_rate / per_second
         self._wake_next()
@@ -94,6 +103,7 @@ class RateReport:
     slowdowns: int  # rate-limit bursts that slowed the rate
     overload_slowdowns: int  # bounded slow-downs for transient failures
     rate_limited: int  # 429s for the rate
+    stray_429s: int  # ...of which refused a rate the relay had been taking, now and then: ignored
     overloaded: int  # transient failures: overload, 5xx, timeouts, dropped connections
     shared_pauses: int
 
@@ -116,6 +126,20 @@ class _SendTimes:
         return bisect.bisect_right(self._times, until, lo=self._start) - bisect.bisect_right(
             self._times, after, lo=self._start
         )
+
+    def count_from(self, at: float) -> int:
+        """How many at or after `at`."""
+        return len(self._times) - bisect.bisect_left(self._times, at, lo=self._start)
+
+    def nth_latest(self, n: int) -> float | None:
+        """The n-th most recent time kept (the oldest kept, if fewer); None when empty."""
+        if len(self._times) == self._start:
+            return None
+        return self._times[max(self._start, len(self._times) - n)]
+
+    def first_after(self, at: float) -> float | None:
+        index = bisect.bisect_right(self._times, at, lo=self._start)
+        return self._times[index] if index < len(self._times) else None
 
     def between(self, after: float, until: float) -> list[float]:
         """Those in (after, until], oldest first."""
@@ -151,11 +175,12 @@ class RateController:
         self._last_overload_slowdown = float("-inf")
         self._found: float | None = None  # the limit a 429 showed, requests/s
         self._headers_rps: float | None = None  # the limit the relay's headers state
-        self._sustained: float | None = ceiling_rps  # the last rate the relay took without refusing
+        self._sustained: float | None = None  # the fastest rate the relay took (and we used) without refusing
         self._settled: float | None = None  # where the last rate-limit slow-down put the rate
         self.slowdowns = 0
         self.overload_slowdowns = 0
         self.rate_limited = 0
+        self.stray_429s = 0
         self.overloaded = 0
         self.shared_pauses = 0
 
@@ -174,31 +199,35 @@ class RateController:
 
     def on_rate_limited(self, sent_at: float, retry_after_s: float | None = None) -> float:
         """A 429 for the rate. Slows once per burst, and returns how long every sender should
-        hold off (0 for the rest of a burst): until the relay's window has let go of the
-        oldest request it holds, which is when it takes new ones again; or the Retry-After in
-        full when the relay refuses a rate it took before (its limit fell)."""
+        hold off: until the relay's window has room for the new rate, or the Retry-After in
+        full when the relay now refuses a rate it took before (its limit fell); not at all
+        for the rest of a burst, or for a stray 429."""
         now = self._clock()
         self.rate_limited += 1
         self._not_taken.add(sent_at)
         if sent_at < self._burst_until:
             return 0.0  # sent before the last slow-down took hold: the same burst
-        self._burst_until = now + WINDOW_S  # the relay's window still holds what was sent before
-        since = sent_at - WINDOW_S
-        taken = self._sent.count(since, sent_at) - self._not_taken.count(since, sent_at)
-        refused_settled_rate = self._settled is not None and self.rate_rps <= self._settled * 1.001
-        if taken >= MIN_EVIDENCE:
-            self._found = taken / WINDOW_S
-            target = self._found * UNDER_LIMIT
-        else:  # too few requests to say where the limit is: back off plainly
-            target = self.rate_rps / 2
+        known = self._found if self._headers_rps is None else self._headers_rps / UNDER_LIMIT
+        over_known_limit = known is not None and self.rate_rps > known * UNDER_LIMIT * 1.001
+        if not over_known_limit and not self._refusing_systematically():
+            # A 429 now and then, amid requests the relay takes (gateways send strays on a bad
+            # day): its request waits its Retry-After; nobody else slows down or waits.
+            self.stray_429s += 1
+            return 0.0
+        taken_rps = self._taken_rps(sent_at)
+        # With too few requests to say where the limit is, back off plainly.
+        target = self.rate_rps / 2 if taken_rps is None else taken_rps * UNDER_LIMIT
         if self._headers_rps is not None:
             target = min(target, self._headers_rps)
+        refused_settled_rate = self._settled is not None and self.rate_rps <= self._settled * 1.001
+        self._burst_until = now + WINDOW_S  # the relay's window still holds what was sent before
+        self._found = taken_rps if taken_rps is not None else self._found
         self.rate_rps = max(MIN_RPS, min(self.rate_rps, target))
         self._sustained = self._settled = self.rate_rps
         self._last_step = self._last_probe = now
         self.slowdowns += 1
-        drained_in = self._until_window_takes(since, sent_at, now)
-        if refused_settled_rate:
+        drained_in = self._until_window_takes(sent_at - WINDOW_S, sent_at, now)
+        if refused_settled_rate:  # the relay's limit fell: trust its word
             pause = retry_after_s if retry_after_s is not None else max(drained_in, WINDOW_S)
         else:
             pause = drained_in if retry_after_s is None else min(drained_in, retry_after_s)
@@ -230,7 +259,7 @@ class RateController:
         every sender should wait when it says none are left (0 otherwise)."""
         if limits.requests_per_minute is None or limits.requests_per_minute <= 0:
             return 0.0
-        stated = limits.requests_per_minute / 60
+        stated = limits.requests_per_minute / 60 * UNDER_LIMIT  # its window may be stricter than a minute
         self._headers_rps = stated if self.ceiling_rps is None else min(stated, self.ceiling_rps)
         if self.rate_rps > self._headers_rps or self._found is None:
             self.rate_rps = self._headers_rps
@@ -252,11 +281,10 @@ class RateController:
         if elapsed < STEP_S or now < self._burst_until:
             return False
         self._last_step = now
+        self._measure_sustained(now)
         # Between sends at a low rate several steps pass: they all count, if the rate was used.
         steps = min(int(elapsed / STEP_S), 8)
         used = self._sent.count(now - elapsed, now) >= self.rate_rps * elapsed / 2 - 1
-        if used and self._burst_until < now - WINDOW_S:  # the relay took this rate a window long
-            self._sustained = max(self._sustained or 0.0, self.rate_rps)
         cap = self._cap()
         if self._sustained is not None and self.rate_rps < self._sustained:
             grown = min(self.rate_rps * RECOVER**steps, self._sustained)  # back to what the relay took
@@ -287,26 +315,62 @@ class RateController:
             return True
         return self._found is None and self._headers_rps is None and self.ceiling_rps is None
 
-    def report(self) -> RateReport:
+    @property
+    def source(self) -> str:
+        """Where the rate's ceiling comes from (RateReport.source)."""
         if self._headers_rps is not None:
-            source = "headers"
-        elif self._found is not None:
-            source = "found"
-        elif self.ceiling_rps is not None:
-            source = "configured"
-        else:
-            source = "probing"
+            return "headers"
+        if self._found is not None:
+            return "found"
+        return "configured" if self.ceiling_rps is not None else "probing"
+
+    def report(self) -> RateReport:
         return RateReport(
             final_rps=self.rate_rps,
             sustained_rps=self._sustained,
             limit_found_rps=self._found,
-            source=source,
+            source=self.source,
             slowdowns=self.slowdowns,
             overload_slowdowns=self.overload_slowdowns,
             rate_limited=self.rate_limited,
+            stray_429s=self.stray_429s,
             overloaded=self.overloaded,
             shared_pauses=self.shared_pauses,
         )
+
+    def _measure_sustained(self, now: float) -> None:
+        """The rate the relay took over a span whose answers are in (ending a window ago), if
+        it refused none of it: evidence that it takes at least that much. The span holds about
+        MIN_EVIDENCE requests at the current rate, so slow runs are measured too."""
+        span = min(HORIZON_S / 2, max(WINDOW_S, MIN_EVIDENCE / self.rate_rps))
+        since, until = now - WINDOW_S - span, now - WINDOW_S
+        taken = self._sent.count(since, until)
+        if taken >= 3 and self._not_taken.count(since, until) == 0:
+            self._sustained = max(self._sustained or 0.0, taken / span)
+
+    def _refusing_systematically(self) -> bool:
+        """Whether the relay refuses a real share of what it is sent: at least STRAY_REFUSALS
+        of the last SHARE_SAMPLES requests, and at least STRAY_SHARE of them. Over a limit it
+        refuses every request past it, so this holds within a few requests."""
+        since = self._sent.nth_latest(SHARE_SAMPLES)
+        if since is None:
+            return False
+        sent = self._sent.count_from(since)
+        refused = self._not_taken.count_from(since)
+        return refused >= STRAY_REFUSALS and refused >= STRAY_SHARE * max(sent, SHARE_FLOOR)
+
+    def _taken_rps(self, sent_at: float) -> float | None:
+        """The rate the relay took up to `sent_at`, requests still in flight included: over its
+        window, or, at rates too low for a window to hold enough requests, over what history we
+        keep. None when even that is a handful."""
+        for span in (WINDOW_S, HORIZON_S):
+            since = sent_at - span
+            taken = self._sent.count(since, sent_at) - self._not_taken.count(since, sent_at)
+            if taken >= MIN_EVIDENCE:
+                first = self._sent.first_after(since)
+                covered = max(WINDOW_S, sent_at - first) if first is not None else span
+                return taken / covered
+        return None
 
     def _until_window_takes(self, since: float, until: float, now: float) -> float:
         """How long to hold off so that sending at the new rate meets no refusal: the relay

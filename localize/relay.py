@@ -312,11 +312,9 @@ class Pacer:
             start_rps=start_rpm / 60 if start_rpm else None,
             clock=clock,
         )
-        rate = self.controller.rate_rps
-        # A bucket of a tenth of a second's quota (at least one): smooth, so a short run does
-        # not spend a minute's allowance in its first second, yet not starved by timer jitter.
-        burst = max(1, min(10, int(rate / 10))) if rpm else 1
-        self._requests = AdjustableLimiter(burst, burst / rate)
+        self._applied_rps = self.controller.rate_rps
+        burst = self._bucket_size()
+        self._requests = AdjustableLimiter(burst, burst / self._applied_rps)
         self._tpm = tpm
         self._tokens = AdjustableLimiter(tpm, 60.0) if tpm else None
         self._in_flight = asyncio.Semaphore(concurrency)
@@ -341,14 +339,18 @@ class Pacer:
 
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[float]:
-        """Wait for the rate limits and a free slot, then hold the slot for one request;
+        """Wait for a free slot and the rate limits, then hold the slot for one request;
         yields the moment it was sent."""
-        await self.wait_if_paused()
-        await self._acquire_rate()
-        if self._tokens is not None and self._tpm is not None:
-            await self._tokens.acquire(min(tokens, self._tpm))
         async with self._in_flight:
-            await self.wait_if_paused()  # a pause may have begun while this one queued
+            # A pause that begins while a sender waits voids the rate it was granted: the bucket
+            # kept leaking through the pause, and every sender released at once would be a burst.
+            while True:
+                await self.wait_if_paused()
+                await self._acquire_rate()
+                if self._resume_at <= self._clock():
+                    break
+            if self._tokens is not None and self._tpm is not None:
+                await self._tokens.acquire(min(tokens, self._tpm))
             sent_at = self._clock()
             self.controller.on_sent(sent_at)
             if self.first_sent is None:
@@ -372,8 +374,23 @@ class Pacer:
         await self._requests.acquire()
 
     def _tick(self) -> None:
-        if self.controller.tick():
-            self._requests.set_rate(self.controller.rate_rps)
+        self.controller.tick()
+        self._follow_controller()
+
+    def _follow_controller(self) -> None:
+        """Set the bucket to the controller's rate."""
+        rate = self.controller.rate_rps
+        if rate != self._applied_rps:
+            self._requests.set_rate(rate, burst=self._bucket_size())
+            self._applied_rps = rate
+
+    def _bucket_size(self) -> int:
+        """A tenth of a second's quota (at least one, at most ten): smooth, so a short run does
+        not spend a minute's allowance in its first second, yet not slowed by timer jitter as a
+        bucket of one is at high rates. One while the rate ramps: a probe must not be a burst."""
+        if self.controller.is_ramping or self.controller.source == "probing":
+            return 1
+        return max(1, min(10, int(self.controller.rate_rps / 10)))
 
     # --- what became of a request sent at `sent_at` -----------------------------------------
 
@@ -384,23 +401,19 @@ class Pacer:
 
     def rate_limited(self, sent_at: float, retry_after_s: float | None, limits: RelayLimits | None) -> None:
         """A 429 for the rate: slow every sender, and hold them if the controller says so."""
-        before = self.controller.rate_rps
         pause_s = self.controller.on_rate_limited(sent_at, retry_after_s)
         if pause_s > 0:
             self.pause(pause_s)
         self._read_limits(limits)
-        if self.controller.rate_rps != before:
-            self._requests.set_rate(self.controller.rate_rps)
+        self._follow_controller()
 
     def failed_transiently(self, sent_at: float, limits: RelayLimits | None) -> None:
         """Overload, a 5xx, a timeout, a dropped connection, a garbled body: that request is
         retried; the shared rate slows only within the controller's bound."""
-        before = self.controller.rate_rps
         self.controller.on_answered()
         self.controller.on_overloaded(sent_at)
         self._read_limits(limits)
-        if self.controller.rate_rps != before:
-            self._requests.set_rate(self.controller.rate_rps)
+        self._follow_controller()
 
     def unsent(self, sent_at: float) -> None:
         """It never reached the relay (connection refused)."""
@@ -409,12 +422,10 @@ class Pacer:
     def _read_limits(self, limits: RelayLimits | None) -> None:
         if limits is None:
             return
-        before = self.controller.rate_rps
         pause_s = self.controller.on_headers(limits)
         if pause_s > 0:
             self.pause(pause_s)
-        if self.controller.rate_rps != before:
-            self._requests.set_rate(self.controller.rate_rps)
+        self._follow_controller()
         stated_tpm = limits.tokens_per_minute
         if stated_tpm and (self._tpm is None or stated_tpm < self._tpm):
             # The relay states a tokens-per-minute limit below ours (or we set none): keep under it.

@@ -37,7 +37,7 @@ class SimRelay:
     latency_s: float = 0.08
     jitter_s: float = 0.04
     overload_share: float = 0.0  # 429 engine_overloaded_error at random, Retry-After: 1
-    fault_share: float = 0.0  # first and second attempts: 5xx, dropped, timeout at random
+    fault_share: float = 0.0  # first and second attempts: 5xx, dropped, timeout, a stray 429 at random
     timeout_s: float = 3.0
     retry_after_s: float = 1.0
     states_limits: bool = False  # sends x-ratelimit-* headers
@@ -62,7 +62,10 @@ class SimRelay:
             return "overloaded", 0.002
         latency = max(0.005, self.rng.gauss(self.latency_s, self.jitter_s / 2))
         if attempt <= 2 and self.fault_share and self.rng.random() < self.fault_share:
-            fault = self.rng.choice(["server_error", "dropped", "timeout"])
+            fault = self.rng.choice(["server_error", "dropped", "timeout", "rate_limited"])
+            if fault == "rate_limited":  # a stray one, though the window has room
+                self.rejected_429 += 1
+                return fault, latency
             return fault, self.timeout_s if fault == "timeout" else latency
         return "ok", latency
 

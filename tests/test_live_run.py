@@ -388,10 +388,11 @@ def test_rpm_auto_reads_the_relays_rate_headers_and_remembers_the_rate(
     assert result.exit_code == 0, result.stderr
     rate = json.loads(Path("out/cost_report.json").read_text())["rate"]
     assert rate["requested_rpm"] == "auto" and rate["effective_rpm"] > 0
-    assert (rate["source"], rate["final_rpm"], rate["rate_limited"]) == ("headers", 600, 0)
-    assert json.loads(Path("out/rate.json").read_text())["rpm"] == 600
-    assert "the limit the relay's rate-limit headers state" in result.stderr
-    assert "--rpm auto will start near 600 per minute" in result.stderr
+    # Just under the stated 600 per minute: the relay may count in windows shorter than a minute.
+    assert (rate["source"], rate["final_rpm"], rate["rate_limited"]) == ("headers", 582, 0)
+    assert json.loads(Path("out/rate.json").read_text())["rpm"] == 582
+    assert "under the limit the relay's rate-limit headers state" in result.stderr
+    assert "--rpm auto will start near 582 per minute" in result.stderr
 
 
 def test_overload_429s_are_retried_by_their_own_request_and_do_not_slow_the_run(
