@@ -509,22 +509,25 @@ def _rate_line(rate: dict[str, Any]) -> str:
     elif source == "found":
         line += (
             f"; the relay took about {rate['limit_found_rpm'] / 60:.1f}/s, so it settled at {settled} "
-            f"({rate['slowdowns']} slowdown{'s' if rate['slowdowns'] != 1 else ''}, "
-            f"{rate['rate_limited']} rate-limit 429s)"
+            f"({_plural(rate['slowdowns'], 'slowdown')}, {_plural(rate['rate_limited'], 'rate-limit 429')})"
         )
-    if rate.get("stray_429s"):
-        line += f"; {rate['stray_429s']} stray 429s retried without slowing the rest"
     elif source == "configured":
         line += f" (--rpm allows {settled})"
     else:
         line += "; the relay refused no rate, so no limit was found"
+    if rate.get("stray_429s"):
+        line += f"; {_plural(rate['stray_429s'], 'stray 429')} retried without slowing the rest"
     if rate.get("overload_retries"):
-        line += f"; {rate['overload_retries']} overload or transient failures retried"
+        line += f"; {_plural(rate['overload_retries'], 'overload or transient failure')} retried"
         if rate.get("overload_slowdowns"):
-            line += f" ({rate['overload_slowdowns']} brief slowdowns)"
+            line += f" ({_plural(rate['overload_slowdowns'], 'brief slowdown')})"
     if rate.get("requested_rpm") == "auto" and rate.get("next_auto_rpm"):
         line += f"; --rpm auto will start near {rate['next_auto_rpm']:.0f} per minute next time"
     return line
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _row(first: str, second: str, entry: dict[str, Any], *, jobs: int | None = None) -> list[str]:

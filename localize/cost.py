@@ -324,6 +324,14 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"- Tokens: {tokens['input']:,} input ({tokens['cached_input']:,} cached), {tokens['output']:,} output",
         f"- Cost: ${report['cost_usd']:,.6f}",
     ]
+    rate = report.get("rate") or {}
+    if rate.get("effective_rpm"):
+        lines.append(
+            f"- Rate: {rate['effective_rpm'] / 60:.1f} requests/s effective, settled at "
+            f"{rate['final_rpm'] / 60:.1f}/s ({rate.get('source', 'configured')}); "
+            f"{rate.get('slowdowns', 0)} slowdowns, {rate.get('rate_limited', 0)} rate-limit 429s "
+            f"({rate.get('stray_429s', 0)} stray), {rate.get('overload_retries', 0)} overload retries"
+        )
     if "relay_cost_usd" in report:
         flag = " (disagrees with ours)" if report.get("relay_cost_disagrees") else ""
         lines.append(f"- Relay's own figure: ${report['relay_cost_usd']:,.6f}{flag}")

@@ -180,7 +180,7 @@ class RateController:
         self.slowdowns = 0
         self.overload_slowdowns = 0
         self.rate_limited = 0
-        self.stray_429s = 0
+        self._strays: list[float] = []  # when each stray 429 came
         self.overloaded = 0
         self.shared_pauses = 0
 
@@ -212,8 +212,10 @@ class RateController:
         if not over_known_limit and not self._refusing_systematically():
             # A 429 now and then, amid requests the relay takes (gateways send strays on a bad
             # day): its request waits its Retry-After; nobody else slows down or waits.
-            self.stray_429s += 1
+            self._strays.append(now)
             return 0.0
+        while self._strays and self._strays[-1] >= now - WINDOW_S:
+            self._strays.pop()  # the first refusals of this burst, not strays after all
         taken_rps = self._taken_rps(sent_at)
         # With too few requests to say where the limit is, back off plainly.
         target = self.rate_rps / 2 if taken_rps is None else taken_rps * UNDER_LIMIT
@@ -333,7 +335,7 @@ class RateController:
             slowdowns=self.slowdowns,
             overload_slowdowns=self.overload_slowdowns,
             rate_limited=self.rate_limited,
-            stray_429s=self.stray_429s,
+            stray_429s=len(self._strays),
             overloaded=self.overloaded,
             shared_pauses=self.shared_pauses,
         )

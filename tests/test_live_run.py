@@ -411,6 +411,10 @@ def test_overload_429s_are_retried_by_their_own_request_and_do_not_slow_the_run(
     assert rate["final_rpm"] == 60000  # localize.yaml's rpm, untouched
     assert len(results()) == 13
     assert "3 overload or transient failures retried" in result.stderr
+    assert (
+        "(configured); 0 slowdowns, 0 rate-limit 429s (0 stray), 3 overload retries"
+        in Path("out/cost_report.md").read_text()
+    )
 
 
 def test_a_shopify_product_export_localizes_without_any_mapping(run_cli, relay: FakeRelay) -> None:

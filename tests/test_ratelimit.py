@@ -68,7 +68,7 @@ def test_a_stray_429_amid_requests_the_relay_takes_slows_nothing() -> None:
             controller.on_answered()
         clock.now += 0.01
     assert controller.rate_rps == 100
-    assert (controller.slowdowns, controller.stray_429s) == (0, 50)
+    assert (controller.slowdowns, controller.report().stray_429s) == (0, 50)
 
 
 def test_requests_still_in_flight_count_as_taken() -> None:
@@ -99,6 +99,7 @@ def test_a_burst_of_429s_counts_once() -> None:
     refuse(controller, clock, 40)
     assert controller.slowdowns == 1
     assert controller.rate_limited == 40
+    assert controller.report().stray_429s == 0  # its first refusals, held as possible strays, were the burst
     assert controller.shared_pauses <= 1  # one shared pause at most, not one per 429
 
 
