@@ -15,6 +15,7 @@ from localize.relay import (
     RelayRejected,
     RelayRetryable,
     classify_error,
+    parse_rate_headers,
     retry_after_seconds,
     usage_from,
 )
@@ -105,3 +106,42 @@ def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
     pacer.pause(5.0)
     pacer.pause(1.0)
     assert pacer.pauses_s == [5.0]
+
+
+def test_rate_limit_headers_are_read_in_openais_convention() -> None:
+    limits = parse_rate_headers(
+        {
+            "X-RateLimit-Limit-Requests": "5000",
+            "x-ratelimit-remaining-requests": "4999",
+            "x-ratelimit-reset-requests": "12ms",
+            "x-ratelimit-limit-tokens": "2000000",
+            "x-ratelimit-remaining-tokens": "1999000",
+            "x-ratelimit-reset-tokens": "6m0s",
+        }
+    )
+    assert limits is not None
+    assert (limits.requests_per_minute, limits.requests_remaining, limits.requests_reset_s) == (5000, 4999, 0.012)
+    assert (limits.tokens_per_minute, limits.tokens_reset_s) == (2_000_000, 360.0)
+
+
+def test_unreadable_rate_limit_headers_are_ignored_not_trusted() -> None:
+    limits = parse_rate_headers(
+        {
+            "x-ratelimit-limit-requests": "lots",
+            "x-ratelimit-remaining-requests": "-3",
+            "x-ratelimit-reset-requests": "soon",
+        }
+    )
+    assert limits is not None and (limits.requests_per_minute, limits.requests_remaining, limits.requests_reset_s) == (
+        None,
+        None,
+        None,
+    )
+    assert parse_rate_headers({"Retry-After": "1"}) is None
+
+
+def test_a_429_carries_the_limits_its_headers_state() -> None:
+    error = classify_error(
+        429, body("rate_limit_reached_error"), {"x-ratelimit-limit-requests": "60", "Retry-After": "1"}, model="m"
+    )
+    assert error.limits is not None and error.limits.requests_per_minute == 60
