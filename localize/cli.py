@@ -24,6 +24,7 @@ from . import __version__, config, estimate, jobs, pipeline, reports
 from .errors import InputError, LocalizeError
 from .merge import merge_outputs
 from .progress import ProgressView
+from .redact import redact_environment_keys
 from .relay import RelayFatal
 from .review import write_review
 
@@ -62,13 +63,14 @@ def exit_codes() -> Iterator[None]:
     except LocalizeError as exc:
         if os.environ.get("LOCALIZE_DEBUG"):
             raise
-        stderr.print(f"error: {exc}", markup=False)
+        stderr.print(f"error: {_redacted(str(exc))}", markup=False)
         raise typer.Exit(exit_code_for(exc)) from None
     except OSError as exc:  # the disk, not our input: an unwritable --out, a full disk
         if os.environ.get("LOCALIZE_DEBUG"):
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        stderr.print(f"error: {where}{exc.strerror or exc} (check that --out is a writable directory)", markup=False)
+        message = _redacted(f"{where}{exc.strerror or exc}")
+        stderr.print(f"error: {message} (check that --out is a writable directory)", markup=False)
         raise typer.Exit(ExitCode.BAD_INPUT) from None
 
 
@@ -83,6 +85,11 @@ class _Command(typer.core.TyperCommand):
                 name = name if param.required else f"[{name}]"
                 pieces.append(name if param.nargs == 1 or name.endswith("...") else f"{name}...")
         return pieces
+
+
+def _redacted(text: str) -> str:
+    """The last net before the terminal: the relay seam already redacts what the relay says."""
+    return redact_environment_keys(text, config.API_KEY_VARIABLES)
 
 
 app = typer.Typer(
@@ -468,6 +475,14 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
     if "relay_cost_usd" in report:
         verdict = "DISAGREES with ours" if report["relay_cost_disagrees"] else "agrees"
         stderr.print(f"The relay's own figure: {_money(report['relay_cost_usd'])} ({verdict})", markup=False)
+    if report.get("unreported"):
+        gone = report["unreported"]
+        stderr.print(
+            f"Not in these totals: {gone['requests']:,} answers came without usage the relay could be held to; "
+            f"counted offline they are {gone['counted_input_tokens']:,} input and {gone['counted_output_tokens']:,} "
+            f"output tokens, about {_money(gone['estimated_cost_usd'])} (--max-cost booked them at their worst case).",
+            markup=False,
+        )
     if report.get("unconfirmed"):
         gone = report["unconfirmed"]
         stderr.print(

@@ -182,32 +182,65 @@ def chat_prompt_tokens(content_tokens: list[int]) -> int:
 
 
 class Budget:
-    """--max-cost: each request reserves its worst case before it is sent, and spent +
-    reserved never crosses the cap. A request that does not fit waits for the ones in flight
-    to settle (their real cost is usually far below the worst case) and is refused only when
-    it still does not fit with nothing in flight."""
+    """--max-cost: each request reserves its worst case before it is sent, and what was spent
+    plus what is reserved never crosses the cap.
+
+    A request that does not fit waits for the ones in flight to settle (their real cost is
+    usually far below the worst case) and is refused only when it still does not fit with
+    nothing in flight. What a request cost is booked in full, even past its reservation: a
+    relay that bills more than expected stops the run sooner, never later. The most any
+    request has cost over its reservation scales every reservation from then on, those in
+    flight included; and until a first request has settled, those in flight may hold only a
+    third of what is left, so even a first wave billed at three times its worst case fits.
+    """
 
     def __init__(self, cap_usd: Decimal) -> None:
         self.cap_usd = cap_usd
         self.spent_usd = Decimal(0)
-        self.reserved_usd = Decimal(0)
+        self._reserved = Decimal(0)  # worst cases of the requests in flight, as estimated
+        self._overrun = Decimal(1)  # the largest cost / worst case seen so far, at least 1
+        self._answers = 0
         self._settled = asyncio.Event()
 
-    async def reserve(self, amount: Decimal) -> bool:
-        while self.spent_usd + self.reserved_usd + amount > self.cap_usd:
-            if self.reserved_usd == 0:
+    @property
+    def reserved_usd(self) -> Decimal:
+        return self._reserved * self._overrun
+
+    async def reserve(self, worst_case: Decimal) -> bool:
+        """Hold room for a request whose estimated worst case is `worst_case`; False when it
+        cannot fit even with nothing else in flight."""
+        while not self._fits(worst_case):
+            if self._reserved == 0:
                 return False
             self._settled.clear()
             await self._settled.wait()
-        self.reserved_usd += amount
+        self._reserved += worst_case
         return True
 
-    def settle(self, reserved: Decimal, spent: Decimal) -> None:
-        """Swap a reservation for what the request really cost (never more than reserved).
-        Synchronous, so it also runs in the `finally` of a cancelled request."""
-        self.reserved_usd -= reserved
-        self.spent_usd += min(spent, reserved)
+    def settle(self, worst_case: Decimal, spent: Decimal | None) -> None:
+        """Swap a reservation for what the request cost; `spent` None when nobody knows (sent
+        but unanswered, or the relay reported no usage): booked at its worst case. Synchronous,
+        so it also runs in the `finally` of a cancelled request."""
+        self._reserved -= worst_case
+        if spent is None:
+            spent = worst_case * self._overrun
+        else:
+            self._answers += 1
+            if worst_case > 0 and spent > worst_case * self._overrun:
+                self._overrun = spent / worst_case
+        self.spent_usd += spent
         self._settled.set()
+
+    def _fits(self, worst_case: Decimal) -> bool:
+        room = self.cap_usd - self.spent_usd
+        if self._answers == 0 and self._reserved > 0:  # one request alone may use it all
+            room *= FIRST_WAVE_SHARE
+        return (self._reserved + worst_case) * self._overrun <= room
+
+
+# Before any answer has shown what the relay bills, requests in flight together hold at most
+# this share of the budget left.
+FIRST_WAVE_SHARE = Decimal("0.33")
 
 
 def worst_case_usd(input_tokens: int, max_tokens: int, price: Price) -> Decimal:
@@ -254,12 +287,19 @@ def build_report(
     latencies: list[float] = []
     errors: dict[str, int] = {}
     unconfirmed = {"requests": 0, "counted_input_tokens": 0}
+    unreported = {"requests": 0, "counted_input_tokens": 0, "counted_output_tokens": 0, "estimated_cost_usd": 0.0}
+    unreported_cost = Decimal(0)
     for record in attempts:
         if record.get("maybe_billed"):
             unconfirmed["requests"] += 1
-            unconfirmed["counted_input_tokens"] += int(record.get("counted_input") or 0)
+            unconfirmed["counted_input_tokens"] += _count(record.get("counted_input"))
+        if record.get("usage_unreported"):
+            unreported["requests"] += 1
+            unreported["counted_input_tokens"] += _count(record.get("counted_input"))
+            unreported["counted_output_tokens"] += _count(record.get("counted_output"))
+            unreported_cost += _money(record.get("estimated_cost_usd"))
         usage = Usage(**_usage_fields(record.get("usage")))
-        cost = Decimal(str(record.get("cost_usd") or 0))
+        cost = _money(record.get("cost_usd"))
         keys = {
             "by_locale": record.get("locale"),
             "by_platform": record.get("platform"),
@@ -272,12 +312,13 @@ def build_report(
             tally.cost += cost
             tally.jobs += finished
         if record.get("relay_cost_usd") is not None:
-            relay_cost += Decimal(str(record["relay_cost_usd"]))
+            relay_cost += _money(record["relay_cost_usd"])
             relay_priced += 1
         if record.get("error"):
-            errors[record["error"]] = errors.get(record["error"], 0) + 1
-        if record.get("status") and 200 <= record["status"] < 300 and record.get("latency_ms") is not None:
-            latencies.append(float(record["latency_ms"]))
+            errors[str(record["error"])] = errors.get(str(record["error"]), 0) + 1
+        status, latency = record.get("status"), record.get("latency_ms")
+        if isinstance(status, int) and 200 <= status < 300 and isinstance(latency, (int, float)):
+            latencies.append(float(latency))
     report: dict[str, Any] = {
         "model": model,
         "currency": "USD",
@@ -306,6 +347,10 @@ def build_report(
     if unconfirmed["requests"]:
         # Sent but unanswered (timeouts, dropped connections): possibly billed, usage unknown.
         report["unconfirmed"] = unconfirmed
+    if unreported["requests"]:
+        # Answered, but the relay's usage was missing or unbelievable: counted offline instead.
+        unreported["estimated_cost_usd"] = usd(unreported_cost)
+        report["unreported"] = unreported
     if budget_usd is not None:
         report["budget_usd"] = float(budget_usd)
     return report
@@ -341,6 +386,13 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             f"- Not in the totals: {gone['requests']:,} requests got no answer after sending; the relay may have "
             f"billed them (about {gone['counted_input_tokens']:,} input tokens plus their answers)"
         )
+    if report.get("unreported"):
+        gone = report["unreported"]
+        lines.append(
+            f"- Not in the totals: {gone['requests']:,} answers came without usage the relay could be held to; "
+            f"counted offline they are {gone['counted_input_tokens']:,} input and {gone['counted_output_tokens']:,} "
+            f"output tokens, about ${gone['estimated_cost_usd']:,.6f}"
+        )
     if report.get("errors"):
         lines.append("- Errors: " + ", ".join(f"{kind} {count}" for kind, count in report["errors"].items()))
     for section, title in (("by_locale", "Locale"), ("by_platform", "Platform"), ("by_user", "User")):
@@ -365,10 +417,29 @@ def _usage_fields(usage: Any) -> dict[str, int]:
     if not isinstance(usage, Mapping):
         return {}
     return {
-        "input_tokens": int(usage.get("input") or 0),
-        "cached_tokens": int(usage.get("cached_input") or 0),
-        "output_tokens": int(usage.get("output") or 0),
+        "input_tokens": _count(usage.get("input")),
+        "cached_tokens": _count(usage.get("cached_input")),
+        "output_tokens": _count(usage.get("output")),
     }
+
+
+# An audit log is read back by `localize report` long after it was written, perhaps by an older
+# version or after a crash: a value that is not what we write counts as nothing, never a crash.
+_MAX_LOGGED_TOKENS = 10_000_000
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_LOGGED_TOKENS:
+        return value
+    return 0
+
+
+def _money(value: Any) -> Decimal:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        amount = Decimal(str(value))
+        if amount.is_finite() and 0 <= amount <= 1_000_000:
+            return amount
+    return Decimal(0)
 
 
 def _percentile(values: list[float], pct: int) -> float | None:

@@ -340,6 +340,7 @@ class _JobRunner:
         self._calibration = calibration
         self._counter = TokenCounter()
         self._count_all = settings.max_cost_usd is not None or settings.tpm is not None
+        self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
         self.succeeded = 0
@@ -402,8 +403,17 @@ class _JobRunner:
             except RelayError as exc:
                 self._fail(job, exc.kind, exc.message, exc.attempt or attempt)
                 return
-            request_cost = cost_usd(completion.usage, self._price)
-            spent += completion.usage
+            usage = completion.usage
+            unreported = usage is None
+            if usage is None:
+                # The relay sent no usage we can believe: keep the answer (it was paid for),
+                # count its tokens offline, and let the report list it apart.
+                counted = counted if counted is not None else self._counter.count_messages(messages)
+                usage = Usage(input_tokens=counted, output_tokens=self._counter.count(completion.content))
+            else:
+                self._learn_input_ratio(counted, usage)
+            request_cost = cost_usd(usage, self._price)
+            spent += usage
             cost += request_cost
             self.spent_usd += request_cost
             try:
@@ -424,7 +434,14 @@ class _JobRunner:
                     )
                 else:
                     self._log_completion(
-                        job, attempt, completion, request_cost, counted, error=exc, outcome="failed" if last else None
+                        job,
+                        attempt,
+                        completion,
+                        usage if unreported else None,
+                        request_cost,
+                        counted,
+                        error=exc,
+                        outcome="failed" if last else None,
                     )
                     if last:
                         self._fail(job, exc.kind, exc.message, attempt)
@@ -432,7 +449,18 @@ class _JobRunner:
                     messages = _reask(messages, completion.content, exc)
                     attempt += 1
                     continue
-            self._log_completion(job, attempt, completion, request_cost, counted, error=None, outcome="succeeded")
+            if unreported:
+                warnings = [*warnings, "usage_unreported"]
+            self._log_completion(
+                job,
+                attempt,
+                completion,
+                usage if unreported else None,
+                request_cost,
+                counted,
+                error=None,
+                outcome="succeeded",
+            )
             self._store.log_job(
                 {
                     "type": "result",
@@ -473,9 +501,15 @@ class _JobRunner:
         return None
 
     def _worst_case(self, counted: int, job: Job) -> Decimal:
+        """A request's worst case for --max-cost: its input at the most the relay has billed
+        per counted token (this run, or the calibrated previous one), the whole output cap."""
         ratio = self._calibration.input_ratio(job.locale.tag) if self._calibration else None
-        margin = ratio * 1.05 if ratio else BUDGET_INPUT_MARGIN
+        margin = max(ratio * 1.05 if ratio else BUDGET_INPUT_MARGIN, self._input_ratio_seen * 1.05)
         return worst_case_usd(math.ceil(counted * margin), self._settings.max_tokens, self._price)
+
+    def _learn_input_ratio(self, counted: int | None, usage: Usage) -> None:
+        if counted:
+            self._input_ratio_seen = max(self._input_ratio_seen, usage.input_tokens / counted)
 
     def _fail(self, job: Job, kind: str, message: str, attempts: int) -> None:
         self._store.log_job(
@@ -521,23 +555,30 @@ class _JobRunner:
         job: Job,
         attempt: int,
         completion: Completion,
+        counted_usage: Usage | None,
         cost: Decimal,
         counted_input: int | None,
         *,
         error: InvalidAnswer | None,
         outcome: str | None,
     ) -> None:
+        """One answered attempt. With `counted_usage` the relay reported no usage to believe:
+        the record keeps our offline counts apart from the billed totals."""
         record = {
             **self._attempt_base(job, attempt),
             "status": completion.status,
             "error": error.kind if error else None,
             "message": error.message if error else None,
             "latency_ms": round(completion.latency_ms, 1),
-            "usage": completion.usage.as_dict(),
-            "cost_usd": float(cost),
+            "usage": completion.usage.as_dict() if completion.usage is not None else None,
+            "cost_usd": float(cost) if counted_usage is None else 0.0,
             "relay_cost_usd": float(completion.relay_cost_usd) if completion.relay_cost_usd is not None else None,
             "request_id": completion.request_id,
         }
+        if counted_usage is not None:
+            record["usage_unreported"] = True
+            record["counted_output"] = counted_usage.output_tokens
+            record["estimated_cost_usd"] = float(cost)
         if counted_input is not None:
             record["counted_input"] = counted_input  # our offline count, to calibrate later estimates
         if outcome:

@@ -9,6 +9,7 @@ balance, relay unreachable: stop sending at once).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import math
@@ -19,14 +20,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from .config import API_KEY_VARIABLES, Settings
 from .cost import Budget, Price, Usage, cost_usd
 from .errors import BudgetReached, LocalizeError
 from .ratelimit import STEP_S, AdjustableLimiter, RateController, RelayLimits
+from .redact import Redactor
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -35,6 +38,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # "retry-after: 1152" on a TPD limit): waiting would hold a CI job for hours, so stop instead.
 MAX_PAUSE_S = 300.0
 BACKOFF_MAX_S = 30.0
+# A chat answer is a few kilobytes; a body past this is a broken relay, not a listing.
+MAX_BODY_BYTES = 8_000_000
 
 
 class RelayError(LocalizeError):
@@ -82,7 +87,7 @@ class Completion:
 
     content: str
     finish_reason: str | None
-    usage: Usage
+    usage: Usage | None  # None: the relay reported none we can believe (counted offline instead)
     request_id: str | None
     relay_cost_usd: Decimal | None  # what the relay says it charged, when it says so
     status: int
@@ -214,37 +219,47 @@ def _duration_s(value: str | None) -> float | None:
 
 
 def _error_fields(body: bytes) -> tuple[str, str]:
+    """(error.type, error.message) of an error body, the message cut to a readable length."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         text = body[:200].decode("utf-8", "replace").strip()
         return "", " ".join(text.split())
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        return str(error.get("type") or ""), str(error.get("message") or "")
+        return str(error.get("type") or "")[:100], " ".join(str(error.get("message") or "").split())[:500]
     if isinstance(error, str):
-        return "", error
+        return "", " ".join(error.split())[:500]
     return "", ""
 
 
+# No request has more tokens than this (the largest context window is about a million): a
+# count above it is a relay's bug, not a bill to trust.
+MAX_REPORTED_TOKENS = 10_000_000
+# A relay-stated charge above this per request is not a charge either.
+MAX_STATED_COST_USD = Decimal(1000)
+
+
 def parse_completion(status: int, body: bytes, headers: Mapping[str, str], latency_ms: float) -> Completion:
-    """A 2xx body → Completion; a body that is not a chat completion is retryable."""
+    """A 2xx body → Completion; a body that is not a chat completion is retryable, and may have
+    been billed (the relay answered 2xx). Usage that is missing or not believable is None:
+    unreported, so the answer is kept and its tokens are counted offline instead."""
     try:
         data = json.loads(body)
         choice = data["choices"][0]
         content = choice["message"]["content"]
-        usage = data["usage"]
-    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError, RecursionError):
         snippet = " ".join(body[:120].decode("utf-8", "replace").split())
         raise RelayRetryable(
-            "bad_response", f"HTTP {status} but not a chat completion: {snippet!r}", status=status
+            "bad_response", f"HTTP {status} but not a chat completion: {snippet!r}", status=status, maybe_billed=True
         ) from None
     if not isinstance(content, str):
         content = "" if content is None else json.dumps(content)
+    finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
     return Completion(
         content=content,
-        finish_reason=choice.get("finish_reason"),
-        usage=usage_from(usage),
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        usage=usage_from(data.get("usage")),
         request_id=_request_id(headers, data),
         relay_cost_usd=_relay_cost(data),
         status=status,
@@ -253,17 +268,60 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
     )
 
 
-def usage_from(usage: Mapping[str, Any]) -> Usage:
-    """The relay's usage object → Usage. Cached tokens are part of prompt_tokens (KIMI.md §3):
-    `prompt_tokens_details.cached_tokens`, else Moonshot's top-level `cached_tokens`."""
-    details = usage.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if cached is None:
-        cached = usage.get("cached_tokens") or 0
+def _token_count(value: Any) -> int:
+    """A token count as relays send it: an integer, or a string of digits; nothing else."""
+    if isinstance(value, bool):
+        raise ValueError("not a token count")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= MAX_REPORTED_TOKENS:
+        raise ValueError("not a token count")
+    return value
+
+
+TokenCount = Annotated[int, BeforeValidator(_token_count)]
+
+
+class _CachedDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cached_tokens: TokenCount | None = None
+
+
+class ReportedUsage(BaseModel):
+    """The relay's `usage` object, checked where it enters: counts are integers in range, and
+    cached tokens (`prompt_tokens_details.cached_tokens`, else Moonshot's top-level
+    `cached_tokens`, KIMI.md §3) are part of the prompt, never more than it."""
+
+    model_config = ConfigDict(extra="ignore")
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
+    cached_tokens: TokenCount | None = None
+    prompt_tokens_details: _CachedDetails | None = None
+
+    @model_validator(mode="after")
+    def _cached_within_prompt(self) -> ReportedUsage:
+        if self.cached > self.prompt_tokens:
+            raise ValueError("more cached tokens than prompt tokens")
+        return self
+
+    @property
+    def cached(self) -> int:
+        details = self.prompt_tokens_details
+        if details is not None and details.cached_tokens is not None:
+            return details.cached_tokens
+        return self.cached_tokens or 0
+
+
+def usage_from(usage: Any) -> Usage | None:
+    """The relay's usage object → Usage; None when it is missing or cannot be believed."""
+    try:
+        reported = ReportedUsage.model_validate(usage)
+    except ValidationError:
+        return None
     return Usage(
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        cached_tokens=int(cached or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
+        input_tokens=reported.prompt_tokens, cached_tokens=reported.cached, output_tokens=reported.completion_tokens
     )
 
 
@@ -272,19 +330,22 @@ def _request_id(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | No
     for name in ("msh-request-id", "Msh-Request-Id", "x-request-id", "x-msh-trace-id"):
         value = headers.get(name)
         if value:
-            return value
-    return str(data.get("id")) if data.get("id") else None
+            return value[:200]
+    return str(data.get("id"))[:200] if data.get("id") else None
 
 
 def _relay_cost(data: Mapping[str, Any]) -> Decimal | None:
-    """A charge some relays state in the response (HolySheep's examples show usage.cost_usd)."""
-    usage = data.get("usage") or {}
+    """A charge some relays state in the response (HolySheep's examples show usage.cost_usd);
+    None unless it is a finite, believable amount."""
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     for value in (usage.get("cost_usd"), usage.get("cost"), data.get("cost_usd")):
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
-                return Decimal(str(value))
+                amount = Decimal(str(value))
             except InvalidOperation:
                 continue
+            if amount.is_finite() and 0 <= amount <= MAX_STATED_COST_USD:
+                return amount
     return None
 
 
@@ -481,6 +542,9 @@ class RelayClient:
             "Authorization": f"Bearer {settings.api_key.get_secret_value()}",
             "Content-Type": "application/json",
         }
+        secret = settings.api_key.get_secret_value()
+        self._redact = Redactor(secret)  # the relay's own words: the key and anything key-shaped
+        self._redact_content = Redactor(secret, shapes=False)  # a listing may say "sk-" and keep it
         self._backend: _AiohttpBackend | _HttpxBackend
         if transport is None and settings.http_transport == "aiohttp":
             self._backend = _AiohttpBackend(settings)
@@ -491,27 +555,44 @@ class RelayClient:
         await self._backend.aclose()
 
     async def chat(self, body: Mapping[str, Any]) -> Completion:
-        """One POST /chat/completions attempt."""
+        """One POST /chat/completions attempt. Whatever the relay says passes the redactor
+        before it can reach a record, a file or the terminal."""
         started = self._clock()
-        reply = await self._request("POST", self._chat_url, self._encode(body))
-        latency_ms = (self._clock() - started) * 1000
-        if reply.status >= 300:
-            raise classify_error(reply.status, reply.body, reply.headers, model=body["model"])
-        return parse_completion(reply.status, reply.body, reply.headers, latency_ms)
+        try:
+            reply = await self._request("POST", self._chat_url, self._encode(body))
+            latency_ms = (self._clock() - started) * 1000
+            if reply.status >= 300:
+                raise classify_error(reply.status, reply.body, reply.headers, model=body["model"])
+            completion = parse_completion(reply.status, reply.body, reply.headers, latency_ms)
+        except RelayError as error:
+            raise self._redacted(error) from None
+        content = self._redact_content(completion.content)
+        request_id = self._redact(completion.request_id) if completion.request_id else None
+        if content is not completion.content or request_id != completion.request_id:
+            completion = dataclasses.replace(completion, content=content, request_id=request_id)
+        return completion
 
     async def models(self) -> list[str]:
         """The model ids the relay serves (GET /models): a key check too."""
-        reply = await self._request("GET", self._models_url, None)
-        if reply.status >= 300:
-            error = classify_error(reply.status, reply.body, reply.headers, model="")
-            raise RelayFatal(error.kind, error.message, status=error.status, hint=error.hint) from None
         try:
+            reply = await self._request("GET", self._models_url, None)
+            if reply.status >= 300:
+                error = classify_error(reply.status, reply.body, reply.headers, model="")
+                raise RelayFatal(error.kind, error.message, status=error.status, hint=error.hint)
             data = json.loads(reply.body)["data"]
-            return sorted(str(item["id"]) for item in data)
-        except (ValueError, KeyError, TypeError):
+            return sorted(self._redact(str(item["id"])) for item in data)
+        except RelayError as error:
+            raise self._redacted(error) from None
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise RelayFatal(
                 "bad_response", "GET /models did not return a model list", hint="check --base-url"
             ) from None
+
+    def _redacted(self, error: RelayError) -> RelayError:
+        error.message = self._redact(error.message)
+        error.hint = self._redact(error.hint) if error.hint else error.hint
+        error.args = (error.message,)
+        return error
 
     def _encode(self, body: Mapping[str, Any]) -> bytes:
         """The body as JSON, with each system message encoded once: it is the same few
@@ -531,7 +612,24 @@ class RelayClient:
     async def _request(self, method: str, url: str, body: bytes | None) -> _Reply:
         stage, error = await self._backend.request(method, url, self._headers, body)
         if isinstance(stage, _Reply):
+            if 300 <= stage.status < 400:
+                # Not followed: a POST carries product data, and the key would not go along, so
+                # the answer would blame the key. Say where it points instead.
+                location = stage.headers.get("location") or stage.headers.get("Location") or "?"
+                raise RelayFatal(
+                    "redirect",
+                    f"the relay answered {method} {url} with a redirect (HTTP {stage.status}) to {location[:200]}",
+                    status=stage.status,
+                    hint="localize does not follow redirects; set --base-url to the address it points to, "
+                    "if you trust it",
+                )
             return stage
+        if stage == "too_large":
+            raise RelayRetryable(
+                "bad_response",
+                f"the answer was larger than {MAX_BODY_BYTES // 1_000_000} MB: not read",
+                maybe_billed=True,
+            )
         if stage == "unsent":
             raise RelayRetryable("connection", f"cannot connect to {self._settings.base_url}: {error}")
         if stage == "timeout":
@@ -560,8 +658,17 @@ class _AiohttpBackend:
                 connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
             )
         try:
-            async with self._session.request(method, url, data=body, headers=headers) as response:
-                return _Reply(response.status, response.headers, await response.read()), ""
+            async with self._session.request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        return "too_large", ""
+                    chunks.append(chunk)
+                return _Reply(response.status, response.headers, b"".join(chunks)), ""
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             return "unsent", _reason(exc)
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
@@ -579,27 +686,49 @@ class _HttpxBackend:
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+        self._timeout_s = settings.timeout_s
         self._http = _CookielessClient(
             timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s)),
             limits=limits,
             transport=transport,
+            follow_redirects=False,
         )
 
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> tuple[_Reply | str, str]:
+        # httpx's timeouts are per read, so a relay that drips a byte a second never trips
+        # them: --timeout bounds the whole exchange here, as aiohttp's total timeout does.
         try:
-            response = await self._http.request(method, url, headers=headers, content=body)
+            return await asyncio.wait_for(self._exchange(method, url, headers, body), self._timeout_s)
+        except asyncio.TimeoutError:
+            return "timeout", f"no answer within {self._timeout_s:g} s"
         except httpx.HTTPError as exc:
             return _failure_stage(exc), _reason(exc)
-        return _Reply(response.status_code, response.headers, response.content), ""
+
+    async def _exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> tuple[_Reply | str, str]:
+        request = self._http.build_request(method, url, headers=headers, content=body)
+        response = await self._http.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return "too_large", ""
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return _Reply(response.status_code, response.headers, b"".join(chunks)), ""
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
 def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    return (str(exc) or type(exc).__name__)[:300]
 
 
 def _failure_stage(exc: httpx.HTTPError) -> str:
@@ -681,7 +810,7 @@ class Sender:
                     f"not sent: its worst case ${worst_case_usd:.4f} would cross the --max-cost cap "
                     f"(${self._budget.spent_usd:.4f} of ${self._budget.cap_usd} spent)"
                 )
-            spent = worst_case_usd  # unless the attempt proves cheaper: a cancelled one may be billed
+            spent: Decimal | None = None  # unknown (booked at the worst case) unless the attempt shows it
             try:
                 async with self._pacer.slot(tokens) as sent_at:
                     started = time.monotonic()
@@ -690,14 +819,15 @@ class Sender:
                         self._unreachable_streak = 0
                         self._pacer.answered(sent_at, completion.limits)
                         usage = completion.usage
-                        self._pacer.release_tokens(tokens, usage.input_tokens + usage.output_tokens)
-                        if self._price is not None:
-                            spent = cost_usd(usage, self._price)
+                        if usage is not None:  # else unreported: the budget keeps the worst case
+                            self._pacer.release_tokens(tokens, usage.input_tokens + usage.output_tokens)
+                            if self._price is not None:
+                                spent = cost_usd(usage, self._price)
                         return completion, number
                     except RelayError as error:
                         failed = FailedAttempt(number, error, (time.monotonic() - started) * 1000)
                         self._tell_pacer(sent_at, error)
-                        if not error.maybe_billed:  # else keep the worst case
+                        if not error.maybe_billed:  # else unknown: booked at the worst case
                             spent = Decimal(0)
             finally:
                 if self._budget is not None:

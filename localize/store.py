@@ -289,11 +289,11 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Records of a JSON-lines file, skipping a torn last line."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="replace") as handle:
         for raw in handle:
             try:
                 record = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(record, dict):
                 yield record

@@ -86,7 +86,8 @@ class Reply:
 
 @dataclass
 class Answer:
-    """A billed 200 answer whose content is scripted: a listing, or raw text."""
+    """A billed 200 answer whose content is scripted: a listing, or raw text; `usage` replaces
+    the usage object (MISSING leaves it out)."""
 
     listing: dict[str, Any] | None = None
     content: str | None = None
@@ -95,15 +96,24 @@ class Answer:
     language: str | None = None  # answer in this language instead of the requested one
     cost_usd: float | None = None  # a relay-stated charge, in usage.cost_usd
     headers: dict[str, str] = field(default_factory=dict)  # e.g. x-ratelimit-* headers
+    usage: Any = None  # a usage object as the relay sends it, instead of the counted one
 
 
 DROP = "drop"  # close the connection without a response
 HANG = "hang"  # answer only after the client has given up
+MISSING = object()  # Answer(usage=MISSING): no usage object at all
+DRIP = "drip"  # send the headers, then the body a byte at a time, slower than any timeout
 
 
 class FakeRelay:
     def __init__(
-        self, *, hang_s: float = 2.0, cached_field: str = "both", latency_s: float = 0.0, caching: bool = True
+        self,
+        *,
+        hang_s: float = 2.0,
+        cached_field: str = "both",
+        latency_s: float = 0.0,
+        caching: bool = True,
+        prompt_factor: int = 1,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -119,6 +129,7 @@ class FakeRelay:
         self._cached_field = cached_field
         self._latency_s = latency_s
         self._caching = caching
+        self._prompt_factor = prompt_factor  # bill this many times the prompt tokens (a relay that overbills)
         self._counter = 0
         relay = self
 
@@ -150,6 +161,9 @@ class FakeRelay:
                     self.close_connection = True
                     self.connection.close()
                     return
+                if behaviour == DRIP:
+                    self._drip()
+                    return
                 unseen = behaviour == HANG
                 if unseen:
                     behaviour = Answer()
@@ -157,8 +171,11 @@ class FakeRelay:
                 reply = relay._bill(behaviour, body, unseen=unseen) if isinstance(behaviour, Answer) else behaviour
                 if unseen:
                     time.sleep(relay._hang_s)  # the fake's latency, not test synchronisation
-                payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body, ensure_ascii=False)
-                data = payload.encode()
+                if isinstance(reply.body, bytes):
+                    data = reply.body
+                else:
+                    payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body, ensure_ascii=False)
+                    data = payload.encode()
                 with relay._lock:
                     relay.statuses.append(reply.status)
                 try:
@@ -171,6 +188,20 @@ class FakeRelay:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up first (a hang past its timeout)
+
+            def _drip(self) -> None:
+                self.close_connection = True
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    for _ in range(40):  # never finishes before the client's --timeout
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.1)  # the fake's pace, not test synchronisation
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -213,7 +244,7 @@ class FakeRelay:
             if answer.fenced:
                 content = f"```json\n{content}\n```"
         # Deterministic stand-in tokenizer: a token per 4 characters, 4 per message.
-        prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in messages) + 3
+        prompt_tokens = (sum(len(m["content"]) // 4 + 4 for m in messages) + 3) * self._prompt_factor
         completion_tokens = len(content) // 4 + 1
         with self._lock:
             # Prefix caching: a system prompt seen before is served from cache in 256-token chunks.
@@ -238,6 +269,11 @@ class FakeRelay:
             usage["prompt_tokens_details"] = {"cached_tokens": cached}
         if answer.cost_usd is not None:
             usage["cost_usd"] = answer.cost_usd
+        payload: dict[str, Any] = {"usage": usage}
+        if answer.usage is MISSING:
+            payload = {}
+        elif answer.usage is not None:
+            payload = {"usage": answer.usage}
         return Reply(
             200,
             {
@@ -251,7 +287,7 @@ class FakeRelay:
                         "message": {"role": "assistant", "content": content},
                     }
                 ],
-                "usage": usage,
+                **payload,
             },
             {"Msh-Request-Id": f"req-{number}", **answer.headers},
         )

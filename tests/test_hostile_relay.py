@@ -1,0 +1,233 @@
+"""A relay that lies, echoes the key, overbills, drips or redirects: the money and secret
+promises hold. Every case runs the CLI against the loopback fake relay."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import write
+from fake_relay import DRIP, MISSING, Answer, FakeRelay, Reply
+
+from localize.store import iter_jsonl
+
+KEY = "sk-live-ECHOED-KEY-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def key_and_fast_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+
+
+def catalog(tmp_path: Path, products: int = 1) -> Path:
+    rows = "".join(f"P{n},Noise cancelling headphones {n}\n" for n in range(products))
+    return write(tmp_path / "catalog.csv", "id,name\n" + rows)
+
+
+def live(run_cli, relay: FakeRelay, path: Path, *args: str):
+    return run_cli("run", path, "--base-url", relay.base_url, "--out", "out", "-l", "de-DE", *args)
+
+
+def report(out: Path = Path("out")) -> dict:
+    return json.loads((out / "cost_report.json").read_text())
+
+
+def every_file_text(out: Path) -> str:
+    return "".join(path.read_text(encoding="utf-8", errors="replace") for path in out.rglob("*") if path.is_file())
+
+
+# --- the key ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(401, {"error": {"type": "invalid_authentication_error", "message": f"Invalid API key provided: {KEY}"}}),
+        Reply(500, {"error": {"type": "server_error", "message": f"upstream said Authorization: Bearer {KEY}"}}),
+        Reply(200, f"<html>proxy error for key {KEY[:14]}****{KEY[-4:]}</html>"),
+    ],
+    ids=["401_echoes_the_key", "500_echoes_the_header", "garbage_200_with_a_masked_key"],
+)
+def test_a_relay_that_echoes_the_key_never_gets_it_written_or_printed(
+    run_cli, tmp_path: Path, relay: FakeRelay, reply: Reply
+) -> None:
+    relay.enqueue(*[reply] * 10)
+    result = live(run_cli, relay, catalog(tmp_path), "--max-retries", "1")
+    review = run_cli("review", "out")
+    assert review.exit_code == 0, review.stderr
+    text = result.stdout + result.stderr + every_file_text(Path("out"))
+    assert KEY not in text and KEY[:14] not in text
+    assert "[redacted]" in text  # the message is kept, only the secret is gone
+
+
+# --- usage the relay sends ----------------------------------------------------------------
+
+BAD_USAGE = {
+    "missing": MISSING,
+    "null": None,
+    "a_list": [1, 2, 3],
+    "float_strings": {"prompt_tokens": "815.0", "completion_tokens": "12.5"},
+    "negative": {"prompt_tokens": -5, "completion_tokens": 10},
+    "absurd": {"prompt_tokens": 10**30, "completion_tokens": 10},
+    "cached_over_prompt": {"prompt_tokens": 100, "completion_tokens": 10, "cached_tokens": 5000},
+    "a_bool": {"prompt_tokens": True, "completion_tokens": 10},
+}
+
+
+@pytest.mark.parametrize("usage", BAD_USAGE.values(), ids=BAD_USAGE.keys())
+def test_unbelievable_usage_keeps_the_answer_and_reports_it_apart(
+    run_cli, tmp_path: Path, relay: FakeRelay, usage: object
+) -> None:
+    if usage is None:
+        relay.enqueue(*[Reply(200, _chat_body(usage_value=None))] * 3)
+    else:
+        relay.enqueue(*[Answer(usage=usage)] * 3)
+    result = live(run_cli, relay, catalog(tmp_path, 3))
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 3  # kept, never re-sent for its usage
+    rows = list(iter_jsonl(Path("out/results.jsonl")))
+    assert len(rows) == 3 and all("usage_unreported" in row["warnings"] for row in rows)
+    assert all(row["input_tokens"] > 0 and row["output_tokens"] > 0 for row in rows)  # counted offline
+    unreported = report()["unreported"]
+    assert unreported["requests"] == 3 and unreported["counted_output_tokens"] > 0
+    assert unreported["estimated_cost_usd"] > 0
+    assert report()["cost_usd"] == 0.0  # the billed totals hold only what the relay reported
+    assert "without usage the relay could be held to" in result.stderr
+    rebuilt = run_cli("report", "out", "--json")
+    assert rebuilt.exit_code == 0 and json.loads(rebuilt.stdout)["unreported"]["requests"] == 3
+
+
+def test_usage_as_digit_strings_is_believed(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    relay.enqueue(Answer(usage={"prompt_tokens": "815", "completion_tokens": " 42 ", "cached_tokens": "512"}))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert report()["tokens"] == {"input": 815, "cached_input": 512, "output": 42}
+    assert "unreported" not in report()
+
+
+@pytest.mark.parametrize("stated", [float("nan"), "Infinity", "-3", "lots"])
+def test_a_relay_stated_charge_that_is_no_amount_is_ignored(
+    run_cli, tmp_path: Path, relay: FakeRelay, stated: object
+) -> None:
+    relay.enqueue(Answer(cost_usd=stated))  # type: ignore[arg-type]
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert "relay_cost_usd" not in report()
+    assert run_cli("report", "out").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"id": "x", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 0}}).encode(),
+        b'{"choices": [{"message": {"content": "\xff\xfe broken"}}]}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["empty_choices", "invalid_utf8", "nested_100000_deep"],
+)
+def test_a_200_that_is_no_chat_completion_is_retried_and_counted_as_possibly_billed(
+    run_cli, tmp_path: Path, relay: FakeRelay, body: bytes
+) -> None:
+    relay.enqueue(Reply(200, body))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2
+    assert report()["unconfirmed"]["requests"] == 1
+    assert report()["errors"] == {"bad_response": 1}
+
+
+def test_a_huge_answer_body_is_not_read_whole(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    relay.enqueue(Reply(200, b"{" + b" " * 9_000_000 + b"}"))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    (first, _second) = list(iter_jsonl(Path("out/requests.jsonl")))
+    assert first["error"] == "bad_response" and "larger than 8 MB" in first["message"]
+
+
+# --- the budget ---------------------------------------------------------------------------
+
+
+def test_a_relay_billing_three_times_the_input_stays_under_max_cost(run_cli, tmp_path: Path) -> None:
+    """64 in flight against a relay that bills every prompt three times over: its bill, not only
+    our report, stays under the cap."""
+    cap = Decimal("0.05")
+    with FakeRelay(prompt_factor=3) as relay:
+        result = run_cli(
+            "run",
+            catalog(tmp_path, 300),
+            "--base-url",
+            relay.base_url,
+            "--out",
+            "out",
+            "-l",
+            "de-DE,ja-JP",
+            "--max-cost",
+            str(cap),
+            "--concurrency",
+            "64",
+            "--max-tokens",
+            "300",
+        )
+        billed = relay.billed
+    assert result.exit_code == 3, result.stderr  # the cap was reached, cleanly
+    relay_bill = (
+        (billed["prompt_tokens"] - billed["cached_tokens"]) * Decimal("0.60")
+        + billed["cached_tokens"] * Decimal("0.15")
+        + billed["completion_tokens"] * Decimal("2.50")
+    ) / 1_000_000
+    assert Decimal("0.02") < relay_bill <= cap
+    assert Decimal(str(report()["cost_usd"])) == relay_bill.quantize(Decimal("0.000001"))
+
+
+# --- transports ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_timeout_holds_against_a_relay_that_drips_a_byte_at_a_time(
+    run_cli, tmp_path: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    monkeypatch.setenv("LOCALIZE_HTTP_TRANSPORT", transport)
+    relay.enqueue(DRIP)
+    result = live(run_cli, relay, catalog(tmp_path), "--timeout", "0.5")
+    assert result.exit_code == 0, result.stderr
+    first = next(iter_jsonl(Path("out/requests.jsonl")))
+    assert first["error"] == "timeout" and first["maybe_billed"] is True
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_redirect_is_not_followed_and_named(
+    run_cli, tmp_path: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    monkeypatch.setenv("LOCALIZE_HTTP_TRANSPORT", transport)
+    relay.enqueue(*[Reply(307, "", {"Location": "http://127.0.0.1:9/v1/chat/completions"})] * 5)
+    result = live(run_cli, relay, catalog(tmp_path, 3), "--concurrency", "1")
+    assert result.exit_code == 4
+    assert "redirect (HTTP 307) to http://127.0.0.1:9/v1/chat/completions" in result.stderr
+    assert "API key" not in result.stderr
+    assert len(relay.chat_requests) == 1
+
+
+def _chat_body(*, usage_value: object) -> dict:
+    content = json.dumps(
+        {
+            "title": "Nordbeat Kopfhörer mit Geräuschunterdrückung",
+            "description": "Kabellose Kopfhörer mit hybrider Geräuschunterdrückung und langer Akkulaufzeit.",
+            "bullets": [
+                "Starke Geräuschunterdrückung",
+                "Lange Akkulaufzeit",
+                "Schnelles Laden",
+                "Zwei Geräte",
+                "Faltbar",
+            ],
+            "seo_tags": ["kopfhörer", "kabellos", "reise", "bluetooth", "anc"],
+        },
+        ensure_ascii=False,
+    )
+    return {
+        "id": "chatcmpl-x",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": usage_value,
+    }
