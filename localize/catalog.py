@@ -6,9 +6,15 @@ decoded one element at a time. Every problem is a CatalogError naming file, line
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -23,6 +29,8 @@ LIST_FIELDS = ("features", "keywords", "platform", "locales", "options")
 CONTROL_FIELDS = ("id", "platform", "locales")
 
 _UTF8_HINT = "save the file as UTF-8 (in Excel: Save As → CSV UTF-8)"
+# Longer than any product row; a "line" this long is a binary file or an unclosed quote.
+MAX_LINE_BYTES = 16_000_000
 _JSON_SHAPE_HINT = 'expected a list of products, or {"products": [...]}'
 
 
@@ -74,6 +82,12 @@ def read_catalog(path: Path | str, *, columns: Mapping[str, str] | None = None) 
         head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
         if not head.lstrip(b"\xef\xbb\xbf").strip():
             raise CatalogError(path, "the file is empty", hint="add a header row such as id,name")
+        if b"\x00" in head:
+            raise CatalogError(
+                path,
+                "the file holds binary data (NUL bytes), not a catalog",
+                hint="a catalog is CSV, JSON or JSONL text in UTF-8 (UTF-16 from Excel: Save As → CSV UTF-8)",
+            )
         fmt = detect_format(path, head)
         if fmt == "csv":
             rows = _csv_rows(path, handle, columns)
@@ -97,7 +111,36 @@ def read_catalog(path: Path | str, *, columns: Mapping[str, str] | None = None) 
             raise CatalogError(path, what, hint="add one row per product")
 
 
+# Catalogs being read from a copy (read_once): the path as given → the copy.
+_COPIES: dict[str, Path] = {}
+
+
+@contextmanager
+def read_once(path: Path | str, *, always: bool = False) -> Iterator[None]:
+    """Within this block every read of `path` reads one copy of it, taken now. A pipe,
+    /dev/stdin or `<(...)` can be read only once, yet a run reads its catalog twice (checks
+    first, then sends); and a file appended to while a run goes on must not change what the
+    run counts and sends. Regular files are copied only when `always`."""
+    path = Path(path)
+    key = os.path.abspath(path)
+    if key in _COPIES or not path.exists() or path.is_dir() or (path.is_file() and not always):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="localize-catalog-") as folder:
+        copy = Path(folder) / "catalog"
+        with _open(path) as source, copy.open("wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        _COPIES[key] = copy
+        try:
+            yield
+        finally:
+            del _COPIES[key]
+
+
 def _open(path: Path) -> BinaryIO:
+    copy = _COPIES.get(os.path.abspath(path))
+    if copy is not None:
+        return copy.open("rb")
     if not path.exists():
         raise CatalogError(path, "no such file", hint="check the path to the catalog")
     if path.is_dir():
@@ -108,13 +151,27 @@ def _open(path: Path) -> BinaryIO:
         raise CatalogError(path, f"cannot open: {exc.strerror}") from None
 
 
-def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
-    """UTF-8 lines (a BOM is dropped), failing with the line of the first undecodable byte."""
-    for number, raw in enumerate(handle, start=1):
+def _decoded_lines(path: Path, handle: BinaryIO, *, pieces: bool = False) -> Iterator[str]:
+    """UTF-8 lines (a BOM is dropped), failing with the line of the first undecodable byte.
+
+    No line is held whole past MAX_LINE_BYTES: a CSV or JSONL line that long is not a catalog
+    (a binary or sparse file, an unclosed quote) and ends the read; a JSON document written on
+    one line comes in pieces (`pieces`), which the JSON reader joins as it decodes."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    number = 1
+    while raw := handle.readline(MAX_LINE_BYTES):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
+        ended = raw.endswith(b"\n")
+        if not ended and len(raw) >= MAX_LINE_BYTES and not pieces:
+            raise CatalogError(
+                path,
+                f"a line longer than {MAX_LINE_BYTES // 1_000_000} MB",
+                line=number,
+                hint="this does not look like a catalog; a CSV needs one product per line (or a quoted cell)",
+            )
         try:
-            yield raw.decode("utf-8")
+            yield decoder.decode(raw)
         except UnicodeDecodeError as exc:
             raise CatalogError(
                 path,
@@ -122,6 +179,11 @@ def _decoded_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
                 line=number,
                 hint=_UTF8_HINT,
             ) from None
+        number += ended
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise CatalogError(path, "the file ends inside a UTF-8 character", line=number, hint=_UTF8_HINT) from None
 
 
 # --- CSV -------------------------------------------------------------------------------
@@ -183,6 +245,13 @@ def _csv_records(
             except StopIteration:
                 return
             except csv.Error as exc:
+                if "field larger than field limit" in str(exc):
+                    raise CatalogError(
+                        path,
+                        f"a cell longer than {csv.field_size_limit():,} characters",
+                        line=row_start,
+                        hint='is a quote left open? A " inside a quoted cell is written ""',
+                    ) from None
                 raise CatalogError(
                     path,
                     f"broken quoting: {exc}",
@@ -251,7 +320,7 @@ def is_translations_export(columns: list[str]) -> bool:
 def is_translations_export_file(path: Path) -> bool:
     """Whether the file's header is a Shopify translations export's (read with the CSV reader,
     so quoted or BOM-prefixed headers count too)."""
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+    with io.TextIOWrapper(_open(path), encoding="utf-8-sig", errors="replace", newline="") as handle:
         header = next(csv.reader(handle), [])
     return is_translations_export([name.strip() for name in header if name.strip()])
 
@@ -416,6 +485,8 @@ def _jsonl_rows(path: Path, handle: BinaryIO) -> Iterator[tuple[int, Any]]:
             continue
         try:
             yield number, json.loads(text)
+        except RecursionError:
+            raise CatalogError(path, "a value is nested too deeply", line=number) from None
         except json.JSONDecodeError as exc:
             raise CatalogError(
                 path,
@@ -427,7 +498,7 @@ def _jsonl_rows(path: Path, handle: BinaryIO) -> Iterator[tuple[int, Any]]:
 
 
 def _json_rows(path: Path, handle: BinaryIO) -> Iterator[tuple[int, Any]]:
-    stream = _JsonStream(path, _decoded_lines(path, handle))
+    stream = _JsonStream(path, _decoded_lines(path, handle, pieces=True))
     opening = stream.next_char()
     if opening == "[":
         yield from stream.array_items()
@@ -540,6 +611,8 @@ class _JsonStream:
         while True:
             try:
                 value, end = self._decoder.raw_decode(self._buffer, self._pos)
+            except RecursionError:
+                raise self.error("a value is nested too deeply", hint="a product is an object of fields") from None
             except json.JSONDecodeError as exc:
                 # The value may simply continue in the next chunk; only at the end is it broken.
                 if self._fill():

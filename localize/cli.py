@@ -226,6 +226,12 @@ def _dry_run(settings: config.Settings, catalog: Path, *, as_json: bool, quiet: 
 
 def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: bool) -> None:
     _require_api_key(settings)
+    if settings.sends_key_in_clear:
+        stderr.print(
+            f"warning: {settings.base_url} is plain http to another machine: the API key and the catalog "
+            "cross the network unencrypted (use https://)",
+            markup=False,
+        )
     with ProgressView(stderr, live=live) as view:
         summary = asyncio.run(pipeline.run(settings, catalog, on_progress=view.update))
     _print_run(summary, as_json=as_json)

@@ -6,7 +6,9 @@ Each value remembers where it came from, so an error can say "--rpm" or
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -147,6 +149,21 @@ class Settings(BaseModel):
             raise ValueError(f"must start with http:// or https://, not {value!r}")
         return value.rstrip("/")
 
+    @property
+    def sends_key_in_clear(self) -> bool:
+        """Whether the key would cross a network unencrypted: plain http to a host that is not
+        this machine (loopback stays here; a local proxy is fine)."""
+        url = urllib.parse.urlsplit(self.base_url)
+        if url.scheme != "http":
+            return False
+        host = (url.hostname or "").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return True
+
 
 # Names a user writes (flags, YAML keys) → Settings fields.
 _KEY_ALIASES = {
@@ -207,7 +224,15 @@ def load(
             origin[field] = variable
     for variable in API_KEY_VARIABLES:
         if environ.get(variable, "").strip():
-            values["api_key"] = environ[variable].strip()
+            key = environ[variable].strip()
+            if any(ord(char) < 33 or ord(char) == 127 for char in key):
+                # Never echo the value: it is a secret, and would go to a CI log.
+                raise ConfigError(
+                    "the API key contains a line break, space or control character",
+                    where=variable,
+                    hint="copy the key again as one word, e.g. export HOLYSHEEP_API_KEY=sk-...",
+                )
+            values["api_key"] = key
             break
 
     for key, value in flags.items():

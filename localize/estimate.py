@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .catalog import read_once
 from .config import Settings
 from .cost import (
     TOKENS_PER_MESSAGE,
@@ -284,6 +285,11 @@ COUNT_BATCH = 1024
 
 def estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int], None] | None = None) -> Estimate:
     """Render every prompt, count its tokens and price the run. Sends nothing."""
+    with read_once(catalog):
+        return _estimate(settings, catalog, on_progress=on_progress)
+
+
+def _estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int], None] | None) -> Estimate:
     started = time.perf_counter()
     require_locales(settings)
     price = price_for(settings.model, load_prices(settings.prices))

@@ -43,13 +43,35 @@ class Term:
 class Glossary:
     keep: tuple[str, ...] = ()
     translate: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Terms by their first word, lowercased, so a product is checked only against the terms
+    # that could occur in it: a 100,000-term glossary costs a product its own words, not a
+    # scan per term. Terms that start with a non-word character are always checked.
+    _by_first_word: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _always: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    _order: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _kept: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._kept.update(self.keep)
+        for term in dict.fromkeys([*self.keep, *self.translate]):
+            self._order[term] = len(self._order)
+            first = _WORD.match(term.lower())
+            if first:
+                self._by_first_word.setdefault(first.group(0), []).append(term)
+            else:
+                self._always.append(term)
 
     def terms_for(self, text: str, locale: str) -> list[Term]:
-        """The entries that occur in `text` (a product's data), for one locale."""
-        found = [Term(term) for term in self.keep if _occurs(term, text)]
-        for term, by_locale in self.translate.items():
-            if _occurs(term, text) and by_locale.get(locale):
-                found.append(Term(term, by_locale[locale]))
+        """The entries that occur in `text` (a product's data), for one locale, in glossary order."""
+        words = set(_WORD.findall(text.lower()))
+        candidates = {term for word in words for term in self._by_first_word.get(word, ())}
+        candidates.update(self._always)
+        present = sorted((term for term in candidates if _occurs(term, text)), key=self._order.__getitem__)
+        found = [Term(term) for term in present if term in self._kept]
+        for term in present:
+            translation = self.translate.get(term, {}).get(locale)
+            if translation and term not in self._kept:
+                found.append(Term(term, translation))
         return found
 
 
@@ -113,6 +135,9 @@ def _locale(path: Path, code: Any) -> str:
         return parse_locale(str(code)).tag
     except LocaleError as exc:  # say which file the code came from
         raise ConfigError(str(exc), where=str(path)) from None
+
+
+_WORD = re.compile(r"\w+")
 
 
 def _occurs(term: str, text: str) -> bool:

@@ -138,7 +138,7 @@ def prompt_for(settings: Settings, catalog: Path, product_id: str, locale: str, 
     """The exact request body the relay would receive for one job."""
     target = parse_locale(locale)
     prompt_set = PromptSets(settings).get(platform.lower())
-    for product in read_catalog(catalog, columns=settings.columns):
+    for product in read_catalog(catalog, columns=settings.columns):  # one pass: a pipe works too
         if product.id == product_id:
             messages = prompt_set.render_messages(product, target)
             return chat_request_body(settings, messages)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .catalog import is_translations_export_file
+from .catalog import is_translations_export_file, read_once
 from .config import Settings
 from .cost import (
     Budget,
@@ -114,7 +114,19 @@ async def run(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """Send every job that is not up to date, validate every answer, write results, failures,
-    the lock and the cost report. SIGINT / SIGTERM stop sending and keep what finished."""
+    the lock and the cost report. SIGINT / SIGTERM stop sending and keep what finished. The
+    catalog is read from one copy, so what the checks counted is what is sent."""
+    with read_once(catalog, always=True):
+        return await _run(settings, catalog, on_progress=on_progress, transport=transport)
+
+
+async def _run(
+    settings: Settings,
+    catalog: Path,
+    *,
+    on_progress: Callable[[Progress], None] | None,
+    transport: httpx.AsyncBaseTransport | None,
+) -> RunSummary:
     started = time.perf_counter()
     require_locales(settings)
     _check_formats(settings, catalog)
@@ -224,6 +236,11 @@ class Staleness:
 def check(settings: Settings, catalog: Path) -> Staleness:
     """Which jobs a run would send, and why: renders every prompt, compares with the lock.
     Sends nothing and needs no key."""
+    with read_once(catalog):
+        return _check(settings, catalog)
+
+
+def _check(settings: Settings, catalog: Path) -> Staleness:
     require_locales(settings)
     prompt_sets = PromptSets(settings)
     lock, results = load_lock(settings.out)
