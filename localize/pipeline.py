@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import secrets
@@ -433,6 +434,9 @@ class _JobRunner:
             spent += usage
             cost += request_cost
             self.spent_usd += request_cost
+            log_answer = functools.partial(
+                self._log_completion, job, attempt, completion, usage if unreported else None, request_cost, counted
+            )
             try:
                 listing, warnings = check_answer(
                     completion.content, completion.finish_reason, rules, job.locale, terms, source=job.product.data()
@@ -450,16 +454,7 @@ class _JobRunner:
                         source=job.product.data(),
                     )
                 else:
-                    self._log_completion(
-                        job,
-                        attempt,
-                        completion,
-                        usage if unreported else None,
-                        request_cost,
-                        counted,
-                        error=exc,
-                        outcome="failed" if last else None,
-                    )
+                    log_answer(error=exc, outcome="failed" if last else None)
                     if last:
                         self._fail(job, exc.kind, exc.message, attempt)
                         return
@@ -468,16 +463,7 @@ class _JobRunner:
                     continue
             if unreported:
                 warnings = [*warnings, "usage_unreported"]
-            self._log_completion(
-                job,
-                attempt,
-                completion,
-                usage if unreported else None,
-                request_cost,
-                counted,
-                error=None,
-                outcome="succeeded",
-            )
+            log_answer(error=None, outcome="succeeded")
             self._store.log_job(
                 {
                     "type": "result",
