@@ -788,6 +788,7 @@ class Sender:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._unreachable_streak = 0
+        self._stopped: RelayFatal | None = None  # once one request meets a fatal error, none is sent
 
     async def send(
         self,
@@ -813,6 +814,9 @@ class Sender:
             spent: Decimal | None = None  # unknown (booked at the worst case) unless the attempt shows it
             try:
                 async with self._pacer.slot(tokens) as sent_at:
+                    if self._stopped is not None:  # it stopped while this one waited for its turn
+                        spent = Decimal(0)
+                        raise self._not_sent(number)
                     started = time.monotonic()
                     try:
                         completion = await self._client.chat(body)
@@ -836,6 +840,8 @@ class Sender:
             on_failed(failed, stop is not None)
             if stop is not None:
                 stop.attempt = number
+                if isinstance(stop, RelayFatal):
+                    self._stopped = self._stopped or stop
                 raise stop
             retries += 1
             number += 1
@@ -847,6 +853,13 @@ class Sender:
                 # Full jitter (AWS architecture blog): spreads the retries of a burst apart.
                 ceiling = min(BACKOFF_MAX_S, self._backoff_base_s * 2 ** (retries - 1))
                 await self._sleep(self._rng.uniform(0, ceiling))
+
+    def _not_sent(self, number: int) -> RelayFatal:
+        stopped = self._stopped
+        assert stopped is not None
+        error = RelayFatal("aborted", f"not sent: the run stopped ({stopped.kind}: {stopped.message})")
+        error.attempt = number - 1
+        return error
 
     def _tell_pacer(self, sent_at: float, error: RelayError) -> None:
         """Each signal to its remedy: a rate-limit 429 slows every sender; a transient failure
