@@ -231,3 +231,22 @@ def _chat_body(*, usage_value: object) -> dict:
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
         "usage": usage_value,
     }
+
+
+def test_report_reads_an_audit_log_whatever_an_older_run_left_in_it(run_cli, tmp_path: Path) -> None:
+    """A log written before usage was checked (or torn by a crash) still rebuilds a report."""
+    lines = [
+        {"run": "r1", "model": "kimi-k2", "usage": {"input": "815.0", "cached_input": None, "output": 10**30}},
+        {"run": "r1", "model": "kimi-k2", "usage": [1, 2], "cost_usd": "NaN", "relay_cost_usd": "Infinity"},
+        {"run": "r1", "model": "kimi-k2", "usage": {"input": 100, "output": 20}, "cost_usd": 0.0001, "status": "200"},
+        {"run": "r1", "model": "kimi-k2", "maybe_billed": True, "counted_input": -4, "error": ["odd"]},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + '\n{"torn": \n' + "[" * 100_000 + "\n"
+    (tmp_path / "out").mkdir()
+    write(tmp_path / "out" / "requests.jsonl", text)
+    rebuilt = run_cli("report", tmp_path / "out", "--json")
+    assert rebuilt.exit_code == 0, rebuilt.stderr
+    report = json.loads(rebuilt.stdout)
+    assert report["requests"] == 4
+    assert report["tokens"] == {"input": 100, "cached_input": 0, "output": 20}
+    assert report["cost_usd"] == 0.0001
