@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, reports
-from .errors import InputError, LocalizeError
+from .errors import DiskFull, InputError, LocalizeError
 from .merge import merge_outputs
 from .progress import ProgressView
 from .redact import redact_environment_keys
@@ -39,12 +39,14 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # bad input, options or config: found before anything is sent
     BUDGET = 3  # --max-cost reached
     RELAY_FATAL = 4  # bad key, unknown model, relay unreachable
+    DISK_FULL = 5  # OUT's disk is full: sending stopped, finished work kept
     INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished work kept
 
 
 EXIT_FOR: dict[type[BaseException], ExitCode] = {
     InputError: ExitCode.BAD_INPUT,
     RelayFatal: ExitCode.RELAY_FATAL,
+    DiskFull: ExitCode.DISK_FULL,
 }
 
 
@@ -70,6 +72,9 @@ def exit_codes() -> Iterator[None]:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
         message = _redacted(f"{where}{exc.strerror or exc}")
+        if pipeline.is_disk_full(exc):
+            stderr.print(f"error: {message} (free some space and run again; finished work is kept)", markup=False)
+            raise typer.Exit(ExitCode.DISK_FULL) from None
         stderr.print(f"error: {message} (check that --out is a writable directory)", markup=False)
         raise typer.Exit(ExitCode.BAD_INPUT) from None
 

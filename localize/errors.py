@@ -73,3 +73,17 @@ class PriceError(InputError):
 
 class BudgetReached(LocalizeError):
     """--max-cost: the next request's worst case does not fit under the cap."""
+
+
+class OutInUse(InputError):
+    """Another run is writing the same output directory."""
+
+    def __init__(self, out: Path, holder: str) -> None:
+        super().__init__(
+            f"another localize run ({holder}) is writing {out}",
+            hint="wait for it to finish, or give this run another --out; nothing was sent",
+        )
+
+
+class DiskFull(LocalizeError):
+    """OUT's disk is full (or over quota) while a run writes."""

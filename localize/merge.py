@@ -29,6 +29,7 @@ from .store import (
     REQUESTS,
     RESULT_FIELDS,
     RESULTS,
+    OutHold,
     atomic_write,
     iter_jsonl,
     output_line,
@@ -56,15 +57,18 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
                 table[key] = (owner, record)
                 if table is results and key in source_lock.jobs:
                     lock.record(key, source_lock.jobs[key], source_lock.products.get(key[0], {}))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / RESULTS, "".join(output_line(results[key][1], RESULT_FIELDS) for key in sorted(results)))
-    atomic_write(out / FAILURES, "".join(output_line(failures[key][1], FAILURE_FIELDS) for key in sorted(failures)))
-    atomic_write(out / LOCK, "".join(lock.lines()))
-    atomic_write(out / REQUESTS, "".join(_unique_lines(path / REQUESTS for path in inputs)))
-    report = _merged_report(inputs, out)
-    atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-    atomic_write(out / COST_MD, report_markdown(report))
-    _merge_calibration(inputs, out, report["model"])
+    hold = OutHold.take(out)  # a run writing OUT meanwhile would be overwritten
+    try:
+        atomic_write(out / RESULTS, "".join(output_line(results[key][1], RESULT_FIELDS) for key in sorted(results)))
+        atomic_write(out / FAILURES, "".join(output_line(failures[key][1], FAILURE_FIELDS) for key in sorted(failures)))
+        atomic_write(out / LOCK, "".join(lock.lines()))
+        atomic_write(out / REQUESTS, "".join(_unique_lines(path / REQUESTS for path in inputs)))
+        report = _merged_report(inputs, out)
+        atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        atomic_write(out / COST_MD, report_markdown(report))
+        _merge_calibration(inputs, out, report["model"])
+    finally:
+        hold.release()
     return report
 
 

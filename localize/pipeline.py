@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import math
@@ -32,7 +33,7 @@ from .cost import (
     report_markdown,
     worst_case_usd,
 )
-from .errors import BudgetReached, InputError, PromptError
+from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration
 from .exports import write_shopify_translations
 from .jobs import Job, PromptSets, chat_request_body, iter_jobs, preflight, request_params, require_locales
@@ -157,37 +158,66 @@ async def _run(
     worker = _JobRunner(settings, price, prompt_sets, sender, store, run_id, calibration)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
 
+    disk_errors: list[OSError] = []
+
     async def drain() -> None:
-        for job in jobs:  # one shared iterator: each worker takes the next job
-            await worker.process(job)
-            if on_progress:
-                on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
+        try:
+            for job in jobs:  # one shared iterator: each worker takes the next job
+                await worker.process(job)
+                if on_progress:
+                    on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # Nothing more can be recorded, so nothing more may be paid for: stop every worker.
+            disk_errors.append(exc)
+            for task in tasks:
+                task.cancel()
 
     tasks = [asyncio.create_task(drain()) for _ in range(max(1, min(settings.concurrency, total)))]
+    # Held until the reports are written: a second SIGTERM (what `timeout` sends) or Ctrl-C
+    # while the final files are written must not kill the process half way.
     interrupted = _stop_on_signals(tasks)
     try:
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
+        finally:
+            await client.aclose()
+            try:
+                store.close()
+                store.finish(formats=settings.formats)
+                if "shopify" in settings.formats:
+                    write_shopify_translations(catalog, settings.out, settings.locales)
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                disk_errors.append(exc)
+        if disk_errors:
+            raise DiskFull(
+                f"the disk holding {settings.out} is full ({disk_errors[0].strerror}): sending stopped",
+                hint="free some space and run the same command again: what finished is kept and will not be sent again",
+            )
+        jobs_count = {
+            "total": total,
+            "succeeded": worker.succeeded,
+            "failed": worker.failed,
+            "up_to_date": worker.up_to_date,
+        }
+        if interrupted:
+            jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
+        report = _write_reports(settings, catalog, run_id, jobs_count, pacer, elapsed_s=time.perf_counter() - started)
     finally:
+        store.release()
         _restore_signals()
-        await client.aclose()
-        store.close()
-        store.finish(formats=settings.formats)
-        if "shopify" in settings.formats:
-            write_shopify_translations(catalog, settings.out, settings.locales)
-
-    jobs_count = {
-        "total": total,
-        "succeeded": worker.succeeded,
-        "failed": worker.failed,
-        "up_to_date": worker.up_to_date,
-    }
-    if interrupted:
-        jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
-    report = _write_reports(settings, catalog, run_id, jobs_count, pacer, elapsed_s=time.perf_counter() - started)
     return RunSummary(report, settings.out, worker.fatal, worker.budget_reached, bool(interrupted))
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """No space left on OUT's device, or the user's quota is spent."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _write_reports(
@@ -408,6 +438,9 @@ class _JobRunner:
                     first_attempt=attempt,
                     on_failed=lambda failed, last, counted=counted, messages=messages: self._log_failed(
                         job, failed, messages, counted, last=last
+                    ),
+                    on_sending=lambda number, counted=counted: self._store.log_sent(
+                        {**self._attempt_base(job, number), "counted_input": counted}
                     ),
                 )
             except BudgetReached as exc:

@@ -798,11 +798,13 @@ class Sender:
         worst_case_usd: Decimal,
         first_attempt: int,
         on_failed: Callable[[FailedAttempt, bool], None],
+        on_sending: Callable[[int], None] | None = None,
     ) -> tuple[Completion, int]:
-        """(the completion, its attempt number). Each failed attempt is reported as it ends,
-        with whether it was the job's last; then the error is raised or the attempt retried.
-        With a budget, each attempt first reserves `worst_case_usd` (BudgetReached if it
-        cannot)."""
+        """(the completion, its attempt number). `on_sending` hears each attempt's number just
+        before it goes out (so a kill mid-request still leaves a trace); each failed attempt is
+        reported as it ends, with whether it was the job's last; then the error is raised or
+        the attempt retried. With a budget, each attempt first reserves `worst_case_usd`
+        (BudgetReached if it cannot)."""
         number = first_attempt
         retries = 0
         while True:
@@ -817,6 +819,8 @@ class Sender:
                     if self._stopped is not None:  # it stopped while this one waited for its turn
                         spent = Decimal(0)
                         raise self._not_sent(number)
+                    if on_sending is not None:
+                        on_sending(number)
                     started = time.monotonic()
                     try:
                         completion = await self._client.chat(body)

@@ -8,6 +8,7 @@ output is ever half-written. Sorting keeps only keys and file offsets in memory.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import OutInUse
 from .lock import HEADER, LOCK, Fingerprint, JobKey, Lock, fingerprint_fields, iter_entries, job_line, product_line
 
 REQUESTS = "requests.jsonl"
@@ -62,8 +64,12 @@ class RunStore:
     merged into the lock file at the end, so a 100k-job run stays flat."""
 
     def __init__(self, out: Path, *, read_only: bool = False) -> None:
-        """Load OUT's state; unless read_only (estimates), open its logs for this run."""
+        """Load OUT's state; unless read_only (estimates), take OUT for this run (OutInUse
+        if another run holds it) and open its logs."""
         self.out = out
+        self._hold: OutHold | None = None
+        if not read_only:
+            self._hold = OutHold.take(out)
         with_results = {_key(record) for record in iter_jsonl(out / RESULTS)}
         self._current: dict[JobKey, bytes] = {}  # job → Fingerprint.digest(), for jobs with a result
         for entry in iter_entries(out / LOCK):
@@ -85,7 +91,11 @@ class RunStore:
         if read_only:
             return
         out.mkdir(parents=True, exist_ok=True)
+        unlogged = _unlogged_attempts(out)
         self._requests = _open_append(out / REQUESTS)
+        for record in unlogged:
+            self._requests.write(_line(record))
+        self._requests.flush()
         self._journal = _open_append(out / JOURNAL)
         self._last_sync = time.monotonic()
 
@@ -98,6 +108,12 @@ class RunStore:
         if key in self._failed:
             self._failed.discard(key)
             self.log_job({"type": "current", "id": key[0], "platform": key[1], "locale": key[2]})
+
+    def log_sent(self, attempt: Mapping[str, Any]) -> None:
+        """An attempt about to go out (run, job, attempt number): if the process is killed
+        before it ends, the next run logs it as possibly billed instead of forgetting it."""
+        self._journal.write(_line({"type": "sent", **attempt}))
+        self._journal.flush()
 
     def log_attempt(self, record: Mapping[str, Any]) -> None:
         """One request attempt, as it ends."""
@@ -117,11 +133,26 @@ class RunStore:
             self._last_sync = now
 
     def close(self) -> None:
+        """Flush and close both logs; the first error (a full disk) is raised once both are closed."""
+        failure: OSError | None = None
         for handle in (self._requests, self._journal):
-            if not handle.closed:
+            if handle.closed:
+                continue
+            try:
                 handle.flush()
                 os.fsync(handle.fileno())
-                handle.close()
+            except OSError as exc:
+                failure = failure or exc
+            finally:
+                _close_quietly(handle)
+        if failure is not None:
+            raise failure
+
+    def release(self) -> None:
+        """Let other runs have OUT (after the final files are written)."""
+        if self._hold is not None:
+            self._hold.release()
+            self._hold = None
 
     def finish(self, *, formats: Iterable[str]) -> None:
         """Fold the journal into results.jsonl, failures.jsonl and the lock (each sorted and
@@ -137,6 +168,46 @@ class RunStore:
             atomic_write(self.out / "results.json", json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         with (self.out / JOURNAL).open("w") as journal:
             os.fsync(journal.fileno())
+
+
+class OutHold:
+    """An exclusive hold on OUT for one writing run: an advisory lock on OUT/.localize-run,
+    which the OS drops when the process ends however it ends (kill -9 included), so a stale
+    hold never blocks the next run. Readers (--check, estimate, review) do not take it."""
+
+    NAME = ".localize-run"
+
+    def __init__(self, handle: io.TextIOWrapper) -> None:
+        self._handle = handle
+
+    @classmethod
+    def take(cls, out: Path) -> OutHold:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = (out / cls.NAME).open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise OutInUse(out, holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+        handle.flush()
+        return cls(handle)
+
+    def release(self) -> None:
+        """Empty the file again (it is committed with OUT, and must not change run to run)."""
+        try:
+            self._handle.seek(0)
+            self._handle.truncate()
+            self._handle.flush()
+        except OSError:
+            pass  # a full disk: the content is only a courtesy
+        finally:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            _close_quietly(self._handle)
 
 
 def load_lock(out: Path) -> tuple[Lock, set[JobKey]]:
@@ -268,6 +339,40 @@ def _unpack(packed: int) -> tuple[int, int, int, bool]:
     return (packed >> 1) & 0b11, packed >> 26, (packed >> 3) & ((1 << 23) - 1), bool(packed & 1)
 
 
+def _unlogged_attempts(out: Path) -> list[dict[str, Any]]:
+    """Attempts a killed run sent but never logged (sent in the journal, no line in the audit
+    log), as audit records: the relay may have billed them, and the report must say so."""
+    sent: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for record in iter_jsonl(out / JOURNAL):
+        if record.get("type") == "sent":
+            sent[_attempt_key(record)] = record
+    if not sent:
+        return []
+    runs = {key[0] for key in sent}
+    for record in iter_jsonl(out / REQUESTS):
+        if record.get("run") in runs:
+            sent.pop(_attempt_key(record), None)
+    return [
+        {
+            **{name: value for name, value in record.items() if name != "type"},
+            "status": None,
+            "error": "killed",
+            "message": "sent when its run was killed; the relay may have billed it",
+            "latency_ms": None,
+            "usage": None,
+            "cost_usd": 0.0,
+            "relay_cost_usd": None,
+            "request_id": None,
+            "maybe_billed": True,
+        }
+        for record in sent.values()
+    ]
+
+
+def _attempt_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (record.get("run"), record.get("id"), record.get("platform"), record.get("locale"), record.get("attempt"))
+
+
 def _key(record: Mapping[str, Any]) -> JobKey:
     return (str(record["id"]), str(record["platform"]), str(record["locale"]))
 
@@ -342,19 +447,33 @@ class _atomic:
         return self._file
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        if exc_type is not None:
+        try:
+            if exc_type is None:
+                self._file.flush()
+                os.fsync(self._file.fileno())
             self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp, self._path)
+        except BaseException:
+            # A full disk fails the flush or the close: leave no hidden temp file filling it.
+            _close_quietly(self._file)
+            self._tmp.unlink(missing_ok=True)
+            raise
+        if exc_type is not None:
             self._tmp.unlink(missing_ok=True)
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self._path)
         dir_fd = os.open(self._path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _close_quietly(handle: io.TextIOWrapper) -> None:
+    try:
+        handle.close()
+    except OSError:
+        pass
 
 
 def _line(record: Mapping[str, Any]) -> str:

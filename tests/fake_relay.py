@@ -139,6 +139,12 @@ class FakeRelay:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    pass  # the client dropped a kept-alive connection: its right
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 behaviour = relay._next(self.path, None, self.headers.get("Authorization", ""))
                 if behaviour is None:

@@ -210,12 +210,15 @@ def _start(catalog: Path, relay: FakeRelay, *extra: str) -> subprocess.Popen:
 
 
 def _wait_for_journal(lines: int, process: subprocess.Popen) -> None:
-    """Wait until the run has journaled `lines` finished jobs (a condition, polled; not a timing)."""
+    """Wait until the run has journaled `lines` finished jobs (a condition, polled; not a timing).
+    The journal also notes each attempt as it goes out; only finished jobs count here."""
     journal = Path("out/journal.jsonl")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") >= lines:
-            return
+        if journal.exists():
+            finished = [record for record in iter_jsonl(journal) if record.get("type") in ("result", "failure")]
+            if len(finished) >= lines:
+                return
         time.sleep(0.02)
     raise AssertionError("the run never journaled enough jobs")
 
@@ -355,3 +358,67 @@ def test_merge_keeps_a_result_beside_its_failure_as_a_run_does(run_cli, sample: 
     assert run_cli("merge", "shard1", "--out", "merged").exit_code == 0
     assert Path("merged/results.jsonl").read_bytes() == kept
     assert len(list(iter_jsonl(Path("merged/failures.jsonl")))) == len(list(iter_jsonl(Path("shard1/failures.jsonl"))))
+
+
+def test_a_run_killed_mid_request_leaves_its_paid_requests_in_the_audit_log(run_cli, sample: Path) -> None:
+    """kill -9 while requests are in flight: the next run logs them as possibly billed, so the
+    audit log covers every request the relay received."""
+    with FakeRelay(latency_s=0.15) as relay:
+        process = _start(sample, relay)
+        _wait_for_journal(6, process)
+        process.kill()
+        process.wait()
+        assert run(run_cli, relay, sample, "--concurrency", "4").exit_code == 0
+        received = len(relay.chat_requests)
+    everything = json.loads(run_cli("report", "out", "--all", "--json").stdout)
+    assert everything["requests"] >= received  # nothing the relay got is forgotten
+    killed = everything["errors"].get("killed", 0)
+    assert killed >= 1 and everything["unconfirmed"]["requests"] >= killed
+
+
+def test_a_second_run_on_the_same_out_exits_2_while_check_and_estimate_still_work(run_cli, sample: Path) -> None:
+    with FakeRelay(latency_s=0.15) as relay:
+        first = _start(sample, relay)
+        _wait_for_journal(2, first)
+        second = run(run_cli, relay, sample)
+        checked = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--check")
+        estimated = run_cli("estimate", sample, "-l", "de-DE,ja-JP", "--out", "out")
+        _, stderr = first.communicate(timeout=120)
+        sent = len(relay.chat_requests)
+    assert second.exit_code == 2
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith("error: another localize run (pid ") and "is writing out" in line
+    assert checked.exit_code == 1 and estimated.exit_code == 0, checked.stderr + estimated.stderr
+    assert first.returncode == 0, stderr
+    assert sent == 26  # the second run sent nothing
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert Path("out/.localize-run").read_text() == ""  # committed with OUT: empty between runs
+
+
+def test_two_sigterms_still_end_in_130_with_everything_written(run_cli, sample: Path) -> None:
+    """`timeout` sends SIGTERM, and impatient CI runners send it twice."""
+    with FakeRelay(latency_s=0.15) as relay:
+        process = _start(sample, relay)
+        _wait_for_journal(4, process)
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    kept = len(list(iter_jsonl(Path("out/results.jsonl"))))
+    assert kept >= 4
+    assert json.loads(Path("out/cost_report.json").read_text())["jobs"]["not_started"] == 26 - kept
+
+
+def test_a_full_disk_is_its_own_exit_and_leaves_no_temp_files(run_cli, sample: Path) -> None:
+    """/dev/full answers every write with ENOSPC, as a full disk does."""
+    Path("out").mkdir()
+    Path("out/requests.jsonl").symlink_to("/dev/full")
+    with FakeRelay() as relay:
+        result = run(run_cli, relay, sample)
+        assert len(relay.chat_requests) <= 16  # stopped at once: nothing more may be paid for unrecorded
+    assert result.exit_code == 5, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "is full" in line and "run the same command again" in line
+    assert [
+        path.name for path in Path("out").iterdir() if path.name.startswith(".") and path.name != ".localize-run"
+    ] == []
