@@ -152,6 +152,12 @@ class Lock:
 
 def iter_entries(path: Path) -> Iterator[dict[str, Any]]:
     """The lock's product and job entries, checked, one at a time."""
+    for _raw, entry in iter_lines(path):
+        yield entry
+
+
+def iter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The lock's product and job lines, each as written (ending in a newline) and as read."""
     if not path.exists():
         return
     with path.open(encoding="utf-8") as handle:
@@ -176,7 +182,7 @@ def iter_entries(path: Path) -> Iterator[dict[str, Any]]:
                     where=f"{path}:{number}",
                     hint="restore it from git, or delete it to regenerate every job",
                 ) from None
-            yield entry
+            yield (raw if raw.endswith("\n") else raw + "\n"), entry
 
 
 def job_line(key: JobKey, fp: Fingerprint) -> str:

@@ -25,12 +25,12 @@ from .store import (
     COST_MD,
     FAILURE_FIELDS,
     FAILURES,
-    JOURNAL,
     REQUESTS,
     RESULT_FIELDS,
     RESULTS,
     OutHold,
     atomic_write,
+    has_unfinished_run,
     iter_jsonl,
     output_line,
 )
@@ -83,8 +83,7 @@ def _shard_of(path: Path) -> tuple[int, int] | None:
 
 
 def _require_finished(path: Path) -> None:
-    journal = path / JOURNAL
-    if journal.exists() and journal.stat().st_size:
+    if has_unfinished_run(path):
         raise InputError(
             "holds a run that did not finish",
             where=str(path),

@@ -58,7 +58,6 @@ from .store import (
     RunStore,
     atomic_write,
     iter_jsonl,
-    load_lock,
 )
 from .validate import InvalidAnswer, check_answer
 
@@ -274,7 +273,7 @@ def check(settings: Settings, catalog: Path) -> Staleness:
 def _check(settings: Settings, catalog: Path) -> Staleness:
     require_locales(settings)
     prompt_sets = PromptSets(settings)
-    lock, results = load_lock(settings.out)
+    store = RunStore(settings.out, read_only=True)
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     total = 0
     stale: list[tuple[JobKey, str]] = []
@@ -285,7 +284,7 @@ def _check(settings: Settings, catalog: Path) -> Staleness:
             messages = prompt_set.render_messages(job.product, job.locale)
             fields = fingerprints.fields(job.product.id, job.product.data())
             fp = fingerprints.of(fields, messages, prompt_set.rules_for(job.locale))
-            reason = lock.stale_reason(job.key, fp, fields, has_result=job.key in results)
+            reason = store.stale_reason(job.key, fp, fields)
             if reason is not None:
                 stale.append((job.key, reason))
     return Staleness(total, stale)

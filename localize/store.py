@@ -1,17 +1,19 @@
-"""What a run writes: the audit log, the job journal, and the final sorted files.
+"""OUT's state: one owner for the output directory.
 
-Lines are appended as things happen (requests.jsonl per attempt, journal.jsonl per finished
-job); the final files are built from them at the end, sorted, and replaced atomically, so no
-output is ever half-written. Sorting keeps only keys and file offsets in memory.
+The run's state lives in SQLite (OUT/localize.db); the audit log (requests.jsonl) is appended
+per attempt; results.jsonl, failures.jsonl and localize.lock are exported from the database at
+the end of a run, sorted and replaced atomically, so no output is ever half-written.
 """
 
 from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutInUse
-from .lock import HEADER, LOCK, Fingerprint, JobKey, Lock, fingerprint_fields, iter_entries, job_line, product_line
+from .lock import HEADER, LOCK, Fingerprint, JobKey, Lock, fingerprint_fields, iter_lines, job_line, product_line
 
 REQUESTS = "requests.jsonl"
 JOURNAL = "journal.jsonl"
@@ -31,7 +33,6 @@ CALIBRATION = "calibration.json"
 RATE = "rate.json"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (setting it back at once)
-SYNC_EVERY_S = 0.25  # fsync the logs at most this often: a machine crash loses no more
 
 RESULT_FIELDS = (
     "id",
@@ -56,97 +57,202 @@ FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-class RunStore:
-    """OUT for one run: which jobs are current (from the lock, the results and the journal of
-    a run that was killed), the append-only logs, and the final files built from them.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- One row per product the lock records: its localize.lock line, as written.
+CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, lock_line TEXT NOT NULL) WITHOUT ROWID;
+-- One row per (product, platform, locale) job: its lines in localize.lock, results.jsonl and
+-- failures.jsonl as they are exported, and the digest of the inputs its result came from.
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    lock_line TEXT,
+    current BLOB,
+    result TEXT,
+    failure TEXT,
+    PRIMARY KEY (id, platform, locale)
+) WITHOUT ROWID;
+-- One row per request attempt, written before it is sent (logged = 0) and completed after.
+CREATE TABLE IF NOT EXISTS attempts (
+    run TEXT NOT NULL,
+    id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    time TEXT,
+    status INTEGER,
+    error TEXT,
+    latency_ms REAL,
+    input_tokens INTEGER,
+    cached_tokens INTEGER,
+    output_tokens INTEGER,
+    cost_usd REAL,
+    logged INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run, id, platform, locale, attempt)
+) WITHOUT ROWID;
+"""
+SCHEMA_VERSION = "1"
+DB = "localize.db"
+# The files the database is exported to, and rebuilt from when they change behind its back.
+_EXPORTED = (RESULTS, FAILURES, LOCK)
 
-    Only 16 bytes per current job stay in memory: new lock entries go to the journal and are
-    merged into the lock file at the end, so a 100k-job run stays flat."""
+
+class RunStore:
+    """OUT's state, on SQLite (OUT/localize.db, WAL): which jobs are current, their results,
+    failures and lock lines, and every attempt. The text files (results.jsonl, failures.jsonl,
+    localize.lock, requests.jsonl) stay the committed contract: they are exported from the
+    database at the end of a run, and the database is rebuilt from them when it is missing or
+    they changed since (a fresh clone, a `git pull`). Only this class opens OUT's state.
+
+    A finished job is one transaction; WAL with synchronous=NORMAL survives a killed process
+    (a machine crash may lose the last moments, never corrupt the file). Only 16 bytes per
+    current job stay in memory."""
 
     def __init__(self, out: Path, *, read_only: bool = False) -> None:
-        """Load OUT's state; unless read_only (estimates), take OUT for this run (OutInUse
-        if another run holds it) and open its logs."""
+        """Open OUT's state; unless read_only (estimates, --check), take OUT for this run
+        (OutInUse if another run holds it) and open the audit log."""
         self.out = out
         self._hold: OutHold | None = None
+        self._requests: io.TextIOWrapper | None = None
         if not read_only:
             self._hold = OutHold.take(out)
-        with_results = {_key(record) for record in iter_jsonl(out / RESULTS)}
-        self._current: dict[JobKey, bytes] = {}  # job → Fingerprint.digest(), for jobs with a result
-        for entry in iter_entries(out / LOCK):
-            if "job" in entry:
-                key = (str(entry["job"][0]), str(entry["job"][1]), str(entry["job"][2]))
-                if key in with_results:
-                    self._current[key] = Fingerprint(**fingerprint_fields(entry)).digest()
-        del with_results
-        # Jobs with a failure on record: if one turns out to be up to date, its record is cleared.
-        self._failed = {_key(record) for record in iter_jsonl(out / FAILURES)}
-        for record in iter_jsonl(out / JOURNAL):  # a run that did not get to finish
-            key = _key(record)
-            if record.get("type") == "result":
-                self._current[key] = Fingerprint(**record["lock"]).digest()
-                self._failed.discard(key)
-            elif record.get("type") == "failure":
-                self._current.pop(key, None)
-                self._failed.add(key)
+            _ignore_database_in_git(out)
+            self._db = _connect(out / DB)
+            self._refresh()
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('unfinished', 'a run writes OUT')")
+        elif not out.is_dir():
+            self._db = _connect(":memory:")  # nothing here yet: an empty state, and no file made
+        else:
+            # Readers (--check, estimates) rebuild a stale database when no run holds OUT; beside
+            # a writing run they read what it committed (it refreshed the database itself).
+            self._hold = OutHold.try_take(out)
+            if self._hold is not None:
+                _ignore_database_in_git(out)
+                self._db = _connect(out / DB)
+                self._refresh()
+            else:
+                try:
+                    self._db = _connect(out / DB, read_only=True)
+                    self._db.execute("SELECT 1 FROM jobs LIMIT 1")
+                except sqlite3.Error:  # the run has only just started: nothing of it to read yet
+                    self._db = _connect(":memory:")
+        self._current: dict[JobKey, bytes] = {
+            (row[0], row[1], row[2]): row[3]
+            for row in self._db.execute(
+                "SELECT id, platform, locale, current FROM jobs WHERE current IS NOT NULL AND result IS NOT NULL"
+            )
+        }
         if read_only:
+            if self._hold is not None:
+                self.release()
             return
-        out.mkdir(parents=True, exist_ok=True)
-        unlogged = _unlogged_attempts(out)
+        unlogged = self._unlogged_attempts()
         self._requests = _open_append(out / REQUESTS)
         for record in unlogged:
             self._requests.write(_line(record))
         self._requests.flush()
-        self._journal = _open_append(out / JOURNAL)
-        self._last_sync = time.monotonic()
+        with self._db:
+            self._db.execute("UPDATE attempts SET logged = 1 WHERE logged = 0")
+
+    # --- questions --------------------------------------------------------------------------
 
     def is_current(self, key: JobKey, fp: Fingerprint) -> bool:
         """Whether the job has a result generated from exactly these inputs."""
         return self._current.get(key) == fp.digest()
 
+    def stale_reason(self, key: JobKey, fp: Fingerprint, fields: Mapping[str, str]) -> str | None:
+        """Why this job must be (re)generated, or None when its result is up to date (--check)."""
+        lock = Lock()
+        row = self._db.execute(
+            "SELECT lock_line, result IS NOT NULL FROM jobs WHERE id = ? AND platform = ? AND locale = ?", key
+        ).fetchone()
+        product = self._db.execute("SELECT lock_line FROM products WHERE id = ?", (key[0],)).fetchone()
+        if product is not None:
+            lock.products[key[0]] = dict(json.loads(product[0])["fields"])
+        if row is not None and row[0] is not None:
+            lock.jobs[key] = Fingerprint(**fingerprint_fields(json.loads(row[0])))
+        return lock.stale_reason(key, fp, fields, has_result=bool(row and row[1]))
+
+    # --- what a run does --------------------------------------------------------------------
+
     def mark_current(self, key: JobKey) -> None:
         """An up-to-date job: clear a failure an earlier run recorded for it."""
-        if key in self._failed:
-            self._failed.discard(key)
-            self.log_job({"type": "current", "id": key[0], "platform": key[1], "locale": key[2]})
+        with self._db:
+            self._db.execute(
+                "UPDATE jobs SET failure = NULL WHERE id = ? AND platform = ? AND locale = ? AND failure IS NOT NULL",
+                key,
+            )
 
     def log_sent(self, attempt: Mapping[str, Any]) -> None:
         """An attempt about to go out (run, job, attempt number): if the process is killed
         before it ends, the next run logs it as possibly billed instead of forgetting it."""
-        self._journal.write(_line({"type": "sent", **attempt}))
-        self._journal.flush()
+        with self._db:
+            self._insert_attempt(attempt, logged=False)
 
     def log_attempt(self, record: Mapping[str, Any]) -> None:
-        """One request attempt, as it ends."""
+        """One request attempt, as it ends: a line in the audit log, and its row completed."""
+        assert self._requests is not None
         self._requests.write(_line(record))
         self._requests.flush()
+        with self._db:
+            self._insert_attempt(record, logged=True)
+
+    def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool) -> None:
+        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
+        self._db.execute(
+            "INSERT OR REPLACE INTO attempts (run, id, platform, locale, attempt, time, status, error,"
+            " latency_ms, input_tokens, cached_tokens, output_tokens, cost_usd, logged, record)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *_attempt_key(record),
+                record.get("time"),
+                record.get("status"),
+                record.get("error"),
+                record.get("latency_ms"),
+                usage.get("input"),
+                usage.get("cached_input"),
+                usage.get("output"),
+                record.get("cost_usd"),
+                int(logged),
+                json.dumps(dict(record), ensure_ascii=False),
+            ),
+        )
 
     def log_job(self, record: Mapping[str, Any]) -> None:
-        """A finished job: {"type": "result" | "failure", ...}; a result carries its "lock"
-        fingerprint and product "fields" digests. Written through to the OS at once, so a
-        killed process loses nothing; fsync'd in batches, so the disk is not the bottleneck."""
-        self._journal.write(_line(record))
-        self._journal.flush()
-        now = time.monotonic()
-        if now - self._last_sync >= SYNC_EVERY_S:
-            os.fsync(self._journal.fileno())
-            os.fsync(self._requests.fileno())
-            self._last_sync = now
+        """A finished job, in one transaction: {"type": "result" | "failure", ...}; a result
+        carries its "lock" fingerprint and product "fields" digests. A failure is recorded
+        beside an earlier result, never instead of it."""
+        key = _key(record)
+        with self._db:
+            if record["type"] == "result":
+                fp = Fingerprint(**record["lock"])
+                self._db.execute(
+                    "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
+                    (key[0], product_line(key[0], record["fields"])),
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current, result, failure)"
+                    " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (*key, job_line(key, fp), fp.digest(), output_line(record, RESULT_FIELDS)),
+                )
+            else:
+                self._db.execute(
+                    "INSERT INTO jobs (id, platform, locale, failure) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (id, platform, locale) DO UPDATE SET failure = excluded.failure",
+                    (*key, output_line(record, FAILURE_FIELDS)),
+                )
 
     def close(self) -> None:
-        """Flush and close both logs; the first error (a full disk) is raised once both are closed."""
-        failure: OSError | None = None
-        for handle in (self._requests, self._journal):
-            if handle.closed:
-                continue
+        """Flush and close the audit log (a full disk raises here, once it is closed)."""
+        if self._requests is not None and not self._requests.closed:
             try:
-                handle.flush()
-                os.fsync(handle.fileno())
-            except OSError as exc:
-                failure = failure or exc
+                self._requests.flush()
+                os.fsync(self._requests.fileno())
             finally:
-                _close_quietly(handle)
-        if failure is not None:
-            raise failure
+                _close_quietly(self._requests)
 
     def release(self) -> None:
         """Let other runs have OUT (after the final files are written)."""
@@ -155,19 +261,156 @@ class RunStore:
             self._hold = None
 
     def finish(self, *, formats: Iterable[str]) -> None:
-        """Fold the journal into results.jsonl, failures.jsonl and the lock (each sorted and
-        replaced atomically), write the extra formats, then empty the journal. Call after
-        close(). A crash anywhere in here is repaired by the next run replaying the journal."""
-        _merge(self.out)
-        _merge_lock(self.out)
+        """Export results.jsonl, failures.jsonl and the lock, each sorted and replaced
+        atomically, then the extra formats; the database remembers what it exported. A crash
+        in here is repaired by the next run, which exports again."""
+        rows = self._db.execute
+        with _atomic(self.out / RESULTS) as written:
+            for (line,) in rows("SELECT result FROM jobs WHERE result IS NOT NULL ORDER BY id, platform, locale"):
+                written.write(line)
+        with _atomic(self.out / FAILURES) as written:
+            for (line,) in rows("SELECT failure FROM jobs WHERE failure IS NOT NULL ORDER BY id, platform, locale"):
+                written.write(line)
+        with _atomic(self.out / LOCK) as written:
+            written.write(HEADER)
+            for (line,) in rows("SELECT lock_line FROM products ORDER BY id"):
+                written.write(line)
+            for (line,) in rows("SELECT lock_line FROM jobs WHERE lock_line IS NOT NULL ORDER BY id, platform, locale"):
+                written.write(line)
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
+            self._db.execute("DELETE FROM meta WHERE key = 'unfinished'")
         formats = set(formats)
         if "csv" in formats:
             atomic_write(self.out / "results.csv", results_csv(iter_jsonl(self.out / RESULTS)))
         if "json" in formats:
             records = list(iter_jsonl(self.out / RESULTS))
             atomic_write(self.out / "results.json", json.dumps(records, ensure_ascii=False, indent=2) + "\n")
-        with (self.out / JOURNAL).open("w") as journal:
-            os.fsync(journal.fileno())
+        self._db.close()
+
+    # --- the database and the text files -----------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Rebuild the state from the text files when they are not what the database last
+        exported (or it never did), then fold in the journal an older version left behind."""
+        stored = self._db.execute("SELECT value FROM meta WHERE key = 'exported'").fetchone()
+        if stored is None or stored[0] != _signature(self.out):
+            self._import_text_files()
+        journal = self.out / JOURNAL
+        if journal.exists():
+            self._import_journal(journal)
+            journal.unlink()
+
+    def _import_text_files(self) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM products")
+            self._db.execute("DELETE FROM jobs")
+            for raw, entry in iter_lines(self.out / LOCK):
+                if "product" in entry:
+                    self._db.execute("INSERT OR REPLACE INTO products VALUES (?, ?)", (str(entry["product"]), raw))
+                else:
+                    key = (str(entry["job"][0]), str(entry["job"][1]), str(entry["job"][2]))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current) VALUES (?, ?, ?, ?, ?)",
+                        (*key, raw, Fingerprint(**fingerprint_fields(entry)).digest()),
+                    )
+            for name, column, fields in ((RESULTS, "result", RESULT_FIELDS), (FAILURES, "failure", FAILURE_FIELDS)):
+                for record in iter_jsonl(self.out / name):
+                    self._db.execute(
+                        f"INSERT INTO jobs (id, platform, locale, {column}) VALUES (?, ?, ?, ?)"
+                        f" ON CONFLICT (id, platform, locale) DO UPDATE SET {column} = excluded.{column}",
+                        (*_key(record), output_line(record, fields)),
+                    )
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
+        if self._db.execute("SELECT 1 FROM attempts LIMIT 1").fetchone() is None:
+            with self._db:  # a new database: the audit log's history, for the user's own queries
+                for record in iter_jsonl(self.out / REQUESTS):
+                    if {"run", "id", "platform", "locale", "attempt"} <= set(record):
+                        self._insert_attempt(record, logged=True)
+
+    def _import_journal(self, journal: Path) -> None:
+        """A journal.jsonl from a killed run of an earlier version: its finished jobs, and the
+        attempts it had sent."""
+        for record in iter_jsonl(journal):
+            kind = record.get("type")
+            if kind in ("result", "failure") and {"id", "platform", "locale"} <= set(record):
+                self.log_job(record)
+            elif kind == "current":
+                self.mark_current(_key(record))
+            elif kind == "sent":
+                self.log_sent({name: value for name, value in record.items() if name != "type"})
+
+    def _unlogged_attempts(self) -> list[dict[str, Any]]:
+        """Attempts a killed run sent but never logged, as audit records: the relay may have
+        billed them, and the report must say so."""
+        unlogged = []
+        for (text,) in self._db.execute("SELECT record FROM attempts WHERE logged = 0 ORDER BY time"):
+            record = json.loads(text)
+            unlogged.append(
+                {
+                    **record,
+                    "status": None,
+                    "error": "killed",
+                    "message": "sent when its run was killed; the relay may have billed it",
+                    "latency_ms": None,
+                    "usage": None,
+                    "cost_usd": 0.0,
+                    "relay_cost_usd": None,
+                    "request_id": None,
+                    "maybe_billed": True,
+                }
+            )
+        return unlogged
+
+
+def _connect(path: Path | str, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:  # beside a writing run: read what it has committed, write nothing
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    db = sqlite3.connect(path, timeout=30)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
+    db.executescript(_SCHEMA)
+    with db:
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    return db
+
+
+def has_unfinished_run(out: Path) -> bool:
+    """Whether OUT holds a run that did not get to export its files (killed, or still going)."""
+    journal = out / JOURNAL  # left by an earlier version's killed run
+    if journal.exists() and journal.stat().st_size:
+        return True
+    if not (out / DB).exists():
+        return False
+    try:
+        db = sqlite3.connect(f"file:{out / DB}?mode=ro", uri=True, timeout=30)
+        try:
+            return db.execute("SELECT 1 FROM meta WHERE key = 'unfinished'").fetchone() is not None
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+
+
+def _ignore_database_in_git(out: Path) -> None:
+    """OUT is committed for its text files; the database is a cache rebuilt from them."""
+    ignore = out / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(f"# localize's working state, rebuilt from the text files when missing\n{DB}*\n")
+
+
+def _signature(out: Path) -> str:
+    """What the exported text files hold now: a hash of each (a changed file changes it)."""
+    parts = []
+    for name in _EXPORTED:
+        path = out / name
+        digest = hashlib.sha256()
+        if path.exists():
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        parts.append(f"{name}:{digest.hexdigest() if path.exists() else '-'}")
+    return " ".join(parts)
 
 
 class OutHold:
@@ -197,6 +440,14 @@ class OutHold:
         handle.flush()
         return cls(handle)
 
+    @classmethod
+    def try_take(cls, out: Path) -> OutHold | None:
+        """The hold, or None when a run has it."""
+        try:
+            return cls.take(out)
+        except OutInUse:
+            return None
+
     def release(self) -> None:
         """Empty the file again (it is committed with OUT, and must not change run to run)."""
         try:
@@ -210,110 +461,6 @@ class OutHold:
             _close_quietly(self._handle)
 
 
-def load_lock(out: Path) -> tuple[Lock, set[JobKey]]:
-    """The whole lock (with any unfinished run's journal applied) and the jobs with results:
-    what --check needs to say why a job is stale."""
-    lock = Lock.load(out / LOCK)
-    results = {_key(record) for record in iter_jsonl(out / RESULTS)}
-    for record in iter_jsonl(out / JOURNAL):
-        key = _key(record)
-        if record.get("type") == "result":
-            results.add(key)
-            lock.record(key, Fingerprint(**record["lock"]), record["fields"])
-    return lock, results
-
-
-def _merge_lock(out: Path) -> None:
-    """The lock from its old file and the journal, sorted; only offsets are held in memory.
-    Old lines are copied as they are, so an unchanged lock is rewritten byte for byte."""
-    sources = [out / LOCK, out / JOURNAL]
-    products: dict[str, int] = {}  # id → _pack(source, offset, length)
-    jobs: dict[str, int] = {}  # _sort_key(job) → _pack(source, offset, length)
-    for number, offset, length, entry in _scan(sources):
-        where = _pack(number, offset, length)
-        if number == 0 and "product" in entry:
-            products[str(entry["product"])] = where
-        elif number == 0 and "job" in entry:
-            jobs[_sort_key((str(entry["job"][0]), str(entry["job"][1]), str(entry["job"][2])))] = where
-        elif number == 1 and entry.get("type") == "result":
-            products[str(entry["id"])] = where
-            jobs[_sort_key(_key(entry))] = where
-    with _Reader(sources) as reader, _atomic(out / LOCK) as written:
-        written.write(HEADER)
-        for product_id in sorted(products):
-            source, raw = reader.read(products[product_id])
-            written.write(raw.decode() if source == 0 else product_line(product_id, json.loads(raw)["fields"]))
-        for sort_key in sorted(jobs):
-            source, raw = reader.read(jobs[sort_key])
-            key = (*sort_key.split("\0"),)
-            written.write(raw.decode() if source == 0 else job_line(key, Fingerprint(**json.loads(raw)["lock"])))  # type: ignore[arg-type]
-
-
-def _merge(out: Path) -> None:
-    """results.jsonl and failures.jsonl from their old contents and the journal. A new result
-    replaces the old one and clears the job's failure; a failure is recorded but never deletes
-    an earlier valid result (the lock keeps that result's old inputs, so --check still calls it
-    stale). Only keys and offsets are held in memory."""
-    sources = [out / RESULTS, out / FAILURES, out / JOURNAL]
-    results: dict[str, int] = {}  # _sort_key(job) → _pack(source, offset, length)
-    failures: dict[str, int] = {}
-    for number, offset, length, record in _scan(sources):
-        kind = record.get("type", "result" if number == 0 else "failure")
-        key = _sort_key(_key(record))
-        if kind == "result":
-            results[key] = _pack(number, offset, length)
-            failures.pop(key, None)
-        elif kind == "failure":
-            failures[key] = _pack(number, offset, length)
-        elif kind == "current":  # found up to date: an old failure no longer stands
-            failures.pop(key, None)
-    with _Reader(sources) as reader:
-        for target, fields, index in ((RESULTS, RESULT_FIELDS, results), (FAILURES, FAILURE_FIELDS, failures)):
-            with _atomic(out / target) as written:
-                for key in sorted(index):
-                    written.write(output_line(json.loads(reader.read(index[key])[1]), fields))
-
-
-def _scan(sources: list[Path]) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
-    """(source number, offset, length, record) for each JSON-object line of the sources that
-    exist; a torn line (a killed writer) is skipped."""
-    for number, path in enumerate(sources):
-        if not path.exists():
-            continue
-        with path.open("rb") as handle:
-            offset = 0
-            for raw in handle:
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    record = None
-                if isinstance(record, dict):
-                    yield number, offset, len(raw), record
-                offset += len(raw)
-
-
-class _Reader:
-    """Reads back lines that _scan indexed, by their packed position."""
-
-    def __init__(self, sources: list[Path]) -> None:
-        self._handles = [path.open("rb") if path.exists() else None for path in sources]
-
-    def read(self, packed: int) -> tuple[int, bytes]:
-        source, offset, length, _ = _unpack(packed)
-        handle = self._handles[source]
-        assert handle is not None  # indexed, so it exists
-        handle.seek(offset)
-        return source, handle.read(length)
-
-    def __enter__(self) -> _Reader:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for handle in self._handles:
-            if handle is not None:
-                handle.close()
-
-
 def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     """A results.jsonl or failures.jsonl line: the contract's fields in order, then the
     optional ones a record has (journal-only keys such as "lock" and "type" are dropped)."""
@@ -321,52 +468,6 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     if fields is RESULT_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
     return _line(kept)
-
-
-def _sort_key(key: JobKey) -> str:
-    """A job key as one string that sorts like the tuple (ids hold no NUL), for compact indexes."""
-    return "\0".join(key)
-
-
-def _pack(source: int, offset: int, length: int, flag: bool = False) -> int:
-    """(source file, offset, length, a flag) in one int: an index of 100k jobs stays small."""
-    if length >= 1 << 23:
-        raise ValueError(f"a record of {length} bytes is beyond what the index holds (8 MB)")
-    return (offset << 26) | (length << 3) | (source << 1) | int(flag)
-
-
-def _unpack(packed: int) -> tuple[int, int, int, bool]:
-    return (packed >> 1) & 0b11, packed >> 26, (packed >> 3) & ((1 << 23) - 1), bool(packed & 1)
-
-
-def _unlogged_attempts(out: Path) -> list[dict[str, Any]]:
-    """Attempts a killed run sent but never logged (sent in the journal, no line in the audit
-    log), as audit records: the relay may have billed them, and the report must say so."""
-    sent: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for record in iter_jsonl(out / JOURNAL):
-        if record.get("type") == "sent":
-            sent[_attempt_key(record)] = record
-    if not sent:
-        return []
-    runs = {key[0] for key in sent}
-    for record in iter_jsonl(out / REQUESTS):
-        if record.get("run") in runs:
-            sent.pop(_attempt_key(record), None)
-    return [
-        {
-            **{name: value for name, value in record.items() if name != "type"},
-            "status": None,
-            "error": "killed",
-            "message": "sent when its run was killed; the relay may have billed it",
-            "latency_ms": None,
-            "usage": None,
-            "cost_usd": 0.0,
-            "relay_cost_usd": None,
-            "request_id": None,
-            "maybe_billed": True,
-        }
-        for record in sent.values()
-    ]
 
 
 def _attempt_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -391,8 +492,8 @@ def _open_append(path: Path) -> io.TextIOWrapper:
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSON-lines file, skipping a torn last line."""
-    if not path.exists():
+    """Records of a JSON-lines file, skipping a torn last line (and anything but a regular file)."""
+    if not path.is_file():
         return
     with path.open(encoding="utf-8", errors="replace") as handle:
         for raw in handle:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -150,11 +151,12 @@ def test_force_regenerates_everything(run_cli, sample: Path, relay) -> None:
 
 
 def test_a_torn_last_journal_line_is_tolerated(run_cli, sample: Path, relay) -> None:
+    """An earlier version kept a journal; one torn by a kill is read, then folded away."""
     Path("out").mkdir()
     Path("out/journal.jsonl").write_text('{"type": "result", "id": "ELEC-0')  # a writer killed mid-line
     assert run(run_cli, relay, sample).exit_code == 0
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
-    assert Path("out/journal.jsonl").read_text() == ""
+    assert not Path("out/journal.jsonl").exists()
 
 
 def test_budget_stops_before_crossing_the_cap_and_a_larger_cap_picks_up_the_rest(run_cli, sample: Path, relay) -> None:
@@ -209,18 +211,28 @@ def _start(catalog: Path, relay: FakeRelay, *extra: str) -> subprocess.Popen:
     )
 
 
+def _finished_results(out: str = "out") -> int:
+    """The results a run has committed to OUT's database so far (readable while it runs)."""
+    path = Path(out) / "localize.db"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return db.execute("SELECT count(*) FROM jobs WHERE result IS NOT NULL").fetchone()[0]
+    except sqlite3.OperationalError:  # the run has not created its tables yet
+        return 0
+    finally:
+        db.close()
+
+
 def _wait_for_journal(lines: int, process: subprocess.Popen) -> None:
-    """Wait until the run has journaled `lines` finished jobs (a condition, polled; not a timing).
-    The journal also notes each attempt as it goes out; only finished jobs count here."""
-    journal = Path("out/journal.jsonl")
+    """Wait until the run has committed `lines` finished jobs (a condition, polled; not a timing)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        if journal.exists():
-            finished = [record for record in iter_jsonl(journal) if record.get("type") in ("result", "failure")]
-            if len(finished) >= lines:
-                return
+        if _finished_results() >= lines:
+            return
         time.sleep(0.02)
-    raise AssertionError("the run never journaled enough jobs")
+    raise AssertionError("the run never committed enough jobs")
 
 
 def test_sigkill_mid_run_then_rerun_pays_only_for_what_was_in_flight(run_cli, sample: Path) -> None:
@@ -229,7 +241,7 @@ def test_sigkill_mid_run_then_rerun_pays_only_for_what_was_in_flight(run_cli, sa
         _wait_for_journal(6, process)
         process.kill()
         process.wait()
-        finished = len([r for r in iter_jsonl(Path("out/journal.jsonl")) if r.get("type") == "result"])
+        finished = _finished_results()
         sent_before = len(relay.chat_requests)
         result = run(run_cli, relay, sample, "--concurrency", "4")
         assert result.exit_code == 0, result.stderr
@@ -319,13 +331,6 @@ def test_estimate_prices_only_what_a_run_would_send(run_cli, sample: Path, relay
     assert forced["requests"] == 26
     human = run_cli("estimate", sample, "-l", "de-DE,ja-JP", "--out", "out")
     assert "24 jobs are up to date in out/" in human.stderr
-
-
-def test_index_packing_round_trips() -> None:
-    from localize.store import _pack, _unpack
-
-    for values in [(0, 0, 1, False), (2, 10**11, 8_000_000, True), (1, 123456789, 4242, False)]:
-        assert _unpack(_pack(*values)) == values
 
 
 def test_a_rerun_that_fails_keeps_every_earlier_result(run_cli, sample: Path, relay) -> None:
@@ -419,6 +424,67 @@ def test_a_full_disk_is_its_own_exit_and_leaves_no_temp_files(run_cli, sample: P
     assert result.exit_code == 5, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "is full" in line and "run the same command again" in line
-    assert [
-        path.name for path in Path("out").iterdir() if path.name.startswith(".") and path.name != ".localize-run"
-    ] == []
+    known = {".localize-run", ".gitignore"}
+    assert [path.name for path in Path("out").iterdir() if path.name.startswith(".") and path.name not in known] == []
+
+
+def test_a_missing_database_is_rebuilt_from_the_committed_text_files(run_cli, sample: Path, relay) -> None:
+    """CI starts from a fresh clone: the text files are there, the database is not."""
+    run(run_cli, relay, sample)
+    before = {name: Path("out", name).read_bytes() for name in OUTPUTS}
+    for path in Path("out").glob("localize.db*"):
+        path.unlink()
+    sent = len(relay.chat_requests)
+    again = run(run_cli, relay, sample)
+    assert again.exit_code == 0 and "26 up to date" in again.stderr
+    assert len(relay.chat_requests) == sent
+    assert {name: Path("out", name).read_bytes() for name in OUTPUTS} == before
+
+
+def test_text_files_changed_behind_the_databases_back_win(run_cli, sample: Path, relay) -> None:
+    """A `git pull` brings results.jsonl without one job: the database follows the files."""
+    run(run_cli, relay, sample)
+    lines = Path("out/results.jsonl").read_text().splitlines(keepends=True)
+    Path("out/results.jsonl").write_text("".join(lines[1:]))
+    sent = len(relay.chat_requests)
+    again = run(run_cli, relay, sample)
+    assert again.exit_code == 0 and "25 up to date" in again.stderr
+    assert len(relay.chat_requests) == sent + 1
+    assert Path("out/results.jsonl").read_text().splitlines(keepends=True) == lines
+
+
+def test_an_out_left_by_a_killed_run_of_the_previous_version_is_read(run_cli, sample: Path, relay) -> None:
+    """Text files plus journal.jsonl, as the version before the database wrote them."""
+    run(run_cli, relay, sample)
+    results = Path("out/results.jsonl").read_text().splitlines(keepends=True)
+    lock = Path("out/localize.lock").read_text().splitlines(keepends=True)
+    finished = json.loads(results[0])
+    key = [finished["id"], finished["platform"], finished["locale"]]
+    job = next(json.loads(line) for line in lock if json.loads(line).get("job") == key)
+    product = next(json.loads(line) for line in lock if json.loads(line).get("product") == key[0])
+    Path("out/results.jsonl").write_text("".join(results[1:]))  # exported before the job finished...
+    Path("out/localize.lock").write_text("".join(line for line in lock if json.loads(line).get("job") != key))
+    fingerprint = {name: job[name] for name in ("row", "model", "params", "prompt", "rules")}
+    journal = {"type": "result", **finished, "lock": fingerprint, "fields": product["fields"]}
+    Path("out/journal.jsonl").write_text(json.dumps(journal) + "\n")  # ...which only its journal knows
+    for path in Path("out").glob("localize.db*"):
+        path.unlink()
+    sent = len(relay.chat_requests)
+    again = run(run_cli, relay, sample)
+    assert again.exit_code == 0 and "26 up to date" in again.stderr
+    assert len(relay.chat_requests) == sent
+    assert Path("out/results.jsonl").read_text().splitlines(keepends=True) == results
+
+
+def test_the_readme_queries_run_against_a_real_out(run_cli, sample: Path, relay) -> None:
+    """Every `sqlite3 localized/localize.db "..."` line in the README works as written."""
+    run(run_cli, relay, sample, out="localized")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    queries = [line.split('"')[1] for line in readme.splitlines() if line.startswith('sqlite3 localized/localize.db "')]
+    assert len(queries) >= 2
+    db = sqlite3.connect("localized/localize.db")
+    try:
+        for query in queries:
+            assert db.execute(query).fetchall(), query
+    finally:
+        db.close()
