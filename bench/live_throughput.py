@@ -1,9 +1,11 @@
 """Live-run throughput: localize against the benchmark relay, in separate processes.
 
     python bench/live_throughput.py --products 1000 --concurrency 64 --transport aiohttp
+    python bench/live_throughput.py --products 50000 --then-check   # and --check on that OUT
 
 Prints requests per second, the client's CPU time per request (user + system of the
-localize process), its peak RSS and the relay's counts.
+localize process), its peak RSS and the relay's counts; with --then-check, the wall time and
+peak RSS of `localize run --check` on the OUT the run wrote.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=80)
     parser.add_argument("--limit-rps", type=int, default=0)
     parser.add_argument("--transport", choices=["httpx", "aiohttp"], default=None)
+    parser.add_argument("--then-check", action="store_true", help="time --check on the finished OUT")
     args = parser.parse_args()
+    checked: tuple[float, float, int] | None = None
 
     port = free_port()
     relay = start_relay(port, latency_ms=args.latency_ms, limit_rps=args.limit_rps)
@@ -56,6 +60,8 @@ def main() -> None:
             done = subprocess.run(command, capture_output=True, text=True, env=env)
             wall_s = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if args.then_check:
+                checked = _time_check(command)
     finally:
         served = stop_relay(relay)
     if done.returncode not in (0, 1):
@@ -70,6 +76,19 @@ def main() -> None:
     print(f"requests per second  {requests / report['elapsed_s']:.0f}")
     print(f"client CPU           {cpu_s:.2f} s = {cpu_s / requests * 1000:.2f} ms per request (incl. start-up)")
     print(f"peak RSS             {after.ru_maxrss / 1024:.0f} MB")
+    if checked:
+        wall_s, rss_mb, code = checked
+        print(f"--check              {wall_s:.2f} s, peak RSS {rss_mb:.0f} MB, exit {code}")
+
+
+def _time_check(command: list[str]) -> tuple[float, float, int]:
+    """Wall time, peak RSS (MB) and exit code of the same run with --check."""
+    check = [part for part in command if part != "--json"] + ["--check"]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as sink:
+        process = subprocess.Popen(check, stdout=sink, stderr=sink)
+        _, status, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
 if __name__ == "__main__":
