@@ -165,6 +165,8 @@ class RunStore:
 
     def stale_reason(self, key: JobKey, fp: Fingerprint, fields: Mapping[str, str]) -> str | None:
         """Why this job must be (re)generated, or None when its result is up to date (--check)."""
+        if self.is_current(key, fp):
+            return None  # most jobs: no query, no parsing
         lock = Lock()
         row = self._db.execute(
             "SELECT lock_line, result IS NOT NULL FROM jobs WHERE id = ? AND platform = ? AND locale = ?", key
