@@ -428,16 +428,21 @@ def test_a_full_disk_is_its_own_exit_and_leaves_no_temp_files(run_cli, sample: P
     assert [path.name for path in Path("out").iterdir() if path.name.startswith(".") and path.name not in known] == []
 
 
-def test_a_missing_database_is_rebuilt_from_the_committed_text_files(run_cli, sample: Path, relay) -> None:
-    """CI starts from a fresh clone: the text files are there, the database is not."""
-    run(run_cli, relay, sample)
-    before = {name: Path("out", name).read_bytes() for name in OUTPUTS}
+def _without_database_rerun_sends_nothing(run_cli, relay, sample: Path) -> None:
+    """Delete OUT's database, run again: every job is found up to date from the files alone."""
     for path in Path("out").glob("localize.db*"):
         path.unlink()
     sent = len(relay.chat_requests)
     again = run(run_cli, relay, sample)
     assert again.exit_code == 0 and "26 up to date" in again.stderr
     assert len(relay.chat_requests) == sent
+
+
+def test_a_missing_database_is_rebuilt_from_the_committed_text_files(run_cli, sample: Path, relay) -> None:
+    """CI starts from a fresh clone: the text files are there, the database is not."""
+    run(run_cli, relay, sample)
+    before = {name: Path("out", name).read_bytes() for name in OUTPUTS}
+    _without_database_rerun_sends_nothing(run_cli, relay, sample)
     assert {name: Path("out", name).read_bytes() for name in OUTPUTS} == before
 
 
@@ -467,12 +472,7 @@ def test_an_out_left_by_a_killed_run_of_the_previous_version_is_read(run_cli, sa
     fingerprint = {name: job[name] for name in ("row", "model", "params", "prompt", "rules")}
     journal = {"type": "result", **finished, "lock": fingerprint, "fields": product["fields"]}
     Path("out/journal.jsonl").write_text(json.dumps(journal) + "\n")  # ...which only its journal knows
-    for path in Path("out").glob("localize.db*"):
-        path.unlink()
-    sent = len(relay.chat_requests)
-    again = run(run_cli, relay, sample)
-    assert again.exit_code == 0 and "26 up to date" in again.stderr
-    assert len(relay.chat_requests) == sent
+    _without_database_rerun_sends_nothing(run_cli, relay, sample)
     assert Path("out/results.jsonl").read_text().splitlines(keepends=True) == results
 
 
