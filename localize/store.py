@@ -137,8 +137,11 @@ class RunStore:
                 try:
                     self._db = _connect(out / DB, read_only=True)
                     self._db.execute("SELECT 1 FROM jobs LIMIT 1")
-                except sqlite3.Error:  # the run has only just started: nothing of it to read yet
+                except sqlite3.Error:
+                    # No database to read (a read-only checkout, or a run that has only just
+                    # started): the state from the text files, in memory.
                     self._db = _connect(":memory:")
+                    self._refresh(keep_journal=True)
         self._current: dict[JobKey, bytes] = {
             (row[0], row[1], row[2]): row[3]
             for row in self._db.execute(
@@ -292,18 +295,19 @@ class RunStore:
 
     # --- the database and the text files -----------------------------------------------------
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, keep_journal: bool = False) -> None:
         """Rebuild the state from the text files when they are not what the database last
         exported (or it never did), then fold in the journal an older version left behind."""
         stored = self._db.execute("SELECT value FROM meta WHERE key = 'exported'").fetchone()
         if stored is None or stored[0] != _signature(self.out):
-            self._import_text_files()
+            self._import_text_files(with_history=not keep_journal)
         journal = self.out / JOURNAL
         if journal.exists():
             self._import_journal(journal)
-            journal.unlink()
+            if not keep_journal:
+                journal.unlink()
 
-    def _import_text_files(self) -> None:
+    def _import_text_files(self, *, with_history: bool = True) -> None:
         with self._db:
             self._db.execute("DELETE FROM products")
             self._db.execute("DELETE FROM jobs")
@@ -324,7 +328,7 @@ class RunStore:
                         (*_key(record), output_line(record, fields)),
                     )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
-        if self._db.execute("SELECT 1 FROM attempts LIMIT 1").fetchone() is None:
+        if with_history and self._db.execute("SELECT 1 FROM attempts LIMIT 1").fetchone() is None:
             with self._db:  # a new database: the audit log's history, for the user's own queries
                 for record in iter_jsonl(self.out / REQUESTS):
                     if {"run", "id", "platform", "locale", "attempt"} <= set(record):
@@ -368,12 +372,28 @@ class RunStore:
 def _connect(path: Path | str, *, read_only: bool = False) -> sqlite3.Connection:
     if read_only:  # beside a writing run: read what it has committed, write nothing
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return _open_database(path)
+    except sqlite3.DatabaseError:
+        if path == ":memory:":
+            raise
+        # Not a database we can use (damaged, or not ours): it is only a cache of the text
+        # files, so start it again from them.
+        for stale in Path(path).parent.glob(Path(path).name + "*"):
+            stale.unlink()
+        return _open_database(path)
+
+
+def _open_database(path: Path | str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
     db.executescript(_SCHEMA)
     with db:
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    if db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() != (SCHEMA_VERSION,):
+        db.close()
+        raise sqlite3.DatabaseError("another schema version")
     return db
 
 
@@ -444,10 +464,10 @@ class OutHold:
 
     @classmethod
     def try_take(cls, out: Path) -> OutHold | None:
-        """The hold, or None when a run has it."""
+        """The hold, or None when a run has it (or OUT cannot be written: a read-only checkout)."""
         try:
             return cls.take(out)
-        except OutInUse:
+        except (OutInUse, OSError):
             return None
 
     def release(self) -> None:

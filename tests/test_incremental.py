@@ -488,3 +488,27 @@ def test_the_readme_queries_run_against_a_real_out(run_cli, sample: Path, relay)
             assert db.execute(query).fetchall(), query
     finally:
         db.close()
+
+
+def test_a_damaged_database_is_started_again_from_the_text_files(run_cli, sample: Path, relay) -> None:
+    run(run_cli, relay, sample)
+    Path("out/localize.db").write_bytes(b"this is not a database" * 100)
+    for path in Path("out").glob("localize.db-*"):
+        path.unlink()
+    sent = len(relay.chat_requests)
+    again = run(run_cli, relay, sample)
+    assert again.exit_code == 0 and "26 up to date" in again.stderr
+    assert len(relay.chat_requests) == sent
+
+
+def test_check_reads_an_out_it_cannot_write(run_cli, sample: Path, relay) -> None:
+    """A read-only checkout with no database: --check builds the state in memory and writes nothing."""
+    run(run_cli, relay, sample)
+    for path in Path("out").glob("localize.db*"):
+        path.unlink()
+    Path("out/.localize-run").unlink()
+    Path("out/.localize-run").mkdir()  # cannot be opened for writing, as on a read-only mount
+    checked = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--check")
+    assert checked.exit_code == 0, checked.stderr
+    assert "All 26 jobs are up to date" in checked.stderr
+    assert not Path("out/localize.db").exists()
