@@ -54,10 +54,8 @@ from .store import (
     COST_JSON,
     COST_MD,
     RATE,
-    REQUESTS,
     RunStore,
     atomic_write,
-    iter_jsonl,
 )
 from .validate import InvalidAnswer, check_answer
 
@@ -207,7 +205,8 @@ async def _run(
         }
         if interrupted:
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
-        report = _write_reports(settings, catalog, run_id, jobs_count, pacer, elapsed_s=time.perf_counter() - started)
+        elapsed_s = time.perf_counter() - started
+        report = _write_reports(settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s)
     finally:
         store.release()
         _restore_signals()
@@ -220,13 +219,20 @@ def is_disk_full(exc: OSError) -> bool:
 
 
 def _write_reports(
-    settings: Settings, catalog: Path, run_id: str, jobs: dict[str, int], pacer: Pacer, *, elapsed_s: float
+    settings: Settings,
+    catalog: Path,
+    store: RunStore,
+    run_id: str,
+    jobs: dict[str, int],
+    pacer: Pacer,
+    *,
+    elapsed_s: float,
 ) -> dict[str, Any]:
     """cost_report.json / .md for this run (a sum over its audit log), what it measured for
     later estimates, and the rate --rpm auto should start at next time."""
 
     def this_run() -> Iterator[dict[str, Any]]:
-        return (r for r in iter_jsonl(settings.out / REQUESTS) if r.get("run") == run_id)
+        return store.attempts(run_id)
 
     report = build_report(
         this_run(), model=settings.model, jobs=jobs, elapsed_s=elapsed_s, budget_usd=settings.max_cost_usd

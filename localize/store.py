@@ -149,8 +149,9 @@ class RunStore:
             )
         }
         if read_only:
-            if self._hold is not None:
-                self.release()
+            if self._hold is not None:  # the database is fresh: other runs may have OUT again
+                self._hold.release()
+                self._hold = None
             return
         unlogged = self._unlogged_attempts()
         self._requests = _open_append(out / REQUESTS)
@@ -260,7 +261,8 @@ class RunStore:
                 _close_quietly(self._requests)
 
     def release(self) -> None:
-        """Let other runs have OUT (after the final files are written)."""
+        """Close the database and let other runs have OUT (after the final files are written)."""
+        self._db.close()
         if self._hold is not None:
             self._hold.release()
             self._hold = None
@@ -291,7 +293,11 @@ class RunStore:
         if "json" in formats:
             records = list(iter_jsonl(self.out / RESULTS))
             atomic_write(self.out / "results.json", json.dumps(records, ensure_ascii=False, indent=2) + "\n")
-        self._db.close()
+
+    def attempts(self, run: str) -> Iterator[dict[str, Any]]:
+        """The audit records of one run's finished attempts (its requests.jsonl lines)."""
+        query = "SELECT record FROM attempts WHERE run = ? AND logged = 1"
+        return (json.loads(text) for (text,) in self._db.execute(query, (run,)))
 
     # --- the database and the text files -----------------------------------------------------
 
