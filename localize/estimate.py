@@ -309,12 +309,9 @@ def _estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int],
         fields = fingerprints.fields(product.id, product.data()) if store else {}
         for job in jobs:
             prompt_set = prompt_sets.get(job.platform)
-            user = prompt_set.render_user(job.product, job.locale)
+            messages = prompt_set.render_messages(job.product, job.locale)  # what a run would send
+            user = messages[1]["content"]
             if store is not None:
-                messages = [
-                    {"role": "system", "content": prompt_set.render_system(job.locale)},
-                    {"role": "user", "content": user},
-                ]
                 if store.is_current(job.key, fingerprints.of(fields, messages, prompt_set.rules_for(job.locale))):
                     result.up_to_date += 1
                     continue
