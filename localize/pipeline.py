@@ -54,6 +54,8 @@ from .store import (
     COST_JSON,
     COST_MD,
     RATE,
+    JobFailure,
+    JobResult,
     RunStore,
     atomic_write,
 )
@@ -502,29 +504,25 @@ class _JobRunner:
             if unreported:
                 warnings = [*warnings, "usage_unreported"]
             log_answer(error=None, outcome="succeeded")
-            self._store.log_job(
-                {
-                    "type": "result",
-                    "id": job.product.id,
-                    "sku": job.product.fields.get("sku"),
-                    "platform": job.platform,
-                    "locale": job.locale.tag,
-                    "title": listing.title,
-                    "description": listing.description,
-                    "bullets": list(listing.bullets),
-                    "seo_tags": list(listing.seo_tags),
-                    **({"extra": dict(listing.extra)} if listing.extra else {}),
-                    "model": self._settings.model,
-                    "attempts": attempt,
-                    "input_tokens": spent.input_tokens,
-                    "output_tokens": spent.output_tokens,
-                    "cached_tokens": spent.cached_tokens,
-                    "cost_usd": float(cost),
-                    "warnings": warnings,
-                    "lock": fp.as_dict(),
-                    "fields": fields,
-                }
-            )
+            line = {
+                "id": job.product.id,
+                "sku": job.product.fields.get("sku"),
+                "platform": job.platform,
+                "locale": job.locale.tag,
+                "title": listing.title,
+                "description": listing.description,
+                "bullets": list(listing.bullets),
+                "seo_tags": list(listing.seo_tags),
+                "model": self._settings.model,
+                "attempts": attempt,
+                "input_tokens": spent.input_tokens,
+                "output_tokens": spent.output_tokens,
+                "cached_tokens": spent.cached_tokens,
+                "cost_usd": float(cost),
+                "warnings": warnings,
+                **({"extra": dict(listing.extra)} if listing.extra else {}),
+            }
+            self._store.record_result(JobResult(job.key, line, fp, fields))
             self.succeeded += 1
             return
 
@@ -553,17 +551,7 @@ class _JobRunner:
             self._input_ratio_seen = max(self._input_ratio_seen, usage.input_tokens / counted)
 
     def _fail(self, job: Job, kind: str, message: str, attempts: int) -> None:
-        self._store.log_job(
-            {
-                "type": "failure",
-                "id": job.product.id,
-                "platform": job.platform,
-                "locale": job.locale.tag,
-                "error": kind,
-                "message": message,
-                "attempts": attempts,
-            }
-        )
+        self._store.record_failure(JobFailure(job.key, kind, message, attempts))
         self.failed += 1
 
     def _log_failed(

@@ -17,6 +17,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,37 @@ RESULT_FIELDS = (
 OPTIONAL_RESULT_FIELDS = ("extra",)
 FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """A job's valid listing: its results.jsonl line, and the inputs it was generated from
+    (`fingerprint` for its lock line, `fields` for its product's)."""
+
+    key: JobKey
+    line: Mapping[str, Any]  # RESULT_FIELDS (and the optional ones) in order
+    fingerprint: Fingerprint
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailure:
+    """A job without a valid result: why, and after how many attempts."""
+
+    key: JobKey
+    error: str
+    message: str
+    attempts: int
+
+    def line(self) -> dict[str, Any]:
+        return {
+            "id": self.key[0],
+            "platform": self.key[1],
+            "locale": self.key[2],
+            "error": self.error,
+            "message": self.message,
+            "attempts": self.attempts,
+        }
 
 
 _SCHEMA = """
@@ -227,29 +259,35 @@ class RunStore:
             ),
         )
 
-    def log_job(self, record: Mapping[str, Any]) -> None:
-        """A finished job, in one transaction: {"type": "result" | "failure", ...}; a result
-        carries its "lock" fingerprint and product "fields" digests. A failure is recorded
-        beside an earlier result, never instead of it."""
-        key = _key(record)
+    def record_result(self, result: JobResult) -> None:
+        """A finished job with a valid listing, in one transaction: it replaces the job's
+        result, lock line and failure."""
+        key = result.key
         with self._db:
-            if record["type"] == "result":
-                fp = Fingerprint(**record["lock"])
-                self._db.execute(
-                    "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
-                    (key[0], product_line(key[0], record["fields"])),
-                )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current, result, failure)"
-                    " VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                    (*key, job_line(key, fp), fp.digest(), output_line(record, RESULT_FIELDS)),
-                )
-            else:
-                self._db.execute(
-                    "INSERT INTO jobs (id, platform, locale, failure) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (id, platform, locale) DO UPDATE SET failure = excluded.failure",
-                    (*key, output_line(record, FAILURE_FIELDS)),
-                )
+            self._db.execute(
+                "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
+                (key[0], product_line(key[0], result.fields)),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current, result, failure)"
+                " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    *key,
+                    job_line(key, result.fingerprint),
+                    result.fingerprint.digest(),
+                    output_line(result.line, RESULT_FIELDS),
+                ),
+            )
+
+    def record_failure(self, failure: JobFailure) -> None:
+        """A finished job without a valid result, in one transaction: recorded beside an
+        earlier result, never instead of it."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO jobs (id, platform, locale, failure) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id, platform, locale) DO UPDATE SET failure = excluded.failure",
+                (*failure.key, output_line(failure.line(), FAILURE_FIELDS)),
+            )
 
     def close(self) -> None:
         """Flush and close the audit log (a full disk raises here, once it is closed)."""
@@ -345,8 +383,13 @@ class RunStore:
         attempts it had sent."""
         for record in iter_jsonl(journal):
             kind = record.get("type")
-            if kind in ("result", "failure") and {"id", "platform", "locale"} <= set(record):
-                self.log_job(record)
+            if kind == "result" and {"id", "platform", "locale", "lock", "fields"} <= set(record):
+                self.record_result(JobResult(_key(record), record, Fingerprint(**record["lock"]), record["fields"]))
+            elif kind == "failure" and {"id", "platform", "locale"} <= set(record):
+                failure = JobFailure(
+                    _key(record), str(record.get("error")), str(record.get("message")), int(record.get("attempts") or 0)
+                )
+                self.record_failure(failure)
             elif kind == "current":
                 self.mark_current(_key(record))
             elif kind == "sent":
