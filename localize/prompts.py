@@ -22,6 +22,8 @@ from jinja2 import (
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    meta,
+    nodes,
 )
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -67,6 +69,8 @@ class PromptSet:
     glossary: Glossary | None = None
     _rules_by_locale: dict[str, PlatformRules] = field(default_factory=dict, repr=False)
     _system_by_locale: dict[str, str] = field(default_factory=dict, repr=False)
+    _user_by_product: dict[int, tuple[Product, list[Term], str]] = field(default_factory=dict, repr=False)
+    _facts: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def rules_for(self, locale: Locale) -> PlatformRules:
         """The platform's rules with this locale's overrides (Amazon JP's search-term bytes)."""
@@ -85,7 +89,22 @@ class PromptSet:
         return system
 
     def render_user(self, product: Product, locale: Locale) -> str:
-        """The product, fenced as data, after the glossary entries that occur in it."""
+        """The product, fenced as data, after the glossary entries that occur in it. A user
+        template that does not mention the locale or its rules (the built-in ones) renders the
+        same text for each of a product's locales, so it is rendered once per product."""
+        terms = self.terms_for(product, locale)
+        if self._user_reads_locale():
+            return self._render_user(product, locale, terms)
+        cached = self._user_by_product.get(id(product))
+        if cached is not None and cached[0] is product and cached[1] == terms:
+            return cached[2]
+        if len(self._user_by_product) >= 16:  # a product's jobs come together: keep only the last few
+            self._user_by_product.clear()
+        text = self._render_user(product, locale, terms)
+        self._user_by_product[id(product)] = (product, terms, text)
+        return text
+
+    def _render_user(self, product: Product, locale: Locale, terms: list[Term]) -> str:
         return self._render(
             "user.j2",
             platform=self.platform,
@@ -93,8 +112,24 @@ class PromptSet:
             locale=locale,
             product=dict(product.fields),
             data=product.data(),
-            glossary=self.terms_for(product, locale),
+            glossary=terms,
         )
+
+    def _user_reads_locale(self) -> bool:
+        """Whether user.j2 refers to `locale` or `rules` (or pulls in other templates, which
+        might): then its text may differ by locale."""
+        reads = self._facts.get("user_reads_locale")
+        if reads is None:
+            path = f"{self.platform}/user.j2"
+            try:
+                source = self.environment.loader.get_source(self.environment, path)[0]  # type: ignore[union-attr]
+                tree = self.environment.parse(source)
+            except TemplateError:
+                return True  # rendering will report it
+            pulls_in = any(tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)))
+            reads = pulls_in or bool({"locale", "rules"} & meta.find_undeclared_variables(tree))
+            self._facts["user_reads_locale"] = reads
+        return reads
 
     def terms_for(self, product: Product, locale: Locale) -> list[Term]:
         """The glossary entries this product's text uses, for one locale."""

@@ -180,3 +180,20 @@ def test_only_shopify_asks_for_seo_title_and_description() -> None:
     assert '"seo_title": string, "seo_description": string}' in load_prompt_set("shopify").render_system(locale)
     for platform in ("amazon", "shopee", "lazada"):
         assert "seo_title" not in load_prompt_set(platform).render_system(locale)
+
+
+def test_a_user_template_that_reads_the_locale_renders_per_locale(tmp_path: Path) -> None:
+    """The user message is rendered once per product when it cannot differ by locale, and per
+    locale when the template says `locale` (a custom one may)."""
+    mine = tmp_path / "prompts" / "amazon"
+    mine.mkdir(parents=True)
+    (mine / "user.j2").write_text("For {{ locale.tag }}:\n<product_data>{{ data | data_json }}</product_data>\n")
+    custom = load_prompt_set("amazon", prompts_dir=tmp_path / "prompts")
+    builtin = load_prompt_set("amazon")
+    beanie, kettle = product(), product(id="P2", name="Travel Kettle")
+    de, ja = parse_locale("de-DE"), parse_locale("ja-JP")
+    assert custom.render_user(beanie, de).startswith("For de-DE:")
+    assert custom.render_user(beanie, ja).startswith("For ja-JP:")
+    assert builtin.render_user(beanie, de) == builtin.render_user(beanie, ja)
+    assert "Travel Kettle" in builtin.render_user(kettle, de)  # another product is rendered anew
+    assert "Wool Beanie" in builtin.render_user(beanie, ja)
