@@ -65,6 +65,7 @@ class Fingerprinter:
         self._rules: dict[int, str] = {}  # id(rules) → digest; a run's rules objects live as long as it
         self._texts: dict[str, str] = {}  # system prompt → digest (its str hash is cached: cheap to look up)
         self._fields: dict[str, dict[str, str]] = {}  # the last products' field digests
+        self._rows: dict[int, tuple[Mapping[str, str], str]] = {}  # their row digests, by identity
 
     def fields(self, product_id: str, data: Mapping[str, Any]) -> dict[str, str]:
         """A product's field digests; its jobs (one per platform and locale) share them."""
@@ -85,8 +86,13 @@ class Fingerprinter:
             if message["role"] == "system":
                 text = self._texts.get(text) or self._texts.setdefault(text, digest(text))
             prompt.update(f"{message['role']}\0{text}\0".encode())
+        row = self._rows.get(id(fields))
+        if row is None or row[0] is not fields:
+            if len(self._rows) >= 64:  # a product's jobs come together: keep only the last few
+                self._rows.clear()
+            row = self._rows[id(fields)] = (fields, digest(dict(fields)))
         return Fingerprint(
-            row=digest(dict(fields)),
+            row=row[1],
             model=self._model,
             params=self._params,
             prompt=prompt.hexdigest()[:16],
