@@ -8,6 +8,7 @@ the end of a run, sorted and replaced atomically, so no output is ever half-writ
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import hashlib
 import io
@@ -17,6 +18,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,7 +155,7 @@ class RunStore:
             _ignore_database_in_git(out)
             self._db = _connect(out / DB)
             self._refresh()
-            with self._db:
+            with self._transaction():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('unfinished', 'a run writes OUT')")
         elif not out.is_dir():
             self._db = _connect(":memory:")  # nothing here yet: an empty state, and no file made
@@ -190,8 +192,19 @@ class RunStore:
         for record in unlogged:
             self._requests.write(_line(record))
         self._requests.flush()
-        with self._db:
+        with self._transaction():
             self._db.execute("UPDATE attempts SET logged = 1 WHERE logged = 0")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction; a full disk under the database is the same error as anywhere else."""
+        try:
+            with self._db:
+                yield
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
+                raise OSError(errno.ENOSPC, f"No space left on device ({exc})", str(self.out / DB)) from exc
+            raise
 
     # --- questions --------------------------------------------------------------------------
 
@@ -218,7 +231,7 @@ class RunStore:
 
     def mark_current(self, key: JobKey) -> None:
         """An up-to-date job: clear a failure an earlier run recorded for it."""
-        with self._db:
+        with self._transaction():
             self._db.execute(
                 "UPDATE jobs SET failure = NULL WHERE id = ? AND platform = ? AND locale = ? AND failure IS NOT NULL",
                 key,
@@ -227,7 +240,7 @@ class RunStore:
     def log_sent(self, attempt: Mapping[str, Any]) -> None:
         """An attempt about to go out (run, job, attempt number): if the process is killed
         before it ends, the next run logs it as possibly billed instead of forgetting it."""
-        with self._db:
+        with self._transaction():
             self._insert_attempt(attempt, logged=False)
 
     def log_attempt(self, record: Mapping[str, Any]) -> None:
@@ -235,7 +248,7 @@ class RunStore:
         assert self._requests is not None
         self._requests.write(_line(record))
         self._requests.flush()
-        with self._db:
+        with self._transaction():
             self._insert_attempt(record, logged=True)
 
     def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool) -> None:
@@ -263,7 +276,7 @@ class RunStore:
         """A finished job with a valid listing, in one transaction: it replaces the job's
         result, lock line and failure."""
         key = result.key
-        with self._db:
+        with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
                 (key[0], product_line(key[0], result.fields)),
@@ -282,7 +295,7 @@ class RunStore:
     def record_failure(self, failure: JobFailure) -> None:
         """A finished job without a valid result, in one transaction: recorded beside an
         earlier result, never instead of it."""
-        with self._db:
+        with self._transaction():
             self._db.execute(
                 "INSERT INTO jobs (id, platform, locale, failure) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (id, platform, locale) DO UPDATE SET failure = excluded.failure",
@@ -322,7 +335,7 @@ class RunStore:
                 written.write(line)
             for (line,) in rows("SELECT lock_line FROM jobs WHERE lock_line IS NOT NULL ORDER BY id, platform, locale"):
                 written.write(line)
-        with self._db:
+        with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
             self._db.execute("DELETE FROM meta WHERE key = 'unfinished'")
         formats = set(formats)
@@ -352,7 +365,7 @@ class RunStore:
                 journal.unlink()
 
     def _import_text_files(self, *, with_history: bool = True) -> None:
-        with self._db:
+        with self._transaction():
             self._db.execute("DELETE FROM products")
             self._db.execute("DELETE FROM jobs")
             for raw, entry in iter_lines(self.out / LOCK):
@@ -373,7 +386,7 @@ class RunStore:
                     )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
         if with_history and self._db.execute("SELECT 1 FROM attempts LIMIT 1").fetchone() is None:
-            with self._db:  # a new database: the audit log's history, for the user's own queries
+            with self._transaction():  # a new database: the audit log's history, for the user's own queries
                 for record in iter_jsonl(self.out / REQUESTS):
                     if {"run", "id", "platform", "locale", "attempt"} <= set(record):
                         self._insert_attempt(record, logged=True)

@@ -512,3 +512,21 @@ def test_check_reads_an_out_it_cannot_write(run_cli, sample: Path, relay) -> Non
     assert checked.exit_code == 0, checked.stderr
     assert "All 26 jobs are up to date" in checked.stderr
     assert not Path("out/localize.db").exists()
+
+
+def test_a_full_disk_under_the_database_is_a_disk_full_error(tmp_path: Path) -> None:
+    """SQLite says "database or disk is full"; the run must hear ENOSPC, as from any file."""
+    import errno
+
+    from localize.lock import Fingerprint
+    from localize.store import JobResult, RunStore
+
+    store = RunStore(tmp_path / "out")
+    store._db.execute("PRAGMA max_page_count = 40")  # a disk with room for 40 pages only
+    fingerprint = Fingerprint(row="r", model="m", params="p", prompt="q", rules="s")
+    with pytest.raises(OSError) as caught:
+        for number in range(10_000):
+            key = (f"P{number}", "amazon", "de-DE")
+            store.record_result(JobResult(key, {"id": key[0], "title": "x" * 500}, fingerprint, {"name": "n"}))
+    assert caught.value.errno == errno.ENOSPC
+    store.release()
