@@ -813,14 +813,14 @@ class Sender:
                     f"not sent: its worst case ${worst_case_usd:.4f} would cross the --max-cost cap "
                     f"(${self._budget.spent_usd:.4f} of ${self._budget.cap_usd} spent)"
                 )
-            spent: Decimal | None = None  # unknown (booked at the worst case) unless the attempt shows it
+            spent: Decimal | None = Decimal(0)  # nothing is spent until the request goes out
             try:
                 async with self._pacer.slot(tokens) as sent_at:
                     if self._stopped is not None:  # it stopped while this one waited for its turn
-                        spent = Decimal(0)
                         raise self._not_sent(number)
                     if on_sending is not None:
                         on_sending(number)
+                    spent = None  # sent: unknown (booked at the worst case) unless the answer shows it
                     started = time.monotonic()
                     try:
                         completion = await self._client.chat(body)
