@@ -202,10 +202,6 @@ class Budget:
         self._answers = 0
         self._settled = asyncio.Event()
 
-    @property
-    def reserved_usd(self) -> Decimal:
-        return self._reserved * self._overrun
-
     async def reserve(self, worst_case: Decimal) -> bool:
         """Hold room for a request whose estimated worst case is `worst_case`; False when it
         cannot fit even with nothing else in flight."""

@@ -7,6 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,11 +286,15 @@ COUNT_BATCH = 1024
 
 def estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int], None] | None = None) -> Estimate:
     """Render every prompt, count its tokens and price the run. Sends nothing."""
-    with read_once(catalog):
-        return _estimate(settings, catalog, on_progress=on_progress)
+    # With earlier results in OUT, jobs that are up to date would not be sent: they cost nothing.
+    with_results = (settings.out / LOCK).exists() and not settings.force
+    with read_once(catalog), RunStore(settings.out, read_only=True) if with_results else nullcontext() as store:
+        return _estimate(settings, catalog, store, on_progress=on_progress)
 
 
-def _estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int], None] | None) -> Estimate:
+def _estimate(
+    settings: Settings, catalog: Path, store: RunStore | None, *, on_progress: Callable[[int], None] | None
+) -> Estimate:
     started = time.perf_counter()
     require_locales(settings)
     price = price_for(settings.model, load_prices(settings.prices))
@@ -297,8 +302,6 @@ def _estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int],
     counter = TokenCounter()
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
     result = Estimate(model=settings.model, price=price, tokenizer=counter.name, calibration=calibration)
-    # With earlier results in OUT, jobs that are up to date would not be sent: they cost nothing.
-    store = RunStore(settings.out, read_only=True) if (settings.out / LOCK).exists() and not settings.force else None
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     # User messages are counted in batches, which tiktoken spreads over every core.
     pending: list[tuple[GroupEstimate, str]] = []

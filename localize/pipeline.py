@@ -185,15 +185,7 @@ async def _run(
                     raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
         finally:
             await client.aclose()
-            try:
-                store.close()
-                store.finish(formats=settings.formats)
-                if "shopify" in settings.formats:
-                    write_shopify_translations(catalog, settings.out, settings.locales)
-            except OSError as exc:
-                if not is_disk_full(exc):
-                    raise
-                disk_errors.append(exc)
+            disk_errors += _write_outputs(settings, catalog, store)
         if disk_errors:
             raise DiskFull(
                 f"the disk holding {settings.out} is full ({disk_errors[0].strerror}): sending stopped",
@@ -213,6 +205,20 @@ async def _run(
         store.release()
         _restore_signals()
     return RunSummary(report, settings.out, worker.fatal, worker.budget_reached, bool(interrupted))
+
+
+def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> list[OSError]:
+    """Close the audit log and export the final files; a full disk is returned, not raised."""
+    try:
+        store.close()
+        store.finish(formats=settings.formats)
+        if "shopify" in settings.formats:
+            write_shopify_translations(catalog, settings.out, settings.locales)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        return [exc]
+    return []
 
 
 def is_disk_full(exc: OSError) -> bool:
@@ -274,14 +280,13 @@ class Staleness:
 def check(settings: Settings, catalog: Path) -> Staleness:
     """Which jobs a run would send, and why: renders every prompt, compares with the lock.
     Sends nothing and needs no key."""
-    with read_once(catalog):
-        return _check(settings, catalog)
-
-
-def _check(settings: Settings, catalog: Path) -> Staleness:
     require_locales(settings)
+    with read_once(catalog), RunStore(settings.out, read_only=True) as store:
+        return _check(settings, catalog, store)
+
+
+def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     prompt_sets = PromptSets(settings)
-    store = RunStore(settings.out, read_only=True)
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     total = 0
     stale: list[tuple[JobKey, str]] = []

@@ -105,7 +105,6 @@ class RateReport:
     rate_limited: int  # 429s for the rate
     stray_429s: int  # ...of which refused a rate the relay had been taking, now and then: ignored
     overloaded: int  # transient failures: overload, 5xx, timeouts, dropped connections
-    shared_pauses: int
 
 
 class _SendTimes:
@@ -207,8 +206,8 @@ class RateController:
         self._not_taken.add(sent_at)
         if sent_at < self._burst_until:
             return 0.0  # sent before the last slow-down took hold: the same burst
-        known = self._found if self._headers_rps is None else self._headers_rps / UNDER_LIMIT
-        over_known_limit = known is not None and self.rate_rps > known * UNDER_LIMIT * 1.001
+        known = self._settled if self._headers_rps is None else self._headers_rps  # where we meant to stay
+        over_known_limit = known is not None and self.rate_rps > known * 1.001
         if not over_known_limit and not self._refusing_systematically():
             # A 429 now and then, amid requests the relay takes (gateways send strays on a bad
             # day): its request waits its Retry-After; nobody else slows down or waits.
@@ -337,7 +336,6 @@ class RateController:
             rate_limited=self.rate_limited,
             stray_429s=len(self._strays),
             overloaded=self.overloaded,
-            shared_pauses=self.shared_pauses,
         )
 
     def _measure_sustained(self, now: float) -> None:

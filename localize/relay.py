@@ -459,12 +459,11 @@ class Pacer:
         """The relay took it and answered (a completion, or a refusal that is not for the rate)."""
         self.controller.on_answered()
         self._read_limits(limits)
+        self._follow_controller()
 
     def rate_limited(self, sent_at: float, retry_after_s: float | None, limits: RelayLimits | None) -> None:
         """A 429 for the rate: slow every sender, and hold them if the controller says so."""
-        pause_s = self.controller.on_rate_limited(sent_at, retry_after_s)
-        if pause_s > 0:
-            self.pause(pause_s)
+        self._pause_for(self.controller.on_rate_limited(sent_at, retry_after_s))
         self._read_limits(limits)
         self._follow_controller()
 
@@ -480,13 +479,14 @@ class Pacer:
         """It never reached the relay (connection refused)."""
         self.controller.on_unsent(sent_at)
 
+    def _pause_for(self, seconds: float) -> None:
+        if seconds > 0:
+            self.pause(seconds)
+
     def _read_limits(self, limits: RelayLimits | None) -> None:
         if limits is None:
             return
-        pause_s = self.controller.on_headers(limits)
-        if pause_s > 0:
-            self.pause(pause_s)
-        self._follow_controller()
+        self._pause_for(self.controller.on_headers(limits))
         stated_tpm = limits.tokens_per_minute
         if stated_tpm and (self._tpm is None or stated_tpm < self._tpm):
             # The relay states a tokens-per-minute limit below ours (or we set none): keep under it.

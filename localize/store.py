@@ -150,42 +150,25 @@ class RunStore:
         self.out = out
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
-        if not read_only:
+        if read_only:
+            self._open_for_reading()
+        else:
             self._hold = OutHold.take(out)
             _ignore_database_in_git(out)
             self._db = _connect(out / DB)
             self._refresh()
             with self._transaction():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('unfinished', 'a run writes OUT')")
-        elif not out.is_dir():
-            self._db = _connect(":memory:")  # nothing here yet: an empty state, and no file made
-        else:
-            # Readers (--check, estimates) rebuild a stale database when no run holds OUT; beside
-            # a writing run they read what it committed (it refreshed the database itself).
-            self._hold = OutHold.try_take(out)
-            if self._hold is not None:
-                _ignore_database_in_git(out)
-                self._db = _connect(out / DB)
-                self._refresh()
-            else:
-                try:
-                    self._db = _connect(out / DB, read_only=True)
-                    self._db.execute("SELECT 1 FROM jobs LIMIT 1")
-                except sqlite3.Error:
-                    # No database to read (a read-only checkout, or a run that has only just
-                    # started): the state from the text files, in memory.
-                    self._db = _connect(":memory:")
-                    self._refresh(keep_journal=True)
         self._current: dict[JobKey, bytes] = {
             (row[0], row[1], row[2]): row[3]
             for row in self._db.execute(
                 "SELECT id, platform, locale, current FROM jobs WHERE current IS NOT NULL AND result IS NOT NULL"
             )
         }
+        # Failures on record: an up-to-date job clears its own (a write only where there is one).
+        failed = self._db.execute("SELECT id, platform, locale FROM jobs WHERE failure IS NOT NULL")
+        self._failed = {(row[0], row[1], row[2]) for row in failed}
         if read_only:
-            if self._hold is not None:  # the database is fresh: other runs may have OUT again
-                self._hold.release()
-                self._hold = None
             return
         unlogged = self._unlogged_attempts()
         self._requests = _open_append(out / REQUESTS)
@@ -194,6 +177,38 @@ class RunStore:
         self._requests.flush()
         with self._transaction():
             self._db.execute("UPDATE attempts SET logged = 1 WHERE logged = 0")
+
+    def _open_for_reading(self) -> None:
+        """Readers (--check, estimates) bring a stale database up to date when no run holds
+        OUT; beside a writing run they read what it committed (it refreshed the database
+        itself); where nothing can be written or read (a read-only checkout without one), they
+        hold the state of the text files in memory."""
+        if not self.out.is_dir():
+            self._db = _connect(":memory:")  # nothing here yet: an empty state, and no file made
+            return
+        hold = OutHold.try_take(self.out)
+        if hold is not None:
+            try:
+                _ignore_database_in_git(self.out)
+                self._db = _connect(self.out / DB)
+                self._refresh()
+                return
+            except (sqlite3.Error, OSError):
+                pass  # cannot write here after all: read instead
+            finally:
+                hold.release()
+        try:
+            self._db = _connect(self.out / DB, read_only=True)
+            self._db.execute("SELECT 1 FROM jobs LIMIT 1")
+        except sqlite3.Error:
+            self._db = _connect(":memory:")
+            self._refresh(keep_journal=True)
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -231,11 +246,13 @@ class RunStore:
 
     def mark_current(self, key: JobKey) -> None:
         """An up-to-date job: clear a failure an earlier run recorded for it."""
+        if key in self._failed:
+            self._failed.discard(key)
+            self._clear_failure(key)
+
+    def _clear_failure(self, key: JobKey) -> None:
         with self._transaction():
-            self._db.execute(
-                "UPDATE jobs SET failure = NULL WHERE id = ? AND platform = ? AND locale = ? AND failure IS NOT NULL",
-                key,
-            )
+            self._db.execute("UPDATE jobs SET failure = NULL WHERE id = ? AND platform = ? AND locale = ?", key)
 
     def log_sent(self, attempt: Mapping[str, Any]) -> None:
         """An attempt about to go out (run, job, attempt number): if the process is killed
@@ -312,7 +329,8 @@ class RunStore:
                 _close_quietly(self._requests)
 
     def release(self) -> None:
-        """Close the database and let other runs have OUT (after the final files are written)."""
+        """Close the database and let other runs have OUT (after the final files are written).
+        Safe to call again."""
         self._db.close()
         if self._hold is not None:
             self._hold.release()
@@ -404,9 +422,7 @@ class RunStore:
                 )
                 self.record_failure(failure)
             elif kind == "current":
-                self.mark_current(_key(record))
-            elif kind == "sent":
-                self.log_sent({name: value for name, value in record.items() if name != "type"})
+                self._clear_failure(_key(record))
 
     def _unlogged_attempts(self) -> list[dict[str, Any]]:
         """Attempts a killed run sent but never logged, as audit records: the relay may have
@@ -467,7 +483,7 @@ def has_unfinished_run(out: Path) -> bool:
     if not (out / DB).exists():
         return False
     try:
-        db = sqlite3.connect(f"file:{out / DB}?mode=ro", uri=True, timeout=30)
+        db = _connect(out / DB, read_only=True)
         try:
             return db.execute("SELECT 1 FROM meta WHERE key = 'unfinished'").fetchone() is not None
         finally:

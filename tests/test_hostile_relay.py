@@ -27,8 +27,8 @@ def catalog(tmp_path: Path, products: int = 1) -> Path:
     return write(tmp_path / "catalog.csv", "id,name\n" + rows)
 
 
-def live(run_cli, relay: FakeRelay, path: Path, *args: str):
-    return run_cli("run", path, "--base-url", relay.base_url, "--out", "out", "-l", "de-DE", *args)
+def live(run_cli, relay: FakeRelay, path: Path, *args: str, locales: str = "de-DE"):
+    return run_cli("run", path, "--base-url", relay.base_url, "--out", "out", "-l", locales, *args)
 
 
 def report(out: Path = Path("out")) -> dict:
@@ -155,22 +155,8 @@ def test_a_relay_billing_three_times_the_input_stays_under_max_cost(run_cli, tmp
     our report, stays under the cap."""
     cap = Decimal("0.05")
     with FakeRelay(prompt_factor=3) as relay:
-        result = run_cli(
-            "run",
-            catalog(tmp_path, 300),
-            "--base-url",
-            relay.base_url,
-            "--out",
-            "out",
-            "-l",
-            "de-DE,ja-JP",
-            "--max-cost",
-            str(cap),
-            "--concurrency",
-            "64",
-            "--max-tokens",
-            "300",
-        )
+        args = ("--max-cost", str(cap), "--concurrency", "64", "--max-tokens", "300")
+        result = live(run_cli, relay, catalog(tmp_path, 300), *args, locales="de-DE,ja-JP")
         billed = relay.billed
     assert result.exit_code == 3, result.stderr  # the cap was reached, cleanly
     relay_bill = (
