@@ -223,6 +223,11 @@ class FakeRelay:
         with self._lock:
             self._queue.extend(behaviours)
 
+    def forget_queue(self) -> None:
+        """Drop what is scripted and not yet used: the relay answers normally again."""
+        with self._lock:
+            self._queue.clear()
+
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         return [body for body in self.requests if body is not None]

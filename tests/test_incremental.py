@@ -340,13 +340,15 @@ def test_a_rerun_that_fails_keeps_every_earlier_result(run_cli, sample: Path, re
     run(run_cli, relay, sample)
     before = snapshot()["results.jsonl"]
     edit_row(sample, "TOY-001", "Open-ended magnetic tiles", "Open-ended magnet tiles")
-    relay.enqueue(*[Reply(401, {"error": {"type": "invalid_authentication_error", "message": "bad key"}})] * 10)
+    # A revoked key refuses every request, however many are in flight when the first refusal lands.
+    relay.enqueue(*[Reply(401, {"error": {"type": "invalid_authentication_error", "message": "bad key"}})] * 64)
     result = run(run_cli, relay, sample, "--force")
     assert result.exit_code == 4
     assert Path("out/results.jsonl").read_bytes() == before
     assert {f["error"] for f in iter_jsonl(Path("out/failures.jsonl"))} <= {"auth", "aborted"}
     checked = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--check")
     assert checked.stdout.count("TOY-001") == 2  # the edited row is still reported stale
+    relay.forget_queue()
     run(run_cli, relay, sample)  # the key works again: only the stale jobs are sent
     assert list(iter_jsonl(Path("out/failures.jsonl"))) == []
 
@@ -357,7 +359,8 @@ def test_merge_keeps_a_result_beside_its_failure_as_a_run_does(run_cli, sample: 
 
     run(run_cli, relay, sample, "--shard", "1/2", out="shard1")
     kept = Path("shard1/results.jsonl").read_bytes()
-    relay.enqueue(*[Reply(401, {"error": {"type": "invalid_authentication_error", "message": "bad key"}})] * 10)
+    # A revoked key refuses every request, however many are in flight when the first refusal lands.
+    relay.enqueue(*[Reply(401, {"error": {"type": "invalid_authentication_error", "message": "bad key"}})] * 64)
     assert run(run_cli, relay, sample, "--shard", "1/2", "--force", out="shard1").exit_code == 4
     assert Path("shard1/results.jsonl").read_bytes() == kept and list(iter_jsonl(Path("shard1/failures.jsonl")))
     assert run_cli("merge", "shard1", "--out", "merged").exit_code == 0
