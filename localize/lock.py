@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,61 +105,36 @@ def field_digests(fields: Mapping[str, Any]) -> dict[str, str]:
     return {name: digest(value)[:8] for name, value in sorted(fields.items())}
 
 
-@dataclass(slots=True)
-class Lock:
-    products: dict[str, dict[str, str]] = field(default_factory=dict)
-    jobs: dict[JobKey, Fingerprint] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> Lock:
-        """The lock at `path`, whole (for --check and merge); empty when there is none yet."""
-        lock = cls()
-        for entry in iter_entries(path):
-            if "product" in entry:
-                lock.products[str(entry["product"])] = dict(entry["fields"])
-            else:
-                lock.jobs[tuple(entry["job"])] = Fingerprint(**fingerprint_fields(entry))  # type: ignore[index]
-        return lock
-
-    def record(self, key: JobKey, fp: Fingerprint, fields: Mapping[str, str]) -> None:
-        self.jobs[key] = fp
-        self.products[key[0]] = dict(fields)
-
-    def lines(self) -> Iterable[str]:
-        yield HEADER
-        for product_id in sorted(self.products):
-            yield product_line(product_id, self.products[product_id])
-        for key in sorted(self.jobs):
-            yield job_line(key, self.jobs[key])
-
-    def stale_reason(self, key: JobKey, fp: Fingerprint, fields: Mapping[str, str], *, has_result: bool) -> str | None:
-        """Why this job must be (re)generated, or None when its result is up to date."""
-        old = self.jobs.get(key)
-        if old is None:
-            return "new row" if key[0] not in self.products else "new platform or locale"
-        if not has_result:
-            return "no result"
-        if old.row != fp.row:
-            # The product's recorded fields may already be newer (a narrowed run regenerated
-            # another of its jobs); then the changed fields cannot be named, only the row.
-            old_fields = self.products.get(key[0], {})
-            changed = sorted(n for n in set(fields) | set(old_fields) if fields.get(n) != old_fields.get(n))
-            return "edited " + ", ".join(changed) if changed else "edited row"
-        if old.model != fp.model:
-            return f"changed model ({old.model} → {fp.model})"
-        if old.rules != fp.rules:
-            return "changed rules"
-        if old.prompt != fp.prompt:
-            return "changed prompt"
-        if old.params != fp.params:
-            return "changed parameters"
-        return None
-
-
-def iter_entries(path: Path) -> Iterator[dict[str, Any]]:
-    """The lock's product and job entries, checked, one at a time."""
-    for _raw, entry in iter_lines(path):
-        yield entry
+def stale_reason(
+    old: Fingerprint | None,
+    fp: Fingerprint,
+    fields: Mapping[str, str],
+    old_fields: Mapping[str, str] | None,
+    *,
+    has_result: bool,
+) -> str | None:
+    """Why a job must be (re)generated, or None when its result is up to date: `old` is its
+    fingerprint in the lock, `old_fields` its product's recorded field digests (None for a
+    product the lock does not know)."""
+    if old is None:
+        return "new row" if old_fields is None else "new platform or locale"
+    if not has_result:
+        return "no result"
+    if old.row != fp.row:
+        # The product's recorded fields may already be newer (a narrowed run regenerated
+        # another of its jobs); then the changed fields cannot be named, only the row.
+        known = old_fields or {}
+        changed = sorted(n for n in set(fields) | set(known) if fields.get(n) != known.get(n))
+        return "edited " + ", ".join(changed) if changed else "edited row"
+    if old.model != fp.model:
+        return f"changed model ({old.model} → {fp.model})"
+    if old.rules != fp.rules:
+        return "changed rules"
+    if old.prompt != fp.prompt:
+        return "changed prompt"
+    if old.params != fp.params:
+        return "changed parameters"
+    return None
 
 
 def iter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

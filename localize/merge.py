@@ -18,58 +18,68 @@ from .cost import build_report, report_markdown
 from .errors import InputError
 from .estimate import Calibration
 from .jobs import in_shard
-from .lock import LOCK, Lock
+from .lock import HEADER, LOCK, JobKey
 from .store import (
     CALIBRATION,
     COST_JSON,
     COST_MD,
-    FAILURE_FIELDS,
     FAILURES,
     REQUESTS,
-    RESULT_FIELDS,
     RESULTS,
     OutHold,
+    RunStore,
     atomic_write,
     has_unfinished_run,
-    iter_jsonl,
-    output_line,
 )
 
 
 def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
     """Write OUT from the inputs; returns the merged cost report. As in a single run's output,
     a failure is recorded beside a job's result but never deletes it."""
-    # key → (from the shard that owns the product?, record), one table per kind
-    results: dict[tuple[str, str, str], tuple[bool, dict[str, Any]]] = {}
-    failures: dict[tuple[str, str, str], tuple[bool, dict[str, Any]]] = {}
-    lock = Lock()
+    # key → (from the shard that owns the product?, line), one table per file
+    results: dict[JobKey, tuple[bool, str]] = {}
+    failures: dict[JobKey, tuple[bool, str]] = {}
+    job_locks: dict[JobKey, str] = {}
+    product_locks: dict[str, str] = {}
+    audit: dict[bytes, str] = {}  # each attempt once: shards that started from one log share its history
     for path in inputs:
         _require_finished(path)
         shard = _shard_of(path)
-        source_lock = Lock.load(path / LOCK)
-        for table, name in ((results, RESULTS), (failures, FAILURES)):
-            for record in iter_jsonl(path / name):
-                key = (str(record["id"]), str(record["platform"]), str(record["locale"]))
+        with RunStore(path, read_only=True) as source:
+            for key, lock_line, result, failure, product_line in source.job_lines():
                 owner = shard is not None and in_shard(key[0], shard)
-                held = table.get(key)
-                if held is not None and held[0] and not owner:
-                    continue  # the owning shard's word stands
-                table[key] = (owner, record)
-                if table is results and key in source_lock.jobs:
-                    lock.record(key, source_lock.jobs[key], source_lock.products.get(key[0], {}))
+                if _takes(results, key, owner, result):
+                    if lock_line is not None and product_line is not None:
+                        job_locks[key] = lock_line
+                        product_locks[key[0]] = product_line
+                _takes(failures, key, owner, failure)
+            for line in source.audit_lines():
+                audit.setdefault(hashlib.sha256(line.encode()).digest()[:16], line)
     hold = OutHold.take(out)  # a run writing OUT meanwhile would be overwritten
     try:
-        atomic_write(out / RESULTS, "".join(output_line(results[key][1], RESULT_FIELDS) for key in sorted(results)))
-        atomic_write(out / FAILURES, "".join(output_line(failures[key][1], FAILURE_FIELDS) for key in sorted(failures)))
-        atomic_write(out / LOCK, "".join(lock.lines()))
-        atomic_write(out / REQUESTS, "".join(_unique_lines(path / REQUESTS for path in inputs)))
-        report = _merged_report(inputs, out)
+        atomic_write(out / RESULTS, "".join(results[key][1] for key in sorted(results)))
+        atomic_write(out / FAILURES, "".join(failures[key][1] for key in sorted(failures)))
+        products = "".join(product_locks[key] for key in sorted(product_locks))
+        atomic_write(out / LOCK, HEADER + products + "".join(job_locks[key] for key in sorted(job_locks)))
+        atomic_write(out / REQUESTS, "".join(audit.values()))
+        report = _merged_report(inputs, (json.loads(line) for line in audit.values()))
         atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         atomic_write(out / COST_MD, report_markdown(report))
         _merge_calibration(inputs, out, report["model"])
     finally:
         hold.release()
     return report
+
+
+def _takes(table: dict[JobKey, tuple[bool, str]], key: JobKey, owner: bool, line: str | None) -> bool:
+    """Record an input's line for a job unless the owning shard's word already stands."""
+    if line is None:
+        return False
+    held = table.get(key)
+    if held is not None and held[0] and not owner:
+        return False
+    table[key] = (owner, line)
+    return True
 
 
 def _shard_of(path: Path) -> tuple[int, int] | None:
@@ -91,24 +101,7 @@ def _require_finished(path: Path) -> None:
         )
 
 
-def _unique_lines(paths: Iterator[Path]) -> Iterator[str]:
-    """The audit logs' lines, each once: shards that started from the same committed log
-    share its history."""
-    seen: set[bytes] = set()
-    for path in paths:
-        if not path.exists():
-            continue
-        with path.open(encoding="utf-8") as handle:
-            for raw in handle:
-                if not raw.strip():
-                    continue
-                digest = hashlib.sha256(raw.encode()).digest()[:12]
-                if digest not in seen:
-                    seen.add(digest)
-                    yield raw if raw.endswith("\n") else raw + "\n"
-
-
-def _merged_report(inputs: list[Path], out: Path) -> dict[str, Any]:
+def _merged_report(inputs: list[Path], audit: Iterator[dict[str, Any]]) -> dict[str, Any]:
     """The bill of the runs that produced the inputs (each input's last run), jobs summed."""
     reports = []
     for path in inputs:
@@ -123,7 +116,7 @@ def _merged_report(inputs: list[Path], out: Path) -> dict[str, Any]:
     }
     models = sorted({str(r.get("model")) for r in reports}) or [""]
     report = build_report(
-        (record for record in iter_jsonl(out / REQUESTS) if record.get("run") in runs),
+        (record for record in audit if record.get("run") in runs),
         model=", ".join(models),
         jobs=jobs,
         elapsed_s=max((float(r.get("elapsed_s") or 0) for r in reports), default=0.0),

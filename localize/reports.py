@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from .config import Settings
 from .cost import build_report, load_prices
 from .errors import InputError
 from .relay import RelayClient, RelayError, RelayFatal
-from .store import REQUESTS, iter_jsonl
+from .store import REQUESTS, RunStore
 
 
 def rebuild_report(out: Path, *, all_runs: bool = False) -> dict[str, Any]:
@@ -19,25 +20,26 @@ def rebuild_report(out: Path, *, all_runs: bool = False) -> dict[str, Any]:
     log = out / REQUESTS
     if not log.is_file():
         raise InputError("no audit log here", where=str(out), hint=f"expected {log}; pass a run's --out directory")
-    runs = list(dict.fromkeys(record.get("run", "") for record in iter_jsonl(log)))  # in log order
-    if not runs:
-        raise InputError("the audit log is empty", where=str(log))
-    wanted = set(runs) if all_runs else {runs[-1]}
-    models: set[str] = set()
-    outcomes = {"succeeded": 0, "failed": 0}
+    with RunStore(out, read_only=True) as store:
+        runs = store.runs()
+        if not runs:
+            raise InputError("the audit log is empty", where=str(log))
+        wanted = runs if all_runs else runs[-1:]
+        models: set[str] = set()
+        outcomes: Counter[Any] = Counter()
 
-    def records() -> Iterator[dict[str, Any]]:
-        for record in iter_jsonl(log):
-            if record.get("run") in wanted:
-                models.add(str(record.get("model")))
-                if record.get("job_outcome") in outcomes:
-                    outcomes[record["job_outcome"]] += 1
-                yield record
+        def records() -> Iterator[dict[str, Any]]:
+            for run in wanted:
+                for record in store.attempts(run):
+                    models.add(str(record.get("model")))
+                    outcomes[record.get("job_outcome")] += 1
+                    yield record
 
-    report = build_report(records(), model="", jobs={}, elapsed_s=0.0)
+        report = build_report(records(), model="", jobs={}, elapsed_s=0.0)
     report["model"] = ", ".join(sorted(models))
-    report["jobs"] = {"total": sum(outcomes.values()), **outcomes, "up_to_date": 0}
-    report["runs"] = [run for run in runs if run in wanted]
+    succeeded, failed = outcomes["succeeded"], outcomes["failed"]
+    report["jobs"] = {"total": succeeded + failed, "succeeded": succeeded, "failed": failed, "up_to_date": 0}
+    report["runs"] = wanted
     report.pop("elapsed_s")
     return report
 

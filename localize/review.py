@@ -20,7 +20,7 @@ from .errors import InputError
 from .locales import parse_locale
 from .prompts import load_prompt_set
 from .rules import FieldRule
-from .store import COST_JSON, FAILURES, RESULTS, atomic_write, iter_jsonl
+from .store import COST_JSON, FAILURES, RESULTS, RunStore, atomic_write
 
 REVIEW = "review.html"
 
@@ -34,10 +34,11 @@ def write_review(out: Path, *, catalog: Path | None = None, columns: Mapping[str
     catalog = catalog or (Path(report["catalog"]) if report.get("catalog") else None)
     sources = _sources(catalog, columns) if catalog and catalog.is_file() else {}
     jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in iter_jsonl(out / RESULTS):
-        jobs[str(record["id"])].append({**record, "status": "ok"})
-    for record in iter_jsonl(out / FAILURES):
-        jobs[str(record["id"])].append({**record, "status": "failed"})
+    with RunStore(out, read_only=True) as store:
+        for record in store.results():
+            jobs[str(record["id"])].append({**record, "status": "ok"})
+        for record in store.failures():
+            jobs[str(record["id"])].append({**record, "status": "failed"})
     page = _page(jobs, sources, report)
     atomic_write(out / REVIEW, page)
     return out / REVIEW

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import sqlite3
 import tempfile
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutInUse
-from .lock import HEADER, LOCK, Fingerprint, JobKey, Lock, fingerprint_fields, iter_lines, job_line, product_line
+from .lock import HEADER, LOCK, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
+from .lock import stale_reason as lock_stale_reason
 
 REQUESTS = "requests.jsonl"
 JOURNAL = "journal.jsonl"
@@ -176,7 +178,8 @@ class RunStore:
             self._requests.write(_line(record))
         self._requests.flush()
         with self._transaction():
-            self._db.execute("UPDATE attempts SET logged = 1 WHERE logged = 0")
+            for record in unlogged:
+                self._insert_attempt(record, logged=True)
 
     def _open_for_reading(self) -> None:
         """Readers (--check, estimates) bring a stale database up to date when no run holds
@@ -231,16 +234,13 @@ class RunStore:
         """Why this job must be (re)generated, or None when its result is up to date (--check)."""
         if self.is_current(key, fp):
             return None  # most jobs: no query, no parsing
-        lock = Lock()
         row = self._db.execute(
             "SELECT lock_line, result IS NOT NULL FROM jobs WHERE id = ? AND platform = ? AND locale = ?", key
         ).fetchone()
         product = self._db.execute("SELECT lock_line FROM products WHERE id = ?", (key[0],)).fetchone()
-        if product is not None:
-            lock.products[key[0]] = dict(json.loads(product[0])["fields"])
-        if row is not None and row[0] is not None:
-            lock.jobs[key] = Fingerprint(**fingerprint_fields(json.loads(row[0])))
-        return lock.stale_reason(key, fp, fields, has_result=bool(row and row[1]))
+        old = Fingerprint(**fingerprint_fields(json.loads(row[0]))) if row is not None and row[0] else None
+        old_fields = dict(json.loads(product[0])["fields"]) if product is not None else None
+        return lock_stale_reason(old, fp, fields, old_fields, has_result=bool(row and row[1]))
 
     # --- what a run does --------------------------------------------------------------------
 
@@ -268,22 +268,22 @@ class RunStore:
         with self._transaction():
             self._insert_attempt(record, logged=True)
 
-    def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool) -> None:
+    def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool, line: int = 0) -> None:
         usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
         self._db.execute(
             "INSERT OR REPLACE INTO attempts (run, id, platform, locale, attempt, time, status, error,"
             " latency_ms, input_tokens, cached_tokens, output_tokens, cost_usd, logged, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                *_attempt_key(record),
-                record.get("time"),
-                record.get("status"),
-                record.get("error"),
-                record.get("latency_ms"),
-                usage.get("input"),
-                usage.get("cached_input"),
-                usage.get("output"),
-                record.get("cost_usd"),
+                *_attempt_key(record, line),
+                _text(record.get("time")),
+                _number(record.get("status")),
+                _text(record.get("error")),
+                _number(record.get("latency_ms")),
+                _number(usage.get("input")),
+                _number(usage.get("cached_input")),
+                _number(usage.get("output")),
+                _number(record.get("cost_usd")),
                 int(logged),
                 json.dumps(dict(record), ensure_ascii=False),
             ),
@@ -356,33 +356,70 @@ class RunStore:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
             self._db.execute("DELETE FROM meta WHERE key = 'unfinished'")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('history', ?)", (_history_signature(self.out),))
         formats = set(formats)
         if "csv" in formats:
-            atomic_write(self.out / "results.csv", results_csv(iter_jsonl(self.out / RESULTS)))
+            atomic_write(self.out / "results.csv", results_csv(self.results()))
         if "json" in formats:
-            records = list(iter_jsonl(self.out / RESULTS))
+            records = list(self.results())
             atomic_write(self.out / "results.json", json.dumps(records, ensure_ascii=False, indent=2) + "\n")
 
     def attempts(self, run: str) -> Iterator[dict[str, Any]]:
         """The audit records of one run's finished attempts (its requests.jsonl lines)."""
-        query = "SELECT record FROM attempts WHERE run = ? AND logged = 1"
+        query = "SELECT record FROM attempts WHERE run = ? AND logged = 1 ORDER BY time, id, platform, locale, attempt"
         return (json.loads(text) for (text,) in self._db.execute(query, (run,)))
+
+    def runs(self) -> list[str]:
+        """The runs the audit log knows, oldest first."""
+        query = "SELECT run FROM attempts WHERE logged = 1 GROUP BY run ORDER BY MIN(time), run"
+        return [run for (run,) in self._db.execute(query)]
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        """Every job's result (its results.jsonl line), in the file's order."""
+        query = "SELECT result FROM jobs WHERE result IS NOT NULL ORDER BY id, platform, locale"
+        return (json.loads(line) for (line,) in self._db.execute(query))
+
+    def failures(self) -> Iterator[dict[str, Any]]:
+        """Every job's recorded failure (its failures.jsonl line), in the file's order."""
+        query = "SELECT failure FROM jobs WHERE failure IS NOT NULL ORDER BY id, platform, locale"
+        return (json.loads(line) for (line,) in self._db.execute(query))
+
+    def job_lines(self) -> Iterator[tuple[JobKey, str | None, str | None, str | None, str | None]]:
+        """Per job: its key, then its lines in localize.lock, results.jsonl and failures.jsonl,
+        and its product's lock line (None where it has none), in the files' order."""
+        query = (
+            "SELECT jobs.id, platform, locale, jobs.lock_line, result, failure, products.lock_line"
+            " FROM jobs LEFT JOIN products ON products.id = jobs.id ORDER BY jobs.id, platform, locale"
+        )
+        for row in self._db.execute(query):
+            yield (row[0], row[1], row[2]), row[3], row[4], row[5], row[6]
+
+    def audit_lines(self) -> Iterator[str]:
+        """Every logged attempt as its requests.jsonl line, oldest first."""
+        query = "SELECT record FROM attempts WHERE logged = 1 ORDER BY time, run, id, platform, locale, attempt"
+        return (_line(json.loads(text)) for (text,) in self._db.execute(query))
 
     # --- the database and the text files -----------------------------------------------------
 
     def _refresh(self, *, keep_journal: bool = False) -> None:
         """Rebuild the state from the text files when they are not what the database last
-        exported (or it never did), then fold in the journal an older version left behind."""
-        stored = self._db.execute("SELECT value FROM meta WHERE key = 'exported'").fetchone()
-        if stored is None or stored[0] != _signature(self.out):
-            self._import_text_files(with_history=not keep_journal)
+        exported (or it never did), and the attempts from the audit log when it grew or changed
+        since (a killed run, a `git pull`); then fold in the journal an older version left behind."""
+        if self._meta("exported") != _signature(self.out):
+            self._import_text_files()
+        if self._meta("history") != _history_signature(self.out):
+            self._import_history()
         journal = self.out / JOURNAL
         if journal.exists():
             self._import_journal(journal)
             if not keep_journal:
                 journal.unlink()
 
-    def _import_text_files(self, *, with_history: bool = True) -> None:
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _import_text_files(self) -> None:
         with self._transaction():
             self._db.execute("DELETE FROM products")
             self._db.execute("DELETE FROM jobs")
@@ -403,11 +440,15 @@ class RunStore:
                         (*_key(record), output_line(record, fields)),
                     )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
-        if with_history and self._db.execute("SELECT 1 FROM attempts LIMIT 1").fetchone() is None:
-            with self._transaction():  # a new database: the audit log's history, for the user's own queries
-                for record in iter_jsonl(self.out / REQUESTS):
-                    if {"run", "id", "platform", "locale", "attempt"} <= set(record):
-                        self._insert_attempt(record, logged=True)
+
+    def _import_history(self) -> None:
+        """The attempts of the audit log, as it now is (attempts sent but never logged stay).
+        A line that names no job (an older or hand-edited log) is kept under its line number."""
+        with self._transaction():
+            self._db.execute("DELETE FROM attempts WHERE logged = 1")
+            for number, record in enumerate(iter_jsonl(self.out / REQUESTS), start=1):
+                self._insert_attempt(record, logged=True, line=number)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('history', ?)", (_history_signature(self.out),))
 
     def _import_journal(self, journal: Path) -> None:
         """A journal.jsonl from a killed run of an earlier version: its finished jobs, and the
@@ -570,8 +611,35 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     return _line(kept)
 
 
-def _attempt_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (record.get("run"), record.get("id"), record.get("platform"), record.get("locale"), record.get("attempt"))
+def _attempt_key(record: Mapping[str, Any], line: int) -> tuple[str, str, str, str, int]:
+    """(run, id, platform, locale, attempt); a record that names no job attempt is keyed by its
+    line in the audit log instead (a negative attempt number)."""
+    key = [record.get(name) for name in ("run", "id", "platform", "locale", "attempt")]
+    if not all(isinstance(value, str) for value in key[:4]) or type(key[4]) is not int:
+        return (str(key[0] or ""), "", "", "", -line)
+    return (key[0], key[1], key[2], key[3], key[4])
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | int | None:
+    """A figure for the attempts table's columns (the record itself keeps what was logged)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    return value if math.isfinite(value) else None
+
+
+def _history_signature(out: Path) -> str:
+    """The audit log's size and modification time: it only grows while runs append to it."""
+    try:
+        stat = (out / REQUESTS).stat()
+    except OSError:
+        return "-"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _key(record: Mapping[str, Any]) -> JobKey:

@@ -529,3 +529,35 @@ def test_a_full_disk_under_the_database_is_a_disk_full_error(tmp_path: Path) -> 
             store.record_result(JobResult(key, {"id": key[0], "title": "x" * 500}, fingerprint, {"name": "n"}))
     assert caught.value.errno == errno.ENOSPC
     store.release()
+
+
+def test_report_and_review_follow_text_files_pulled_behind_the_databases_back(run_cli, sample: Path, relay) -> None:
+    """`localize report` and `review` read the database, which follows what `git pull` brought:
+    another machine's run in the audit log, one result fewer."""
+    run(run_cli, relay, sample)
+    log = Path("out/requests.jsonl").read_text().splitlines(keepends=True)
+    pulled = json.dumps({**json.loads(log[0]), "run": "other-machine", "time": "2999-01-01T00:00:00"}) + "\n"
+    Path("out/requests.jsonl").write_text("".join(log) + "".join(pulled))
+    lines = Path("out/results.jsonl").read_text().splitlines(keepends=True)
+    Path("out/results.jsonl").write_text("".join(lines[1:]))
+    latest = json.loads(run_cli("report", "out", "--json").stdout)
+    assert latest["runs"] == ["other-machine"] and latest["requests"] == 1
+    everything = json.loads(run_cli("report", "out", "--all", "--json").stdout)
+    assert everything["requests"] == len(log) + 1
+    assert run_cli("review", "out").exit_code == 0
+    page = Path("out/review.html").read_text(encoding="utf-8")
+    dropped = json.loads(lines[0])
+    assert page.count('class="job ') == len(lines) - 1
+    assert f'data-locale="{dropped["locale"]}"' in page
+
+
+def test_report_after_a_kill_counts_what_the_killed_run_logged(run_cli, sample: Path) -> None:
+    """A killed run never exported; its attempts are in the audit log, and the report reads them."""
+    with FakeRelay(latency_s=0.15) as relay:
+        process = _start(sample, relay)
+        _wait_for_journal(5, process)
+        process.kill()
+        process.wait()
+    logged = list(iter_jsonl(Path("out/requests.jsonl")))
+    report = json.loads(run_cli("report", "out", "--json").stdout)
+    assert logged and report["requests"] == len(logged)
