@@ -150,6 +150,9 @@ def run(
     ),
     rpm: str | None = typer.Option(None, "--rpm", help="Requests per minute, or 'auto'. [default: 60]"),
     tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute (optional second limiter)."),
+    pack: str | None = typer.Option(
+        None, "--pack", help="Products of one platform and locale per request: N, or 'auto'. [default: auto]"
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Max requests in flight. [default: 16]"),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="Retries per request for 429/5xx/timeouts. [default: 5]"
@@ -190,6 +193,7 @@ def run(
         base_url=base_url,
         rpm=rpm,
         tpm=tpm,
+        pack=pack,
         concurrency=concurrency,
         max_retries=max_retries,
         max_reasks=max_reasks,

@@ -31,6 +31,8 @@ from .locales import Locale, parse_locales
 DEFAULT_CONFIG_NAMES = ("localize.yaml", "localize.yml")
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
 API_KEY_VARIABLES = ("HOLYSHEEP_API_KEY", "LOCALIZE_API_KEY")
+# The most products --pack accepts in one request: each answer must fit in one max_tokens.
+PACK_LIMIT = 50
 
 OutputFormat = Literal["jsonl", "csv", "json", "shopify"]
 
@@ -59,6 +61,7 @@ class Settings(BaseModel):
     base_url: str = DEFAULT_BASE_URL
     rpm: int | Literal["auto"] = 60
     tpm: int | None = Field(None, ge=1)
+    pack: int | Literal["auto"] = Field("auto", description="products of one (platform, locale) per request")
     concurrency: int = Field(16, ge=1, le=1000)
     max_retries: int = Field(5, ge=0, le=50)
     max_reasks: int = Field(2, ge=0, le=10, description="re-asks of an invalid answer per job")
@@ -116,6 +119,21 @@ class Settings(BaseModel):
                 raise ValueError(f"must be a whole number of requests per minute or 'auto', not {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"must be at least 1 request per minute (or 'auto'), not {value!r}")
+        return value
+
+    @field_validator("pack", mode="before")
+    @classmethod
+    def _parse_pack(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value == "auto":
+                return value
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(f"must be a whole number of products per request or 'auto', not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PACK_LIMIT:
+            raise ValueError(f"must be 1 to {PACK_LIMIT} products per request (or 'auto'), not {value!r}")
         return value
 
     @field_validator("columns", mode="before")
@@ -180,6 +198,7 @@ _ENV = {
     "LOCALIZE_MODEL": "model",
     "LOCALIZE_RPM": "rpm",
     "LOCALIZE_TPM": "tpm",
+    "LOCALIZE_PACK": "pack",
     "LOCALIZE_CONCURRENCY": "concurrency",
     "LOCALIZE_MAX_RETRIES": "max_retries",
     "LOCALIZE_TIMEOUT": "timeout_s",

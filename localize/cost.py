@@ -286,11 +286,15 @@ def build_report(
     unreported = {"requests": 0, "counted_input_tokens": 0, "counted_output_tokens": 0, "estimated_cost_usd": 0.0}
     unreported_cost = Decimal(0)
     for record in attempts:
+        # A packed request has a record per job it served, each with the job's share of the
+        # usage; it counts as one request, on its lead job's record.
+        pack = record.get("pack")
+        request = 0 if isinstance(pack, Mapping) and pack.get("lead") != record.get("id") else 1
         if record.get("maybe_billed"):
-            unconfirmed["requests"] += 1
+            unconfirmed["requests"] += request
             unconfirmed["counted_input_tokens"] += _count(record.get("counted_input"))
         if record.get("usage_unreported"):
-            unreported["requests"] += 1
+            unreported["requests"] += request
             unreported["counted_input_tokens"] += _count(record.get("counted_input"))
             unreported["counted_output_tokens"] += _count(record.get("counted_output"))
             unreported_cost += _money(record.get("estimated_cost_usd"))
@@ -303,7 +307,7 @@ def build_report(
         }
         finished = 1 if record.get("job_outcome") else 0
         for tally in (total, *(groups[name].setdefault(str(key), _Tally()) for name, key in keys.items())):
-            tally.requests += 1
+            tally.requests += request
             tally.usage += usage
             tally.cost += cost
             tally.jobs += finished
@@ -313,7 +317,7 @@ def build_report(
         if record.get("error"):
             errors[str(record["error"])] = errors.get(str(record["error"]), 0) + 1
         status, latency = record.get("status"), record.get("latency_ms")
-        if isinstance(status, int) and 200 <= status < 300 and isinstance(latency, (int, float)):
+        if request and isinstance(status, int) and 200 <= status < 300 and isinstance(latency, (int, float)):
             latencies.append(float(latency))
     report: dict[str, Any] = {
         "model": model,

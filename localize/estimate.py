@@ -62,6 +62,23 @@ def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
     return math.ceil(chars * tokens_per_char) + ANSWER_JSON_TOKENS + ANSWER_TOKENS_PER_ITEM * items
 
 
+# --pack auto never puts more products in one request: past this, the input saved per job is
+# small and an answer that fails as a whole costs too many listings to write again.
+PACK_MAX = 8
+# A listing's key in a packed answer (its id, quotes, colon, comma).
+PACK_TOKENS_PER_LISTING = 12
+
+
+def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, max_tokens: int) -> int:
+    """How many products share a request: `--pack N` as given; `auto`, as many as fit within
+    max_tokens even when every answer is as long as the high estimate (x OUTPUT_HIGH_FACTOR),
+    at most PACK_MAX."""
+    if setting != "auto":
+        return int(setting)
+    per_listing = expected_output_tokens(rules, tokens_per_char) * OUTPUT_HIGH_FACTOR + PACK_TOKENS_PER_LISTING
+    return max(1, min(PACK_MAX, int(max_tokens // per_listing)))
+
+
 # --- estimates ------------------------------------------------------------------------------
 
 

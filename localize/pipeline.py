@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import json
 import math
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +21,8 @@ import httpx
 from .catalog import is_translations_export_file, read_once
 from .config import Settings
 from .cost import (
+    TOKENS_PER_MESSAGE,
+    TOKENS_REPLY_PRIMER,
     Budget,
     Price,
     TokenCounter,
@@ -34,11 +35,13 @@ from .cost import (
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .estimate import Calibration
+from .estimate import Calibration, pack_size
 from .exports import write_shopify_translations
+from .glossary import Term
 from .jobs import Job, PromptSets, chat_request_body, iter_jobs, preflight, request_params, require_locales
 from .lock import Fingerprint, Fingerprinter, JobKey
-from .prompts import Message
+from .packing import apportion, read_pack, split_usage
+from .prompts import Message, PackedPrompt
 from .relay import (
     Completion,
     FailedAttempt,
@@ -59,7 +62,7 @@ from .store import (
     RunStore,
     atomic_write,
 )
-from .validate import InvalidAnswer, check_answer
+from .validate import InvalidAnswer, Listing, check_listing, parse_answer
 
 
 def _check_formats(settings: Settings, catalog: Path) -> None:
@@ -156,13 +159,14 @@ async def _run(
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
     worker = _JobRunner(settings, price, prompt_sets, sender, store, run_id, calibration)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
+    units = worker.units(jobs)
 
     disk_errors: list[OSError] = []
 
     async def drain() -> None:
         try:
-            for job in jobs:  # one shared iterator: each worker takes the next job
-                await worker.process(job)
+            for unit in units:  # one shared iterator: each worker takes the next job or pack
+                await worker.send(unit)
                 if on_progress:
                     on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
         except OSError as exc:
@@ -362,6 +366,8 @@ def _restore_signals() -> None:
             pass
 
 
+# A packed answer that fails as a whole this many times is split in halves.
+PACK_WHOLE_FAILURES = 2
 REASK = (
     "Your answer cannot be used: {problem}. Reply again with only the corrected JSON object, "
     "keeping everything else that was right."
@@ -377,9 +383,36 @@ CALIBRATION_SAMPLE_EVERY = 10
 BUDGET_INPUT_MARGIN = 1.25
 
 
+@dataclass(slots=True)
+class _Work:
+    """A job to send, and what it has taken so far: attempts made, its share of their bill."""
+
+    job: Job
+    messages: list[Message]  # the job's own request (its fingerprint's), re-asked alone
+    rules: PlatformRules
+    fp: Fingerprint
+    fields: dict[str, str]
+    terms: list[Term]
+    attempts: int = 0
+    spent: Usage = field(default_factory=Usage)
+    cost: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bill:
+    """One job's part of an answered request: billed usage (counted offline when the relay
+    reported none to believe), its cost, and our offline count of its input."""
+
+    usage: Usage
+    cost: Decimal
+    unreported: bool
+    counted_input: int | None
+
+
 class _JobRunner:
-    """Runs one job to a result or a recorded failure, or finds it up to date: render,
-    compare with the lock, send, validate, re-ask."""
+    """Runs jobs to a result or a recorded failure, or finds them up to date: render, compare
+    with the lock, send (alone or packed with jobs of the same platform and locale), validate,
+    re-ask."""
 
     def __init__(
         self,
@@ -403,6 +436,7 @@ class _JobRunner:
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
+        self._pack_sizes: dict[tuple[str, str], int] = {}
         self.succeeded = 0
         self.failed = 0
         self.up_to_date = 0
@@ -410,134 +444,280 @@ class _JobRunner:
         self.fatal: RelayFatal | None = None
         self.budget_reached = False
 
-    async def process(self, job: Job) -> None:
+    # --- which jobs go out, and with which others -------------------------------------------
+
+    def units(self, jobs: Iterable[Job]) -> Iterator[list[_Work]]:
+        """The jobs to send, grouped into the requests they share: up to the pack size of
+        their (platform, locale), in catalog order. An empty unit stands for a job settled
+        without sending (up to date, or a prompt that cannot render)."""
+        filling: dict[tuple[str, str], list[_Work]] = {}
+        for job in jobs:
+            work = self._prepare(job)
+            if work is None:
+                yield []
+                continue
+            size = self._pack_size(job)
+            if size == 1:
+                yield [work]
+                continue
+            pack = filling.setdefault((job.platform, job.locale.tag), [])
+            pack.append(work)
+            if len(pack) >= size:
+                yield filling.pop((job.platform, job.locale.tag))
+        yield from filling.values()
+
+    def _prepare(self, job: Job) -> _Work | None:
         prompt_set = self._prompt_sets.get(job.platform)
         try:
             messages = prompt_set.render_messages(job.product, job.locale)
         except PromptError as exc:
             self._fail(job, "prompt", str(exc), 0)
-            return
+            return None
         rules = prompt_set.rules_for(job.locale)
         fields = self._fingerprints.fields(job.product.id, job.product.data())
         fp = self._fingerprints.of(fields, messages, rules)
         if not self._settings.force and self._store.is_current(job.key, fp):
             self._store.mark_current(job.key)
             self.up_to_date += 1
-            return
-        if self.fatal is not None:
-            self._fail(job, "aborted", f"not sent: the run stopped ({self.fatal.kind}: {self.fatal.message})", 0)
-            return
-        if self.budget_reached:
-            self._fail(job, "budget", "not sent: the --max-cost cap was reached", 0)
-            return
-        await self._send(job, messages, rules, fp, fields)
+            return None
+        return _Work(job, messages, rules, fp, fields, prompt_set.terms_for(job.product, job.locale))
 
-    async def _send(
-        self, job: Job, messages: list[Message], rules: PlatformRules, fp: Fingerprint, fields: dict[str, str]
-    ) -> None:
-        terms = self._prompt_sets.get(job.platform).terms_for(job.product, job.locale)
-        attempt = 1
-        spent = Usage()
-        cost = Decimal(0)
-        for ask in range(self._settings.max_reasks + 1):
-            body = chat_request_body(self._settings, messages)
-            counted = self._count(messages)
+    def _pack_size(self, job: Job) -> int:
+        key = (job.platform, job.locale.tag)
+        size = self._pack_sizes.get(key)
+        if size is None:
+            rules = self._prompt_sets.get(job.platform).rules_for(job.locale)
+            tokens_per_char = self._counter.tokens_per_char(job.locale)
+            size = pack_size(self._settings.pack, rules, tokens_per_char, self._settings.max_tokens)
+            self._pack_sizes[key] = size
+        return size
+
+    async def send(self, works: list[_Work]) -> None:
+        """One unit of `units`: a job alone, or a pack."""
+        if len(works) == 1:
+            await self._send_alone(works[0])
+        elif works:
+            await self._send_pack(works)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _send_alone(self, work: _Work, messages: list[Message] | None = None, *, asks_used: int = 0) -> None:
+        """The job's own request, re-asked with the validator's message until its answer is
+        valid or its re-asks are spent. A job re-asked out of a pack has used one ask."""
+        if self._stopped([work]):
+            return
+        messages = messages or work.messages
+        for ask in range(asks_used, self._settings.max_reasks + 1):
+            last = ask == self._settings.max_reasks
+            answered = await self._request([work], messages, pack=None)
+            if answered is None:
+                return
+            completion, counted = answered
+            bill = self._bill([work], completion, messages, counted, [1], [1])[0]
             try:
-                completion, attempt = await self._sender.send(
-                    body,
-                    tokens=(counted or 0) + self._settings.max_tokens,
-                    worst_case_usd=self._worst_case(counted or 0, job),
-                    first_attempt=attempt,
-                    on_failed=lambda failed, last, counted=counted, messages=messages: self._log_failed(
-                        job, failed, messages, counted, last=last
-                    ),
-                    on_sending=lambda number, counted=counted: self._store.log_sent(
-                        {**self._attempt_base(job, number), "counted_input": counted}
-                    ),
-                )
-            except BudgetReached as exc:
-                self.budget_reached = True
-                self._fail(job, "budget", exc.message, attempt - 1)
-                return
-            except RelayFatal as exc:
-                self.fatal = self.fatal or exc
-                self._fail(job, exc.kind, exc.message, exc.attempt or attempt)
-                return
-            except RelayError as exc:
-                self._fail(job, exc.kind, exc.message, exc.attempt or attempt)
-                return
-            usage = completion.usage
-            unreported = usage is None
-            if usage is None:
-                # The relay sent no usage we can believe: keep the answer (it was paid for),
-                # count its tokens offline, and let the report list it apart.
-                counted = counted if counted is not None else self._counter.count_messages(messages)
-                usage = Usage(input_tokens=counted, output_tokens=self._counter.count(completion.content))
-            else:
-                self._learn_input_ratio(counted, usage)
-            request_cost = cost_usd(usage, self._price)
-            spent += usage
-            cost += request_cost
-            self.spent_usd += request_cost
-            log_answer = functools.partial(
-                self._log_completion, job, attempt, completion, usage if unreported else None, request_cost, counted
-            )
-            try:
-                listing, warnings = check_answer(
-                    completion.content, completion.finish_reason, rules, job.locale, terms, source=job.product.data()
-                )
+                listing, warnings = self._judge(work, parse_answer(completion.content, completion.finish_reason), last)
             except InvalidAnswer as exc:
-                last = ask == self._settings.max_reasks
-                if last and exc.kind == "glossary" and self._settings.glossary_violation == "warn":
-                    listing, warnings = check_answer(
-                        completion.content,
-                        completion.finish_reason,
-                        rules,
-                        job.locale,
-                        terms,
-                        glossary_as_warnings=True,
-                        source=job.product.data(),
-                    )
-                else:
-                    log_answer(error=exc, outcome="failed" if last else None)
-                    if last:
-                        self._fail(job, exc.kind, exc.message, attempt)
-                        return
-                    messages = _reask(messages, completion.content, exc)
-                    attempt += 1
-                    continue
-            if unreported:
-                warnings = [*warnings, "usage_unreported"]
-            log_answer(error=None, outcome="succeeded")
-            line = {
-                "id": job.product.id,
-                "sku": job.product.fields.get("sku"),
-                "platform": job.platform,
-                "locale": job.locale.tag,
-                "title": listing.title,
-                "description": listing.description,
-                "bullets": list(listing.bullets),
-                "seo_tags": list(listing.seo_tags),
-                "model": self._settings.model,
-                "attempts": attempt,
-                "input_tokens": spent.input_tokens,
-                "output_tokens": spent.output_tokens,
-                "cached_tokens": spent.cached_tokens,
-                "cost_usd": float(cost),
-                "warnings": warnings,
-                **({"extra": dict(listing.extra)} if listing.extra else {}),
-            }
-            self._store.record_result(JobResult(job.key, line, fp, fields))
-            self.succeeded += 1
+                self._log_answer(work, completion, bill, error=exc, outcome="failed" if last else None, pack=None)
+                if last:
+                    self._fail(work.job, exc.kind, exc.message, work.attempts)
+                    return
+                messages = _reask(messages, completion.content, exc)
+                continue
+            self._log_answer(work, completion, bill, error=None, outcome="succeeded", pack=None)
+            self._succeed(work, listing, warnings, bill)
             return
 
-    def _count(self, messages: list[Message]) -> int | None:
+    async def _send_pack(self, works: list[_Work]) -> None:
+        """Several jobs of one (platform, locale) in one request. Each listing of the answer is
+        validated on its own: valid ones are kept, an invalid one is re-asked alone. An answer
+        that fails as a whole twice is split in halves, each sent again, so a product that
+        breaks every answer ends up alone and fails by itself."""
+        if self._stopped(works):
+            return
+        prompt_set = self._prompt_sets.get(works[0].job.platform)
+        try:
+            packed = prompt_set.render_pack([work.job.product for work in works], works[0].job.locale)
+        except PromptError as exc:
+            for work in works:
+                self._fail(work.job, "prompt", str(exc), work.attempts)
+            return
+        ids = [work.job.product.id for work in works]
+        pack = {"size": len(works), "lead": ids[0]}
+        weights = self._counter.count_many(list(packed.blocks))
+        messages = packed.messages
+        last = self._settings.max_reasks == 0
+        for _ in range(PACK_WHOLE_FAILURES):
+            answered = await self._request(works, messages, pack=pack, weights=weights, packed=packed)
+            if answered is None:
+                return
+            completion, counted = answered
+            try:
+                listings = read_pack(completion.content, completion.finish_reason, ids)
+            except InvalidAnswer as exc:
+                bills = self._bill(works, completion, messages, counted, weights, weights)
+                for work, bill in zip(works, bills, strict=True):
+                    self._log_answer(work, completion, bill, error=exc, outcome=None, pack=pack)
+                messages = _reask(messages, completion.content, exc)
+                continue
+            answers = [listings[product_id] for product_id in ids]
+            shares = [self._counter.count(json.dumps(data, ensure_ascii=False)) if data else 0 for data in answers]
+            bills = self._bill(works, completion, messages, counted, weights, shares)
+            again: list[tuple[_Work, list[Message]]] = []
+            for work, data, bill in zip(works, answers, bills, strict=True):
+                try:
+                    if data is None:
+                        raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
+                    listing, warnings = self._judge(work, data, last)
+                except InvalidAnswer as exc:
+                    self._log_answer(work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack)
+                    if last:
+                        self._fail(work.job, exc.kind, exc.message, work.attempts)
+                    else:
+                        again.append((work, _reask_alone(work.messages, data, exc)))
+                    continue
+                self._log_answer(work, completion, bill, error=None, outcome="succeeded", pack=pack)
+                self._succeed(work, listing, warnings, bill)
+            for work, alone in again:
+                await self._send_alone(work, alone, asks_used=1)
+            return
+        half = len(works) // 2
+        for part in (works[:half], works[half:]):
+            await self.send(part)
+
+    def _stopped(self, works: list[_Work]) -> bool:
+        """Once the run stopped (a fatal relay error, the budget), jobs are recorded unsent."""
+        if self.fatal is not None:
+            message = f"not sent: the run stopped ({self.fatal.kind}: {self.fatal.message})"
+            for work in works:
+                self._fail(work.job, "aborted", message, work.attempts)
+            return True
+        if self.budget_reached:
+            for work in works:
+                self._fail(work.job, "budget", "not sent: the --max-cost cap was reached", work.attempts)
+            return True
+        return False
+
+    async def _request(
+        self,
+        works: list[_Work],
+        messages: list[Message],
+        *,
+        pack: dict[str, Any] | None,
+        weights: list[int] | None = None,
+        packed: PackedPrompt | None = None,
+    ) -> tuple[Completion, int | None] | None:
+        """One request for `works` (with its retries): the completion and our offline count of
+        its prompt; None when it failed, every job of it then recorded as failed."""
+        lead = works[0]
+        counted = self._count(messages, packed, weights)
+        weights = weights or [1]
+        try:
+            completion, number = await self._sender.send(
+                chat_request_body(self._settings, messages),
+                tokens=(counted or 0) + self._settings.max_tokens,
+                worst_case_usd=self._worst_case(counted or 0, lead.job),
+                first_attempt=lead.attempts + 1,
+                on_failed=lambda failed, last: self._log_failed(
+                    works, failed, messages, counted, weights, pack=pack, last=last
+                ),
+                on_sending=lambda number: self._log_sent(works, number, counted, weights, pack=pack),
+            )
+        except BudgetReached as exc:
+            self.budget_reached = True
+            for work in works:
+                self._fail(work.job, "budget", exc.message, work.attempts)
+            return None
+        except RelayError as exc:
+            if isinstance(exc, RelayFatal):
+                self.fatal = self.fatal or exc
+            for work in works:
+                self._fail(work.job, exc.kind, exc.message, exc.attempt or work.attempts + 1)
+            return None
+        for work in works:
+            work.attempts = number
+        return completion, counted
+
+    def _bill(
+        self,
+        works: list[_Work],
+        completion: Completion,
+        messages: list[Message],
+        counted: int | None,
+        input_weights: list[int],
+        output_weights: list[int],
+    ) -> list[_Bill]:
+        """Each job's share of an answered request, booked to it and to the run."""
+        usage = completion.usage
+        unreported = usage is None
+        if usage is None:
+            # The relay sent no usage we can believe: keep the answer (it was paid for),
+            # count its tokens offline, and let the report list it apart.
+            counted = counted if counted is not None else self._counter.count_messages(messages)
+            usage = Usage(input_tokens=counted, output_tokens=self._counter.count(completion.content))
+        else:
+            self._learn_input_ratio(counted, usage)
+        shares = split_usage(usage, input_weights, output_weights) if len(works) > 1 else [usage]
+        inputs: list[int | None] = (
+            list(apportion(counted, input_weights)) if counted is not None else [None] * len(works)
+        )
+        bills = []
+        for work, share, counted_input in zip(works, shares, inputs, strict=True):
+            cost = cost_usd(share, self._price)
+            work.spent += share
+            work.cost += cost
+            self.spent_usd += cost
+            bills.append(_Bill(share, cost, unreported, counted_input))
+        return bills
+
+    def _judge(self, work: _Work, data: object, last: bool) -> tuple[Listing, list[str]]:
+        """The listing and its warnings, or InvalidAnswer; on the last ask, a glossary slip
+        becomes a warning where localize.yaml says so."""
+        job = work.job
+        source = job.product.data()
+        try:
+            return check_listing(data, work.rules, job.locale, work.terms, source=source)
+        except InvalidAnswer as exc:
+            if not (last and exc.kind == "glossary" and self._settings.glossary_violation == "warn"):
+                raise
+            return check_listing(data, work.rules, job.locale, work.terms, glossary_as_warnings=True, source=source)
+
+    def _succeed(self, work: _Work, listing: Listing, warnings: list[str], bill: _Bill) -> None:
+        job = work.job
+        if bill.unreported:
+            warnings = [*warnings, "usage_unreported"]
+        line = {
+            "id": job.product.id,
+            "sku": job.product.fields.get("sku"),
+            "platform": job.platform,
+            "locale": job.locale.tag,
+            "title": listing.title,
+            "description": listing.description,
+            "bullets": list(listing.bullets),
+            "seo_tags": list(listing.seo_tags),
+            "model": self._settings.model,
+            "attempts": work.attempts,
+            "input_tokens": work.spent.input_tokens,
+            "output_tokens": work.spent.output_tokens,
+            "cached_tokens": work.spent.cached_tokens,
+            "cost_usd": float(work.cost),
+            "warnings": warnings,
+            **({"extra": dict(listing.extra)} if listing.extra else {}),
+        }
+        self._store.record_result(JobResult(job.key, line, work.fp, work.fields))
+        self.succeeded += 1
+
+    def _count(self, messages: list[Message], packed: PackedPrompt | None, weights: list[int] | None) -> int | None:
         """Offline prompt tokens, where they are needed: every request when a budget or a
         tokens-per-minute limit must reserve them; otherwise a sample, which is all the
-        calibration of later estimates needs (counting costs a tenth of our CPU per request)."""
+        calibration of later estimates needs (counting costs a tenth of our CPU per request).
+        A pack's blocks are counted already (its jobs' shares): only its frame is added."""
         self._requests += 1
+        if packed is not None and weights is not None and messages is packed.messages:
+            system = self._counter.count_messages(messages[:1]) - TOKENS_REPLY_PRIMER
+            return system + self._counter.count(packed.header) + sum(weights) + TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMER
         if (
             self._count_all
+            or packed is not None
             or self._requests <= CALIBRATION_SAMPLE_FIRST
             or self._requests % CALIBRATION_SAMPLE_EVERY == 0
         ):
@@ -559,68 +739,88 @@ class _JobRunner:
         self._store.record_failure(JobFailure(job.key, kind, message, attempts))
         self.failed += 1
 
-    def _log_failed(
-        self, job: Job, failed: FailedAttempt, messages: list[Message], counted_input: int | None, *, last: bool
-    ) -> None:
-        record = {
-            **self._attempt_base(job, failed.number),
-            "status": failed.error.status,
-            "error": failed.error.kind,
-            "message": failed.error.message,
-            "latency_ms": round(failed.latency_ms, 1),
-            "usage": None,
-            "cost_usd": 0.0,
-            "relay_cost_usd": None,
-            "request_id": None,
-        }
-        if failed.error.maybe_billed:
-            # Sent, but no answer: the relay may still have billed it, and its usage never
-            # reaches us. The report shows these apart instead of guessing them into the totals.
-            record["maybe_billed"] = True
-            record["counted_input"] = (
-                counted_input if counted_input is not None else self._counter.count_messages(messages)
-            )
-        if last:
-            record["job_outcome"] = "failed"
-        self._store.log_attempt(record)
+    # --- the audit log ------------------------------------------------------------------------
 
-    def _log_completion(
+    def _log_sent(
+        self, works: list[_Work], number: int, counted: int | None, weights: list[int], *, pack: dict[str, Any] | None
+    ) -> None:
+        inputs = apportion(counted, weights) if counted is not None else [None] * len(works)
+        for work, counted_input in zip(works, inputs, strict=True):
+            self._store.log_sent({**self._attempt_base(work.job, number, pack), "counted_input": counted_input})
+
+    def _log_failed(
         self,
-        job: Job,
-        attempt: int,
+        works: list[_Work],
+        failed: FailedAttempt,
+        messages: list[Message],
+        counted: int | None,
+        weights: list[int],
+        *,
+        pack: dict[str, Any] | None,
+        last: bool,
+    ) -> None:
+        if failed.error.maybe_billed and counted is None:
+            counted = self._counter.count_messages(messages)
+        inputs = apportion(counted, weights) if counted is not None else [None] * len(works)
+        for work, counted_input in zip(works, inputs, strict=True):
+            record = {
+                **self._attempt_base(work.job, failed.number, pack),
+                "status": failed.error.status,
+                "error": failed.error.kind,
+                "message": failed.error.message,
+                "latency_ms": round(failed.latency_ms, 1),
+                "usage": None,
+                "cost_usd": 0.0,
+                "relay_cost_usd": None,
+                "request_id": None,
+            }
+            if failed.error.maybe_billed:
+                # Sent, but no answer: the relay may still have billed it, and its usage never
+                # reaches us. The report shows these apart instead of guessing them into the totals.
+                record["maybe_billed"] = True
+                record["counted_input"] = counted_input
+            if last:
+                record["job_outcome"] = "failed"
+            self._store.log_attempt(record)
+
+    def _log_answer(
+        self,
+        work: _Work,
         completion: Completion,
-        counted_usage: Usage | None,
-        cost: Decimal,
-        counted_input: int | None,
+        bill: _Bill,
         *,
         error: InvalidAnswer | None,
         outcome: str | None,
+        pack: dict[str, Any] | None,
     ) -> None:
-        """One answered attempt. With `counted_usage` the relay reported no usage to believe:
-        the record keeps our offline counts apart from the billed totals."""
+        """One job's record of an answered attempt. An unreported bill keeps our offline
+        counts apart from the billed totals; a pack's relay-stated charge is on its lead's."""
+        lead = pack is None or pack["lead"] == work.job.product.id
         record = {
-            **self._attempt_base(job, attempt),
+            **self._attempt_base(work.job, work.attempts, pack),
             "status": completion.status,
             "error": error.kind if error else None,
             "message": error.message if error else None,
             "latency_ms": round(completion.latency_ms, 1),
-            "usage": completion.usage.as_dict() if completion.usage is not None else None,
-            "cost_usd": float(cost) if counted_usage is None else 0.0,
-            "relay_cost_usd": float(completion.relay_cost_usd) if completion.relay_cost_usd is not None else None,
+            "usage": None if bill.unreported else bill.usage.as_dict(),
+            "cost_usd": 0.0 if bill.unreported else float(bill.cost),
+            "relay_cost_usd": float(completion.relay_cost_usd)
+            if completion.relay_cost_usd is not None and lead
+            else None,
             "request_id": completion.request_id,
         }
-        if counted_usage is not None:
+        if bill.unreported:
             record["usage_unreported"] = True
-            record["counted_output"] = counted_usage.output_tokens
-            record["estimated_cost_usd"] = float(cost)
-        if counted_input is not None:
-            record["counted_input"] = counted_input  # our offline count, to calibrate later estimates
+            record["counted_output"] = bill.usage.output_tokens
+            record["estimated_cost_usd"] = float(bill.cost)
+        if bill.counted_input is not None:
+            record["counted_input"] = bill.counted_input  # our offline count, to calibrate later estimates
         if outcome:
             record["job_outcome"] = outcome
         self._store.log_attempt(record)
 
-    def _attempt_base(self, job: Job, attempt: int) -> dict[str, Any]:
-        return {
+    def _attempt_base(self, job: Job, attempt: int, pack: dict[str, Any] | None) -> dict[str, Any]:
+        base = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "run": self._run_id,
             "id": job.product.id,
@@ -630,6 +830,22 @@ class _JobRunner:
             "model": self._settings.model,
             "user": self._settings.user,
         }
+        if pack is not None:
+            base["pack"] = pack  # one request for `size` jobs; `lead` is the id whose record counts it
+        return base
+
+
+def _reask_alone(messages: list[Message], listing: object, problem: InvalidAnswer) -> list[Message]:
+    """A job's own request, after its listing in a packed answer was invalid: the listing it
+    got and what was wrong with it (or, with no listing at all, the plain request)."""
+    if listing is None:
+        return messages
+    answer = json.dumps(listing, ensure_ascii=False)
+    return [
+        *messages,
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": REASK.format(problem=problem.message)},
+    ]
 
 
 def _reask(messages: list[Message], answer: str, problem: InvalidAnswer) -> list[Message]:

@@ -7,8 +7,9 @@ platform and locale, so every request for the same pair shares it as a cacheable
 
 from __future__ import annotations
 
+import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -68,7 +69,7 @@ class PromptSet:
     environment: SandboxedEnvironment
     glossary: Glossary | None = None
     _rules_by_locale: dict[str, PlatformRules] = field(default_factory=dict, repr=False)
-    _system_by_locale: dict[str, str] = field(default_factory=dict, repr=False)
+    _system_by_locale: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
     _user_by_product: dict[int, tuple[Product, list[Term], str]] = field(default_factory=dict, repr=False)
     _facts: dict[str, bool] = field(default_factory=dict, repr=False)
 
@@ -79,13 +80,17 @@ class PromptSet:
             rules = self._rules_by_locale[locale.tag] = self.rules.for_locale(locale.tag)
         return rules
 
-    def render_system(self, locale: Locale) -> str:
+    def render_system(self, locale: Locale, *, packed: bool = False) -> str:
         """The static part: platform rules, output contract, target locale. Rendered once per
-        locale: it does not depend on the product."""
-        system = self._system_by_locale.get(locale.tag)
+        locale: it does not depend on the product. `packed`: the answer holds a listing per
+        product of a pack (see render_pack)."""
+        system = self._system_by_locale.get((locale.tag, packed))
         if system is None:
-            system = self._render("system.j2", platform=self.platform, rules=self.rules_for(locale), locale=locale)
-            self._system_by_locale[locale.tag] = system
+            rules = self.rules_for(locale)
+            system = self._render("system.j2", platform=self.platform, rules=rules, locale=locale, packed=packed)
+            if packed and '"listings"' not in system:  # a template of the user's own that ignores `packed`
+                system += PACK_CONTRACT
+            self._system_by_locale[(locale.tag, packed)] = system
         return system
 
     def render_user(self, product: Product, locale: Locale) -> str:
@@ -113,6 +118,7 @@ class PromptSet:
             product=dict(product.fields),
             data=product.data(),
             glossary=terms,
+            packed=False,
         )
 
     def _user_reads_locale(self) -> bool:
@@ -143,6 +149,28 @@ class PromptSet:
             {"role": "system", "content": self.render_system(locale)},
             {"role": "user", "content": self.render_user(product, locale)},
         ]
+
+    def render_pack(self, products: Sequence[Product], locale: Locale) -> PackedPrompt:
+        """The `messages` of one request for several products (the packed-request wire
+        contract): the (platform, locale) system message describing a `{"listings": {...}}`
+        answer, and a user message with each product's own text, its fence tagged with its id."""
+        blocks = []
+        for product in products:
+            text = self.render_user(product, locale)
+            if "<product_data>" not in text:
+                raise PromptError(
+                    "to pack products, user.j2 must fence the product in <product_data> … </product_data>",
+                    where=f"{self.platform}/user.j2",
+                    hint="fence it as the built-in templates do, or run with --pack 1",
+                )
+            blocks.append(text.replace("<product_data>", f'<product_data id="{fence_id(product.id)}">', 1))
+        header = PACK_HEADER.format(count=len(products))
+        user = header + "\n".join(blocks)
+        messages = [
+            {"role": "system", "content": self.render_system(locale, packed=True)},
+            {"role": "user", "content": user},
+        ]
+        return PackedPrompt(messages, header, tuple(blocks))
 
     def _render(self, name: str, **context: Any) -> str:
         path = f"{self.platform}/{name}"
@@ -179,6 +207,35 @@ def load_prompt_set(
     )
     rules = load_rules(rules_path, rule_overrides)
     return PromptSet(platform=platform, rules=rules, environment=_environment(prompts_dir), glossary=glossary)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedPrompt:
+    """A packed request's messages, and the parts of its user message: a header, then one
+    block per product (what each product's share of the prompt is measured on)."""
+
+    messages: list[Message]
+    header: str
+    blocks: tuple[str, ...]
+
+
+# Opens a packed request's user message.
+PACK_HEADER = (
+    "This message holds {count} products. Write one listing for each, under the id of its <product_data> tag.\n\n"
+)
+# Appended to a packed request's system message when the platform's template does not describe
+# the packed answer itself (a template of the user's own that predates packing).
+PACK_CONTRACT = (
+    '\nThe user message holds several products, each between <product_data id="…"> and </product_data>. '
+    'Answer with one JSON object {"listings": {"<id>": {<the listing described above>}, ...}}: '
+    "one listing per product, under the id of its <product_data> tag exactly as written there.\n"
+)
+
+
+def fence_id(product_id: str) -> str:
+    """A catalog id as it stands in `<product_data id="…">`: escaped, so it cannot end the
+    attribute or the tag."""
+    return html.escape(product_id, quote=True)
 
 
 def data_json(value: Any) -> str:

@@ -79,11 +79,37 @@ def check_answer(
 ) -> tuple[Listing, list[str]]:
     """The listing in `content` and its warnings, or InvalidAnswer. Glossary `terms` are
     checked last, so an answer whose only problem is the glossary raises kind "glossary"."""
+    return check_listing(
+        parse_answer(content, finish_reason),
+        rules,
+        locale,
+        terms,
+        glossary_as_warnings=glossary_as_warnings,
+        source=source,
+    )
+
+
+def parse_answer(content: str, finish_reason: str | None) -> dict[str, Any]:
+    """The JSON object of a complete answer, or InvalidAnswer (truncated, not JSON, not an object)."""
     if finish_reason == "length":
         raise InvalidAnswer(
             "truncated", "the answer was cut off at the output token limit; write shorter text so the JSON is complete"
         )
-    data = _parse_json(content)
+    return _parse_json(content)
+
+
+def check_listing(
+    data: object,
+    rules: PlatformRules,
+    locale: Locale,
+    terms: Sequence[Term] = (),
+    *,
+    glossary_as_warnings: bool = False,
+    source: Mapping[str, Any] | None = None,
+) -> tuple[Listing, list[str]]:
+    """One listing, already parsed from an answer (a packed answer holds several): see check_answer."""
+    if not isinstance(data, dict):
+        raise InvalidAnswer("schema", f"the listing must be a JSON object, not a {type(data).__name__}")
     try:
         model = _ListingModel.model_validate(data)
     except ValidationError as exc:
@@ -92,7 +118,7 @@ def check_answer(
         raise InvalidAnswer("schema", f"{field}: {error['msg'].lower()}") from None
     extra = {}
     for name in rules.extra_fields:
-        value = data.get(name)  # type: ignore[union-attr]  # a dict, checked by _parse_json
+        value = data.get(name)
         if not isinstance(value, str):
             raise InvalidAnswer("schema", f"{name}: field required, a string")
         extra[name] = value.strip()
@@ -195,7 +221,7 @@ def strip_fences(content: str) -> str:
     return text
 
 
-def _parse_json(content: str) -> object:
+def _parse_json(content: str) -> dict[str, Any]:
     text = strip_fences(content)
     if not text:
         raise InvalidAnswer("invalid_json", "the answer was empty; reply with the JSON object")

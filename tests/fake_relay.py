@@ -9,6 +9,7 @@ so tests can compare a cost report with the bill.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -69,6 +70,7 @@ LISTINGS = {
     },
 }
 _TARGET = re.compile(r"Target locale: ([A-Za-z0-9-]+)")
+_PACKED_ID = re.compile(r'<product_data id="([^"]*)">')
 
 
 def listing_for(locale: str) -> dict[str, Any]:
@@ -97,11 +99,15 @@ class Answer:
     cost_usd: float | None = None  # a relay-stated charge, in usage.cost_usd
     headers: dict[str, str] = field(default_factory=dict)  # e.g. x-ratelimit-* headers
     usage: Any = None  # a usage object as the relay sends it, instead of the counted one
+    # For a packed request: per product id, the listing to answer with instead of the usual one
+    # (changes merged into it), or OMIT to leave that product out of the answer.
+    pack: dict[str, Any] = field(default_factory=dict)
 
 
 DROP = "drop"  # close the connection without a response
 HANG = "hang"  # answer only after the client has given up
 MISSING = object()  # Answer(usage=MISSING): no usage object at all
+OMIT = object()  # Answer(pack={"id": OMIT}): no listing for that product
 DRIP = "drip"  # send the headers, then the body a byte at a time, slower than any timeout
 
 
@@ -114,6 +120,7 @@ class FakeRelay:
         latency_s: float = 0.0,
         caching: bool = True,
         prompt_factor: int = 1,
+        poison: str | None = None,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -130,6 +137,7 @@ class FakeRelay:
         self._latency_s = latency_s
         self._caching = caching
         self._prompt_factor = prompt_factor  # bill this many times the prompt tokens (a relay that overbills)
+        self._poison = poison  # a product text that breaks every answer to a request holding it
         self._counter = 0
         relay = self
 
@@ -246,12 +254,24 @@ class FakeRelay:
         match = _TARGET.search(system)
         locale = answer.language or (match.group(1) if match else "en")
         content = answer.content
+        user = "".join(m["content"] for m in messages if m["role"] == "user")
+        packed = [html.unescape(found) for found in _PACKED_ID.findall(user)]
+        if self._poison is not None and self._poison in user:
+            content = '{"listings": {"' if packed else '{"title": '
         if content is None:
             listing = dict(answer.listing or listing_for(locale))
             if '"seo_title": string' in system and answer.listing is None:  # Shopify asks for SEO fields
                 listing["seo_title"] = listing["title"][:60]
                 listing["seo_description"] = listing["description"][:150]
-            content = json.dumps(listing, ensure_ascii=False)
+            if packed:  # the packed-request wire contract: a listing per product id
+                listings = {}
+                for product_id in packed:
+                    change = answer.pack.get(product_id, {})
+                    if change is not OMIT:
+                        listings[product_id] = {**listing, **change}
+                content = json.dumps({"listings": listings}, ensure_ascii=False)
+            else:
+                content = json.dumps(listing, ensure_ascii=False)
             if answer.fenced:
                 content = f"```json\n{content}\n```"
         # Deterministic stand-in tokenizer: a token per 4 characters, 4 per message.

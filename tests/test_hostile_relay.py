@@ -19,7 +19,7 @@ KEY = "sk-live-ECHOED-KEY-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def key_and_fast_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\n")
 
 
 def catalog(tmp_path: Path, products: int = 1) -> Path:

@@ -27,7 +27,7 @@ OUTPUTS = ("results.jsonl", "failures.jsonl", "localize.lock")
 @pytest.fixture(autouse=True)
 def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\n")
 
 
 def run(run_cli, relay: FakeRelay, catalog: Path, *args: str, out: str = "out"):
@@ -116,9 +116,9 @@ def test_changed_prompt_model_or_rules_regenerate_without_force(run_cli, sample:
 
     assert reasons("--prompts", str(tmp_path / "mine")) == {"changed prompt"}
     assert reasons("--model", "kimi-k2.6") == {"changed model (kimi-k2 → kimi-k2.6)"}
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nrules:\n  shopee:\n    title: {max_chars: 100}\n")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\nrules:\n  shopee:\n    title: {max_chars: 100}\n")
     assert reasons() == {"changed rules"}
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\n")
     assert reasons("--max-tokens", "2000") == {"changed parameters"}
     sent = len(relay.chat_requests)
     run(run_cli, relay, sample, "-p", "shopee", "--model", "kimi-k2.6")

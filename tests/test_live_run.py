@@ -24,7 +24,7 @@ KEY = "sk-live-THISKEYMUSTNEVERLEAK-42"
 def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A key, no real back-off waits, and a rate limit the tests never notice."""
     monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\n")
 
 
 def one_product(tmp_path: Path, **extra: str) -> Path:

@@ -35,7 +35,7 @@ FLAGS = [
 def review(run_cli, sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A run with one warning and one failure, and its review page."""
     monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-review-test")
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nmax_reasks: 0\nconcurrency: 1\n")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\nmax_reasks: 0\nconcurrency: 1\n")
     with FakeRelay() as relay:
         relay.enqueue(
             Answer(listing={**listing_for("de"), "title": "Nordbeat Kopfhörer mit Geräuschunterdrückung " * 2}),
