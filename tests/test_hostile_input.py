@@ -97,7 +97,21 @@ def test_a_fifo_catalog_is_read_once_and_works(
 def test_a_catalog_on_stdin_runs_live(tmp_path: Path, relay: FakeRelay) -> None:
     env = {**os.environ, "HOLYSHEEP_API_KEY": "sk-test", "LOCALIZE_BASE_URL": relay.base_url}
     done = subprocess.run(
-        [sys.executable, "-m", "localize", "run", "/dev/stdin", "-l", "de-DE", "--out", "out", "--rpm", "6000", "--pack", "1"],
+        [
+            sys.executable,
+            "-m",
+            "localize",
+            "run",
+            "/dev/stdin",
+            "-l",
+            "de-DE",
+            "--out",
+            "out",
+            "--rpm",
+            "6000",
+            "--pack",
+            "1",
+        ],
         input=CATALOG,
         capture_output=True,
         text=True,

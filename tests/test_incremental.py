@@ -116,7 +116,10 @@ def test_changed_prompt_model_or_rules_regenerate_without_force(run_cli, sample:
 
     assert reasons("--prompts", str(tmp_path / "mine")) == {"changed prompt"}
     assert reasons("--model", "kimi-k2.6") == {"changed model (kimi-k2 → kimi-k2.6)"}
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\nrules:\n  shopee:\n    title: {max_chars: 100}\n")
+    write(
+        tmp_path / "localize.yaml",
+        "rpm: 60000\nbackoff_s: 0.001\npack: 1\nrules:\n  shopee:\n    title: {max_chars: 100}\n",
+    )
     assert reasons() == {"changed rules"}
     write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\n")
     assert reasons("--max-tokens", "2000") == {"changed parameters"}
