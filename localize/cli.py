@@ -390,10 +390,13 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
     report = result.report()
     platforms = sorted(report["by_platform"])
     locales = sorted(report["by_locale"])
+    timing = report["timing"]
+    packs = sorted(set(timing["packs"].values()))
+    packing = "one request each" if packs in ([], [1]) else f"up to {packs[-1]} products per request"
     stderr.print(
         f"Dry run: nothing sent. {catalog.name}: {result.products:,} products → "
         f"{result.jobs + result.up_to_date:,} jobs ({len(platforms)} platform{'s' if len(platforms) != 1 else ''} × "
-        f"{len(locales)} locale{'s' if len(locales) != 1 else ''}), one request each.",
+        f"{len(locales)} locale{'s' if len(locales) != 1 else ''}), {packing}.",
         markup=False,
     )
     if result.up_to_date:
@@ -410,7 +413,7 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
     table = Table(title=f"Estimated cost (USD), {report['model']}", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("Locale", no_wrap=True)
     table.add_column("Platform", no_wrap=True)
-    for header in ("Jobs", "Input tok", "Output tok", "Low", "Expected", "High"):
+    for header in ("Jobs", "Requests", "Input tok", "Output tok", "Low", "Expected", "High"):
         table.add_column(header, justify="right", no_wrap=True)
     for entry in report["by_locale_platform"].values():
         table.add_row(*_row(entry["locale"], entry["platform"], entry))
@@ -428,6 +431,7 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         "for Kimi's tokenizer; output tokens are estimated from the platform's target lengths.",
         markup=False,
     )
+    stderr.print(_timing_line(timing), markup=False)
     calibration = report["method"].get("calibration")
     if calibration:
         ratios = ", ".join(f"{locale} x{ratio:.2f}" for locale, ratio in calibration["input_ratio"].items())
@@ -560,6 +564,30 @@ def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def _timing_line(timing: dict[str, Any]) -> str:
+    """How long the run takes at --rpm, beside one product per request."""
+    single = timing["pack_1"]
+    if timing["minutes"] is None:
+        line = f"Time: {timing['requests']:,} requests at the rate --rpm auto finds"
+    else:
+        line = f"Time at --rpm {timing['rpm']}: {timing['requests']:,} requests, {_minutes(timing['minutes'])}"
+    if single["requests"] == timing["requests"]:
+        return line + "."
+    more = single["input_tokens"] / timing["input_tokens"] - 1 if timing["input_tokens"] else 0.0
+    line += f"; one product per request (--pack 1) would be {single['requests']:,} requests"
+    if single["minutes"] is not None:
+        line += f", {_minutes(single['minutes'])}"
+    return line + f", with {more:.0%} more input tokens."
+
+
+def _minutes(minutes: float) -> str:
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"about {minutes:.0f} min"
+    return f"about {minutes / 60:.1f} h"
+
+
 def _row(first: str, second: str, entry: dict[str, Any], *, jobs: int | None = None) -> list[str]:
     jobs = entry["jobs"] if jobs is None else jobs
     tokens = entry["tokens"]
@@ -568,6 +596,7 @@ def _row(first: str, second: str, entry: dict[str, Any], *, jobs: int | None = N
         first,
         second,
         f"{jobs:,}",
+        f"{entry['requests']:,}",
         f"{tokens['input']:,}",
         f"{tokens['output']:,}",
         _money(rng["low"]),

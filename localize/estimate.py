@@ -28,7 +28,7 @@ from .cost import (
 )
 from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
 from .lock import LOCK, Fingerprinter
-from .prompts import PromptSet
+from .prompts import PACK_HEADER, PromptSet
 from .rules import PlatformRules
 from .store import CALIBRATION, RunStore
 
@@ -67,6 +67,8 @@ def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
 PACK_MAX = 8
 # A listing's key in a packed answer (its id, quotes, colon, comma).
 PACK_TOKENS_PER_LISTING = 12
+# A product's id in its packed fence (<product_data id="…">), on average.
+PACK_ID_TOKENS = 6
 
 
 def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, max_tokens: int) -> int:
@@ -84,29 +86,48 @@ def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, 
 
 @dataclass(slots=True)
 class GroupEstimate:
-    """Jobs sharing one (platform, locale): one system prompt, one expected answer size."""
+    """Jobs sharing one (platform, locale): one system prompt, one expected answer size, one
+    pack size. Input is kept apart as what every request repeats (its frame: the system
+    message, template tokens, a pack's header) and what each job adds (its product)."""
 
     platform: str
     locale: str
-    system_tokens: int
+    system_tokens: int  # the system message of a request (a packed one where pack > 1)
     output_tokens: int  # expected per job
     max_tokens: int
+    pack: int = 1
+    frame_tokens: int = 0  # per request, beside the products
+    single_frame_tokens: int = 0  # per request at --pack 1
     jobs: int = 0
-    input_tokens: int = 0
+    product_tokens: int = 0  # the jobs' user messages
     # From a live run (Calibration): billed / counted input, and the answers' real mean size.
     input_ratio: float | None = None
     output_per_job: float | None = None
 
-    def add_job(self, input_tokens: int) -> None:
+    def add_job(self, user_tokens: int) -> None:
         self.jobs += 1
-        self.input_tokens += input_tokens
+        self.product_tokens += user_tokens + (PACK_ID_TOKENS if self.pack > 1 else 0)
+
+    @property
+    def requests(self) -> int:
+        return -(-self.jobs // self.pack)
+
+    @property
+    def input_tokens(self) -> int:
+        return self.requests * self.frame_tokens + self.product_tokens
+
+    @property
+    def single_input_tokens(self) -> int:
+        """The input of the same jobs sent one per request (--pack 1)."""
+        extra = PACK_ID_TOKENS * self.jobs if self.pack > 1 else 0
+        return self.jobs * self.single_frame_tokens + self.product_tokens - extra
 
     def scenarios(self) -> dict[str, Usage]:
         """Token totals for the low, expected and high cases."""
         calibrated = self.input_ratio is not None
         input_tokens = round(self.input_tokens * self.input_ratio) if calibrated else self.input_tokens
         per_job = self.output_per_job if self.output_per_job is not None else self.output_tokens
-        cached = max(self.jobs - 1, 0) * cacheable_prefix_tokens(self.system_tokens)
+        cached = max(self.requests - 1, 0) * cacheable_prefix_tokens(self.system_tokens)
         low_out = min(math.ceil(per_job * OUTPUT_LOW_FACTOR), self.max_tokens)
         high_out = min(math.ceil(per_job * OUTPUT_HIGH_FACTOR), self.max_tokens)
         expected_out = round(min(per_job, self.max_tokens) * self.jobs)
@@ -135,10 +156,30 @@ class Estimate:
     up_to_date: int = 0  # jobs whose results in OUT are current: not sent, not priced
     elapsed_s: float = 0.0
     calibration: Calibration | None = None
+    rpm: int | str = 60
 
     @property
     def jobs(self) -> int:
         return sum(group.jobs for group in self.groups.values())
+
+    def timing(self) -> dict[str, Any]:
+        """Requests and input as packing sends them, beside one product per request, and how
+        long each takes at --rpm (the relay's per-minute limit is the ceiling)."""
+        requests = sum(group.requests for group in self.groups.values())
+        single = self.jobs
+        rpm = self.rpm if isinstance(self.rpm, int) else None
+        return {
+            "rpm": self.rpm,
+            "requests": requests,
+            "input_tokens": sum(group.input_tokens for group in self.groups.values()),
+            "minutes": round(requests / rpm, 1) if rpm else None,
+            "packs": {f"{g.locale}/{g.platform}": g.pack for _, g in sorted(self.groups.items())},
+            "pack_1": {
+                "requests": single,
+                "input_tokens": sum(group.single_input_tokens for group in self.groups.values()),
+                "minutes": round(single / rpm, 1) if rpm else None,
+            },
+        }
 
     def report(self) -> dict[str, Any]:
         """The cost-report shape of DESIGN.md with "estimated": true and a low/expected/high range."""
@@ -147,6 +188,7 @@ class Estimate:
         by_platform: dict[str, dict[str, Usage]] = {}
         by_pair: dict[str, dict[str, Any]] = {}
         jobs_by: dict[str, int] = {}
+        requests_by: dict[str, int] = {}
         for (platform, locale), group in sorted(self.groups.items()):
             scenarios = group.scenarios()
             for key, bucket in ((locale, by_locale), (platform, by_platform)):
@@ -154,21 +196,27 @@ class Estimate:
                 for name, usage in scenarios.items():
                     slot[name] += usage
                 jobs_by[key] = jobs_by.get(key, 0) + group.jobs
+                requests_by[key] = requests_by.get(key, 0) + group.requests
             for name, usage in scenarios.items():
                 totals[name] += usage
             by_pair[f"{locale}/{platform}"] = {
                 "locale": locale,
                 "platform": platform,
-                **self._entry(group.jobs, scenarios),
+                "pack": group.pack,
+                **self._entry(group.jobs, group.requests, scenarios),
             }
+        timing = self.timing()
         return {
             "model": self.model,
             "currency": "USD",
             "estimated": True,
-            **self._entry(self.jobs, totals, top=True),
-            "by_locale": {key: self._entry(jobs_by[key], value) for key, value in by_locale.items()},
-            "by_platform": {key: self._entry(jobs_by[key], value) for key, value in by_platform.items()},
+            **self._entry(self.jobs, timing["requests"], totals, top=True),
+            "by_locale": {key: self._entry(jobs_by[key], requests_by[key], value) for key, value in by_locale.items()},
+            "by_platform": {
+                key: self._entry(jobs_by[key], requests_by[key], value) for key, value in by_platform.items()
+            },
             "by_locale_platform": by_pair,
+            "timing": timing,
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
             "latency_ms": {"p50": None, "p95": None},
             "elapsed_s": round(self.elapsed_s, 3),
@@ -194,13 +242,13 @@ class Estimate:
             },
         }
 
-    def _entry(self, jobs: int, scenarios: Mapping[str, Usage], *, top: bool = False) -> dict[str, Any]:
+    def _entry(self, jobs: int, requests: int, scenarios: Mapping[str, Usage], *, top: bool = False) -> dict[str, Any]:
         expected = scenarios["expected"]
         entry: dict[str, Any] = {
             "jobs": {"total": jobs + self.up_to_date, "succeeded": 0, "failed": 0, "up_to_date": self.up_to_date}
             if top
             else jobs,
-            "requests": jobs,
+            "requests": requests,
             "tokens": expected.as_dict(),
             "cost_usd": usd(cost_usd(expected, self.price)),
             "range": {name: usd(cost_usd(usage, self.price)) for name, usage in scenarios.items()},
@@ -318,7 +366,9 @@ def _estimate(
     prompt_sets = PromptSets(settings)
     counter = TokenCounter()
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
-    result = Estimate(model=settings.model, price=price, tokenizer=counter.name, calibration=calibration)
+    result = Estimate(
+        model=settings.model, price=price, tokenizer=counter.name, calibration=calibration, rpm=settings.rpm
+    )
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     # User messages are counted in batches, which tiktoken spreads over every core.
     pending: list[tuple[GroupEstimate, str]] = []
@@ -355,16 +405,25 @@ def _count_pending(pending: list[tuple[GroupEstimate, str]], counter: TokenCount
     counts = counter.count_many([text for _, text in pending])
     for (group, _), user_tokens in zip(pending, counts, strict=True):
         # The system message is the same for the whole group: counted once, in _new_group.
-        group.add_job(chat_prompt_tokens([group.system_tokens, user_tokens]))
+        group.add_job(user_tokens)
     pending.clear()
 
 
 def _new_group(job: Job, prompt_set: PromptSet, counter: TokenCounter, settings: Settings) -> GroupEstimate:
     rules = prompt_set.rules_for(job.locale)
+    tokens_per_char = counter.tokens_per_char(job.locale)
+    pack = pack_size(settings.pack, rules, tokens_per_char, settings.max_tokens)
+    single_system = counter.count(prompt_set.render_system(job.locale))
+    system = counter.count(prompt_set.render_system(job.locale, packed=True)) if pack > 1 else single_system
+    # Template tokens of the two messages; a pack's header says how many products it holds.
+    header = counter.count(PACK_HEADER.format(count=pack)) if pack > 1 else 0
     return GroupEstimate(
         platform=job.platform,
         locale=job.locale.tag,
-        system_tokens=counter.count(prompt_set.render_system(job.locale)),
-        output_tokens=expected_output_tokens(rules, counter.tokens_per_char(job.locale)),
+        system_tokens=system,
+        output_tokens=expected_output_tokens(rules, tokens_per_char),
         max_tokens=settings.max_tokens,
+        pack=pack,
+        frame_tokens=chat_prompt_tokens([system, header]),
+        single_frame_tokens=chat_prompt_tokens([single_system, 0]),
     )

@@ -31,7 +31,7 @@ def estimate_json(run_cli, catalog: Path, *args: str) -> dict:
 
 
 def test_dry_run_report_has_the_design_shape(run_cli, sample: Path) -> None:
-    report = estimate_json(run_cli, sample, "-l", "de-DE,ja-JP")
+    report = estimate_json(run_cli, sample, "-l", "de-DE,ja-JP", "--pack", "1")
     assert report["estimated"] is True
     assert report["model"] == "kimi-k2" and report["currency"] == "USD"
     assert report["jobs"] == {"total": 26, "succeeded": 0, "failed": 0, "up_to_date": 0}
@@ -47,7 +47,7 @@ def test_dry_run_report_has_the_design_shape(run_cli, sample: Path) -> None:
 
 def test_input_tokens_equal_a_recount_of_every_rendered_prompt(run_cli, sample: Path) -> None:
     """The estimate's input tokens are exactly the prompts `localize prompt` shows, counted."""
-    report = estimate_json(run_cli, sample, "-l", "de-DE,th-TH", "-p", "amazon,lazada")
+    report = estimate_json(run_cli, sample, "-l", "de-DE,th-TH", "-p", "amazon,lazada", "--pack", "1")
     counter = TokenCounter()
     total = 0
     for product in read_catalog(sample):
@@ -81,7 +81,7 @@ def test_groups_add_up_to_the_totals(run_cli, sample: Path) -> None:
 
 def test_low_estimate_prices_shared_prefix_as_cached(run_cli, sample: Path) -> None:
     """Low: after the first request, the static prefix is billed at the cache-hit price."""
-    report = estimate_json(run_cli, sample, "-l", "de-DE")
+    report = estimate_json(run_cli, sample, "-l", "de-DE", "--pack", "1")
     system = load_prompt_set("amazon").render_system(parse_locale("de-DE"))
     prefix = cacheable_prefix_tokens(TokenCounter().count(system))
     assert prefix >= CACHE_CHUNK_TOKENS  # the static prompt is long enough to be cached

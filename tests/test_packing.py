@@ -1,0 +1,240 @@
+"""--pack: several products of one (platform, locale) per request, on the fake relay.
+
+The packed-request wire contract, each listing validated on its own, a poison product failing
+alone, every job's share of the bill summing to the bill, and packing that changes nothing
+about which results are current.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import write
+from fake_relay import OMIT, Answer, FakeRelay
+
+from localize.cost import Usage
+from localize.packing import apportion, read_pack, split_usage
+from localize.store import iter_jsonl
+from localize.validate import InvalidAnswer
+
+KEY = "sk-pack-test-key"
+IDS = [f"P{number:02d}" for number in range(1, 9)]
+
+
+@pytest.fixture(autouse=True)
+def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\n")
+
+
+def catalog(tmp_path: Path, ids: list[str] = IDS, *, poison: str | None = None) -> Path:
+    lines = ["id,name,brand"]
+    for product_id in ids:
+        name = poison if poison and product_id == ids[2] else f"Travel kettle {product_id}"
+        lines.append(f"{product_id},{name},Nordbeat")
+    return write(tmp_path / "catalog.csv", "\n".join(lines) + "\n")
+
+
+def live(run_cli, relay: FakeRelay, path: Path, *args: str):
+    return run_cli("run", path, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", *args)
+
+
+def results() -> dict[str, dict]:
+    return {row["id"]: row for row in iter_jsonl(Path("out/results.jsonl"))}
+
+
+def report() -> dict:
+    return json.loads(Path("out/cost_report.json").read_text())
+
+
+def assert_shares_sum_to_the_bill(relay: FakeRelay) -> None:
+    """Every job's share of the usage and cost, over results and failures' audit records,
+    adds up to exactly what the relay billed; and so does the report."""
+    billed = relay.billed
+    records = list(iter_jsonl(Path("out/requests.jsonl")))
+    usage = [record["usage"] for record in records if record.get("usage")]
+    assert sum(u["input"] for u in usage) == billed["prompt_tokens"]
+    assert sum(u["cached_input"] for u in usage) == billed["cached_tokens"]
+    assert sum(u["output"] for u in usage) == billed["completion_tokens"]
+    assert report()["tokens"] == {
+        "input": billed["prompt_tokens"],
+        "cached_input": billed["cached_tokens"],
+        "output": billed["completion_tokens"],
+    }
+    assert report()["requests"] == billed["responses"]
+    uncached = billed["prompt_tokens"] - billed["cached_tokens"]
+    bill = (uncached * Decimal("0.60") + billed["cached_tokens"] * Decimal("0.15")) / 10**6
+    bill += billed["completion_tokens"] * Decimal("2.50") / 10**6
+    assert Decimal(str(report()["cost_usd"])) == bill.quantize(Decimal("0.000001"))
+
+
+def test_a_packed_run_sends_the_wire_contract_and_every_job_gets_its_share(run_cli, tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, catalog(tmp_path), "--pack", "3")
+    assert result.exit_code == 0, result.stderr
+    assert "8 of 8 jobs succeeded" in result.stderr
+    assert len(relay.chat_requests) == 3  # 3 + 3 + 2
+    first = relay.chat_requests[0]["messages"]
+    assert '{"listings": {"<id>": {"title": string' in first[0]["content"]
+    assert "You turn each catalog product into" in first[0]["content"]
+    assert first[1]["content"].count("<product_data id=") == 3
+    assert '<product_data id="P01">' in first[1]["content"] and "</product_data>" in first[1]["content"]
+    rows = results()
+    assert sorted(rows) == IDS and all(row["attempts"] == 1 for row in rows.values())
+    # Each job's figures are its share: they sum to the bill, to the token and the micro-dollar.
+    assert sum(row["input_tokens"] for row in rows.values()) == relay.billed["prompt_tokens"]
+    assert sum(row["output_tokens"] for row in rows.values()) == relay.billed["completion_tokens"]
+    assert sum(row["cached_tokens"] for row in rows.values()) == relay.billed["cached_tokens"]
+    assert all(0 < row["input_tokens"] < relay.billed["prompt_tokens"] / 2 for row in rows.values())
+    assert_shares_sum_to_the_bill(relay)
+    records = list(iter_jsonl(Path("out/requests.jsonl")))
+    assert {record["pack"]["lead"] for record in records} == {"P01", "P04", "P07"}
+    assert report()["requests"] == 3 and report()["jobs"]["succeeded"] == 8
+
+
+def test_one_invalid_listing_is_re_asked_alone_and_its_pack_mates_are_kept(run_cli, tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(pack={"P02": {"title": ""}, "P03": OMIT}))
+        result = live(run_cli, relay, catalog(tmp_path, IDS[:4]), "--pack", "4")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 3  # the pack, then P02 and P03 each alone
+    re_asks = [body["messages"] for body in relay.chat_requests[1:]]
+    assert all("<product_data id=" not in messages[1]["content"] for messages in re_asks)
+    p02 = next(messages for messages in re_asks if "P02" in messages[1]["content"])
+    assert p02[-2]["role"] == "assistant" and '"title": ""' in p02[-2]["content"]
+    assert "title" in p02[-1]["content"]  # the validator's message, naming the field
+    rows = results()
+    assert sorted(rows) == IDS[:4]
+    assert {product_id: rows[product_id]["attempts"] for product_id in IDS[:4]} == {
+        "P01": 1,
+        "P02": 2,
+        "P03": 2,
+        "P04": 1,
+    }
+    assert rows["P02"]["input_tokens"] > rows["P01"]["input_tokens"]  # its own request is billed to it
+    assert_shares_sum_to_the_bill(relay)
+
+
+def test_a_poison_product_fails_alone_and_its_pack_mates_succeed(run_cli, tmp_path: Path) -> None:
+    """Every answer to a request holding the poison product is broken JSON: the pack fails
+    whole twice, is split in halves, and so on until the product is alone."""
+    with FakeRelay(poison="Cursed kettle") as relay:
+        result = live(run_cli, relay, catalog(tmp_path, poison="Cursed kettle"), "--pack", "8")
+    assert result.exit_code == 1, result.stderr
+    rows = results()
+    assert sorted(rows) == [product_id for product_id in IDS if product_id != "P03"]
+    (failure,) = iter_jsonl(Path("out/failures.jsonl"))
+    assert failure["id"] == "P03" and failure["error"] == "invalid_json"
+    sizes = [body["messages"][1]["content"].count("<product_data id=") for body in relay.chat_requests]
+    # Asked whole twice; then the half holding it twice (its first quarter once); then its
+    # pair twice; then alone: its own three asks (max_reasks 2), and its pair-mate once; the
+    # other half, once.
+    assert sizes == [8, 8, 4, 4, 2, 2, 2, 0, 0, 0, 0, 4]
+    assert_shares_sum_to_the_bill(relay)
+
+
+def test_changing_pack_makes_nothing_stale(run_cli, tmp_path: Path) -> None:
+    path = catalog(tmp_path)
+    with FakeRelay() as relay:
+        assert live(run_cli, relay, path, "--pack", "4").exit_code == 0
+        before = {name: Path("out", name).read_bytes() for name in ("results.jsonl", "localize.lock")}
+        sent = len(relay.chat_requests)
+        again = live(run_cli, relay, path, "--pack", "1")
+        assert again.exit_code == 0 and "All 8 jobs are up to date" in again.stderr
+        assert len(relay.chat_requests) == sent
+        checked = run_cli("run", path, "-l", "de-DE", "--out", "out", "--check", "--pack", "auto")
+        assert checked.exit_code == 0, checked.stderr
+        # An edited product regenerates its own job only, in a request of its own.
+        write(path, path.read_text().replace("Travel kettle P05", "Travel kettle P05 (blue)"))
+        edited = live(run_cli, relay, path, "--pack", "4")
+        assert edited.exit_code == 0
+        assert len(relay.chat_requests) == sent + 1
+        assert relay.chat_requests[-1]["messages"][1]["content"].count("<product_data id=") == 0
+    assert Path("out/localize.lock").read_bytes() != before["localize.lock"]
+
+
+def test_ids_that_could_break_the_fence_are_escaped_and_matched(run_cli, tmp_path: Path) -> None:
+    ids = ['A"1', "B<2>", "C&3"]
+    lines = ["id,name"] + [f'"{product_id.replace(chr(34), chr(34) * 2)}",Kettle' for product_id in ids]
+    path = write(tmp_path / "odd.csv", "\n".join(lines) + "\n")
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, path, "--pack", "3")
+    assert result.exit_code == 0, result.stderr
+    user = relay.chat_requests[0]["messages"][1]["content"]
+    assert '<product_data id="A&quot;1">' in user and '<product_data id="B&lt;2&gt;">' in user
+    assert '<product_data id="C&amp;3">' in user
+    assert sorted(results()) == sorted(ids) and len(relay.chat_requests) == 1
+
+
+def test_a_budget_reserves_a_packs_worst_case(run_cli, tmp_path: Path) -> None:
+    """A cap too small for one packed request's worst case sends nothing and spends nothing."""
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, catalog(tmp_path), "--pack", "8", "--max-cost", "0.005")
+    assert result.exit_code == 3, result.stderr
+    assert relay.chat_requests == []
+    assert {row["error"] for row in iter_jsonl(Path("out/failures.jsonl"))} == {"budget"}
+
+
+def test_the_estimate_shows_requests_tokens_and_time_with_packing(run_cli, tmp_path: Path) -> None:
+    path = catalog(tmp_path)
+    packed = json.loads(run_cli("estimate", path, "-l", "de-DE", "--pack", "4", "--rpm", "2", "--json").stdout)
+    single = json.loads(run_cli("estimate", path, "-l", "de-DE", "--pack", "1", "--rpm", "2", "--json").stdout)
+    assert packed["requests"] == 2 and single["requests"] == 8
+    assert packed["timing"]["minutes"] == 1.0 and packed["timing"]["pack_1"]["minutes"] == 4.0
+    assert packed["timing"]["pack_1"]["input_tokens"] == single["tokens"]["input"]
+    assert packed["tokens"]["input"] < 0.6 * single["tokens"]["input"]
+    text = run_cli("estimate", path, "-l", "de-DE", "--pack", "4", "--rpm", "2")
+    assert "Time at --rpm 2: 2 requests, about 1 min; one product per request (--pack 1) would be 8" in text.stderr
+    # What the estimate says a run sends is what a run sends.
+    with FakeRelay() as relay:
+        assert live(run_cli, relay, path, "--pack", "4").exit_code == 0
+        assert len(relay.chat_requests) == packed["requests"]
+        counted = sum(record["counted_input"] for record in iter_jsonl(Path("out/requests.jsonl")))
+    assert counted == pytest.approx(packed["tokens"]["input"], rel=0.02)
+
+
+def test_pack_auto_fits_the_answers_in_max_tokens(run_cli, tmp_path: Path) -> None:
+    path = catalog(tmp_path)
+    roomy = json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", "--max-tokens", "16000", "--json").stdout)
+    tight = json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", "--json").stdout)
+    assert roomy["timing"]["packs"] == {"de-DE/amazon": 8, "ja-JP/amazon": 6}
+    assert tight["timing"]["packs"] == {"de-DE/amazon": 4, "ja-JP/amazon": 1}  # Japanese runs longer
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "51"])
+def test_a_bad_pack_is_a_one_line_error(run_cli, tmp_path: Path, value: str) -> None:
+    result = run_cli("estimate", catalog(tmp_path), "-l", "de-DE", "--pack", value)
+    assert result.exit_code == 2
+    assert "--pack" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_apportion_sums_exactly_and_follows_the_weights() -> None:
+    assert apportion(10, [1, 1, 1]) == [4, 3, 3]
+    assert apportion(7, [0, 0]) == [4, 3]
+    assert apportion(0, [5, 1]) == [0, 0]
+    assert apportion(1001, [500, 300, 200]) == [501, 300, 200]
+    for total in (1, 17, 999, 123_457):
+        for weights in ([3, 1, 4, 1, 5], [1], [0, 9, 0], [7, 7]):
+            shares = apportion(total, weights)
+            assert sum(shares) == total
+            assert all(abs(share - total * w / sum(weights)) < 1 for share, w in zip(shares, weights, strict=True))
+
+
+def test_split_usage_keeps_cached_within_input() -> None:
+    shares = split_usage(Usage(1000, 999, 301), [1, 2, 3], [0, 1, 1])
+    assert sum(s.input_tokens for s in shares) == 1000 and sum(s.cached_tokens for s in shares) == 999
+    assert sum(s.output_tokens for s in shares) == 301 and shares[0].output_tokens == 0
+    assert all(s.cached_tokens <= s.input_tokens for s in shares)
+
+
+def test_read_pack_takes_escaped_keys_and_refuses_the_wrong_shape() -> None:
+    listing = {"title": "t"}
+    found = read_pack(json.dumps({"listings": {"A&amp;B": listing}}), "stop", ["A&B", "C"])
+    assert found == {"A&B": listing, "C": None}
+    for content, finish in (('{"title": "x"}', "stop"), ('{"listings": {"Z": {}}}', "stop"), ("{", "length")):
+        with pytest.raises(InvalidAnswer):
+            read_pack(content, finish, ["A&B"])
