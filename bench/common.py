@@ -96,8 +96,11 @@ def stop_relay(relay: subprocess.Popen) -> dict:
     return json.loads(relay.communicate(timeout=30)[0].strip().splitlines()[-1])
 
 
-def localize_run(catalog: Path, *, locales: str, base_url: str, out: Path, rpm: str, concurrency: int) -> list[str]:
-    """The `localize run` command line the benchmarks time (no progress, JSON report on stdout)."""
+def localize_run(
+    catalog: Path, *, locales: str, base_url: str, out: Path, rpm: str, concurrency: int, pack: str = "1"
+) -> list[str]:
+    """The `localize run` command line the benchmarks time (no progress, JSON report on stdout);
+    one product per request unless `pack` says otherwise."""
     return [
         sys.executable,
         "-m",
@@ -112,6 +115,8 @@ def localize_run(catalog: Path, *, locales: str, base_url: str, out: Path, rpm: 
         str(out),
         "--rpm",
         rpm,
+        "--pack",
+        pack,
         "--concurrency",
         str(concurrency),
         "--no-progress",

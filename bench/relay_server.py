@@ -3,8 +3,9 @@
     python bench/relay_server.py --port 8765 --latency-ms 80 --jitter-ms 40 --limit-rps 400
 
 Answers every chat request with a valid listing in the requested language after a random
-latency. With --limit-rps it enforces a one-second sliding window at that rate and answers
-over it with 429 + Retry-After, like a relay's rate limiter. Its bad days:
+latency (a packed request, with one listing per product id). With --limit-rps it enforces a
+one-second sliding window at that rate and answers over it with 429 + Retry-After, like a
+relay's rate limiter. Its bad days:
 
 - --overload-share P: P of the requests it takes, at random, get `429 engine_overloaded_error`
   with Retry-After: 1 (Moonshot's busy engine);
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import html
 import json
 import random
 import signal
@@ -31,7 +33,7 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fake_relay import _TARGET, listing_for  # noqa: E402  (shared with the test relay)
+from fake_relay import _PACKED_ID, _TARGET, listing_for  # noqa: E402  (shared with the test relay)
 
 FAULTS = ["500", "502", "503", "drop", "hang", "not_json", "429"]
 
@@ -84,7 +86,10 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
             return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         system = body["messages"][0]["content"]
         match = _TARGET.search(system)
-        content = json.dumps(listing_for(match.group(1) if match else "en"), ensure_ascii=False)
+        listing = listing_for(match.group(1) if match else "en")
+        packed = [html.unescape(found) for found in _PACKED_ID.findall(body["messages"][1]["content"])]
+        answer = {"listings": {product_id: listing for product_id in packed}} if packed else listing
+        content = json.dumps(answer, ensure_ascii=False)
         prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in body["messages"]) + 3
         completion_tokens = len(content) // 4 + 1
         billed = "billed_unseen" if fault == "hang" else "billed"

@@ -109,32 +109,12 @@ class Settings(BaseModel):
     @field_validator("rpm", mode="before")
     @classmethod
     def _parse_rpm(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value == "auto":
-                return value
-            try:
-                value = int(value)
-            except ValueError:
-                raise ValueError(f"must be a whole number of requests per minute or 'auto', not {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"must be at least 1 request per minute (or 'auto'), not {value!r}")
-        return value
+        return _whole_or_auto(value, "requests per minute", high=None)
 
     @field_validator("pack", mode="before")
     @classmethod
     def _parse_pack(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value == "auto":
-                return value
-            try:
-                value = int(value)
-            except ValueError:
-                raise ValueError(f"must be a whole number of products per request or 'auto', not {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PACK_LIMIT:
-            raise ValueError(f"must be 1 to {PACK_LIMIT} products per request (or 'auto'), not {value!r}")
-        return value
+        return _whole_or_auto(value, "products per request", high=PACK_LIMIT)
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -215,6 +195,23 @@ _FLAG_FOR = {
     "prompts_dir": "--prompts",
     "columns": "--map",
 }
+
+
+def _whole_or_auto(value: Any, unit: str, *, high: int | None) -> int | str:
+    """A count of at least 1 (at most `high`), from YAML or a flag's text, or 'auto'."""
+    bounds = f"1 to {high}" if high is not None else "at least 1"
+    problem = f"must be a whole number of {unit} ({bounds}) or 'auto', not {value!r}"
+    if isinstance(value, str):
+        value = value.strip().lower()
+        if value == "auto":
+            return value
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(problem) from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high is not None and value > high):
+        raise ValueError(problem)
+    return value
 
 
 def load(
