@@ -2,6 +2,7 @@
 
     python bench/live_throughput.py --products 1000 --concurrency 64 --transport aiohttp
     python bench/live_throughput.py --products 50000 --then-check   # and --check on that OUT
+    python bench/live_throughput.py --products 10000 --pack auto     # several products per request
 
 Prints requests per second, the client's CPU time per request (user + system of the
 localize process), its peak RSS and the relay's counts; with --then-check, the wall time and
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=80)
     parser.add_argument("--limit-rps", type=int, default=0)
     parser.add_argument("--transport", choices=["httpx", "aiohttp"], default=None)
+    parser.add_argument("--pack", default="1", help="products per request: N or auto (default 1)")
     parser.add_argument("--then-check", action="store_true", help="time --check on the finished OUT")
     args = parser.parse_args()
     checked: tuple[float, float, int] | None = None
@@ -54,6 +56,7 @@ def main() -> None:
                 out=Path(tmp) / "out",
                 rpm=str(args.rpm),
                 concurrency=args.concurrency,
+                pack=args.pack,
             )
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
@@ -75,6 +78,8 @@ def main() -> None:
     print(f"wall time            {wall_s:.2f} s (run itself {report['elapsed_s']:.2f} s)")
     print(f"requests per second  {requests / report['elapsed_s']:.0f}")
     print(f"client CPU           {cpu_s:.2f} s = {cpu_s / requests * 1000:.2f} ms per request (incl. start-up)")
+    if report["jobs"]["total"] != requests:
+        print(f"                     {cpu_s / report['jobs']['total'] * 1000:.2f} ms per job (--pack {args.pack})")
     print(f"peak RSS             {after.ru_maxrss / 1024:.0f} MB")
     if checked:
         wall_s, rss_mb, code = checked
