@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write
-from fake_relay import OMIT, Answer, FakeRelay
+from fake_relay import DROP, MISSING, OMIT, Answer, FakeRelay, Reply
 
 from localize.cost import Usage
 from localize.packing import apportion, read_pack, split_usage
@@ -238,3 +238,23 @@ def test_read_pack_takes_escaped_keys_and_refuses_the_wrong_shape() -> None:
     for content, finish in (('{"title": "x"}', "stop"), ('{"listings": {"Z": {}}}', "stop"), ("{", "length")):
         with pytest.raises(InvalidAnswer):
             read_pack(content, finish, ["A&B"])
+
+
+def test_a_packs_failed_attempts_and_missing_usage_count_once_per_request(run_cli, tmp_path: Path) -> None:
+    """A 500, a dropped connection (maybe billed) and an answer without usage, each for a pack
+    of four: one request each in the report, shares for every job in the audit log."""
+    with FakeRelay() as relay:
+        relay.enqueue(Reply(500, {"error": {"type": "server_error", "message": "boom"}}), DROP, Answer(usage=MISSING))
+        result = live(run_cli, relay, catalog(tmp_path, IDS[:4]), "--pack", "4")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.paths) == 3
+    rows = results()
+    assert all(row["attempts"] == 3 and "usage_unreported" in row["warnings"] for row in rows.values())
+    rep = report()
+    assert rep["requests"] == 3 and rep["errors"] == {"connection": 4, "server_error": 4}
+    assert rep["unconfirmed"]["requests"] == 1 and rep["unreported"]["requests"] == 1
+    records = list(iter_jsonl(Path("out/requests.jsonl")))
+    dropped = [record for record in records if record.get("maybe_billed")]
+    assert len(dropped) == 4 and rep["unconfirmed"]["counted_input_tokens"] == sum(
+        record["counted_input"] for record in dropped
+    )
