@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from .errors import CatalogError
+from .shopify import TRANSLATED_FIELDS, ExportRow, is_translations_export, not_an_export, product_needs
 
 Format = Literal["csv", "json", "jsonl"]
 
 REQUIRED = ("id", "name")
 LIST_FIELDS = ("features", "keywords", "platform", "locales", "options")
 # Columns that steer the run (which jobs a row gets) rather than describe the product.
-CONTROL_FIELDS = ("id", "platform", "locales")
+CONTROL_FIELDS = ("id", "platform", "locales", "shopify_translations")
+# A Shopify translations export's product: per language code, whether a listing row needs filling.
+TRANSLATIONS_KEY = "shopify_translations"
 
 _UTF8_HINT = "save the file as UTF-8 (in Excel: Save As → CSV UTF-8)"
 # Longer than any product row; a "line" this long is a binary file or an unclosed quote.
@@ -54,6 +57,12 @@ class Product:
     @property
     def locales(self) -> tuple[str, ...]:
         return tuple(self.fields.get("locales", ()))
+
+    @property
+    def translations(self) -> Mapping[str, bool] | None:
+        """From a Shopify translations export: per language code of the export, whether a
+        listing row still needs a translation (None for any other catalog)."""
+        return self.fields.get(TRANSLATIONS_KEY)
 
 
 def detect_format(path: Path, head: bytes) -> Format:
@@ -291,31 +300,6 @@ def _check_mapped(path: Path, columns: Mapping[str, str], have: list[str]) -> No
 
 # --- Shopify translations export (Translate & Adapt) ---------------------------------------
 
-# Settings → Languages → Export (and the Translate & Adapt app) write this header, one row per
-# resource × field × locale (../shared/PLATFORMS.md).
-TRANSLATIONS_HEADER = (
-    "Type",
-    "Identification",
-    "Field",
-    "Locale",
-    "Market",
-    "Status",
-    "Default content",
-    "Translated content",
-)
-# A product's source copy, by translation key; `handle` is left out: translating it moves the URL.
-TRANSLATED_FIELDS = {
-    "title": "name",
-    "body_html": "description",
-    "product_type": "product_type",
-    "meta_title": "meta_title",
-    "meta_description": "meta_description",
-}
-
-
-def is_translations_export(columns: list[str]) -> bool:
-    return tuple(columns[: len(TRANSLATIONS_HEADER)]) == TRANSLATIONS_HEADER
-
 
 def is_translations_export_file(path: Path) -> bool:
     """Whether the file's header is a Shopify translations export's (read with the CSV reader,
@@ -325,38 +309,37 @@ def is_translations_export_file(path: Path) -> bool:
     return is_translations_export([name.strip() for name in header if name.strip()])
 
 
-def read_translations_export(path: Path | str) -> Iterator[tuple[int, dict[str, str]]]:
+def read_translations_export(path: Path | str) -> list[ExportRow]:
     """The export's rows as they are (for writing the import file back)."""
     path = Path(path)
     with _open(path) as handle:
         header, records = _csv_records(path, handle, strip=False)  # written back byte for byte
         if not is_translations_export([name for name in header if name]):
-            raise CatalogError(
-                path,
-                "not a Shopify translations export",
-                line=1,
-                hint="--format shopify starts from Shopify's export: Settings → Languages → Export",
-            )
-        yield from records
+            raise not_an_export(path)
+        return [ExportRow(line, record) for line, record in records]
 
 
 def _translations_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """One product per Identification, from its PRODUCT rows' default content."""
-    current: dict[str, Any] | None = None
-    start = 0
+    """One shopify product per PRODUCT Identification, wherever its rows stand (an export of
+    every language lists each language's rows in a block of their own), its source copy from
+    the rows' default content. Each carries, per language of the export, whether a listing row
+    in it still needs a translation."""
+    products: dict[str, tuple[int, dict[str, Any], list[ExportRow]]] = {}
     for line, record in records:
-        if record.get("Type") != "PRODUCT":
+        if record.get("Type", "").strip() != "PRODUCT":
             continue
-        product_id = record.get("Identification", "").lstrip("'")
-        if current is None or product_id != current["id"]:
-            if current is not None:
-                yield start, current
-            current, start = {"id": product_id}, line
-        ours = TRANSLATED_FIELDS.get(record.get("Field", ""))
-        if ours and record.get("Default content") and ours not in current:
-            current[ours] = record["Default content"]
-    if current is not None:
-        yield start, current
+        row = ExportRow(line, record)
+        held = products.get(row.resource_id)
+        if held is None:
+            held = products[row.resource_id] = (line, {"id": row.resource_id, "platform": ["shopify"]}, [])
+        _, product, rows = held
+        rows.append(row)
+        ours = TRANSLATED_FIELDS.get(row.field)
+        if ours and row.default.strip() and ours not in product:
+            product[ours] = row.default.strip()
+    for line, product, rows in products.values():
+        product[TRANSLATIONS_KEY] = product_needs(rows)
+        yield line, product
 
 
 # --- Shopify product export ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .progress import ProgressView
 from .redact import redact_environment_keys
 from .relay import RelayFatal
 from .review import write_review
+from .shopify import ImportSummary as ShopifyImport
 
 stdout = Console(highlight=False, soft_wrap=True)
 # Off a terminal (CI logs) Rich would assume 80 columns and squeeze the tables.
@@ -210,7 +211,9 @@ def run(
         force=force or None,
     )
     with exit_codes():
-        settings = config.load(flags=flags, config_path=config_file)
+        settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
+        if note:
+            stderr.print(note, markup=False)
         if check:
             _check(settings, catalog, as_json=as_json)
         elif dry_run:
@@ -244,12 +247,8 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
     with ProgressView(stderr, live=live) as view:
         summary = asyncio.run(pipeline.run(settings, catalog, on_progress=view.update))
     _print_run(summary, as_json=as_json)
-    if "shopify" in settings.formats:
-        stderr.print(
-            f"Shopify import file: {settings.out / 'shopify_translations.csv'} "
-            "(Settings → Languages → Import, or the Translate & Adapt app)",
-            markup=False,
-        )
+    if summary.shopify is not None:
+        stderr.print(_shopify_lines(summary.shopify), markup=False)
     if summary.fatal is not None:
         raise summary.fatal
     if summary.interrupted:
@@ -261,7 +260,29 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
         raise typer.Exit(ExitCode.INTERRUPTED)
     if summary.budget_reached:
         raise typer.Exit(ExitCode.BUDGET)
-    raise typer.Exit(ExitCode.PARTIAL if summary.failed else ExitCode.OK)
+    nothing_filled = summary.shopify is not None and not summary.shopify.written
+    raise typer.Exit(ExitCode.PARTIAL if summary.failed or nothing_filled else ExitCode.OK)
+
+
+def _shopify_lines(shopify: ShopifyImport) -> str:
+    """What the import file does with the export's rows, in a line or two."""
+    if not shopify.written:
+        return (
+            f"No Shopify import file: none of the {shopify.needed:,} rows that need a translation could be "
+            "filled (see the failures above); the export is unchanged."
+        )
+    parts = [f"{shopify.filled:,} rows filled", f"{shopify.kept:,} kept (a current translation)"]
+    if shopify.failed:
+        parts.append(f"{shopify.failed:,} failed (left with what they had)")
+    if shopify.added:
+        parts.append(f"{shopify.added:,} added for a language the export did not have")
+    line = f"Shopify import file: {shopify.path} (Settings → Languages → Import): " + ", ".join(parts) + "."
+    if shopify.left:
+        left = ", ".join(f"{why} {count:,}" for why, count in sorted(shopify.left.items()))
+        line += f"\nLeft as they were: {left}."
+    if shopify.other_languages:
+        line += f" Rows in languages not asked for: {shopify.other_languages:,}, written back as they were."
+    return line
 
 
 def _estimate(**kwargs: Any) -> None:

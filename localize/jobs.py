@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import Product, read_catalog
+from .catalog import Product, is_translations_export_file, read_catalog, read_translations_export
 from .config import Settings
 from .errors import CatalogError, InputError, LocaleError, PlatformError
 from .glossary import load_glossary
 from .locales import Locale, parse_locale
 from .prompts import Message, PromptSet, load_prompt_set
+from .shopify import locale_of_code, shop_locale
 
 DEFAULT_PLATFORM = "amazon"
 
@@ -64,6 +65,11 @@ def plan_jobs(product: Product, settings: Settings, catalog: Path) -> list[Job]:
     if product.locales:
         wanted = {_row_locale(code, product, catalog).tag for code in product.locales}
         locales = tuple(locale for locale in locales if locale.tag in wanted)
+    needs = product.translations
+    if needs is not None and not settings.force:
+        # A Shopify export: a language whose rows all hold a current translation needs no job
+        # (a language the export does not have yet needs one).
+        locales = tuple(locale for locale in locales if needs.get(shop_locale(locale, needs), True))
     return [Job(product, platform.lower(), locale) for platform in platforms for locale in locales]
 
 
@@ -127,6 +133,19 @@ def chat_request_body(settings: Settings, messages: list[Message]) -> dict[str, 
     if settings.user:
         body["user"] = settings.user
     return body
+
+
+def locales_from_export(settings: Settings, catalog: Path) -> tuple[Settings, str | None]:
+    """Without --locales, a Shopify translations export is localized into its own languages
+    (`sv` → `sv-SE` by CLDR's likely region): the settings with them, and a note saying so."""
+    if settings.locales or not catalog.is_file() or not is_translations_export_file(catalog):
+        return settings, None
+    codes = list(dict.fromkeys(row.code for row in read_translations_export(catalog) if row.code))
+    if not codes:
+        return settings, None
+    locales = {code: locale_of_code(code) for code in codes}
+    note = "Locales from the export: " + ", ".join(f"{code} → {locale.tag}" for code, locale in locales.items())
+    return settings.model_copy(update={"locales": tuple(dict.fromkeys(locales.values()))}), note
 
 
 def require_locales(settings: Settings) -> None:

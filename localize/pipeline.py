@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .catalog import is_translations_export_file, read_once
+from .catalog import is_translations_export_file, read_once, read_translations_export
 from .config import Settings
 from .cost import (
     TOKENS_PER_MESSAGE,
@@ -36,7 +36,6 @@ from .cost import (
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
-from .exports import write_shopify_translations
 from .glossary import Term
 from .jobs import Job, PromptSets, chat_request_body, iter_jobs, preflight, request_params, require_locales
 from .lock import Fingerprint, Fingerprinter, JobKey
@@ -52,6 +51,7 @@ from .relay import (
     Sender,
 )
 from .rules import PlatformRules
+from .shopify import ImportSummary, write_import
 from .store import (
     CALIBRATION,
     COST_JSON,
@@ -67,7 +67,8 @@ from .validate import InvalidAnswer, Listing, check_listing, parse_answer
 
 def _check_formats(settings: Settings, catalog: Path) -> None:
     """--format shopify answers Shopify's translations export, so it needs that export as the
-    catalog and the shopify platform: say so before anything is sent."""
+    catalog and the shopify platform (which the export's products get unless --platform says
+    otherwise): say so before anything is sent."""
     if "shopify" not in settings.formats:
         return
     if settings.platforms is not None and "shopify" not in settings.platforms:
@@ -104,6 +105,7 @@ class RunSummary:
     fatal: RelayFatal | None
     budget_reached: bool
     interrupted: bool
+    shopify: ImportSummary | None = None  # the import file, when the catalog is Shopify's export
 
     @property
     def failed(self) -> int:
@@ -162,6 +164,7 @@ async def _run(
     units = worker.units(jobs)
 
     disk_errors: list[OSError] = []
+    shopify: list[ImportSummary] = []
 
     async def drain() -> None:
         try:
@@ -189,7 +192,7 @@ async def _run(
                     raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
         finally:
             await client.aclose()
-            disk_errors += _write_outputs(settings, catalog, store)
+            disk_errors += _write_outputs(settings, catalog, store, shopify)
         if disk_errors:
             raise DiskFull(
                 f"the disk holding {settings.out} is full ({disk_errors[0].strerror}): sending stopped",
@@ -208,21 +211,36 @@ async def _run(
     finally:
         store.release()
         _restore_signals()
-    return RunSummary(report, settings.out, worker.fatal, worker.budget_reached, bool(interrupted))
+    if shopify:
+        report["shopify_import"] = shopify[0].as_json()
+    return RunSummary(
+        report, settings.out, worker.fatal, worker.budget_reached, bool(interrupted), shopify[0] if shopify else None
+    )
 
 
-def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> list[OSError]:
-    """Close the audit log and export the final files; a full disk is returned, not raised."""
+def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: list[ImportSummary]) -> list[OSError]:
+    """Close the audit log and export the final files (and, from Shopify's translations export,
+    the file to import back); a full disk is returned, not raised."""
     try:
         store.close()
         store.finish(formats=settings.formats)
-        if "shopify" in settings.formats:
-            write_shopify_translations(catalog, settings.out, settings.locales)
+        if writes_shopify_import(settings, catalog):
+            listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}
+            rows = read_translations_export(catalog)
+            shopify.append(write_import(rows, settings.out, settings.locales, listings, force=settings.force))
     except OSError as exc:
         if not is_disk_full(exc):
             raise
         return [exc]
     return []
+
+
+def writes_shopify_import(settings: Settings, catalog: Path) -> bool:
+    """A run on Shopify's translations export writes the file to import back (asked for with
+    --format shopify, or implied by the catalog), unless --platform leaves shopify out."""
+    if settings.platforms is not None and "shopify" not in settings.platforms:
+        return False
+    return "shopify" in settings.formats or (catalog.is_file() and is_translations_export_file(catalog))
 
 
 def is_disk_full(exc: OSError) -> bool:

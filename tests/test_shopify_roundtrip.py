@@ -1,4 +1,10 @@
-"""Shopify round trip: the Translate & Adapt export in, the import file out (PLATFORMS.md)."""
+"""Shopify round trip: the Translate & Adapt export in, the import file out (PLATFORMS.md).
+
+examples/shopify_translations_export.csv is an export of every language (German, then French,
+each in its own block) with human translations, an outdated row, options, a collection,
+metafields (text, JSON, a URL, a number), a menu and a link, theme strings with placeholders
+and a policy in HTML.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,17 @@ from pathlib import Path
 
 import pytest
 from conftest import write
-from fake_relay import FakeRelay
+from fake_relay import Answer, FakeRelay
 
 from localize.catalog import read_catalog
-from localize.exports import shop_locale
 from localize.locales import parse_locale
+from localize.shopify import locale_of_code, shop_locale
 from localize.store import iter_jsonl
 
 EXPORT = Path(__file__).resolve().parent.parent / "examples" / "shopify_translations_export.csv"
 HEADER = ["Type", "Identification", "Field", "Locale", "Market", "Status", "Default content", "Translated content"]
+IMPORT = Path("out/shopify_translations.csv")
+PRODUCTS = ["8812345678901", "8812345678902", "8812345678903"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,21 +33,8 @@ def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
 
 
-def shopify_run(run_cli, relay: FakeRelay, catalog: Path, locales: str):
-    return run_cli(
-        "run",
-        catalog,
-        "-l",
-        locales,
-        "-p",
-        "shopify",
-        "--format",
-        "shopify",
-        "--base-url",
-        relay.base_url,
-        "--out",
-        "out",
-    )
+def shopify_run(run_cli, relay: FakeRelay, catalog: Path = EXPORT, *args: str):
+    return run_cli("run", catalog, "--base-url", relay.base_url, "--out", "out", *args)
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
@@ -47,39 +42,113 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
-def test_the_translations_export_reads_as_one_product_per_identification() -> None:
+def keyed(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], dict[str, str]]:
+    return {(row["Identification"], row["Field"], row["Locale"]): row for row in rows}
+
+
+def test_an_export_of_every_language_reads_as_one_product_per_identification() -> None:
     products = list(read_catalog(EXPORT))
-    assert [p.id for p in products] == ["8812345678901", "8812345678902", "8812345678903"]
-    first = products[0].fields
-    assert first["name"] == "Merino Wool Beanie" and first["product_type"] == "Beanie"
-    assert first["meta_title"] == "Merino Wool Beanie | Trailwool"
-    assert "handle" not in first and "merino-wool-beanie" not in str(first)  # the URL slug is not source copy
+    assert [p.id for p in products] == PRODUCTS  # no "duplicate id" for the French block
+    first = products[0]
+    assert first.fields["name"] == "Merino Wool Beanie" and first.fields["product_type"] == "Beanie"
+    assert first.platforms == ("shopify",)
+    assert "handle" not in first.data() and "merino-wool-beanie" not in str(first.data())
+    # German: the title is translated, but the body is outdated; French: nothing is translated.
+    assert first.translations == {"de": True, "fr": True}
+    assert "shopify_translations" not in first.data()  # steers the run; never reaches the model
 
 
-def test_format_shopify_writes_an_import_file_row_for_every_product_field_and_locale(run_cli, relay: FakeRelay) -> None:
-    result = shopify_run(run_cli, relay, EXPORT, "de-DE,ja-JP")
+def test_one_command_gives_back_the_import_file_with_human_work_kept(run_cli, relay: FakeRelay) -> None:
+    result = shopify_run(run_cli, relay)
     assert result.exit_code == 0, result.stderr
-    written = Path("out/shopify_translations.csv")
-    assert written.read_bytes().startswith(b"\xef\xbb\xbf" + ",".join(HEADER).encode() + b"\r\n")
-    rows = csv_rows(written)
-    source = [row for row in csv_rows(EXPORT) if row["Type"] == "PRODUCT"]
-    assert len(rows) == len(source) * 2  # every PRODUCT row, for both locales; the option row is not ours
-    by_key = {(row["Identification"], row["Field"], row["Locale"]): row for row in rows}
-    for original in source:
-        for code in ("de", "ja"):  # the file's own code for German; plain "ja" for Japanese
-            row = by_key[(original["Identification"], original["Field"], code)]
-            for column in ("Type", "Identification", "Field", "Market", "Default content"):
-                assert row[column] == original[column], column  # byte for byte, multi-line HTML too
-    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
-    beanie_ja = results[("8812345678901", "ja-JP")]
-    assert by_key[("'8812345678901", "title", "ja")]["Translated content"] == beanie_ja["title"]
-    body = by_key[("'8812345678901", "body_html", "ja")]["Translated content"]
-    assert body.startswith(beanie_ja["description"]) and "<ul><li>" in body
+    assert "Locales from the export: de → de-DE, fr → fr-FR" in result.stderr
+    assert IMPORT.read_bytes().startswith(b"\xef\xbb\xbf" + ",".join(HEADER).encode() + b"\r\n")
+    source, written = csv_rows(EXPORT), csv_rows(IMPORT)
+    # Every row of the export once, in its order, every column but the translation byte for byte.
+    assert len(written) == len(source)
+    for before, after in zip(source, written, strict=True):
+        assert [after[name] for name in HEADER[:-1]] == [before[name] for name in HEADER[:-1]]
+    rows = keyed(written)
+    assert rows[("'8812345678901", "title", "de")]["Translated content"] == "Wollmütze aus Merino"  # kept
+    assert rows[("'8812345678901", "title", "de")]["Status"] == "translated"
+    outdated = rows[("'8812345678901", "body_html", "de")]
     assert (
-        by_key[("'8812345678901", "meta_title", "de")]["Translated content"]
-        == results[("8812345678901", "de-DE")]["extra"]["seo_title"]
+        outdated["Status"] == "outdated"
+        and outdated["Translated content"] != "<p>Eine weiche Mütze aus Merinowolle.</p>"
     )
-    assert all(row["Translated content"] == "" for row in rows if row["Field"] == "handle")
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    beanie_fr = results[("8812345678901", "fr-FR")]
+    assert rows[("'8812345678901", "title", "fr")]["Translated content"] == beanie_fr["title"]
+    assert rows[("'8812345678901", "body_html", "fr")]["Translated content"].startswith(beanie_fr["description"])
+    assert rows[("'8812345678901", "meta_title", "fr")]["Translated content"] == beanie_fr["extra"]["seo_title"]
+    assert rows[("'9911223344", "name", "fr")]["Translated content"] == "Couleur"  # a human's option name
+    for untouched in (
+        ("'8812345678901", "handle", "de"),
+        ("'3311220100", "value", "fr"),
+        ("'3311220101", "value", "de"),
+    ):
+        assert rows[untouched]["Translated content"] == ""  # a handle, JSON, a URL: never sent, never changed
+    assert rows[("'8812345678903", "meta_title", "de")]["Translated content"] == ""  # no default content
+    assert "19 rows filled, 4 kept (a current translation)" in result.stderr
+    assert "PRODUCT: handle 6" in result.stderr and "METAFIELD: JSON 2" in result.stderr
+
+
+def test_a_language_whose_rows_are_all_current_sends_nothing(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    """Rows already translated (and not outdated) cost nothing: no job, no request."""
+    source = EXPORT.read_text(encoding="utf-8")
+    translated = []
+    for row in csv.reader(io.StringIO(source, newline="")):
+        if row[0] == "PRODUCT" and row[3] == "de" and row[6].strip():
+            row[5], row[7] = "translated", row[7] or f"DE {row[2]}"
+        translated.append(row)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(translated)
+    export = write(tmp_path / "export.csv", buffer.getvalue())
+    result = shopify_run(run_cli, relay, export)
+    assert result.exit_code == 0, result.stderr
+    assert {r["locale"] for r in iter_jsonl(Path("out/results.jsonl"))} == {"fr-FR"}
+    assert all("Target locale: fr-FR" in body["messages"][0]["content"] for body in relay.chat_requests)
+    assert keyed(csv_rows(IMPORT))[("'8812345678902", "title", "de")]["Translated content"] == "DE title"
+
+
+def test_locales_match_the_exports_languages_and_add_the_missing_ones(run_cli, relay: FakeRelay) -> None:
+    result = shopify_run(run_cli, relay, EXPORT, "-l", "de-DE,ja-JP")
+    assert result.exit_code == 0, result.stderr
+    source, written = csv_rows(EXPORT), csv_rows(IMPORT)
+    assert written[: len(source)] == [
+        {**row, "Translated content": written[number]["Translated content"]} for number, row in enumerate(source)
+    ]
+    french = [row for row in written if row["Locale"] == "fr"]
+    assert french == [row for row in source if row["Locale"] == "fr"]  # not asked for: as they were
+    japanese = [row for row in written[len(source) :]]
+    assert {row["Locale"] for row in japanese} == {"ja"} and len(japanese) == len(french)
+    assert keyed(written)[("'8812345678902", "title", "ja")]["Translated content"].startswith("Nordbeat")
+    assert "added for a language the export did not have" in result.stderr
+
+
+def test_a_re_run_sends_nothing_and_writes_the_same_file(run_cli, relay: FakeRelay) -> None:
+    assert shopify_run(run_cli, relay).exit_code == 0
+    first, sent = IMPORT.read_bytes(), len(relay.chat_requests)
+    again = shopify_run(run_cli, relay)
+    assert again.exit_code == 0 and "nothing was sent" in again.stderr
+    assert len(relay.chat_requests) == sent and IMPORT.read_bytes() == first
+
+
+def test_force_renews_human_translations_too(run_cli, relay: FakeRelay) -> None:
+    assert shopify_run(run_cli, relay, EXPORT, "--force").exit_code == 0
+    rows = keyed(csv_rows(IMPORT))
+    assert rows[("'8812345678901", "title", "de")]["Translated content"] != "Wollmütze aus Merino"
+
+
+def test_a_run_in_which_every_job_failed_writes_no_import_file(run_cli, relay: FakeRelay) -> None:
+    IMPORT.parent.mkdir()
+    write(IMPORT, "an import file from an earlier run")
+    relay.enqueue(*[Answer(content="{not json")] * 6)
+    result = shopify_run(run_cli, relay, EXPORT, "--pack", "1", "--max-reasks", "0")
+    assert result.exit_code == 1
+    assert "No Shopify import file: none of the 19 rows that need a translation could be filled" in result.stderr
+    assert not IMPORT.exists()
+    assert "Shopify import file: out" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -98,8 +167,13 @@ def test_shop_locale_codes(tag: str, file_codes: list[str], expected: str) -> No
     assert shop_locale(parse_locale(tag), file_codes) == expected
 
 
+@pytest.mark.parametrize("code,tag", [("sv", "sv-SE"), ("ja", "ja-JP"), ("pt-BR", "pt-BR"), ("de", "de-DE")])
+def test_an_exports_language_codes_become_locales(code: str, tag: str) -> None:
+    assert locale_of_code(code).tag == tag
+
+
 def test_format_shopify_on_a_product_export_exits_2_before_sending(run_cli, relay: FakeRelay) -> None:
     export = EXPORT.with_name("shopify_products_export.csv")
-    result = shopify_run(run_cli, relay, export, "de-DE")
+    result = shopify_run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify", "--format", "shopify")
     assert result.exit_code == 2 and "translations export" in result.stderr
     assert relay.paths == []

@@ -1,0 +1,281 @@
+"""Shopify's Translate & Adapt round trip: the store's translations export in, the file to
+import out (../shared/PLATFORMS.md, "Shopify Translate & Adapt").
+
+The export lists one row per resource × field × language, each language's rows in a block of
+their own. The import matches rows on Shopify's resource ids and default content, which only
+the export carries, so the import file is the export itself with `Translated content` filled
+where a translation is missing or `outdated`: every row once, in the export's order, every
+other column byte for byte, and a translation someone wrote kept as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babel.core import get_global
+
+from .errors import CatalogError
+from .locales import Locale, parse_locale
+from .store import atomic_write
+
+SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
+# Settings → Languages → Export (and the Translate & Adapt app) write this header.
+TRANSLATIONS_HEADER = (
+    "Type",
+    "Identification",
+    "Field",
+    "Locale",
+    "Market",
+    "Status",
+    "Default content",
+    "Translated content",
+)
+# A product's source copy, by translation key; `handle` is left out: translating it moves the URL.
+TRANSLATED_FIELDS = {
+    "title": "name",
+    "body_html": "description",
+    "product_type": "product_type",
+    "meta_title": "meta_title",
+    "meta_description": "meta_description",
+}
+# The PRODUCT keys a generated listing fills.
+LISTING_FIELDS = ("title", "body_html", "meta_title", "meta_description")
+# Shopify's published-locale codes are language-only except where a region tells variants apart.
+_REGION_KEPT = {"pt-BR", "pt-PT", "zh-CN", "zh-TW"}
+_URL = re.compile(r"^(https?://|mailto:|tel:|/)\S*$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[\s\d.,:%+\-/]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One row of the export, every cell as written."""
+
+    line: int
+    cells: Mapping[str, str]
+
+    @property
+    def type(self) -> str:
+        return self.cells["Type"].strip()
+
+    @property
+    def resource_id(self) -> str:
+        """The numeric id, without the apostrophe that keeps Excel from reading it as a number."""
+        return self.cells["Identification"].strip().lstrip("'")
+
+    @property
+    def field(self) -> str:
+        return self.cells["Field"].strip()
+
+    @property
+    def code(self) -> str:
+        return self.cells["Locale"].strip()
+
+    @property
+    def default(self) -> str:
+        return self.cells["Default content"]
+
+    @property
+    def translated(self) -> str:
+        return self.cells["Translated content"]
+
+    @property
+    def outdated(self) -> bool:
+        return self.cells["Status"].strip().lower() == "outdated"
+
+    @property
+    def has_translation(self) -> bool:
+        """A translation someone (or an earlier import) wrote, still current: kept as it is."""
+        return bool(self.translated.strip()) and not self.outdated
+
+    def unsent_reason(self) -> str | None:
+        """Why this row's default content is never sent (a URL handle, a number, JSON...), or
+        None for text a shopper reads."""
+        text = self.default.strip()
+        if not text:
+            return "empty"
+        if self.field == "handle":
+            return "handle"
+        if _URL.match(text):
+            return "URL"
+        if _NUMBER.match(text):
+            return "number"
+        if text[0] in "[{":
+            try:
+                json.loads(text)
+            except ValueError:
+                return None
+            return "JSON"
+        return None
+
+
+def is_translations_export(columns: list[str]) -> bool:
+    return tuple(columns[: len(TRANSLATIONS_HEADER)]) == TRANSLATIONS_HEADER
+
+
+def shop_locale(locale: Locale, file_codes: Iterable[str]) -> str:
+    """The shop's code for a locale: the export's own where it has one for the language,
+    otherwise `de`, `ja`, or `pt-BR` / `zh-TW` where Shopify needs the region."""
+    for code in file_codes:
+        language, _, region = code.partition("-")
+        if language.lower() == locale.language and (not region or region.upper() == (locale.territory or "")):
+            return code
+    if locale.tag in _REGION_KEPT:
+        return locale.tag
+    return locale.language
+
+
+def locale_of_code(code: str) -> Locale:
+    """The locale a shop's language code stands for: its own region where it has one
+    (`pt-BR`), else CLDR's likely region (`sv` → `sv-SE`, `ja` → `ja-JP`)."""
+    if "-" in code:
+        return parse_locale(code)
+    parts = get_global("likely_subtags").get(code.lower(), code).split("_")
+    territory = parts[-1] if len(parts) > 1 and len(parts[-1]) == 2 else None
+    return parse_locale(f"{code}-{territory}" if territory else code)
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What the import file does with the export's rows for the run's languages."""
+
+    path: Path
+    written: bool = False
+    kept: int = 0  # a current translation, written back as it was
+    filled: int = 0
+    failed: int = 0  # needed a translation; the job behind it failed or did not run
+    left: Counter[str] = field(default_factory=Counter)  # "TYPE: why" → rows left as they were
+    other_languages: int = 0  # rows of languages the run does not localize into
+    added: int = 0  # rows for a language the export does not have yet
+
+    @property
+    def needed(self) -> int:
+        return self.filled + self.failed
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "written": self.written,
+            "kept": self.kept,
+            "filled": self.filled,
+            "failed": self.failed,
+            "left": dict(sorted(self.left.items())),
+            "other_languages": self.other_languages,
+            "added": self.added,
+        }
+
+
+def write_import(
+    rows: list[ExportRow],
+    out: Path,
+    locales: Iterable[Locale],
+    listings: Mapping[tuple[str, str], Mapping[str, Any]],
+    *,
+    force: bool,
+) -> ImportSummary:
+    """OUT/shopify_translations.csv from the export's rows and the shopify listings (by
+    (product id, locale tag)). Nothing is written when rows needed a translation and none
+    could be filled: an import file that changes nothing is not a result."""
+    codes = list(dict.fromkeys(row.code for row in rows if row.code))
+    targets = {shop_locale(locale, codes): locale for locale in locales}
+    summary = ImportSummary(out / SHOPIFY_TRANSLATIONS)
+    written: list[list[str]] = []
+    for row in rows:
+        written.append(_filled(row, targets, listings, summary, force=force))
+    # A language the shop has not exported yet: its rows, from the first language's block.
+    first = codes[0] if codes else None
+    for code, locale in targets.items():
+        if code in codes:
+            continue
+        for row in rows:
+            if row.code == first:
+                blank = ExportRow(row.line, {**row.cells, "Locale": code, "Status": "", "Translated content": ""})
+                written.append(_filled(blank, {code: locale}, listings, summary, force=force))
+                summary.added += 1
+    target = out / SHOPIFY_TRANSLATIONS
+    if summary.needed and not summary.filled:
+        target.unlink(missing_ok=True)  # an older file would look like this run's
+        return summary
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)  # RFC 4180: CRLF, quotes only where needed
+    writer.writerow(TRANSLATIONS_HEADER)
+    writer.writerows(written)
+    # A BOM keeps Excel round-trips in UTF-8 (PLATFORMS.md); Shopify reads it either way.
+    atomic_write(target, "\ufeff" + buffer.getvalue())
+    summary.written = True
+    return summary
+
+
+def _filled(
+    row: ExportRow,
+    targets: Mapping[str, Locale],
+    listings: Mapping[tuple[str, str], Mapping[str, Any]],
+    summary: ImportSummary,
+    *,
+    force: bool,
+) -> list[str]:
+    cells = [row.cells[name] for name in TRANSLATIONS_HEADER]
+    locale = targets.get(row.code)
+    if locale is None:
+        summary.other_languages += 1
+        return cells
+    if row.has_translation and not force:
+        summary.kept += 1
+        return cells
+    reason = row.unsent_reason()
+    if reason is None and not (row.type == "PRODUCT" and row.field in LISTING_FIELDS):
+        reason = "not localized yet"
+    if reason is not None:
+        summary.left[f"{row.type}: {reason}"] += 1
+        return cells
+    translated = _listing_text(row.field, listings.get((row.resource_id, locale.tag)))
+    if not translated:
+        summary.failed += 1  # the job failed or was not sent: the row keeps what it had
+        return cells
+    summary.filled += 1
+    cells[-1] = translated
+    return cells
+
+
+def _listing_text(field: str, result: Mapping[str, Any] | None) -> str:
+    """A listing's text for one PRODUCT translation key."""
+    if result is None:
+        return ""
+    extra = result.get("extra") or {}
+    if field == "title":
+        return str(result.get("title") or "")
+    if field == "body_html":
+        bullets = "".join(f"<li>{html.escape(item)}</li>" for item in result.get("bullets") or [])
+        return str(result.get("description") or "") + (f"<ul>{bullets}</ul>" if bullets else "")
+    if field == "meta_title":
+        return str(extra.get("seo_title") or "")
+    if field == "meta_description":
+        return str(extra.get("seo_description") or "")
+    return ""
+
+
+def product_needs(rows: Iterable[ExportRow]) -> dict[str, bool]:
+    """Per language of a product's rows: whether a listing row in it needs a translation
+    (missing or outdated; rows without default content need none)."""
+    needs: dict[str, bool] = {}
+    for row in rows:
+        wanted = row.field in LISTING_FIELDS and bool(row.default.strip()) and not row.has_translation
+        needs[row.code] = needs.get(row.code, False) or wanted
+    return needs
+
+
+def not_an_export(path: Path) -> CatalogError:
+    return CatalogError(
+        path,
+        "not a Shopify translations export",
+        line=1,
+        hint="--format shopify starts from Shopify's export: Settings → Languages → Export",
+    )
