@@ -277,7 +277,7 @@ def build_report(
     were re-asked. `jobs` holds total / succeeded / failed / up_to_date.
     """
     total = _Tally()
-    groups: dict[str, dict[str, _Tally]] = {"by_locale": {}, "by_platform": {}, "by_user": {}}
+    groups: dict[str, dict[str, _Tally]] = {"by_locale": {}, "by_platform": {}, "by_user": {}, "by_resource_type": {}}
     relay_cost = Decimal(0)
     relay_priced = 0
     latencies: list[float] = []
@@ -305,6 +305,8 @@ def build_report(
             "by_platform": record.get("platform"),
             "by_user": record.get("user") or "(none)",
         }
+        if record.get("resource_type"):  # a Shopify store's strings, by the kind of thing they name
+            keys["by_resource_type"] = record["resource_type"]
         finished = 1 if record.get("job_outcome") else 0
         for tally in (total, *(groups[name].setdefault(str(key), _Tally()) for name, key in keys.items())):
             tally.requests += request
@@ -335,6 +337,11 @@ def build_report(
         "by_locale": {key: tally.entry() for key, tally in sorted(groups["by_locale"].items())},
         "by_platform": {key: tally.entry() for key, tally in sorted(groups["by_platform"].items())},
         "by_user": {key: tally.entry() for key, tally in sorted(groups["by_user"].items())},
+        **(
+            {"by_resource_type": {key: tally.entry() for key, tally in sorted(groups["by_resource_type"].items())}}
+            if groups["by_resource_type"]
+            else {}
+        ),
         "errors": dict(sorted(errors.items())),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
         "elapsed_s": round(elapsed_s, 3),
@@ -395,7 +402,12 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         )
     if report.get("errors"):
         lines.append("- Errors: " + ", ".join(f"{kind} {count}" for kind, count in report["errors"].items()))
-    for section, title in (("by_locale", "Locale"), ("by_platform", "Platform"), ("by_user", "User")):
+    for section, title in (
+        ("by_locale", "Locale"),
+        ("by_platform", "Platform"),
+        ("by_resource_type", "Resource type"),
+        ("by_user", "User"),
+    ):
         entries = report.get(section) or {}
         if not entries or (section == "by_user" and list(entries) == ["(none)"]):
             continue

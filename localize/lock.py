@@ -76,10 +76,14 @@ class Fingerprinter:
             cached = self._fields[product_id] = field_digests(data)
         return cached
 
-    def of(self, fields: Mapping[str, str], messages: list[dict[str, str]], rules: PlatformRules) -> Fingerprint:
-        rules_digest = self._rules.get(id(rules))
-        if rules_digest is None:
-            rules_digest = self._rules[id(rules)] = digest(rules.model_dump(mode="json"))
+    def of(self, fields: Mapping[str, str], messages: list[dict[str, str]], rules: PlatformRules | str) -> Fingerprint:
+        """`rules`: the platform's, or for a string the version of the checks it passes."""
+        if isinstance(rules, str):
+            rules_digest = digest(rules)
+        else:
+            rules_digest = self._rules.get(id(rules))
+            if rules_digest is None:
+                rules_digest = self._rules[id(rules)] = digest(rules.model_dump(mode="json"))
         prompt = hashlib.sha256()
         for message in messages:
             text = message["content"]

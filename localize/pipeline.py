@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import json
 import math
 import secrets
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from .catalog import is_translations_export_file, read_once, read_translations_export
+from .catalog import Product, is_translations_export_file, read_once, read_translations_export
 from .config import Settings
 from .cost import (
     TOKENS_PER_MESSAGE,
@@ -35,9 +36,10 @@ from .cost import (
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .estimate import Calibration, pack_size
+from .estimate import OUTPUT_HIGH_FACTOR, Calibration, pack_size
 from .glossary import Term
 from .jobs import Job, PromptSets, chat_request_body, iter_jobs, preflight, request_params, require_locales
+from .locales import Locale
 from .lock import Fingerprint, Fingerprinter, JobKey
 from .packing import apportion, read_pack, split_usage
 from .prompts import Message, PackedPrompt
@@ -61,6 +63,17 @@ from .store import (
     JobResult,
     RunStore,
     atomic_write,
+)
+from .strings import (
+    STRING_TOKENS_OVERHEAD,
+    STRINGS,
+    STRINGS_PER_REQUEST,
+    STRINGS_RULES,
+    check_string,
+    export_strings,
+    read_strings,
+    render_strings,
+    wanted_locales,
 )
 from .validate import InvalidAnswer, Listing, check_listing, parse_answer
 
@@ -139,6 +152,8 @@ async def _run(
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
+    strings = shopify_strings(settings, catalog)
+    total += sum(len(locales) for _, locales in strings)
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     store = RunStore(settings.out)
@@ -161,7 +176,7 @@ async def _run(
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
     worker = _JobRunner(settings, price, prompt_sets, sender, store, run_id, calibration)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
-    units = worker.units(jobs)
+    units = itertools.chain(worker.units(jobs), worker.string_units(strings))
 
     disk_errors: list[OSError] = []
     shopify: list[ImportSummary] = []
@@ -226,8 +241,9 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: 
         store.finish(formats=settings.formats)
         if writes_shopify_import(settings, catalog):
             listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}
+            strings = {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()}
             rows = read_translations_export(catalog)
-            shopify.append(write_import(rows, settings.out, settings.locales, listings, force=settings.force))
+            shopify.append(write_import(rows, settings.out, settings.locales, listings, strings, force=settings.force))
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -241,6 +257,19 @@ def writes_shopify_import(settings: Settings, catalog: Path) -> bool:
     if settings.platforms is not None and "shopify" not in settings.platforms:
         return False
     return "shopify" in settings.formats or (catalog.is_file() and is_translations_export_file(catalog))
+
+
+def shopify_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list[Locale]]]:
+    """The text rows of Shopify's translations export that are not a product's listing, each
+    with the locales it needs a translation in (none for any other catalog)."""
+    if not writes_shopify_import(settings, catalog):
+        return []
+    found = []
+    for string in export_strings(read_translations_export(catalog)):
+        locales = wanted_locales(string, settings.locales, force=settings.force)
+        if locales:
+            found.append((string.product(), locales))
+    return found
 
 
 def is_disk_full(exc: OSError) -> bool:
@@ -319,6 +348,15 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
             messages = prompt_set.render_messages(job.product, job.locale)
             fields = fingerprints.fields(job.product.id, job.product.data())
             fp = fingerprints.of(fields, messages, prompt_set.rules_for(job.locale))
+            reason = store.stale_reason(job.key, fp, fields)
+            if reason is not None:
+                stale.append((job.key, reason))
+    for product, locales in shopify_strings(settings, catalog):
+        fields = fingerprints.fields(product.id, product.data())
+        for locale in locales:
+            total += 1
+            job = Job(product, STRINGS, locale)
+            fp = fingerprints.of(fields, render_strings([product], locale).messages, STRINGS_RULES)
             reason = store.stale_reason(job.key, fp, fields)
             if reason is not None:
                 stale.append((job.key, reason))
@@ -407,7 +445,7 @@ class _Work:
 
     job: Job
     messages: list[Message]  # the job's own request (its fingerprint's), re-asked alone
-    rules: PlatformRules
+    rules: PlatformRules | None  # None for a string (strings.py checks those)
     fp: Fingerprint
     fields: dict[str, str]
     terms: list[Term]
@@ -484,6 +522,40 @@ class _JobRunner:
                 yield filling.pop((job.platform, job.locale.tag))
         yield from filling.values()
 
+    def string_units(self, strings: Iterable[tuple[Product, list[Locale]]]) -> Iterator[list[_Work]]:
+        """A store's strings to translate, per locale as many to a request as fit: up to
+        STRINGS_PER_REQUEST, and no more than their expected translations fit in max_tokens
+        (one per request with --pack 1). An empty unit stands for one up to date."""
+        filling: dict[str, tuple[list[_Work], list[float]]] = {}
+        for product, locales in strings:
+            for locale in locales:
+                work = self._prepare_string(Job(product, STRINGS, locale))
+                if work is None:
+                    yield []
+                    continue
+                if self._settings.pack == 1:
+                    yield [work]
+                    continue
+                tokens = len(product.name) * self._counter.tokens_per_char(locale) + STRING_TOKENS_OVERHEAD
+                pack, used = filling.setdefault(locale.tag, ([], [0.0]))
+                budget = self._settings.max_tokens / OUTPUT_HIGH_FACTOR
+                if pack and (len(pack) >= STRINGS_PER_REQUEST or used[0] + tokens > budget):
+                    yield pack
+                    pack, used = filling[locale.tag] = ([], [0.0])
+                pack.append(work)
+                used[0] += tokens
+        yield from (pack for pack, _ in filling.values() if pack)
+
+    def _prepare_string(self, job: Job) -> _Work | None:
+        messages = render_strings([job.product], job.locale).messages
+        fields = self._fingerprints.fields(job.product.id, job.product.data())
+        fp = self._fingerprints.of(fields, messages, STRINGS_RULES)
+        if not self._settings.force and self._store.is_current(job.key, fp):
+            self._store.mark_current(job.key)
+            self.up_to_date += 1
+            return None
+        return _Work(job, messages, None, fp, fields, [])
+
     def _prepare(self, job: Job) -> _Work | None:
         prompt_set = self._prompt_sets.get(job.platform)
         try:
@@ -511,7 +583,7 @@ class _JobRunner:
         return size
 
     async def send(self, works: list[_Work]) -> None:
-        """One unit of `units`: a job alone, or a pack."""
+        """One unit of `units` or `string_units`: a job alone, or a pack."""
         if len(works) == 1:
             await self._send_alone(works[0])
         elif works:
@@ -533,7 +605,7 @@ class _JobRunner:
             completion, counted = answered
             bill = self._bill([work], completion, messages, counted, [1], [1])[0]
             try:
-                listing, warnings = self._judge(work, parse_answer(completion.content, completion.finish_reason), last)
+                listing, warnings = self._judge(work, self._answer_alone(work, completion), last)
             except InvalidAnswer as exc:
                 self._log_answer(work, completion, bill, error=exc, outcome="failed" if last else None, pack=None)
                 if last:
@@ -552,9 +624,8 @@ class _JobRunner:
         breaks every answer ends up alone and fails by itself."""
         if self._stopped(works):
             return
-        prompt_set = self._prompt_sets.get(works[0].job.platform)
         try:
-            packed = prompt_set.render_pack([work.job.product for work in works], works[0].job.locale)
+            packed = self._render_pack(works)
         except PromptError as exc:
             for work in works:
                 self._fail(work.job, "prompt", str(exc), work.attempts)
@@ -570,7 +641,7 @@ class _JobRunner:
                 return
             completion, counted = answered
             try:
-                listings = read_pack(completion.content, completion.finish_reason, ids)
+                listings = self._read_pack(works[0], completion, ids)
             except InvalidAnswer as exc:
                 bills = self._bill(works, completion, messages, counted, weights, weights)
                 for work, bill in zip(works, bills, strict=True):
@@ -591,7 +662,7 @@ class _JobRunner:
                     if last:
                         self._fail(work.job, exc.kind, exc.message, work.attempts)
                     else:
-                        again.append((work, _reask_alone(work.messages, data, exc)))
+                        again.append((work, self._reask_alone(work, data, exc)))
                     continue
                 self._log_answer(work, completion, bill, error=None, outcome="succeeded", pack=pack)
                 self._succeed(work, listing, warnings, bill)
@@ -601,6 +672,37 @@ class _JobRunner:
         half = len(works) // 2
         for part in (works[:half], works[half:]):
             await self.send(part)
+
+    # What differs between listings and strings: the request, the answer's shape, the checks.
+
+    def _render_pack(self, works: list[_Work]) -> PackedPrompt:
+        products = [work.job.product for work in works]
+        if works[0].job.platform == STRINGS:
+            return render_strings(products, works[0].job.locale)
+        return self._prompt_sets.get(works[0].job.platform).render_pack(products, works[0].job.locale)
+
+    def _read_pack(self, lead: _Work, completion: Completion, ids: list[str]) -> dict[str, object]:
+        if lead.job.platform == STRINGS:
+            return read_strings(completion.content, completion.finish_reason, ids)
+        return read_pack(completion.content, completion.finish_reason, ids)
+
+    def _answer_alone(self, work: _Work, completion: Completion) -> object:
+        """What a job's own request got back: a listing, or a string's translation."""
+        if work.job.platform != STRINGS:
+            return parse_answer(completion.content, completion.finish_reason)
+        translation = read_strings(completion.content, completion.finish_reason, [work.job.product.id])
+        return translation[work.job.product.id]
+
+    def _reask_alone(self, work: _Work, data: object, problem: InvalidAnswer) -> list[Message]:
+        """A job's own request, after its part of a packed answer was invalid: what it got and
+        what was wrong with it (or, with nothing at all, the plain request)."""
+        if data is None:
+            return work.messages
+        if work.job.platform == STRINGS:
+            data = {"strings": {work.job.product.id: data}}
+        answer = json.dumps(data, ensure_ascii=False)
+        note = REASK.format(problem=problem.message)
+        return [*work.messages, {"role": "assistant", "content": answer}, {"role": "user", "content": note}]
 
     def _stopped(self, works: list[_Work]) -> bool:
         """Once the run stopped (a fatal relay error, the budget), jobs are recorded unsent."""
@@ -687,10 +789,14 @@ class _JobRunner:
             bills.append(_Bill(share, cost, unreported, counted_input))
         return bills
 
-    def _judge(self, work: _Work, data: object, last: bool) -> tuple[Listing, list[str]]:
-        """The listing and its warnings, or InvalidAnswer; on the last ask, a glossary slip
-        becomes a warning where localize.yaml says so."""
+    def _judge(self, work: _Work, data: object, last: bool) -> tuple[Listing | str, list[str]]:
+        """The listing (or translation) and its warnings, or InvalidAnswer; on the last ask, a
+        glossary slip becomes a warning where localize.yaml says so."""
         job = work.job
+        if work.rules is None:
+            if data is None:
+                raise InvalidAnswer("missing", f"the answer has no translation for {job.product.id!r}")
+            return check_string(job.product.name, data, job.locale)
         source = job.product.data()
         try:
             return check_listing(data, work.rules, job.locale, work.terms, source=source)
@@ -699,19 +805,11 @@ class _JobRunner:
                 raise
             return check_listing(data, work.rules, job.locale, work.terms, glossary_as_warnings=True, source=source)
 
-    def _succeed(self, work: _Work, listing: Listing, warnings: list[str], bill: _Bill) -> None:
+    def _succeed(self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill) -> None:
         job = work.job
         if bill.unreported:
             warnings = [*warnings, "usage_unreported"]
-        line = {
-            "id": job.product.id,
-            "sku": job.product.fields.get("sku"),
-            "platform": job.platform,
-            "locale": job.locale.tag,
-            "title": listing.title,
-            "description": listing.description,
-            "bullets": list(listing.bullets),
-            "seo_tags": list(listing.seo_tags),
+        billed = {
             "model": self._settings.model,
             "attempts": work.attempts,
             "input_tokens": work.spent.input_tokens,
@@ -719,8 +817,32 @@ class _JobRunner:
             "cached_tokens": work.spent.cached_tokens,
             "cost_usd": float(work.cost),
             "warnings": warnings,
-            **({"extra": dict(listing.extra)} if listing.extra else {}),
         }
+        if isinstance(value, str):
+            fields = job.product.fields
+            line = {
+                "id": job.product.id,
+                "platform": job.platform,
+                "locale": job.locale.tag,
+                "type": fields["resource_type"],
+                "field": fields["field"],
+                "source": job.product.name,
+                "text": value,
+                **billed,
+            }
+        else:
+            line = {
+                "id": job.product.id,
+                "sku": job.product.fields.get("sku"),
+                "platform": job.platform,
+                "locale": job.locale.tag,
+                "title": value.title,
+                "description": value.description,
+                "bullets": list(value.bullets),
+                "seo_tags": list(value.seo_tags),
+                **billed,
+                **({"extra": dict(value.extra)} if value.extra else {}),
+            }
         self._store.record_result(JobResult(job.key, line, work.fp, work.fields))
         self.succeeded += 1
 
@@ -850,20 +972,9 @@ class _JobRunner:
         }
         if pack is not None:
             base["pack"] = pack  # one request for `size` jobs; `lead` is the id whose record counts it
+        if job.platform == STRINGS:
+            base["resource_type"] = job.product.fields["resource_type"]  # the report sums strings by type
         return base
-
-
-def _reask_alone(messages: list[Message], listing: object, problem: InvalidAnswer) -> list[Message]:
-    """A job's own request, after its listing in a packed answer was invalid: the listing it
-    got and what was wrong with it (or, with no listing at all, the plain request)."""
-    if listing is None:
-        return messages
-    answer = json.dumps(listing, ensure_ascii=False)
-    return [
-        *messages,
-        {"role": "assistant", "content": answer},
-        {"role": "user", "content": REASK.format(problem=problem.message)},
-    ]
 
 
 def _reask(messages: list[Message], answer: str, problem: InvalidAnswer) -> list[Message]:

@@ -88,6 +88,18 @@ class ExportRow:
         return self.cells["Translated content"]
 
     @property
+    def string_key(self) -> str:
+        """The row's key as a string to translate: type, resource, field (and market, where
+        the row has one); the same in every language of the export."""
+        market = self.cells.get("Market", "").strip()
+        return "/".join([self.type, self.resource_id, self.field, *([market] if market else [])])
+
+    @property
+    def is_listing(self) -> bool:
+        """A row a product's listing fills (a product's other rows are strings)."""
+        return self.type == "PRODUCT" and self.field in LISTING_FIELDS
+
+    @property
     def outdated(self) -> bool:
         return self.cells["Status"].strip().lower() == "outdated"
 
@@ -178,18 +190,21 @@ def write_import(
     out: Path,
     locales: Iterable[Locale],
     listings: Mapping[tuple[str, str], Mapping[str, Any]],
+    strings: Mapping[tuple[str, str], str],
     *,
     force: bool,
 ) -> ImportSummary:
-    """OUT/shopify_translations.csv from the export's rows and the shopify listings (by
-    (product id, locale tag)). Nothing is written when rows needed a translation and none
-    could be filled: an import file that changes nothing is not a result."""
+    """OUT/shopify_translations.csv from the export's rows, the shopify listings (by (product
+    id, locale tag)) and the strings' translations (by (string key, locale tag)). Nothing is
+    written when rows needed a translation and none could be filled: an import file that
+    changes nothing is not a result."""
+    found = _Found(listings, strings)
     codes = list(dict.fromkeys(row.code for row in rows if row.code))
     targets = {shop_locale(locale, codes): locale for locale in locales}
     summary = ImportSummary(out / SHOPIFY_TRANSLATIONS)
     written: list[list[str]] = []
     for row in rows:
-        written.append(_filled(row, targets, listings, summary, force=force))
+        written.append(_filled(row, targets, found, summary, force=force))
     # A language the shop has not exported yet: its rows, from the first language's block.
     first = codes[0] if codes else None
     for code, locale in targets.items():
@@ -198,7 +213,7 @@ def write_import(
         for row in rows:
             if row.code == first:
                 blank = ExportRow(row.line, {**row.cells, "Locale": code, "Status": "", "Translated content": ""})
-                written.append(_filled(blank, {code: locale}, listings, summary, force=force))
+                written.append(_filled(blank, {code: locale}, found, summary, force=force))
                 summary.added += 1
     target = out / SHOPIFY_TRANSLATIONS
     if summary.needed and not summary.filled:
@@ -214,13 +229,19 @@ def write_import(
     return summary
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    listings: Mapping[tuple[str, str], Mapping[str, Any]]
+    strings: Mapping[tuple[str, str], str]
+
+    def text(self, row: ExportRow, locale: Locale) -> str:
+        if row.is_listing:
+            return _listing_text(row.field, self.listings.get((row.resource_id, locale.tag)))
+        return self.strings.get((row.string_key, locale.tag), "")
+
+
 def _filled(
-    row: ExportRow,
-    targets: Mapping[str, Locale],
-    listings: Mapping[tuple[str, str], Mapping[str, Any]],
-    summary: ImportSummary,
-    *,
-    force: bool,
+    row: ExportRow, targets: Mapping[str, Locale], found: _Found, summary: ImportSummary, *, force: bool
 ) -> list[str]:
     cells = [row.cells[name] for name in TRANSLATIONS_HEADER]
     locale = targets.get(row.code)
@@ -231,12 +252,10 @@ def _filled(
         summary.kept += 1
         return cells
     reason = row.unsent_reason()
-    if reason is None and not (row.type == "PRODUCT" and row.field in LISTING_FIELDS):
-        reason = "not localized yet"
     if reason is not None:
         summary.left[f"{row.type}: {reason}"] += 1
         return cells
-    translated = _listing_text(row.field, listings.get((row.resource_id, locale.tag)))
+    translated = found.text(row, locale)
     if not translated:
         summary.failed += 1  # the job failed or was not sent: the row keeps what it had
         return cells
@@ -267,7 +286,7 @@ def product_needs(rows: Iterable[ExportRow]) -> dict[str, bool]:
     (missing or outdated; rows without default content need none)."""
     needs: dict[str, bool] = {}
     for row in rows:
-        wanted = row.field in LISTING_FIELDS and bool(row.default.strip()) and not row.has_translation
+        wanted = row.is_listing and bool(row.default.strip()) and not row.has_translation
         needs[row.code] = needs.get(row.code, False) or wanted
     return needs
 

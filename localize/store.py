@@ -59,6 +59,26 @@ RESULT_FIELDS = (
 # A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
 OPTIONAL_RESULT_FIELDS = ("extra",)
 FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
+# A store's other texts (strings.py) are jobs on this pseudo-platform; their results go to
+# strings.jsonl, not results.jsonl.
+STRING_PLATFORM = "strings"
+STRINGS_FILE = "strings.jsonl"
+STRING_FIELDS = (
+    "id",
+    "platform",
+    "locale",
+    "type",
+    "field",
+    "source",
+    "text",
+    "model",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "warnings",
+)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -130,9 +150,14 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 """
 SCHEMA_VERSION = "1"
+# Results of listings (platform != strings) or of strings (platform = strings), in file order.
+_RESULTS_QUERY = (
+    f"SELECT result FROM jobs WHERE result IS NOT NULL AND platform {{platform}} '{STRING_PLATFORM}'"
+    " ORDER BY id, platform, locale"
+)
 DB = "localize.db"
 # The files the database is exported to, and rebuilt from when they change behind its back.
-_EXPORTED = (RESULTS, FAILURES, LOCK)
+_EXPORTED = (RESULTS, FAILURES, LOCK, STRINGS_FILE)
 
 
 class RunStore:
@@ -305,7 +330,7 @@ class RunStore:
                     *key,
                     job_line(key, result.fingerprint),
                     result.fingerprint.digest(),
-                    output_line(result.line, RESULT_FIELDS),
+                    output_line(result.line, STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS),
                 ),
             )
 
@@ -342,8 +367,14 @@ class RunStore:
         in here is repaired by the next run, which exports again."""
         rows = self._db.execute
         with _atomic(self.out / RESULTS) as written:
-            for (line,) in rows("SELECT result FROM jobs WHERE result IS NOT NULL ORDER BY id, platform, locale"):
+            for (line,) in rows(_RESULTS_QUERY.format(platform="!=")):
                 written.write(line)
+        if rows(_RESULTS_QUERY.format(platform="=") + " LIMIT 1").fetchone() is not None:
+            with _atomic(self.out / STRINGS_FILE) as written:
+                for (line,) in rows(_RESULTS_QUERY.format(platform="=")):
+                    written.write(line)
+        else:
+            (self.out / STRINGS_FILE).unlink(missing_ok=True)
         with _atomic(self.out / FAILURES) as written:
             for (line,) in rows("SELECT failure FROM jobs WHERE failure IS NOT NULL ORDER BY id, platform, locale"):
                 written.write(line)
@@ -375,9 +406,12 @@ class RunStore:
         return [run for (run,) in self._db.execute(query)]
 
     def results(self) -> Iterator[dict[str, Any]]:
-        """Every job's result (its results.jsonl line), in the file's order."""
-        query = "SELECT result FROM jobs WHERE result IS NOT NULL ORDER BY id, platform, locale"
-        return (json.loads(line) for (line,) in self._db.execute(query))
+        """Every listing's result (its results.jsonl line), in the file's order."""
+        return (json.loads(line) for (line,) in self._db.execute(_RESULTS_QUERY.format(platform="!=")))
+
+    def string_results(self) -> Iterator[dict[str, Any]]:
+        """Every string's translation (its strings.jsonl line), in the file's order."""
+        return (json.loads(line) for (line,) in self._db.execute(_RESULTS_QUERY.format(platform="=")))
 
     def failures(self) -> Iterator[dict[str, Any]]:
         """Every job's recorded failure (its failures.jsonl line), in the file's order."""
@@ -432,7 +466,11 @@ class RunStore:
                         "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current) VALUES (?, ?, ?, ?, ?)",
                         (*key, raw, Fingerprint(**fingerprint_fields(entry)).digest()),
                     )
-            for name, column, fields in ((RESULTS, "result", RESULT_FIELDS), (FAILURES, "failure", FAILURE_FIELDS)):
+            for name, column, fields in (
+                (RESULTS, "result", RESULT_FIELDS),
+                (STRINGS_FILE, "result", STRING_FIELDS),
+                (FAILURES, "failure", FAILURE_FIELDS),
+            ):
                 for record in iter_jsonl(self.out / name):
                     self._db.execute(
                         f"INSERT INTO jobs (id, platform, locale, {column}) VALUES (?, ?, ?, ?)"

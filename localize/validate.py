@@ -310,7 +310,15 @@ def _check_forbidden(label: str, text: str, rule: FieldRule, problems: list) -> 
 
 def _check_script(listing: Listing, locale: Locale, problems: list) -> None:
     # A sample of a thousand characters decides the language as well as the whole text.
-    text = " ".join((listing.title, *listing.bullets, listing.description))[:SCRIPT_SAMPLE_CHARS]
+    problem = script_problem(" ".join((listing.title, *listing.bullets, listing.description)), locale)
+    if problem:
+        problems.append(("wrong_language", problem))
+
+
+def script_problem(text: str, locale: Locale) -> str | None:
+    """Why `text` is not in the locale's script (too few of its letters are; Japanese without
+    kana), or None. Markup is not text; text without letters passes."""
+    text = text[:SCRIPT_SAMPLE_CHARS]
     if "<" in text:
         text = _TAG.sub(" ", text)
     letters = in_script = kana = 0
@@ -322,18 +330,14 @@ def _check_script(listing: Listing, locale: Locale, problems: list) -> None:
             in_script += count if is_in_script else 0
             kana += count if is_kana else 0
     if not letters:
-        return
+        return None
     share = in_script / letters
     expected = f"{locale.display_name} in {locale.script_name} script"
     if share < MIN_SCRIPT_SHARE:
-        problems.append(
-            (
-                "wrong_language",
-                f"only {share:.0%} of the letters are in {locale.script_name} script; write in {expected}",
-            )
-        )
-    elif locale.script == "Jpan" and kana / letters < MIN_KANA_SHARE:
-        problems.append(("wrong_language", f"the text has almost no kana, so it reads as Chinese; write in {expected}"))
+        return f"only {share:.0%} of the letters are in {locale.script_name} script; write in {expected}"
+    if locale.script == "Jpan" and kana / letters < MIN_KANA_SHARE:
+        return f"the text has almost no kana, so it reads as Chinese; write in {expected}"
+    return None
 
 
 @cache

@@ -69,7 +69,27 @@ LISTINGS = {
         "seo_tags": ["headphones", "wireless", "travel", "bluetooth", "anc"],
     },
 }
-_TARGET = re.compile(r"Target locale: ([A-Za-z0-9-]+)")
+_TARGET = re.compile(r"(?:Target locale: |, locale )([A-Za-z0-9-]+)")
+_STRINGS = re.compile(r"<strings>(.*)</strings>", re.DOTALL)
+_MARKUP = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|<[^>]*>)", re.DOTALL)
+# What a string's words become in each language: a phrase, repeated to about the source's length.
+WORDS = {"de": "warme Mütze ", "fr": "bonnet chaud ", "ja": "あたたかい帽子 ", "th": "หมวกอุ่น ", "en": "warm hat "}
+
+
+def translate_string(text: str, locale: str) -> str:
+    """A stand-in translation: every run of words becomes the language's phrase, about as long;
+    placeholders, Liquid tags and HTML tags stay exactly where they were."""
+    phrase = WORDS.get(locale.split("-")[0], WORDS["en"])
+    parts = []
+    for part in _MARKUP.split(text):
+        if _MARKUP.fullmatch(part) or not part.strip():
+            parts.append(part)
+        else:
+            words = (phrase * (len(part.strip()) // len(phrase) + 1)).strip()
+            parts.append(part[: len(part) - len(part.lstrip())] + words + part[len(part.rstrip()) :])
+    return "".join(parts)
+
+
 _PACKED_ID = re.compile(r'<product_data id="([^"]*)">')
 
 
@@ -102,6 +122,8 @@ class Answer:
     # For a packed request: per product id, the listing to answer with instead of the usual one
     # (changes merged into it), or OMIT to leave that product out of the answer.
     pack: dict[str, Any] = field(default_factory=dict)
+    # For a strings request: per key, the translation to answer with instead (or OMIT).
+    strings: dict[str, Any] = field(default_factory=dict)
 
 
 DROP = "drop"  # close the connection without a response
@@ -258,6 +280,13 @@ class FakeRelay:
         packed = [html.unescape(found) for found in _PACKED_ID.findall(user)]
         if self._poison is not None and self._poison in user:
             content = '{"listings": {"' if packed else '{"title": '
+        asked = _STRINGS.search(user)
+        if content is None and asked is not None:  # the string-translation wire contract
+            texts = json.loads(asked.group(1))
+            translated = {key: answer.strings.get(key, translate_string(text, locale)) for key, text in texts.items()}
+            content = json.dumps(
+                {"strings": {k: v for k, v in translated.items() if v is not OMIT}}, ensure_ascii=False
+            )
         if content is None:
             listing = dict(answer.listing or listing_for(locale))
             if '"seo_title": string' in system and answer.listing is None:  # Shopify asks for SEO fields

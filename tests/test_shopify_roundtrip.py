@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -89,8 +90,62 @@ def test_one_command_gives_back_the_import_file_with_human_work_kept(run_cli, re
     ):
         assert rows[untouched]["Translated content"] == ""  # a handle, JSON, a URL: never sent, never changed
     assert rows[("'8812345678903", "meta_title", "de")]["Translated content"] == ""  # no default content
-    assert "19 rows filled, 4 kept (a current translation)" in result.stderr
+    assert "44 rows filled, 4 kept (a current translation)" in result.stderr
     assert "PRODUCT: handle 6" in result.stderr and "METAFIELD: JSON 2" in result.stderr
+    # Every other text row is translated as a string, placeholders, Liquid tags and HTML intact.
+    theme = rows[("'1234567890", "general.newsletter.success", "fr")]["Translated content"]
+    assert theme.count("{{ name }}") == 1 and "{% if discount %}" in theme and theme.endswith("{% endif %}")
+    assert "bonnet" in theme and "Thanks" not in theme
+    policy = rows[("'7788990011", "body", "de")]["Translated content"]
+    assert policy.startswith("<h2>") and "<strong>" in policy and "{{ shop.email }}" in policy
+    assert "Returns" not in policy and "Mütze" in policy
+    for key in (("'4455667788", "title", "de"), ("'5566778900", "title", "fr"), ("'9911223345", "name", "de")):
+        assert rows[key]["Translated content"], key
+    strings = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/strings.jsonl"))}
+    assert len(strings) == 25 and ("MENU/5566778899/title", "fr-FR") not in strings  # a human's, kept
+    assert "Winter Essentials" not in Path("out/results.jsonl").read_text()  # results.jsonl: listings only
+    report = json.loads(Path("out/cost_report.json").read_text())
+    by_type = report["by_resource_type"]
+    assert sum(entry["jobs"] for entry in by_type.values()) == 25
+    assert by_type["ONLINE_STORE_THEME"]["jobs"] == 6 and by_type["SHOP_POLICY"]["jobs"] == 2
+
+
+def test_strings_are_sent_in_the_wire_form_and_a_dropped_placeholder_is_re_asked(run_cli, relay: FakeRelay) -> None:
+    key = "ONLINE_STORE_THEME/1234567890/general.cart.item_count"
+    relay.enqueue(Answer(), Answer(strings={key: "Artikel im Warenkorb"}))  # the listing pack goes first
+    result = shopify_run(run_cli, relay, EXPORT, "-l", "de-DE", "--concurrency", "1")
+    assert result.exit_code == 0, result.stderr
+    asked = [body["messages"] for body in relay.chat_requests if "<strings>" in body["messages"][1]["content"]]
+    first = asked[0]
+    assert '{"strings": {"<key>": "<translation>", ...}}' in first[0]["content"]
+    payload = first[1]["content"].split("<strings>", 1)[1].rsplit("</strings>", 1)[0]
+    sent = json.loads(payload)
+    assert sent[key] == "{{ count }} items in your cart"
+    assert "\\u003cp>" in payload or "\u003cp>" in payload  # '<' escaped: no text can close the fence
+    again = asked[1]  # the failing string alone, with what it got and what was wrong
+    assert list(json.loads(again[1]["content"].split("<strings>", 1)[1].rsplit("</strings>", 1)[0])) == [key]
+    assert again[-2]["role"] == "assistant" and "Artikel im Warenkorb" in again[-2]["content"]
+    assert "{{ count }}" in again[-1]["content"]
+    strings = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/strings.jsonl"))}
+    fixed = strings[(key, "de-DE")]
+    assert fixed["attempts"] == 2 and fixed["text"].startswith("{{ count }}")
+    assert (
+        keyed(csv_rows(IMPORT))[("'1234567890", "general.cart.item_count", "de")]["Translated content"] == fixed["text"]
+    )
+
+
+def test_an_edited_default_content_renews_only_that_string(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    export = write(tmp_path / "export.csv", EXPORT.read_text(encoding="utf-8"))
+    assert shopify_run(run_cli, relay, export).exit_code == 0
+    sent = len(relay.chat_requests)
+    write(export, export.read_text(encoding="utf-8").replace(",Add to cart,", ",Add to bag,"))
+    again = shopify_run(run_cli, relay, export)
+    assert again.exit_code == 0, again.stderr
+    renewed = relay.chat_requests[sent:]
+    assert len(renewed) == 2  # the one string, in German and in French
+    assert all("Add to bag" in body["messages"][1]["content"] for body in renewed)
+    checked = run_cli("run", export, "--out", "out", "--check")
+    assert checked.exit_code == 0, checked.stderr
 
 
 def test_a_language_whose_rows_are_all_current_sends_nothing(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
@@ -107,7 +162,8 @@ def test_a_language_whose_rows_are_all_current_sends_nothing(run_cli, relay: Fak
     result = shopify_run(run_cli, relay, export)
     assert result.exit_code == 0, result.stderr
     assert {r["locale"] for r in iter_jsonl(Path("out/results.jsonl"))} == {"fr-FR"}
-    assert all("Target locale: fr-FR" in body["messages"][0]["content"] for body in relay.chat_requests)
+    listings = [body for body in relay.chat_requests if "<product_data" in body["messages"][1]["content"]]
+    assert listings and all("Target locale: fr-FR" in body["messages"][0]["content"] for body in listings)
     assert keyed(csv_rows(IMPORT))[("'8812345678902", "title", "de")]["Translated content"] == "DE title"
 
 
@@ -143,10 +199,10 @@ def test_force_renews_human_translations_too(run_cli, relay: FakeRelay) -> None:
 def test_a_run_in_which_every_job_failed_writes_no_import_file(run_cli, relay: FakeRelay) -> None:
     IMPORT.parent.mkdir()
     write(IMPORT, "an import file from an earlier run")
-    relay.enqueue(*[Answer(content="{not json")] * 6)
+    relay.enqueue(*[Answer(content="{not json")] * 31)  # 6 listings and 25 strings, one request each
     result = shopify_run(run_cli, relay, EXPORT, "--pack", "1", "--max-reasks", "0")
     assert result.exit_code == 1
-    assert "No Shopify import file: none of the 19 rows that need a translation could be filled" in result.stderr
+    assert "No Shopify import file: none of the 44 rows that need a translation could be filled" in result.stderr
     assert not IMPORT.exists()
     assert "Shopify import file: out" not in result.stderr
 
