@@ -26,6 +26,8 @@ from .store import (
     FAILURES,
     REQUESTS,
     RESULTS,
+    STRING_PLATFORM,
+    STRINGS_FILE,
     OutHold,
     RunStore,
     atomic_write,
@@ -57,7 +59,11 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
                 audit.setdefault(hashlib.sha256(line.encode()).digest()[:16], line)
     hold = OutHold.take(out)  # a run writing OUT meanwhile would be overwritten
     try:
-        atomic_write(out / RESULTS, "".join(results[key][1] for key in sorted(results)))
+        listings = [key for key in sorted(results) if key[1] != STRING_PLATFORM]
+        atomic_write(out / RESULTS, "".join(results[key][1] for key in listings))
+        strings = [key for key in sorted(results) if key[1] == STRING_PLATFORM]
+        if strings:
+            atomic_write(out / STRINGS_FILE, "".join(results[key][1] for key in strings))
         atomic_write(out / FAILURES, "".join(failures[key][1] for key in sorted(failures)))
         products = "".join(product_locks[key] for key in sorted(product_locks))
         atomic_write(out / LOCK, HEADER + products + "".join(job_locks[key] for key in sorted(job_locks)))

@@ -38,7 +38,16 @@ from .cost import (
 from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import OUTPUT_HIGH_FACTOR, Calibration, pack_size
 from .glossary import Term
-from .jobs import Job, PromptSets, chat_request_body, iter_jobs, preflight, request_params, require_locales
+from .jobs import (
+    Job,
+    PromptSets,
+    chat_request_body,
+    in_shard,
+    iter_jobs,
+    preflight,
+    request_params,
+    require_locales,
+)
 from .locales import Locale
 from .lock import Fingerprint, Fingerprinter, JobKey
 from .packing import apportion, read_pack, split_usage
@@ -266,6 +275,8 @@ def shopify_strings(settings: Settings, catalog: Path) -> list[tuple[Product, li
         return []
     found = []
     for string in export_strings(read_translations_export(catalog)):
+        if not in_shard(string.key, settings.shard):
+            continue
         locales = wanted_locales(string, settings.locales, force=settings.force)
         if locales:
             found.append((string.product(), locales))

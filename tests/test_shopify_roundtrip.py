@@ -21,6 +21,8 @@ from localize.catalog import read_catalog
 from localize.locales import parse_locale
 from localize.shopify import locale_of_code, shop_locale
 from localize.store import iter_jsonl
+from localize.strings import check_string
+from localize.validate import InvalidAnswer
 
 EXPORT = Path(__file__).resolve().parent.parent / "examples" / "shopify_translations_export.csv"
 HEADER = ["Type", "Identification", "Field", "Locale", "Market", "Status", "Default content", "Translated content"]
@@ -233,3 +235,40 @@ def test_format_shopify_on_a_product_export_exits_2_before_sending(run_cli, rela
     result = shopify_run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify", "--format", "shopify")
     assert result.exit_code == 2 and "translations export" in result.stderr
     assert relay.paths == []
+
+
+def test_shards_split_the_strings_too_and_merge_them_into_strings_jsonl(run_cli, relay: FakeRelay) -> None:
+    for shard in ("1/2", "2/2"):
+        result = run_cli("run", EXPORT, "--base-url", relay.base_url, "--out", f"shard{shard[0]}", "--shard", shard)
+        assert result.exit_code == 0, result.stderr
+    halves = [list(iter_jsonl(Path(f"shard{n}/strings.jsonl"))) for n in (1, 2)]
+    assert all(halves) and not {r["id"] for r in halves[0]} & {r["id"] for r in halves[1]}
+    merged = run_cli("merge", "shard1", "shard2", "--out", "merged")
+    assert merged.exit_code == 0, merged.stderr
+    assert len(list(iter_jsonl(Path("merged/strings.jsonl")))) == 25
+    assert all(r["platform"] == "shopify" for r in iter_jsonl(Path("merged/results.jsonl")))
+
+
+@pytest.mark.parametrize(
+    "source,translation,kind",
+    [
+        ("{{ count }} items in your cart", "Artikel im Warenkorb", "placeholders"),
+        ("{{ count }} items", "{{ count }} {{ count }} Artikel", "placeholders"),
+        ("{% if a %}Yes{% endif %} please", "{% endif %}Ja{% if a %} bitte", "placeholders"),
+        ("<p>Warm <strong>layers</strong></p>", "<p><strong>Warme</strong> Schichten</p>", None),
+        ("<p>Warm <strong>layers</strong></p>", "<p>Warme Schichten</p>", "html"),
+        ("<h2>Returns</h2><p>Within 30 days.</p>", "<p>Innerhalb von 30 Tagen.</p><h2>Rückgabe</h2>", "html"),
+        ("Machine wash cold; lay flat to dry.", "Machine wash cold; lay flat to dry.", "untranslated"),
+        ("Machine wash cold; lay flat to dry.", "Kalt", "length"),
+        ("Add to cart", "In den Warenkorb", None),
+        ("Add to cart", "", "schema"),
+        ("Shop all", "Все товары", "wrong_language"),
+    ],
+)
+def test_a_strings_translation_is_checked(source: str, translation: str, kind: str | None) -> None:
+    if kind is None:
+        assert check_string(source, translation, parse_locale("de-DE"))[0] == translation
+        return
+    with pytest.raises(InvalidAnswer) as caught:
+        check_string(source, translation, parse_locale("de-DE"))
+    assert caught.value.kind == kind
