@@ -8,7 +8,9 @@ Filters can be preset from the address (`review.html#locale=ja-JP&warning=any`).
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from html import escape
@@ -20,9 +22,10 @@ from .errors import InputError
 from .locales import parse_locale
 from .prompts import load_prompt_set
 from .rules import FieldRule
-from .store import COST_JSON, FAILURES, RESULTS, RunStore, atomic_write
+from .store import COST_JSON, FAILURES, RESULTS, STRING_PLATFORM, RunStore, atomic_write
 
 REVIEW = "review.html"
+_LIQUID = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 
 
 def write_review(out: Path, *, catalog: Path | None = None, columns: Mapping[str, str] | None = None) -> Path:
@@ -35,7 +38,7 @@ def write_review(out: Path, *, catalog: Path | None = None, columns: Mapping[str
     sources = _sources(catalog, columns) if catalog and catalog.is_file() else {}
     jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with RunStore(out, read_only=True) as store:
-        for record in store.results():
+        for record in itertools.chain(store.results(), store.string_results()):
             jobs[str(record["id"])].append({**record, "status": "ok"})
         for record in store.failures():
             jobs[str(record["id"])].append({**record, "status": "failed"})
@@ -103,6 +106,8 @@ def _options(values: Iterable[str]) -> str:
 
 
 def _product(product_id: str, source: Mapping[str, Any] | None, entries: list[dict[str, Any]], limits: _Limits) -> str:
+    if entries and entries[0]["platform"] == STRING_PLATFORM:
+        return _string(product_id, entries)
     rows = "\n".join(_job(job, limits) for job in entries)
     source_html = ""
     if source:
@@ -140,6 +145,40 @@ def _job(job: Mapping[str, Any], limits: _Limits) -> str:
         f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td>"
         f"<td>{listing}</td><td>{warned}</td><td class=cost>{cost}</td></tr>"
     )
+
+
+def _string(key: str, entries: list[dict[str, Any]]) -> str:
+    """A store text (Shopify's export): its source beside each locale's translation, the
+    placeholders and Liquid tags marked so a reviewer sees they survived."""
+    source = next((str(entry["source"]) for entry in entries if entry.get("source")), "")
+    rows = []
+    for job in entries:
+        warnings = list(job.get("warnings") or [])
+        kinds = " ".join(sorted({_warning_kind(w) for w in warnings}))
+        attrs = (
+            f'class="job {job["status"]}" data-locale="{escape(job["locale"])}" '
+            f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}"'
+        )
+        if job["status"] == "failed":
+            text = f"<span class=error>{escape(str(job.get('error')))}: {escape(str(job.get('message')))}</span>"
+        else:
+            text = f"<div class=translation>{_marked(str(job.get('text', '')))}</div>"
+        warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
+        cost = f"${float(job.get('cost_usd') or 0):.5f}" if job["status"] == "ok" else ""
+        rows.append(
+            f"<tr {attrs}><td>{escape(job['locale'])}</td><td>{text}</td><td>{warned}</td><td class=cost>{cost}</td></tr>"
+        )
+    return (
+        f'<section class="product string" data-id="{escape(key)}"><h2>{escape(key)}</h2>'
+        f"<div class=source><div class=label>source</div>{_marked(source)}</div>"
+        "<table><thead><tr><th>locale</th><th>translation</th><th>warnings</th><th>cost</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _marked(text: str) -> str:
+    """Text shown as written (its HTML as code), Liquid placeholders and tags highlighted."""
+    return _LIQUID.sub(lambda match: f"<mark class=ph>{match.group(0)}</mark>", escape(text))
 
 
 def _used(text: Any, rule: FieldRule | None) -> str:
@@ -184,7 +223,8 @@ th{font-size:12px;color:#6b7590} .title{font-weight:600} .tags{color:#6b7590;fon
 .used{font-size:11px;color:#6b7590;margin-left:4px} .used.over{color:#b00020;font-weight:600}
 .warning{background:#fff4d6;border-left:3px solid #f0a500;padding:2px 6px;margin:2px 0;font-size:12px}
 tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;font-variant-numeric:tabular-nums}
-#shown{color:#445}
+#shown{color:#445} mark.ph{background:#e3f1e6;color:#1b5e20;border-radius:3px;padding:0 2px}
+.string .source,.translation{white-space:pre-wrap}
 """
 
 _SCRIPT = """

@@ -97,3 +97,21 @@ def test_the_warning_filter_shows_only_jobs_with_findings(review: Path, tmp_path
 def test_failures_are_on_the_page_too(review: Path, tmp_path: Path) -> None:
     html, _ = dom(review, "", tmp_path)
     assert 'class="job failed"' in html and "invalid_json" in html
+
+
+def test_a_stores_strings_show_source_beside_translation_with_placeholders_marked(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-review-test")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+    export = Path(__file__).resolve().parent.parent / "examples" / "shopify_translations_export.csv"
+    with FakeRelay() as relay:
+        assert run_cli("run", export, "--base-url", relay.base_url, "--out", "out").exit_code == 0
+    page = Path(run_cli("review", "out").stdout.strip())
+    html, log = dom(page, "#platform=strings", tmp_path)
+    assert 'data-ready="1"' in html and "Uncaught" not in log
+    shown = visible_jobs(html)
+    assert len(shown) == 25 and all('data-platform="strings"' in row for row in shown)
+    section = html.split('data-id="ONLINE_STORE_THEME/1234567890/general.cart.item_count"', 1)[1].split("</section>")[0]
+    assert section.count('<mark class="ph">{{ count }}</mark>') == 3  # the source, and the de and fr translations
+    assert "&lt;h2&gt;" in html.split('data-id="SHOP_POLICY/7788990011/body"', 1)[1]  # markup shown as written
