@@ -595,7 +595,7 @@ def _timing_line(timing: dict[str, Any]) -> str:
     if single["requests"] == timing["requests"]:
         return line + "."
     more = single["input_tokens"] / timing["input_tokens"] - 1 if timing["input_tokens"] else 0.0
-    line += f"; one product per request (--pack 1) would be {single['requests']:,} requests"
+    line += f"; one job per request (--pack 1) would be {single['requests']:,} requests"
     if single["minutes"] is not None:
         line += f", {_minutes(single['minutes'])}"
     return line + f", with {more:.0%} more input tokens."

@@ -34,6 +34,9 @@ PER_MILLION = Decimal(1_000_000)
 # Kimi K2's chat template wraps each message as <|im_user|>user<|im_middle|>…<|im_end|>
 # (4 tokens around the content) and primes the reply with <|im_assistant|>assistant<|im_middle|>.
 TOKENS_PER_MESSAGE = 4
+# How long answers may run against the prompt's target lengths, in the estimate's high case;
+# packs are sized so that even such answers fit in max_tokens.
+OUTPUT_HIGH_FACTOR = 1.4
 TOKENS_REPLY_PRIMER = 3
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .catalog import read_once
+from .catalog import Product, read_once
 from .config import Settings
 from .cost import (
+    OUTPUT_HIGH_FACTOR,
     TOKENS_PER_MESSAGE,
     TOKENS_REPLY_PRIMER,
     Price,
@@ -27,10 +28,20 @@ from .cost import (
     usd,
 )
 from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
+from .locales import Locale
 from .lock import LOCK, Fingerprinter
 from .prompts import PACK_HEADER, PromptSet
 from .rules import PlatformRules
 from .store import CALIBRATION, RunStore
+from .strings import (
+    STRING_TOKENS_OVERHEAD,
+    STRINGS,
+    STRINGS_RULES,
+    USER,
+    render_strings,
+    shopify_strings,
+    string_requests,
+)
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256
@@ -42,7 +53,6 @@ ANSWER_TOKENS_PER_ITEM = 3
 # may undercount Kimi's tokenizer outside English and Chinese (KIMI.md §5). Assumptions, shown
 # in the report, until a live run calibrates them.
 OUTPUT_LOW_FACTOR = 0.7
-OUTPUT_HIGH_FACTOR = 1.4
 INPUT_HIGH_FACTOR = 1.15
 
 
@@ -397,8 +407,55 @@ def _estimate(
         if on_progress and result.products % PROGRESS_EVERY == 0:
             on_progress(result.products)
     _count_pending(pending, counter)
+    _add_strings(result, settings, catalog, store, counter, fingerprints)
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def _add_strings(
+    result: Estimate,
+    settings: Settings,
+    catalog: Path,
+    store: RunStore | None,
+    counter: TokenCounter,
+    fingerprints: Fingerprinter,
+) -> None:
+    """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them."""
+    by_locale: dict[str, list[tuple[Product, Locale]]] = {}
+    for product, locales in shopify_strings(settings, catalog):
+        fields = fingerprints.fields(product.id, product.data()) if store else {}
+        for locale in locales:
+            if store is not None:
+                messages = render_strings([product], locale).messages
+                if store.is_current(
+                    (product.id, STRINGS, locale.tag), fingerprints.of(fields, messages, STRINGS_RULES)
+                ):
+                    result.up_to_date += 1
+                    continue
+            by_locale.setdefault(locale.tag, []).append((product, locale))
+    for tag, strings in by_locale.items():
+        locale = strings[0][1]
+        products = [product for product, _ in strings]
+        prompt = render_strings(products, locale)
+        tokens_per_char = counter.tokens_per_char(locale)
+        outputs = [len(product.name) * tokens_per_char + STRING_TOKENS_OVERHEAD for product in products]
+        requests = string_requests(outputs, settings)
+        system = counter.count(prompt.messages[0]["content"])
+        group = GroupEstimate(
+            platform=STRINGS,
+            locale=tag,
+            system_tokens=system,
+            output_tokens=math.ceil(sum(outputs) / len(outputs)),
+            max_tokens=settings.max_tokens,
+            pack=-(-len(products) // requests),
+            frame_tokens=chat_prompt_tokens([system, counter.count(prompt.header) + 2]),
+            single_frame_tokens=chat_prompt_tokens([system, counter.count(USER.format(count=1, payload="")) + 2]),
+            jobs=len(products),
+            product_tokens=sum(counter.count_many(list(prompt.blocks))),
+        )
+        if result.calibration is not None:
+            result.calibration.apply(group)
+        result.groups[(STRINGS, tag)] = group
 
 
 def _count_pending(pending: list[tuple[GroupEstimate, str]], counter: TokenCounter) -> None:

@@ -36,13 +36,12 @@ from .cost import (
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .estimate import OUTPUT_HIGH_FACTOR, Calibration, pack_size
+from .estimate import Calibration, pack_size
 from .glossary import Term
 from .jobs import (
     Job,
     PromptSets,
     chat_request_body,
-    in_shard,
     iter_jobs,
     preflight,
     request_params,
@@ -76,13 +75,13 @@ from .store import (
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
-    STRINGS_PER_REQUEST,
     STRINGS_RULES,
     check_string,
-    export_strings,
     read_strings,
     render_strings,
-    wanted_locales,
+    shopify_strings,
+    starts_request,
+    writes_shopify_import,
 )
 from .validate import InvalidAnswer, Listing, check_listing, parse_answer
 
@@ -258,29 +257,6 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: 
             raise
         return [exc]
     return []
-
-
-def writes_shopify_import(settings: Settings, catalog: Path) -> bool:
-    """A run on Shopify's translations export writes the file to import back (asked for with
-    --format shopify, or implied by the catalog), unless --platform leaves shopify out."""
-    if settings.platforms is not None and "shopify" not in settings.platforms:
-        return False
-    return "shopify" in settings.formats or (catalog.is_file() and is_translations_export_file(catalog))
-
-
-def shopify_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list[Locale]]]:
-    """The text rows of Shopify's translations export that are not a product's listing, each
-    with the locales it needs a translation in (none for any other catalog)."""
-    if not writes_shopify_import(settings, catalog):
-        return []
-    found = []
-    for string in export_strings(read_translations_export(catalog)):
-        if not in_shard(string.key, settings.shard):
-            continue
-        locales = wanted_locales(string, settings.locales, force=settings.force)
-        if locales:
-            found.append((string.product(), locales))
-    return found
 
 
 def is_disk_full(exc: OSError) -> bool:
@@ -544,13 +520,9 @@ class _JobRunner:
                 if work is None:
                     yield []
                     continue
-                if self._settings.pack == 1:
-                    yield [work]
-                    continue
                 tokens = len(product.name) * self._counter.tokens_per_char(locale) + STRING_TOKENS_OVERHEAD
                 pack, used = filling.setdefault(locale.tag, ([], [0.0]))
-                budget = self._settings.max_tokens / OUTPUT_HIGH_FACTOR
-                if pack and (len(pack) >= STRINGS_PER_REQUEST or used[0] + tokens > budget):
+                if starts_request(len(pack), used[0], tokens, self._settings):
                     yield pack
                     pack, used = filling[locale.tag] = ([], [0.0])
                 pack.append(work)

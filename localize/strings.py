@@ -18,8 +18,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from .catalog import Product
+from .catalog import Product, is_translations_export_file, read_translations_export
+from .config import Settings
+from .cost import OUTPUT_HIGH_FACTOR
+from .jobs import in_shard
 from .locales import Locale
 from .prompts import PackedPrompt, data_json
 from .shopify import ExportRow, shop_locale
@@ -104,6 +108,30 @@ def wanted_locales(string: ExportString, locales: Sequence[Locale], *, force: bo
     if force:
         return list(locales)
     return [locale for locale in locales if string.needs.get(shop_locale(locale, string.needs), True)]
+
+
+def string_budget(settings: Settings) -> float:
+    """Expected output tokens a strings request may carry: max_tokens with room for answers
+    as long as the high estimate."""
+    return settings.max_tokens / OUTPUT_HIGH_FACTOR
+
+
+def starts_request(count: int, used: float, tokens: float, settings: Settings) -> bool:
+    """Whether a string expected to cost `tokens` must go in a new request, after `count`
+    strings costing `used` (one per request with --pack 1)."""
+    if count == 0:
+        return False
+    return settings.pack == 1 or count >= STRINGS_PER_REQUEST or used + tokens > string_budget(settings)
+
+
+def string_requests(outputs: Sequence[float], settings: Settings) -> int:
+    """How many requests strings with these expected output tokens take, packed as a run packs them."""
+    requests, count, used = 0, 0, 0.0
+    for tokens in outputs:
+        if count == 0 or starts_request(count, used, tokens, settings):
+            requests, count, used = requests + 1, 0, 0.0
+        count, used = count + 1, used + tokens
+    return requests
 
 
 def render_strings(products: Sequence[Product], locale: Locale) -> PackedPrompt:
@@ -191,3 +219,26 @@ def _tags(text: str) -> list[str]:
 def _plain(text: str) -> str:
     """The words a reader sees: without markup and Liquid."""
     return _TAG.sub(" ", _LOGIC.sub(" ", _OUTPUT.sub(" ", text)))
+
+
+def writes_shopify_import(settings: Settings, catalog: Path) -> bool:
+    """A run on Shopify's translations export writes the file to import back (asked for with
+    --format shopify, or implied by the catalog), unless --platform leaves shopify out."""
+    if settings.platforms is not None and "shopify" not in settings.platforms:
+        return False
+    return "shopify" in settings.formats or (catalog.is_file() and is_translations_export_file(catalog))
+
+
+def shopify_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list[Locale]]]:
+    """The text rows of Shopify's translations export that are not a product's listing, each
+    with the locales it needs a translation in (none for any other catalog)."""
+    if not writes_shopify_import(settings, catalog):
+        return []
+    found = []
+    for string in export_strings(read_translations_export(catalog)):
+        if not in_shard(string.key, settings.shard):
+            continue
+        locales = wanted_locales(string, settings.locales, force=settings.force)
+        if locales:
+            found.append((string.product(), locales))
+    return found

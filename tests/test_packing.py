@@ -187,7 +187,7 @@ def test_the_estimate_shows_requests_tokens_and_time_with_packing(run_cli, tmp_p
     assert packed["timing"]["pack_1"]["input_tokens"] == single["tokens"]["input"]
     assert packed["tokens"]["input"] < 0.6 * single["tokens"]["input"]
     text = run_cli("estimate", path, "-l", "de-DE", "--pack", "4", "--rpm", "2")
-    assert "Time at --rpm 2: 2 requests, about 1 min; one product per request (--pack 1) would be 8" in text.stderr
+    assert "Time at --rpm 2: 2 requests, about 1 min; one job per request (--pack 1) would be 8" in text.stderr
     # What the estimate says a run sends is what a run sends.
     with FakeRelay() as relay:
         assert live(run_cli, relay, path, "--pack", "4").exit_code == 0

@@ -272,3 +272,14 @@ def test_a_strings_translation_is_checked(source: str, translation: str, kind: s
     with pytest.raises(InvalidAnswer) as caught:
         check_string(source, translation, parse_locale("de-DE"))
     assert caught.value.kind == kind
+
+
+def test_the_estimate_prices_the_strings_and_knows_when_they_are_done(run_cli, relay: FakeRelay) -> None:
+    estimated = json.loads(run_cli("estimate", EXPORT, "--out", "out", "--json").stdout)
+    groups = estimated["by_locale_platform"]
+    assert groups["de-DE/strings"]["jobs"] == 13 and groups["fr-FR/strings"]["jobs"] == 12
+    assert estimated["jobs"]["total"] == 31 and estimated["cost_usd"] > groups["de-DE/shopify"]["cost_usd"]
+    assert shopify_run(run_cli, relay).exit_code == 0
+    assert len(relay.chat_requests) == estimated["requests"]  # the estimate packs as the run does
+    again = json.loads(run_cli("estimate", EXPORT, "--out", "out", "--json").stdout)
+    assert again["jobs"]["up_to_date"] == 31 and again["requests"] == 0
