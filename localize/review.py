@@ -121,15 +121,24 @@ def _product(product_id: str, source: Mapping[str, Any] | None, entries: list[di
     )
 
 
-def _job(job: Mapping[str, Any], limits: _Limits) -> str:
-    warnings = list(job.get("warnings") or [])
-    kinds = " ".join(sorted({_warning_kind(w) for w in warnings}))
-    attrs = (
+def _row_attrs(job: Mapping[str, Any]) -> str:
+    """A job row's class and the data attributes the filters read."""
+    kinds = " ".join(sorted({_warning_kind(w) for w in job.get("warnings") or []}))
+    return (
         f'class="job {job["status"]}" data-locale="{escape(job["locale"])}" '
         f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}"'
     )
+
+
+def _failure(job: Mapping[str, Any]) -> str:
+    return f"<span class=error>{escape(str(job.get('error')))}: {escape(str(job.get('message')))}</span>"
+
+
+def _job(job: Mapping[str, Any], limits: _Limits) -> str:
+    warnings = list(job.get("warnings") or [])
+    attrs = _row_attrs(job)
     if job["status"] == "failed":
-        listing = f"<span class=error>{escape(str(job.get('error')))}: {escape(str(job.get('message')))}</span>"
+        listing = _failure(job)
         return f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td><td>{listing}</td><td></td><td></td></tr>"
     rules = limits.get(job["platform"], job["locale"])
     listing = (
@@ -154,13 +163,9 @@ def _string(key: str, entries: list[dict[str, Any]]) -> str:
     rows = []
     for job in entries:
         warnings = list(job.get("warnings") or [])
-        kinds = " ".join(sorted({_warning_kind(w) for w in warnings}))
-        attrs = (
-            f'class="job {job["status"]}" data-locale="{escape(job["locale"])}" '
-            f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}"'
-        )
+        attrs = _row_attrs(job)
         if job["status"] == "failed":
-            text = f"<span class=error>{escape(str(job.get('error')))}: {escape(str(job.get('message')))}</span>"
+            text = _failure(job)
         else:
             text = f"<div class=translation>{_marked(str(job.get('text', '')))}</div>"
         warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)

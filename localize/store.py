@@ -39,23 +39,9 @@ RATE = "rate.json"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (setting it back at once)
 
-RESULT_FIELDS = (
-    "id",
-    "sku",
-    "platform",
-    "locale",
-    "title",
-    "description",
-    "bullets",
-    "seo_tags",
-    "model",
-    "attempts",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cost_usd",
-    "warnings",
-)
+# What every result line ends with: how it was made and what it cost.
+_BILLED_FIELDS = ("model", "attempts", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "warnings")
+RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", *_BILLED_FIELDS)
 # A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
 OPTIONAL_RESULT_FIELDS = ("extra",)
 FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
@@ -63,22 +49,7 @@ FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 # strings.jsonl, not results.jsonl.
 STRING_PLATFORM = "strings"
 STRINGS_FILE = "strings.jsonl"
-STRING_FIELDS = (
-    "id",
-    "platform",
-    "locale",
-    "type",
-    "field",
-    "source",
-    "text",
-    "model",
-    "attempts",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cost_usd",
-    "warnings",
-)
+STRING_FIELDS = ("id", "platform", "locale", "type", "field", "source", "text", *_BILLED_FIELDS)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
