@@ -84,6 +84,12 @@ class Settings(BaseModel):
     glossary_violation: Literal["fail", "warn"] = Field(
         "fail", description="an answer that breaks the glossary after every re-ask: a failure, or a warning"
     )
+    figures: Literal["warn", "strict"] = Field(
+        "warn", description="a listing that still changes a figure after every re-ask: a warning, or a failure"
+    )
+    units: dict[str, Literal["metric", "imperial"]] = Field(
+        default_factory=dict, description="per locale, the units the market reads beside the source's"
+    )
     force: bool = False
     check: bool = False
     api_key: SecretStr | None = None

@@ -37,6 +37,7 @@ from .cost import (
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
+from .figures import Facts, facts_of
 from .glossary import Term
 from .jobs import (
     Job,
@@ -480,6 +481,7 @@ class _JobRunner:
         self._requests = 0
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
         self._pack_sizes: dict[tuple[str, str], int] = {}
+        self._product_facts: tuple[Product, Facts] | None = None
         self.succeeded = 0
         self.failed = 0
         self.up_to_date = 0
@@ -781,12 +783,32 @@ class _JobRunner:
                 raise InvalidAnswer("missing", f"the answer has no translation for {job.product.id!r}")
             return check_string(job.product.name, data, job.locale)
         source = job.product.data()
+        facts = self._facts(job.product)
         try:
-            return check_listing(data, work.rules, job.locale, work.terms, source=source)
+            return check_listing(data, work.rules, job.locale, work.terms, source=source, facts=facts)
         except InvalidAnswer as exc:
-            if not (last and exc.kind == "glossary" and self._settings.glossary_violation == "warn"):
+            figures_warn = self._settings.figures == "warn"
+            glossary_warn = self._settings.glossary_violation == "warn"
+            if not last or exc.kind not in ("figures", "glossary"):
                 raise
-            return check_listing(data, work.rules, job.locale, work.terms, glossary_as_warnings=True, source=source)
+            # The last ask: what localize.yaml allows becomes a warning on the result.
+            return check_listing(
+                data,
+                work.rules,
+                job.locale,
+                work.terms,
+                source=source,
+                facts=facts,
+                figures_as_warnings=figures_warn,
+                glossary_as_warnings=glossary_warn,
+            )
+
+    def _facts(self, product: Product) -> Facts:
+        """A product's facts, extracted once for all its jobs (they come together)."""
+        held = self._product_facts
+        if held is None or held[0] is not product:
+            held = self._product_facts = (product, facts_of(product.data()))
+        return held[1]
 
     def _succeed(self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill) -> None:
         job = work.job

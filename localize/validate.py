@@ -17,6 +17,7 @@ from typing import Any
 import regex
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .figures import Facts, check_facts
 from .glossary import Term
 from .locales import Locale
 from .rules import FieldRule, PlatformRules
@@ -106,8 +107,13 @@ def check_listing(
     *,
     glossary_as_warnings: bool = False,
     source: Mapping[str, Any] | None = None,
+    facts: Facts | None = None,
+    figures_as_warnings: bool = False,
 ) -> tuple[Listing, list[str]]:
-    """One listing, already parsed from an answer (a packed answer holds several): see check_answer."""
+    """One listing, already parsed from an answer (a packed answer holds several): see
+    check_answer. With `facts` (figures.facts_of the source), every figure, name, image and
+    link of the source must survive; like the glossary, they are checked after everything
+    else, so an answer whose only problems are these raises kind "figures" (or "glossary")."""
     if not isinstance(data, dict):
         raise InvalidAnswer("schema", f"the listing must be a JSON object, not a {type(data).__name__}")
     try:
@@ -140,6 +146,11 @@ def check_listing(
     _check_script(listing, locale, problems)
     if source:
         warnings += _leftover_source(listing, source, terms)
+    figures = [("figures", message) for message in check_facts(facts, _fact_texts(listing))] if facts else []
+    if figures_as_warnings:
+        warnings += [f"figures: {message}" for _, message in figures]
+    else:
+        problems += figures
     glossary = _check_glossary(listing, terms)
     if glossary_as_warnings:
         warnings += [f"glossary: {message}" for _, message in glossary]
@@ -150,9 +161,15 @@ def check_listing(
     return listing, warnings
 
 
+def _fact_texts(listing: Listing) -> list[str]:
+    """The texts a shopper reads, where the source's facts must stand (not the search tags)."""
+    return [listing.title, listing.description, *listing.bullets, *listing.extra.values()]
+
+
 # Words in a row copied from the source: a phrase this long left as it was is untranslated text
 # (brand and model names are shorter, and glossary terms are allowed to stay).
 LEFTOVER_WORDS = 5
+LEFTOVER_PROSE_WORDS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -176,14 +193,19 @@ def _leftover_source(listing: Listing, source: Mapping[str, Any], terms: Sequenc
 
 @lru_cache(maxsize=64)
 def _source_runs(text: str, kept: frozenset[str]) -> frozenset[str]:
-    """Every run of LEFTOVER_WORDS source words (but runs made only of kept glossary terms),
-    remembered for the last few products: a product's jobs reach the validator together."""
+    """Every run of LEFTOVER_WORDS source words that reads as prose: not made only of kept
+    glossary terms, and holding at least LEFTOVER_PROSE_WORDS words (three letters or more, no
+    digit), so figures and model names a listing must keep ("26 cm, 5.2 L", "5 hours,
+    Bluetooth 5.3") never count. Remembered for the last few products: a product's jobs reach
+    the validator together."""
     words = _WORD.findall(text.lower())
-    return frozenset(
-        " ".join(words[i : i + LEFTOVER_WORDS])
-        for i in range(len(words) - LEFTOVER_WORDS + 1)
-        if not set(words[i : i + LEFTOVER_WORDS]) <= kept
-    )
+    runs = set()
+    for i in range(len(words) - LEFTOVER_WORDS + 1):
+        run = words[i : i + LEFTOVER_WORDS]
+        prose = sum(1 for word in run if len(word) >= 3 and not any(char.isdigit() for char in word))
+        if prose >= LEFTOVER_PROSE_WORDS and not set(run) <= kept:
+            runs.add(" ".join(run))
+    return frozenset(runs)
 
 
 def _texts(value: Any) -> list[str]:

@@ -91,6 +91,39 @@ def translate_string(text: str, locale: str) -> str:
 
 
 _PACKED_ID = re.compile(r'<product_data id="([^"]*)">')
+_PRODUCT = re.compile(r'<product_data(?: id="([^"]*)")?>\n(.*?)\n</product_data>', re.DOTALL)
+# What a careful model keeps of a product: its figures with units and its model names, copied
+# as written (the relay's own reading, independent of localize's figure check).
+_FACT = re.compile(
+    r"\d[\d.,]*(?:\s?[-–]\s?\d[\d.,]*)?\s?-?\s?"
+    r"(?:mAh|kWh|Wh|W|V|GHz|MHz|Hz|dB|mm|cm|km|m|ml|litres?|liters?|l|L|kg|g|lb|oz|%|hours?|minutes?|h|°C|°F|inch|in|GB|TB)"
+    r"(?![A-Za-z])"
+    r"|\b(?:Bluetooth|Wi-?Fi|USB)\s?\d+(?:\.\d+)?\b|\bUSB-[AC]\b"
+    r"|(?<![\w-])(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]{2,}(?:-[A-Z0-9]+)*(?![\w-])"
+)
+
+
+def facts_line(product_json: str) -> str:
+    """The figures and model names of a product's data, as a listing would mention them."""
+    try:
+        data = json.loads(product_json)
+    except ValueError:
+        return ""
+    texts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key != "sku":
+                    walk(item)
+
+    walk(data)
+    return ", ".join(dict.fromkeys(match.group(0) for text in texts for match in _FACT.finditer(text)))
 
 
 def listing_for(locale: str) -> dict[str, Any]:
@@ -292,15 +325,17 @@ class FakeRelay:
             if '"seo_title": string' in system and answer.listing is None:  # Shopify asks for SEO fields
                 listing["seo_title"] = listing["title"][:60]
                 listing["seo_description"] = listing["description"][:150]
+            first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+            facts = {html.unescape(pid or ""): facts_line(block) for pid, block in _PRODUCT.findall(first_user)}
             if packed:  # the packed-request wire contract: a listing per product id
                 listings = {}
                 for product_id in packed:
                     change = answer.pack.get(product_id, {})
                     if change is not OMIT:
-                        listings[product_id] = {**listing, **change}
+                        listings[product_id] = {**self._with_facts(listing, facts.get(product_id), answer), **change}
                 content = json.dumps({"listings": listings}, ensure_ascii=False)
             else:
-                content = json.dumps(listing, ensure_ascii=False)
+                content = json.dumps(self._with_facts(listing, facts.get(""), answer), ensure_ascii=False)
             if answer.fenced:
                 content = f"```json\n{content}\n```"
         # Deterministic stand-in tokenizer: a token per 4 characters, 4 per message.
@@ -351,6 +386,14 @@ class FakeRelay:
             },
             {"Msh-Request-Id": f"req-{number}", **answer.headers},
         )
+
+    @staticmethod
+    def _with_facts(listing: dict[str, Any], facts: str | None, answer: Answer) -> dict[str, Any]:
+        """The listing with the product's figures and names in its description, as a model
+        that keeps the facts writes it (unless the answer's listing was scripted)."""
+        if not facts or answer.listing is not None:
+            return listing
+        return {**listing, "description": f"{listing['description']} {facts}"}
 
     def __enter__(self) -> FakeRelay:
         self._thread.start()

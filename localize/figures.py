@@ -1,0 +1,297 @@
+"""Figures are facts: the numbers with units, the model and standard names, and the images and
+links of a product's source copy, and the check that a listing keeps every one of them.
+
+Figures are compared as values, not strings: `20.000 mAh` (German grouping), `1,7 l` (a decimal
+comma), `２００００ｍＡｈ` (full-width) and `20000 mAh` are one figure, and `27 in (68.6 cm)` keeps
+27 inches. Units come from pint's registry (conversion factors, dimensions); the table below
+only names the ways listings write them, in the languages we write.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+# How a unit is written → pint's name for it (None: a label compared as written, such as dB).
+# Matched case-insensitively except where the case tells units apart (see _CASED).
+UNIT_NAMES: dict[str, str | None] = {
+    "mah": "milliampere_hour",
+    "ah": "ampere_hour",
+    "wh": "watt_hour",
+    "kwh": "kilowatt_hour",
+    "w": "watt",
+    "kw": "kilowatt",
+    "v": "volt",
+    "hz": "hertz",
+    "khz": "kilohertz",
+    "mhz": "megahertz",
+    "ghz": "gigahertz",
+    "db": None,
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "km": "kilometer",
+    "in": "inch",
+    "inch": "inch",
+    "inches": "inch",
+    "zoll": "inch",
+    "pouces": "inch",
+    "pouce": "inch",
+    "インチ": "inch",
+    "″": "inch",
+    "ft": "foot",
+    "feet": "foot",
+    "l": "liter",
+    "liter": "liter",
+    "litre": "liter",
+    "liters": "liter",
+    "litres": "liter",
+    "リットル": "liter",
+    "ml": "milliliter",
+    "cl": "centiliter",
+    "kg": "kilogram",
+    "g": "gram",
+    "gramm": "gram",
+    "grammes": "gram",
+    "グラム": "gram",
+    "mg": "milligram",
+    "lb": "pound",
+    "lbs": "pound",
+    "oz": "ounce",
+    "%": "percent",
+    "h": "hour",
+    "hr": "hour",
+    "hrs": "hour",
+    "hour": "hour",
+    "hours": "hour",
+    "std": "hour",
+    "stunde": "hour",
+    "stunden": "hour",
+    "heure": "hour",
+    "heures": "hour",
+    "hora": "hour",
+    "horas": "hour",
+    "ore": "hour",
+    "uur": "hour",
+    "時間": "hour",
+    "ชั่วโมง": "hour",
+    "min": "minute",
+    "minute": "minute",
+    "minutes": "minute",
+    "minuten": "minute",
+    "minuti": "minute",
+    "minutos": "minute",
+    "分": "minute",
+    "分間": "minute",
+    "นาที": "minute",
+    "gb": None,
+    "tb": None,
+    "mb": None,
+    "°c": "degree_Celsius",
+    "℃": "degree_Celsius",
+    "°f": "degree_Fahrenheit",
+    "℉": "degree_Fahrenheit",
+    "mph": "mile_per_hour",
+    "km/h": "kilometer_per_hour",
+}
+# Units whose letter case means something: "m" is metres, "M" is not a unit we read.
+_CASED = {"m", "g", "l", "h", "w", "v", "in", "min"}
+# Relative difference within which two values are one figure (a conversion rounded to 0.1).
+TOLERANCE = 0.015
+
+_NUMBER = r"\d+(?:[.,\u00a0\u202f ]\d{3})*(?:[.,]\d+)?"
+_UNIT = "|".join(sorted((re.escape(name) for name in UNIT_NAMES), key=len, reverse=True))
+_FIGURE = re.compile(
+    rf"(?<![\w.,])(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
+    rf"[\s\u00a0\u202f]?-?\s?(?P<unit>{_UNIT})(?![^\W\d_])",
+    re.IGNORECASE,
+)
+# Model and standard names: letters and digits mixed in one token (ANC45, WH-1000XM5, IPX5),
+# and standards with a version or a plug type (Bluetooth 5.3, Wi-Fi 6, USB-C).
+_MODEL = re.compile(r"(?<![\w-])(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]{2,}(?:-[A-Z0-9]+)*(?![\w-])")
+_STANDARD = re.compile(r"\b(?:Bluetooth|Wi-?Fi|USB|HDMI|DisplayPort|Thunderbolt)\s?\d+(?:\.\d+)?\b|\bUSB-[AC]\b")
+_MEDIA = re.compile(r"<\s*(?:img|a|source|iframe)\b[^>]*?\b(?:src|href)\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]+>")
+# Source columns that are not copy: codes a listing need not repeat.
+SKIPPED_FIELDS = frozenset({"sku", "gtin", "ean", "upc", "isbn", "barcode", "mpn", "tone", "price", "url", "image"})
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A number with a unit, as written, and the values it may stand for in the unit's base
+    (a number like `20.000` is 20000 in German and 20 in English: both are kept)."""
+
+    text: str
+    dimension: str
+    values: frozenset[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a listing must keep of its product."""
+
+    figures: tuple[Figure, ...]
+    names: tuple[str, ...]
+    media: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.figures or self.names or self.media)
+
+
+def facts_of(data: Mapping[str, Any]) -> Facts:
+    """The facts in a product's source copy (every text a prompt shows but its codes)."""
+    texts = [text for key, value in data.items() if key not in SKIPPED_FIELDS for text in _texts(value)]
+    media = tuple(dict.fromkeys(src for text in texts for src in _MEDIA.findall(text)))
+    plain = [_plain(text) for text in texts]
+    figures = _unique(figure for text in plain for figure in extract_figures(text))
+    names = tuple(dict.fromkeys(name for text in plain for name in extract_names(text)))
+    return Facts(figures, names, media)
+
+
+def check_facts(facts: Facts, texts: Sequence[str]) -> list[str]:
+    """What a listing (its texts) got wrong about the facts, each said so the model can fix it:
+    a figure missing, changed or invented, a name or an image or link left out."""
+    if not facts:
+        return []
+    plain = " ".join(_plain(text) for text in texts)
+    written = _unique(extract_figures(plain))
+    problems: list[str] = []
+    for figure in facts.figures:
+        if any(_same(figure, other) for other in written):
+            continue
+        near = [other.text for other in written if other.dimension == figure.dimension]
+        if near:
+            problems.append(f"the source says {figure.text}; the listing says {', '.join(near[:3])}")
+        else:
+            problems.append(f"the source says {figure.text}; the listing does not give it")
+    for other in written:
+        if not any(_same(figure, other) for figure in facts.figures):
+            kin = [figure.text for figure in facts.figures if figure.dimension == other.dimension]
+            if not kin:
+                problems.append(f"the listing says {other.text}, which the source does not (an invented spec)")
+            elif not any(f"listing says {other.text}" in problem for problem in problems):
+                problems.append(f"the listing says {other.text}; the source says {', '.join(kin[:3])}")
+    squeezed = _squeeze(plain)
+    missing = [name for name in facts.names if _squeeze(name) not in squeezed]
+    if missing:
+        problems.append(f"keep the names exactly as in the source: {', '.join(missing)}")
+    joined = " ".join(texts)
+    dropped = [src for src in facts.media if src not in joined]
+    if dropped:
+        problems.append(f"keep every image and link of the source with the same address: {', '.join(dropped)}")
+    return problems
+
+
+def extract_figures(text: str) -> list[Figure]:
+    """Numbers with units in a text (full-width digits and ranges like `5–10 kg` read)."""
+    text = unicodedata.normalize("NFKC", text)
+    found = []
+    for match in _FIGURE.finditer(text):
+        unit = _unit(match.group("unit"))
+        if unit is None:
+            continue
+        dimension, factor, offset = unit
+        for part in ("low", "high"):
+            number = match.group(part)
+            if number is None:
+                continue
+            values = frozenset(round(value * factor + offset, 9) for value in _readings(number))
+            label = f"{number} {match.group('unit')}".strip() if part == "low" and not match.group("high") else None
+            found.append(Figure(label or f"{number} {match.group('unit')}", dimension, values))
+    return found
+
+
+def extract_names(text: str) -> list[str]:
+    """Model and standard names in a text."""
+    text = unicodedata.normalize("NFKC", text)
+    return [*(_STANDARD.findall(text)), *(name for name in _MODEL.findall(text) if not _is_figure_token(name))]
+
+
+def _is_figure_token(token: str) -> bool:
+    """`45H` or `20000MAH` written without a space is a figure, not a model name."""
+    match = re.fullmatch(r"(\d+)([A-Z]+)", token)
+    return bool(match) and match.group(2).lower() in UNIT_NAMES
+
+
+def _same(a: Figure, b: Figure) -> bool:
+    if a.dimension != b.dimension:
+        return False
+    return any(x == y or (x and abs(x - y) <= TOLERANCE * max(abs(x), abs(y))) for x in a.values for y in b.values)
+
+
+def _readings(number: str) -> set[float]:
+    """What a written number may stand for: `20.000` is 20000 or 20, `1,7` is 1.7, `1,700` is
+    1700 or 1.7; with both marks, the last is the decimal one."""
+    number = re.sub(r"[\u00a0\u202f ]", "", number)
+    marks = [char for char in number if char in ".,"]
+    if not marks:
+        return {float(number)}
+    if len(set(marks)) == 2:
+        decimal = marks[-1]
+        group = "," if decimal == "." else "."
+        return {float(number.replace(group, "").replace(decimal, "."))}
+    mark = marks[0]
+    whole, _, tail = number.rpartition(mark)
+    readings = set()
+    if all(len(group) == 3 for group in number.split(mark)[1:]):
+        readings.add(float(number.replace(mark, "")))  # a thousands separator
+    if len(marks) == 1:
+        readings.add(float(f"{whole}.{tail}"))  # a decimal mark
+    return readings
+
+
+@cache
+def _unit(written: str) -> tuple[str, float, float] | None:
+    """(dimension, factor to the base unit, offset) of a unit as written; None where the
+    table does not know it."""
+    key = written if written in _CASED else written.lower()
+    if key not in UNIT_NAMES:
+        if written.lower() in _CASED or written.lower() not in UNIT_NAMES:
+            return None
+        key = written.lower()
+    name = UNIT_NAMES[key]
+    if name is None:
+        return (key, 1.0, 0.0)  # a label: compared as written
+    registry = _registry()
+    quantity = registry.Quantity(1.0, name)
+    base = quantity.to_base_units()
+    zero = registry.Quantity(0.0, name).to_base_units().magnitude
+    return (str(base.dimensionality), float(base.magnitude) - float(zero), float(zero))
+
+
+@cache
+def _registry() -> Any:
+    import pint  # loaded once, on the first unit read: a quarter second a CLI run without figures skips
+
+    return pint.UnitRegistry()
+
+
+def _texts(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _texts(item)
+
+
+def _plain(text: str) -> str:
+    return html.unescape(_TAGS.sub(" ", text)) if "<" in text or "&" in text else text
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"[\s\-‐]", "", unicodedata.normalize("NFKC", text)).lower()
+
+
+def _unique(figures: Iterable[Figure]) -> tuple[Figure, ...]:
+    seen: dict[tuple[str, frozenset[float]], Figure] = {}
+    for figure in figures:
+        seen.setdefault((figure.dimension, figure.values), figure)
+    return tuple(seen.values())
