@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
-from .locales import Locale, parse_locales
+from .locales import Locale, parse_locale, parse_locales
 
 DEFAULT_CONFIG_NAMES = ("localize.yaml", "localize.yml")
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
@@ -111,6 +111,14 @@ class Settings(BaseModel):
                 raise ValueError("is empty")
             return tuple(dict.fromkeys(items))
         return value
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _parse_units(cls, value: Any) -> Any:
+        """Keys are locales as --locales reads them (`en_us` is en-US)."""
+        if not isinstance(value, dict):
+            return value
+        return {parse_locale(str(code)).tag: system for code, system in value.items()}
 
     @field_validator("rpm", mode="before")
     @classmethod

@@ -107,8 +107,9 @@ TOLERANCE = 0.015
 _NUMBER = r"\d+(?:[.,\u00a0\u202f ]\d{3})*(?:[.,]\d+)?"
 _UNIT = "|".join(sorted((re.escape(name) for name in UNIT_NAMES), key=len, reverse=True))
 _FIGURE = re.compile(
-    rf"(?<![\w.,])(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
-    rf"[\s\u00a0\u202f]?-?\s?(?P<unit>{_UNIT})(?![^\W\d_])",
+    # Not inside a longer number or a Latin word; Japanese and Thai set figures between letters.
+    rf"(?<![0-9A-Za-z.,])(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
+    rf"[\s\u00a0\u202f]?-?\s?(?P<unit>{_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )
 # Model and standard names: letters and digits mixed in one token (ANC45, WH-1000XM5, IPX5),

@@ -49,6 +49,7 @@ class PromptSets:
                 prompts_dir=self._settings.prompts_dir,
                 rule_overrides=self._settings.rules.get(platform),
                 glossary=self._glossary,
+                units=self._settings.units,
             )
         return self._loaded[platform]
 

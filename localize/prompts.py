@@ -68,6 +68,7 @@ class PromptSet:
     rules: PlatformRules
     environment: SandboxedEnvironment
     glossary: Glossary | None = None
+    units: Mapping[str, str] = field(default_factory=dict)  # locale tag → "metric" | "imperial"
     _rules_by_locale: dict[str, PlatformRules] = field(default_factory=dict, repr=False)
     _system_by_locale: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
     _user_by_product: dict[int, tuple[Product, list[Term], str]] = field(default_factory=dict, repr=False)
@@ -87,7 +88,14 @@ class PromptSet:
         system = self._system_by_locale.get((locale.tag, packed))
         if system is None:
             rules = self.rules_for(locale)
-            system = self._render("system.j2", platform=self.platform, rules=rules, locale=locale, packed=packed)
+            system = self._render(
+                "system.j2",
+                platform=self.platform,
+                rules=rules,
+                locale=locale,
+                packed=packed,
+                units=self.units.get(locale.tag),
+            )
             if packed and '"listings"' not in system:  # a template of the user's own that ignores `packed`
                 system += PACK_CONTRACT
             self._system_by_locale[(locale.tag, packed)] = system
@@ -119,6 +127,7 @@ class PromptSet:
             data=product.data(),
             glossary=terms,
             packed=False,
+            units=self.units.get(locale.tag),
         )
 
     def _user_reads_locale(self) -> bool:
@@ -196,6 +205,7 @@ def load_prompt_set(
     prompts_dir: Path | None = None,
     rule_overrides: Mapping[str, Any] | None = None,
     glossary: Glossary | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> PromptSet:
     """Load a platform's templates (the user's first, then the built-ins) and its rules."""
     known = available_platforms(prompts_dir)
@@ -206,7 +216,13 @@ def load_prompt_set(
         root / platform / "rules.yaml" for root in _roots(prompts_dir) if (root / platform / "rules.yaml").is_file()
     )
     rules = load_rules(rules_path, rule_overrides)
-    return PromptSet(platform=platform, rules=rules, environment=_environment(prompts_dir), glossary=glossary)
+    return PromptSet(
+        platform=platform,
+        rules=rules,
+        environment=_environment(prompts_dir),
+        glossary=glossary,
+        units=dict(units or {}),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,9 @@ _FACT = re.compile(
 )
 
 
+_MEDIA = re.compile(r"<(?:img|a)\b[^>]*>(?:[^<]*</a>)?")
+
+
 def facts_line(product_json: str) -> str:
     """The figures and model names of a product's data, as a listing would mention them."""
     try:
@@ -123,7 +126,9 @@ def facts_line(product_json: str) -> str:
                     walk(item)
 
     walk(data)
-    return ", ".join(dict.fromkeys(match.group(0) for text in texts for match in _FACT.finditer(text)))
+    found = [match.group(0) for text in texts for match in _FACT.finditer(text)]
+    media = [match.group(0) for text in texts for match in _MEDIA.finditer(text)]
+    return ", ".join(dict.fromkeys(found)) + "".join(dict.fromkeys(media))
 
 
 def listing_for(locale: str) -> dict[str, Any]:
@@ -155,6 +160,9 @@ class Answer:
     # For a packed request: per product id, the listing to answer with instead of the usual one
     # (changes merged into it), or OMIT to leave that product out of the answer.
     pack: dict[str, Any] = field(default_factory=dict)
+    # What the listing does with the product's figures, names, images and links: "keep" them,
+    # "change" the first figure's number, "drop" them all, or keep them and "invent" a 12 h.
+    facts: str = "keep"
     # For a strings request: per key, the translation to answer with instead (or OMIT).
     strings: dict[str, Any] = field(default_factory=dict)
 
@@ -390,10 +398,16 @@ class FakeRelay:
     @staticmethod
     def _with_facts(listing: dict[str, Any], facts: str | None, answer: Answer) -> dict[str, Any]:
         """The listing with the product's figures and names in its description, as a model
-        that keeps the facts writes it (unless the answer's listing was scripted)."""
-        if not facts or answer.listing is not None:
+        that keeps the facts writes it (unless the answer's listing was scripted), or with the
+        fault the answer asks for."""
+        if answer.listing is not None or answer.facts == "drop":
             return listing
-        return {**listing, "description": f"{listing['description']} {facts}"}
+        facts = facts or ""
+        if answer.facts == "change":  # one digit more: 20000 mAh becomes 200000 mAh
+            facts = re.sub(r"\d+", lambda match: match.group(0) + "0", facts, count=1)
+        if answer.facts == "invent":
+            facts += ", 12 h"
+        return {**listing, "description": f"{listing['description']} {facts}".rstrip()}
 
     def __enter__(self) -> FakeRelay:
         self._thread.start()

@@ -1,0 +1,181 @@
+"""Figures are facts: every number with a unit, model name, image and link of the source
+survives into every listing, read as values in the notations listings really use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write
+from fake_relay import Answer, FakeRelay
+
+from localize.figures import check_facts, extract_figures, extract_names, facts_of
+from localize.store import iter_jsonl
+
+KEY = "sk-figures-test"
+POWER_BANK = {
+    "name": "Voltkit 20000 mAh Power Bank 65 W USB-C PD",
+    "sku": "VK-PB20-WHT",
+    "features": ["65 W USB-C Power Delivery", "20000 mAh in a 370 g body", "Bluetooth 5.3 display link"],
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\n")
+
+
+def values(text: str) -> list[tuple[str, list[float]]]:
+    return [(figure.dimension, sorted(figure.values)) for figure in extract_figures(text)]
+
+
+# --- extraction ----------------------------------------------------------------------------
+
+
+def test_german_and_french_numbers_read_as_the_same_values() -> None:
+    english = values("20000 mAh, 1.7 l, 370 g")
+    assert [v for _, v in values("20.000 mAh, 1,7 l, 370 g")][1:] == [v for _, v in english][1:]
+    assert 72000.0 in values("20.000 mAh")[0][1]  # German grouping (20.000 is also 20 in English)
+    assert values("20 000 mAh") == values("20\u202f000 mAh") == [english[0]]  # French grouping
+    assert values("1,7 l") == [english[1]]
+
+
+def test_full_width_digits_ranges_and_hyphenated_units() -> None:
+    assert values("２００００ｍＡｈ") == values("20000 mAh")
+    assert [v for _, v in values("5–10 kg")] == [[5.0], [10.0]]
+    assert values("a 45-hour battery") == values("45 Stunden") == values("45時間")
+    assert values("27-inch") == values("27 Zoll") == values("27 in")
+
+
+def test_model_and_standard_names() -> None:
+    names = extract_names("Nordbeat ANC45 over WH-1000XM5, Bluetooth 5.3, USB-C and IPX5; 20000MAH is a figure")
+    assert names == ["Bluetooth 5.3", "USB-C", "ANC45", "WH-1000XM5", "IPX5"]
+
+
+def test_a_figure_in_the_product_name_only_is_a_fact() -> None:
+    facts = facts_of({"name": "Trail Running Vest 12 L", "description": "A close-fitting vest."})
+    assert [figure.text for figure in facts.figures] == ["12 L"]
+    assert check_facts(facts, ["Trailrunning-Weste", "Eine eng anliegende Weste."]) == [
+        "the source says 12 L; the listing does not give it"
+    ]
+
+
+def test_codes_are_not_facts_to_repeat() -> None:
+    facts = facts_of(POWER_BANK)
+    assert "VK-PB20-WHT" not in facts.names
+    assert set(facts.names) == {"USB-C", "Bluetooth 5.3"}
+
+
+# --- the check -----------------------------------------------------------------------------
+
+
+def test_a_listing_in_another_notation_keeps_every_figure() -> None:
+    facts = facts_of(POWER_BANK)
+    german = ["Voltkit Powerbank 20.000 mAh, 65 W, USB-C", "Nur 370 g leicht; Anzeige über Bluetooth 5.3"]
+    japanese = ["Voltkit モバイルバッテリー ２００００ｍＡｈ ６５Ｗ USB-C", "重さ370g、Bluetooth 5.3対応"]
+    assert check_facts(facts, german) == [] and check_facts(facts, japanese) == []
+
+
+def test_changed_missing_and_invented_figures_are_named() -> None:
+    facts = facts_of(POWER_BANK)
+    problems = check_facts(facts, ["Voltkit Powerbank 2000 mAh, 65 W, USB-C, Bluetooth 5.3, 5 h Laufzeit"])
+    assert "the source says 20000 mAh; the listing says 2000 mAh" in problems
+    assert "the source says 370 g; the listing does not give it" in problems
+    assert "the listing says 5 h, which the source does not (an invented spec)" in problems
+
+
+def test_an_imperial_conversion_is_accepted_and_a_wrong_one_rejected() -> None:
+    facts = facts_of({"name": "Monitor", "features": ["27-inch IPS panel", "weighs 4.2 kg"]})
+    assert check_facts(facts, ["27 in (68.6 cm) IPS monitor, 4.2 kg (9.3 lb)"]) == []
+    assert check_facts(facts, ["68,6 cm Bildschirm, 4,2 kg"]) == []  # the market's units alone
+    wrong = check_facts(facts, ["27 in (60 cm) IPS monitor, 4.2 kg (8 lb)"])
+    assert "the listing says 60 cm; the source says 27 inch" in wrong
+    assert "the listing says 8 lb; the source says 4.2 kg" in wrong
+
+
+def test_images_and_links_must_keep_their_addresses() -> None:
+    body = '<p>Size chart:</p><img src="https://cdn.example/chart.png"><a href="/pages/care">care</a>'
+    facts = facts_of({"name": "Beanie", "description": body})
+    assert facts.media == ("https://cdn.example/chart.png", "/pages/care")
+    kept = (
+        '<p>Größentabelle:</p><img src="https://cdn.example/chart.png" alt="Tabelle"><a href="/pages/care">Pflege</a>'
+    )
+    assert check_facts(facts, ["Mütze", kept]) == []
+    dropped = check_facts(facts, ["Mütze", "<p>Größentabelle</p>"])
+    assert dropped == [
+        "keep every image and link of the source with the same address: https://cdn.example/chart.png, /pages/care"
+    ]
+
+
+# --- in a run ------------------------------------------------------------------------------
+
+
+def power_bank_catalog(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "catalog.json",
+        json.dumps([{"id": "PB-1", **POWER_BANK, "features": POWER_BANK["features"]}]),
+    )
+
+
+def test_a_changed_figure_is_re_asked_with_the_finding_and_fixed(run_cli, tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(facts="change"))
+        result = run_cli(
+            "run", power_bank_catalog(tmp_path), "-l", "de-DE", "--base-url", relay.base_url, "--out", "out"
+        )
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2
+    note = relay.chat_requests[1]["messages"][-1]["content"]
+    assert "the source says 20000 mAh; the listing says 200000 mAh" in note
+    (row,) = iter_jsonl(Path("out/results.jsonl"))
+    assert row["attempts"] == 2 and row["warnings"] == [] and "20000 mAh" in row["description"]
+    report = json.loads(Path("out/cost_report.json").read_text())
+    assert report["errors"] == {"figures": 1}  # the re-asks the figures caused, counted
+
+
+def test_an_invented_figure_is_flagged_and_kept_as_a_warning_after_the_last_ask(run_cli, tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        relay.enqueue(*[Answer(facts="invent")] * 3)
+        result = run_cli(
+            "run", power_bank_catalog(tmp_path), "-l", "de-DE", "--base-url", relay.base_url, "--out", "out"
+        )
+    assert result.exit_code == 0, result.stderr
+    (row,) = iter_jsonl(Path("out/results.jsonl"))
+    assert row["attempts"] == 3
+    assert row["warnings"] == ["figures: the listing says 12 h, which the source does not (an invented spec)"]
+
+
+def test_strict_figures_fail_the_job_instead(run_cli, tmp_path: Path) -> None:
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\nfigures: strict\nmax_reasks: 1\n")
+    with FakeRelay() as relay:
+        relay.enqueue(*[Answer(facts="drop")] * 2)
+        result = run_cli(
+            "run", power_bank_catalog(tmp_path), "-l", "de-DE", "--base-url", relay.base_url, "--out", "out"
+        )
+    assert result.exit_code == 1
+    (failure,) = iter_jsonl(Path("out/failures.jsonl"))
+    assert failure["error"] == "figures" and "20000 mAh" in failure["message"]
+
+
+def test_a_dropped_image_is_re_asked(run_cli, tmp_path: Path) -> None:
+    body = '<p>Warm merino.</p><img src="https://cdn.example/chart.png">'
+    catalog = write(tmp_path / "beanie.json", json.dumps([{"id": "B-1", "name": "Beanie", "description": body}]))
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(facts="drop"))
+        args = ("-l", "de-DE", "-p", "shopify", "--base-url", relay.base_url, "--out", "out")
+        result = run_cli("run", catalog, *args)
+    assert result.exit_code == 0, result.stderr
+    assert "https://cdn.example/chart.png" in relay.chat_requests[1]["messages"][-1]["content"]
+    (row,) = iter_jsonl(Path("out/results.jsonl"))
+    assert row["attempts"] == 2 and 'src="https://cdn.example/chart.png"' in row["description"]
+
+
+def test_units_per_market_reach_the_prompt(run_cli, tmp_path: Path) -> None:
+    write(tmp_path / "localize.yaml", "units: {en_us: imperial}\n")
+    catalog = power_bank_catalog(tmp_path)
+    american = run_cli("prompt", catalog, "--id", "PB-1", "--locale", "en-US", "--json")
+    german = run_cli("prompt", catalog, "--id", "PB-1", "--locale", "de-DE", "--json")
+    assert "shoppers in this market read imperial units" in json.loads(american.stdout)["messages"][0]["content"]
+    assert "imperial" not in json.loads(german.stdout)["messages"][0]["content"]
