@@ -19,6 +19,7 @@ from typing import Any
 
 from .catalog import read_catalog
 from .errors import InputError
+from .figures import Facts, facts_of
 from .locales import parse_locale
 from .prompts import load_prompt_set
 from .rules import FieldRule
@@ -108,7 +109,8 @@ def _options(values: Iterable[str]) -> str:
 def _product(product_id: str, source: Mapping[str, Any] | None, entries: list[dict[str, Any]], limits: _Limits) -> str:
     if entries and entries[0]["platform"] == STRING_PLATFORM:
         return _string(product_id, entries)
-    rows = "\n".join(_job(job, limits) for job in entries)
+    facts = facts_of(source) if source else None
+    rows = "\n".join(_job(job, limits, facts) for job in entries)
     source_html = ""
     if source:
         name = escape(str(source.get("name", "")))
@@ -134,7 +136,7 @@ def _failure(job: Mapping[str, Any]) -> str:
     return f"<span class=error>{escape(str(job.get('error')))}: {escape(str(job.get('message')))}</span>"
 
 
-def _job(job: Mapping[str, Any], limits: _Limits) -> str:
+def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) -> str:
     warnings = list(job.get("warnings") or [])
     attrs = _row_attrs(job)
     if job["status"] == "failed":
@@ -149,6 +151,10 @@ def _job(job: Mapping[str, Any], limits: _Limits) -> str:
         f"<div class=tags>{escape(', '.join(job.get('seo_tags') or []))}</div>"
     )
     warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
+    if facts and not any(_warning_kind(w) == "figures" for w in warnings):
+        count = len(facts.figures) + len(facts.names) + len(facts.media)
+        checked = ", ".join([f.text for f in facts.figures] + list(facts.names))
+        warned += f'<div class=checked title="{escape(checked)}">figures ✓ {count} checked</div>'
     cost = f"${float(job.get('cost_usd') or 0):.5f}"
     return (
         f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td>"
@@ -230,6 +236,7 @@ th{font-size:12px;color:#6b7590} .title{font-weight:600} .tags{color:#6b7590;fon
 tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;font-variant-numeric:tabular-nums}
 #shown{color:#445} mark.ph{background:#e3f1e6;color:#1b5e20;border-radius:3px;padding:0 2px}
 .string .source,.translation{white-space:pre-wrap}
+.checked{color:#1b5e20;font-size:12px}
 """
 
 _SCRIPT = """
