@@ -81,7 +81,7 @@ def test_the_page_runs_clean_and_shows_every_job(review: Path, tmp_path: Path) -
     assert "source" in html and "Nordbeat ANC45 Wireless Noise-Cancelling Headphones" in html  # source beside results
     # Each listing's figures are marked as checked, except where the check left a warning.
     # 26 jobs: one failed, one with a figures warning, TOY-001's two have no figures to check.
-    assert html.count("figures ✓") == 22 and "figures ✓ 9 checked" in html  # ELEC-001: 6 figures, 3 names
+    assert html.count("figures ✓") == 22 and "figures ✓ 7 checked" in html  # ELEC-002: 5 figures, 2 names
 
 
 def test_a_locale_filter_hides_the_other_locale(review: Path, tmp_path: Path) -> None:
