@@ -12,7 +12,9 @@ relay's rate limiter. Its bad days:
 - --fault-share P: P of each job's first and second attempts fail in assorted ways: 500, 502,
   503, a dropped connection, a hang past the client's timeout (--hang-s; billed, never seen),
   a 200 that is not JSON, a rate-limit 429;
-- --rate-headers: every answer states the limit in x-ratelimit-* headers (per minute).
+- --rate-headers: every answer states the limit in x-ratelimit-* headers (per minute);
+- --figure-faults P: P of each job's first and second answers change one figure of the product
+  (its listings otherwise keep every figure and model name, as a careful model does).
 
 On SIGTERM it prints what it served, and what it billed, as one JSON line on stdout.
 """
@@ -25,6 +27,7 @@ import collections
 import html
 import json
 import random
+import re
 import signal
 import sys
 import time
@@ -33,7 +36,7 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fake_relay import _PACKED_ID, _TARGET, listing_for  # noqa: E402  (shared with the test relay)
+from fake_relay import _PACKED_ID, _PRODUCT, _TARGET, facts_line, listing_for  # noqa: E402  (shared with the test relay)
 
 FAULTS = ["500", "502", "503", "drop", "hang", "not_json", "429"]
 
@@ -87,8 +90,21 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
         system = body["messages"][0]["content"]
         match = _TARGET.search(system)
         listing = listing_for(match.group(1) if match else "en")
-        packed = [html.unescape(found) for found in _PACKED_ID.findall(body["messages"][1]["content"])]
-        answer = {"listings": {product_id: listing for product_id in packed}} if packed else listing
+        user = body["messages"][1]["content"]
+        facts = {html.unescape(pid or ""): facts_line(block) for pid, block in _PRODUCT.findall(user)}
+        changed = attempts[job] <= 2 and rng.random() < args.figure_faults
+        if changed:
+            stats["figures_changed"] += 1
+
+        def kept(product_id: str) -> dict:
+            """The listing with the product's facts, one figure changed where this answer errs."""
+            line = facts.get(product_id, "")
+            if changed:
+                line = re.sub(r"\d+", lambda number: number.group(0) + "0", line, count=1)
+            return {**listing, "description": f"{listing['description']} {line}".rstrip()}
+
+        packed = [html.unescape(found) for found in _PACKED_ID.findall(user)]
+        answer = {"listings": {product_id: kept(product_id) for product_id in packed}} if packed else kept("")
         content = json.dumps(answer, ensure_ascii=False)
         prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in body["messages"]) + 3
         completion_tokens = len(content) // 4 + 1
@@ -124,7 +140,14 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    stats: dict = {"requests": 0, "answered": 0, "rejected_429": 0, "overloaded_429": 0, "faults": {}}
+    stats: dict = {
+        "requests": 0,
+        "answered": 0,
+        "rejected_429": 0,
+        "overloaded_429": 0,
+        "figures_changed": 0,
+        "faults": {},
+    }
     for bill in ("billed", "billed_unseen"):
         stats[bill] = {"prompt_tokens": 0, "completion_tokens": 0, "responses": 0}
     runner = web.AppRunner(build_app(args, stats), access_log=None)
@@ -152,6 +175,7 @@ def main() -> None:
     parser.add_argument("--fault-share", type=float, default=0.0)
     parser.add_argument("--hang-s", type=float, default=5.0)
     parser.add_argument("--rate-headers", action="store_true")
+    parser.add_argument("--figure-faults", type=float, default=0.0)
     asyncio.run(serve(parser.parse_args()))
 
 
