@@ -118,6 +118,7 @@ _MODEL = re.compile(r"(?<![\w-])(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]{2,}(
 _STANDARD = re.compile(r"\b(?:Bluetooth|Wi-?Fi|USB|HDMI|DisplayPort|Thunderbolt)\s?\d+(?:\.\d+)?\b|\bUSB-[AC]\b")
 _MEDIA = re.compile(r"<\s*(?:img|a|source|iframe)\b[^>]*?\b(?:src|href)\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]+>")
+_TABLE = re.compile(r"<\s*table\b", re.IGNORECASE)
 # Source columns that are not copy: codes a listing need not repeat.
 SKIPPED_FIELDS = frozenset({"sku", "gtin", "ean", "upc", "isbn", "barcode", "mpn", "tone", "price", "url", "image"})
 
@@ -139,9 +140,10 @@ class Facts:
     figures: tuple[Figure, ...]
     names: tuple[str, ...]
     media: tuple[str, ...]
+    tables: int = 0  # HTML tables in the source copy
 
     def __bool__(self) -> bool:
-        return bool(self.figures or self.names or self.media)
+        return bool(self.figures or self.names or self.media or self.tables)
 
 
 def facts_of(data: Mapping[str, Any]) -> Facts:
@@ -151,7 +153,8 @@ def facts_of(data: Mapping[str, Any]) -> Facts:
     plain = [_plain(text) for text in texts]
     figures = _unique(figure for text in plain for figure in extract_figures(text))
     names = tuple(dict.fromkeys(name for text in plain for name in extract_names(text)))
-    return Facts(figures, names, media)
+    tables = sum(len(_TABLE.findall(text)) for text in texts)
+    return Facts(figures, names, media, tables)
 
 
 def check_facts(facts: Facts, texts: Sequence[str]) -> list[str]:
@@ -185,6 +188,9 @@ def check_facts(facts: Facts, texts: Sequence[str]) -> list[str]:
     dropped = [src for src in facts.media if src not in joined]
     if dropped:
         problems.append(f"keep every image and link of the source with the same address: {', '.join(dropped)}")
+    tables = len(_TABLE.findall(joined))
+    if tables < facts.tables:
+        problems.append(f"keep the source's {facts.tables} table(s) as HTML tables, translating their cells")
     return problems
 
 

@@ -109,6 +109,16 @@ def test_images_and_links_must_keep_their_addresses() -> None:
     ]
 
 
+def test_a_table_of_the_source_must_stay_a_table() -> None:
+    body = "<table><tr><th>Size</th><th>cm</th></tr><tr><td>S</td><td>54</td></tr></table>"
+    facts = facts_of({"name": "Beanie", "description": body})
+    assert facts.tables == 1
+    assert check_facts(facts, ["<table><tr><th>Größe</th><th>cm</th></tr><tr><td>S</td><td>54</td></tr></table>"]) == []
+    assert check_facts(facts, ["Größe S: 54"]) == [
+        "keep the source's 1 table(s) as HTML tables, translating their cells"
+    ]
+
+
 # --- in a run ------------------------------------------------------------------------------
 
 
