@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
 import json
 import os
@@ -26,6 +27,10 @@ Format = Literal["csv", "json", "jsonl"]
 
 REQUIRED = ("id", "name")
 LIST_FIELDS = ("features", "keywords", "platform", "locales", "options")
+# Our field names, matched in a CSV header in any case.
+KNOWN_FIELDS = frozenset(
+    {*REQUIRED, *LIST_FIELDS, "sku", "brand", "description", "category", "tone", "product_type", "material"}
+)
 # Columns that steer the run (which jobs a row gets) rather than describe the product.
 CONTROL_FIELDS = ("id", "platform", "locales", "shopify_translations")
 # A Shopify translations export's product: per language code, whether a listing row needs filling.
@@ -81,9 +86,13 @@ def detect_format(path: Path, head: bytes) -> Format:
     return "csv"
 
 
-def read_catalog(path: Path | str, *, columns: Mapping[str, str] | None = None) -> Iterator[Product]:
+def read_catalog(
+    path: Path | str, *, columns: Mapping[str, str] | None = None, duplicates: str = "error"
+) -> Iterator[Product]:
     """Yield the catalog's products in file order, checking ids as it goes. `columns` maps our
-    field names to the file's (`{"id": "Handle"}`); a Shopify product export needs none."""
+    field names to the file's (`{"id": "Handle"}`); a Shopify product export needs none.
+    A repeated id is an error naming every repeated id (`duplicates="error"`), or its later
+    rows are skipped (`"first"`: each id's first row is kept)."""
     path = Path(path)
     columns = dict(columns or {})
     handle = _open(path)
@@ -108,16 +117,65 @@ def read_catalog(path: Path | str, *, columns: Mapping[str, str] | None = None) 
             product = _product(path, line, row, fmt)
             first = seen.setdefault(product.id, line)
             if first != line:
-                raise CatalogError(
-                    path,
-                    f"duplicate id {product.id!r} (first at line {first})",
-                    line=line,
-                    hint="every product needs a unique id",
-                )
+                if duplicates == "first":
+                    continue
+                raise _duplicates_error(path, product.id, first, line, rows, seen, fmt)
             yield product
         if not seen:
             what = "the file has a header but no products" if fmt == "csv" else "no products in the file"
             raise CatalogError(path, what, hint="add one row per product")
+
+
+# Duplicate ids named one by one in the error; the rest are counted.
+DUPLICATES_LISTED = 10
+
+
+def _duplicates_error(
+    path: Path,
+    product_id: str,
+    first: int,
+    line: int,
+    rest: Iterator[tuple[int, Any]],
+    seen: dict[str, int],
+    fmt: Format,
+) -> CatalogError:
+    """Every repeated id of the file, read to its end: one error naming the first few (with
+    their lines) and counting all, so a file with 92 of them is fixed in one go."""
+    repeated: dict[str, list[int]] = {product_id: [first, line]}
+    for later, row in rest:
+        other = _product(path, later, row, fmt).id
+        if other in repeated:
+            repeated[other].append(later)
+        elif seen.setdefault(other, later) != later:
+            repeated[other] = [seen[other], later]
+    hint = "every product needs a unique id; --duplicates first keeps each id's first row"
+    if len(repeated) == 1:
+        lines = repeated[product_id]
+        again = f", again at {', '.join(map(str, lines[2:]))}" if len(lines) > 2 else ""
+        return CatalogError(path, f"duplicate id {product_id!r} (first at line {first}{again})", line=line, hint=hint)
+    listed = "; ".join(
+        f"{key!r} (lines {', '.join(map(str, lines))})" for key, lines in list(repeated.items())[:DUPLICATES_LISTED]
+    )
+    more = f"; and {len(repeated) - DUPLICATES_LISTED} more" if len(repeated) > DUPLICATES_LISTED else ""
+    return CatalogError(path, f"{len(repeated)} ids are repeated: {listed}{more}", line=line, hint=hint)
+
+
+def count_duplicates(path: Path | str, *, columns: Mapping[str, str] | None = None) -> int:
+    """How many rows repeat an earlier row's id (what `--duplicates first` skips)."""
+    kept = sum(1 for _ in read_catalog(path, columns=columns, duplicates="first"))
+    return _rows_read(path, columns) - kept
+
+
+def _rows_read(path: Path | str, columns: Mapping[str, str] | None) -> int:
+    path = Path(path)
+    with _open(path) as handle:
+        head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
+        fmt = detect_format(path, head)
+        if fmt == "csv":
+            rows: Iterator[tuple[int, Any]] = _csv_rows(path, handle, dict(columns or {}))
+        else:
+            rows = (_json_rows if fmt == "json" else _jsonl_rows)(path, handle)
+        return sum(1 for _ in rows)
 
 
 # Catalogs being read from a copy (read_once): the path as given → the copy.
@@ -202,7 +260,7 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
     """Rows keyed by our field names: renamed by the column map, or read as a Shopify export."""
     header, records = _csv_records(path, handle)
     named = [name for name in header if name]
-    _check_mapped(path, columns, named)
+    columns = _check_mapped(path, columns, named)
     if not columns and is_shopify_export(named):
         yield from _shopify_products(records)
         return
@@ -210,6 +268,10 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
         yield from _translations_products(records)
         return
     ours = {theirs: our for our, theirs in columns.items()}
+    # Our own field names match in any case ("ID", "Name"), unless a mapping says otherwise.
+    for name in header:
+        if name and name not in ours and name.lower() in KNOWN_FIELDS and name.lower() not in columns:
+            ours[name] = name.lower()
     renamed = [ours.get(name, name) for name in header]
     _header(path, renamed)
     for line, record in records:
@@ -286,16 +348,22 @@ def _csv_records(
     return header, records()
 
 
-def _check_mapped(path: Path, columns: Mapping[str, str], have: list[str]) -> None:
+def _check_mapped(path: Path, columns: Mapping[str, str], have: list[str]) -> dict[str, str]:
+    """The mapping with each column as the file spells it (matched in any case), or a
+    CatalogError naming the nearest columns."""
+    by_lower = {name.lower(): name for name in have}
+    found = {}
     for ours, theirs in columns.items():
-        if theirs not in have:
-            listed = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "")
-            raise CatalogError(
-                path,
-                f"column {theirs!r} (mapped to {ours}) is not in the file",
-                line=1,
-                hint=f"the file has: {listed}",
-            )
+        if theirs in have or theirs.lower() in by_lower:
+            found[ours] = theirs if theirs in have else by_lower[theirs.lower()]
+            continue
+        near = difflib.get_close_matches(theirs.lower(), list(by_lower), n=3, cutoff=0.5)
+        listed = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "")
+        hint = (
+            f"did you mean {', '.join(repr(by_lower[name]) for name in near)}?" if near else f"the file has: {listed}"
+        )
+        raise CatalogError(path, f"column {theirs!r} (mapped to {ours}) is not in the file", line=1, hint=hint)
+    return found
 
 
 # --- Shopify translations export (Translate & Adapt) ---------------------------------------
@@ -410,7 +478,8 @@ def _header(path: Path, columns: list[str]) -> list[str]:
             path,
             f"missing required column{'s' if len(missing) > 1 else ''} " + " and ".join(repr(name) for name in missing),
             line=1,
-            hint=f"the header has: {have}; rename columns or map them with --map id=COLUMN",
+            hint=f"the header has: {have}; rename columns or map them with --map "
+            + ",".join(f"{name}=COLUMN" for name in missing),
         )
     return columns
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, reports
+from .catalog import count_duplicates
 from .errors import DiskFull, InputError, LocalizeError
 from .merge import merge_outputs
 from .progress import ProgressView
@@ -154,6 +155,9 @@ def run(
     pack: str | None = typer.Option(
         None, "--pack", help="Products of one platform and locale per request: N, or 'auto'. [default: auto]"
     ),
+    duplicates: str | None = typer.Option(
+        None, "--duplicates", help="Repeated ids: 'error' lists them and stops, 'first' keeps each id's first row."
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Max requests in flight. [default: 16]"),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="Retries per request for 429/5xx/timeouts. [default: 5]"
@@ -195,6 +199,7 @@ def run(
         rpm=rpm,
         tpm=tpm,
         pack=pack,
+        duplicates=duplicates,
         concurrency=concurrency,
         max_retries=max_retries,
         max_reasks=max_reasks,
@@ -212,14 +217,24 @@ def run(
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
-        if note:
-            stderr.print(note, markup=False)
+        for line in ([note] if note else []) + jobs.locale_notes(settings) + _duplicate_notes(settings, catalog):
+            stderr.print(line, markup=False)
         if check:
             _check(settings, catalog, as_json=as_json)
         elif dry_run:
             _dry_run(settings, catalog, as_json=as_json, quiet=no_progress or as_json or not stderr.is_terminal)
         else:
             _live_run(settings, catalog, as_json=as_json, live=not no_progress and stderr.is_terminal)
+
+
+def _duplicate_notes(settings: config.Settings, catalog: Path) -> list[str]:
+    """With --duplicates first, how many rows were skipped (a file read twice: not for pipes)."""
+    if settings.duplicates != "first" or not catalog.is_file():
+        return []
+    skipped = count_duplicates(catalog, columns=settings.columns)
+    return (
+        [f"note: {skipped:,} rows repeat an earlier id and are skipped (each id's first row kept)"] if skipped else []
+    )
 
 
 def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
@@ -415,9 +430,9 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
     packs = sorted(set(timing["packs"].values()))
     packing = "one request each" if packs in ([], [1]) else f"up to {packs[-1]} products per request"
     stderr.print(
-        f"Dry run: nothing sent. {catalog.name}: {result.products:,} products → "
-        f"{result.jobs + result.up_to_date:,} jobs ({len(platforms)} platform{'s' if len(platforms) != 1 else ''} × "
-        f"{len(locales)} locale{'s' if len(locales) != 1 else ''}), {packing}.",
+        f"Dry run: nothing sent. {catalog.name}: {_count(result.products, 'product')} → "
+        f"{_count(result.jobs + result.up_to_date, 'job')} ({_count(len(platforms), 'platform')} × "
+        f"{_count(len(locales), 'locale')}), {packing}.",
         markup=False,
     )
     if result.up_to_date:
@@ -599,6 +614,10 @@ def _timing_line(timing: dict[str, Any]) -> str:
     if single["minutes"] is not None:
         line += f", {_minutes(single['minutes'])}"
     return line + f", with {more:.0%} more input tokens."
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _minutes(minutes: float) -> str:

@@ -84,6 +84,9 @@ class Settings(BaseModel):
     glossary_violation: Literal["fail", "warn"] = Field(
         "fail", description="an answer that breaks the glossary after every re-ask: a failure, or a warning"
     )
+    duplicates: Literal["error", "first"] = Field(
+        "error", description="repeated ids: list them and stop, or keep each id's first row"
+    )
     figures: Literal["warn", "strict"] = Field(
         "warn", description="a listing that still changes a figure after every re-ask: a warning, or a failure"
     )

@@ -86,7 +86,7 @@ def in_shard(product_id: str, shard: tuple[int, int] | None) -> bool:
 def iter_jobs(settings: Settings, catalog: Path, prompt_sets: PromptSets) -> Iterator[tuple[Product, list[Job]]]:
     """Stream the catalog, with each row's jobs (none for rows outside --shard); a row naming
     an unknown platform fails here."""
-    for product in read_catalog(catalog, columns=settings.columns):
+    for product in read_catalog(catalog, columns=settings.columns, duplicates=settings.duplicates):
         jobs = plan_jobs(product, settings, catalog) if in_shard(product.id, settings.shard) else []
         for platform in {job.platform for job in jobs}:
             try:
@@ -149,6 +149,27 @@ def locales_from_export(settings: Settings, catalog: Path) -> tuple[Settings, st
     return settings.model_copy(update={"locales": tuple(dict.fromkeys(locales.values()))}), note
 
 
+def locale_notes(settings: Settings) -> list[str]:
+    """What the run should say about its locales before it starts: a bare language resolved to
+    its likely market, and a market a platform asked for does not serve."""
+    notes = [
+        f"note: {locale.given} → {locale.tag} (the language's main market; pass language-REGION for another)"
+        for locale in settings.locales
+        if locale.given
+    ]
+    for platform in settings.platforms or ():
+        markets = PromptSets(settings).get(platform).rules.markets
+        if markets is None:
+            continue
+        for locale in settings.locales:
+            if locale.territory not in markets:
+                notes.append(
+                    f"warning: {platform} does not sell in {locale.territory or locale.tag} ({locale.tag}); "
+                    f"it serves {', '.join(markets)}"
+                )
+    return notes
+
+
 def require_locales(settings: Settings) -> None:
     if not settings.locales:
         raise InputError("no locales given", hint="pass --locales de-DE,ja-JP or set locales: in localize.yaml")
@@ -158,7 +179,8 @@ def prompt_for(settings: Settings, catalog: Path, product_id: str, locale: str, 
     """The exact request body the relay would receive for one job."""
     target = parse_locale(locale)
     prompt_set = PromptSets(settings).get(platform.lower())
-    for product in read_catalog(catalog, columns=settings.columns):  # one pass: a pipe works too
+    # One pass: a pipe works too.
+    for product in read_catalog(catalog, columns=settings.columns, duplicates=settings.duplicates):
         if product.id == product_id:
             messages = prompt_set.render_messages(product, target)
             return chat_request_body(settings, messages)

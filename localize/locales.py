@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 
 from babel import Locale as BabelLocale
@@ -33,6 +33,7 @@ class Locale:
     display_name: str  # in English, for prompts: "Japanese (Japan)"
     native_name: str  # in the locale itself: "日本語 (日本)"
     script_name: str  # in English: "Japanese", "Thai", "Latin"
+    given: str | None = field(default=None, compare=False)  # a bare language it was resolved from ("ja")
 
     @property
     def underscore(self) -> str:
@@ -63,9 +64,22 @@ def parse_locales(codes: str | list[str] | tuple[str, ...]) -> tuple[Locale, ...
         raise LocaleError("no locales given", hint="pass --locales de-DE,ja-JP")
     seen: dict[str, Locale] = {}
     for item in items:
-        locale = parse_locale(item)
+        locale = market_locale(item)
         seen.setdefault(locale.tag, locale)
     return tuple(seen.values())
+
+
+def market_locale(code: str) -> Locale:
+    """A listing locale: a bare language (`ja`) is its likely market (`ja-JP`, by CLDR), since
+    a listing is for shoppers somewhere and the platforms' limits differ by market. The
+    result remembers the code it was resolved from, so the run can say so."""
+    locale = parse_locale(code)
+    if locale.territory is not None or "-" in code or "_" in code:
+        return locale
+    likely = _likely_tag(locale.language)
+    if likely == locale.tag:
+        return locale
+    return replace(parse_locale(likely), given=code.strip())
 
 
 @cache

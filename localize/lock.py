@@ -83,7 +83,9 @@ class Fingerprinter:
         else:
             rules_digest = self._rules.get(id(rules))
             if rules_digest is None:
-                rules_digest = self._rules[id(rules)] = digest(rules.model_dump(mode="json"))
+                # The markets a platform serves shape no answer: they stay out of the lock.
+                dumped = rules.model_dump(mode="json", exclude={"markets"})
+                rules_digest = self._rules[id(rules)] = digest(dumped)
         prompt = hashlib.sha256()
         for message in messages:
             text = message["content"]

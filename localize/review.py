@@ -57,7 +57,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _sources(catalog: Path, columns: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
     try:
-        return {product.id: product.data() for product in read_catalog(catalog, columns=columns)}
+        return {product.id: product.data() for product in read_catalog(catalog, columns=columns, duplicates="first")}
     except InputError:
         return {}  # the review still shows the results; the catalog may have moved on
 

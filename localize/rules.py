@@ -64,6 +64,7 @@ class PlatformRules(BaseModel):
     bullets: FieldRule
     seo_tags: FieldRule
     guidance: tuple[str, ...] = ()
+    markets: tuple[str, ...] | None = Field(None, description="the countries it sells in (None: any)")
     extra_fields: dict[str, FieldRule] = Field(
         default_factory=dict, description="more text fields a platform's answer carries, e.g. Shopify's SEO title"
     )

@@ -360,11 +360,17 @@ class RunStore:
             self._db.execute("DELETE FROM meta WHERE key = 'unfinished'")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('history', ?)", (_history_signature(self.out),))
         formats = set(formats)
+        # The extra formats are written when asked for and removed when not: a results.csv an
+        # earlier run left would no longer match results.jsonl.
         if "csv" in formats:
             atomic_write(self.out / "results.csv", results_csv(self.results()))
+        else:
+            (self.out / "results.csv").unlink(missing_ok=True)
         if "json" in formats:
             records = list(self.results())
             atomic_write(self.out / "results.json", json.dumps(records, ensure_ascii=False, indent=2) + "\n")
+        else:
+            (self.out / "results.json").unlink(missing_ok=True)
 
     def attempts(self, run: str) -> Iterator[dict[str, Any]]:
         """The audit records of one run's finished attempts (its requests.jsonl lines)."""
