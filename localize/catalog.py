@@ -12,8 +12,10 @@ import difflib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from .errors import CatalogError
+from .fields import FieldSelection
 from .shopify import TRANSLATED_FIELDS, ExportRow, is_translations_export, not_an_export, product_needs
 
 Format = Literal["csv", "json", "jsonl"]
@@ -87,12 +90,18 @@ def detect_format(path: Path, head: bytes) -> Format:
 
 
 def read_catalog(
-    path: Path | str, *, columns: Mapping[str, str] | None = None, duplicates: str = "error"
+    path: Path | str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    duplicates: str = "error",
+    fields: FieldSelection | None = None,
 ) -> Iterator[Product]:
     """Yield the catalog's products in file order, checking ids as it goes. `columns` maps our
     field names to the file's (`{"id": "Handle"}`); a Shopify product export needs none.
     A repeated id is an error naming every repeated id (`duplicates="error"`), or its later
-    rows are skipped (`"first"`: each id's first row is kept)."""
+    rows are skipped (`"first"`: each id's first row is kept). `fields` chooses the columns that
+    reach the model (by default, those that are copy: fields.py)."""
+    selection = fields or FieldSelection()
     path = Path(path)
     columns = dict(columns or {})
     handle = _open(path)
@@ -114,7 +123,7 @@ def read_catalog(
             rows = _renamed(path, reader(path, handle), columns)
         seen: dict[str, int] = {}
         for line, row in rows:
-            product = _product(path, line, row, fmt)
+            product = _product(path, line, row, fmt, selection)
             first = seen.setdefault(product.id, line)
             if first != line:
                 if duplicates == "first":
@@ -264,6 +273,9 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
     if not columns and is_shopify_export(named):
         yield from _shopify_products(records)
         return
+    if not columns and is_woocommerce_export(named):
+        yield from _woocommerce_products(records)
+        return
     if not columns and is_translations_export(named):
         yield from _translations_products(records)
         return
@@ -364,6 +376,38 @@ def _check_mapped(path: Path, columns: Mapping[str, str], have: list[str]) -> di
         )
         raise CatalogError(path, f"column {theirs!r} (mapped to {ours}) is not in the file", line=1, hint=hint)
     return found
+
+
+def recognised(path: Path, *, columns: Mapping[str, str] | None = None) -> str | None:
+    """What kind of shop export a CSV catalog is and what it reads as, in a line (None for a
+    catalog in our own columns, a mapped one, or anything but a CSV file)."""
+    if columns or not path.is_file():
+        return None
+    with _open(path) as handle:
+        head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
+        if detect_format(path, head) != "csv":
+            return None
+        header, records = _csv_records(path, handle)
+        named = [name for name in header if name]
+        if is_woocommerce_export(named):
+            kinds = Counter(
+                {name.lower(): value for name, value in record.items()}.get("type", "").strip().lower()
+                for _, record in records
+            )
+            rows, folded = sum(kinds.values()), kinds["variation"]
+            return f"WooCommerce export: {rows:,} rows → {rows - folded:,} products, {folded:,} variations folded"
+        if is_shopify_export(named):
+            handles = [record.get("Handle", "") for _, record in records]
+            return f"Shopify product export: {len(handles):,} rows → {len(set(handles)):,} products"
+        if is_translations_export(named):
+            rows = [ExportRow(line, record) for line, record in records]
+            codes = len({row.code for row in rows})
+            products = len({row.resource_id for row in rows if row.type == "PRODUCT"})
+            return (
+                f"Shopify translations export: {len(rows):,} rows in {codes} language{'s' if codes != 1 else ''}, "
+                f"{products:,} products"
+            )
+    return None
 
 
 # --- Shopify translations export (Translate & Adapt) ---------------------------------------
@@ -467,6 +511,79 @@ def _finish_shopify(row: dict[str, Any], options: dict[str, list[str]]) -> dict[
     if options:
         row["options"] = [f"{name}: {', '.join(values)}" for name, values in options.items() if values]
     return {key: value for key, value in row.items() if value not in ("", [], None)}
+
+
+# --- WooCommerce product export ---------------------------------------------------------------
+
+# Products → Export in WooCommerce writes these (its own sample export has them); `Parent` ties a
+# variation to its variable product, `Attribute N name` / `Attribute N value(s)` carry options.
+WOOCOMMERCE_MARKERS = ("id", "type", "sku", "name")
+
+
+def is_woocommerce_export(columns: list[str]) -> bool:
+    lowered = {name.lower() for name in columns}
+    return all(name in lowered for name in WOOCOMMERCE_MARKERS) and (
+        "parent" in lowered or "short description" in lowered
+    )
+
+
+def _woocommerce_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """One product per parent row; a variation's attribute values fold into its parent's options
+    (the parent is named in `Parent` by `id:123` or by its SKU). Held until the file ends, since
+    a variation may come after other products."""
+    products: dict[str, tuple[int, dict[str, Any], dict[str, list[str]]]] = {}
+    by_sku: dict[str, str] = {}
+    orphans: list[tuple[int, dict[str, str]]] = []
+    for line, raw in records:
+        record = {name.lower(): value for name, value in raw.items()}
+        if record.get("type", "").strip().lower() == "variation":
+            orphans.append((line, record))
+            continue
+        row = _woocommerce_row(record)
+        options: dict[str, list[str]] = {}
+        _add_woocommerce_attributes(options, record)
+        products[row["id"]] = (line, row, options)
+        if record.get("sku"):
+            by_sku[record["sku"]] = row["id"]
+    for line, record in orphans:
+        parent = record.get("parent", "").strip()
+        key = parent[3:] if parent.lower().startswith("id:") else by_sku.get(parent, parent)
+        if key in products:
+            _add_woocommerce_attributes(products[key][2], record)
+        else:  # a variation whose parent is not in the file: a product of its own
+            row = _woocommerce_row(record)
+            options: dict[str, list[str]] = {}
+            _add_woocommerce_attributes(options, record)
+            products[row["id"]] = (line, row, options)
+    for line, row, options in products.values():
+        yield line, _finish_shopify(row, options)
+
+
+def _woocommerce_row(record: Mapping[str, str]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": record.get("id", "") or record.get("sku", ""),
+        "name": record.get("name", ""),
+        "sku": record.get("sku", ""),
+        "short_description": record.get("short description", ""),
+        "description": record.get("description", ""),
+        "category": record.get("categories", ""),
+        "keywords": [tag.strip() for tag in record.get("tags", "").split(",") if tag.strip()],
+    }
+    for name, value in record.items():  # the specs a shopper reads: dimensions and weight with their units
+        unit = re.fullmatch(r"(weight|length|width|height) \((\w+)\)", name)
+        if unit and value.strip():
+            row[unit.group(1)] = f"{value.strip()} {unit.group(2)}"
+    return row
+
+
+def _add_woocommerce_attributes(options: dict[str, list[str]], record: Mapping[str, str]) -> None:
+    number = 1
+    while f"attribute {number} name" in record:
+        name = record.get(f"attribute {number} name", "").strip()
+        for value in record.get(f"attribute {number} value(s)", "").split(","):
+            if name and value.strip() and value.strip() not in options.setdefault(name, []):
+                options[name].append(value.strip())
+        number += 1
 
 
 def _header(path: Path, columns: list[str]) -> list[str]:
@@ -703,7 +820,7 @@ def _looks_like_jsonl(text: bytes) -> bool:
 # --- rows → products ----------------------------------------------------------------------
 
 
-def _product(path: Path, line: int, row: Any, fmt: Format) -> Product:
+def _product(path: Path, line: int, row: Any, fmt: Format, selection: FieldSelection | None = None) -> Product:
     if not isinstance(row, dict):
         raise CatalogError(
             path,
@@ -718,6 +835,8 @@ def _product(path: Path, line: int, row: Any, fmt: Format) -> Product:
         raise CatalogError(path, "empty id", line=line, column="id", hint="every product needs a unique id")
     if not row.get("name"):
         raise CatalogError(path, "empty name", line=line, column="name", hint="every product needs a name")
+    if selection is not None:
+        row = selection.select(row, (*CONTROL_FIELDS, *REQUIRED, "sku"))
     return Product(id=product_id, name=row["name"], fields=row, line=line)
 
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, reports
-from .catalog import count_duplicates
+from .catalog import count_duplicates, recognised
 from .errors import DiskFull, InputError, LocalizeError
 from .merge import merge_outputs
 from .progress import ProgressView
@@ -158,6 +158,9 @@ def run(
     duplicates: str | None = typer.Option(
         None, "--duplicates", help="Repeated ids: 'error' lists them and stops, 'first' keeps each id's first row."
     ),
+    fields: str | None = typer.Option(
+        None, "--fields", help="Columns sent to the model: NAME,... only these; -NAME leave out; +NAME add."
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Max requests in flight. [default: 16]"),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="Retries per request for 429/5xx/timeouts. [default: 5]"
@@ -200,6 +203,7 @@ def run(
         tpm=tpm,
         pack=pack,
         duplicates=duplicates,
+        fields=fields,
         concurrency=concurrency,
         max_retries=max_retries,
         max_reasks=max_reasks,
@@ -217,7 +221,10 @@ def run(
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
-        for line in ([note] if note else []) + jobs.locale_notes(settings) + _duplicate_notes(settings, catalog):
+        kind = recognised(catalog, columns=settings.columns)
+        notes = [kind] if kind else []
+        notes += ([note] if note else []) + jobs.locale_notes(settings) + _duplicate_notes(settings, catalog)
+        for line in notes:
             stderr.print(line, markup=False)
         if check:
             _check(settings, catalog, as_json=as_json)
@@ -468,6 +475,13 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         markup=False,
     )
     stderr.print(_timing_line(timing), markup=False)
+    columns = report.get("by_column") or {}
+    if columns:
+        listed = ", ".join(f"{name} {tokens:,}" for name, tokens in list(columns.items())[:8])
+        stderr.print(
+            f"Input tokens by column: {listed}. Leave one out with --fields -NAME (or fields: in localize.yaml).",
+            markup=False,
+        )
     calibration = report["method"].get("calibration")
     if calibration:
         ratios = ", ".join(f"{locale} x{ratio:.2f}" for locale, ratio in calibration["input_ratio"].items())

@@ -84,6 +84,9 @@ class Settings(BaseModel):
     glossary_violation: Literal["fail", "warn"] = Field(
         "fail", description="an answer that breaks the glossary after every re-ask: a failure, or a warning"
     )
+    fields: tuple[str, ...] = Field(
+        (), description="columns that reach the model: NAME (only these), -NAME (not this), +NAME (this too)"
+    )
     duplicates: Literal["error", "first"] = Field(
         "error", description="repeated ids: list them and stop, or keep each id's first row"
     )
@@ -103,6 +106,13 @@ class Settings(BaseModel):
     def _parse_locales(cls, value: Any) -> Any:
         if isinstance(value, (str, list)):
             return parse_locales(value)
+        return value
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _split_fields(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
     @field_validator("platforms", "formats", mode="before")
@@ -191,6 +201,7 @@ _KEY_ALIASES = {
 }
 # Environment variables read, beside the API key.
 _ENV = {
+    "LOCALIZE_FIELDS": "fields",
     "LOCALIZE_BASE_URL": "base_url",
     "LOCALIZE_MODEL": "model",
     "LOCALIZE_RPM": "rpm",

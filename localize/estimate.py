@@ -30,7 +30,7 @@ from .cost import (
 from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
 from .locales import Locale
 from .lock import LOCK, Fingerprinter
-from .prompts import PACK_HEADER, PromptSet
+from .prompts import PACK_HEADER, PromptSet, data_json
 from .rules import PlatformRules
 from .store import CALIBRATION, RunStore
 from .strings import (
@@ -167,6 +167,19 @@ class Estimate:
     elapsed_s: float = 0.0
     calibration: Calibration | None = None
     rpm: int | str = 60
+    # Per column: input tokens its values cost over the first COLUMN_SAMPLE products' jobs.
+    column_tokens: dict[str, int] = field(default_factory=dict)
+
+    def by_column(self) -> dict[str, int]:
+        """The input tokens each catalog column costs the run (scaled up from a sample), most first."""
+        sampled = min(self.products, COLUMN_SAMPLE)
+        scale = self.products / sampled if sampled else 0.0
+        return dict(
+            sorted(
+                ((name, round(tokens * scale)) for name, tokens in self.column_tokens.items()),
+                key=lambda item: -item[1],
+            )
+        )
 
     @property
     def jobs(self) -> int:
@@ -227,6 +240,7 @@ class Estimate:
             },
             "by_locale_platform": by_pair,
             "timing": timing,
+            "by_column": self.by_column(),
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
             "latency_ms": {"p50": None, "p95": None},
             "elapsed_s": round(self.elapsed_s, 3),
@@ -356,6 +370,8 @@ class Calibration:
 # --- the dry run ----------------------------------------------------------------------------
 
 PROGRESS_EVERY = 1000
+# The products whose columns are counted one by one, for what each column costs.
+COLUMN_SAMPLE = 1000
 COUNT_BATCH = 1024
 
 
@@ -384,6 +400,10 @@ def _estimate(
     pending: list[tuple[GroupEstimate, str]] = []
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
         result.products += 1
+        if result.products <= COLUMN_SAMPLE:
+            for name, value in product.data().items():
+                tokens = counter.count(data_json({name: value}))
+                result.column_tokens[name] = result.column_tokens.get(name, 0) + tokens * max(len(jobs), 1)
         if not jobs:
             result.products_without_jobs += 1
         fields = fingerprints.fields(product.id, product.data()) if store else {}

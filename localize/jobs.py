@@ -11,6 +11,7 @@ from typing import Any
 from .catalog import Product, is_translations_export_file, read_catalog, read_translations_export
 from .config import Settings
 from .errors import CatalogError, InputError, LocaleError, PlatformError
+from .fields import FieldSelection
 from .glossary import load_glossary
 from .locales import Locale, parse_locale
 from .prompts import Message, PromptSet, load_prompt_set
@@ -74,6 +75,15 @@ def plan_jobs(product: Product, settings: Settings, catalog: Path) -> list[Job]:
     return [Job(product, platform.lower(), locale) for platform in platforms for locale in locales]
 
 
+def catalog_options(settings: Settings) -> dict[str, Any]:
+    """How the run reads its catalog: column names, repeated ids, the columns sent."""
+    return {
+        "columns": settings.columns,
+        "duplicates": settings.duplicates,
+        "fields": FieldSelection.parse(settings.fields),
+    }
+
+
 def in_shard(product_id: str, shard: tuple[int, int] | None) -> bool:
     """Whether a product belongs to shard K of N: a hash of its id, so the split is stable
     across runs, machines and catalog order, and every product lands in exactly one shard."""
@@ -86,7 +96,7 @@ def in_shard(product_id: str, shard: tuple[int, int] | None) -> bool:
 def iter_jobs(settings: Settings, catalog: Path, prompt_sets: PromptSets) -> Iterator[tuple[Product, list[Job]]]:
     """Stream the catalog, with each row's jobs (none for rows outside --shard); a row naming
     an unknown platform fails here."""
-    for product in read_catalog(catalog, columns=settings.columns, duplicates=settings.duplicates):
+    for product in read_catalog(catalog, **catalog_options(settings)):
         jobs = plan_jobs(product, settings, catalog) if in_shard(product.id, settings.shard) else []
         for platform in {job.platform for job in jobs}:
             try:
@@ -180,7 +190,7 @@ def prompt_for(settings: Settings, catalog: Path, product_id: str, locale: str, 
     target = parse_locale(locale)
     prompt_set = PromptSets(settings).get(platform.lower())
     # One pass: a pipe works too.
-    for product in read_catalog(catalog, columns=settings.columns, duplicates=settings.duplicates):
+    for product in read_catalog(catalog, **catalog_options(settings)):
         if product.id == product_id:
             messages = prompt_set.render_messages(product, target)
             return chat_request_body(settings, messages)

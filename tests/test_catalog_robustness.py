@@ -72,3 +72,59 @@ def test_an_extra_format_not_asked_for_again_is_removed(
         assert Path("out/results.csv").exists() and Path("out/results.json").exists()
         assert run_cli(*args).exit_code == 0
     assert not Path("out/results.csv").exists() and not Path("out/results.json").exists()
+
+
+WOOCOMMERCE = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
+
+
+def test_a_woocommerce_export_reads_without_a_mapping_variations_folded() -> None:
+    from localize.catalog import read_catalog, recognised
+
+    products = {product.id: product for product in read_catalog(WOOCOMMERCE)}
+    assert list(products) == ["101", "102", "105"]
+    hoodie = products["102"].data()
+    assert hoodie["options"] == ["Color: Olive, Charcoal", "Size: S, M, L, XL"]  # XL only from a variation
+    assert hoodie["short_description"] == "A relaxed hoodie in organic cotton." and hoodie["keywords"][0] == "hoodie"
+    for noise in ("59.00", "https://shop.example", "taxable", "visible", "42"):
+        assert noise not in json.dumps(products["101"].data() | hoodie), noise  # prices, links, flags, stock
+    assert products["101"].data()["weight"] == "0.1 kg"  # a spec, with its unit
+    assert recognised(WOOCOMMERCE) == "WooCommerce export: 5 rows → 3 products, 2 variations folded"
+
+
+def test_a_woocommerce_header_in_odd_casing_reads_the_same(tmp_path: Path) -> None:
+    from localize.catalog import read_catalog
+
+    lines = WOOCOMMERCE.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    odd = write(tmp_path / "woo.csv", lines[0].lower() + "".join(lines[1:]))
+    assert [p.id for p in read_catalog(odd)] == ["101", "102", "105"]
+
+
+def test_columns_that_are_not_copy_stay_out_and_fields_decides_otherwise(run_cli, tmp_path: Path) -> None:
+    catalog = write(
+        tmp_path / "shop.csv",
+        "id,name,material,price,stock_qty,image_url,on_sale,care\n"
+        "1,Kettle,steel,19.99,12,https://cdn.example/k.jpg,yes,Hand wash only\n",
+    )
+
+    def sent(*args: str) -> dict:
+        result = run_cli("prompt", catalog, "--id", "1", "--locale", "de-DE", "--json", *args)
+        assert result.exit_code == 0, result.stderr
+        user = json.loads(result.stdout)["messages"][1]["content"]
+        return json.loads(user.split("<product_data>\n", 1)[1].split("\n</product_data>", 1)[0])
+
+    assert sent() == {"name": "Kettle", "material": "steel", "care": "Hand wash only"}
+    write(tmp_path / "localize.yaml", "fields: [-care, +price]\n")
+    assert sent() == {"name": "Kettle", "material": "steel", "price": "19.99"}
+    write(tmp_path / "localize.yaml", "fields: name,material\n")
+    assert sent() == {"name": "Kettle", "material": "steel"}
+
+
+def test_the_dry_run_shows_what_each_column_costs(run_cli, sample: Path) -> None:
+    result = run_cli("estimate", sample, "-l", "de-DE", "--json")
+    columns = json.loads(result.stdout)["by_column"]
+    assert list(columns)[0] == "features" and columns["name"] > 0
+    lean = json.loads(run_cli("estimate", sample, "-l", "de-DE", "--fields", "-features", "--json").stdout)
+    assert "features" not in lean["by_column"]
+    assert lean["tokens"]["input"] < json.loads(result.stdout)["tokens"]["input"] - columns["features"] * 0.9
+    text = run_cli("estimate", sample, "-l", "de-DE")
+    assert "Input tokens by column: features" in text.stderr
