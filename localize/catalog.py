@@ -383,9 +383,16 @@ def recognised(path: Path, *, columns: Mapping[str, str] | None = None) -> str |
     catalog in our own columns, a mapped one, or anything but a CSV file)."""
     if columns or not path.is_file():
         return None
+    try:
+        return _recognised(path)
+    except CatalogError:
+        return None  # not a catalog at all: reading it says why, in one line
+
+
+def _recognised(path: Path) -> str | None:
     with _open(path) as handle:
         head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
-        if detect_format(path, head) != "csv":
+        if b"\x00" in head or not head.lstrip(b"\xef\xbb\xbf").strip() or detect_format(path, head) != "csv":
             return None
         header, records = _csv_records(path, handle)
         named = [name for name in header if name]
