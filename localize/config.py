@@ -34,7 +34,7 @@ API_KEY_VARIABLES = ("HOLYSHEEP_API_KEY", "LOCALIZE_API_KEY")
 # The most products --pack accepts in one request: each answer must fit in one max_tokens.
 PACK_LIMIT = 50
 
-OutputFormat = Literal["jsonl", "csv", "json", "shopify"]
+OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce"]
 
 
 class PriceOverride(BaseModel):
@@ -87,6 +87,10 @@ class Settings(BaseModel):
     fields: tuple[str, ...] = Field(
         (), description="columns that reach the model: NAME (only these), -NAME (not this), +NAME (this too)"
     )
+    amazon_seller_id: str | None = Field(None, min_length=1, description="the feed header's sellerId")
+    amazon_marketplaces: dict[str, str] = Field(
+        default_factory=dict, description="locale → Amazon marketplace id, beside the built-in table"
+    )
     duplicates: Literal["error", "first"] = Field(
         "error", description="repeated ids: list them and stop, or keep each id's first row"
     )
@@ -125,7 +129,7 @@ class Settings(BaseModel):
             return tuple(dict.fromkeys(items))
         return value
 
-    @field_validator("units", mode="before")
+    @field_validator("units", "amazon_marketplaces", mode="before")
     @classmethod
     def _parse_units(cls, value: Any) -> Any:
         """Keys are locales as --locales reads them (`en_us` is en-US)."""
@@ -202,6 +206,7 @@ _KEY_ALIASES = {
 # Environment variables read, beside the API key.
 _ENV = {
     "LOCALIZE_FIELDS": "fields",
+    "AMAZON_SELLER_ID": "amazon_seller_id",
     "LOCALIZE_BASE_URL": "base_url",
     "LOCALIZE_MODEL": "model",
     "LOCALIZE_RPM": "rpm",

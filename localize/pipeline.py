@@ -39,6 +39,7 @@ from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
 from .figures import Facts, facts_of
 from .glossary import Term
+from .imports import marketplace_for, require_seller_id, write_imports
 from .jobs import (
     Job,
     PromptSets,
@@ -91,6 +92,10 @@ def _check_formats(settings: Settings, catalog: Path) -> None:
     """--format shopify answers Shopify's translations export, so it needs that export as the
     catalog and the shopify platform (which the export's products get unless --platform says
     otherwise): say so before anything is sent."""
+    require_seller_id(settings.formats, settings.amazon_seller_id)
+    if "amazon" in settings.formats:
+        for locale in settings.locales:
+            marketplace_for(locale.tag, settings.amazon_marketplaces)  # an unknown store: said before sending
     if "shopify" not in settings.formats:
         return
     if settings.platforms is not None and "shopify" not in settings.platforms:
@@ -248,6 +253,13 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: 
     try:
         store.close()
         store.finish(formats=settings.formats)
+        write_imports(
+            settings.out,
+            settings.formats,
+            list(store.results()),
+            seller_id=settings.amazon_seller_id,
+            marketplaces=settings.amazon_marketplaces,
+        )
         if writes_shopify_import(settings, catalog):
             listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}
             strings = {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()}

@@ -1,0 +1,179 @@
+"""Each shop's own import file, written from the results (`--format amazon,woocommerce`).
+
+- amazon: a Selling Partner API `JSON_LISTINGS_FEED` (Feeds API, schema version 2.0): one PATCH
+  message per SKU replacing `item_name`, `bullet_point`, `product_description` and
+  `generic_keyword`, each value with the locale's `language_tag` and the store's
+  `marketplace_id` (../shared/PLATFORMS.md, "Language tags and marketplaces").
+- woocommerce: per locale, a CSV in WooCommerce's product importer columns (`ID`, `SKU`, `Name`,
+  `Short description`, `Description`, `Tags`), which WPML's and Polylang's importers take as a
+  translation of the products with those IDs.
+
+Files of a format the run does not ask for are removed, so OUT never holds one that no longer
+matches results.jsonl.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .store import atomic_write
+
+AMAZON_FEED = "amazon_listings_feed.json"
+WOOCOMMERCE_DIR = "woocommerce"
+# Amazon stores by country: marketplace ids (PLATFORMS.md; pulleee/amazonSellerAPI, Roman16/pw-front).
+MARKETPLACES = {
+    "US": "ATVPDKIKX0DER",
+    "CA": "A2EUQ1WTGCTBG2",
+    "MX": "A1AM78C64UM0Y8",
+    "BR": "A2Q3Y263D00KWC",
+    "GB": "A1F83G8C2ARO7P",
+    "JP": "A1VC38T7YXB528",
+    "IN": "A21TJRUUN4KGV",
+    "AU": "A39IBJ37TRP1C6",
+    "SG": "A19VAU5U5O7RUS",
+    "DE": "A1PA6795UKMFR9",
+    "FR": "A13V1IB3VIYZZH",
+    "IT": "APJ6JRA9NG5V4",
+    "ES": "A1RKKUPIHCS9HS",
+    "NL": "A1805IZSGTT6HS",
+    "SE": "A2NODRKZP88ZB9",
+    "PL": "A1C3SOZRARQ6R3",
+    "TR": "A33AVAJ2PDY3EV",
+    "AE": "A2VIGQ35RCS4UG",
+    "SA": "A17E79C6D8DWNP",
+}
+WOOCOMMERCE_COLUMNS = ("ID", "SKU", "Name", "Short description", "Description", "Tags")
+
+
+def marketplace_for(tag: str, overrides: Mapping[str, str]) -> str:
+    """The Amazon store a locale's listing goes to: localize.yaml's `amazon_marketplaces`, else
+    the store of its country."""
+    if tag in overrides:
+        return overrides[tag]
+    country = tag.rsplit("-", 1)[-1].upper()
+    if country not in MARKETPLACES:
+        raise ConfigError(
+            f"no Amazon store known for {tag}",
+            where="--format amazon",
+            hint=f"name its marketplace id in localize.yaml: amazon_marketplaces: {{{tag}: A...}}",
+        )
+    return MARKETPLACES[country]
+
+
+def amazon_feed(results: Iterable[Mapping[str, Any]], *, seller_id: str, marketplaces: Mapping[str, str]) -> str:
+    """The JSON_LISTINGS_FEED document: one PATCH per SKU, its values in every locale's store."""
+    by_sku: dict[str, list[Mapping[str, Any]]] = {}
+    for result in results:
+        by_sku.setdefault(str(result.get("sku") or result["id"]), []).append(result)
+    messages = []
+    for number, (sku, listings) in enumerate(sorted(by_sku.items()), start=1):
+        values: dict[str, list[dict[str, str]]] = {
+            "item_name": [],
+            "bullet_point": [],
+            "product_description": [],
+            "generic_keyword": [],
+        }
+        for listing in listings:
+            where = {
+                "language_tag": str(listing["locale"]).replace("-", "_"),
+                "marketplace_id": marketplace_for(str(listing["locale"]), marketplaces),
+            }
+            values["item_name"].append({"value": listing["title"], **where})
+            values["bullet_point"] += [{"value": bullet, **where} for bullet in listing.get("bullets") or []]
+            values["product_description"].append({"value": listing["description"], **where})
+            values["generic_keyword"].append({"value": " ".join(listing.get("seo_tags") or []), **where})
+        messages.append(
+            {
+                "messageId": number,
+                "sku": sku,
+                "operationType": "PATCH",
+                "productType": "PRODUCT",
+                "patches": [
+                    {"op": "replace", "path": f"/attributes/{name}", "value": value} for name, value in values.items()
+                ],
+            }
+        )
+    feed = {"header": {"sellerId": seller_id, "version": "2.0", "issueLocale": "en_US"}, "messages": messages}
+    return json.dumps(feed, ensure_ascii=False, indent=2) + "\n"
+
+
+def woocommerce_csv(results: Iterable[Mapping[str, Any]]) -> str:
+    """One locale's listings in WooCommerce's importer columns: the highlights as the short
+    description's list, the search tags as product tags."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(WOOCOMMERCE_COLUMNS)
+    for result in results:
+        bullets = "".join(f"<li>{html.escape(str(item))}</li>" for item in result.get("bullets") or [])
+        writer.writerow(
+            [
+                result["id"],
+                result.get("sku") or "",
+                result["title"],
+                f"<ul>{bullets}</ul>" if bullets else "",
+                result["description"],
+                ", ".join(result.get("seo_tags") or []),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def write_imports(
+    out: Path,
+    formats: Iterable[str],
+    results: list[Mapping[str, Any]],
+    *,
+    seller_id: str | None,
+    marketplaces: Mapping[str, str],
+) -> list[Path]:
+    """Write the import files asked for from the run's results (amazon from the amazon
+    platform's; the shop formats from the shopify platform's, else the only platform's), and
+    remove those not asked for. Returns the files written."""
+    formats = set(formats)
+    written = []
+    feed = out / AMAZON_FEED
+    if "amazon" in formats:
+        listings = [result for result in results if result.get("platform") == "amazon"]
+        atomic_write(feed, amazon_feed(listings, seller_id=seller_id or "", marketplaces=marketplaces))
+        written.append(feed)
+    else:
+        feed.unlink(missing_ok=True)
+    folder = out / WOOCOMMERCE_DIR
+    if "woocommerce" in formats:
+        listings = shop_listings(results)
+        if folder.exists():
+            shutil.rmtree(folder)  # a locale no longer asked for must not stay behind
+        folder.mkdir()
+        for locale in sorted({str(result["locale"]) for result in listings}):
+            path = folder / f"{locale}.csv"
+            atomic_write(path, woocommerce_csv(result for result in listings if result["locale"] == locale))
+            written.append(path)
+    elif folder.exists():
+        shutil.rmtree(folder)
+    return written
+
+
+def shop_listings(results: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The listings a web shop imports: the shopify platform's (written for a shop's own
+    product page), else those of the run's only platform."""
+    platforms = {result.get("platform") for result in results}
+    chosen = "shopify" if "shopify" in platforms else (next(iter(platforms)) if len(platforms) == 1 else None)
+    return [result for result in results if result.get("platform") == chosen]
+
+
+def require_seller_id(formats: Iterable[str], seller_id: str | None) -> None:
+    """--format amazon needs the seller id in the feed's header: say so before sending."""
+    if "amazon" in set(formats) and not seller_id:
+        raise ConfigError(
+            "--format amazon needs your Amazon seller id",
+            where="--format amazon",
+            hint="set amazon_seller_id in localize.yaml or the AMAZON_SELLER_ID environment variable",
+        )

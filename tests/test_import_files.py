@@ -1,0 +1,88 @@
+"""Each shop's own import file, written from the results and read back as the shop reads it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write
+from fake_relay import FakeRelay
+
+from localize.store import iter_jsonl
+
+FEED = Path("out/amazon_listings_feed.json")
+
+
+@pytest.fixture(autouse=True)
+def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-imports-test")
+    monkeypatch.setenv("AMAZON_SELLER_ID", "A2SELLER0TEST")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+
+
+def run(run_cli, relay: FakeRelay, catalog: Path, *args: str):
+    return run_cli("run", catalog, "--base-url", relay.base_url, "--out", "out", *args)
+
+
+def test_the_amazon_feed_patches_each_sku_in_every_locales_store(run_cli, sample: Path, relay: FakeRelay) -> None:
+    result = run(run_cli, relay, sample, "-l", "de-DE,ja-JP", "--format", "amazon")
+    assert result.exit_code == 0, result.stderr
+    feed = json.loads(FEED.read_text(encoding="utf-8"))
+    assert feed["header"] == {"sellerId": "A2SELLER0TEST", "version": "2.0", "issueLocale": "en_US"}
+    results = list(iter_jsonl(Path("out/results.jsonl")))
+    assert len(feed["messages"]) == 13 and [m["messageId"] for m in feed["messages"]] == list(range(1, 14))
+    message = next(m for m in feed["messages"] if m["sku"] == "NB-ANC45-BLK")
+    assert message["operationType"] == "PATCH" and message["productType"] == "PRODUCT"
+    patches = {patch["path"]: patch for patch in message["patches"]}
+    assert set(patches) == {
+        "/attributes/item_name",
+        "/attributes/bullet_point",
+        "/attributes/product_description",
+        "/attributes/generic_keyword",
+    }
+    assert all(patch["op"] == "replace" for patch in patches.values())
+    names = patches["/attributes/item_name"]["value"]
+    german = next(r for r in results if r["sku"] == "NB-ANC45-BLK" and r["locale"] == "de-DE")
+    assert {"value": german["title"], "language_tag": "de_DE", "marketplace_id": "A1PA6795UKMFR9"} in names
+    assert {v["marketplace_id"] for v in names} == {"A1PA6795UKMFR9", "A1VC38T7YXB528"}  # DE and JP stores
+    bullets = [v["value"] for v in patches["/attributes/bullet_point"]["value"] if v["language_tag"] == "de_DE"]
+    assert bullets == german["bullets"]
+    keywords = [v["value"] for v in patches["/attributes/generic_keyword"]["value"] if v["language_tag"] == "de_DE"]
+    assert keywords == [" ".join(german["seo_tags"])]
+
+
+def test_the_amazon_feed_needs_a_seller_id_and_a_known_store_before_sending(
+    run_cli, sample: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AMAZON_SELLER_ID")
+    result = run(run_cli, relay, sample, "-l", "de-DE", "--format", "amazon")
+    assert result.exit_code == 2 and "amazon_seller_id" in result.stderr and relay.paths == []
+    monkeypatch.setenv("AMAZON_SELLER_ID", "A2SELLER0TEST")
+    unknown = run(run_cli, relay, sample, "-l", "th-TH", "--format", "amazon")
+    assert unknown.exit_code == 2 and "no Amazon store known for th-TH" in unknown.stderr and relay.paths == []
+    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\namazon_marketplaces: {th-TH: A0THTEST}\n")
+    mapped = run(run_cli, relay, sample, "-l", "th-TH", "--format", "amazon")
+    assert mapped.exit_code == 0, mapped.stderr
+    assert "A0THTEST" in FEED.read_text(encoding="utf-8")
+
+
+def test_woocommerce_gets_one_importer_csv_per_locale(run_cli, relay: FakeRelay) -> None:
+    export = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
+    result = run(run_cli, relay, export, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "woocommerce")
+    assert result.exit_code == 0, result.stderr
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    for locale in ("de-DE", "fr-FR"):
+        text = Path(f"out/woocommerce/{locale}.csv").read_text(encoding="utf-8")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert list(rows[0]) == ["ID", "SKU", "Name", "Short description", "Description", "Tags"]
+        assert [row["ID"] for row in rows] == ["101", "102", "105"]  # the export's own product IDs
+        hoodie = next(row for row in rows if row["ID"] == "102")
+        listing = results[("102", locale)]
+        assert hoodie["SKU"] == "TW-HD-02" and hoodie["Name"] == listing["title"]
+        assert hoodie["Description"] == listing["description"] and hoodie["Short description"].startswith("<ul><li>")
+        assert hoodie["Tags"] == ", ".join(listing["seo_tags"])
+    again = run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify")  # not asked for: removed
+    assert again.exit_code == 0 and not Path("out/woocommerce").exists()
