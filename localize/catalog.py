@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from .errors import CatalogError
-from .fields import FieldSelection
+from .fields import NOT_COPY, FieldSelection
 from .shopify import TRANSLATED_FIELDS, ExportRow, is_translations_export, not_an_export, product_needs
 
 Format = Literal["csv", "json", "jsonl"]
@@ -276,6 +276,9 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
     if not columns and is_woocommerce_export(named):
         yield from _woocommerce_products(records)
         return
+    if not columns and is_magento_export(named):
+        yield from _magento_products(records)
+        return
     if not columns and is_translations_export(named):
         yield from _translations_products(records)
         return
@@ -403,6 +406,20 @@ def _recognised(path: Path) -> str | None:
             )
             rows, folded = sum(kinds.values()), kinds["variation"]
             return f"WooCommerce export: {rows:,} rows → {rows - folded:,} products, {folded:,} variations folded"
+        if is_magento_export(named):
+            lowered = [{name.lower(): value for name, value in record.items()} for _, record in records]
+            default = [row for row in lowered if not row.get("store_view_code", "").strip()]
+            children = {
+                part.partition("=")[2].split(",")[0]
+                for row in default
+                for part in _multi(row.get("configurable_variations", ""), "|")
+            }
+            views = len(lowered) - len(default)
+            return (
+                f"Magento export: {len(lowered):,} rows → {len(default) - len(children):,} products "
+                f"(default scope; {len(children):,} simple children folded, "
+                f"{views:,} store-view row{'' if views == 1 else 's'} skipped)"
+            )
         if is_shopify_export(named):
             handles = [record.get("Handle", "") for _, record in records]
             return f"Shopify product export: {len(handles):,} rows → {len(set(handles)):,} products"
@@ -591,6 +608,73 @@ def _add_woocommerce_attributes(options: dict[str, list[str]], record: Mapping[s
             if name and value.strip() and value.strip() not in options.setdefault(name, []):
                 options[name].append(value.strip())
         number += 1
+
+
+# --- Magento 2 product export ------------------------------------------------------------------
+
+# System → Export → Products writes one row per SKU and store view; the default scope's row
+# (no store_view_code) is the source copy. A configurable product lists its simple children in
+# `configurable_variations` ("sku=…,size=M,color=Black|sku=…").
+MAGENTO_MARKERS = ("sku", "store_view_code", "product_type", "name")
+
+
+def is_magento_export(columns: list[str]) -> bool:
+    lowered = {name.lower() for name in columns}
+    return all(name in lowered for name in MAGENTO_MARKERS)
+
+
+def _magento_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """One product per default-scope SKU; simple children of a configurable fold into its
+    options (and are not products of their own)."""
+    products: dict[str, tuple[int, dict[str, Any], dict[str, list[str]]]] = {}
+    children: set[str] = set()
+    for line, raw in records:
+        record = {name.lower(): value for name, value in raw.items()}
+        if record.get("store_view_code", "").strip():
+            continue  # a store view's translation, not the source
+        row: dict[str, Any] = {
+            "id": record.get("sku", ""),
+            "sku": record.get("sku", ""),
+            "name": record.get("name", ""),
+            "description": record.get("description", ""),
+            "short_description": record.get("short_description", ""),
+            "category": _multi(record.get("categories", ""), ","),
+            "keywords": _multi(record.get("meta_keywords", ""), ","),
+        }
+        options: dict[str, list[str]] = {}
+        for name, value in _attribute_pairs(record.get("additional_attributes", "")):
+            if not NOT_COPY.search(name):
+                row[name] = value
+        for child in _multi(record.get("configurable_variations", ""), "|"):
+            values = dict(part.partition("=")[::2] for part in child.split(","))
+            children.add(values.pop("sku", ""))
+            for name, value in values.items():
+                if value and value not in options.setdefault(name, []):
+                    options[name].append(value)
+        if record.get("weight", "").strip():
+            row["weight"] = record["weight"].strip()
+        products[row["id"]] = (line, row, options)
+    for sku, (line, row, options) in products.items():
+        if sku not in children:
+            yield line, _finish_shopify(row, options)
+
+
+def _attribute_pairs(cell: str) -> list[tuple[str, str]]:
+    """Magento's `additional_attributes` ("activity=Gym,Travel,color=Blue"): a multi-select's
+    values are commas inside the list, so a part without "=" belongs to the attribute before it."""
+    pairs: list[list[str]] = []
+    for part in _multi(cell, ","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip():
+            pairs.append([name.strip(), value.strip()])
+        elif pairs:
+            pairs[-1][1] += f", {part}"
+    return [(name, value) for name, value in pairs if value]
+
+
+def _multi(cell: str, separator: str) -> list[str]:
+    """A multi-value cell: Magento separates values by `separator`, or one per line."""
+    return [item.strip() for part in cell.splitlines() for item in part.split(separator) if item.strip()]
 
 
 def _header(path: Path, columns: list[str]) -> list[str]:

@@ -34,7 +34,7 @@ API_KEY_VARIABLES = ("HOLYSHEEP_API_KEY", "LOCALIZE_API_KEY")
 # The most products --pack accepts in one request: each answer must fit in one max_tokens.
 PACK_LIMIT = 50
 
-OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce"]
+OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce", "magento"]
 
 
 class PriceOverride(BaseModel):
@@ -91,6 +91,9 @@ class Settings(BaseModel):
     amazon_marketplaces: dict[str, str] = Field(
         default_factory=dict, description="locale → Amazon marketplace id, beside the built-in table"
     )
+    magento_store_views: dict[str, str] = Field(
+        default_factory=dict, description="locale → the Magento store view code its rows are imported into"
+    )
     duplicates: Literal["error", "first"] = Field(
         "error", description="repeated ids: list them and stop, or keep each id's first row"
     )
@@ -129,7 +132,7 @@ class Settings(BaseModel):
             return tuple(dict.fromkeys(items))
         return value
 
-    @field_validator("units", "amazon_marketplaces", mode="before")
+    @field_validator("units", "amazon_marketplaces", "magento_store_views", mode="before")
     @classmethod
     def _parse_units(cls, value: Any) -> Any:
         """Keys are locales as --locales reads them (`en_us` is en-US)."""

@@ -4,6 +4,10 @@
   message per SKU replacing `item_name`, `bullet_point`, `product_description` and
   `generic_keyword`, each value with the locale's `language_tag` and the store's
   `marketplace_id` (../shared/PLATFORMS.md, "Language tags and marketplaces").
+- magento: the product import CSV (System → Data Transfer → Import, entity "Products"), one row
+  per SKU and store view, store-view attributes only: `sku, store_view_code, name, description,
+  short_description, meta_title, meta_keywords, meta_description`; the store view of each locale
+  comes from `magento_store_views` in localize.yaml.
 - woocommerce: per locale, a CSV in WooCommerce's product importer columns (`ID`, `SKU`, `Name`,
   `Short description`, `Description`, `Tags`), which WPML's and Polylang's importers take as a
   translation of the products with those IDs.
@@ -27,6 +31,17 @@ from .errors import ConfigError
 from .store import atomic_write
 
 AMAZON_FEED = "amazon_listings_feed.json"
+MAGENTO_FILE = "magento_products.csv"
+MAGENTO_COLUMNS = (
+    "sku",
+    "store_view_code",
+    "name",
+    "description",
+    "short_description",
+    "meta_title",
+    "meta_keywords",
+    "meta_description",
+)
 WOOCOMMERCE_DIR = "woocommerce"
 # Amazon stores by country: marketplace ids (PLATFORMS.md; pulleee/amazonSellerAPI, Roman16/pw-front).
 MARKETPLACES = {
@@ -126,6 +141,30 @@ def woocommerce_csv(results: Iterable[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def magento_csv(results: Iterable[Mapping[str, Any]], store_views: Mapping[str, str]) -> str:
+    """The listings as Magento's import reads store-view values: the highlights as the short
+    description's list, the SEO fields where the platform wrote them."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(MAGENTO_COLUMNS)
+    for result in results:
+        extra = result.get("extra") or {}
+        bullets = "".join(f"<li>{html.escape(str(item))}</li>" for item in result.get("bullets") or [])
+        writer.writerow(
+            [
+                result.get("sku") or result["id"],
+                store_views[str(result["locale"])],
+                result["title"],
+                result["description"],
+                f"<ul>{bullets}</ul>" if bullets else "",
+                extra.get("seo_title") or result["title"],
+                ", ".join(result.get("seo_tags") or []),
+                extra.get("seo_description") or "",
+            ]
+        )
+    return buffer.getvalue()
+
+
 def write_imports(
     out: Path,
     formats: Iterable[str],
@@ -133,6 +172,7 @@ def write_imports(
     *,
     seller_id: str | None,
     marketplaces: Mapping[str, str],
+    store_views: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write the import files asked for from the run's results (amazon from the amazon
     platform's; the shop formats from the shopify platform's, else the only platform's), and
@@ -146,6 +186,12 @@ def write_imports(
         written.append(feed)
     else:
         feed.unlink(missing_ok=True)
+    magento = out / MAGENTO_FILE
+    if "magento" in formats:
+        atomic_write(magento, magento_csv(shop_listings(results), store_views or {}))
+        written.append(magento)
+    else:
+        magento.unlink(missing_ok=True)
     folder = out / WOOCOMMERCE_DIR
     if "woocommerce" in formats:
         listings = shop_listings(results)
@@ -167,6 +213,18 @@ def shop_listings(results: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     platforms = {result.get("platform") for result in results}
     chosen = "shopify" if "shopify" in platforms else (next(iter(platforms)) if len(platforms) == 1 else None)
     return [result for result in results if result.get("platform") == chosen]
+
+
+def require_store_views(formats: Iterable[str], locales: Iterable[str], store_views: Mapping[str, str]) -> None:
+    """--format magento writes each locale to a store view: every locale needs one."""
+    missing = [tag for tag in locales if tag not in store_views]
+    if "magento" in set(formats) and missing:
+        example = ", ".join(f"{tag}: {tag.split('-')[0]}" for tag in missing[:2])
+        raise ConfigError(
+            f"--format magento needs the store view of {', '.join(missing)}",
+            where="--format magento",
+            hint=f"name them in localize.yaml: magento_store_views: {{{example}}}",
+        )
 
 
 def require_seller_id(formats: Iterable[str], seller_id: str | None) -> None:

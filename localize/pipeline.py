@@ -39,7 +39,7 @@ from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
 from .figures import Facts, facts_of
 from .glossary import Term
-from .imports import marketplace_for, require_seller_id, write_imports
+from .imports import marketplace_for, require_seller_id, require_store_views, write_imports
 from .jobs import (
     Job,
     PromptSets,
@@ -93,6 +93,7 @@ def _check_formats(settings: Settings, catalog: Path) -> None:
     catalog and the shopify platform (which the export's products get unless --platform says
     otherwise): say so before anything is sent."""
     require_seller_id(settings.formats, settings.amazon_seller_id)
+    require_store_views(settings.formats, [locale.tag for locale in settings.locales], settings.magento_store_views)
     if "amazon" in settings.formats:
         for locale in settings.locales:
             marketplace_for(locale.tag, settings.amazon_marketplaces)  # an unknown store: said before sending
@@ -259,6 +260,7 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: 
             list(store.results()),
             seller_id=settings.amazon_seller_id,
             marketplaces=settings.amazon_marketplaces,
+            store_views=settings.magento_store_views,
         )
         if writes_shopify_import(settings, catalog):
             listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}

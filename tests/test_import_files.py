@@ -86,3 +86,48 @@ def test_woocommerce_gets_one_importer_csv_per_locale(run_cli, relay: FakeRelay)
         assert hoodie["Tags"] == ", ".join(listing["seo_tags"])
     again = run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify")  # not asked for: removed
     assert again.exit_code == 0 and not Path("out/woocommerce").exists()
+
+
+MAGENTO = Path(__file__).resolve().parent.parent / "examples" / "magento_products_export.csv"
+
+
+def test_a_magento_export_reads_its_default_scope_with_children_folded() -> None:
+    from localize.catalog import read_catalog, recognised
+
+    products = {product.id: product.data() for product in read_catalog(MAGENTO)}
+    assert list(products) == ["24-MB01", "MH01"]  # the simple children and the store-view row are not products
+    assert products["MH01"]["options"] == ["color: Black, Gray", "size: XS, M"]
+    assert products["24-MB01"]["activity"] == "Gym, Travel"  # a multi-select's values stay together
+    assert products["24-MB01"]["category"] == ["Default Category/Gear", "Default Category/Gear/Bags"]
+    assert "34.00" not in json.dumps(products) and "Taxable Goods" not in json.dumps(products)
+    assert recognised(MAGENTO).startswith("Magento export: 5 rows → 2 products")
+
+
+def test_magento_gets_an_import_row_per_sku_and_store_view(run_cli, relay: FakeRelay) -> None:
+    refused = run(run_cli, relay, MAGENTO, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "magento")
+    assert refused.exit_code == 2 and "magento_store_views" in refused.stderr and relay.paths == []
+    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nmagento_store_views: {de-DE: de, fr-FR: fr}\n")
+    result = run(run_cli, relay, MAGENTO, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "magento")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"), newline="")))
+    assert list(rows[0]) == [
+        "sku",
+        "store_view_code",
+        "name",
+        "description",
+        "short_description",
+        "meta_title",
+        "meta_keywords",
+        "meta_description",
+    ]
+    assert sorted((row["sku"], row["store_view_code"]) for row in rows) == [
+        ("24-MB01", "de"),
+        ("24-MB01", "fr"),
+        ("MH01", "de"),
+        ("MH01", "fr"),
+    ]
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    hoodie = next(row for row in rows if row["sku"] == "MH01" and row["store_view_code"] == "fr")
+    listing = results[("MH01", "fr-FR")]
+    assert hoodie["name"] == listing["title"] and hoodie["meta_title"] == listing["extra"]["seo_title"]
+    assert hoodie["meta_keywords"] == ", ".join(listing["seo_tags"])
