@@ -279,6 +279,9 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
     if not columns and is_magento_export(named):
         yield from _magento_products(records)
         return
+    if not columns and is_akeneo_export(named):
+        yield from _akeneo_products(named, records)
+        return
     if not columns and is_translations_export(named):
         yield from _translations_products(records)
         return
@@ -420,6 +423,9 @@ def _recognised(path: Path) -> str | None:
                 f"(default scope; {len(children):,} simple children folded, "
                 f"{views:,} store-view row{'' if views == 1 else 's'} skipped)"
             )
+        if is_akeneo_export(named):
+            count = sum(1 for _ in records)
+            return f"Akeneo export: {count:,} products, copy in {akeneo_source_locale(named)}"
         if is_shopify_export(named):
             handles = [record.get("Handle", "") for _, record in records]
             return f"Shopify product export: {len(handles):,} rows → {len(set(handles)):,} products"
@@ -675,6 +681,78 @@ def _attribute_pairs(cell: str) -> list[tuple[str, str]]:
 def _multi(cell: str, separator: str) -> list[str]:
     """A multi-value cell: Magento separates values by `separator`, or one per line."""
     return [item.strip() for part in cell.splitlines() for item in part.split(separator) if item.strip()]
+
+
+# --- Akeneo PIM product export ------------------------------------------------------------------
+
+# An Akeneo product CSV (`;`-separated): the identifier (`sku`), `family`, and attribute columns,
+# localizable ones as `{code}-{locale}` and scopable ones with a channel: `{code}-{locale}-{channel}`.
+_AKENEO_COLUMN = re.compile(
+    r"^(?P<code>[A-Za-z0-9_]+)-(?P<locale>[a-z]{2,3}_[A-Z]{2})(?:-(?P<channel>[A-Za-z0-9_]+))?$"
+)
+# Akeneo's measurement units as listings write them.
+_AKENEO_UNITS = {"GRAM": "g", "KILOGRAM": "kg", "MILLIMETER": "mm", "CENTIMETER": "cm", "METER": "m", "LITER": "l"}
+
+
+def akeneo_columns(columns: list[str]) -> dict[str, tuple[str, str, str | None]]:
+    """The localizable columns of an Akeneo export: column → (attribute code, locale, channel)."""
+    found = {}
+    for name in columns:
+        match = _AKENEO_COLUMN.match(name)
+        if match:
+            found[name] = (match.group("code"), match.group("locale"), match.group("channel"))
+    return found
+
+
+def is_akeneo_export(columns: list[str]) -> bool:
+    lowered = {name.lower() for name in columns}
+    return "family" in lowered and ("sku" in lowered or "identifier" in lowered) and bool(akeneo_columns(columns))
+
+
+def akeneo_source_locale(columns: list[str]) -> str:
+    """The locale the export's copy is written in: the one most of its localizable columns carry."""
+    counts = Counter(locale for _, locale, _ in akeneo_columns(columns).values())
+    return counts.most_common(1)[0][0]
+
+
+def akeneo_attributes(path: Path) -> list[tuple[str, str | None]]:
+    """The attributes an Akeneo export shows as localizable in its copy's locale: (code, channel)."""
+    with _open(path) as handle:
+        header, _ = _csv_records(path, handle)
+    named = [name for name in header if name]
+    if not is_akeneo_export(named):
+        raise CatalogError(
+            path, "not an Akeneo product export", line=1, hint="--format akeneo starts from Akeneo's export"
+        )
+    source = akeneo_source_locale(named)
+    return [(code, channel) for code, locale, channel in akeneo_columns(named).values() if locale == source]
+
+
+def _akeneo_products(
+    header: list[str], records: Iterator[tuple[int, dict[str, str]]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    localized = akeneo_columns(header)
+    source = akeneo_source_locale(header)
+    for line, record in records:
+        lowered = {name.lower(): value for name, value in record.items()}
+        row: dict[str, Any] = {"id": lowered.get("sku") or lowered.get("identifier", "")}
+        if lowered.get("sku"):
+            row["sku"] = lowered["sku"]
+        for name, value in record.items():
+            if not value.strip():
+                continue
+            if name in localized:
+                code, locale, channel = localized[name]
+                if locale == source and (code not in row or channel == "ecommerce"):
+                    row[code] = value  # one value per attribute: the ecommerce channel's where there are several
+            elif name.endswith("-unit") or name.lower() in ("sku", "identifier", "family", "groups", "enabled"):
+                continue
+            elif name.lower() == "categories":
+                row["category"] = [item for item in value.split(",") if item]
+            else:
+                unit = record.get(f"{name}-unit", "").strip()
+                row[name] = f"{value} {_AKENEO_UNITS.get(unit, unit.lower())}".strip() if unit else value
+        yield line, row
 
 
 def _header(path: Path, columns: list[str]) -> list[str]:

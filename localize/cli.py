@@ -173,7 +173,9 @@ def run(
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature, 0-1. [default: 0.6]"),
     max_cost: str | None = typer.Option(None, "--max-cost", help="Never spend more than this many USD."),
     output_format: str | None = typer.Option(
-        None, "--format", help="Extra files: csv | json | shopify | amazon | woocommerce | magento. [default: jsonl]"
+        None,
+        "--format",
+        help="Extra files: csv | json | shopify | amazon | woocommerce | magento | akeneo. [default: jsonl]",
     ),
     prompts: Path | None = typer.Option(
         None, "--prompts", help="Folder with your own <platform>/system.j2, user.j2, rules.yaml."

@@ -34,7 +34,7 @@ API_KEY_VARIABLES = ("HOLYSHEEP_API_KEY", "LOCALIZE_API_KEY")
 # The most products --pack accepts in one request: each answer must fit in one max_tokens.
 PACK_LIMIT = 50
 
-OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce", "magento"]
+OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce", "magento", "akeneo"]
 
 
 class PriceOverride(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 
 # Column names that are not copy: what a shop tracks about a product, not what a shopper reads.
 NOT_COPY = re.compile(
-    r"price|cost|stock|qty|quantity|inventory|backorder|url|link|image|img|photo|thumbnail|"
+    r"price|cost|stock|qty|quantity|inventory|backorder|url|link|image|img|photo|picture|media|asset|thumbnail|"
     r"date|time|created|updated|modified|tax|shipping|barcode|gtin|ean|upc|isbn|asin|mpn|"
     r"status|visib|published|featured|enabled|sold individually|download|reviews|rating|position|"
     r"menu order|grouped|upsell|cross-sell|button text|purchase note|external|parent|"

@@ -8,6 +8,8 @@
   per SKU and store view, store-view attributes only: `sku, store_view_code, name, description,
   short_description, meta_title, meta_keywords, meta_description`; the store view of each locale
   comes from `magento_store_views` in localize.yaml.
+- akeneo: a product CSV (`;`-separated) with the identifier and `{code}-{locale}[-{channel}]`
+  columns, for the attributes the source export shows as localizable, in every target locale.
 - woocommerce: per locale, a CSV in WooCommerce's product importer columns (`ID`, `SKU`, `Name`,
   `Short description`, `Description`, `Tags`), which WPML's and Polylang's importers take as a
   translation of the products with those IDs.
@@ -165,6 +167,54 @@ def magento_csv(results: Iterable[Mapping[str, Any]], store_views: Mapping[str, 
     return buffer.getvalue()
 
 
+AKENEO_FILE = "akeneo_products.csv"
+# The attribute codes a listing fills (other localizable attributes are left to the PIM).
+AKENEO_CODES = frozenset(
+    {"name", "title", "description", "short_description", "meta_title", "meta_description", "keywords", "meta_keywords"}
+)
+
+
+def _akeneo_value(code: str, result: Mapping[str, Any]) -> str:
+    """A listing's value for one of AKENEO_CODES."""
+    extra = result.get("extra") or {}
+    bullets = "".join(f"<li>{html.escape(str(item))}</li>" for item in result.get("bullets") or [])
+    values = {
+        "name": result["title"],
+        "title": result["title"],
+        "description": result["description"],
+        "short_description": f"<ul>{bullets}</ul>" if bullets else "",
+        "meta_title": extra.get("seo_title") or result["title"],
+        "meta_description": extra.get("seo_description") or "",
+        "keywords": ", ".join(result.get("seo_tags") or []),
+        "meta_keywords": ", ".join(result.get("seo_tags") or []),
+    }
+    return values[code]
+
+
+def akeneo_csv(results: Iterable[Mapping[str, Any]], attributes: list[tuple[str, str | None]]) -> str:
+    """One row per product: its identifier, then each localizable attribute we write, per locale."""
+    listings = list(results)
+    locales = sorted({str(result["locale"]) for result in listings})
+    written = [(code, channel) for code, channel in attributes if code in AKENEO_CODES]
+    columns = [
+        f"{code}-{locale.replace('-', '_')}" + (f"-{channel}" if channel else "")
+        for code, channel in written
+        for locale in locales
+    ]
+    by_product: dict[str, dict[str, str]] = {}
+    for result in listings:
+        cells = by_product.setdefault(str(result.get("sku") or result["id"]), {})
+        for code, channel in written:
+            column = f"{code}-{str(result['locale']).replace('-', '_')}" + (f"-{channel}" if channel else "")
+            cells[column] = _akeneo_value(code, result)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";")
+    writer.writerow(["sku", *columns])
+    for sku, cells in sorted(by_product.items()):
+        writer.writerow([sku, *(cells.get(column, "") for column in columns)])
+    return buffer.getvalue()
+
+
 def write_imports(
     out: Path,
     formats: Iterable[str],
@@ -173,6 +223,7 @@ def write_imports(
     seller_id: str | None,
     marketplaces: Mapping[str, str],
     store_views: Mapping[str, str] | None = None,
+    akeneo_attributes: list[tuple[str, str | None]] | None = None,
 ) -> list[Path]:
     """Write the import files asked for from the run's results (amazon from the amazon
     platform's; the shop formats from the shopify platform's, else the only platform's), and
@@ -192,6 +243,12 @@ def write_imports(
         written.append(magento)
     else:
         magento.unlink(missing_ok=True)
+    akeneo = out / AKENEO_FILE
+    if "akeneo" in formats:
+        atomic_write(akeneo, akeneo_csv(shop_listings(results), akeneo_attributes or []))
+        written.append(akeneo)
+    else:
+        akeneo.unlink(missing_ok=True)
     folder = out / WOOCOMMERCE_DIR
     if "woocommerce" in formats:
         listings = shop_listings(results)

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from .catalog import Product, is_translations_export_file, read_once, read_translations_export
+from .catalog import Product, akeneo_attributes, is_translations_export_file, read_once, read_translations_export
 from .config import Settings
 from .cost import (
     TOKENS_PER_MESSAGE,
@@ -94,6 +94,8 @@ def _check_formats(settings: Settings, catalog: Path) -> None:
     otherwise): say so before anything is sent."""
     require_seller_id(settings.formats, settings.amazon_seller_id)
     require_store_views(settings.formats, [locale.tag for locale in settings.locales], settings.magento_store_views)
+    if "akeneo" in settings.formats and catalog.is_file():
+        akeneo_attributes(catalog)  # not an Akeneo export: said before sending
     if "amazon" in settings.formats:
         for locale in settings.locales:
             marketplace_for(locale.tag, settings.amazon_marketplaces)  # an unknown store: said before sending
@@ -261,6 +263,7 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: 
             seller_id=settings.amazon_seller_id,
             marketplaces=settings.amazon_marketplaces,
             store_views=settings.magento_store_views,
+            akeneo_attributes=akeneo_attributes(catalog) if "akeneo" in settings.formats else None,
         )
         if writes_shopify_import(settings, catalog):
             listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}

@@ -131,3 +131,50 @@ def test_magento_gets_an_import_row_per_sku_and_store_view(run_cli, relay: FakeR
     listing = results[("MH01", "fr-FR")]
     assert hoodie["name"] == listing["title"] and hoodie["meta_title"] == listing["extra"]["seo_title"]
     assert hoodie["meta_keywords"] == ", ".join(listing["seo_tags"])
+
+
+AKENEO = Path(__file__).resolve().parent.parent / "examples" / "akeneo_products_export.csv"
+
+
+def test_an_akeneo_export_reads_its_copy_locale_and_channel() -> None:
+    from localize.catalog import read_catalog, recognised
+
+    products = {product.id: product.data() for product in read_catalog(AKENEO)}
+    wallet = products["1111111172"]
+    assert wallet["name"] == "Chrome wallet"  # en_US, not the French column
+    assert wallet["description"].startswith("<p>A slim wallet")  # the ecommerce channel's, not mobile's
+    assert wallet["weight"] == "80 g" and wallet["material"] == "leather"
+    assert "39.00" not in json.dumps(wallet) and "files/" not in json.dumps(wallet)
+    assert recognised(AKENEO) == "Akeneo export: 2 products, copy in en_US"
+
+
+def test_akeneo_gets_localized_columns_for_its_localizable_attributes(run_cli, relay: FakeRelay) -> None:
+    result = run(run_cli, relay, AKENEO, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "akeneo")
+    assert result.exit_code == 0, result.stderr
+    text = Path("out/akeneo_products.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=";"))
+    assert list(rows[0]) == [
+        "sku",
+        "name-de_DE",
+        "name-fr_FR",
+        "description-de_DE-ecommerce",
+        "description-fr_FR-ecommerce",
+        "description-de_DE-mobile",
+        "description-fr_FR-mobile",
+        "short_description-de_DE-ecommerce",
+        "short_description-fr_FR-ecommerce",
+    ]  # material is localizable but no listing field: left to the PIM
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    wallet = next(row for row in rows if row["sku"] == "1111111172")
+    assert wallet["name-fr_FR"] == results[("1111111172", "fr-FR")]["title"]
+    assert wallet["description-de_DE-ecommerce"] == results[("1111111172", "de-DE")]["description"]
+    not_akeneo = run(
+        run_cli,
+        relay,
+        Path(__file__).resolve().parent.parent / "sample_catalog.csv",
+        "-l",
+        "de-DE",
+        "--format",
+        "akeneo",
+    )
+    assert not_akeneo.exit_code == 2 and "not an Akeneo product export" in not_akeneo.stderr
