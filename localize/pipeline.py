@@ -303,6 +303,10 @@ def _write_reports(
     )
     report["run"] = run_id
     report["catalog"] = str(catalog.resolve())  # so `localize review` can show the source copy
+    if settings.columns:
+        report["columns"] = dict(settings.columns)  # ...read with the run's own mapping
+    if settings.fields:
+        report["fields"] = list(settings.fields)
     report["rate"] = _rate_summary(settings, pacer)
     if settings.shard:
         report["shard"] = list(settings.shard)  # so `localize merge` knows whose products these are

@@ -19,6 +19,7 @@ from typing import Any
 
 from .catalog import read_catalog
 from .errors import InputError
+from .fields import FieldSelection
 from .figures import Facts, facts_of
 from .locales import parse_locale
 from .prompts import load_prompt_set
@@ -36,7 +37,9 @@ def write_review(out: Path, *, catalog: Path | None = None, columns: Mapping[str
         raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
     report = _read_json(out / COST_JSON)
     catalog = catalog or (Path(report["catalog"]) if report.get("catalog") else None)
-    sources = _sources(catalog, columns) if catalog and catalog.is_file() else {}
+    columns = columns or report.get("columns") or None  # the run's own mapping, as it recorded it
+    fields = FieldSelection.parse(report.get("fields") or ())
+    sources = _sources(catalog, columns, fields) if catalog and catalog.is_file() else {}
     jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with RunStore(out, read_only=True) as store:
         for record in itertools.chain(store.results(), store.string_results()):
@@ -55,9 +58,10 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _sources(catalog: Path, columns: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
+def _sources(catalog: Path, columns: Mapping[str, str] | None, fields: FieldSelection) -> dict[str, dict[str, Any]]:
     try:
-        return {product.id: product.data() for product in read_catalog(catalog, columns=columns, duplicates="first")}
+        products = read_catalog(catalog, columns=columns, duplicates="first", fields=fields)
+        return {product.id: product.data() for product in products}
     except InputError:
         return {}  # the review still shows the results; the catalog may have moved on
 
@@ -242,13 +246,14 @@ tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;
 _SCRIPT = """
 (function () {
   const select = (id) => document.getElementById(id);
-  const filters = ["locale", "platform", "warning"];
+  const filters = ["locale", "platform", "warning", "status"];
   function apply() {
     const want = Object.fromEntries(filters.map((f) => [f, select(f).value]));
     let shown = 0;
     document.querySelectorAll("tr.job").forEach((row) => {
       const kinds = row.dataset.warnings ? row.dataset.warnings.split(" ") : [];
       const ok = (!want.locale || row.dataset.locale === want.locale)
+        && (!want.status || row.classList.contains(want.status))
         && (!want.platform || row.dataset.platform === want.platform)
         && (!want.warning || (want.warning === "any" ? kinds.length > 0 : kinds.includes(want.warning)));
       row.hidden = !ok;
@@ -276,6 +281,7 @@ _TEMPLATE = """<!doctype html>
 <body><header><h1>localize review</h1>{summary}
 <label>Locale <select id="locale"><option value="">all</option>{locale_options}</select></label>
 <label>Platform <select id="platform"><option value="">all</option>{platform_options}</select></label>
+<label>Status <select id="status"><option value="">all</option><option value="failed">failed</option><option value="ok">succeeded</option></select></label>
 <label>Warnings <select id="warning"><option value="">all jobs</option><option value="any">any warning</option>{warning_options}</select></label>
 <span id="shown"></span></header>
 <main>

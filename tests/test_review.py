@@ -119,3 +119,32 @@ def test_a_stores_strings_show_source_beside_translation_with_placeholders_marke
     section = html.split('data-id="ONLINE_STORE_THEME/1234567890/general.cart.item_count"', 1)[1].split("</section>")[0]
     assert section.count('<mark class="ph">{{ count }}</mark>') == 3  # the source, and the de and fr translations
     assert "&lt;h2&gt;" in html.split('data-id="SHOP_POLICY/7788990011/body"', 1)[1]  # markup shown as written
+
+
+def test_the_status_filter_shows_only_failed_jobs(review: Path, tmp_path: Path) -> None:
+    html, _ = dom(review, "#status=failed", tmp_path)
+    shown = visible_jobs(html)
+    assert len(shown) == 1 and 'class="job failed"' in shown[0]
+
+
+def test_the_review_reads_the_catalog_with_the_runs_own_mapping(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-review-test")
+    catalog = write(tmp_path / "mapped.csv", "Handle,Title\nk-1,Kettle with a copper base\n")
+    with FakeRelay() as relay:
+        args = (
+            "run",
+            catalog,
+            "-l",
+            "de-DE",
+            "--base-url",
+            relay.base_url,
+            "--out",
+            "out",
+            "--map",
+            "id=Handle,name=Title",
+        )
+        assert run_cli(*args).exit_code == 0
+    page = Path(run_cli("review", "out").stdout.strip())  # no --map: the run recorded it
+    assert "Kettle with a copper base" in page.read_text(encoding="utf-8")
