@@ -8,7 +8,7 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, reports
+from .batch import BatchProgress
 from .catalog import count_duplicates, recognised
 from .errors import DiskFull, InputError, LocalizeError
 from .merge import merge_outputs
@@ -161,6 +162,11 @@ def run(
     fields: str | None = typer.Option(
         None, "--fields", help="Columns sent to the model: NAME,... only these; -NAME leave out; +NAME add."
     ),
+    batch: bool = typer.Option(
+        False, "--batch", help="Send through the relay's batch API: cheaper, answers within hours."
+    ),
+    batch_auto: bool = typer.Option(False, "--batch-auto", help="Like --batch where the relay batches, else live."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="With --batch: submit and exit; the same command collects."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Max requests in flight. [default: 16]"),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="Retries per request for 429/5xx/timeouts. [default: 5]"
@@ -206,6 +212,8 @@ def run(
         pack=pack,
         duplicates=duplicates,
         fields=fields,
+        batch="on" if batch else "auto" if batch_auto else None,
+        no_wait=no_wait or None,
         concurrency=concurrency,
         max_retries=max_retries,
         max_reasks=max_reasks,
@@ -269,7 +277,18 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
             markup=False,
         )
     with ProgressView(stderr, live=live) as view:
-        summary = asyncio.run(pipeline.run(settings, catalog, on_progress=view.update))
+        summary = asyncio.run(pipeline.run(settings, catalog, on_progress=view.update, on_batch=_batch_status()))
+    for note in summary.notes:
+        stderr.print(note, markup=False)
+    if summary.pending is not None:
+        pending = summary.pending
+        stderr.print(
+            f"Batch {pending.batch_id} submitted: {pending.requests:,} requests, {pending.status}. It is recorded in "
+            f"{settings.out / 'batches.jsonl'}; run the same command again without --no-wait to collect it "
+            "(nothing is uploaded twice).",
+            markup=False,
+        )
+        raise typer.Exit(ExitCode.OK)
     _print_run(summary, as_json=as_json)
     if summary.shopify is not None:
         stderr.print(_shopify_lines(summary.shopify), markup=False)
@@ -307,6 +326,24 @@ def _shopify_lines(shopify: ShopifyImport) -> str:
     if shopify.other_languages:
         line += f" Rows in languages not asked for: {shopify.other_languages:,}, written back as they were."
     return line
+
+
+def _batch_status() -> Callable[[BatchProgress], None]:
+    """A line whenever a batch's status or counts change."""
+    last: list[tuple[str, int, int]] = []
+
+    def show(progress: BatchProgress) -> None:
+        state = (progress.status, progress.completed, progress.failed)
+        if last and last[-1] == state:
+            return
+        last.append(state)
+        stderr.print(
+            f"batch {progress.batch_id}: {progress.status}, {progress.completed:,} of {progress.total:,} answered"
+            + (f", {progress.failed:,} failed" if progress.failed else ""),
+            markup=False,
+        )
+
+    return show
 
 
 def _estimate(**kwargs: Any) -> None:
@@ -477,6 +514,14 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         markup=False,
     )
     stderr.print(_timing_line(timing), markup=False)
+    batch = report.get("batch") or {}
+    if batch.get("available"):
+        stderr.print(
+            f"By batch (--batch): {_money(batch['cost_usd'])} expected, {batch['saving']:.0%} less than live "
+            f"({_money(batch['range']['low'])}–{_money(batch['range']['high'])}); answers within "
+            f"{batch['completion_window']}, the batch API's completion window.",
+            markup=False,
+        )
     columns = report.get("by_column") or {}
     if columns:
         listed = ", ".join(f"{name} {tokens:,}" for name, tokens in list(columns.items())[:8])
@@ -513,6 +558,14 @@ def _print_check(staleness: pipeline.Staleness, *, as_json: bool) -> None:
 
 def _print_run(summary: pipeline.RunSummary, *, as_json: bool) -> None:
     _print_report(summary.report, as_json=as_json)
+    modes = summary.report.get("by_mode") or {}
+    if modes and not as_json:
+        parts = [
+            f"{mode}: {entry['requests']:,} requests, {_money(entry['cost_usd'])}"
+            + (" at the batch price" if mode == "batch" else "")
+            for mode, entry in modes.items()
+        ]
+        stderr.print("Sent " + "; ".join(parts) + ".", markup=False)
     jobs = summary.report["jobs"]
     stderr.print(f"Results: {summary.out / 'results.jsonl'} · review them: localize review {summary.out}", markup=False)
     if jobs["failed"]:

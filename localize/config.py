@@ -37,8 +37,20 @@ PACK_LIMIT = 50
 OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce", "magento", "akeneo"]
 
 
+class BatchPrice(BaseModel):
+    """A model's price through the batch API, USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: Decimal = Field(ge=0)
+    cached_input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    as_of: date | None = None
+    source: str | None = None
+
+
 class PriceOverride(BaseModel):
-    """A price table entry, USD per million tokens."""
+    """A price table entry, USD per million tokens; `batch` where the model batches."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +59,7 @@ class PriceOverride(BaseModel):
     output: Decimal = Field(ge=0)
     as_of: date | None = None
     source: str | None = None
+    batch: BatchPrice | None = None
 
 
 class Settings(BaseModel):
@@ -94,6 +107,12 @@ class Settings(BaseModel):
     magento_store_views: dict[str, str] = Field(
         default_factory=dict, description="locale → the Magento store view code its rows are imported into"
     )
+    batch: Literal["off", "on", "auto"] = Field(
+        "off", description="send through the batch API: on; auto: where the relay batches, else live"
+    )
+    batch_window: str = Field("24h", description="the batch API's completion window")
+    batch_poll_s: float = Field(30.0, gt=0, le=3600, description="the first wait between polls of a batch")
+    no_wait: bool = Field(False, description="--batch: submit, record, and exit; the same command collects")
     duplicates: Literal["error", "first"] = Field(
         "error", description="repeated ids: list them and stop, or keep each id's first row"
     )

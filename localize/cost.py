@@ -50,6 +50,7 @@ class Price:
     output: Decimal
     as_of: date | None
     source: str | None
+    batch: Price | None = None  # through the batch API, where the model batches
 
 
 @dataclass(slots=True)
@@ -94,10 +95,13 @@ def load_prices(overrides: Mapping[str, PriceOverride] | None = None) -> dict[st
     except ValidationError as exc:  # a packaging mistake, but say where
         raise ConfigError(f"invalid price table: {exc.errors()[0]['msg']}", where=str(PRICES_FILE)) from None
     table.update(overrides or {})
-    return {
-        model: Price(model, entry.input, entry.cached_input, entry.output, entry.as_of, entry.source)
-        for model, entry in table.items()
-    }
+    return {model: _price(model, entry) for model, entry in table.items()}
+
+
+def _price(model: str, entry: PriceOverride) -> Price:
+    batch = entry.batch
+    batched = Price(model, batch.input, batch.cached_input, batch.output, batch.as_of, batch.source) if batch else None
+    return Price(model, entry.input, entry.cached_input, entry.output, entry.as_of, entry.source, batched)
 
 
 def price_for(model: str, prices: Mapping[str, Price]) -> Price:
@@ -280,7 +284,14 @@ def build_report(
     were re-asked. `jobs` holds total / succeeded / failed / up_to_date.
     """
     total = _Tally()
-    groups: dict[str, dict[str, _Tally]] = {"by_locale": {}, "by_platform": {}, "by_user": {}, "by_resource_type": {}}
+    groups: dict[str, dict[str, _Tally]] = {
+        "by_locale": {},
+        "by_platform": {},
+        "by_user": {},
+        "by_resource_type": {},
+        "by_mode": {},
+    }
+    batched = False
     relay_cost = Decimal(0)
     relay_priced = 0
     latencies: list[float] = []
@@ -310,6 +321,9 @@ def build_report(
         }
         if record.get("resource_type"):  # a Shopify store's strings, by the kind of thing they name
             keys["by_resource_type"] = record["resource_type"]
+        # Answered by the batch API (at its price) or live: the two parts of the bill.
+        keys["by_mode"] = "batch" if record.get("batch") else "live"
+        batched = batched or bool(record.get("batch"))
         finished = 1 if record.get("job_outcome") else 0
         for tally in (total, *(groups[name].setdefault(str(key), _Tally()) for name, key in keys.items())):
             tally.requests += request
@@ -345,6 +359,7 @@ def build_report(
             if groups["by_resource_type"]
             else {}
         ),
+        **({"by_mode": {key: tally.entry() for key, tally in sorted(groups["by_mode"].items())}} if batched else {}),
         "errors": dict(sorted(errors.items())),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
         "elapsed_s": round(elapsed_s, 3),

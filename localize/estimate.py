@@ -167,6 +167,7 @@ class Estimate:
     elapsed_s: float = 0.0
     calibration: Calibration | None = None
     rpm: int | str = 60
+    completion_window: str = "24h"
     # Per column: input tokens its values cost over the first COLUMN_SAMPLE products' jobs.
     column_tokens: dict[str, int] = field(default_factory=dict)
 
@@ -229,6 +230,7 @@ class Estimate:
                 **self._entry(group.jobs, group.requests, scenarios),
             }
         timing = self.timing()
+        batch = self._batch(totals)
         return {
             "model": self.model,
             "currency": "USD",
@@ -241,6 +243,7 @@ class Estimate:
             "by_locale_platform": by_pair,
             "timing": timing,
             "by_column": self.by_column(),
+            "batch": batch,
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
             "latency_ms": {"p50": None, "p95": None},
             "elapsed_s": round(self.elapsed_s, 3),
@@ -264,6 +267,22 @@ class Estimate:
                 "calibrated": self.calibration is not None,
                 **({"calibration": self.calibration.summary()} if self.calibration else {}),
             },
+        }
+
+    def _batch(self, totals: Mapping[str, Usage]) -> dict[str, Any]:
+        """The same run through the batch API (`--batch`): its price, and the wait."""
+        price = self.price.batch
+        if price is None:
+            return {"available": False, "reason": f"no batch price known for {self.price.model}"}
+        expected = cost_usd(totals["expected"], price)
+        live = cost_usd(totals["expected"], self.price)
+        return {
+            "available": True,
+            "cost_usd": usd(expected),
+            "range": {name: usd(cost_usd(usage, price)) for name, usage in totals.items()},
+            "saving": round(float(1 - expected / live), 4) if live else 0.0,
+            "completion_window": self.completion_window,
+            "price": {"as_of": price.as_of.isoformat() if price.as_of else None, "source": price.source},
         }
 
     def _entry(self, jobs: int, requests: int, scenarios: Mapping[str, Usage], *, top: bool = False) -> dict[str, Any]:
@@ -393,7 +412,12 @@ def _estimate(
     counter = TokenCounter()
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
     result = Estimate(
-        model=settings.model, price=price, tokenizer=counter.name, calibration=calibration, rpm=settings.rpm
+        model=settings.model,
+        price=price,
+        tokenizer=counter.name,
+        calibration=calibration,
+        rpm=settings.rpm,
+        completion_window=settings.batch_window,
     )
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     # User messages are counted in batches, which tiktoken spreads over every core.

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from .batch import BatchClient, BatchCollector, BatchPending, BatchProgress, BatchUnavailable, run_in_batches
 from .catalog import Product, akeneo_attributes, is_translations_export_file, read_once, read_translations_export
 from .config import Settings
 from .cost import (
@@ -136,6 +137,8 @@ class RunSummary:
     budget_reached: bool
     interrupted: bool
     shopify: ImportSummary | None = None  # the import file, when the catalog is Shopify's export
+    notes: tuple[str, ...] = ()  # what the run says about how it sent (the batch API)
+    pending: BatchPending | None = None  # --no-wait: the batch submitted, to collect later
 
     @property
     def failed(self) -> int:
@@ -147,13 +150,14 @@ async def run(
     catalog: Path,
     *,
     on_progress: Callable[[Progress], None] | None = None,
+    on_batch: Callable[[BatchProgress], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """Send every job that is not up to date, validate every answer, write results, failures,
     the lock and the cost report. SIGINT / SIGTERM stop sending and keep what finished. The
     catalog is read from one copy, so what the checks counted is what is sent."""
     with read_once(catalog, always=True):
-        return await _run(settings, catalog, on_progress=on_progress, transport=transport)
+        return await _run(settings, catalog, on_progress=on_progress, on_batch=on_batch, transport=transport)
 
 
 async def _run(
@@ -161,6 +165,7 @@ async def _run(
     catalog: Path,
     *,
     on_progress: Callable[[Progress], None] | None,
+    on_batch: Callable[[BatchProgress], None] | None,
     transport: httpx.AsyncBaseTransport | None,
 ) -> RunSummary:
     started = time.perf_counter()
@@ -171,6 +176,8 @@ async def _run(
     total = preflight(settings, catalog, prompt_sets)
     strings = shopify_strings(settings, catalog)
     total += sum(len(locales) for _, locales in strings)
+    notes: list[str] = []
+    batch_client = await _batch_client(settings, price, transport, notes)
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     store = RunStore(settings.out)
@@ -191,7 +198,8 @@ async def _run(
         price=price,
     )
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
-    worker = _JobRunner(settings, price, prompt_sets, sender, store, run_id, calibration)
+    collector = BatchCollector(sender) if batch_client is not None else None
+    worker = _JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, calibration)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
     units = itertools.chain(worker.units(jobs), worker.string_units(strings))
 
@@ -212,7 +220,40 @@ async def _run(
             for task in tasks:
                 task.cancel()
 
-    tasks = [asyncio.create_task(drain()) for _ in range(max(1, min(settings.concurrency, total)))]
+    pending: list[BatchPending] = []
+
+    def progress() -> None:
+        if on_progress:
+            on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
+
+    async def batches() -> None:
+        assert batch_client is not None and collector is not None
+        try:
+            notes.extend(
+                await run_in_batches(
+                    units,
+                    worker.send,
+                    collector,
+                    batch_client,
+                    store,
+                    settings,
+                    on_status=on_batch,
+                    on_unit=progress,
+                    budget=budget,
+                    price=price,
+                )
+            )
+        except BatchPending as submitted:
+            pending.append(submitted)  # --no-wait: recorded in OUT; the same command collects it
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            disk_errors.append(exc)
+
+    if batch_client is not None:
+        tasks = [asyncio.create_task(batches())]
+    else:
+        tasks = [asyncio.create_task(drain()) for _ in range(max(1, min(settings.concurrency, total)))]
     # Held until the reports are written: a second SIGTERM (what `timeout` sends) or Ctrl-C
     # while the final files are written must not kill the process half way.
     interrupted = _stop_on_signals(tasks)
@@ -224,6 +265,8 @@ async def _run(
                     raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
         finally:
             await client.aclose()
+            if batch_client is not None:
+                await batch_client.aclose()
             disk_errors += _write_outputs(settings, catalog, store, shopify)
         if disk_errors:
             raise DiskFull(
@@ -236,7 +279,7 @@ async def _run(
             "failed": worker.failed,
             "up_to_date": worker.up_to_date,
         }
-        if interrupted:
+        if interrupted or pending:
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
         elapsed_s = time.perf_counter() - started
         report = _write_reports(settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s)
@@ -246,8 +289,45 @@ async def _run(
     if shopify:
         report["shopify_import"] = shopify[0].as_json()
     return RunSummary(
-        report, settings.out, worker.fatal, worker.budget_reached, bool(interrupted), shopify[0] if shopify else None
+        report,
+        settings.out,
+        worker.fatal,
+        worker.budget_reached,
+        bool(interrupted),
+        shopify[0] if shopify else None,
+        tuple(notes),
+        pending[0] if pending else None,
     )
+
+
+async def _batch_client(
+    settings: Settings, price: Price, transport: httpx.AsyncBaseTransport | None, notes: list[str]
+) -> BatchClient | None:
+    """With --batch, a client for the relay's batch API, once the relay shows it has one and
+    the model batches; said before anything is made. --batch-auto falls back to live."""
+    if settings.batch == "off":
+        return None
+    problem: BatchUnavailable | None = None
+    client: BatchClient | None = None
+    if price.batch is None:
+        problem = BatchUnavailable(
+            "batch_model",
+            f"model {settings.model} has no batch price in prices.yaml: it is not known to batch",
+            hint="run live, or add a batch price for it in localize.yaml (prices: {model: {..., batch: {...}}})",
+        )
+    else:
+        client = BatchClient(settings, transport=transport)
+        try:
+            await client.probe()
+        except BatchUnavailable as exc:
+            await client.aclose()
+            client, problem = None, exc
+    if problem is None:
+        return client
+    if settings.batch == "on":
+        raise problem
+    notes.append(f"note: {problem.message}; sending live instead")
+    return None
 
 
 def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: list[ImportSummary]) -> list[OSError]:
@@ -747,6 +827,7 @@ class _JobRunner:
                     works, failed, messages, counted, weights, pack=pack, last=last
                 ),
                 on_sending=lambda number: self._log_sent(works, number, counted, weights, pack=pack),
+                request_key="|".join("/".join(work.job.key) for work in works),
             )
         except BudgetReached as exc:
             self.budget_reached = True
@@ -783,12 +864,13 @@ class _JobRunner:
         else:
             self._learn_input_ratio(counted, usage)
         shares = split_usage(usage, input_weights, output_weights) if len(works) > 1 else [usage]
+        price = self._price.batch if completion.batch_id and self._price.batch else self._price
         inputs: list[int | None] = (
             list(apportion(counted, input_weights)) if counted is not None else [None] * len(works)
         )
         bills = []
         for work, share, counted_input in zip(works, shares, inputs, strict=True):
-            cost = cost_usd(share, self._price)
+            cost = cost_usd(share, price)
             work.spent += share
             work.cost += cost
             self.spent_usd += cost
@@ -975,6 +1057,8 @@ class _JobRunner:
             else None,
             "request_id": completion.request_id,
         }
+        if completion.batch_id:
+            record["batch"] = completion.batch_id  # answered by the batch API, at its price
         if bill.unreported:
             record["usage_unreported"] = True
             record["counted_output"] = bill.usage.output_tokens

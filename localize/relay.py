@@ -93,6 +93,7 @@ class Completion:
     status: int
     latency_ms: float
     limits: RelayLimits | None = None  # what the answer's x-ratelimit-* headers said
+    batch_id: str | None = None  # answered in this batch (billed at the batch price)
 
 
 @dataclass(frozen=True, slots=True)
@@ -799,12 +800,14 @@ class Sender:
         first_attempt: int,
         on_failed: Callable[[FailedAttempt, bool], None],
         on_sending: Callable[[int], None] | None = None,
+        request_key: str = "",
     ) -> tuple[Completion, int]:
-        """(the completion, its attempt number). `on_sending` hears each attempt's number just
-        before it goes out (so a kill mid-request still leaves a trace); each failed attempt is
-        reported as it ends, with whether it was the job's last; then the error is raised or
-        the attempt retried. With a budget, each attempt first reserves `worst_case_usd`
-        (BudgetReached if it cannot)."""
+        """(the completion, its attempt number). `request_key` names the jobs a request serves
+        (the batch collector keys its lines by it; a live send does not need it). `on_sending`
+        hears each attempt's number just before it goes out (so a kill mid-request still
+        leaves a trace); each failed attempt is reported as it ends, with whether it was the
+        job's last; then the error is raised or the attempt retried. With a budget, each
+        attempt first reserves `worst_case_usd` (BudgetReached if it cannot)."""
         number = first_attempt
         retries = 0
         while True:

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,9 @@ COST_JSON = "cost_report.json"
 COST_MD = "cost_report.md"
 CALIBRATION = "calibration.json"
 RATE = "rate.json"
+# Batches submitted and not yet collected: committed with OUT, so a later run (a CI job from a
+# fresh clone, or the same command after a kill) collects them instead of uploading again.
+BATCHES = "batches.jsonl"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (setting it back at once)
 
@@ -410,6 +413,36 @@ class RunStore:
         query = "SELECT record FROM attempts WHERE logged = 1 ORDER BY time, run, id, platform, locale, attempt"
         return (_line(json.loads(text)) for (text,) in self._db.execute(query))
 
+    # --- batches ------------------------------------------------------------------------------
+
+    def pending_batch(self, line_ids: Iterable[str]) -> str | None:
+        """The batch recorded for exactly these lines and not yet collected, if any."""
+        digest = _lines_digest(line_ids)
+        for record in iter_jsonl(self.out / BATCHES):
+            if record.get("lines") == digest:
+                return str(record["batch"])
+        return None
+
+    def record_batch(self, batch_id: str, line_ids: Sequence[str], file_id: str) -> None:
+        """A batch just created: written (and synced) before the run waits for it."""
+        record = {
+            "batch": batch_id,
+            "file": file_id,
+            "requests": len(line_ids),
+            "lines": _lines_digest(line_ids),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        kept = [line for line in iter_jsonl(self.out / BATCHES)]
+        atomic_write(self.out / BATCHES, "".join(_line(line) for line in [*kept, record]))
+
+    def finish_batch(self, batch_id: str) -> None:
+        """A batch collected: it is no longer pending."""
+        kept = [line for line in iter_jsonl(self.out / BATCHES) if line.get("batch") != batch_id]
+        if kept:
+            atomic_write(self.out / BATCHES, "".join(_line(line) for line in kept))
+        else:
+            (self.out / BATCHES).unlink(missing_ok=True)
+
     # --- the database and the text files -----------------------------------------------------
 
     def _refresh(self, *, keep_journal: bool = False) -> None:
@@ -553,6 +586,10 @@ def _ignore_database_in_git(out: Path) -> None:
     ignore = out / ".gitignore"
     if not ignore.exists():
         ignore.write_text(f"# localize's working state, rebuilt from the text files when missing\n{DB}*\n")
+
+
+def _lines_digest(line_ids: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(line_ids)).encode()).hexdigest()[:32]
 
 
 def _signature(out: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import random
 import re
 import threading
 import time
@@ -184,6 +185,10 @@ class FakeRelay:
         caching: bool = True,
         prompt_factor: int = 1,
         poison: str | None = None,
+        batch: bool = True,
+        batch_fate: str = "completed",
+        batch_steps: int = 2,
+        batch_errors: int = 0,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -202,6 +207,16 @@ class FakeRelay:
         self._prompt_factor = prompt_factor  # bill this many times the prompt tokens (a relay that overbills)
         self._poison = poison  # a product text that breaks every answer to a request holding it
         self._counter = 0
+        # The batch API (/v1/files, /v1/batches), OpenAI-shaped as Moonshot serves it: a batch
+        # moves validating → in_progress (batch_steps polls) → finalizing → completed, or ends
+        # `batch_fate` ("expired" after answering half its lines, "failed", "cancelled").
+        self.batch = batch
+        self.batch_fate = batch_fate
+        self.batch_steps = batch_steps
+        self.batch_errors = batch_errors  # this many lines of each batch go to its error file
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.uploads = 0
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -217,6 +232,9 @@ class FakeRelay:
                     pass  # the client dropped a kept-alive connection: its right
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.startswith(("/v1/files", "/v1/batches")):
+                    self._respond(relay._batch_api("GET", self.path, self.headers, b""), None)
+                    return
                 behaviour = relay._next(self.path, None, self.headers.get("Authorization", ""))
                 if behaviour is None:
                     behaviour = Reply(
@@ -227,7 +245,11 @@ class FakeRelay:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"null")
+                raw = self.rfile.read(length)
+                if self.path.startswith(("/v1/files", "/v1/batches")):
+                    self._respond(relay._batch_api("POST", self.path, self.headers, raw), None)
+                    return
+                body = json.loads(raw or b"null")
                 behaviour = relay._next(self.path, body, self.headers.get("Authorization", ""))
                 if relay._latency_s:
                     time.sleep(relay._latency_s)  # the fake's latency, not test synchronisation
@@ -408,6 +430,132 @@ class FakeRelay:
         if answer.facts == "invent":
             facts += ", 12 h"
         return {**listing, "description": f"{listing['description']} {facts}".rstrip()}
+
+    # --- the batch API --------------------------------------------------------------------
+
+    def _batch_api(self, method: str, path: str, headers: Any, raw: bytes) -> Reply:
+        with self._lock:
+            self.paths.append(path)
+            self.authorizations.append(headers.get("Authorization", ""))
+        if not self.batch:
+            return Reply(404, {"error": {"type": "not_found_error", "message": f"{path} not found"}})
+        parts = path.split("?")[0].strip("/").split("/")  # v1, files|batches, id, content|cancel
+        if parts[1] == "files" and method == "POST":
+            return self._upload(headers.get("Content-Type", ""), raw)
+        if parts[1] == "files" and len(parts) == 4 and parts[3] == "content":
+            content = self.files.get(parts[2])
+            return Reply(200, content) if content is not None else Reply(404, {"error": {"message": "no such file"}})
+        if parts[1] == "batches" and method == "POST" and len(parts) == 2:
+            return self._create(json.loads(raw))
+        batch = self.batches.get(parts[2]) if len(parts) >= 3 else None
+        if batch is None:
+            return (
+                Reply(200, {"object": "list", "data": list(self.batches.values())})
+                if len(parts) == 2
+                else Reply(404, {"error": {"message": "no such batch"}})
+            )
+        if len(parts) == 4 and parts[3] == "cancel":
+            batch["status"] = "cancelled"
+            return Reply(200, batch)
+        return Reply(200, self._advance(batch))
+
+    def _upload(self, content_type: str, raw: bytes) -> Reply:
+        import email
+
+        message = email.message_from_bytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+        fields = {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.get_payload()
+        }
+        if fields.get("purpose") != b"batch" or not fields.get("file"):
+            return Reply(400, {"error": {"type": "invalid_request_error", "message": "purpose must be batch"}})
+        with self._lock:
+            self.uploads += 1
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = fields["file"]
+        return Reply(200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(fields["file"])})
+
+    def _create(self, request: dict[str, Any]) -> Reply:
+        content = self.files.get(request.get("input_file_id", ""))
+        if content is None:
+            return Reply(400, {"error": {"type": "invalid_request_error", "message": "no such input file"}})
+        for line in content.decode().splitlines():
+            body = json.loads(line)["body"]
+            sampling = sorted({"temperature", "top_p", "n", "presence_penalty", "frequency_penalty"} & set(body))
+            if sampling:
+                message = f"batch requests may not set sampling parameters: {', '.join(sampling)}"
+                return Reply(400, {"error": {"type": "invalid_request_error", "message": message}})
+        with self._lock:
+            batch_id = f"batch-{len(self.batches) + 1}"
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": request.get("endpoint"),
+                "input_file_id": request["input_file_id"],
+                "completion_window": request.get("completion_window"),
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "request_counts": {"total": len(content.splitlines()), "completed": 0, "failed": 0},
+                "_polls": 0,
+            }
+        return Reply(200, self._public(self.batches[batch_id]))
+
+    def _advance(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One poll: the batch moves a step on its way; at its end its files are written."""
+        with self._lock:
+            batch["_polls"] += 1
+            status = batch["status"]
+            if status == "validating":
+                batch["status"] = "in_progress"
+            elif status == "in_progress" and batch["_polls"] > self.batch_steps:
+                batch["status"] = "finalizing"
+        if status == "finalizing":
+            self._finish(batch)  # bills each answer, taking the lock itself
+        return self._public(batch)
+
+    def _finish(self, batch: dict[str, Any]) -> None:
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]].decode().splitlines()]
+        if self.batch_fate in ("failed", "cancelled"):
+            batch["status"] = self.batch_fate
+            return
+        answered = lines[: len(lines) // 2] if self.batch_fate == "expired" else lines
+        errors = answered[: self.batch_errors]
+        outputs = []
+        for line in answered[self.batch_errors :]:
+            behaviour = self._queue.pop(0) if self._queue else Answer()
+            reply = self._bill(behaviour if isinstance(behaviour, Answer) else Answer(), line["body"])
+            outputs.append(
+                {
+                    "id": f"resp-{line['custom_id']}",
+                    "custom_id": line["custom_id"],
+                    "response": {"status_code": 200, "request_id": f"req-{line['custom_id']}", "body": reply.body},
+                    "error": None,
+                }
+            )
+        random.Random(len(outputs)).shuffle(outputs)  # output order is not input order
+        failed = [
+            {
+                "id": f"err-{line['custom_id']}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": 500, "body": {"error": {"message": "engine error"}}},
+                "error": {"code": "server_error", "message": "engine error"},
+            }
+            for line in errors
+        ]
+        batch["output_file_id"] = f"file-{len(self.files) + 1}"
+        self.files[batch["output_file_id"]] = "".join(
+            json.dumps(o, ensure_ascii=False) + "\n" for o in outputs
+        ).encode()
+        if failed:
+            batch["error_file_id"] = f"file-{len(self.files) + 1}"
+            self.files[batch["error_file_id"]] = "".join(json.dumps(e) + "\n" for e in failed).encode()
+        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(failed)}
+        batch["status"] = "expired" if self.batch_fate == "expired" else "completed"
+
+    @staticmethod
+    def _public(batch: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in batch.items() if not key.startswith("_")}
 
     def __enter__(self) -> FakeRelay:
         self._thread.start()

@@ -1,0 +1,440 @@
+"""The batch API (`--batch`): the same jobs, prompts and packs as a live run, sent as one JSONL
+file and answered within the completion window, at the batch price.
+
+Moonshot's (OpenAI-shaped) flow: upload the file to /v1/files (`purpose=batch`), create a batch
+at /v1/batches, poll it, download its output and error files. Its rules: no sampling parameters
+in a line (`temperature`, `top_p`, `n`...), one model per file, files of at most 100 MB, and
+only some models batch (those with a `batch:` price in prices.yaml).
+
+The run's first asks go into the file; re-asks of invalid answers, and lines the batch failed,
+are finished live. A batch is recorded in OUT (batches.jsonl) before the run waits for it, so
+a run killed while it waits collects the same batch next time instead of uploading again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from .config import Settings
+from .cost import Budget, Price, cost_usd
+from .relay import Completion, RelayError, RelayFatal, RelayRetryable, parse_completion
+
+# Moonshot rejects a batch file whose lines set these.
+SAMPLING = ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty")
+MAX_FILE_BYTES = 100_000_000
+# At most this many requests in one file (a file also stays under MAX_FILE_BYTES).
+MAX_LINES = 20_000
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+# An expired or cancelled batch's unanswered lines go into a new batch at most this many times.
+RESUBMISSIONS = 3
+POLL_MAX_S = 300.0
+
+
+class BatchUnavailable(RelayFatal):
+    """The relay has no batch API, or will not batch this model."""
+
+
+class BatchPending(Exception):
+    """--no-wait: the batch is submitted (or still running); the same command collects it."""
+
+    def __init__(self, batch_id: str, requests: int, status: str) -> None:
+        super().__init__(batch_id)
+        self.batch_id = batch_id
+        self.requests = requests
+        self.status = status
+
+
+def custom_id(request_key: str, body: Mapping[str, Any]) -> str:
+    """A line's id: the jobs it serves and exactly what it asks, hashed (64 characters at most),
+    so the same request in the next identical command finds its line again."""
+    text = request_key + "\0" + json.dumps(body, ensure_ascii=False, sort_keys=True)
+    return "lz-" + hashlib.sha256(text.encode()).hexdigest()[:48]
+
+
+def batch_line(line_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of the batch file: the live request without the sampling parameters."""
+    return {
+        "custom_id": line_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {key: value for key, value in body.items() if key not in SAMPLING},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """What the batch did with one line: an answer, or an error to finish live."""
+
+    completion: Completion | None
+    error: str | None = None
+
+
+def read_results(output: bytes, errors: bytes, batch_id: str) -> dict[str, LineResult]:
+    """The output and error files, by custom_id (their order is not the input's)."""
+    found: dict[str, LineResult] = {}
+    for raw in output.splitlines():
+        try:
+            line = json.loads(raw)
+            response = line["response"]
+            body = json.dumps(response["body"]).encode()
+            completion = parse_completion(int(response.get("status_code", 200)), body, {}, 0.0)
+            found[str(line["custom_id"])] = LineResult(replace(completion, batch_id=batch_id))
+        except (ValueError, KeyError, TypeError, RelayError) as exc:
+            line_id = _custom_id_of(raw)
+            if line_id:
+                found[line_id] = LineResult(None, f"unreadable batch answer: {exc}")
+    for raw in errors.splitlines():
+        line_id = _custom_id_of(raw)
+        if line_id and line_id not in found:
+            found[line_id] = LineResult(None, _error_message(raw))
+    return found
+
+
+def _custom_id_of(raw: bytes) -> str | None:
+    try:
+        return str(json.loads(raw)["custom_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        error = json.loads(raw).get("error") or {}
+        return str(error.get("message") or error.get("code") or "failed in the batch")
+    except (ValueError, AttributeError):
+        return "failed in the batch"
+
+
+class BatchClient:
+    """/v1/files and /v1/batches on the relay (httpx: files may be large, and stream)."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        assert settings.api_key is not None  # callers check first
+        self._base = settings.base_url
+        self._model = settings.model
+        self._http = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+            timeout=httpx.Timeout(settings.timeout_s),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def probe(self) -> None:
+        """BatchUnavailable when the relay has no batch API (checked before anything is made)."""
+        reply = await self._call("GET", "/batches", params={"limit": 1})
+        if reply.status_code == 404:
+            raise BatchUnavailable(
+                "no_batch_api",
+                f"the relay at {self._base} has no batch API (404 on /batches)",
+                hint="run without --batch (or with --batch-auto, which falls back to live requests)",
+            )
+
+    async def upload(self, content: bytes) -> str:
+        files = {"file": ("localize-batch.jsonl", content, "application/jsonl")}
+        reply = await self._call("POST", "/files", data={"purpose": "batch"}, files=files)
+        return str(self._json(reply, "upload the batch file")["id"])
+
+    async def create(self, file_id: str, window: str) -> dict[str, Any]:
+        request = {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": window}
+        reply = await self._call("POST", "/batches", json=request)
+        if reply.status_code in (400, 403, 422):
+            message = self._message(reply)
+            raise BatchUnavailable(
+                "batch_refused",
+                f"the relay refused the batch for model {self._model}: {message}",
+                hint="some models do not batch: run live, or pick one that prices.yaml gives a batch price",
+            )
+        return self._json(reply, "create the batch")
+
+    async def get(self, batch_id: str) -> dict[str, Any]:
+        return self._json(await self._call("GET", f"/batches/{batch_id}"), "read the batch")
+
+    async def download(self, file_id: str | None) -> bytes:
+        if not file_id:
+            return b""
+        reply = await self._call("GET", f"/files/{file_id}/content")
+        if reply.status_code >= 300:
+            raise RelayRetryable("bad_response", f"cannot download batch file {file_id}: HTTP {reply.status_code}")
+        return reply.content
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, self._base + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RelayRetryable("connection", f"{method} {path}: {exc}") from None
+
+    def _json(self, reply: httpx.Response, what: str) -> dict[str, Any]:
+        if reply.status_code == 404:
+            raise BatchUnavailable("no_batch_api", f"the relay at {self._base} has no batch API (404)")
+        if reply.status_code in (401, 403):
+            raise RelayFatal("unauthorized", f"the relay refused the key while trying to {what}")
+        if reply.status_code >= 300:
+            raise RelayRetryable("server_error", f"could not {what}: HTTP {reply.status_code} {self._message(reply)}")
+        try:
+            data = reply.json()
+        except ValueError:
+            raise RelayRetryable("bad_response", f"could not {what}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise RelayRetryable("bad_response", f"could not {what}: unexpected answer")
+        return data
+
+    @staticmethod
+    def _message(reply: httpx.Response) -> str:
+        try:
+            return str(reply.json()["error"]["message"])[:300]
+        except (ValueError, KeyError, TypeError):
+            return reply.text[:300]
+
+
+Send = Callable[..., Awaitable[tuple[Completion, int]]]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    line: dict[str, Any]
+    future: asyncio.Future[LineResult]
+    worst_case_usd: Decimal
+
+
+class BatchCollector:
+    """Stands in for the live sender: a job's first ask joins the batch file; everything else
+    (re-asks, lines the batch failed) goes live. `submit` sends what was gathered and resolves
+    each ask with its answer."""
+
+    def __init__(self, live: Any) -> None:
+        self._live = live
+        self._waiting: dict[str, _Waiting] = {}
+        self.changed = asyncio.Event()
+        self.live_after_batch = 0  # lines the batch failed, finished live
+
+    @property
+    def asked(self) -> int:
+        return len(self._waiting)
+
+    async def send(self, body: Mapping[str, Any], *, request_key: str = "", **options: Any) -> tuple[Completion, int]:
+        if options.get("first_attempt", 1) != 1:
+            return await self._live.send(body, **options)  # a re-ask: live
+        line_id = custom_id(request_key, body)
+        waiting = self._waiting.get(line_id)
+        if waiting is None:
+            future: asyncio.Future[LineResult] = asyncio.get_running_loop().create_future()
+            worst = Decimal(options.get("worst_case_usd", 0))
+            waiting = self._waiting[line_id] = _Waiting(batch_line(line_id, body), future, worst)
+            self.changed.set()
+        result = await waiting.future
+        if result.completion is not None:
+            return result.completion, 1
+        self.live_after_batch += 1
+        return await self._live.send(body, **options)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [waiting.line for waiting in self._waiting.values()]
+
+    def worst_case_usd(self) -> Decimal:
+        """What every line gathered could cost at most (at the live price: the batch's is lower)."""
+        return sum((waiting.worst_case_usd for waiting in self._waiting.values()), Decimal(0))
+
+    def resolve(self, results: Mapping[str, LineResult]) -> list[str]:
+        """Answer the asks the batch answered (or failed); the ids it left unanswered."""
+        missing = []
+        for line_id, waiting in self._waiting.items():
+            if waiting.future.done():
+                continue
+            if line_id in results:
+                waiting.future.set_result(results[line_id])
+            else:
+                missing.append(line_id)
+        return missing
+
+    def fail_missing(self, message: str) -> None:
+        """The batch ended without answering these: they are finished live."""
+        for waiting in self._waiting.values():
+            if not waiting.future.done():
+                waiting.future.set_result(LineResult(None, message))
+
+    def clear(self) -> None:
+        self._waiting.clear()
+        self.live_after_batch = 0
+
+
+def encode_lines(lines: Sequence[Mapping[str, Any]]) -> bytes:
+    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+
+
+@dataclass(slots=True)
+class BatchProgress:
+    """What the run says while a batch works: its id, status and the batch's own counts."""
+
+    batch_id: str
+    status: str
+    total: int
+    completed: int
+    failed: int
+
+
+async def run_in_batches(
+    units: Any,
+    send_unit: Callable[[Any], Awaitable[None]],
+    collector: BatchCollector,
+    client: BatchClient,
+    store: Any,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_status: Callable[[BatchProgress], None] | None = None,
+    on_unit: Callable[[], None] | None = None,
+    budget: Budget | None = None,
+    price: Price | None = None,
+) -> list[str]:
+    """Send every unit's first ask through the batch API, MAX_LINES requests to a file: start
+    each unit's work, wait until all have asked, submit (or resume) the batch, and let them
+    finish on its answers (their re-asks live). Returns what the run should say about it."""
+    notes: list[str] = []
+    iterator = iter(units)
+    while True:
+        chunk = []
+        for unit in iterator:
+            if unit:
+                chunk.append(unit)
+            elif on_unit:
+                on_unit()  # settled without sending (up to date)
+            if len(chunk) >= MAX_LINES:
+                break
+        if not chunk:
+            return notes
+        tasks = [asyncio.create_task(_unit(send_unit, unit, on_unit)) for unit in chunk]
+        try:
+            await _until_all_asked(collector, tasks)
+            worst = collector.worst_case_usd()
+            if budget is not None and not await budget.reserve(worst):
+                collector.fail_missing("the --max-cost cap cannot hold the whole batch file")  # live refuses too
+            else:
+                spent = await _collect(
+                    collector, client, store, settings, sleep=sleep, on_status=on_status, notes=notes
+                )
+                if budget is not None:
+                    budget.settle(worst, _batch_cost(spent, price))
+            await asyncio.gather(*tasks)
+            if collector.live_after_batch:
+                notes.append(f"{collector.live_after_batch:,} requests the batch did not answer were sent live.")
+        finally:
+            for task in tasks:
+                task.cancel()
+            collector.clear()
+
+
+async def _unit(send_unit: Callable[[Any], Awaitable[None]], unit: Any, on_unit: Callable[[], None] | None) -> None:
+    await send_unit(unit)
+    if on_unit:
+        on_unit()
+
+
+async def _until_all_asked(collector: BatchCollector, tasks: list[asyncio.Task[None]]) -> None:
+    """Until every unit has put its first ask in the file (or settled without one)."""
+    while collector.asked + sum(task.done() for task in tasks) < len(tasks):
+        collector.changed.clear()
+        changed = asyncio.create_task(collector.changed.wait())
+        running = [task for task in tasks if not task.done()]
+        await asyncio.wait([changed, *running], return_when=asyncio.FIRST_COMPLETED)
+        changed.cancel()
+        for task in tasks:  # a unit that failed outright (a bug) surfaces now, not after the batch
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+
+async def _collect(
+    collector: BatchCollector,
+    client: BatchClient,
+    store: Any,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    on_status: Callable[[BatchProgress], None] | None,
+    notes: list[str],
+) -> list[Completion]:
+    """Submit (or find) the batch, wait for it and resolve every ask; returns its answers."""
+    lines = collector.lines()
+    answers: list[Completion] = []
+    if not lines:
+        return answers
+    status = ""
+    for _ in range(RESUBMISSIONS + 1):
+        ids = [str(line["custom_id"]) for line in lines]
+        batch_id = store.pending_batch(ids)
+        if batch_id is None:
+            content = encode_lines(lines)
+            if len(content) > MAX_FILE_BYTES:  # MAX_LINES keeps files far below it in practice
+                raise RelayFatal("batch_too_large", f"a batch file of {len(content):,} bytes is over 100 MB")
+            file_id = await client.upload(content)
+            batch_id = str((await client.create(file_id, settings.batch_window))["id"])
+            store.record_batch(batch_id, ids, file_id)
+        else:
+            notes.append(f"Batch {batch_id}: collected where an earlier run left it (not uploaded again).")
+        batch = await client.get(batch_id)
+        if settings.no_wait and batch.get("status") not in TERMINAL:
+            raise BatchPending(batch_id, len(ids), str(batch.get("status")))
+        batch = await _poll(client, batch, settings, sleep=sleep, on_status=on_status)
+        status = str(batch.get("status"))
+        output = await client.download(batch.get("output_file_id"))
+        errors = await client.download(batch.get("error_file_id"))
+        results = read_results(output, errors, batch_id)
+        answers += [result.completion for result in results.values() if result.completion is not None]
+        missing = collector.resolve(results)
+        store.finish_batch(batch_id)
+        if not missing or status == "failed":
+            break
+        notes.append(
+            f"Batch {batch_id} ended {status} with {len(missing):,} requests unanswered: sent again in a new batch."
+        )
+        wanted = set(missing)
+        lines = [line for line in lines if line["custom_id"] in wanted]
+    collector.fail_missing(f"the batch ended {status} without an answer")
+    return answers
+
+
+def _batch_cost(answers: Sequence[Completion], price: Price | None) -> Decimal | None:
+    """What the batch's answers cost at the batch price (None, booked at the worst case, when a
+    usage is missing or no price is known)."""
+    if price is None or price.batch is None or any(answer.usage is None for answer in answers):
+        return None
+    return sum((cost_usd(answer.usage, price.batch) for answer in answers if answer.usage), Decimal(0))
+
+
+async def _poll(
+    client: BatchClient,
+    batch: dict[str, Any],
+    settings: Settings,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    on_status: Callable[[BatchProgress], None] | None,
+) -> dict[str, Any]:
+    """Wait for the batch to end, with back-off from batch_poll_s up to POLL_MAX_S."""
+    delay = settings.batch_poll_s
+    while True:
+        if on_status:
+            counts = batch.get("request_counts") or {}
+            on_status(
+                BatchProgress(
+                    str(batch.get("id")),
+                    str(batch.get("status")),
+                    int(counts.get("total") or 0),
+                    int(counts.get("completed") or 0),
+                    int(counts.get("failed") or 0),
+                )
+            )
+        if batch.get("status") in TERMINAL:
+            return batch
+        await sleep(delay)
+        delay = min(delay * 1.5, POLL_MAX_S)
+        batch = await client.get(str(batch["id"]))

@@ -1,0 +1,155 @@
+"""--batch: the same jobs through the relay's batch API (files, batches, polling), against the
+fake relay's OpenAI-shaped batch endpoints: answers shuffled, an error file, sampling
+parameters refused, batches that expire; killed while waiting and resumed; --no-wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import write
+from fake_relay import Answer, FakeRelay
+
+from localize.store import iter_jsonl
+
+KEY = "sk-batch-test"
+
+
+@pytest.fixture(autouse=True)
+def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", KEY)
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nbatch_poll_s: 0.001\n")
+
+
+def batch_run(run_cli, relay: FakeRelay, catalog: Path, *args: str):
+    return run_cli("run", catalog, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out", "--batch", *args)
+
+
+def report() -> dict:
+    return json.loads(Path("out/cost_report.json").read_text())
+
+
+def uploaded_lines(relay: FakeRelay, number: int = 1) -> list[dict]:
+    file_id = list(relay.batches.values())[number - 1]["input_file_id"]
+    return [json.loads(line) for line in relay.files[file_id].decode().splitlines()]
+
+
+def test_a_whole_run_by_batch_is_billed_at_the_batch_price(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 0, result.stderr
+    assert relay.uploads == 1 and relay.chat_requests == []  # one file, nothing live
+    lines = uploaded_lines(relay)
+    assert all(line["method"] == "POST" and line["url"] == "/v1/chat/completions" for line in lines)
+    assert all(len(line["custom_id"]) <= 64 for line in lines)
+    assert len({line["custom_id"] for line in lines}) == len(lines) == report()["requests"]
+    assert all("temperature" not in line["body"] and line["body"]["model"] == "kimi-k2" for line in lines)
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert "batch batch-1: completed" in result.stderr
+    billed = relay.billed
+    assert report()["tokens"] == {
+        "input": billed["prompt_tokens"],
+        "cached_input": billed["cached_tokens"],
+        "output": billed["completion_tokens"],
+    }
+    uncached = billed["prompt_tokens"] - billed["cached_tokens"]
+    at_batch_price = (
+        uncached * Decimal("0.36")
+        + billed["cached_tokens"] * Decimal("0.09")
+        + billed["completion_tokens"] * Decimal("1.50")
+    ) / 10**6
+    assert Decimal(str(report()["cost_usd"])) == at_batch_price.quantize(Decimal("0.000001"))
+    assert set(report()["by_mode"]) == {"batch"}
+    assert not Path("out/batches.jsonl").exists()  # collected: nothing pending
+
+
+def test_invalid_answers_are_re_asked_live(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_errors=1) as relay:
+        relay.enqueue(Answer(content="{not json"))  # the batch's first answered line is broken
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2  # the re-ask of the broken answer, and the failed line: live
+    assert "1 requests the batch did not answer were sent live." in result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    modes = report()["by_mode"]
+    assert modes["live"]["requests"] == 2 and modes["batch"]["requests"] == len(uploaded_lines(relay)) - 1
+    assert report()["tokens"]["input"] == relay.billed["prompt_tokens"]
+
+
+def test_an_expired_batch_resubmits_only_the_lines_without_an_answer(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_fate="expired") as relay:
+        result = batch_run(run_cli, relay, sample)
+        first, second = uploaded_lines(relay, 1), uploaded_lines(relay, 2)
+        relay.batch_fate = "completed"
+    assert result.exit_code == 0, result.stderr
+    answered = {line["custom_id"] for line in first[: len(first) // 2]}
+    assert {line["custom_id"] for line in second} == {line["custom_id"] for line in first} - answered
+    assert "ended expired" in result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_no_wait_submits_and_the_same_command_collects(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        submitted = batch_run(run_cli, relay, sample, "--no-wait")
+        assert submitted.exit_code == 0, submitted.stderr
+        assert "Batch batch-1 submitted" in submitted.stderr and "without --no-wait" in submitted.stderr
+        pending = list(iter_jsonl(Path("out/batches.jsonl")))
+        assert [record["batch"] for record in pending] == ["batch-1"]
+        assert list(iter_jsonl(Path("out/results.jsonl"))) == []
+        collected = batch_run(run_cli, relay, sample)
+    assert collected.exit_code == 0, collected.stderr
+    assert relay.uploads == 1  # collected, not uploaded again
+    assert "collected where an earlier run left it" in collected.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_a_run_killed_while_it_waits_resumes_the_same_batch(sample: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HOLYSHEEP_API_KEY": KEY}
+    with FakeRelay(batch_steps=10**9) as relay:  # never finishes while the first run waits
+        command = [sys.executable, "-m", "localize", "run", str(sample), "-l", "de-DE,ja-JP"]
+        command += ["--base-url", relay.base_url, "--out", "out", "--batch", "--no-progress"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not (relay.batches and list(relay.batches.values())[0]["_polls"] > 3):
+            assert time.monotonic() < deadline and process.poll() is None, "the run never waited on its batch"
+            time.sleep(0.02)  # polling a condition, not a timing
+        process.kill()
+        process.wait()
+        relay.batch_steps = 0
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert relay.uploads == 1 and len(relay.batches) == 1
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_a_relay_without_the_batch_api_says_so_before_anything_is_made(run_cli, sample: Path) -> None:
+    with FakeRelay(batch=False) as relay:
+        refused = batch_run(run_cli, relay, sample)
+        assert refused.exit_code == 4
+        assert "has no batch API" in refused.stderr and len(refused.stderr.strip().splitlines()) <= 2
+        assert not Path("out/results.jsonl").exists() and relay.chat_requests == []
+        fallback = run_cli("run", sample, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--batch-auto")
+    assert fallback.exit_code == 0, fallback.stderr
+    assert "sending live instead" in fallback.stderr and len(relay.chat_requests) > 0
+
+
+def test_a_model_without_a_batch_price_is_refused_by_name(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = batch_run(run_cli, relay, sample, "--model", "kimi-k2.6")
+    assert result.exit_code == 4 and "model kimi-k2.6 has no batch price" in result.stderr
+    assert relay.uploads == 0
+
+
+def test_the_dry_run_shows_live_and_batch_side_by_side(run_cli, sample: Path) -> None:
+    estimated = json.loads(run_cli("estimate", sample, "-l", "de-DE", "--json").stdout)
+    batch = estimated["batch"]
+    assert batch["available"] is True and batch["completion_window"] == "24h"
+    assert batch["cost_usd"] == pytest.approx(estimated["cost_usd"] * 0.6, rel=0.01)
+    text = run_cli("estimate", sample, "-l", "de-DE").stderr
+    assert "By batch (--batch):" in text and "40% less than live" in text and "within 24h" in text
