@@ -363,44 +363,67 @@ async def _collect(
     on_status: Callable[[BatchProgress], None] | None,
     notes: list[str],
 ) -> list[Completion]:
-    """Submit (or find) the batch, wait for it and resolve every ask; returns its answers."""
+    """Submit (or find) the batches of the gathered lines, one per file of at most
+    MAX_FILE_BYTES, wait for them and resolve every ask; returns their answers."""
     lines = collector.lines()
     answers: list[Completion] = []
-    if not lines:
-        return answers
     status = ""
     for _ in range(RESUBMISSIONS + 1):
-        ids = [str(line["custom_id"]) for line in lines]
-        batch_id = store.pending_batch(ids)
-        if batch_id is None:
-            content = encode_lines(lines)
-            if len(content) > MAX_FILE_BYTES:  # MAX_LINES keeps files far below it in practice
-                raise RelayFatal("batch_too_large", f"a batch file of {len(content):,} bytes is over 100 MB")
-            file_id = await client.upload(content)
-            batch_id = str((await client.create(file_id, settings.batch_window))["id"])
-            store.record_batch(batch_id, ids, file_id)
-        else:
-            notes.append(f"Batch {batch_id}: collected where an earlier run left it (not uploaded again).")
-        batch = await client.get(batch_id)
-        if settings.no_wait and batch.get("status") not in TERMINAL:
-            raise BatchPending(batch_id, len(ids), str(batch.get("status")))
-        batch = await _poll(client, batch, settings, sleep=sleep, on_status=on_status)
-        status = str(batch.get("status"))
-        output = await client.download(batch.get("output_file_id"))
-        errors = await client.download(batch.get("error_file_id"))
-        results = read_results(output, errors, batch_id)
-        answers += [result.completion for result in results.values() if result.completion is not None]
-        missing = collector.resolve(results)
-        store.finish_batch(batch_id)
+        if not lines:
+            break
+        batch_ids = [await _submit(part, client, store, settings, notes) for part in _files(lines)]
+        states = [await client.get(batch_id) for batch_id in batch_ids]
+        if settings.no_wait and any(state.get("status") not in TERMINAL for state in states):
+            waiting = next(state for state in states if state.get("status") not in TERMINAL)
+            raise BatchPending(", ".join(batch_ids), len(lines), str(waiting.get("status")))
+        missing: list[str] = []
+        for batch in states:
+            batch = await _poll(client, batch, settings, sleep=sleep, on_status=on_status)
+            status = str(batch.get("status"))
+            output = await client.download(batch.get("output_file_id"))
+            errors = await client.download(batch.get("error_file_id"))
+            results = read_results(output, errors, str(batch["id"]))
+            answers += [result.completion for result in results.values() if result.completion is not None]
+            collector.resolve(results)
+            store.finish_batch(str(batch["id"]))
+        missing = collector.resolve({})
         if not missing or status == "failed":
             break
-        notes.append(
-            f"Batch {batch_id} ended {status} with {len(missing):,} requests unanswered: sent again in a new batch."
-        )
+        notes.append(f"The batch ended {status} with {len(missing):,} requests unanswered: sent again in a new batch.")
         wanted = set(missing)
         lines = [line for line in lines if line["custom_id"] in wanted]
     collector.fail_missing(f"the batch ended {status} without an answer")
     return answers
+
+
+def _files(lines: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The lines in files of at most MAX_FILE_BYTES each (Moonshot's limit)."""
+    files: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for line in lines:
+        length = len(encode_lines([line]))
+        if files[-1] and size + length > MAX_FILE_BYTES:
+            files.append([])
+            size = 0
+        files[-1].append(line)
+        size += length
+    return files
+
+
+async def _submit(
+    lines: Sequence[dict[str, Any]], client: BatchClient, store: Any, settings: Settings, notes: list[str]
+) -> str:
+    """The batch of these lines: the one an earlier run recorded, or a new one, recorded in OUT
+    before anything waits for it."""
+    ids = [str(line["custom_id"]) for line in lines]
+    batch_id = store.pending_batch(ids)
+    if batch_id is not None:
+        notes.append(f"Batch {batch_id}: collected where an earlier run left it (not uploaded again).")
+        return str(batch_id)
+    file_id = await client.upload(encode_lines(lines))
+    batch_id = str((await client.create(file_id, settings.batch_window))["id"])
+    store.record_batch(batch_id, ids, file_id)
+    return batch_id
 
 
 def _batch_cost(answers: Sequence[Completion], price: Price | None) -> Decimal | None:

@@ -153,3 +153,16 @@ def test_the_dry_run_shows_live_and_batch_side_by_side(run_cli, sample: Path) ->
     assert batch["cost_usd"] == pytest.approx(estimated["cost_usd"] * 0.6, rel=0.01)
     text = run_cli("estimate", sample, "-l", "de-DE").stderr
     assert "By batch (--batch):" in text and "40% less than live" in text and "within 24h" in text
+
+
+def test_lines_past_the_file_limit_go_in_more_files(run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import localize.batch
+
+    monkeypatch.setattr(localize.batch, "MAX_FILE_BYTES", 40_000)  # Moonshot's is 100 MB
+    with FakeRelay() as relay:
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 0, result.stderr
+    sizes = [len(relay.files[batch["input_file_id"]]) for batch in relay.batches.values()]
+    assert len(sizes) >= 2 and all(size <= 40_000 for size in sizes)
+    assert sum(len(uploaded_lines(relay, n + 1)) for n in range(len(sizes))) == report()["requests"]
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
