@@ -212,19 +212,24 @@ class BatchCollector:
     (re-asks, lines the batch failed) goes live. `submit` sends what was gathered and resolves
     each ask with its answer."""
 
-    def __init__(self, live: Any) -> None:
+    def __init__(self, live: Any, *, reasks_by_batch: bool = False) -> None:
         self._live = live
+        self._reasks_by_batch = reasks_by_batch
         self._waiting: dict[str, _Waiting] = {}
         self.changed = asyncio.Event()
         self.live_after_batch = 0  # lines the batch failed, finished live
+        self.reasks = 0  # re-asks of invalid answers, live or in a follow-up batch
 
     @property
     def asked(self) -> int:
-        return len(self._waiting)
+        """Asks waiting for the batch now (not those answered in an earlier round)."""
+        return sum(1 for waiting in self._waiting.values() if not waiting.future.done())
 
     async def send(self, body: Mapping[str, Any], *, request_key: str = "", **options: Any) -> tuple[Completion, int]:
         if options.get("first_attempt", 1) != 1:
-            return await self._live.send(body, **options)  # a re-ask: live
+            self.reasks += 1
+            if not self._reasks_by_batch:
+                return await self._live.send(body, **options)  # a re-ask: live, by default
         line_id = custom_id(request_key, body)
         waiting = self._waiting.get(line_id)
         if waiting is None:
@@ -234,16 +239,18 @@ class BatchCollector:
             self.changed.set()
         result = await waiting.future
         if result.completion is not None:
-            return result.completion, 1
+            return result.completion, int(options.get("first_attempt", 1))
         self.live_after_batch += 1
         return await self._live.send(body, **options)
 
     def lines(self) -> list[dict[str, Any]]:
-        return [waiting.line for waiting in self._waiting.values()]
+        """The lines of the asks still waiting for a batch."""
+        return [waiting.line for waiting in self._waiting.values() if not waiting.future.done()]
 
     def worst_case_usd(self) -> Decimal:
         """What every line gathered could cost at most (at the live price: the batch's is lower)."""
-        return sum((waiting.worst_case_usd for waiting in self._waiting.values()), Decimal(0))
+        waiting = [entry.worst_case_usd for entry in self._waiting.values() if not entry.future.done()]
+        return sum(waiting, Decimal(0))
 
     def resolve(self, results: Mapping[str, LineResult]) -> list[str]:
         """Answer the asks the batch answered (or failed); the ids it left unanswered."""
@@ -266,6 +273,7 @@ class BatchCollector:
     def clear(self) -> None:
         self._waiting.clear()
         self.live_after_batch = 0
+        self.reasks = 0
 
 
 def encode_lines(lines: Sequence[Mapping[str, Any]]) -> bytes:
@@ -315,17 +323,25 @@ async def run_in_batches(
             return notes
         tasks = [asyncio.create_task(_unit(send_unit, unit, on_unit)) for unit in chunk]
         try:
-            await _until_all_asked(collector, tasks)
-            worst = collector.worst_case_usd()
-            if budget is not None and not await budget.reserve(worst):
-                collector.fail_missing("the --max-cost cap cannot hold the whole batch file")  # live refuses too
-            else:
+            # Round after round: the first asks, then (with batch_reasks: batch) the re-asks of
+            # the answers that were not valid, until every unit has finished.
+            while True:
+                await _until_all_asked(collector, tasks)
+                if not collector.asked:
+                    break
+                worst = collector.worst_case_usd()
+                if budget is not None and not await budget.reserve(worst):
+                    collector.fail_missing("the --max-cost cap cannot hold the whole batch file")  # live refuses too
+                    continue
                 spent = await _collect(
                     collector, client, store, settings, sleep=sleep, on_status=on_status, notes=notes
                 )
                 if budget is not None:
                     budget.settle(worst, _batch_cost(spent, price))
             await asyncio.gather(*tasks)
+            if collector.reasks:
+                how = "in follow-up batches" if settings.batch_reasks == "batch" else "live"
+                notes.append(f"{collector.reasks:,} re-asks of invalid answers were sent {how}.")
             if collector.live_after_batch:
                 notes.append(f"{collector.live_after_batch:,} requests the batch did not answer were sent live.")
         finally:

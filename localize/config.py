@@ -113,6 +113,9 @@ class Settings(BaseModel):
     batch_window: str = Field("24h", description="the batch API's completion window")
     batch_poll_s: float = Field(30.0, gt=0, le=3600, description="the first wait between polls of a batch")
     no_wait: bool = Field(False, description="--batch: submit, record, and exit; the same command collects")
+    batch_reasks: Literal["live", "batch"] = Field(
+        "live", description="--batch: re-ask invalid answers live (fast), or in a follow-up batch (cheaper)"
+    )
     duplicates: Literal["error", "first"] = Field(
         "error", description="repeated ids: list them and stop, or keep each id's first row"
     )

@@ -198,7 +198,9 @@ async def _run(
         price=price,
     )
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
-    collector = BatchCollector(sender) if batch_client is not None else None
+    collector = (
+        BatchCollector(sender, reasks_by_batch=settings.batch_reasks == "batch") if batch_client is not None else None
+    )
     worker = _JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, calibration)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
     units = itertools.chain(worker.units(jobs), worker.string_units(strings))

@@ -166,3 +166,17 @@ def test_lines_past_the_file_limit_go_in_more_files(run_cli, sample: Path, monke
     assert len(sizes) >= 2 and all(size <= 40_000 for size in sizes)
     assert sum(len(uploaded_lines(relay, n + 1)) for n in range(len(sizes))) == report()["requests"]
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_re_asks_can_go_in_a_follow_up_batch(run_cli, sample: Path, tmp_path: Path) -> None:
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nbatch_poll_s: 0.001\nbatch_reasks: batch\n")
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(content="{not json"), Answer(content='{"title": "x"}'))
+        result = batch_run(run_cli, relay, sample)
+        second = uploaded_lines(relay, 2)
+    assert result.exit_code == 0, result.stderr
+    assert relay.chat_requests == [] and len(relay.batches) == 2  # nothing live: the re-asks were batched
+    assert len(second) == 2 and all(line["body"]["messages"][-1]["role"] == "user" for line in second)
+    assert "2 re-asks of invalid answers were sent in follow-up batches." in result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert report()["tokens"]["output"] == relay.billed["completion_tokens"]
