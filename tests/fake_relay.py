@@ -189,6 +189,7 @@ class FakeRelay:
         batch_fate: str = "completed",
         batch_steps: int = 2,
         batch_errors: int = 0,
+        batch_models: tuple[str, ...] | None = None,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -214,6 +215,7 @@ class FakeRelay:
         self.batch_fate = batch_fate
         self.batch_steps = batch_steps
         self.batch_errors = batch_errors  # this many lines of each batch go to its error file
+        self.batch_models = batch_models  # the models it batches (None: every one)
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -481,6 +483,9 @@ class FakeRelay:
             return Reply(400, {"error": {"type": "invalid_request_error", "message": "no such input file"}})
         for line in content.decode().splitlines():
             body = json.loads(line)["body"]
+            if self.batch_models is not None and body.get("model") not in self.batch_models:
+                message = f"model {body.get('model')} does not support batch inference"
+                return Reply(400, {"error": {"type": "invalid_request_error", "message": message}})
             sampling = sorted({"temperature", "top_p", "n", "presence_penalty", "frequency_penalty"} & set(body))
             if sampling:
                 message = f"batch requests may not set sampling parameters: {', '.join(sampling)}"

@@ -180,3 +180,19 @@ def test_re_asks_can_go_in_a_follow_up_batch(run_cli, sample: Path, tmp_path: Pa
     assert "2 re-asks of invalid answers were sent in follow-up batches." in result.stderr
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
     assert report()["tokens"]["output"] == relay.billed["completion_tokens"]
+
+
+def test_a_relay_that_will_not_batch_the_model_is_named(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_models=("kimi-k2-thinking",)) as relay:
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 4
+    assert "the relay refused the batch for model kimi-k2: model kimi-k2 does not support batch" in result.stderr
+    assert relay.chat_requests == []  # nothing sent live behind the user's back
+
+
+def test_max_cost_reserves_the_whole_file_before_upload(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = batch_run(run_cli, relay, sample, "--max-cost", "0.01")
+    assert result.exit_code == 3, result.stderr
+    assert relay.uploads == 0 and relay.chat_requests == []  # the file's worst case does not fit: nothing sent
+    assert {row["error"] for row in iter_jsonl(Path("out/failures.jsonl"))} == {"budget"}
