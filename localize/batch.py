@@ -197,9 +197,6 @@ class BatchClient:
             return reply.text[:300]
 
 
-Send = Callable[..., Awaitable[tuple[Completion, int]]]
-
-
 @dataclass(slots=True)
 class _Waiting:
     line: dict[str, Any]
@@ -208,9 +205,10 @@ class _Waiting:
 
 
 class BatchCollector:
-    """Stands in for the live sender: a job's first ask joins the batch file; everything else
-    (re-asks, lines the batch failed) goes live. `submit` sends what was gathered and resolves
-    each ask with its answer."""
+    """Stands in for the live sender: a job's first ask joins the batch file (its re-asks too,
+    with batch_reasks: batch); lines the batch failed go live. run_in_batches submits what was
+    gathered and resolves each ask with its answer. A line is recorded with its batch in
+    OUT/batches.jsonl, not as a sent attempt: its usage is logged once, when it is collected."""
 
     def __init__(self, live: Any, *, reasks_by_batch: bool = False) -> None:
         self._live = live
