@@ -25,7 +25,8 @@ import httpx
 
 from .config import Settings
 from .cost import Budget, Price, cost_usd
-from .relay import Completion, RelayError, RelayFatal, RelayRetryable, parse_completion
+from .redact import REDACTED, Redactor
+from .relay import Completion, RelayError, RelayFatal, parse_completion
 
 # Moonshot rejects a batch file whose lines set these.
 SAMPLING = ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty")
@@ -36,6 +37,8 @@ TERMINAL = ("completed", "failed", "expired", "cancelled")
 # An expired or cancelled batch's unanswered lines go into a new batch at most this many times.
 RESUBMISSIONS = 3
 POLL_MAX_S = 300.0
+# Tries again, with back-off from batch_poll_s, of an exchange the relay stalls or refuses with 5xx.
+RETRIES = 4
 
 
 class BatchUnavailable(RelayFatal):
@@ -116,10 +119,21 @@ def _error_message(raw: bytes) -> str:
 class BatchClient:
     """/v1/files and /v1/batches on the relay (httpx: files may be large, and stream)."""
 
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         assert settings.api_key is not None  # callers check first
+        secret = settings.api_key.get_secret_value()
+        self._secret = secret.encode()
+        self._redact = Redactor(secret)  # a gateway may echo the key in its errors
         self._base = settings.base_url
         self._model = settings.model
+        self._retry_s = settings.batch_poll_s
+        self._sleep = sleep
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
             timeout=httpx.Timeout(settings.timeout_s),
@@ -132,7 +146,7 @@ class BatchClient:
 
     async def probe(self) -> None:
         """BatchUnavailable when the relay has no batch API (checked before anything is made)."""
-        reply = await self._call("GET", "/batches", params={"limit": 1})
+        reply = await self._call("GET", "/batches", params={"limit": 1}, retries=1)  # a wrong --base-url fails fast
         if reply.status_code == 404:
             raise BatchUnavailable(
                 "no_batch_api",
@@ -165,14 +179,32 @@ class BatchClient:
             return b""
         reply = await self._call("GET", f"/files/{file_id}/content")
         if reply.status_code >= 300:
-            raise RelayRetryable("bad_response", f"cannot download batch file {file_id}: HTTP {reply.status_code}")
-        return reply.content
+            raise RelayFatal("bad_response", f"cannot download batch file {file_id}: HTTP {reply.status_code}")
+        # An answer that quotes the key keeps nothing of it (as live answers, relay.py).
+        return (
+            reply.content.replace(self._secret, REDACTED.encode()) if self._secret in reply.content else reply.content
+        )
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._http.request(method, self._base + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RelayRetryable("connection", f"{method} {path}: {exc}") from None
+    async def _call(self, method: str, path: str, *, retries: int = RETRIES, **kwargs: Any) -> httpx.Response:
+        """One exchange, tried again with back-off while the relay stalls, drops the connection
+        or answers 429/5xx. A relay still away after that ends the run (exit 4); a batch it
+        created is recorded in OUT, so the same command picks it up."""
+        for attempt in range(retries + 1):
+            try:
+                reply = await self._http.request(method, self._base + path, **kwargs)
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if reply.status_code != 429 and reply.status_code < 500:
+                    return reply
+                problem = f"HTTP {reply.status_code} {self._message(reply)}"
+            if attempt < retries:
+                await self._sleep(self._retry_s * 2**attempt)
+        raise RelayFatal(
+            "batch_unreachable",
+            self._redact(f"the relay did not answer {method} {path} ({problem}) after {retries + 1} tries"),
+            hint="a batch it created is recorded in OUT/batches.jsonl: run the same command again to collect it",
+        )
 
     def _json(self, reply: httpx.Response, what: str) -> dict[str, Any]:
         if reply.status_code == 404:
@@ -180,21 +212,22 @@ class BatchClient:
         if reply.status_code in (401, 403):
             raise RelayFatal("unauthorized", f"the relay refused the key while trying to {what}")
         if reply.status_code >= 300:
-            raise RelayRetryable("server_error", f"could not {what}: HTTP {reply.status_code} {self._message(reply)}")
+            raise RelayFatal("bad_response", f"could not {what}: HTTP {reply.status_code} {self._message(reply)}")
         try:
             data = reply.json()
         except ValueError:
-            raise RelayRetryable("bad_response", f"could not {what}: the answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise RelayRetryable("bad_response", f"could not {what}: unexpected answer")
+            raise RelayFatal("bad_response", f"could not {what}: the answer is not JSON") from None
+        if not isinstance(data, dict) or "id" not in data:
+            raise RelayFatal("bad_response", f"could not {what}: the answer is not a file or batch object")
         return data
 
-    @staticmethod
-    def _message(reply: httpx.Response) -> str:
+    def _message(self, reply: httpx.Response) -> str:
+        """What the relay said, without the key it may have echoed."""
         try:
-            return str(reply.json()["error"]["message"])[:300]
+            text = str(reply.json()["error"]["message"])
         except (ValueError, KeyError, TypeError):
-            return reply.text[:300]
+            text = reply.text
+        return self._redact(text[:300])
 
 
 @dataclass(slots=True)

@@ -190,6 +190,7 @@ class FakeRelay:
         batch_steps: int = 2,
         batch_errors: int = 0,
         batch_models: tuple[str, ...] | None = None,
+        batch_stalls: dict[str, int] | None = None,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -216,6 +217,9 @@ class FakeRelay:
         self.batch_steps = batch_steps
         self.batch_errors = batch_errors  # this many lines of each batch go to its error file
         self.batch_models = batch_models  # the models it batches (None: every one)
+        # A bad day: per kind of exchange (probe, upload, create, poll, download), how many
+        # answer 503 before one goes through.
+        self.batch_stalls = dict(batch_stalls or {})
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -439,9 +443,21 @@ class FakeRelay:
         with self._lock:
             self.paths.append(path)
             self.authorizations.append(headers.get("Authorization", ""))
+            self._last_key = headers.get("Authorization", "").removeprefix("Bearer ")
         if not self.batch:
             return Reply(404, {"error": {"type": "not_found_error", "message": f"{path} not found"}})
         parts = path.split("?")[0].strip("/").split("/")  # v1, files|batches, id, content|cancel
+        kind = {
+            ("POST", "files"): "upload",
+            ("POST", "batches"): "create",
+            ("GET", "files"): "download",
+        }.get((method, parts[1]), "poll" if len(parts) >= 3 else "probe")
+        with self._lock:
+            stalled = self.batch_stalls.get(kind, 0) > 0
+            if stalled:
+                self.batch_stalls[kind] -= 1
+        if stalled:
+            return Reply(503, {"error": {"type": "engine_overloaded_error", "message": "try again later"}})
         if parts[1] == "files" and method == "POST":
             return self._upload(headers.get("Content-Type", ""), raw)
         if parts[1] == "files" and len(parts) == 4 and parts[3] == "content":
@@ -484,7 +500,8 @@ class FakeRelay:
         for line in content.decode().splitlines():
             body = json.loads(line)["body"]
             if self.batch_models is not None and body.get("model") not in self.batch_models:
-                message = f"model {body.get('model')} does not support batch inference"
+                # Echoing the caller's key, as some gateways do in their errors.
+                message = f"model {body.get('model')} does not support batch inference for {self._last_key}"
                 return Reply(400, {"error": {"type": "invalid_request_error", "message": message}})
             sampling = sorted({"temperature", "top_p", "n", "presence_penalty", "frequency_penalty"} & set(body))
             if sampling:

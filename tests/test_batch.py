@@ -182,12 +182,32 @@ def test_re_asks_can_go_in_a_follow_up_batch(run_cli, sample: Path, tmp_path: Pa
     assert report()["tokens"]["output"] == relay.billed["completion_tokens"]
 
 
-def test_a_relay_that_will_not_batch_the_model_is_named(run_cli, sample: Path) -> None:
+def test_a_relay_that_will_not_batch_the_model_is_named_without_echoing_the_key(run_cli, sample: Path) -> None:
     with FakeRelay(batch_models=("kimi-k2-thinking",)) as relay:
         result = batch_run(run_cli, relay, sample)
     assert result.exit_code == 4
     assert "the relay refused the batch for model kimi-k2: model kimi-k2 does not support batch" in result.stderr
+    assert KEY not in result.stdout + result.stderr and "[redacted]" in result.stderr
     assert relay.chat_requests == []  # nothing sent live behind the user's back
+
+
+def test_a_relay_that_stalls_on_the_batch_api_is_waited_out(run_cli, sample: Path) -> None:
+    stalls = {"probe": 1, "upload": 2, "create": 1, "poll": 3, "download": 1}
+    with FakeRelay(batch_stalls=stalls) as relay:
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 0, result.stderr
+    assert relay.uploads == 1 and len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_a_relay_gone_while_a_batch_runs_ends_in_one_line_and_the_batch_is_kept(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_steps=10**9) as relay:
+        submitted = batch_run(run_cli, relay, sample, "--no-wait")
+        assert submitted.exit_code == 0, submitted.stderr
+        relay.batch_stalls = {"poll": 10**9}  # from now on reading the batch answers 503
+        gone = batch_run(run_cli, relay, sample)
+    assert gone.exit_code == 4 and "Traceback" not in gone.stderr
+    assert "run the same command again to collect it" in gone.stderr
+    assert [record["batch"] for record in iter_jsonl(Path("out/batches.jsonl"))] == ["batch-1"]
 
 
 def test_max_cost_reserves_the_whole_file_before_upload(run_cli, sample: Path) -> None:
