@@ -27,6 +27,7 @@ from .config import Settings
 from .cost import Budget, Price, cost_usd
 from .redact import REDACTED, Redactor
 from .relay import Completion, RelayError, RelayFatal, parse_completion
+from .store import RunStore
 
 # Moonshot rejects a batch file whose lines set these.
 SAMPLING = ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty")
@@ -327,7 +328,7 @@ async def run_in_batches(
     send_unit: Callable[[Any], Awaitable[None]],
     collector: BatchCollector,
     client: BatchClient,
-    store: Any,
+    store: RunStore,
     settings: Settings,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -403,7 +404,7 @@ async def _until_all_asked(collector: BatchCollector, tasks: list[asyncio.Task[N
 async def _collect(
     collector: BatchCollector,
     client: BatchClient,
-    store: Any,
+    store: RunStore,
     settings: Settings,
     *,
     sleep: Callable[[float], Awaitable[None]],
@@ -458,7 +459,7 @@ def _files(lines: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 async def _submit(
-    lines: Sequence[dict[str, Any]], client: BatchClient, store: Any, settings: Settings, notes: list[str]
+    lines: Sequence[dict[str, Any]], client: BatchClient, store: RunStore, settings: Settings, notes: list[str]
 ) -> str:
     """The batch of these lines: the one an earlier run recorded, or a new one, recorded in OUT
     before anything waits for it."""

@@ -506,11 +506,11 @@ def _shopify_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iterator
             _add_options(options, record, current.get("_option_names", []))
             continue
         if current is not None:
-            yield start, _finish_shopify(current, options)
+            yield start, _finish_product(current, options)
         current, start, options = _shopify_row(record), line, {}
         _add_options(options, record, current.get("_option_names", []))
     if current is not None:
-        yield start, _finish_shopify(current, options)
+        yield start, _finish_product(current, options)
 
 
 def _shopify_row(record: dict[str, str]) -> dict[str, Any]:
@@ -536,7 +536,8 @@ def _add_options(options: dict[str, list[str]], record: dict[str, str], names: l
             options[name].append(value)
 
 
-def _finish_shopify(row: dict[str, Any], options: dict[str, list[str]]) -> dict[str, Any]:
+def _finish_product(row: dict[str, Any], options: dict[str, list[str]]) -> dict[str, Any]:
+    """A shop export's product with its variants' options folded in, empty fields dropped."""
     row.pop("_option_names", None)
     if options:
         row["options"] = [f"{name}: {', '.join(values)}" for name, values in options.items() if values]
@@ -586,7 +587,7 @@ def _woocommerce_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iter
             _add_woocommerce_attributes(options, record)
             products[row["id"]] = (line, row, options)
     for line, row, options in products.values():
-        yield line, _finish_shopify(row, options)
+        yield line, _finish_product(row, options)
 
 
 def _woocommerce_row(record: Mapping[str, str]) -> dict[str, Any]:
@@ -662,7 +663,7 @@ def _magento_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iterator
         products[row["id"]] = (line, row, options)
     for sku, (line, row, options) in products.items():
         if sku not in children:
-            yield line, _finish_shopify(row, options)
+            yield line, _finish_product(row, options)
 
 
 def _attribute_pairs(cell: str) -> list[tuple[str, str]]:

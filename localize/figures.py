@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 # How a unit is written → pint's name for it (None: a label compared as written, such as dB).
-# Matched case-insensitively except where the case tells units apart (see _CASED).
+# Matched case-insensitively ("12 L", "65w", "20000MAH").
 UNIT_NAMES: dict[str, str | None] = {
     "mah": "milliampere_hour",
     "ah": "ampere_hour",
@@ -99,8 +99,6 @@ UNIT_NAMES: dict[str, str | None] = {
     "mph": "mile_per_hour",
     "km/h": "kilometer_per_hour",
 }
-# Units whose letter case means something: "m" is metres, "M" is not a unit we read.
-_CASED = {"m", "g", "l", "h", "w", "v", "in", "min"}
 # Relative difference within which two values are one figure (a conversion rounded to 0.1).
 TOLERANCE = 0.015
 
@@ -208,8 +206,7 @@ def extract_figures(text: str) -> list[Figure]:
             if number is None:
                 continue
             values = frozenset(round(value * factor + offset, 9) for value in _readings(number))
-            label = f"{number} {match.group('unit')}".strip() if part == "low" and not match.group("high") else None
-            found.append(Figure(label or f"{number} {match.group('unit')}", dimension, values))
+            found.append(Figure(f"{number} {match.group('unit')}", dimension, values))
     return found
 
 
@@ -256,11 +253,9 @@ def _readings(number: str) -> set[float]:
 def _unit(written: str) -> tuple[str, float, float] | None:
     """(dimension, factor to the base unit, offset) of a unit as written; None where the
     table does not know it."""
-    key = written if written in _CASED else written.lower()
+    key = written.lower()
     if key not in UNIT_NAMES:
-        if written.lower() in _CASED or written.lower() not in UNIT_NAMES:
-            return None
-        key = written.lower()
+        return None
     name = UNIT_NAMES[key]
     if name is None:
         return (key, 1.0, 0.0)  # a label: compared as written

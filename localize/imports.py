@@ -32,6 +32,8 @@ from typing import Any
 from .errors import ConfigError
 from .store import atomic_write
 
+# The --format values that are a shop's import file (written from every result).
+IMPORT_FORMATS = frozenset({"amazon", "woocommerce", "magento", "akeneo"})
 AMAZON_FEED = "amazon_listings_feed.json"
 MAGENTO_FILE = "magento_products.csv"
 MAGENTO_COLUMNS = (

@@ -167,8 +167,10 @@ def locale_notes(settings: Settings) -> list[str]:
         for locale in settings.locales
         if locale.given
     ]
+    prompt_sets = PromptSets(settings) if settings.platforms else None
     for platform in settings.platforms or ():
-        markets = PromptSets(settings).get(platform).rules.markets
+        assert prompt_sets is not None
+        markets = prompt_sets.get(platform).rules.markets
         if markets is None:
             continue
         for locale in settings.locales:

@@ -40,7 +40,7 @@ from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
 from .figures import Facts, facts_of
 from .glossary import Term
-from .imports import marketplace_for, require_seller_id, require_store_views, write_imports
+from .imports import IMPORT_FORMATS, marketplace_for, require_seller_id, require_store_views, write_imports
 from .jobs import (
     Job,
     PromptSets,
@@ -206,27 +206,27 @@ async def _run(
     units = itertools.chain(worker.units(jobs), worker.string_units(strings))
 
     disk_errors: list[OSError] = []
-    shopify: list[ImportSummary] = []
-
-    async def drain() -> None:
-        try:
-            for unit in units:  # one shared iterator: each worker takes the next job or pack
-                await worker.send(unit)
-                if on_progress:
-                    on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            # Nothing more can be recorded, so nothing more may be paid for: stop every worker.
-            disk_errors.append(exc)
-            for task in tasks:
-                task.cancel()
-
     pending: list[BatchPending] = []
 
     def progress() -> None:
         if on_progress:
             on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
+
+    def disk_full(exc: OSError) -> None:
+        """Nothing more can be recorded, so nothing more may be paid for: stop every worker."""
+        if not is_disk_full(exc):
+            raise exc
+        disk_errors.append(exc)
+        for task in tasks:
+            task.cancel()
+
+    async def drain() -> None:
+        try:
+            for unit in units:  # one shared iterator: each worker takes the next job or pack
+                await worker.send(unit)
+                progress()
+        except OSError as exc:
+            disk_full(exc)
 
     async def batches() -> None:
         assert batch_client is not None and collector is not None
@@ -248,9 +248,7 @@ async def _run(
         except BatchPending as submitted:
             pending.append(submitted)  # --no-wait: recorded in OUT; the same command collects it
         except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            disk_errors.append(exc)
+            disk_full(exc)
 
     if batch_client is not None:
         tasks = [asyncio.create_task(batches())]
@@ -269,7 +267,9 @@ async def _run(
             await client.aclose()
             if batch_client is not None:
                 await batch_client.aclose()
-            disk_errors += _write_outputs(settings, catalog, store, shopify)
+            final_error, shopify = _write_outputs(settings, catalog, store)
+            if final_error is not None:
+                disk_errors.append(final_error)
         if disk_errors:
             raise DiskFull(
                 f"the disk holding {settings.out} is full ({disk_errors[0].strerror}): sending stopped",
@@ -288,15 +288,15 @@ async def _run(
     finally:
         store.release()
         _restore_signals()
-    if shopify:
-        report["shopify_import"] = shopify[0].as_json()
+    if shopify is not None:
+        report["shopify_import"] = shopify.as_json()
     return RunSummary(
         report,
         settings.out,
         worker.fatal,
         worker.budget_reached,
         bool(interrupted),
-        shopify[0] if shopify else None,
+        shopify,
         tuple(notes),
         pending[0] if pending else None,
     )
@@ -332,16 +332,18 @@ async def _batch_client(
     return None
 
 
-def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: list[ImportSummary]) -> list[OSError]:
+def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> tuple[OSError | None, ImportSummary | None]:
     """Close the audit log and export the final files (and, from Shopify's translations export,
     the file to import back); a full disk is returned, not raised."""
+    shopify = None
     try:
         store.close()
         store.finish(formats=settings.formats)
+        asked = bool(IMPORT_FORMATS & set(settings.formats))  # else only stale files are removed
         write_imports(
             settings.out,
             settings.formats,
-            list(store.results()),
+            list(store.results()) if asked else [],
             seller_id=settings.amazon_seller_id,
             marketplaces=settings.amazon_marketplaces,
             store_views=settings.magento_store_views,
@@ -351,12 +353,12 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore, shopify: 
             listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}
             strings = {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()}
             rows = read_translations_export(catalog)
-            shopify.append(write_import(rows, settings.out, settings.locales, listings, strings, force=settings.force))
+            shopify = write_import(rows, settings.out, settings.locales, listings, strings, force=settings.force)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
-        return [exc]
-    return []
+        return exc, shopify
+    return None, shopify
 
 
 def is_disk_full(exc: OSError) -> bool:
