@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -321,6 +322,15 @@ class FakeRelay:
         """Script the next responses, in order; each is a Reply, an Answer, DROP or HANG."""
         with self._lock:
             self._queue.extend(behaviours)
+
+    def bill_usd(self, prices: tuple[str, str, str] = ("0.60", "0.15", "2.50")) -> Decimal:
+        """What the relay billed, in USD at (input, cached input, output) per million tokens:
+        K2's list price by default."""
+        billed = self.billed
+        uncached = billed["prompt_tokens"] - billed["cached_tokens"]
+        price = [Decimal(value) for value in prices]
+        tokens = (uncached, billed["cached_tokens"], billed["completion_tokens"])
+        return sum((count * each for count, each in zip(tokens, price, strict=True)), Decimal(0)) / 10**6
 
     def forget_queue(self) -> None:
         """Drop what is scripted and not yet used: the relay answers normally again."""

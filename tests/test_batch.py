@@ -58,12 +58,7 @@ def test_a_whole_run_by_batch_is_billed_at_the_batch_price(run_cli, sample: Path
         "cached_input": billed["cached_tokens"],
         "output": billed["completion_tokens"],
     }
-    uncached = billed["prompt_tokens"] - billed["cached_tokens"]
-    at_batch_price = (
-        uncached * Decimal("0.36")
-        + billed["cached_tokens"] * Decimal("0.09")
-        + billed["completion_tokens"] * Decimal("1.50")
-    ) / 10**6
+    at_batch_price = relay.bill_usd(("0.36", "0.09", "1.50"))
     assert Decimal(str(report()["cost_usd"])) == at_batch_price.quantize(Decimal("0.000001"))
     assert set(report()["by_mode"]) == {"batch"}
     assert not Path("out/batches.jsonl").exists()  # collected: nothing pending

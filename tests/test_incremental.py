@@ -167,12 +167,7 @@ def test_budget_stops_before_crossing_the_cap_and_a_larger_cap_picks_up_the_rest
     result = run(run_cli, relay, sample, "--max-cost", str(cap), "--concurrency", "4")
     assert result.exit_code == 3
     report = json.loads(Path("out/cost_report.json").read_text())
-    billed = relay.billed
-    billed_usd = (
-        (billed["prompt_tokens"] - billed["cached_tokens"]) * Decimal("0.60")
-        + billed["cached_tokens"] * Decimal("0.15")
-        + billed["completion_tokens"] * Decimal("2.50")
-    ) / 10**6
+    billed_usd = relay.bill_usd()
     assert billed_usd <= cap and Decimal(str(report["cost_usd"])) <= cap
     assert report["budget_usd"] == float(cap)
     jobs = report["jobs"]
@@ -238,12 +233,17 @@ def _wait_for_journal(lines: int, process: subprocess.Popen) -> None:
     raise AssertionError("the run never committed enough jobs")
 
 
+def _kill_after(finished: int, catalog: Path, relay: FakeRelay) -> None:
+    """Start a run and kill -9 it once it has committed `finished` jobs."""
+    process = _start(catalog, relay)
+    _wait_for_journal(finished, process)
+    process.kill()
+    process.wait()
+
+
 def test_sigkill_mid_run_then_rerun_pays_only_for_what_was_in_flight(run_cli, sample: Path) -> None:
     with FakeRelay(latency_s=0.15) as relay:
-        process = _start(sample, relay)
-        _wait_for_journal(6, process)
-        process.kill()
-        process.wait()
+        _kill_after(6, sample, relay)
         finished = _finished_results()
         sent_before = len(relay.chat_requests)
         result = run(run_cli, relay, sample, "--concurrency", "4")
@@ -375,10 +375,7 @@ def test_a_run_killed_mid_request_leaves_its_paid_requests_in_the_audit_log(run_
     """kill -9 while requests are in flight: the next run logs them as possibly billed, so the
     audit log covers every request the relay received."""
     with FakeRelay(latency_s=0.15) as relay:
-        process = _start(sample, relay)
-        _wait_for_journal(6, process)
-        process.kill()
-        process.wait()
+        _kill_after(6, sample, relay)
         assert run(run_cli, relay, sample, "--concurrency", "4").exit_code == 0
         received = len(relay.chat_requests)
     everything = json.loads(run_cli("report", "out", "--all", "--json").stdout)
@@ -560,10 +557,7 @@ def test_report_and_review_follow_text_files_pulled_behind_the_databases_back(ru
 def test_report_after_a_kill_counts_what_the_killed_run_logged(run_cli, sample: Path) -> None:
     """A killed run never exported; its attempts are in the audit log, and the report reads them."""
     with FakeRelay(latency_s=0.15) as relay:
-        process = _start(sample, relay)
-        _wait_for_journal(5, process)
-        process.kill()
-        process.wait()
+        _kill_after(5, sample, relay)
     logged = list(iter_jsonl(Path("out/requests.jsonl")))
     report = json.loads(run_cli("report", "out", "--json").stdout)
     assert logged and report["requests"] == len(logged)
