@@ -170,6 +170,8 @@ async def _run(
 ) -> RunSummary:
     started = time.perf_counter()
     require_locales(settings)
+    if settings.no_wait and settings.batch == "off":
+        raise InputError("--no-wait submits a batch and exits", hint="add --batch (or --batch-auto)")
     _check_formats(settings, catalog)
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)

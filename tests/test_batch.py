@@ -211,3 +211,10 @@ def test_max_cost_reserves_the_whole_file_before_upload(run_cli, sample: Path) -
     assert result.exit_code == 3, result.stderr
     assert relay.uploads == 0 and relay.chat_requests == []  # the file's worst case does not fit: nothing sent
     assert {row["error"] for row in iter_jsonl(Path("out/failures.jsonl"))} == {"budget"}
+
+
+def test_no_wait_without_batch_is_a_one_line_error(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = run_cli("run", sample, "-l", "de-DE", "--base-url", relay.base_url, "--no-wait")
+    assert result.exit_code == 2 and "add --batch" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and relay.paths == []
