@@ -101,9 +101,20 @@ def read_catalog(
     A repeated id is an error naming every repeated id (`duplicates="error"`), or its later
     rows are skipped (`"first"`: each id's first row is kept). `fields` chooses the columns that
     reach the model (by default, those that are copy: fields.py)."""
-    selection = fields or FieldSelection()
     path = Path(path)
-    columns = dict(columns or {})
+    seen: dict[str, int] = {}
+    products = _products(path, dict(columns or {}), fields or FieldSelection())
+    for product in products:
+        first = seen.setdefault(product.id, product.line)
+        if first != product.line:
+            if duplicates == "first":
+                continue
+            raise _duplicates_error(path, product, first, products, seen)
+        yield product
+
+
+def _products(path: Path, columns: Mapping[str, str], selection: FieldSelection) -> Iterator[Product]:
+    """Every row of the catalog as a Product, repeated ids and all."""
     handle = _open(path)
     with handle:
         head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
@@ -121,16 +132,11 @@ def read_catalog(
         else:
             reader = _json_rows if fmt == "json" else _jsonl_rows
             rows = _renamed(path, reader(path, handle), columns)
-        seen: dict[str, int] = {}
+        found = False
         for line, row in rows:
-            product = _product(path, line, row, fmt, selection)
-            first = seen.setdefault(product.id, line)
-            if first != line:
-                if duplicates == "first":
-                    continue
-                raise _duplicates_error(path, product.id, first, line, rows, seen, fmt)
-            yield product
-        if not seen:
+            found = True
+            yield _product(path, line, row, fmt, selection)
+        if not found:
             what = "the file has a header but no products" if fmt == "csv" else "no products in the file"
             raise CatalogError(path, what, hint="add one row per product")
 
@@ -140,23 +146,17 @@ DUPLICATES_LISTED = 10
 
 
 def _duplicates_error(
-    path: Path,
-    product_id: str,
-    first: int,
-    line: int,
-    rest: Iterator[tuple[int, Any]],
-    seen: dict[str, int],
-    fmt: Format,
+    path: Path, product: Product, first: int, rest: Iterator[Product], seen: dict[str, int]
 ) -> CatalogError:
     """Every repeated id of the file, read to its end: one error naming the first few (with
     their lines) and counting all, so a file with 92 of them is fixed in one go."""
+    product_id, line = product.id, product.line
     repeated: dict[str, list[int]] = {product_id: [first, line]}
-    for later, row in rest:
-        other = _product(path, later, row, fmt).id
-        if other in repeated:
-            repeated[other].append(later)
-        elif seen.setdefault(other, later) != later:
-            repeated[other] = [seen[other], later]
+    for later in rest:
+        if later.id in repeated:
+            repeated[later.id].append(later.line)
+        elif seen.setdefault(later.id, later.line) != later.line:
+            repeated[later.id] = [seen[later.id], later.line]
     hint = "every product needs a unique id; --duplicates first keeps each id's first row"
     if len(repeated) == 1:
         lines = repeated[product_id]
@@ -171,20 +171,12 @@ def _duplicates_error(
 
 def count_duplicates(path: Path | str, *, columns: Mapping[str, str] | None = None) -> int:
     """How many rows repeat an earlier row's id (what `--duplicates first` skips)."""
-    kept = sum(1 for _ in read_catalog(path, columns=columns, duplicates="first"))
-    return _rows_read(path, columns) - kept
-
-
-def _rows_read(path: Path | str, columns: Mapping[str, str] | None) -> int:
-    path = Path(path)
-    with _open(path) as handle:
-        head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
-        fmt = detect_format(path, head)
-        if fmt == "csv":
-            rows: Iterator[tuple[int, Any]] = _csv_rows(path, handle, dict(columns or {}))
-        else:
-            rows = (_json_rows if fmt == "json" else _jsonl_rows)(path, handle)
-        return sum(1 for _ in rows)
+    seen: set[str] = set()
+    repeated = 0
+    for product in _products(Path(path), dict(columns or {}), FieldSelection()):
+        repeated += product.id in seen
+        seen.add(product.id)
+    return repeated
 
 
 # Catalogs being read from a copy (read_once): the path as given → the copy.
