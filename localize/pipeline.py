@@ -517,6 +517,8 @@ def _restore_signals() -> None:
             pass
 
 
+# Products whose facts the job runner keeps at once (packs interleave a product's locales).
+FACTS_KEPT = 512
 # A packed answer that fails as a whole this many times is split in halves.
 PACK_WHOLE_FAILURES = 2
 REASK = (
@@ -588,7 +590,7 @@ class _JobRunner:
         self._requests = 0
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
         self._pack_sizes: dict[tuple[str, str], int] = {}
-        self._product_facts: tuple[Product, Facts] | None = None
+        self._product_facts: dict[int, tuple[Product, Facts]] = {}  # the last products', by identity
         self.succeeded = 0
         self.failed = 0
         self.up_to_date = 0
@@ -913,10 +915,13 @@ class _JobRunner:
             )
 
     def _facts(self, product: Product) -> Facts:
-        """A product's facts, extracted once for all its jobs (they come together)."""
-        held = self._product_facts
+        """A product's facts, extracted once for all its jobs. Its jobs come close together,
+        though packs interleave them with other products': the last few hundred are kept."""
+        held = self._product_facts.get(id(product))
         if held is None or held[0] is not product:
-            held = self._product_facts = (product, facts_of(product.data()))
+            if len(self._product_facts) >= FACTS_KEPT:
+                self._product_facts.clear()
+            held = self._product_facts[id(product)] = (product, facts_of(product.data()))
         return held[1]
 
     def _succeed(self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill) -> None:

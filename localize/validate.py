@@ -171,6 +171,7 @@ def _fact_texts(listing: Listing) -> list[str]:
 LEFTOVER_WORDS = 5
 LEFTOVER_PROSE_WORDS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
+_DIGIT = re.compile(r"\d")
 
 
 def _leftover_source(listing: Listing, source: Mapping[str, Any], terms: Sequence[Term]) -> list[str]:
@@ -199,12 +200,17 @@ def _source_runs(text: str, kept: frozenset[str]) -> frozenset[str]:
     Bluetooth 5.3") never count. Remembered for the last few products: a product's jobs reach
     the validator together."""
     words = _WORD.findall(text.lower())
+    # Whether each word is prose, once per word; then a sliding count over each window.
+    prose = [len(word) >= 3 and _DIGIT.search(word) is None for word in words]
+    count = sum(prose[: LEFTOVER_WORDS - 1])
     runs = set()
     for i in range(len(words) - LEFTOVER_WORDS + 1):
-        run = words[i : i + LEFTOVER_WORDS]
-        prose = sum(1 for word in run if len(word) >= 3 and not any(char.isdigit() for char in word))
-        if prose >= LEFTOVER_PROSE_WORDS and not set(run) <= kept:
-            runs.add(" ".join(run))
+        count += prose[i + LEFTOVER_WORDS - 1]
+        if count >= LEFTOVER_PROSE_WORDS:
+            run = words[i : i + LEFTOVER_WORDS]
+            if not (kept and set(run) <= kept):
+                runs.add(" ".join(run))
+        count -= prose[i]
     return frozenset(runs)
 
 
