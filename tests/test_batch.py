@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write
-from fake_relay import Answer, FakeRelay
+from fake_relay import MISSING, Answer, FakeRelay
 
 from localize.store import iter_jsonl
 
@@ -218,3 +218,13 @@ def test_no_wait_without_batch_is_a_one_line_error(run_cli, sample: Path) -> Non
         result = run_cli("run", sample, "-l", "de-DE", "--base-url", relay.base_url, "--no-wait")
     assert result.exit_code == 2 and "add --batch" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and relay.paths == []
+
+
+def test_a_batch_answer_without_usage_is_kept_and_reported_apart(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(usage=MISSING))  # the batch's first answered line comes without usage
+        result = batch_run(run_cli, relay, sample, "--pack", "1")
+    assert result.exit_code == 0, result.stderr
+    assert relay.chat_requests == []  # kept, not re-sent for it
+    flagged = [r for r in iter_jsonl(Path("out/results.jsonl")) if "usage_unreported" in r["warnings"]]
+    assert len(flagged) == 1 and report()["unreported"]["requests"] == 1
