@@ -40,6 +40,7 @@ from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
 from .figures import Facts, facts_of
 from .glossary import Term
+from .group_commit import GroupCommit
 from .imports import IMPORT_FORMATS, marketplace_for, require_seller_id, require_store_views, write_imports
 from .jobs import (
     Job,
@@ -582,6 +583,7 @@ class _JobRunner:
         self._prompt_sets = prompt_sets
         self._sender = sender
         self._store = store
+        self._sent = GroupCommit(store.log_sent)
         self._run_id = run_id
         self._calibration = calibration
         self._counter = TokenCounter()
@@ -701,14 +703,15 @@ class _JobRunner:
             try:
                 listing, warnings = self._judge(work, self._answer_alone(work, completion), last)
             except InvalidAnswer as exc:
-                self._log_answer(work, completion, bill, error=exc, outcome="failed" if last else None, pack=None)
                 if last:
-                    self._fail(work.job, exc.kind, exc.message, work.attempts)
+                    answer = self._answer_record(work, completion, bill, error=exc, outcome="failed", pack=None)
+                    self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer)
                     return
+                self._store.log_attempt(self._answer_record(work, completion, bill, error=exc, outcome=None, pack=None))
                 messages = _reask(messages, completion.content, exc)
                 continue
-            self._log_answer(work, completion, bill, error=None, outcome="succeeded", pack=None)
-            self._succeed(work, listing, warnings, bill)
+            answer = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=None)
+            self._succeed(work, listing, warnings, bill, answer=answer)
             return
 
     async def _send_pack(self, works: list[_Work]) -> None:
@@ -739,7 +742,9 @@ class _JobRunner:
             except InvalidAnswer as exc:
                 bills = self._bill(works, completion, messages, counted, weights, weights)
                 for work, bill in zip(works, bills, strict=True):
-                    self._log_answer(work, completion, bill, error=exc, outcome=None, pack=pack)
+                    self._store.log_attempt(
+                        self._answer_record(work, completion, bill, error=exc, outcome=None, pack=pack)
+                    )
                 messages = _reask(messages, completion.content, exc)
                 continue
             answers = [listings[product_id] for product_id in ids]
@@ -752,14 +757,17 @@ class _JobRunner:
                         raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
                     listing, warnings = self._judge(work, data, last)
                 except InvalidAnswer as exc:
-                    self._log_answer(work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack)
+                    answer = self._answer_record(
+                        work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
+                    )
                     if last:
-                        self._fail(work.job, exc.kind, exc.message, work.attempts)
+                        self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer)
                     else:
+                        self._store.log_attempt(answer)
                         again.append((work, self._reask_alone(work, data, exc)))
                     continue
-                self._log_answer(work, completion, bill, error=None, outcome="succeeded", pack=pack)
-                self._succeed(work, listing, warnings, bill)
+                answer = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=pack)
+                self._succeed(work, listing, warnings, bill, answer=answer)
             for work, alone in again:
                 await self._send_alone(work, alone, asks_used=1)
             return
@@ -924,7 +932,10 @@ class _JobRunner:
             held = self._product_facts[id(product)] = (product, facts_of(product.data()))
         return held[1]
 
-    def _succeed(self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill) -> None:
+    def _succeed(
+        self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill, *, answer: dict[str, Any]
+    ) -> None:
+        """The job's result, recorded with the attempt that answered it."""
         job = work.job
         if bill.unreported:
             warnings = [*warnings, "usage_unreported"]
@@ -962,7 +973,7 @@ class _JobRunner:
                 **billed,
                 **({"extra": dict(value.extra)} if value.extra else {}),
             }
-        self._store.record_result(JobResult(job.key, line, work.fp, work.fields))
+        self._store.record_result(JobResult(job.key, line, work.fp, work.fields), attempt=answer)
         self.succeeded += 1
 
     def _count(self, messages: list[Message], packed: PackedPrompt | None, weights: list[int] | None) -> int | None:
@@ -994,18 +1005,21 @@ class _JobRunner:
         if counted:
             self._input_ratio_seen = max(self._input_ratio_seen, usage.input_tokens / counted)
 
-    def _fail(self, job: Job, kind: str, message: str, attempts: int) -> None:
-        self._store.record_failure(JobFailure(job.key, kind, message, attempts))
+    def _fail(self, job: Job, kind: str, message: str, attempts: int, *, answer: dict[str, Any] | None = None) -> None:
+        """The job's failure, recorded with its last answer where it had one."""
+        self._store.record_failure(JobFailure(job.key, kind, message, attempts), attempt=answer)
         self.failed += 1
 
     # --- the audit log ------------------------------------------------------------------------
 
-    def _log_sent(
+    async def _log_sent(
         self, works: list[_Work], number: int, counted: int | None, weights: list[int], *, pack: dict[str, Any] | None
     ) -> None:
         inputs = apportion(counted, weights) if counted is not None else [None] * len(works)
-        for work, counted_input in zip(works, inputs, strict=True):
-            self._store.log_sent({**self._attempt_base(work.job, number, pack), "counted_input": counted_input})
+        await self._sent.add(
+            {**self._attempt_base(work.job, number, pack), "counted_input": counted_input}
+            for work, counted_input in zip(works, inputs, strict=True)
+        )
 
     def _log_failed(
         self,
@@ -1042,7 +1056,7 @@ class _JobRunner:
                 record["job_outcome"] = "failed"
             self._store.log_attempt(record)
 
-    def _log_answer(
+    def _answer_record(
         self,
         work: _Work,
         completion: Completion,
@@ -1051,8 +1065,8 @@ class _JobRunner:
         error: InvalidAnswer | None,
         outcome: str | None,
         pack: dict[str, Any] | None,
-    ) -> None:
-        """One job's record of an answered attempt. An unreported bill keeps our offline
+    ) -> dict[str, Any]:
+        """One job's audit record of an answered attempt. An unreported bill keeps our offline
         counts apart from the billed totals; a pack's relay-stated charge is on its lead's."""
         lead = pack is None or pack["lead"] == work.job.product.id
         record = {
@@ -1078,7 +1092,7 @@ class _JobRunner:
             record["counted_input"] = bill.counted_input  # our offline count, to calibrate later estimates
         if outcome:
             record["job_outcome"] = outcome
-        self._store.log_attempt(record)
+        return record
 
     def _attempt_base(self, job: Job, attempt: int, pack: dict[str, Any] | None) -> dict[str, Any]:
         base = {

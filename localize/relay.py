@@ -799,7 +799,7 @@ class Sender:
         worst_case_usd: Decimal,
         first_attempt: int,
         on_failed: Callable[[FailedAttempt, bool], None],
-        on_sending: Callable[[int], None] | None = None,
+        on_sending: Callable[[int], Awaitable[None]] | None = None,
         request_key: str = "",
     ) -> tuple[Completion, int]:
         """(the completion, its attempt number). `request_key` names the jobs a request serves
@@ -822,7 +822,7 @@ class Sender:
                     if self._stopped is not None:  # it stopped while this one waited for its turn
                         raise self._not_sent(number)
                     if on_sending is not None:
-                        on_sending(number)
+                        await on_sending(number)
                     spent = None  # sent: unknown (booked at the worst case) unless the answer shows it
                     started = time.monotonic()
                     try:

@@ -173,12 +173,9 @@ class RunStore:
             return
         unlogged = self._unlogged_attempts()
         self._requests = _open_append(out / REQUESTS)
-        for record in unlogged:
-            self._requests.write(_line(record))
-        self._requests.flush()
         with self._transaction():
             for record in unlogged:
-                self._insert_attempt(record, logged=True)
+                self._log(record)
 
     def _open_for_reading(self) -> None:
         """Readers (--check, estimates) bring a stale database up to date when no run holds
@@ -253,21 +250,28 @@ class RunStore:
         with self._transaction():
             self._db.execute("UPDATE jobs SET failure = NULL WHERE id = ? AND platform = ? AND locale = ?", key)
 
-    def log_sent(self, attempt: Mapping[str, Any]) -> None:
-        """An attempt about to go out (run, job, attempt number): if the process is killed
-        before it ends, the next run logs it as possibly billed instead of forgetting it."""
+    def log_sent(self, attempts: Iterable[Mapping[str, Any]]) -> None:
+        """Attempts about to go out (run, job, attempt number), in one transaction: if the
+        process is killed before they end, the next run logs them as possibly billed instead
+        of forgetting them."""
         with self._transaction():
-            self._insert_attempt(attempt, logged=False)
+            for attempt in attempts:
+                self._insert_attempt(attempt, logged=False)
 
     def log_attempt(self, record: Mapping[str, Any]) -> None:
         """One request attempt, as it ends: a line in the audit log, and its row completed."""
-        assert self._requests is not None
-        self._requests.write(_line(record))
-        self._requests.flush()
         with self._transaction():
-            self._insert_attempt(record, logged=True)
+            self._log(record)
 
-    def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool, line: int = 0) -> None:
+    def _log(self, record: Mapping[str, Any]) -> None:
+        """The audit line written through, then the attempt's row (inside a transaction)."""
+        assert self._requests is not None
+        line = _line(record)
+        self._requests.write(line)
+        self._requests.flush()
+        self._insert_attempt(record, logged=True, text=line[:-1])
+
+    def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool, line: int = 0, text: str = "") -> None:
         usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
         self._db.execute(
             "INSERT OR REPLACE INTO attempts (run, id, platform, locale, attempt, time, status, error,"
@@ -284,15 +288,18 @@ class RunStore:
                 _number(usage.get("output")),
                 _number(record.get("cost_usd")),
                 int(logged),
-                json.dumps(dict(record), ensure_ascii=False),
+                text or json.dumps(dict(record), ensure_ascii=False),
             ),
         )
 
-    def record_result(self, result: JobResult) -> None:
-        """A finished job with a valid listing, in one transaction: it replaces the job's
-        result, lock line and failure."""
+    def record_result(self, result: JobResult, *, attempt: Mapping[str, Any] | None = None) -> None:
+        """A finished job with a valid listing, in one transaction with the attempt that
+        answered it (logged as log_attempt does): it replaces the job's result, lock line and
+        failure."""
         key = result.key
         with self._transaction():
+            if attempt is not None:
+                self._log(attempt)
             self._db.execute(
                 "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
                 (key[0], product_line(key[0], result.fields)),
@@ -308,10 +315,12 @@ class RunStore:
                 ),
             )
 
-    def record_failure(self, failure: JobFailure) -> None:
-        """A finished job without a valid result, in one transaction: recorded beside an
-        earlier result, never instead of it."""
+    def record_failure(self, failure: JobFailure, *, attempt: Mapping[str, Any] | None = None) -> None:
+        """A finished job without a valid result, in one transaction with its last answered
+        attempt: recorded beside an earlier result, never instead of it."""
         with self._transaction():
+            if attempt is not None:
+                self._log(attempt)
             self._db.execute(
                 "INSERT INTO jobs (id, platform, locale, failure) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (id, platform, locale) DO UPDATE SET failure = excluded.failure",
