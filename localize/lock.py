@@ -30,10 +30,15 @@ HEADER = json.dumps({"localize_lock": VERSION}) + "\n"
 JobKey = tuple[str, str, str]  # (product id, platform, locale)
 
 
+# One encoder each, built once: json.dumps with options builds a new one per call.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def digest(value: Any) -> str:
     """A short, stable hash of a JSON-able value (16 hex digits: collisions are not a risk at
     catalog sizes, and lines stay short)."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = value if isinstance(value, str) else _CANONICAL.encode(value)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -52,7 +57,8 @@ class Fingerprint:
 
     def digest(self) -> bytes:
         """16 bytes standing for the whole fingerprint: what a run keeps per job in memory."""
-        return hashlib.sha256("|".join(self.as_dict().values()).encode()).digest()[:16]
+        parts = (self.row, self.model, self.params, self.prompt, self.rules)  # as_dict's order
+        return hashlib.sha256("|".join(parts).encode()).digest()[:16]
 
 
 class Fingerprinter:
@@ -107,8 +113,13 @@ class Fingerprinter:
 
 
 def field_digests(fields: Mapping[str, Any]) -> dict[str, str]:
-    """A hash per product field, so a stale job can say which fields changed."""
-    return {name: digest(value)[:8] for name, value in sorted(fields.items())}
+    """A hash per product field, so a stale job can say which fields changed (digest's, cut
+    to 8 digits; text, most fields, hashed directly)."""
+    sha256 = hashlib.sha256
+    return {
+        name: sha256(value.encode()).hexdigest()[:8] if type(value) is str else digest(value)[:8]
+        for name, value in sorted(fields.items())
+    }
 
 
 def stale_reason(
@@ -185,4 +196,4 @@ def fingerprint_fields(entry: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _line(entry: Mapping[str, Any]) -> str:
-    return json.dumps(entry, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+    return _LINE.encode(entry) + "\n"

@@ -437,12 +437,12 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     total = 0
     stale: list[tuple[JobKey, str]] = []
-    for _product, jobs in iter_jobs(settings, catalog, prompt_sets):
+    for product, jobs in iter_jobs(settings, catalog, prompt_sets):
+        fields = fingerprints.fields(product.id, product.data()) if jobs else {}
         for job in jobs:
             total += 1
             prompt_set = prompt_sets.get(job.platform)
-            messages = prompt_set.render_messages(job.product, job.locale)
-            fields = fingerprints.fields(job.product.id, job.product.data())
+            messages = prompt_set.render_messages(product, job.locale)
             fp = fingerprints.of(fields, messages, prompt_set.rules_for(job.locale))
             reason = store.stale_reason(job.key, fp, fields)
             if reason is not None:

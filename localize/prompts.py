@@ -254,9 +254,12 @@ def fence_id(product_id: str) -> str:
     return html.escape(product_id, quote=True)
 
 
+_DATA_JSON = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def data_json(value: Any) -> str:
     """JSON for a data block, with '<' escaped so the text can never close its fence."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": ")).replace("<", "\\u003c")
+    return _DATA_JSON.encode(value).replace("<", "\\u003c")
 
 
 def _roots(prompts_dir: Path | None) -> list[Path]:

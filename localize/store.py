@@ -806,5 +806,8 @@ def _close_quietly(handle: io.TextIOWrapper) -> None:
         pass
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once, not per line
+
+
 def _line(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _COMPACT.encode(record) + "\n"
