@@ -266,9 +266,16 @@ def _unit(written: str) -> tuple[str, float, float] | None:
     return (str(base.dimensionality), float(base.magnitude) - float(zero), float(zero))
 
 
+def load_units() -> None:
+    """Load the unit registry now (a quarter second) rather than on the first unit read: a live
+    run loads it before it sends, not in the middle of its first answers, where it would hold
+    up every request in flight."""
+    _registry()
+
+
 @cache
 def _registry() -> Any:
-    import pint  # loaded once, on the first unit read: a quarter second a CLI run without figures skips
+    import pint  # loaded once, when first needed: a quarter second a CLI run without figures skips
 
     return pint.UnitRegistry()
 

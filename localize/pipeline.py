@@ -38,7 +38,7 @@ from .cost import (
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .estimate import Calibration, pack_size
-from .figures import Facts, facts_of
+from .figures import Facts, facts_of, load_units
 from .glossary import Term
 from .group_commit import GroupCommit
 from .imports import IMPORT_FORMATS, marketplace_for, require_seller_id, require_store_views, write_imports
@@ -587,6 +587,7 @@ class _JobRunner:
         self._run_id = run_id
         self._calibration = calibration
         self._counter = TokenCounter()
+        load_units()  # now, not while the first answers are checked with requests in flight
         self._count_all = settings.max_cost_usd is not None or settings.tpm is not None
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
