@@ -184,16 +184,16 @@ def _leftover_source(listing: Listing, source: Mapping[str, Any], terms: Sequenc
     fields = {"title": [listing.title], "description": [listing.description], "bullets": list(listing.bullets)}
     for name, texts in fields.items():
         words = _WORD.findall(_TAG.sub(" ", " ".join(texts)).lower())
-        for i in range(len(words) - LEFTOVER_WORDS + 1):
-            run = " ".join(words[i : i + LEFTOVER_WORDS])
+        # Each window of LEFTOVER_WORDS words: the shifted copies end together at the shortest.
+        for run in zip(*(words[k:] for k in range(LEFTOVER_WORDS)), strict=False):
             if run in runs:
-                warnings.append(f'source_text_left: {name} repeats the source\'s "{run}"')
+                warnings.append(f'source_text_left: {name} repeats the source\'s "{" ".join(run)}"')
                 break
     return warnings
 
 
 @lru_cache(maxsize=64)
-def _source_runs(text: str, kept: frozenset[str]) -> frozenset[str]:
+def _source_runs(text: str, kept: frozenset[str]) -> frozenset[tuple[str, ...]]:
     """Every run of LEFTOVER_WORDS source words that reads as prose: not made only of kept
     glossary terms, and holding at least LEFTOVER_PROSE_WORDS words (three letters or more, no
     digit), so figures and model names a listing must keep ("26 cm, 5.2 L", "5 hours,
@@ -209,7 +209,7 @@ def _source_runs(text: str, kept: frozenset[str]) -> frozenset[str]:
         if count >= LEFTOVER_PROSE_WORDS:
             run = words[i : i + LEFTOVER_WORDS]
             if not (kept and set(run) <= kept):
-                runs.add(" ".join(run))
+                runs.add(tuple(run))
         count -= prose[i]
     return frozenset(runs)
 
