@@ -233,12 +233,25 @@ def _wait_for_journal(lines: int, process: subprocess.Popen) -> None:
     raise AssertionError("the run never committed enough jobs")
 
 
-def _kill_after(finished: int, catalog: Path, relay: FakeRelay) -> None:
-    """Start a run and kill -9 it once it has committed `finished` jobs."""
+def _kill_after(finished: int, catalog: Path, relay: FakeRelay, *, in_flight: bool = False) -> None:
+    """Start a run and kill -9 it once it has committed `finished` jobs (and, with `in_flight`,
+    once the relay also holds a request it has not answered yet)."""
     process = _start(catalog, relay)
     _wait_for_journal(finished, process)
+    if in_flight:
+        _wait_for_a_request_in_flight(relay, process)
     process.kill()
     process.wait()
+
+
+def _wait_for_a_request_in_flight(relay: FakeRelay, process: subprocess.Popen) -> None:
+    """Wait until the relay has received a request it has not answered (a condition, polled)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(relay.chat_requests) > relay.billed["responses"]:
+            return
+        time.sleep(0.005)
+    raise AssertionError("the run never had a request in flight")
 
 
 def test_sigkill_mid_run_then_rerun_pays_only_for_what_was_in_flight(run_cli, sample: Path) -> None:
@@ -375,7 +388,7 @@ def test_a_run_killed_mid_request_leaves_its_paid_requests_in_the_audit_log(run_
     """kill -9 while requests are in flight: the next run logs them as possibly billed, so the
     audit log covers every request the relay received."""
     with FakeRelay(latency_s=0.15) as relay:
-        _kill_after(6, sample, relay)
+        _kill_after(6, sample, relay, in_flight=True)
         assert run(run_cli, relay, sample, "--concurrency", "4").exit_code == 0
         received = len(relay.chat_requests)
     everything = json.loads(run_cli("report", "out", "--all", "--json").stdout)
