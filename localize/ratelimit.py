@@ -22,7 +22,7 @@ The controller tells three signals apart:
 After a slow-down the rate returns fast (x1.5 every eighth of a second) to the last rate the
 relay sustained. It probes above that gently (+2% a second), and only once it has run quietly
 for a while just under a limit a 429 measured: relays' limits rarely move, and each probe
-costs 429s. With `--rpm auto` it starts low and doubles every eighth of a second until the
+costs 429s. With `--rpm auto` it starts low and triples every eighth of a second until the
 first 429 or header shows the limit.
 
 Every method is pure logic over an injected clock, so tests drive it through thousands of
@@ -48,7 +48,7 @@ STRAY_SHARE = 0.15  # ...and this share of the last SHARE_SAMPLES requests were 
 SHARE_SAMPLES = 50
 SHARE_FLOOR = 50  # (a share of fewer requests than this is luck, not a share)
 STEP_S = 0.125  # how often the rate may grow
-SLOW_START = 2.0  # --rpm auto before any limit is known: this much faster every STEP_S
+SLOW_START = 3.0  # --rpm auto before any limit is known: this much faster every STEP_S (1 → 100/s in half a second)
 RECOVER = 1.5  # back toward the sustained rate after a slow-down: this much every STEP_S
 PROBE_PER_S = 0.02  # above the sustained rate: this much faster each second without a 429
 PROBE_AFTER_S = 10.0  # ...but only this long after a 429 measured the limit
