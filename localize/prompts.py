@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -270,11 +270,20 @@ def _roots(prompts_dir: Path | None) -> list[Path]:
     return [prompts_dir, BUILTIN_PROMPTS]
 
 
+class _Environment(SandboxedEnvironment):
+    """Jinja's sandbox, with each template's globals as a plain dict rather than a ChainMap over
+    the environment's: ours never change once it is set up, and every render copies them into
+    its context, which from a ChainMap was a third of a render's time."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 @lru_cache(maxsize=8)
 def _environment(prompts_dir: Path | None) -> SandboxedEnvironment:
     # Product text reaches templates, so they render sandboxed; a typo in a variable is an
     # error rather than an empty string silently sent to the model.
-    env = SandboxedEnvironment(
+    env = _Environment(
         loader=FileSystemLoader([str(root) for root in _roots(prompts_dir)]),
         undefined=StrictUndefined,
         autoescape=False,
