@@ -89,6 +89,34 @@ def test_an_expired_batch_resubmits_only_the_lines_without_an_answer(run_cli, sa
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
 
 
+def test_a_batch_cancelled_every_time_is_submitted_again_then_finished_live(run_cli, sample: Path) -> None:
+    """Someone cancels the batch in the relay's console, again and again: the lines go out in a
+    new batch (three times at most), then live, and every job still ends with a result."""
+    with FakeRelay(batch_fate="cancelled") as relay:
+        result = batch_run(run_cli, relay, sample)
+        uploads, live = relay.uploads, len(relay.chat_requests)
+    assert result.exit_code == 0, result.stderr
+    assert uploads == 4  # the first batch and three resubmissions, each of every line
+    assert "ended cancelled" in result.stderr and "sent again in a new batch" in result.stderr
+    assert live == len(uploaded_lines(relay, 4))  # then each line once, live
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert "by_mode" not in report()  # every answer live: a cancelled batch bills nothing
+    assert report()["tokens"]["input"] == relay.billed["prompt_tokens"]
+
+
+def test_a_failed_batch_is_not_submitted_again_and_its_lines_go_live(run_cli, sample: Path) -> None:
+    """A batch the relay failed (a file it would not validate, say) fails the same way again:
+    its lines go live at once, said in the summary."""
+    with FakeRelay(batch_fate="failed") as relay:
+        result = batch_run(run_cli, relay, sample)
+        uploads, live = relay.uploads, len(relay.chat_requests)
+    assert result.exit_code == 0, result.stderr
+    assert uploads == 1 and live == len(uploaded_lines(relay))
+    assert "batch batch-1: failed" in result.stderr
+    assert f"{live} requests the batch did not answer were sent live." in result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
 def test_no_wait_submits_and_the_same_command_collects(run_cli, sample: Path) -> None:
     with FakeRelay() as relay:
         submitted = batch_run(run_cli, relay, sample, "--no-wait")
