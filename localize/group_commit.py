@@ -35,7 +35,7 @@ class GroupCommit(Generic[Item]):
         assert written is not None
         try:
             self._write(items)
-        except Exception as exc:  # noqa: BLE001 - every waiting caller gets it, as if it had written alone
+        except Exception as exc:  # every waiting caller gets it, as if it had written alone
             written.set_exception(exc)
             written.exception()  # retrieved here too: no "never retrieved" warning when all waiters left
         else:
