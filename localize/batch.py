@@ -40,6 +40,7 @@ RESUBMISSIONS = 3
 POLL_MAX_S = 300.0
 # Tries again, with back-off from batch_poll_s, of an exchange the relay stalls or refuses with 5xx.
 RETRIES = 4
+FIND_PAGES = 20  # of 100 batches each: how far back a batch made but not recorded is looked for
 
 
 class BatchUnavailable(RelayFatal):
@@ -171,6 +172,32 @@ class BatchClient:
                 hint="some models do not batch: run live, or pick one that prices.yaml gives a batch price",
             )
         return self._json(reply, "create the batch")
+
+    async def find_batch(self, file_id: str) -> str | None:
+        """The batch the relay made of this input file, if any: a run may have stopped between
+        making it and recording it. Pages through the relay's list of batches; a list it
+        cannot give ends the run rather than risk a second batch of the same lines."""
+        after: str | None = None
+        for _ in range(FIND_PAGES):
+            params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
+            reply = await self._call("GET", "/batches", params=params)
+            try:
+                page = reply.json() if reply.status_code < 300 else None
+                batches = [batch for batch in page["data"] if isinstance(batch, dict)]
+            except (ValueError, KeyError, TypeError):
+                raise RelayFatal(
+                    "bad_response",
+                    f"cannot tell whether a batch was made of file {file_id}: the relay's list of batches"
+                    f" is unreadable (HTTP {reply.status_code})",
+                    hint="run the same command again later; nothing is uploaded or made until it can tell",
+                ) from None
+            for batch in batches:
+                if batch.get("input_file_id") == file_id and batch.get("id"):
+                    return str(batch["id"])
+            if not page.get("has_more") or not batches:
+                return None
+            after = str(batches[-1].get("id"))
+        return None
 
     async def get(self, batch_id: str) -> dict[str, Any]:
         return self._json(await self._call("GET", f"/batches/{batch_id}"), "read the batch")
@@ -461,14 +488,22 @@ def _files(lines: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 async def _submit(
     lines: Sequence[dict[str, Any]], client: BatchClient, store: RunStore, settings: Settings, notes: list[str]
 ) -> str:
-    """The batch of these lines: the one an earlier run recorded, or a new one, recorded in OUT
-    before anything waits for it."""
+    """The batch of these lines: the one an earlier run recorded (or made but could not record:
+    found by its input file), or a new one. Its file is recorded in OUT before the batch is
+    made and the batch before anything waits for it, so no run makes a second batch of the
+    same lines."""
     ids = [str(line["custom_id"]) for line in lines]
-    batch_id = store.pending_batch(ids)
+    pending = store.pending_batch(ids)
+    batch_id = pending.batch if pending else None
+    if pending is not None and batch_id is None:
+        batch_id = await client.find_batch(pending.file)
+        if batch_id is not None:
+            store.record_batch(batch_id, ids, pending.file)
     if batch_id is not None:
         notes.append(f"Batch {batch_id}: collected where an earlier run left it (not uploaded again).")
-        return str(batch_id)
+        return batch_id
     file_id = await client.upload(encode_lines(lines))
+    store.record_batch(None, ids, file_id)
     batch_id = str((await client.create(file_id, settings.batch_window))["id"])
     store.record_batch(batch_id, ids, file_id)
     return batch_id

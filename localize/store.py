@@ -57,6 +57,14 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
+class PendingBatch:
+    """A batch recorded in OUT/batches.jsonl and not yet collected."""
+
+    file: str  # the uploaded input file
+    batch: str | None  # None: recorded before the batch was made (it may or may not exist)
+
+
+@dataclass(frozen=True, slots=True)
 class JobResult:
     """A job's valid listing: its results.jsonl line, and the inputs it was generated from
     (`fingerprint` for its lock line, `fields` for its product's)."""
@@ -424,24 +432,30 @@ class RunStore:
 
     # --- batches ------------------------------------------------------------------------------
 
-    def pending_batch(self, line_ids: Iterable[str]) -> str | None:
-        """The batch recorded for exactly these lines and not yet collected, if any."""
+    def pending_batch(self, line_ids: Iterable[str]) -> PendingBatch | None:
+        """What is recorded for exactly these lines and not yet collected: their batch, or
+        only the file uploaded for it (the run stopped before it could record the batch)."""
         digest = _lines_digest(line_ids)
         for record in iter_jsonl(self.out / BATCHES):
-            if record.get("lines") == digest:
-                return str(record["batch"])
+            if record.get("lines") == digest and record.get("file"):
+                batch = record.get("batch")
+                return PendingBatch(str(record["file"]), str(batch) if batch else None)
         return None
 
-    def record_batch(self, batch_id: str, line_ids: Sequence[str], file_id: str) -> None:
-        """A batch just created: written (and synced) before the run waits for it."""
+    def record_batch(self, batch_id: str | None, line_ids: Sequence[str], file_id: str) -> None:
+        """The file uploaded for these lines, before a batch is made of it (`batch_id` None),
+        then the batch: each written (and synced) before the next step, replacing the lines'
+        earlier record. A run that stops between making the batch and recording it leaves the
+        file, by which the next run finds the batch instead of making another."""
+        digest = _lines_digest(line_ids)
         record = {
             "batch": batch_id,
             "file": file_id,
             "requests": len(line_ids),
-            "lines": _lines_digest(line_ids),
+            "lines": digest,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        kept = [line for line in iter_jsonl(self.out / BATCHES)]
+        kept = [line for line in iter_jsonl(self.out / BATCHES) if line.get("lines") != digest]
         atomic_write(self.out / BATCHES, "".join(_line(line) for line in [*kept, record]))
 
     def finish_batch(self, batch_id: str) -> None:

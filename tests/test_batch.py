@@ -132,6 +132,38 @@ def test_no_wait_submits_and_the_same_command_collects(run_cli, sample: Path) ->
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
 
 
+def test_a_batch_made_but_never_recorded_is_found_by_its_file_not_made_again(run_cli, sample: Path) -> None:
+    """A run that made the batch and then could not record it (a disk that filled at that
+    moment) leaves only the uploaded file in OUT: the next run finds the batch by that file."""
+    with FakeRelay() as relay:
+        assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
+        (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
+        write(Path("out/batches.jsonl"), json.dumps({**record, "batch": None}) + "\n")  # as that run left it
+        collected = batch_run(run_cli, relay, sample)
+        uploads, batches = relay.uploads, len(relay.batches)
+    assert collected.exit_code == 0, collected.stderr
+    assert uploads == 1 and batches == 1  # not uploaded, not made again
+    assert f"Batch {record['batch']}: collected where an earlier run left it" in collected.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_a_file_recorded_whose_batch_was_never_made_gets_its_batch(run_cli, sample: Path) -> None:
+    """The relay stalls on making the batch until the run gives up (exit 4, the file recorded):
+    the next run finds no batch of that file at the relay, and makes one."""
+    with FakeRelay(batch_stalls={"create": 100}) as relay:
+        gave_up = batch_run(run_cli, relay, sample)
+        assert gave_up.exit_code == 4, gave_up.stderr
+        (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
+        assert record["batch"] is None and record["file"]
+        relay.batch_stalls["create"] = 0
+        again = batch_run(run_cli, relay, sample)
+        batches = len(relay.batches)
+    assert again.exit_code == 0, again.stderr
+    assert batches == 1
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert not Path("out/batches.jsonl").exists()
+
+
 def test_a_run_killed_while_it_waits_resumes_the_same_batch(sample: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HOLYSHEEP_API_KEY": KEY}
     with FakeRelay(batch_steps=10**9) as relay:  # never finishes while the first run waits
