@@ -758,9 +758,23 @@ def _header(path: Path, columns: list[str]) -> list[str]:
             f"missing required column{'s' if len(missing) > 1 else ''} " + " and ".join(repr(name) for name in missing),
             line=1,
             hint=f"the header has: {have}; rename columns or map them with --map "
-            + ",".join(f"{name}=COLUMN" for name in missing),
+            + ",".join(f"{name}={_stand_in(name, named)}" for name in missing),
         )
     return columns
+
+
+# The columns that usually hold our required fields in other tools' files, most likely first.
+_STAND_INS = {
+    "id": ("sku", "product_id", "item_id", "asin", "handle", "code", "identifier", "ean", "gtin"),
+    "name": ("title", "product_name", "item_name", "post_title", "label"),
+}
+
+
+def _stand_in(field: str, columns: list[str]) -> str:
+    """The header's column that most likely holds `field` (`sku` for id, `title` for name),
+    as the file spells it; COLUMN where none does."""
+    by_lower = {column.lower().replace(" ", "_"): column for column in columns}
+    return next((by_lower[name] for name in _STAND_INS.get(field, ()) if name in by_lower), "COLUMN")
 
 
 def _delimiter(path: Path, first_line: str) -> str:

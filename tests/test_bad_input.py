@@ -27,8 +27,15 @@ def estimate(run_cli, catalog, *extra: str):
 CSV_CASES = {
     "empty": ("", ["the file is empty", "add a header row"]),
     "header_only": ("id,name,brand\n", ["header but no products"]),
-    "missing_id_column": ("sku,name\n1,Mug\n", [":1:", "missing required column 'id'", "the header has: sku, name"]),
-    "missing_name_column": ("id,title\n1,Mug\n", [":1:", "missing required column 'name'"]),
+    "missing_id_column": (
+        "sku,name\n1,Mug\n",
+        [":1:", "missing required column 'id'", "the header has: sku, name", "--map id=sku"],
+    ),
+    "missing_name_column": ("id,Title\n1,Mug\n", [":1:", "missing required column 'name'", "--map name=Title"]),
+    "missing_both_columns": (
+        "ref,label x\n1,Mug\n",
+        ["missing required columns 'id' and 'name'", "id=COLUMN,name=COLUMN"],
+    ),
     "duplicate_id": ("id,name\nA,Mug\nB,Cup\nA,Bowl\n", [":4:", "duplicate id 'A'", "first at line 2"]),
     "empty_id": ("id,name\nA,Mug\n,Cup\n", [":3", "column id", "empty id"]),
     "empty_name": ("id,name\nA,\n", [":2", "column name", "empty name"]),
