@@ -42,6 +42,30 @@ TRANSLATIONS_KEY = "shopify_translations"
 _UTF8_HINT = "save the file as UTF-8 (in Excel: Save As → CSV UTF-8)"
 # Longer than any product row; a "line" this long is a binary file or an unclosed quote.
 MAX_LINE_BYTES = 16_000_000
+# How the files merchants pass by mistake begin: archives and compressed streams (zip, gzip,
+# bzip2, xz, zstd, 7z); a workbook is a zip of XML parts (.xlsx, .ods) or, before 2007, an OLE2
+# compound file (.xls).
+_COMPRESSED_MAGIC = (
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    *(b"BZh%d1AY&SY" % level for level in range(1, 10)),
+    b"\xfd7zXZ",
+    b"(\xb5/\xfd",
+    b"7z\xbc\xaf",
+)
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_WORKBOOK_PARTS = (b"[Content_Types].xml", b"xl/", b"docProps/", b"opendocument.spreadsheet")
+_WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+
+
+def _is_workbook(path: Path, head: bytes) -> bool:
+    if head.startswith(_OLE2_MAGIC):
+        return True
+    if not head.startswith(b"PK\x03\x04"):
+        return False
+    return path.suffix.lower() in _WORKBOOK_SUFFIXES or any(part in head for part in _WORKBOOK_PARTS)
+
+
 _JSON_SHAPE_HINT = 'expected a list of products, or {"products": [...]}'
 
 
@@ -120,6 +144,16 @@ def _products(path: Path, columns: Mapping[str, str], selection: FieldSelection)
         head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
         if not head.lstrip(b"\xef\xbb\xbf").strip():
             raise CatalogError(path, "the file is empty", hint="add a header row such as id,name")
+        if _is_workbook(path, head):
+            raise CatalogError(
+                path,
+                "a spreadsheet workbook (Excel or OpenDocument), not a CSV",
+                hint="save the sheet as CSV (Excel: File → Save As → CSV UTF-8) and pass that file",
+            )
+        if head.startswith(_COMPRESSED_MAGIC):
+            raise CatalogError(
+                path, "a compressed file (gzip, zip or similar)", hint="unpack it and pass the CSV or JSON inside"
+            )
         if b"\x00" in head:
             raise CatalogError(
                 path,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -55,6 +59,39 @@ def test_bad_csv_exits_2_with_location(run_cli, tmp_path: Path, content: str, fr
 def test_latin1_bytes_exit_2_naming_line_and_utf8(run_cli, tmp_path: Path) -> None:
     catalog = write(tmp_path / "catalog.csv", "id,name\nA,Mug\nB,Caf\xe9 cup\n".encode("latin-1"))
     assert_bad_input(estimate(run_cli, catalog), "catalog.csv:3", "0xe9", "not UTF-8", "save the file as UTF-8")
+
+
+def _zip(*names: str) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in names:
+            zipped.writestr(name, "id,name\n1,Hat\n")
+    return archive.getvalue()
+
+
+NOT_TEXT = {
+    "xlsx_named_as_csv": ("catalog.csv", _zip("[Content_Types].xml", "xl/workbook.xml"), "spreadsheet workbook"),
+    "xlsx": ("catalog.xlsx", _zip("docProps/app.xml"), "spreadsheet workbook"),
+    "legacy_xls": ("catalog.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "spreadsheet workbook"),
+    "zip": ("catalog.zip", _zip("catalog.csv"), "a compressed file"),
+    "gzip": ("catalog.csv.gz", gzip.compress(b"id,name\n1,Hat\n"), "a compressed file"),
+    "bzip2": ("catalog.csv.bz2", bz2.compress(b"id,name\n1,Hat\n"), "a compressed file"),
+}
+
+
+@pytest.mark.parametrize("name,content,fragment", NOT_TEXT.values(), ids=NOT_TEXT.keys())
+def test_a_workbook_or_archive_is_named_as_such(
+    run_cli, tmp_path: Path, name: str, content: bytes, fragment: str
+) -> None:
+    """What merchants pass by mistake: said for what it is, with what to do instead."""
+    result = estimate(run_cli, write(tmp_path / name, content))
+    hint = "CSV UTF-8" if fragment == "spreadsheet workbook" else "unpack it"
+    assert_bad_input(result, name, fragment, hint)
+
+
+def test_a_csv_whose_header_starts_like_a_magic_number_is_still_read(run_cli, tmp_path: Path) -> None:
+    catalog = write(tmp_path / "catalog.csv", "BZh,id,name\nx,1,Hat\n")
+    assert estimate(run_cli, catalog).exit_code == 0
 
 
 def test_missing_file_exits_2(run_cli, tmp_path: Path) -> None:
