@@ -99,11 +99,21 @@ def _shard_of(path: Path) -> tuple[int, int] | None:
 
 
 def _require_finished(path: Path) -> None:
+    """A run's OUT whose last run finished: a typo or an empty folder would otherwise merge as
+    a shard with no results, and drop that shard's work without a word."""
+    if not path.is_dir():
+        raise InputError("no such directory", where=str(path), hint="pass each shard run's --out directory")
     if has_unfinished_run(path):
         raise InputError(
             "holds a run that did not finish",
             where=str(path),
             hint="run its command again (finished jobs are not re-sent), then merge",
+        )
+    if not any((path / name).exists() for name in (RESULTS, FAILURES, STRINGS_FILE, LOCK)):
+        raise InputError(
+            "no run's outputs here (no results.jsonl, failures.jsonl or localize.lock)",
+            where=str(path),
+            hint="pass each shard run's --out directory",
         )
 
 

@@ -327,6 +327,19 @@ def test_merge_of_an_unfinished_run_exits_2(run_cli, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "did not finish" in result.stderr
 
 
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_merge_of_a_folder_that_is_no_run_output_exits_2(run_cli, sample: Path, relay, folder: str) -> None:
+    """A typo or an empty folder among the shards would merge as a shard without results."""
+    run(run_cli, relay, sample)
+    if folder == "empty":
+        Path(folder).mkdir()
+    result = run_cli("merge", "out", folder, "--out", "merged")
+    assert result.exit_code == 2, result.stderr
+    assert folder in result.stderr and "--out directory" in result.stderr
+    assert not Path("merged").exists()
+    assert not Path(folder, "localize.db").exists()  # nothing written into what is not an OUT
+
+
 def _ids(catalog: Path) -> list[str]:
     return [line.split(",", 1)[0] for line in catalog.read_text().splitlines()[1:]]
 
