@@ -4,6 +4,7 @@
 # including through the signature `estimate` borrows from `run`.
 
 import asyncio
+import errno
 import inspect
 import json
 import os
@@ -74,7 +75,10 @@ def exit_codes() -> Iterator[None]:
         if os.environ.get("LOCALIZE_DEBUG"):
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        message = _redacted(f"{where}{exc.strerror or exc}")
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR) and exc.filename and os.path.isfile(exc.filename):
+            reason = "is a file, not a directory"  # mkdir's "File exists" says it less plainly
+        message = _redacted(f"{where}{reason}")
         if pipeline.is_disk_full(exc):
             stderr.print(f"error: {message} (free some space and run again; finished work is kept)", markup=False)
             raise typer.Exit(ExitCode.DISK_FULL) from None

@@ -286,7 +286,7 @@ def test_an_out_path_that_is_a_file_exits_2_without_a_traceback(
     monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-test")
     write(tmp_path / "taken", "a file, not a directory")
     result = run_cli("run", sample, "-l", "de-DE", "--out", tmp_path / "taken", "--base-url", "http://127.0.0.1:9/v1")
-    assert_bad_input(result, "taken", "writable directory")
+    assert_bad_input(result, "taken: is a file, not a directory", "writable directory")
 
 
 def test_models_without_a_key_says_which_variable_to_set(run_cli) -> None:
