@@ -29,7 +29,7 @@ from .merge import merge_outputs
 from .progress import ProgressView
 from .redact import redact_environment_keys
 from .relay import RelayFatal
-from .review import write_review
+from .review import REVIEW_LIMIT, write_review
 from .shopify import ImportSummary as ShopifyImport
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -415,12 +415,21 @@ def review(
         None, "--catalog", help="The catalog, for the source copy. [default: the run's]"
     ),
     column_map: str | None = typer.Option(None, "--map", help="The catalog's column map, as for run."),
+    limit: int = typer.Option(
+        REVIEW_LIMIT, "--limit", min=0, help="Products on the page, failures and warnings first (0: all)."
+    ),
 ) -> None:
     """Write OUT/review.html: the source beside every locale and platform, warnings, costs, filters."""
     with exit_codes():
         settings = config.load(flags=dict(map=column_map))
-        page = write_review(out, catalog=catalog, columns=settings.columns)
-    stdout.print(str(page), markup=False)
+        written = write_review(out, catalog=catalog, columns=settings.columns, limit=limit)
+    if written.shown < written.total:
+        stderr.print(
+            f"Showing {written.shown:,} of {written.total:,} products, those with failures or warnings first "
+            "(--limit 0 for all).",
+            markup=False,
+        )
+    stdout.print(str(written.path), markup=False)
 
 
 @app.command(cls=_Command, short_help="Combine the outputs of sharded runs into one OUT.")

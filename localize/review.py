@@ -13,6 +13,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -27,28 +28,61 @@ from .rules import FieldRule
 from .store import COST_JSON, FAILURES, RESULTS, STRING_PLATFORM, RunStore, atomic_write
 
 REVIEW = "review.html"
+# Products on one page unless asked otherwise: about a megabyte, which a browser opens at once
+# (all 50,000 of a large catalog were 100 MB that none could).
+REVIEW_LIMIT = 1000
 _LIQUID = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 
 
-def write_review(out: Path, *, catalog: Path | None = None, columns: Mapping[str, str] | None = None) -> Path:
+@dataclass(frozen=True, slots=True)
+class Review:
+    path: Path
+    shown: int  # products on the page
+    total: int  # products with a result or a failure in OUT
+
+
+def write_review(
+    out: Path, *, catalog: Path | None = None, columns: Mapping[str, str] | None = None, limit: int = REVIEW_LIMIT
+) -> Review:
     """Write OUT/review.html from OUT's results, failures and cost report (and the source copy
-    from the catalog, the one the run recorded unless another is given)."""
+    from the catalog, the one the run recorded unless another is given). At most `limit`
+    products (0: all), those with a failure or a warning first; only they are held in memory."""
     if not (out / RESULTS).exists() and not (out / FAILURES).exists():
         raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
     report = _read_json(out / COST_JSON)
     catalog = catalog or (Path(report["catalog"]) if report.get("catalog") else None)
     columns = columns or report.get("columns") or None  # the run's own mapping, as it recorded it
     fields = FieldSelection.parse(report.get("fields") or ())
-    sources = _sources(catalog, columns, fields) if catalog and catalog.is_file() else {}
     jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with RunStore(out, read_only=True) as store:
+        shown, total = _choose(store, limit)
         for record in itertools.chain(store.results(), store.string_results()):
-            jobs[str(record["id"])].append({**record, "status": "ok"})
+            if str(record["id"]) in shown:
+                jobs[str(record["id"])].append({**record, "status": "ok"})
         for record in store.failures():
-            jobs[str(record["id"])].append({**record, "status": "failed"})
-    page = _page(jobs, sources, report)
-    atomic_write(out / REVIEW, page)
-    return out / REVIEW
+            if str(record["id"]) in shown:
+                jobs[str(record["id"])].append({**record, "status": "failed"})
+    sources = _sources(catalog, columns, fields, shown) if catalog and catalog.is_file() else {}
+    atomic_write(out / REVIEW, _page(jobs, sources, report, total=total))
+    return Review(out / REVIEW, len(jobs), total)
+
+
+def _choose(store: RunStore, limit: int) -> tuple[set[str], int]:
+    """The products the page shows (at most `limit`, 0: all): every one with a failure or a
+    warning first, then the rest in id order; and how many OUT has."""
+    problems: set[str] = set()
+    everything: set[str] = set()
+    for record in itertools.chain(store.results(), store.string_results()):
+        everything.add(str(record["id"]))
+        if record.get("warnings"):
+            problems.add(str(record["id"]))
+    for record in store.failures():
+        everything.add(str(record["id"]))
+        problems.add(str(record["id"]))
+    if not limit or len(everything) <= limit:
+        return everything, len(everything)
+    ordered = sorted(problems) + sorted(everything - problems)
+    return set(ordered[:limit]), len(everything)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -58,15 +92,19 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _sources(catalog: Path, columns: Mapping[str, str] | None, fields: FieldSelection) -> dict[str, dict[str, Any]]:
+def _sources(
+    catalog: Path, columns: Mapping[str, str] | None, fields: FieldSelection, shown: set[str]
+) -> dict[str, dict[str, Any]]:
     try:
         products = read_catalog(catalog, columns=columns, duplicates="first", fields=fields)
-        return {product.id: product.data() for product in products}
+        return {product.id: product.data() for product in products if product.id in shown}
     except InputError:
         return {}  # the review still shows the results; the catalog may have moved on
 
 
-def _page(jobs: Mapping[str, list[dict[str, Any]]], sources: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+def _page(
+    jobs: Mapping[str, list[dict[str, Any]]], sources: Mapping[str, Any], report: Mapping[str, Any], *, total: int
+) -> str:
     locales = sorted({job["locale"] for entries in jobs.values() for job in entries})
     platforms = sorted({job["platform"] for entries in jobs.values() for job in entries})
     kinds = sorted(
@@ -79,9 +117,14 @@ def _page(jobs: Mapping[str, list[dict[str, Any]]], sources: Mapping[str, Any], 
         )
         for product_id, entries in sorted(jobs.items())
     )
-    total = sum(len(entries) for entries in jobs.values())
+    summary = _summary(report, sum(len(entries) for entries in jobs.values()))
+    if len(jobs) < total:
+        summary += (
+            f"<p class=partial>Showing {len(jobs):,} of {total:,} products: every one with a failure or a "
+            "warning first, then by id. <code>localize review OUT --limit 0</code> shows all.</p>"
+        )
     return _TEMPLATE.format(
-        summary=_summary(report, total),
+        summary=summary,
         locale_options=_options(locales),
         platform_options=_options(platforms),
         warning_options=_options(kinds),
@@ -229,7 +272,7 @@ _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{position:sticky;top:0;background:#fff;border-bottom:1px solid #dde;padding:12px 20px;z-index:1}
 h1{font-size:18px;margin:0 0 6px} h2{font-size:15px;margin:0 0 8px}
-.summary{margin:0 0 8px;color:#445} label{margin-right:14px}
+.summary{margin:0 0 8px;color:#445} label{margin-right:14px} .partial{margin:0 0 8px;color:#8a5a00}
 main{padding:16px 20px} section.product{background:#fff;border:1px solid #dde;border-radius:6px;padding:12px;margin:0 0 14px}
 .source{background:#f0f4ff;border-left:3px solid #6b8cff;padding:6px 10px;margin:0 0 8px}
 .label{font-size:11px;text-transform:uppercase;color:#6b7590}

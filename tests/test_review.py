@@ -148,3 +148,18 @@ def test_the_review_reads_the_catalog_with_the_runs_own_mapping(
         assert run_cli(*args).exit_code == 0
     page = Path(run_cli("review", "out").stdout.strip())  # no --map: the run recorded it
     assert "Kettle with a copper base" in page.read_text(encoding="utf-8")
+
+
+def test_a_large_run_shows_failures_and_warnings_first_within_the_limit(run_cli, review: Path, tmp_path: Path) -> None:
+    """--limit keeps the page one a browser opens: the products with a failure or a warning come
+    first, and the page says how many it leaves out."""
+    result = run_cli("review", "out", "--limit", "3")
+    assert result.exit_code == 0, result.stderr
+    assert "Showing 3 of 13 products" in result.stderr
+    html, _ = dom(Path(result.stdout.strip()), "", tmp_path)
+    assert 'data-ready="1"' in html
+    assert len(re.findall(r'<section class="product[^"]*" data-id=', html)) == 3
+    assert 'class="job failed"' in html and "title_long" in html  # the failure and the warning made the cut
+    assert "Showing 3 of 13 products" in html and "--limit 0" in html
+    everything = run_cli("review", "out", "--limit", "0")
+    assert everything.exit_code == 0 and "Showing" not in everything.stderr
