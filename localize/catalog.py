@@ -1043,6 +1043,14 @@ def _product(path: Path, line: int, row: Any, fmt: Format, selection: FieldSelec
     product_id = row.get("id")
     if not product_id:
         raise CatalogError(path, "empty id", line=line, column="id", hint="every product needs a unique id")
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in product_id):  # C0 and C1 control characters
+        raise CatalogError(
+            path,
+            f"id {product_id!r} holds a line break or another control character",
+            line=line,
+            column="id",
+            hint="ids go into import files, the lock and --check's lines: remove it",
+        )
     if not row.get("name"):
         raise CatalogError(path, "empty name", line=line, column="name", hint="every product needs a name")
     if selection is not None:

@@ -31,6 +31,7 @@ def estimate(run_cli, catalog, *extra: str):
 CSV_CASES = {
     "empty": ("", ["the file is empty", "add a header row"]),
     "header_only": ("id,name,brand\n", ["header but no products"]),
+    "id_with_a_line_break": ('id,name\n"A\n1",Mug\n', [":2", "holds a line break", "'A\\n1'"]),
     "missing_id_column": (
         "sku,name\n1,Mug\n",
         [":1:", "missing required column 'id'", "the header has: sku, name", "--map id=sku"],
