@@ -158,7 +158,7 @@ def _products(path: Path, columns: Mapping[str, str], selection: FieldSelection)
             raise CatalogError(
                 path,
                 "the file holds binary data (NUL bytes), not a catalog",
-                hint="a catalog is CSV, JSON or JSONL text in UTF-8 (UTF-16 from Excel: Save As → CSV UTF-8)",
+                hint="a catalog is CSV, JSON or JSONL text in UTF-8 (or UTF-16 with the byte-order mark Excel writes)",
             )
         fmt = detect_format(path, head)
         if fmt == "csv":
@@ -248,9 +248,53 @@ def _open(path: Path) -> BinaryIO:
     if path.is_dir():
         raise CatalogError(path, "is a directory", hint="pass the catalog file itself")
     try:
-        return path.open("rb")
+        handle = path.open("rb")
     except OSError as exc:
         raise CatalogError(path, f"cannot open: {exc.strerror}") from None
+    return _as_utf8(path, handle)
+
+
+def _as_utf8(path: Path, handle: io.BufferedReader) -> BinaryIO:
+    """The file's bytes as UTF-8: a UTF-16 file (Excel's "Unicode Text", tab-separated; its BOM
+    says which) is decoded as it is read, so every reader after this sees one encoding."""
+    start = handle.peek(4)[:4]
+    if start.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return handle  # not a catalog: its NUL bytes say so
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return io.BufferedReader(_Utf16Source(path, handle), buffer_size=1 << 16)
+    return handle
+
+
+class _Utf16Source(io.RawIOBase):
+    """UTF-8 bytes read from a UTF-16 file, in pieces: never the whole file at once."""
+
+    def __init__(self, path: Path, handle: BinaryIO) -> None:
+        self._path = path
+        self._text = io.TextIOWrapper(handle, encoding="utf-16", newline="")
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                piece = self._text.read(1 << 15)
+            except UnicodeDecodeError as exc:
+                raise CatalogError(
+                    self._path, f"the file is not valid UTF-16 ({exc.reason})", hint=_UTF8_HINT
+                ) from None
+            if not piece:
+                return 0
+            self._pending = piece.encode("utf-8", errors="surrogatepass")
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._text.close()
+        super().close()
 
 
 def _decoded_lines(path: Path, handle: BinaryIO, *, pieces: bool = False) -> Iterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -155,3 +156,27 @@ def test_column_map_applies_to_json_too(tmp_path: Path) -> None:
     catalog = write(tmp_path / "pim.json", json.dumps([{"sku_code": "A1", "label": "Mug", "colour": "blue"}]))
     (product,) = read_catalog(catalog, columns={"id": "sku_code", "name": "label"})
     assert (product.id, product.name, product.fields["colour"]) == ("A1", "Mug", "blue")
+
+
+def test_excel_unicode_text_utf16_with_a_bom_reads_like_utf8(tmp_path: Path) -> None:
+    """Excel's "Unicode Text" save: UTF-16LE with a BOM, tab-separated, CRLF; and UTF-16BE."""
+    text = 'id\tname\tdescription\r\nA-1\tMütze\t"Warm, ""weich"", 20 cm"\r\nB-2\t日本の帽子\tDe luxe\r\n'
+    little = tmp_path / "unicode.txt"
+    little.write_bytes(text.encode("utf-16"))  # Python writes the BOM, in the machine's order (LE here)
+    big = tmp_path / "big.csv"
+    big.write_bytes(codecs.BOM_UTF16_BE + "id,name\n1,Hat\n".encode("utf-16-be"))
+    products = list(read_catalog(little))
+    assert [(p.id, p.name, p.fields.get("description")) for p in products] == [
+        ("A-1", "Mütze", 'Warm, "weich", 20 cm'),
+        ("B-2", "日本の帽子", "De luxe"),
+    ]
+    assert [(p.id, p.name) for p in read_catalog(big)] == [("1", "Hat")]
+
+
+def test_utf16_that_does_not_decode_is_one_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(
+        codecs.BOM_UTF16_LE + "id,name\n1,".encode("utf-16-le") + b"\x00\xd8" + "x\n".encode("utf-16-le")
+    )
+    with pytest.raises(CatalogError, match="not valid UTF-16"):
+        list(read_catalog(broken))
