@@ -340,21 +340,18 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
     header, records = _csv_records(path, handle)
     named = [name for name in header if name]
     columns = _check_mapped(path, columns, named)
-    if not columns and is_shopify_export(named):
-        yield from _shopify_products(records)
-        return
-    if not columns and is_woocommerce_export(named):
-        yield from _woocommerce_products(records)
-        return
-    if not columns and is_magento_export(named):
-        yield from _magento_products(records)
-        return
-    if not columns and is_akeneo_export(named):
-        yield from _akeneo_products(named, records)
-        return
-    if not columns and is_translations_export(named):
-        yield from _translations_products(records)
-        return
+    if not columns:  # a shop's own export, recognised by its header, reads without a mapping
+        exports = (
+            (is_shopify_export, _shopify_products),
+            (is_woocommerce_export, _woocommerce_products),
+            (is_magento_export, _magento_products),
+            (is_akeneo_export, lambda rows: _akeneo_products(named, rows)),
+            (is_translations_export, _translations_products),
+        )
+        for recognises, products in exports:
+            if recognises(named):
+                yield from products(records)
+                return
     ours = {theirs: our for our, theirs in columns.items()}
     # Our own field names match in any case ("ID", "Name"), unless a mapping says otherwise.
     for name in header:

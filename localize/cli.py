@@ -23,7 +23,6 @@ from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, reports
 from .batch import BatchProgress
-from .catalog import count_duplicates, recognised
 from .errors import DiskFull, InputError, LocalizeError
 from .merge import merge_outputs
 from .progress import ProgressView
@@ -235,10 +234,7 @@ def run(
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
-        kind = recognised(catalog, columns=settings.columns)
-        notes = [kind] if kind else []
-        notes += ([note] if note else []) + jobs.locale_notes(settings) + _duplicate_notes(settings, catalog)
-        for line in notes:
+        for line in jobs.run_notes(settings, catalog, note):
             stderr.print(line, markup=False)
         if check:
             _check(settings, catalog, as_json=as_json)
@@ -246,16 +242,6 @@ def run(
             _dry_run(settings, catalog, as_json=as_json, quiet=no_progress or as_json or not stderr.is_terminal)
         else:
             _live_run(settings, catalog, as_json=as_json, live=not no_progress and stderr.is_terminal)
-
-
-def _duplicate_notes(settings: config.Settings, catalog: Path) -> list[str]:
-    """With --duplicates first, how many rows were skipped (a file read twice: not for pipes)."""
-    if settings.duplicates != "first" or not catalog.is_file():
-        return []
-    skipped = count_duplicates(catalog, columns=settings.columns)
-    return (
-        [f"note: {skipped:,} rows repeat an earlier id and are skipped (each id's first row kept)"] if skipped else []
-    )
 
 
 def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
@@ -489,9 +475,9 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
     packs = sorted(set(timing["packs"].values()))
     packing = "one request each" if packs in ([], [1]) else f"up to {packs[-1]} products per request"
     stderr.print(
-        f"Dry run: nothing sent. {catalog.name}: {_count(result.products, 'product')} → "
-        f"{_count(result.jobs + result.up_to_date, 'job')} ({_count(len(platforms), 'platform')} × "
-        f"{_count(len(locales), 'locale')}), {packing}.",
+        f"Dry run: nothing sent. {catalog.name}: {_plural(result.products, 'product')} → "
+        f"{_plural(result.jobs + result.up_to_date, 'job')} ({_plural(len(platforms), 'platform')} × "
+        f"{_plural(len(locales), 'locale')}), {packing}.",
         markup=False,
     )
     if result.up_to_date:
@@ -696,10 +682,6 @@ def _timing_line(timing: dict[str, Any]) -> str:
     if single["minutes"] is not None:
         line += f", {_minutes(single['minutes'])}"
     return line + f", with {more:.0%} more input tokens."
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _minutes(minutes: float) -> str:

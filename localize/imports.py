@@ -25,7 +25,7 @@ import html
 import io
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -232,25 +232,26 @@ def write_imports(
     remove those not asked for. Returns the files written."""
     formats = set(formats)
     written = []
-    feed = out / AMAZON_FEED
-    if "amazon" in formats:
-        listings = [result for result in results if result.get("platform") == "amazon"]
-        atomic_write(feed, amazon_feed(listings, seller_id=seller_id or "", marketplaces=marketplaces))
-        written.append(feed)
-    else:
-        feed.unlink(missing_ok=True)
-    magento = out / MAGENTO_FILE
-    if "magento" in formats:
-        atomic_write(magento, magento_csv(shop_listings(results), store_views or {}))
-        written.append(magento)
-    else:
-        magento.unlink(missing_ok=True)
-    akeneo = out / AKENEO_FILE
-    if "akeneo" in formats:
-        atomic_write(akeneo, akeneo_csv(shop_listings(results), akeneo_attributes or []))
-        written.append(akeneo)
-    else:
-        akeneo.unlink(missing_ok=True)
+    # The formats written as one file: its name, and how it is made (only when asked for).
+    single: dict[str, tuple[str, Callable[[], str]]] = {
+        "amazon": (
+            AMAZON_FEED,
+            lambda: amazon_feed(
+                [result for result in results if result.get("platform") == "amazon"],
+                seller_id=seller_id or "",
+                marketplaces=marketplaces,
+            ),
+        ),
+        "magento": (MAGENTO_FILE, lambda: magento_csv(shop_listings(results), store_views or {})),
+        "akeneo": (AKENEO_FILE, lambda: akeneo_csv(shop_listings(results), akeneo_attributes or [])),
+    }
+    for name, (file_name, make) in single.items():
+        path = out / file_name
+        if name in formats:
+            atomic_write(path, make())
+            written.append(path)
+        else:
+            path.unlink(missing_ok=True)
     folder = out / WOOCOMMERCE_DIR
     if "woocommerce" in formats:
         listings = shop_listings(results)

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import Product, is_translations_export_file, read_catalog, read_translations_export
+from .catalog import (
+    Product,
+    count_duplicates,
+    is_translations_export_file,
+    read_catalog,
+    read_translations_export,
+    recognised,
+)
 from .config import Settings
 from .errors import CatalogError, InputError, LocaleError, PlatformError
 from .fields import FieldSelection
@@ -180,6 +187,24 @@ def locale_notes(settings: Settings) -> list[str]:
                     f"it serves {', '.join(markets)}"
                 )
     return notes
+
+
+def run_notes(settings: Settings, catalog: Path, export_note: str | None) -> list[str]:
+    """What a run (or its --dry-run, --check) says before it starts: which shop export the
+    catalog is, the locales taken from it (`export_note`, from locales_from_export), bare
+    languages resolved, markets a platform does not serve, and rows skipped as repeats."""
+    notes = [line for line in (recognised(catalog, columns=settings.columns), export_note) if line]
+    return notes + locale_notes(settings) + _duplicate_notes(settings, catalog)
+
+
+def _duplicate_notes(settings: Settings, catalog: Path) -> list[str]:
+    """With --duplicates first, how many rows were skipped (a file read twice: not for pipes)."""
+    if settings.duplicates != "first" or not catalog.is_file():
+        return []
+    skipped = count_duplicates(catalog, columns=settings.columns)
+    return (
+        [f"note: {skipped:,} rows repeat an earlier id and are skipped (each id's first row kept)"] if skipped else []
+    )
 
 
 def require_locales(settings: Settings) -> None:

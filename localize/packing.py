@@ -8,9 +8,8 @@ products share it is `estimate.pack_size`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 
-from .cost import Price, Usage, cost_usd
+from .cost import Usage
 from .prompts import fence_id
 from .validate import InvalidAnswer, parse_answer
 
@@ -60,9 +59,3 @@ def split_usage(usage: Usage, input_weights: Sequence[int], output_weights: Sequ
     uncached = apportion(usage.input_tokens - usage.cached_tokens, input_weights)
     output = apportion(usage.output_tokens, output_weights)
     return [Usage(c + u, c, o) for c, u, o in zip(cached, uncached, output, strict=True)]
-
-
-def split_cost(shares: Sequence[Usage], price: Price) -> list[Decimal]:
-    """Each share's cost. Prices are exact decimals and cost is linear in tokens, so the costs
-    sum to exactly the cost of the whole request."""
-    return [cost_usd(share, price) for share in shares]

@@ -627,31 +627,24 @@ class _JobRunner:
         """A store's strings to translate, per locale as many to a request as fit: up to
         STRINGS_PER_REQUEST, and no more than their expected translations fit in max_tokens
         (one per request with --pack 1). An empty unit stands for one up to date."""
-        filling: dict[str, tuple[list[_Work], list[float]]] = {}
+        packs: dict[str, list[_Work]] = {}
+        used: dict[str, float] = {}  # expected output tokens of each locale's pack so far
         for product, locales in strings:
             for locale in locales:
-                work = self._prepare_string(Job(product, STRINGS, locale))
+                job = Job(product, STRINGS, locale)
+                work = self._unless_current(job, render_strings([product], locale).messages, None, STRINGS_RULES)
                 if work is None:
                     yield []
                     continue
                 tokens = len(product.name) * self._counter.tokens_per_char(locale) + STRING_TOKENS_OVERHEAD
-                pack, used = filling.setdefault(locale.tag, ([], [0.0]))
-                if starts_request(len(pack), used[0], tokens, self._settings):
+                pack = packs.setdefault(locale.tag, [])
+                if starts_request(len(pack), used.get(locale.tag, 0.0), tokens, self._settings):
                     yield pack
-                    pack, used = filling[locale.tag] = ([], [0.0])
+                    pack = packs[locale.tag] = []
+                    used[locale.tag] = 0.0
                 pack.append(work)
-                used[0] += tokens
-        yield from (pack for pack, _ in filling.values() if pack)
-
-    def _prepare_string(self, job: Job) -> _Work | None:
-        messages = render_strings([job.product], job.locale).messages
-        fields = self._fingerprints.fields(job.product.id, job.product.data())
-        fp = self._fingerprints.of(fields, messages, STRINGS_RULES)
-        if not self._settings.force and self._store.is_current(job.key, fp):
-            self._store.mark_current(job.key)
-            self.up_to_date += 1
-            return None
-        return _Work(job, messages, None, fp, fields, [])
+                used[locale.tag] = used.get(locale.tag, 0.0) + tokens
+        yield from (pack for pack in packs.values() if pack)
 
     def _prepare(self, job: Job) -> _Work | None:
         prompt_set = self._prompt_sets.get(job.platform)
@@ -661,13 +654,24 @@ class _JobRunner:
             self._fail(job, "prompt", str(exc), 0)
             return None
         rules = prompt_set.rules_for(job.locale)
+        work = self._unless_current(job, messages, rules, rules)
+        if work is not None:
+            work.terms = prompt_set.terms_for(job.product, job.locale)  # only for jobs that go out
+        return work
+
+    def _unless_current(
+        self, job: Job, messages: list[Message], rules: PlatformRules | None, checked_by: PlatformRules | str
+    ) -> _Work | None:
+        """The job's work, or None when its result is up to date (counted, and a failure an
+        earlier run recorded for it cleared). `checked_by`: what its answer is checked against,
+        part of its fingerprint (a platform's rules, or the strings' check version)."""
         fields = self._fingerprints.fields(job.product.id, job.product.data())
-        fp = self._fingerprints.of(fields, messages, rules)
+        fp = self._fingerprints.of(fields, messages, checked_by)
         if not self._settings.force and self._store.is_current(job.key, fp):
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
-        return _Work(job, messages, rules, fp, fields, prompt_set.terms_for(job.product, job.locale))
+        return _Work(job, messages, rules, fp, fields, [])
 
     def _pack_size(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
