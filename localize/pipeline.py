@@ -287,12 +287,12 @@ async def _run(
         if interrupted or pending:
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
         elapsed_s = time.perf_counter() - started
-        report = _write_reports(settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s)
+        report = _write_reports(
+            settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s, shopify=shopify
+        )
     finally:
         store.release()
         _restore_signals()
-    if shopify is not None:
-        report["shopify_import"] = shopify.as_json()
     return RunSummary(
         report,
         settings.out,
@@ -378,9 +378,11 @@ def _write_reports(
     pacer: Pacer,
     *,
     elapsed_s: float,
+    shopify: ImportSummary | None,
 ) -> dict[str, Any]:
-    """cost_report.json / .md for this run (a sum over its audit log), what it measured for
-    later estimates, and the rate --rpm auto should start at next time."""
+    """cost_report.json / .md for this run (a sum over its audit log, with what the Shopify
+    import file holds where one was written), what it measured for later estimates, and the
+    rate --rpm auto should start at next time."""
 
     def this_run() -> Iterator[dict[str, Any]]:
         return store.attempts(run_id)
@@ -399,6 +401,8 @@ def _write_reports(
         report["shard"] = list(settings.shard)  # so `localize merge` knows whose products these are
     if "not_started" in jobs:
         report["interrupted"] = True
+    if shopify is not None:
+        report["shopify_import"] = shopify.as_json()
     if report["rate"].get("next_auto_rpm"):
         atomic_write(settings.out / RATE, json.dumps({"rpm": report["rate"]["next_auto_rpm"], "run": run_id}) + "\n")
     calibration = Calibration.from_attempts(this_run(), model=settings.model, run=run_id)

@@ -112,6 +112,16 @@ def test_one_command_gives_back_the_import_file_with_human_work_kept(run_cli, re
     assert by_type["ONLINE_STORE_THEME"]["jobs"] == 6 and by_type["SHOP_POLICY"]["jobs"] == 2
 
 
+def test_the_cost_report_on_disk_says_what_the_import_file_holds_as_json_output_does(run_cli, relay: FakeRelay) -> None:
+    printed = shopify_run(run_cli, relay, EXPORT, "--json")
+    assert printed.exit_code == 0, printed.stderr
+    on_disk = json.loads(Path("out/cost_report.json").read_text())["shopify_import"]
+    assert on_disk == json.loads(printed.stdout)["shopify_import"]
+    assert on_disk["written"] and on_disk["filled"] > 0 and on_disk["kept"] > 0
+    filled = len([row for row in csv_rows(IMPORT) if row["Translated content"]]) - on_disk["kept"]
+    assert on_disk["filled"] <= filled  # every row it says it filled has a translation in the file
+
+
 def test_strings_are_sent_in_the_wire_form_and_a_dropped_placeholder_is_re_asked(run_cli, relay: FakeRelay) -> None:
     key = "ONLINE_STORE_THEME/1234567890/general.cart.item_count"
     relay.enqueue(Answer(), Answer(strings={key: "Artikel im Warenkorb"}))  # the listing pack goes first
