@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -330,9 +330,8 @@ class BatchCollector:
                 waiting.future.set_result(LineResult(None, message))
 
     def clear(self) -> None:
+        """Forget the asks of a finished chunk (the counts run on, for the run's summary)."""
         self._waiting.clear()
-        self.live_after_batch = 0
-        self.reasks = 0
 
 
 def encode_lines(lines: Sequence[Mapping[str, Any]]) -> bytes:
@@ -351,7 +350,7 @@ class BatchProgress:
 
 
 async def run_in_batches(
-    units: Any,
+    units: Iterable[Sequence[Any]],
     send_unit: Callable[[Any], Awaitable[None]],
     collector: BatchCollector,
     client: BatchClient,
@@ -379,6 +378,11 @@ async def run_in_batches(
             if len(chunk) >= MAX_LINES:
                 break
         if not chunk:
+            if collector.reasks:
+                how = "in follow-up batches" if settings.batch_reasks == "batch" else "live"
+                notes.append(f"{collector.reasks:,} re-asks of invalid answers were sent {how}.")
+            if collector.live_after_batch:
+                notes.append(f"{collector.live_after_batch:,} requests the batch did not answer were sent live.")
             return notes
         tasks = [asyncio.create_task(_unit(send_unit, unit, on_unit)) for unit in chunk]
         try:
@@ -398,11 +402,6 @@ async def run_in_batches(
                 if budget is not None:
                     budget.settle(worst, _batch_cost(spent, price))
             await asyncio.gather(*tasks)
-            if collector.reasks:
-                how = "in follow-up batches" if settings.batch_reasks == "batch" else "live"
-                notes.append(f"{collector.reasks:,} re-asks of invalid answers were sent {how}.")
-            if collector.live_after_batch:
-                notes.append(f"{collector.live_after_batch:,} requests the batch did not answer were sent live.")
         finally:
             for task in tasks:
                 task.cancel()

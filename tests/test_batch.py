@@ -223,6 +223,23 @@ def test_lines_past_the_file_limit_go_in_more_files(run_cli, sample: Path, monke
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
 
 
+def test_a_run_of_several_chunks_sums_what_went_live_in_one_note(
+    run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run goes out in chunks of MAX_LINES requests; the summary counts all of them once."""
+    import localize.batch
+
+    monkeypatch.setattr(localize.batch, "MAX_LINES", 5)  # 20,000 in a real run
+    with FakeRelay(batch_errors=1) as relay:  # each batch fails its first line
+        result = batch_run(run_cli, relay, sample)
+        batches = len(relay.batches)
+    assert result.exit_code == 0, result.stderr
+    assert batches >= 3
+    went_live = [line for line in result.stderr.splitlines() if "the batch did not answer" in line]
+    assert went_live == [f"{batches} requests the batch did not answer were sent live."]
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
 def test_re_asks_can_go_in_a_follow_up_batch(run_cli, sample: Path, tmp_path: Path) -> None:
     write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nbatch_poll_s: 0.001\nbatch_reasks: batch\n")
     with FakeRelay() as relay:
