@@ -349,6 +349,21 @@ class BatchProgress:
     failed: int
 
 
+def progress_of(batch: Mapping[str, Any]) -> BatchProgress:
+    """A batch object's status and counts, as far as the relay's answer makes sense (a count it
+    garbles reads as 0: the progress line is for people, the output file decides)."""
+    counts = batch.get("request_counts")
+    counts = counts if isinstance(counts, Mapping) else {}
+
+    def count(name: str) -> int:
+        value = counts.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    return BatchProgress(
+        str(batch.get("id")), str(batch.get("status")), count("total"), count("completed"), count("failed")
+    )
+
+
 async def run_in_batches(
     units: Iterable[Sequence[Any]],
     send_unit: Callable[[Any], Awaitable[None]],
@@ -528,16 +543,7 @@ async def _poll(
     delay = settings.batch_poll_s
     while True:
         if on_status:
-            counts = batch.get("request_counts") or {}
-            on_status(
-                BatchProgress(
-                    str(batch.get("id")),
-                    str(batch.get("status")),
-                    int(counts.get("total") or 0),
-                    int(counts.get("completed") or 0),
-                    int(counts.get("failed") or 0),
-                )
-            )
+            on_status(progress_of(batch))
         if batch.get("status") in TERMINAL:
             return batch
         await sleep(delay)

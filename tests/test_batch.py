@@ -305,3 +305,18 @@ def test_a_batch_answer_without_usage_is_kept_and_reported_apart(run_cli, sample
     assert relay.chat_requests == []  # kept, not re-sent for it
     flagged = [r for r in iter_jsonl(Path("out/results.jsonl")) if "usage_unreported" in r["warnings"]]
     assert len(flagged) == 1 and report()["unreported"]["requests"] == 1
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [None, [1, 2], {"total": "lots", "completed": -3, "failed": True}, {"total": 1e9, "completed": None}],
+    ids=["missing", "a_list", "garbled", "floats_and_nulls"],
+)
+def test_batch_counts_a_relay_garbles_read_as_zero_not_a_crash(counts: object) -> None:
+    from localize.batch import BatchProgress, progress_of
+
+    batch = {"id": "batch-9", "status": "in_progress", "request_counts": counts}
+    assert progress_of(batch) == BatchProgress("batch-9", "in_progress", 0, 0, 0)
+    assert progress_of({"id": "b", "status": "completed", "request_counts": {"total": 4, "completed": 3}}) == (
+        BatchProgress("b", "completed", 4, 3, 0)
+    )
