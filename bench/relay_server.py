@@ -36,7 +36,15 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fake_relay import _PACKED_ID, _PRODUCT, _TARGET, facts_line, listing_for  # noqa: E402  (shared with the test relay)
+from fake_relay import (  # noqa: E402  (shared with the test relay)
+    _PACKED_ID,
+    _PRODUCT,
+    _STRINGS,
+    _TARGET,
+    asked_listing,
+    facts_line,
+    translate_string,
+)
 
 FAULTS = ["500", "502", "503", "drop", "hang", "not_json", "429"]
 
@@ -89,7 +97,7 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
             return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         system = body["messages"][0]["content"]
         match = _TARGET.search(system)
-        listing = listing_for(match.group(1) if match else "en")
+        listing = asked_listing(match.group(1) if match else "en", system)
         user = body["messages"][1]["content"]
         facts = {html.unescape(pid or ""): facts_line(block) for pid, block in _PRODUCT.findall(user)}
         changed = attempts[job] <= 2 and rng.random() < args.figure_faults
@@ -104,7 +112,15 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
             return {**listing, "description": f"{listing['description']} {line}".rstrip()}
 
         packed = [html.unescape(found) for found in _PACKED_ID.findall(user)]
-        answer = {"listings": {product_id: kept(product_id) for product_id in packed}} if packed else kept("")
+        asked = _STRINGS.search(user)  # a store's strings (the string-translation wire contract)
+        if asked is not None:
+            texts = json.loads(asked.group(1))
+            locale = match.group(1) if match else "en"
+            answer = {"strings": {key: translate_string(text, locale) for key, text in texts.items()}}
+        elif packed:
+            answer = {"listings": {product_id: kept(product_id) for product_id in packed}}
+        else:
+            answer = kept("")
         content = json.dumps(answer, ensure_ascii=False)
         prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in body["messages"]) + 3
         completion_tokens = len(content) // 4 + 1

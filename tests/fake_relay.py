@@ -137,6 +137,16 @@ def listing_for(locale: str) -> dict[str, Any]:
     return dict(LISTINGS.get(locale.split("-")[0], LISTINGS["en"]))
 
 
+def asked_listing(locale: str, system: str) -> dict[str, Any]:
+    """The stock listing with the fields this platform's system prompt asks for besides (Shopify:
+    an SEO title and description)."""
+    listing = listing_for(locale)
+    if '"seo_title": string' in system:
+        listing["seo_title"] = listing["title"][:60]
+        listing["seo_description"] = listing["description"][:150]
+    return listing
+
+
 @dataclass
 class Reply:
     """A scripted HTTP response: any status, body (dict → JSON, str → as is) and headers."""
@@ -367,10 +377,7 @@ class FakeRelay:
                 {"strings": {k: v for k, v in translated.items() if v is not OMIT}}, ensure_ascii=False
             )
         if content is None:
-            listing = dict(answer.listing or listing_for(locale))
-            if '"seo_title": string' in system and answer.listing is None:  # Shopify asks for SEO fields
-                listing["seo_title"] = listing["title"][:60]
-                listing["seo_description"] = listing["description"][:150]
+            listing = dict(answer.listing) if answer.listing else asked_listing(locale, system)
             first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
             facts = {html.unescape(pid or ""): facts_line(block) for pid, block in _PRODUCT.findall(first_user)}
             if packed:  # the packed-request wire contract: a listing per product id
