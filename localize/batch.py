@@ -7,8 +7,11 @@ in a line (`temperature`, `top_p`, `n`...), one model per file, files of at most
 only some models batch (those with a `batch:` price in prices.yaml).
 
 The run's first asks go into the file; re-asks of invalid answers, and lines the batch failed,
-are finished live. A batch is recorded in OUT (batches.jsonl) before the run waits for it, so
-a run killed while it waits collects the same batch next time instead of uploading again.
+are finished live. A batch is recorded in OUT (batches.jsonl), with the jobs each line serves
+and the fingerprints they were asked with, before the run waits for it. Every later run first
+collects every recorded batch (`collect_recorded`), whatever the catalog is now: the answers of
+jobs still wanted as they were asked are used, the rest are counted, and only what no batch
+answers is submitted again. A batch is forgotten only after its answers are committed.
 """
 
 from __future__ import annotations
@@ -16,18 +19,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from .config import Settings
-from .cost import Budget, Price, cost_usd
+from .cost import Budget, Price, Usage, cost_usd
+from .errors import BudgetReached
+from .lock import JobKey
+from .packing import split_usage
 from .redact import REDACTED, Redactor
-from .relay import Completion, RelayError, RelayFatal, parse_completion
-from .store import RunStore
+from .relay import Completion, FailedAttempt, RelayError, RelayFatal, RelayRetryable, parse_completion
+from .store import BatchRecord, LineJob, RunStore
 
 # Moonshot rejects a batch file whose lines set these.
 SAMPLING = ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty")
@@ -41,20 +50,36 @@ POLL_MAX_S = 300.0
 # Tries again, with back-off from batch_poll_s, of an exchange the relay stalls or refuses with 5xx.
 RETRIES = 4
 FIND_PAGES = 20  # of 100 batches each: how far back a batch made but not recorded is looked for
+# A batch still running this long past its completion window is given up: cancelled, and its
+# requests submitted again (or sent live).
+OVERDUE_MARGIN_S = 3600.0
+# The most an output file may hold per line it answers (a live answer is at most
+# relay.MAX_BODY_BYTES; a batch line's answer is the same completion in an envelope), and a floor.
+OUTPUT_BYTES_PER_LINE = 256_000
+OUTPUT_BYTES_MIN = 16_000_000
 
 
 class BatchUnavailable(RelayFatal):
     """The relay has no batch API, or will not batch this model."""
 
 
-class BatchPending(Exception):
-    """--no-wait: the batch is submitted (or still running); the same command collects it."""
+@dataclass(frozen=True, slots=True)
+class PendingBatch:
+    """--no-wait: a batch submitted (or still running); the same command collects it."""
 
-    def __init__(self, batch_id: str, requests: int, status: str) -> None:
-        super().__init__(batch_id)
-        self.batch_id = batch_id
-        self.requests = requests
-        self.status = status
+    batch_id: str
+    requests: int
+    status: str
+    age_s: float  # since its file was uploaded
+    window_s: float
+
+
+class BatchPending(Exception):
+    """--no-wait: the run's batches are submitted (or still running)."""
+
+    def __init__(self, batches: Sequence[PendingBatch]) -> None:
+        super().__init__(", ".join(batch.batch_id for batch in batches))
+        self.batches = tuple(batches)
 
 
 def custom_id(request_key: str, body: Mapping[str, Any]) -> str:
@@ -76,38 +101,100 @@ def batch_line(line_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class LineResult:
-    """What the batch did with one line: an answer, or an error to finish live."""
+    """What the batch did with one line: an answer, or an error to finish live. `maybe_billed`:
+    the relay may have charged for it though no answer can be used (a line the output file
+    repeats, or one it answered unreadably)."""
 
     completion: Completion | None
     error: str | None = None
+    maybe_billed: bool = False
+    budget: bool = False  # not submitted: it did not fit the --max-cost cap
 
 
-def read_results(output: bytes, errors: bytes, batch_id: str) -> dict[str, LineResult]:
-    """The output and error files, by custom_id (their order is not the input's)."""
-    found: dict[str, LineResult] = {}
+@dataclass(slots=True)
+class BatchAnswers:
+    """An output and an error file, read against the lines the batch was asked."""
+
+    results: dict[str, LineResult] = field(default_factory=dict)  # by custom_id (order is not the input's)
+    repeated: list[str] = field(default_factory=list)  # custom_ids answered more than once: none is used
+    unknown: list[str] = field(default_factory=list)  # custom_ids the batch was not asked: ignored
+    unreadable: int = 0  # output lines with no readable custom_id (invalid UTF-8, not JSON)
+
+    def notes(self, batch_id: str) -> list[str]:
+        said = []
+        if self.repeated:
+            said.append(
+                f"Batch {batch_id} answered {len(self.repeated):,} requests more than once ({_some(self.repeated)}):"
+                " none of those answers is used; they are asked again and counted as possibly billed."
+            )
+        if self.unknown:
+            said.append(
+                f"Batch {batch_id}'s output holds {len(self.unknown):,} answers to requests it was not asked"
+                f" ({_some(self.unknown)}): ignored."
+            )
+        if self.unreadable:
+            said.append(f"Batch {batch_id}'s output has {self.unreadable:,} unreadable lines (not JSON, or not UTF-8).")
+        return said
+
+
+def _some(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:3]) + (", …" if len(ids) > 3 else "")
+
+
+def read_results(
+    output: bytes, errors: bytes, batch_id: str, expected: Collection[str] | None = None
+) -> BatchAnswers:
+    """The output and error files, by custom_id. Only the ids the batch was asked count (any,
+    where `expected` is None); an id answered twice is no answer (which of two listings belongs
+    to the product cannot be told)."""
+    asked: Collection[str] = expected if expected is not None else _Any()
+    answers = BatchAnswers()
+    seen: Counter[str] = Counter()
     for raw in output.splitlines():
+        if not raw.strip():
+            continue
+        line_id = _custom_id_of(raw)
+        if line_id is None:
+            answers.unreadable += 1
+            continue
+        seen[line_id] += 1
+        if line_id not in asked:
+            if seen[line_id] == 1:
+                answers.unknown.append(line_id)
+            continue
         try:
-            line = json.loads(raw)
-            response = line["response"]
+            response = json.loads(raw)["response"]
             body = json.dumps(response["body"]).encode()
             completion = parse_completion(int(response.get("status_code", 200)), body, {}, 0.0)
-            found[str(line["custom_id"])] = LineResult(replace(completion, batch_id=batch_id))
+            answers.results[line_id] = LineResult(replace(completion, batch_id=batch_id))
         except (ValueError, KeyError, TypeError, RelayError) as exc:
-            line_id = _custom_id_of(raw)
-            if line_id:
-                found[line_id] = LineResult(None, f"unreadable batch answer: {exc}")
+            answers.results[line_id] = LineResult(None, f"unreadable batch answer: {exc}", maybe_billed=True)
+    for line_id, count in seen.items():
+        if count > 1 and line_id in asked:
+            answers.repeated.append(line_id)
+            answers.results[line_id] = LineResult(
+                None, f"the batch's output answers this request {count} times", maybe_billed=True
+            )
     for raw in errors.splitlines():
         line_id = _custom_id_of(raw)
-        if line_id and line_id not in found:
-            found[line_id] = LineResult(None, _error_message(raw))
-    return found
+        if line_id and line_id in asked and line_id not in answers.results:
+            answers.results[line_id] = LineResult(None, _error_message(raw))
+    return answers
+
+
+class _Any(frozenset[str]):
+    """Every id: the lines of a batch recorded without them."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 def _custom_id_of(raw: bytes) -> str | None:
     try:
-        return str(json.loads(raw)["custom_id"])
-    except (ValueError, KeyError, TypeError):
+        line_id = json.loads(raw)["custom_id"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
+    return line_id if isinstance(line_id, str) and line_id else None
 
 
 def _error_message(raw: bytes) -> str:
@@ -135,6 +222,7 @@ class BatchClient:
         self._base = settings.base_url
         self._model = settings.model
         self._retry_s = settings.batch_poll_s
+        self.poll_s = settings.batch_poll_s  # the first wait between polls of a batch
         self._sleep = sleep
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
@@ -176,7 +264,8 @@ class BatchClient:
     async def find_batch(self, file_id: str) -> str | None:
         """The batch the relay made of this input file, if any: a run may have stopped between
         making it and recording it. Pages through the relay's list of batches; a list it
-        cannot give ends the run rather than risk a second batch of the same lines."""
+        cannot give, or one that does not end, ends the run rather than risk a second batch of
+        the same lines."""
         after: str | None = None
         for _ in range(FIND_PAGES):
             params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
@@ -185,27 +274,39 @@ class BatchClient:
                 page = reply.json() if reply.status_code < 300 else None
                 batches = [batch for batch in page["data"] if isinstance(batch, dict)]
             except (ValueError, KeyError, TypeError):
-                raise RelayFatal(
-                    "bad_response",
-                    f"cannot tell whether a batch was made of file {file_id}: the relay's list of batches"
-                    f" is unreadable (HTTP {reply.status_code})",
-                    hint="run the same command again later; nothing is uploaded or made until it can tell",
-                ) from None
+                raise self._cannot_tell(file_id, f"is unreadable (HTTP {reply.status_code})") from None
             for batch in batches:
                 if batch.get("input_file_id") == file_id and batch.get("id"):
                     return str(batch["id"])
             if not page.get("has_more") or not batches:
                 return None
-            after = str(batches[-1].get("id"))
-        return None
+            last = str(batches[-1].get("id"))
+            if last == after:
+                raise self._cannot_tell(file_id, "pages in a loop (the same page twice)")
+            after = last
+        raise self._cannot_tell(file_id, f"did not end after {FIND_PAGES * 100:,} batches")
+
+    def _cannot_tell(self, file_id: str, why: str) -> RelayFatal:
+        return RelayFatal(
+            "bad_response",
+            f"cannot tell whether a batch was made of file {file_id}: the relay's list of batches {why}",
+            hint="run the same command again later; nothing is uploaded or made until it can tell",
+        )
 
     async def get(self, batch_id: str) -> dict[str, Any]:
         return self._json(await self._call("GET", f"/batches/{batch_id}"), "read the batch")
 
-    async def download(self, file_id: str | None) -> bytes:
+    async def cancel(self, batch_id: str) -> dict[str, Any]:
+        return self._json(await self._call("POST", f"/batches/{batch_id}/cancel"), "cancel the batch")
+
+    async def download(self, file_id: str | None, *, cap_bytes: int) -> bytes | None:
+        """A batch's output or error file (b"" for none); None when it is larger than
+        `cap_bytes` (read no further: a relay gone wrong must not fill the memory)."""
         if not file_id:
             return b""
-        reply = await self._call("GET", f"/files/{file_id}/content")
+        reply = await self._call("GET", f"/files/{file_id}/content", cap_bytes=cap_bytes)
+        if reply.status_code == 413:
+            return None
         if reply.status_code >= 300:
             raise RelayFatal("bad_response", f"cannot download batch file {file_id}: HTTP {reply.status_code}")
         # An answer that quotes the key keeps nothing of it (as live answers, relay.py).
@@ -213,13 +314,16 @@ class BatchClient:
             reply.content.replace(self._secret, REDACTED.encode()) if self._secret in reply.content else reply.content
         )
 
-    async def _call(self, method: str, path: str, *, retries: int = RETRIES, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, *, retries: int = RETRIES, cap_bytes: int | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """One exchange, tried again with back-off while the relay stalls, drops the connection
         or answers 429/5xx. A relay still away after that ends the run (exit 4); a batch it
-        created is recorded in OUT, so the same command picks it up."""
+        created is recorded in OUT, so the same command picks it up. With `cap_bytes`, a body
+        past it is not read: the answer is a bare 413."""
         for attempt in range(retries + 1):
             try:
-                reply = await self._http.request(method, self._base + path, **kwargs)
+                reply = await self._exchange(method, self._base + path, cap_bytes, **kwargs)
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -233,6 +337,22 @@ class BatchClient:
             self._redact(f"the relay did not answer {method} {path} ({problem}) after {retries + 1} tries"),
             hint="a batch it created is recorded in OUT/batches.jsonl: run the same command again to collect it",
         )
+
+    async def _exchange(self, method: str, url: str, cap_bytes: int | None, **kwargs: Any) -> httpx.Response:
+        if cap_bytes is None:
+            return await self._http.request(method, url, **kwargs)
+        request = self._http.build_request(method, url, **kwargs)
+        reply = await self._http.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in reply.aiter_bytes():  # decoded: the cap is on what memory holds
+                body += chunk
+                if len(body) > cap_bytes:
+                    return httpx.Response(413, request=request)
+        finally:
+            await reply.aclose()
+        headers = {"content-type": reply.headers.get("content-type", "application/octet-stream")}
+        return httpx.Response(reply.status_code, headers=headers, content=bytes(body), request=request)
 
     def _json(self, reply: httpx.Response, what: str) -> dict[str, Any]:
         if reply.status_code == 404:
@@ -262,72 +382,134 @@ class BatchClient:
 class _Waiting:
     line: dict[str, Any]
     future: asyncio.Future[LineResult]
-    worst_case_usd: Decimal
+    jobs: tuple[LineJob, ...]  # the jobs the line serves, with the fingerprints they were asked with
+    worst_case_usd: Decimal  # at the batch price, the answer at its output cap
+    on_failed: Callable[[FailedAttempt, bool], None] | None
+    number: int  # the attempt number its answer is logged as
 
 
 class BatchCollector:
     """Stands in for the live sender: a job's first ask joins the batch file (its re-asks too,
     with batch_reasks: batch); lines the batch failed go live. run_in_batches submits what was
     gathered and resolves each ask with its answer. A line is recorded with its batch in
-    OUT/batches.jsonl, not as a sent attempt: its usage is logged once, when it is collected."""
+    OUT/batches.jsonl, not as a sent attempt: its usage is logged once, when it is collected.
 
-    def __init__(self, live: Any, *, reasks_by_batch: bool = False) -> None:
+    `live_over_budget` (--batch-auto): lines that do not
+    fit the --max-cost cap at the batch price go live (where each is reserved on its own)
+    instead of failing."""
+
+    def __init__(
+        self,
+        live: Any,
+        *,
+        reasks_by_batch: bool = False,
+        live_over_budget: bool = False,
+    ) -> None:
         self._live = live
         self._reasks_by_batch = reasks_by_batch
+        self._live_over_budget = live_over_budget
+        self._preanswered: dict[str, LineResult] = {}
         self._waiting: dict[str, _Waiting] = {}
         self.changed = asyncio.Event()
         self.live_after_batch = 0  # lines the batch failed, finished live
         self.reasks = 0  # re-asks of invalid answers, live or in a follow-up batch
+        self.over_budget = 0  # lines that did not fit the --max-cost cap at the batch price
 
     @property
     def asked(self) -> int:
         """Asks waiting for the batch now (not those answered in an earlier round)."""
-        return sum(1 for waiting in self._waiting.values() if not waiting.future.done())
+        return len(self.waiting())
 
-    async def send(self, body: Mapping[str, Any], *, request_key: str = "", **options: Any) -> tuple[Completion, int]:
-        if options.get("first_attempt", 1) != 1:
+    async def send(
+        self,
+        body: Mapping[str, Any],
+        *,
+        request_key: str = "",
+        batch_jobs: Sequence[LineJob] = (),
+        batch_worst_case_usd: Decimal = Decimal(0),
+        **options: Any,
+    ) -> tuple[Completion, int]:
+        first = int(options.get("first_attempt", 1))
+        if first != 1:
             self.reasks += 1
             if not self._reasks_by_batch:
-                return await self._live.send(body, **options)  # a re-ask: live, by default
+                return await self._live.send(body, request_key=request_key, **options)  # a re-ask: live, by default
         line_id = custom_id(request_key, body)
+        ready = self._preanswered.pop(line_id, None)
+        if ready is not None and ready.completion is not None:
+            return ready.completion, first
         waiting = self._waiting.get(line_id)
         if waiting is None:
             future: asyncio.Future[LineResult] = asyncio.get_running_loop().create_future()
-            worst = Decimal(options.get("worst_case_usd", 0))
-            waiting = self._waiting[line_id] = _Waiting(batch_line(line_id, body), future, worst)
+            waiting = self._waiting[line_id] = _Waiting(
+                batch_line(line_id, body),
+                future,
+                tuple(batch_jobs),
+                Decimal(batch_worst_case_usd),
+                options.get("on_failed"),
+                first,
+            )
             self.changed.set()
         result = await waiting.future
         if result.completion is not None:
-            return result.completion, int(options.get("first_attempt", 1))
-        self.live_after_batch += 1
-        return await self._live.send(body, **options)
+            return result.completion, waiting.number
+        if result.budget and not self._live_over_budget:
+            raise BudgetReached(result.error or "not sent: the --max-cost cap was reached")
+        if not result.budget:
+            self.live_after_batch += 1
+        return await self._live.send(body, request_key=request_key, **{**options, "first_attempt": waiting.number})
 
-    def lines(self) -> list[dict[str, Any]]:
-        """The lines of the asks still waiting for a batch."""
-        return [waiting.line for waiting in self._waiting.values() if not waiting.future.done()]
+    def preanswer(self, results: Mapping[str, LineResult]) -> None:
+        """Answers of a batch an older version recorded (by custom_id only): used when the very
+        same request is asked again."""
+        self._preanswered.update(results)
 
-    def worst_case_usd(self) -> Decimal:
-        """What every line gathered could cost at most (at the live price: the batch's is lower)."""
-        waiting = [entry.worst_case_usd for entry in self._waiting.values() if not entry.future.done()]
-        return sum(waiting, Decimal(0))
+    def waiting(self) -> dict[str, _Waiting]:
+        """The asks still waiting for a batch, by line id, in the order asked."""
+        return {line_id: waiting for line_id, waiting in self._waiting.items() if not waiting.future.done()}
 
-    def resolve(self, results: Mapping[str, LineResult]) -> list[str]:
-        """Answer the asks the batch answered (or failed); the ids it left unanswered."""
-        missing = []
-        for line_id, waiting in self._waiting.items():
-            if waiting.future.done():
+    def fit_budget(self, room_usd: Decimal) -> Decimal:
+        """Keep the lines whose worst cases (at the batch price) fit in `room_usd`, in the order
+        asked; the others are settled as over the cap. Returns what the kept lines reserve."""
+        kept = Decimal(0)
+        for waiting in self.waiting().values():
+            if kept + waiting.worst_case_usd <= room_usd:
+                kept += waiting.worst_case_usd
                 continue
-            if line_id in results:
-                waiting.future.set_result(results[line_id])
-            else:
-                missing.append(line_id)
-        return missing
+            self.over_budget += 1
+            message = f"not sent: its worst case ${waiting.worst_case_usd:.4f} at the batch price would cross the --max-cost cap"
+            waiting.future.set_result(LineResult(None, message, budget=True))
+        return kept
+
+    def resolve(self, results: Mapping[str, LineResult], batch_id: str) -> None:
+        """Answer the asks the batch answered (or failed); an answer that may have been billed
+        though it cannot be used is logged as such first."""
+        for line_id, waiting in self.waiting().items():
+            result = results.get(line_id)
+            if result is None:
+                continue
+            if result.maybe_billed:
+                self._log_unconfirmed(waiting, batch_id, result.error or "unusable batch answer")
+            waiting.future.set_result(result)
+
+    def unconfirmed(self, line_ids: Iterable[str], batch_id: str, why: str) -> None:
+        """Lines the batch left unanswered though its counts say it did them: possibly billed."""
+        waiting = self.waiting()
+        for line_id in line_ids:
+            if line_id in waiting:
+                self._log_unconfirmed(waiting[line_id], batch_id, why)
+
+    @staticmethod
+    def _log_unconfirmed(waiting: _Waiting, batch_id: str, why: str) -> None:
+        if waiting.on_failed is not None:
+            error = RelayRetryable("batch_unanswered", why, maybe_billed=True)
+            waiting.on_failed(FailedAttempt(waiting.number, error, 0.0, batch_id=batch_id), False)
+        waiting.number += 1
 
     def fail_missing(self, message: str) -> None:
         """The batch ended without answering these: they are finished live."""
-        for waiting in self._waiting.values():
-            if not waiting.future.done():
-                waiting.future.set_result(LineResult(None, message))
+        for waiting in self.waiting().values():
+            waiting.future.set_result(LineResult(None, message))
 
     def clear(self) -> None:
         """Forget the asks of a finished chunk (the counts run on, for the run's summary)."""
@@ -373,14 +555,16 @@ async def run_in_batches(
     settings: Settings,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    now: Callable[[], float] = time.time,
     on_status: Callable[[BatchProgress], None] | None = None,
     on_unit: Callable[[], None] | None = None,
     budget: Budget | None = None,
     price: Price | None = None,
 ) -> list[str]:
     """Send every unit's first ask through the batch API, MAX_LINES requests to a file: start
-    each unit's work, wait until all have asked, submit (or resume) the batch, and let them
-    finish on its answers (their re-asks live). Returns what the run should say about it."""
+    each unit's work, wait until all have asked, submit the batch, and let them finish on its
+    answers (their re-asks live). A batch is forgotten only once every unit it answered has
+    committed its result. Returns what the run should say about it."""
     notes: list[str] = []
     iterator = iter(units)
     while True:
@@ -393,13 +577,9 @@ async def run_in_batches(
             if len(chunk) >= MAX_LINES:
                 break
         if not chunk:
-            if collector.reasks:
-                how = "in follow-up batches" if settings.batch_reasks == "batch" else "live"
-                notes.append(f"{collector.reasks:,} re-asks of invalid answers were sent {how}.")
-            if collector.live_after_batch:
-                notes.append(f"{collector.live_after_batch:,} requests the batch did not answer were sent live.")
-            return notes
+            return notes + _summary_notes(collector, settings)
         tasks = [asyncio.create_task(_unit(send_unit, unit, on_unit)) for unit in chunk]
+        collected: list[str] = []  # input files of the batches whose answers this chunk uses
         try:
             # Round after round: the first asks, then (with batch_reasks: batch) the re-asks of
             # the answers that were not valid, until every unit has finished.
@@ -407,20 +587,48 @@ async def run_in_batches(
                 await _until_all_asked(collector, tasks)
                 if not collector.asked:
                     break
-                worst = collector.worst_case_usd()
-                if budget is not None and not await budget.reserve(worst):
-                    collector.fail_missing("the --max-cost cap cannot hold the whole batch file")  # live refuses too
-                    continue
+                reserved = Decimal(0)
+                if budget is not None:
+                    reserved = collector.fit_budget(budget.room_usd())
+                    if not collector.asked:
+                        continue  # nothing fits: those asks fail (or go live with --batch-auto)
+                    await budget.reserve(reserved)
                 spent = await _collect(
-                    collector, client, store, settings, sleep=sleep, on_status=on_status, notes=notes
+                    collector,
+                    client,
+                    store,
+                    settings,
+                    sleep=sleep,
+                    now=now,
+                    on_status=on_status,
+                    notes=notes,
+                    collected=collected,
                 )
                 if budget is not None:
-                    budget.settle(worst, _batch_cost(spent, price))
+                    budget.settle(reserved, _batch_cost(spent, price))
             await asyncio.gather(*tasks)
+            for file_id in collected:
+                store.forget_batch(file_id)  # every answer it gave is committed
         finally:
             for task in tasks:
                 task.cancel()
             collector.clear()
+
+
+def _summary_notes(collector: BatchCollector, settings: Settings) -> list[str]:
+    notes = []
+    if collector.over_budget:
+        went = "sent live instead (--batch-auto)" if settings.batch == "auto" else "not sent"
+        notes.append(
+            f"{collector.over_budget:,} requests did not fit the --max-cost cap at the batch price"
+            f" (every answer at --max-tokens): {went}."
+        )
+    if collector.reasks:
+        how = "in follow-up batches" if settings.batch_reasks == "batch" else "live"
+        notes.append(f"{collector.reasks:,} re-asks of invalid answers were sent {how}.")
+    if collector.live_after_batch:
+        notes.append(f"{collector.live_after_batch:,} requests the batch did not answer were sent live.")
+    return notes
 
 
 async def _unit(send_unit: Callable[[Any], Awaitable[None]], unit: Any, on_unit: Callable[[], None] | None) -> None:
@@ -449,78 +657,72 @@ async def _collect(
     settings: Settings,
     *,
     sleep: Callable[[float], Awaitable[None]],
+    now: Callable[[], float],
     on_status: Callable[[BatchProgress], None] | None,
     notes: list[str],
+    collected: list[str],
 ) -> list[Completion]:
-    """Submit (or find) the batches of the gathered lines, one per file of at most
-    MAX_FILE_BYTES, wait for them and resolve every ask; returns their answers."""
-    lines = collector.lines()
+    """Submit the batches of the gathered lines, one per file of at most MAX_FILE_BYTES, wait
+    for them and resolve every ask; returns their answers. Lines a batch left unanswered go
+    into a new batch (RESUBMISSIONS times at most), then live."""
+    waiting = collector.waiting()
     answers: list[Completion] = []
     status = ""
     for _ in range(RESUBMISSIONS + 1):
-        if not lines:
+        if not waiting:
             break
-        batch_ids = [await _submit(part, client, store, settings, notes) for part in _files(lines)]
-        states = [await client.get(batch_id) for batch_id in batch_ids]
-        if settings.no_wait and any(state.get("status") not in TERMINAL for state in states):
-            waiting = next(state for state in states if state.get("status") not in TERMINAL)
-            raise BatchPending(", ".join(batch_ids), len(lines), str(waiting.get("status")))
-        missing: list[str] = []
-        for batch in states:
-            batch = await _poll(client, batch, settings, sleep=sleep, on_status=on_status)
-            status = str(batch.get("status"))
-            output = await client.download(batch.get("output_file_id"))
-            errors = await client.download(batch.get("error_file_id"))
-            results = read_results(output, errors, str(batch["id"]))
-            answers += [result.completion for result in results.values() if result.completion is not None]
-            collector.resolve(results)
-            store.finish_batch(str(batch["id"]))
-        missing = collector.resolve({})
-        if not missing or status == "failed":
+        records = [await _submit(part, client, store, settings, now) for part in _files(waiting)]
+        states = [await client.get(str(record.batch)) for record in records]
+        running = [(record, state) for record, state in zip(records, states) if state.get("status") not in TERMINAL]
+        if settings.no_wait and running:
+            raise BatchPending([_pending(record, state, now()) for record, state in running])
+        for record, state in zip(records, states):
+            state = await _wait(client, state, record, sleep=sleep, now=now, on_status=on_status, notes=notes)
+            status = str(state.get("status"))
+            read = await _read_batch(client, state, record, notes)
+            answers += [result.completion for result in read.results.values() if result.completion is not None]
+            collector.resolve(read.results, str(record.batch))
+            collector.unconfirmed(_unconfirmed(record, read, state), str(record.batch), _UNANSWERED)
+            collected.append(record.file)
+        waiting = collector.waiting()
+        if not waiting or status == "failed":
             break
-        notes.append(f"The batch ended {status} with {len(missing):,} requests unanswered: sent again in a new batch.")
-        wanted = set(missing)
-        lines = [line for line in lines if line["custom_id"] in wanted]
+        notes.append(f"The batch ended {status} with {len(waiting):,} requests unanswered: sent again in a new batch.")
     collector.fail_missing(f"the batch ended {status} without an answer")
     return answers
 
 
-def _files(lines: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+_UNANSWERED = "the batch counts this request done but its output has no answer for it"
+
+
+def _files(waiting: Mapping[str, _Waiting]) -> list[dict[str, _Waiting]]:
     """The lines in files of at most MAX_FILE_BYTES each (Moonshot's limit)."""
-    files: list[list[dict[str, Any]]] = [[]]
+    files: list[dict[str, _Waiting]] = [{}]
     size = 0
-    for line in lines:
-        length = len(encode_lines([line]))
+    for line_id, entry in waiting.items():
+        length = len(encode_lines([entry.line]))
         if files[-1] and size + length > MAX_FILE_BYTES:
-            files.append([])
+            files.append({})
             size = 0
-        files[-1].append(line)
+        files[-1][line_id] = entry
         size += length
     return files
 
 
 async def _submit(
-    lines: Sequence[dict[str, Any]], client: BatchClient, store: RunStore, settings: Settings, notes: list[str]
-) -> str:
-    """The batch of these lines: the one an earlier run recorded (or made but could not record:
-    found by its input file), or a new one. Its file is recorded in OUT before the batch is
-    made and the batch before anything waits for it, so no run makes a second batch of the
-    same lines."""
-    ids = [str(line["custom_id"]) for line in lines]
-    pending = store.pending_batch(ids)
-    batch_id = pending.batch if pending else None
-    if pending is not None and batch_id is None:
-        batch_id = await client.find_batch(pending.file)
-        if batch_id is not None:
-            store.record_batch(batch_id, ids, pending.file)
-    if batch_id is not None:
-        notes.append(f"Batch {batch_id}: collected where an earlier run left it (not uploaded again).")
-        return batch_id
-    file_id = await client.upload(encode_lines(lines))
-    store.record_batch(None, ids, file_id)
-    batch_id = str((await client.create(file_id, settings.batch_window))["id"])
-    store.record_batch(batch_id, ids, file_id)
-    return batch_id
+    part: Mapping[str, _Waiting], client: BatchClient, store: RunStore, settings: Settings, now: Callable[[], float]
+) -> BatchRecord:
+    """A new batch of these lines. Its file is recorded in OUT (with the jobs each line
+    serves) before the batch is made, and the batch before anything waits for it, so no run
+    makes a second batch of the same lines: the next one collects it, or finds it by its file."""
+    file_id = await client.upload(encode_lines([entry.line for entry in part.values()]))
+    created = datetime.fromtimestamp(now(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    jobs = {line_id: entry.jobs for line_id, entry in part.items()}
+    record = BatchRecord(file_id, None, created, settings.batch_window, jobs)
+    store.record_batch(record)
+    record = replace(record, batch=str((await client.create(file_id, settings.batch_window))["id"]))
+    store.record_batch(record)
+    return record
 
 
 def _batch_cost(answers: Sequence[Completion], price: Price | None) -> Decimal | None:
@@ -531,21 +733,231 @@ def _batch_cost(answers: Sequence[Completion], price: Price | None) -> Decimal |
     return sum((cost_usd(answer.usage, price.batch) for answer in answers if answer.usage), Decimal(0))
 
 
-async def _poll(
+async def _wait(
     client: BatchClient,
     batch: dict[str, Any],
-    settings: Settings,
+    record: BatchRecord,
     *,
     sleep: Callable[[float], Awaitable[None]],
+    now: Callable[[], float],
     on_status: Callable[[BatchProgress], None] | None,
+    notes: list[str],
 ) -> dict[str, Any]:
-    """Wait for the batch to end, with back-off from batch_poll_s up to POLL_MAX_S."""
-    delay = settings.batch_poll_s
+    """Wait for the batch to end, with back-off up to POLL_MAX_S; one still running past its
+    completion window (and a margin) is cancelled."""
+    delay = client.poll_s
     while True:
         if on_status:
             on_status(progress_of(batch))
         if batch.get("status") in TERMINAL:
             return batch
+        if _age_s(batch, record, now()) > _window_s(record.window) + OVERDUE_MARGIN_S:
+            return await _give_up(client, batch, record, now(), notes)
         await sleep(delay)
         delay = min(delay * 1.5, POLL_MAX_S)
-        batch = await client.get(str(batch["id"]))
+        batch = await client.get(str(record.batch))
+
+
+async def _give_up(
+    client: BatchClient, batch: dict[str, Any], record: BatchRecord, now: float, notes: list[str]
+) -> dict[str, Any]:
+    """Cancel an overdue batch; what it answered before it stopped is still used."""
+    age = _age_s(batch, record, now)
+    notes.append(
+        f"Batch {record.batch} is {_duration(age)} old, past its {record.window} completion window: cancelled;"
+        " the requests it did not answer are sent again."
+    )
+    state = await client.cancel(str(record.batch))
+    if state.get("status") not in TERMINAL:
+        state = {**state, "status": "cancelled"}  # cancelling: its answers so far, if any, are read
+    return state
+
+
+def _pending(record: BatchRecord, batch: Mapping[str, Any], now: float) -> PendingBatch:
+    return PendingBatch(
+        str(record.batch),
+        record.requests or progress_of(batch).total,
+        str(batch.get("status")),
+        _age_s(batch, record, now),
+        _window_s(record.window),
+    )
+
+
+def _age_s(batch: Mapping[str, Any], record: BatchRecord, now: float) -> float:
+    """Since the batch was made: the relay's created_at where it gives a sane one, else when
+    its file was recorded."""
+    created = batch.get("created_at")
+    if not isinstance(created, (int, float)) or isinstance(created, bool) or not 0 < created <= now:
+        try:
+            created = datetime.strptime(record.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            return 0.0
+    return max(0.0, now - float(created))
+
+
+def _window_s(window: str) -> float:
+    """A completion window ("24h", "7d", "90m") in seconds; 24 hours when it cannot be read."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(window[:-1]) * units[window[-1]]
+    except (KeyError, ValueError, IndexError):
+        return 86400.0
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.0f}h" if hours >= 2 else f"{seconds / 60:.0f} min"
+
+
+async def _read_batch(
+    client: BatchClient, batch: Mapping[str, Any], record: BatchRecord, notes: list[str]
+) -> BatchAnswers:
+    """A finished batch's answers, checked against the lines it was asked; its output file
+    read up to what its requests can need."""
+    batch_id = str(record.batch)
+    lines = record.requests or progress_of(batch).total
+    cap = max(OUTPUT_BYTES_MIN, lines * OUTPUT_BYTES_PER_LINE)
+    output = await client.download(batch.get("output_file_id"), cap_bytes=cap)
+    errors = await client.download(batch.get("error_file_id"), cap_bytes=cap)
+    if output is None:
+        notes.append(
+            f"Batch {batch_id}'s output file is over {cap:,} bytes, more than its {lines:,} requests can need:"
+            " not read; its requests are asked again and counted as possibly billed."
+        )
+    read = read_results(output or b"", errors or b"", batch_id, record.lines if record.lines is not None else None)
+    notes.extend(read.notes(batch_id))
+    return read
+
+
+def _unconfirmed(record: BatchRecord, read: BatchAnswers, batch: Mapping[str, Any]) -> list[str]:
+    """The lines the batch has no answer or error for, as many as its counts say it did
+    (all of them where it gives no counts to believe): possibly billed, never seen."""
+    if record.lines is None:
+        return []
+    missing = [line_id for line_id in record.lines if line_id not in read.results]
+    counts = progress_of(batch)
+    if not isinstance(batch.get("request_counts"), Mapping) or counts.total == 0:
+        return missing
+    used = sum(1 for result in read.results.values() if result.completion is not None or result.maybe_billed)
+    return missing[: max(0, counts.completed - used)]
+
+
+# --- batches an earlier run recorded ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HarvestedAnswer:
+    """A recorded batch's answer to one line, for one of the jobs it serves."""
+
+    completion: Completion
+    batch: str
+    jobs: tuple[LineJob, ...]  # every job the line served, in the order asked (a pack's products)
+    share: Usage | None  # this job's equal part of the line's bill; None: the relay reported none
+
+
+@dataclass(slots=True)
+class Harvest:
+    """What the batches recorded in OUT hold for this run: answers by job (used where the job
+    is still wanted with the fingerprint it was asked with), jobs still in a running batch,
+    and what was billed without an answer to use."""
+
+    answers: dict[JobKey, tuple[str, HarvestedAnswer]] = field(default_factory=dict)
+    superseded: list[tuple[JobKey, HarvestedAnswer]] = field(default_factory=list)  # a job answered twice
+    in_flight: dict[JobKey, str] = field(default_factory=dict)  # --no-wait: jobs of running batches
+    by_line: dict[str, LineResult] = field(default_factory=dict)  # an older version's records: by custom_id
+    unconfirmed: list[tuple[str, tuple[LineJob, ...]]] = field(default_factory=list)  # (batch, jobs)
+    files: list[str] = field(default_factory=list)  # collected: forgotten once their answers are used
+    pending: list[PendingBatch] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    overdue: int = 0  # batches given up this run
+
+    def take(self, key: JobKey, fp: str) -> HarvestedAnswer | None:
+        """The answer for this job as it is now, if a batch holds one (once)."""
+        held = self.answers.get(key)
+        if held is None or held[0] != fp:
+            return None
+        del self.answers[key]
+        return held[1]
+
+    def is_in_flight(self, key: JobKey, fp: str) -> bool:
+        return self.in_flight.get(key) == fp
+
+    def leftovers(self) -> list[tuple[JobKey, HarvestedAnswer]]:
+        """Answers no job of this run used (its product changed or left the catalog): paid for."""
+        return [(key, answer) for key, (_, answer) in self.answers.items()] + self.superseded
+
+
+async def collect_recorded(
+    client: BatchClient,
+    store: RunStore,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    now: Callable[[], float] = time.time,
+    on_status: Callable[[BatchProgress], None] | None = None,
+) -> Harvest:
+    """Every batch OUT records, whatever the catalog is now: finished ones read, running ones
+    waited for (with --no-wait, named with their age), overdue ones cancelled."""
+    harvest = Harvest()
+    for record in store.batch_records():
+        if record.batch is None:
+            found = await client.find_batch(record.file)
+            if found is None:
+                store.forget_batch(record.file)  # uploaded, but no batch was made of it: nothing to pay
+                continue
+            record = replace(record, batch=found)
+            store.record_batch(record)
+        state = await client.get(str(record.batch))
+        if state.get("status") not in TERMINAL:
+            if _age_s(state, record, now()) > _window_s(record.window) + OVERDUE_MARGIN_S:
+                state = await _give_up(client, state, record, now(), harvest.notes)
+                harvest.overdue += 1
+            elif settings.no_wait:
+                harvest.pending.append(_pending(record, state, now()))
+                for jobs in (record.lines or {}).values():
+                    harvest.in_flight.update((key, fp) for key, fp in jobs)
+                continue
+            else:
+                state = await _wait(client, state, record, sleep=sleep, now=now, on_status=on_status, notes=harvest.notes)
+        elif on_status:
+            on_status(progress_of(state))
+        read = await _read_batch(client, state, record, harvest.notes)
+        harvest.files.append(record.file)
+        harvest.notes.append(f"Batch {record.batch}: collected where an earlier run left it (not uploaded again).")
+        if record.lines is None:
+            harvest.by_line.update(read.results)
+            continue
+        _gather(harvest, record, read, state, store.batch_logged(str(record.batch)))
+    return harvest
+
+
+def _gather(
+    harvest: Harvest, record: BatchRecord, read: BatchAnswers, state: Mapping[str, Any], logged: set[JobKey]
+) -> None:
+    """A recorded batch's answers, by job; jobs the audit log already has from it are skipped."""
+    assert record.lines is not None and record.batch is not None
+
+    def unlogged(jobs: tuple[LineJob, ...]) -> tuple[LineJob, ...]:
+        return tuple(job for job in jobs if job[0] not in logged)
+
+    for line_id in _unconfirmed(record, read, state):
+        harvest.unconfirmed.append((record.batch, unlogged(record.lines[line_id])))
+    for line_id, result in read.results.items():
+        jobs = record.lines[line_id]
+        if result.maybe_billed:
+            harvest.unconfirmed.append((record.batch, unlogged(jobs)))
+        if result.completion is None:
+            continue
+        usage = result.completion.usage
+        # Equal parts: a later run cannot re-render an older product's block to weigh its share.
+        shares: list[Usage | None] = (
+            split_usage(usage, [1] * len(jobs), [1] * len(jobs)) if usage is not None else [None] * len(jobs)
+        )
+        for (key, fp), share in zip(jobs, shares, strict=True):
+            if key in logged:
+                continue
+            answer = HarvestedAnswer(result.completion, record.batch, jobs, share)
+            earlier = harvest.answers.get(key)
+            if earlier is not None:
+                harvest.superseded.append((key, earlier[1]))
+            harvest.answers[key] = (fp, answer)

@@ -270,15 +270,19 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
         summary = asyncio.run(pipeline.run(settings, catalog, on_progress=view.update, on_batch=_batch_status()))
     for note in summary.notes:
         stderr.print(note, markup=False)
-    if summary.pending is not None:
-        pending = summary.pending
+    if summary.pending:
+        for batch in summary.pending:
+            stderr.print(
+                f"Batch {batch.batch_id} submitted {_age(batch.age_s)} ago: {batch.requests:,} requests,"
+                f" {batch.status} (completion window {_age(batch.window_s)}).",
+                markup=False,
+            )
         stderr.print(
-            f"Batch {pending.batch_id} submitted: {pending.requests:,} requests, {pending.status}. It is recorded in "
-            f"{settings.out / 'batches.jsonl'}; run the same command again without --no-wait to collect it "
-            "(nothing is uploaded twice).",
+            f"Recorded in {settings.out / 'batches.jsonl'}: run the same command again without --no-wait to wait"
+            " for it, or with it to collect what has finished; nothing is uploaded twice.",
             markup=False,
         )
-        raise typer.Exit(ExitCode.OK)
+        raise typer.Exit(ExitCode.PARTIAL if summary.overdue else ExitCode.OK)
     _print_run(summary, as_json=as_json)
     if summary.shopify is not None:
         stderr.print(_shopify_lines(summary.shopify), markup=False)
@@ -295,6 +299,17 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
         raise typer.Exit(ExitCode.BUDGET)
     nothing_filled = summary.shopify is not None and not summary.shopify.written
     raise typer.Exit(ExitCode.PARTIAL if summary.failed or nothing_filled else ExitCode.OK)
+
+
+def _age(seconds: float) -> str:
+    """A batch's age or window, as a person reads it: 40 s, 12 min, 5.5 h, 3 d."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    return f"{seconds / 86400:.0f} d"
 
 
 def _shopify_lines(shopify: ShopifyImport) -> str:

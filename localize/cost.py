@@ -220,6 +220,13 @@ class Budget:
         self._reserved += worst_case
         return True
 
+    def room_usd(self) -> Decimal:
+        """The largest worst case one reservation could hold now (what reserve would take)."""
+        room = self.cap_usd - self.spent_usd
+        if self._answers == 0 and self._reserved > 0:
+            room *= FIRST_WAVE_SHARE
+        return max(Decimal(0), room / self._overrun - self._reserved)
+
     def settle(self, worst_case: Decimal, spent: Decimal | None) -> None:
         """Swap a reservation for what the request cost; `spent` None when nobody knows (sent
         but unanswered, or the relay reported no usage): booked at its worst case. Synchronous,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
 import json
 import math
 import secrets
@@ -19,7 +18,18 @@ from typing import Any
 
 import httpx
 
-from .batch import BatchClient, BatchCollector, BatchPending, BatchProgress, BatchUnavailable, run_in_batches
+from .batch import (
+    BatchClient,
+    BatchCollector,
+    BatchPending,
+    BatchProgress,
+    BatchUnavailable,
+    Harvest,
+    HarvestedAnswer,
+    PendingBatch,
+    collect_recorded,
+    run_in_batches,
+)
 from .catalog import Product, akeneo_attributes, is_translations_export_file, read_once, read_translations_export
 from .config import Settings
 from .cost import (
@@ -139,7 +149,8 @@ class RunSummary:
     interrupted: bool
     shopify: ImportSummary | None = None  # the import file, when the catalog is Shopify's export
     notes: tuple[str, ...] = ()  # what the run says about how it sent (the batch API)
-    pending: BatchPending | None = None  # --no-wait: the batch submitted, to collect later
+    pending: tuple[PendingBatch, ...] = ()  # --no-wait: batches submitted or running, to collect later
+    overdue: int = 0  # batches given up past their completion window (cancelled, asked again)
 
     @property
     def failed(self) -> int:
@@ -202,14 +213,19 @@ async def _run(
     )
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
     collector = (
-        BatchCollector(sender, reasks_by_batch=settings.batch_reasks == "batch") if batch_client is not None else None
+        BatchCollector(
+            sender, reasks_by_batch=settings.batch_reasks == "batch", live_over_budget=settings.batch == "auto"
+        )
+        if batch_client is not None
+        else None
     )
     worker = _JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, calibration)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
-    units = itertools.chain(worker.units(jobs), worker.string_units(strings))
+    units = worker.every_unit(jobs, strings)
 
     disk_errors: list[OSError] = []
-    pending: list[BatchPending] = []
+    pending: list[PendingBatch] = []
+    overdue: list[int] = []
 
     def progress() -> None:
         if on_progress:
@@ -234,6 +250,14 @@ async def _run(
     async def batches() -> None:
         assert batch_client is not None and collector is not None
         try:
+            # Every batch OUT records first, whatever the catalog is now: the answers of jobs
+            # still wanted are used, and only the rest go into a new batch.
+            harvest = await collect_recorded(batch_client, store, settings, on_status=on_batch)
+            worker.use_harvest(harvest)
+            collector.preanswer(harvest.by_line)
+            notes.extend(harvest.notes)
+            pending.extend(harvest.pending)
+            overdue.append(harvest.overdue)
             notes.extend(
                 await run_in_batches(
                     units,
@@ -249,9 +273,11 @@ async def _run(
                 )
             )
         except BatchPending as submitted:
-            pending.append(submitted)  # --no-wait: recorded in OUT; the same command collects it
+            pending.extend(submitted.batches)  # --no-wait: recorded in OUT; the same command collects it
         except OSError as exc:
             disk_full(exc)
+            return
+        worker.close_harvest()
 
     if batch_client is not None:
         tasks = [asyncio.create_task(batches())]
@@ -301,7 +327,8 @@ async def _run(
         bool(interrupted),
         shopify,
         tuple(notes),
-        pending[0] if pending else None,
+        tuple(pending),
+        sum(overdue),
     )
 
 
@@ -522,6 +549,9 @@ def _restore_signals() -> None:
             pass
 
 
+# Audit records of batch answers no job used are numbered from here (a job's own attempts
+# count from 1), so they never share a job's attempt number in the same run.
+HARVEST_ATTEMPTS = 1000
 # Products whose facts the job runner keeps at once (packs interleave a product's locales).
 FACTS_KEPT = 512
 # A packed answer that fails as a whole this many times is split in halves.
@@ -554,6 +584,12 @@ class _Work:
     attempts: int = 0
     spent: Usage = field(default_factory=Usage)
     cost: Decimal = Decimal(0)
+    harvested: HarvestedAnswer | None = None  # a recorded batch's answer to exactly this job
+
+    @property
+    def line_job(self) -> tuple[JobKey, str]:
+        """The job as a batch line records it: its key and fingerprint."""
+        return self.job.key, self.fp.digest().hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,14 +634,25 @@ class _JobRunner:
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
         self._pack_sizes: dict[tuple[str, str], int] = {}
         self._product_facts: dict[int, tuple[Product, Facts]] = {}  # the last products', by identity
+        self._harvest: Harvest | None = None
+        self._harvest_unlogged = 0  # answers taken from the harvest whose attempt is not logged yet
+        self._all_units_made = False
+        self._extra_attempt = HARVEST_ATTEMPTS  # numbers for audit records of answers no job used
         self.succeeded = 0
         self.failed = 0
         self.up_to_date = 0
+        self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
         self.fatal: RelayFatal | None = None
         self.budget_reached = False
 
     # --- which jobs go out, and with which others -------------------------------------------
+
+    def every_unit(self, jobs: Iterable[Job], strings: Iterable[tuple[Product, list[Locale]]]) -> Iterator[list[_Work]]:
+        """The listings' units, then the strings'; once the last is made, every job was seen."""
+        yield from self.units(jobs)
+        yield from self.string_units(strings)
+        self._all_units_made = True
 
     def units(self, jobs: Iterable[Job]) -> Iterator[list[_Work]]:
         """The jobs to send, grouped into the requests they share: up to the pack size of
@@ -616,6 +663,9 @@ class _JobRunner:
             work = self._prepare(job)
             if work is None:
                 yield []
+                continue
+            if work.harvested is not None:
+                yield [work]  # answered already: settled alone, not packed
                 continue
             size = self._pack_size(job)
             if size == 1:
@@ -637,8 +687,8 @@ class _JobRunner:
             for locale in locales:
                 job = Job(product, STRINGS, locale)
                 work = self._unless_current(job, render_strings([product], locale).messages, None, STRINGS_RULES)
-                if work is None:
-                    yield []
+                if work is None or work.harvested is not None:
+                    yield [work] if work is not None else []
                     continue
                 tokens = len(product.name) * self._counter.tokens_per_char(locale) + STRING_TOKENS_OVERHEAD
                 pack = packs.setdefault(locale.tag, [])
@@ -675,7 +725,14 @@ class _JobRunner:
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
-        return _Work(job, messages, rules, fp, fields, [])
+        work = _Work(job, messages, rules, fp, fields, [])
+        if self._harvest is not None:
+            if self._harvest.is_in_flight(*work.line_job):
+                self.in_batch += 1  # a running batch asks it already (--no-wait): not asked twice
+                return None
+            work.harvested = self._harvest.take(*work.line_job)
+            self._harvest_unlogged += work.harvested is not None
+        return work
 
     def _pack_size(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
@@ -689,7 +746,9 @@ class _JobRunner:
 
     async def send(self, works: list[_Work]) -> None:
         """One unit of `units` or `string_units`: a job alone, or a pack."""
-        if len(works) == 1:
+        if len(works) == 1 and works[0].harvested is not None:
+            await self._settle_harvested(works[0])
+        elif len(works) == 1:
             await self._send_alone(works[0])
         elif works:
             await self._send_pack(works)
@@ -784,6 +843,125 @@ class _JobRunner:
         for part in (works[:half], works[half:]):
             await self.send(part)
 
+    # --- answers of batches an earlier run recorded -----------------------------------------
+
+    def use_harvest(self, harvest: Harvest) -> None:
+        self._harvest = harvest
+
+    async def _settle_harvested(self, work: _Work) -> None:
+        """A job a recorded batch answered as it is asked now: its part of that answer checked
+        as a live one is, and re-asked alone (live) when it is not valid."""
+        answer = work.harvested
+        assert answer is not None
+        completion = answer.completion
+        ids = [key[0] for key, _ in answer.jobs]
+        pack = {"size": len(ids), "lead": ids[0]} if len(ids) > 1 else None
+        work.attempts += 1
+        bill = self._harvest_bill(work, answer)
+        last = self._settings.max_reasks == 0
+        data: object = None
+        try:
+            if pack is not None or work.job.platform == STRINGS:
+                data = self._read_pack(work, completion, ids)[work.job.product.id]
+                if data is None:
+                    raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
+            else:
+                data = self._answer_alone(work, completion)
+            listing, warnings = self._judge(work, data, last)
+        except InvalidAnswer as exc:
+            record = self._answer_record(
+                work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
+            )
+            self._harvest_unlogged -= 1
+            if last:
+                self._fail(work.job, exc.kind, exc.message, work.attempts, answer=record)
+                return
+            self._store.log_attempt(record)
+            await self._send_alone(work, self._reask_alone(work, data, exc), asks_used=1)
+            return
+        record = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=pack)
+        self._succeed(work, listing, warnings, bill, answer=record)
+        self._harvest_unlogged -= 1
+
+    def _harvest_bill(self, work: _Work, answer: HarvestedAnswer) -> _Bill:
+        """The job's part of a recorded batch line's bill, at the batch price."""
+        share, unreported = answer.share, answer.share is None
+        if share is None:
+            share = Usage(
+                input_tokens=self._counter.count_messages(work.messages),
+                output_tokens=self._counter.count(answer.completion.content) // len(answer.jobs),
+            )
+        price = self._price.batch or self._price
+        cost = cost_usd(share, price)
+        work.spent += share
+        work.cost += cost
+        self.spent_usd += cost
+        return _Bill(share, cost, unreported, None)
+
+    def close_harvest(self) -> None:
+        """Once every job was seen and every answer taken is logged: log the recorded batches'
+        answers no job used (products that changed or left: paid for all the same) and the
+        lines they left unanswered though billed, then forget those batches."""
+        harvest = self._harvest
+        if harvest is None or not self._all_units_made or self._harvest_unlogged:
+            return  # not every job was seen: the next run collects these batches again
+        price = self._price.batch or self._price
+        for key, answer in harvest.leftovers():
+            ids = [job[0] for job, _ in answer.jobs]
+            record = {
+                **self._record_base(key, self._next_extra_attempt(), answer.batch, ids),
+                "status": answer.completion.status,
+                "error": "unused",
+                "message": f"answered in batch {answer.batch} for an earlier version of the job: not used",
+                "latency_ms": 0.0,
+                "usage": answer.share.as_dict() if answer.share else None,
+                "cost_usd": float(cost_usd(answer.share, price)) if answer.share else 0.0,
+                "relay_cost_usd": None,
+                "request_id": answer.completion.request_id,
+            }
+            if answer.share is None:
+                record["usage_unreported"] = True
+            self._store.log_attempt(record)
+        for batch_id, jobs in harvest.unconfirmed:
+            ids = [job[0] for job, _ in jobs]
+            for key, _ in jobs:
+                record = {
+                    **self._record_base(key, self._next_extra_attempt(), batch_id, ids),
+                    "status": None,
+                    "error": "batch_unanswered",
+                    "message": f"batch {batch_id} counts this request done but its output has no usable answer",
+                    "latency_ms": 0.0,
+                    "usage": None,
+                    "cost_usd": 0.0,
+                    "relay_cost_usd": None,
+                    "request_id": None,
+                    "maybe_billed": True,
+                }
+                self._store.log_attempt(record)
+        for file_id in harvest.files:
+            self._store.forget_batch(file_id)
+        self._harvest = None
+
+    def _next_extra_attempt(self) -> int:
+        self._extra_attempt += 1
+        return self._extra_attempt
+
+    def _record_base(self, key: JobKey, attempt: int, batch_id: str, ids: list[str]) -> dict[str, Any]:
+        base = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "run": self._run_id,
+            "id": key[0],
+            "platform": key[1],
+            "locale": key[2],
+            "attempt": attempt,
+            "model": self._settings.model,
+            "user": self._settings.user,
+            "batch": batch_id,
+        }
+        if len(ids) > 1:
+            base["pack"] = {"size": len(ids), "lead": ids[0]}
+        return base
+
     # What differs between listings and strings: the request, the answer's shape, the checks.
 
     def _render_pack(self, works: list[_Work]) -> PackedPrompt:
@@ -846,7 +1024,9 @@ class _JobRunner:
             completion, number = await self._sender.send(
                 chat_request_body(self._settings, messages),
                 tokens=(counted or 0) + self._settings.max_tokens,
-                worst_case_usd=self._worst_case(counted or 0, lead.job),
+                worst_case_usd=self._worst_case(counted or 0, lead.job, self._price),
+                batch_worst_case_usd=self._worst_case(counted or 0, lead.job, self._price.batch or self._price),
+                batch_jobs=[work.line_job for work in works],
                 first_attempt=lead.attempts + 1,
                 on_failed=lambda failed, last: self._log_failed(
                     works, failed, messages, counted, weights, pack=pack, last=last
@@ -1003,12 +1183,13 @@ class _JobRunner:
             return self._counter.count_messages(messages)
         return None
 
-    def _worst_case(self, counted: int, job: Job) -> Decimal:
+    def _worst_case(self, counted: int, job: Job, price: Price) -> Decimal:
         """A request's worst case for --max-cost: its input at the most the relay has billed
-        per counted token (this run, or the calibrated previous one), the whole output cap."""
+        per counted token (this run, or the calibrated previous one), the whole output cap, at
+        `price` (live, or the batch API's)."""
         ratio = self._calibration.input_ratio(job.locale.tag) if self._calibration else None
         margin = max(ratio * 1.05 if ratio else BUDGET_INPUT_MARGIN, self._input_ratio_seen * 1.05)
-        return worst_case_usd(math.ceil(counted * margin), self._settings.max_tokens, self._price)
+        return worst_case_usd(math.ceil(counted * margin), self._settings.max_tokens, price)
 
     def _learn_input_ratio(self, counted: int | None, usage: Usage) -> None:
         if counted:
@@ -1056,6 +1237,8 @@ class _JobRunner:
                 "relay_cost_usd": None,
                 "request_id": None,
             }
+            if failed.batch_id:
+                record["batch"] = failed.batch_id
             if failed.error.maybe_billed:
                 # Sent, but no answer: the relay may still have billed it, and its usage never
                 # reaches us. The report shows these apart instead of guessing them into the totals.

@@ -16,7 +16,7 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -103,6 +103,7 @@ class FailedAttempt:
     number: int
     error: RelayError
     latency_ms: float
+    batch_id: str | None = None  # a batch line left unanswered (the batch API's, at its price)
 
 
 # --- classification (pure) -----------------------------------------------------------------
@@ -801,9 +802,12 @@ class Sender:
         on_failed: Callable[[FailedAttempt, bool], None],
         on_sending: Callable[[int], Awaitable[None]] | None = None,
         request_key: str = "",
+        batch_jobs: Sequence[tuple[tuple[str, str, str], str]] = (),
+        batch_worst_case_usd: Decimal = Decimal(0),
     ) -> tuple[Completion, int]:
         """(the completion, its attempt number). `request_key` names the jobs a request serves
-        (the batch collector keys its lines by it; a live send does not need it). `on_sending`
+        (the batch collector keys its lines by it; a live send does not need it, nor the
+        jobs and worst case at the batch price the collector records and reserves). `on_sending`
         hears each attempt's number just before it goes out (so a kill mid-request still
         leaves a trace); each failed attempt is reported as it ends, with whether it was the
         job's last; then the error is raised or the attempt retried. With a budget, each

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import OutInUse
+from .errors import InputError, OutInUse
 from .lock import HEADER, LOCK, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
 
@@ -56,12 +56,64 @@ STRING_FIELDS = ("id", "platform", "locale", "type", "field", "source", "text", 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Which job a batch line serves, and the fingerprint (Fingerprint.digest, hex) it was asked for.
+LineJob = tuple[JobKey, str]
+BATCH_RECORD_VERSION = 2
+
+
 @dataclass(frozen=True, slots=True)
-class PendingBatch:
-    """A batch recorded in OUT/batches.jsonl and not yet collected."""
+class BatchRecord:
+    """A batch recorded in OUT/batches.jsonl and not yet collected.
+
+    `lines` maps each line's custom_id to the jobs it serves and the fingerprints they were
+    asked with, so a later run uses the answers of the jobs still wanted, whatever else in
+    the catalog changed. None for a record an older version wrote (its answers are matched by
+    custom_id alone)."""
 
     file: str  # the uploaded input file
     batch: str | None  # None: recorded before the batch was made (it may or may not exist)
+    created: str  # when the file was uploaded, ISO 8601 UTC
+    window: str  # the completion window asked for ("24h")
+    lines: Mapping[str, tuple[LineJob, ...]] | None
+
+    @property
+    def requests(self) -> int:
+        return len(self.lines) if self.lines is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "version": BATCH_RECORD_VERSION,
+            "batch": self.batch,
+            "file": self.file,
+            "created": self.created,
+            "window": self.window,
+        }
+        if self.lines is not None:
+            record["requests"] = len(self.lines)
+            record["lines"] = {
+                line_id: [[*key, fp] for key, fp in jobs] for line_id, jobs in sorted(self.lines.items())
+            }
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> BatchRecord:
+        batch = record.get("batch")
+        lines = record.get("lines")
+        jobs: dict[str, tuple[LineJob, ...]] | None = None
+        if isinstance(lines, Mapping):
+            jobs = {
+                str(line_id): tuple(((str(i), str(p), str(loc)), str(fp)) for i, p, loc, fp in served)
+                for line_id, served in lines.items()
+            }
+        elif record.get("version", 1) != 1:
+            raise ValueError("a record of this version lists its lines")
+        return cls(
+            file=_required_text(record["file"]),
+            batch=str(batch) if batch else None,
+            created=str(record.get("created") or ""),
+            window=str(record.get("window") or "24h"),
+            lines=jobs,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,39 +484,45 @@ class RunStore:
 
     # --- batches ------------------------------------------------------------------------------
 
-    def pending_batch(self, line_ids: Iterable[str]) -> PendingBatch | None:
-        """What is recorded for exactly these lines and not yet collected: their batch, or
-        only the file uploaded for it (the run stopped before it could record the batch)."""
-        digest = _lines_digest(line_ids)
-        for record in iter_jsonl(self.out / BATCHES):
-            if record.get("lines") == digest and record.get("file"):
-                batch = record.get("batch")
-                return PendingBatch(str(record["file"]), str(batch) if batch else None)
-        return None
+    def batch_records(self) -> list[BatchRecord]:
+        """The batches recorded in OUT/batches.jsonl and not yet collected, oldest first; a line
+        that is not a record is an error naming it (a hand edit or a bad merge)."""
+        path = self.out / BATCHES
+        records = []
+        for number, record in enumerate(iter_jsonl(path, strict=True), start=1):
+            try:
+                records.append(BatchRecord.from_json(record))
+            except (KeyError, TypeError, ValueError):
+                raise InputError(
+                    "not a batch record this version can read",
+                    where=f"{path}:{number}",
+                    hint="restore the file from git; a batch it named can be collected by its id in the relay's console",
+                ) from None
+        return records
 
-    def record_batch(self, batch_id: str | None, line_ids: Sequence[str], file_id: str) -> None:
-        """The file uploaded for these lines, before a batch is made of it (`batch_id` None),
-        then the batch: each written (and synced) before the next step, replacing the lines'
-        earlier record. A run that stops between making the batch and recording it leaves the
-        file, by which the next run finds the batch instead of making another."""
-        digest = _lines_digest(line_ids)
-        record = {
-            "batch": batch_id,
-            "file": file_id,
-            "requests": len(line_ids),
-            "lines": digest,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        kept = [line for line in iter_jsonl(self.out / BATCHES) if line.get("lines") != digest]
-        atomic_write(self.out / BATCHES, "".join(_line(line) for line in [*kept, record]))
+    def record_batch(self, record: BatchRecord) -> None:
+        """A batch's record, replacing any of the same input file: written (and synced) before
+        the next step, so a run that stops between uploading, making the batch and collecting
+        it leaves what the next run needs to collect it instead of paying again."""
+        kept = [old.to_json() for old in self.batch_records() if old.file != record.file]
+        atomic_write(self.out / BATCHES, "".join(_line(line) for line in [*kept, record.to_json()]))
 
-    def finish_batch(self, batch_id: str) -> None:
-        """A batch collected: it is no longer pending."""
-        kept = [line for line in iter_jsonl(self.out / BATCHES) if line.get("batch") != batch_id]
+    def forget_batch(self, file_id: str) -> None:
+        """A batch collected (or an input file no batch was made of): no longer pending."""
+        kept = [old.to_json() for old in self.batch_records() if old.file != file_id]
         if kept:
             atomic_write(self.out / BATCHES, "".join(_line(line) for line in kept))
         else:
             (self.out / BATCHES).unlink(missing_ok=True)
+
+    def batch_logged(self, batch_id: str) -> set[JobKey]:
+        """The jobs whose answer from this batch is already in the audit log (a run that
+        collected it and stopped before forgetting it): not to be settled or counted again."""
+        query = (
+            "SELECT DISTINCT id, platform, locale FROM attempts"
+            " WHERE logged = 1 AND json_extract(record, '$.batch') = ?"
+        )
+        return {(row[0], row[1], row[2]) for row in self._db.execute(query, (batch_id,))}
 
     # --- the database and the text files -----------------------------------------------------
 
@@ -611,8 +669,10 @@ def _ignore_database_in_git(out: Path) -> None:
         ignore.write_text(f"# localize's working state, rebuilt from the text files when missing\n{DB}*\n")
 
 
-def _lines_digest(line_ids: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(line_ids)).encode()).hexdigest()[:32]
+def _required_text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
 
 
 def _signature(out: Path) -> str:
@@ -734,18 +794,36 @@ def _open_append(path: Path) -> io.TextIOWrapper:
     return path.open("a", encoding="utf-8")
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSON-lines file, skipping a torn last line (and anything but a regular file)."""
+def iter_jsonl(path: Path, *, strict: bool = False) -> Iterator[dict[str, Any]]:
+    """Records of a JSON-lines file, skipping a torn last line (and anything but a regular
+    file). `strict`: any other line that is not a JSON object is an error naming it."""
     if not path.is_file():
         return
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for raw in handle:
+        lines = iter(enumerate(handle, start=1))
+        for number, raw in lines:
             try:
                 record = json.loads(raw)
             except (ValueError, RecursionError):
-                continue
+                record = None
             if isinstance(record, dict):
                 yield record
+            elif strict and raw.strip() and (raw.endswith("\n") or next(lines, None) is not None):
+                raise InputError(
+                    "not a JSON object on this line",
+                    where=f"{path}:{number}",
+                    hint=_conflict_hint(raw) or "mend or remove the line (the file is JSON lines, one object each)",
+                )
+
+
+def _conflict_hint(raw: str) -> str | None:
+    """What to do about a line git left in a merge conflict."""
+    if raw.startswith(("<<<<<<<", "=======", ">>>>>>>", "|||||||")):
+        return (
+            "the file holds git conflict markers: resolve the conflict (keep both sides' lines, "
+            "drop the marker lines) or take one side with `git checkout --theirs FILE`"
+        )
+    return None
 
 
 def results_csv(records: Iterable[Mapping[str, Any]]) -> str:

@@ -202,6 +202,9 @@ class FakeRelay:
         batch_errors: int = 0,
         batch_models: tuple[str, ...] | None = None,
         batch_stalls: dict[str, int] | None = None,
+        batch_output: str | None = None,
+        batch_age_s: float = 0.0,
+        endless_list: bool = False,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -231,6 +234,12 @@ class FakeRelay:
         # A bad day: per kind of exchange (probe, upload, create, poll, download), how many
         # answer 503 before one goes through.
         self.batch_stalls = dict(batch_stalls or {})
+        # The next batch's bad output file, counted as completed all the same: "repeat" (the second answer
+        # carries the first line's custom_id), "drop" (the last two answers left out), "garble"
+        # (one answer replaced by bytes that are not UTF-8), "huge" (padded past any need).
+        self.batch_output = batch_output
+        self.batch_age_s = batch_age_s  # batches say they were made this long ago (created_at)
+        self.endless_list = endless_list  # the list of batches always has more
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -483,9 +492,14 @@ class FakeRelay:
         if parts[1] == "batches" and method == "POST" and len(parts) == 2:
             return self._create(json.loads(raw))
         batch = self.batches.get(parts[2]) if len(parts) >= 3 else None
+        if batch is None and len(parts) == 2 and self.endless_list:
+            with self._lock:
+                self.list_pages = getattr(self, "list_pages", 0) + 1
+                page = [{"id": f"batch-other-{self.list_pages}", "object": "batch", "input_file_id": "file-other"}]
+            return Reply(200, {"object": "list", "data": page, "has_more": True})
         if batch is None:
             return (
-                Reply(200, {"object": "list", "data": list(self.batches.values())})
+                Reply(200, {"object": "list", "data": [self._public(b) for b in self.batches.values()]})
                 if len(parts) == 2
                 else Reply(404, {"error": {"message": "no such batch"}})
             )
@@ -536,6 +550,7 @@ class FakeRelay:
                 "output_file_id": None,
                 "error_file_id": None,
                 "request_counts": {"total": len(content.splitlines()), "completed": 0, "failed": 0},
+                "created_at": int(time.time() - self.batch_age_s),
                 "_polls": 0,
             }
         return Reply(200, self._public(self.batches[batch_id]))
@@ -572,7 +587,18 @@ class FakeRelay:
                     "error": None,
                 }
             )
-        random.Random(len(outputs)).shuffle(outputs)  # output order is not input order
+        completed = len(outputs)
+        encoded = [json.dumps(o, ensure_ascii=False).encode() for o in outputs]
+        fault, self.batch_output = self.batch_output, None  # once: a batch submitted again is sound
+        if fault == "repeat" and len(outputs) >= 2:  # two answers under the first line's id
+            encoded[1] = json.dumps({**outputs[1], "custom_id": outputs[0]["custom_id"]}, ensure_ascii=False).encode()
+        elif fault == "drop":
+            encoded = encoded[:-2]
+        elif fault == "garble":
+            encoded[0] = b'{"custom_id": "\xff\xfe' + encoded[0][20:]
+        elif fault == "huge":
+            encoded.append(b" " * 2_000_000)
+        random.Random(len(encoded)).shuffle(encoded)  # output order is not input order
         failed = [
             {
                 "id": f"err-{line['custom_id']}",
@@ -583,14 +609,28 @@ class FakeRelay:
             for line in errors
         ]
         batch["output_file_id"] = f"file-{len(self.files) + 1}"
-        self.files[batch["output_file_id"]] = "".join(
-            json.dumps(o, ensure_ascii=False) + "\n" for o in outputs
-        ).encode()
+        self.files[batch["output_file_id"]] = b"".join(line + b"\n" for line in encoded)
         if failed:
             batch["error_file_id"] = f"file-{len(self.files) + 1}"
             self.files[batch["error_file_id"]] = "".join(json.dumps(e) + "\n" for e in failed).encode()
-        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(failed)}
+        batch["request_counts"] = {"total": len(lines), "completed": completed, "failed": len(failed)}
         batch["status"] = "expired" if self.batch_fate == "expired" else "completed"
+
+    def complete_batches(self) -> None:
+        """Every batch still running finishes now (as if the relay worked through the night)."""
+        for batch in list(self.batches.values()):
+            if batch["status"] not in ("completed", "failed", "expired", "cancelled"):
+                self._finish(batch)
+
+    def batch_jobs(self) -> int:
+        """How many jobs the uploaded batch files asked for (a packed line asks for several)."""
+        jobs = 0
+        for batch in self.batches.values():
+            for line in self.files[batch["input_file_id"]].decode().splitlines():
+                user = json.loads(line)["body"]["messages"][-1]["content"]
+                strings = _STRINGS.search(user)
+                jobs += len(json.loads(strings.group(1))) if strings else max(1, user.count("<product_data id="))
+        return jobs
 
     @staticmethod
     def _public(batch: dict[str, Any]) -> dict[str, Any]:

@@ -282,12 +282,33 @@ def test_a_relay_gone_while_a_batch_runs_ends_in_one_line_and_the_batch_is_kept(
     assert [record["batch"] for record in iter_jsonl(Path("out/batches.jsonl"))] == ["batch-1"]
 
 
-def test_max_cost_reserves_the_whole_file_before_upload(run_cli, sample: Path) -> None:
+def test_max_cost_below_the_file_submits_what_fits_at_the_batch_price_and_sends_nothing_live(
+    run_cli, sample: Path
+) -> None:
+    """The cap holds some lines at the batch price: those go in the batch, the rest fail as
+    over budget (exit 3); nothing goes live at the live price behind the user's back."""
     with FakeRelay() as relay:
         result = batch_run(run_cli, relay, sample, "--max-cost", "0.01")
+        asked = relay.batch_jobs()
     assert result.exit_code == 3, result.stderr
-    assert relay.uploads == 0 and relay.chat_requests == []  # the file's worst case does not fit: nothing sent
-    assert {row["error"] for row in iter_jsonl(Path("out/failures.jsonl"))} == {"budget"}
+    assert relay.uploads == 1 and relay.chat_requests == []
+    results = list(iter_jsonl(Path("out/results.jsonl")))
+    failures = list(iter_jsonl(Path("out/failures.jsonl")))
+    assert 0 < len(results) == asked < 26 and len(results) + len(failures) == 26
+    assert {row["error"] for row in failures} == {"budget"}
+    assert "did not fit the --max-cost cap at the batch price" in result.stderr and "not sent" in result.stderr
+    assert report()["cost_usd"] <= 0.01
+
+
+def test_max_cost_with_batch_auto_sends_what_did_not_fit_live_and_says_so(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = run_cli(
+            "run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out", "--batch-auto",
+            "--max-cost", "0.02",
+        )
+    assert "sent live instead (--batch-auto)" in result.stderr, result.stderr
+    assert relay.uploads == 1 and relay.chat_requests  # the rest went to the live sender
+    assert report()["cost_usd"] <= 0.02
 
 
 def test_no_wait_without_batch_is_a_one_line_error(run_cli, sample: Path) -> None:
@@ -320,3 +341,147 @@ def test_batch_counts_a_relay_garbles_read_as_zero_not_a_crash(counts: object) -
     assert progress_of({"id": "b", "status": "completed", "request_counts": {"total": 4, "completed": 3}}) == (
         BatchProgress("b", "completed", 4, 3, 0)
     )
+
+
+def test_the_nightly_no_wait_recipe_with_an_edit_each_night_bills_each_job_once_plus_the_edits(
+    run_cli, sample: Path
+) -> None:
+    """The README's nightly job: `--batch --no-wait` every night, one product edited each day.
+    Each night collects what the last one submitted, whatever changed since, and submits only
+    the edited product's jobs."""
+    rows = sample.read_text(encoding="utf-8").splitlines()
+    with FakeRelay() as relay:
+        for night in range(4):
+            if night:
+                relay.complete_batches()  # the relay worked through the day
+                product = rows[night].split(",", 1)
+                rows[night] = product[0] + f",Night {night} edition " + product[1]  # one edit a day
+                write(sample, "\n".join(rows) + "\n")
+            result = batch_run(run_cli, relay, sample, "--no-wait")
+            assert result.exit_code == 0, result.stderr
+            assert f"Batch batch-{night + 1} submitted" in result.stderr
+        relay.complete_batches()
+        final = batch_run(run_cli, relay, sample)
+        asked, uploads = relay.batch_jobs(), relay.uploads
+    assert final.exit_code == 0, final.stderr
+    assert uploads == 4 and asked == 26 + 3 * 2  # every job once, and each edited product's two again
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    assert len(results) == 26
+    assert not Path("out/batches.jsonl").exists()
+    history = run_cli("report", "out", "--all", "--json")
+    assert history.exit_code == 0, history.stderr
+    billed = relay.billed  # every answer the relay billed is in the audit log, the unused ones too
+    assert json.loads(history.stdout)["tokens"] == {
+        "input": billed["prompt_tokens"],
+        "cached_input": billed["cached_tokens"],
+        "output": billed["completion_tokens"],
+    }
+
+
+def test_a_batch_is_forgotten_only_after_every_answer_it_gave_is_committed(sample: Path, tmp_path: Path) -> None:
+    """A run stopped (kill -9) while it still settles a batch's answers keeps the batch on
+    record: the next run uses the answers it had not saved instead of paying for them again."""
+    env = {**os.environ, "HOLYSHEEP_API_KEY": KEY}
+    with FakeRelay(hang_s=120) as relay:
+        relay.enqueue(Answer(content="{not json"), *[Answer()] * 16)  # one of the 17 lines is re-asked live...
+        relay.enqueue(*["hang"] * 3)  # ...and that re-ask never comes back while the run lives
+        command = [sys.executable, "-m", "localize", "run", str(sample), "-l", "de-DE,ja-JP"]
+        command += ["--base-url", relay.base_url, "--out", "out", "--batch", "--no-progress", "--timeout", "300"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not relay.chat_requests:
+            assert time.monotonic() < deadline and process.poll() is None, "the re-ask never went out"
+            time.sleep(0.02)  # polling a condition, not a timing
+        assert [record["batch"] for record in iter_jsonl(Path("out/batches.jsonl"))] == ["batch-1"]
+        process.kill()
+        process.wait()
+        relay.forget_queue()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        uploads = relay.uploads
+    assert done.returncode == 0, done.stderr
+    assert "collected where an earlier run left it" in done.stderr
+    assert uploads == 2 and len(uploaded_lines(relay, 2)) == 1  # only the job whose answer was never valid
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert not Path("out/batches.jsonl").exists()
+
+
+def test_an_answer_repeated_under_another_line_s_id_lands_on_no_product(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_output="repeat") as relay:
+        result = batch_run(run_cli, relay, sample, "--pack", "1")
+        live, resubmitted = len(relay.chat_requests), len(uploaded_lines(relay, 2))
+    assert result.exit_code == 0, result.stderr
+    assert "answered 1 requests more than once" in result.stderr and "none of those answers is used" in result.stderr
+    assert live == 1 and resubmitted == 1  # the repeated line (live) and the one whose answer it took (batch)
+    assert report()["unconfirmed"]["requests"] == 2  # both answers were billed, neither is used
+    for row in iter_jsonl(Path("out/results.jsonl")):
+        assert row["locale"][:2] in ("de", "ja")
+
+
+@pytest.mark.parametrize("fault", ["drop", "garble"])
+def test_answers_missing_from_a_completed_batch_are_counted_as_possibly_billed(
+    run_cli, sample: Path, fault: str
+) -> None:
+    with FakeRelay(batch_output=fault) as relay:
+        result = batch_run(run_cli, relay, sample, "--pack", "1")
+        missing = 2 if fault == "drop" else 1
+        resubmitted = len(uploaded_lines(relay, 2))
+    assert result.exit_code == 0, result.stderr
+    assert resubmitted == missing
+    assert report()["unconfirmed"]["requests"] == missing
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_a_batch_stuck_past_its_window_is_cancelled_and_asked_again(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_steps=10**9, batch_age_s=26 * 3600) as relay:
+        first = batch_run(run_cli, relay, sample, "--no-wait")
+        assert first.exit_code == 0
+        relay.batch_age_s = 0
+        overdue = batch_run(run_cli, relay, sample, "--no-wait")
+        statuses = [batch["status"] for batch in relay.batches.values()]
+    assert overdue.exit_code == 1, overdue.stderr  # said, and not a quiet success
+    assert "Batch batch-1 is 26h old, past its 24h completion window: cancelled" in overdue.stderr
+    assert statuses == ["cancelled", "in_progress"] and "Batch batch-2 submitted" in overdue.stderr
+
+
+def test_no_wait_names_each_pending_batch_with_its_age(run_cli, sample: Path) -> None:
+    with FakeRelay(batch_steps=10**9, batch_age_s=5 * 3600) as relay:
+        batch_run(run_cli, relay, sample, "--no-wait")
+        again = batch_run(run_cli, relay, sample, "--no-wait")
+        uploads = relay.uploads
+    assert again.exit_code == 0 and uploads == 1
+    assert "Batch batch-1 submitted 5 h ago: 17 requests, in_progress (completion window 24 h)." in again.stderr
+
+
+def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_batch(run_cli, sample: Path) -> None:
+    with FakeRelay(endless_list=True) as relay:
+        assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
+        (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
+        write(Path("out/batches.jsonl"), json.dumps({**record, "batch": None}) + "\n")  # made, never recorded
+        stopped = batch_run(run_cli, relay, sample)
+        batches = len(relay.batches)
+    assert stopped.exit_code == 4 and "did not end after 2,000 batches" in stopped.stderr
+    assert batches == 1 and "Traceback" not in stopped.stderr
+
+
+def test_an_output_file_larger_than_its_lines_can_need_is_not_read(
+    run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import localize.batch
+
+    monkeypatch.setattr(localize.batch, "OUTPUT_BYTES_MIN", 1_000_000)  # 16 MB in a real run
+    monkeypatch.setattr(localize.batch, "OUTPUT_BYTES_PER_LINE", 10_000)
+    with FakeRelay(batch_output="huge") as relay:
+        result = batch_run(run_cli, relay, sample)
+        relay.batch_output = None
+    assert result.exit_code == 0, result.stderr
+    assert "output file is over 1,000,000 bytes" in result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+
+
+def test_a_damaged_batch_record_is_one_line_naming_it(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        Path("out").mkdir()
+        write(Path("out/batches.jsonl"), '<<<<<<< HEAD\n{"batch": "batch-1"}\n=======\n>>>>>>> main\n')
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 2
+    assert "out/batches.jsonl:1" in result.stderr and "conflict" in result.stderr and "Traceback" not in result.stderr
