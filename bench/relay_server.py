@@ -111,14 +111,14 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
                 line = re.sub(r"\d+", lambda number: number.group(0) + "0", line, count=1)
             return {**listing, "description": f"{listing['description']} {line}".rstrip()}
 
-        packed = [html.unescape(found) for found in _PACKED_ID.findall(user)]
+        packed = _PACKED_ID.findall(user)  # as written in the fences, as an honest model copies them
         asked = _STRINGS.search(user)  # a store's strings (the string-translation wire contract)
         if asked is not None:
             texts = json.loads(asked.group(1))
             locale = match.group(1) if match else "en"
             answer = {"strings": {key: translate_string(text, locale) for key, text in texts.items()}}
         elif packed:
-            answer = {"listings": {product_id: kept(product_id) for product_id in packed}}
+            answer = {"listings": {fenced: {"id": fenced, **kept(html.unescape(fenced))} for fenced in packed}}
         else:
             answer = kept("")
         content = json.dumps(answer, ensure_ascii=False)

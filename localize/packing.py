@@ -13,27 +13,41 @@ from .cost import Usage
 from .prompts import fence_id
 from .validate import InvalidAnswer, parse_answer
 
-PACK_SHAPE = '{"listings": {"<id>": {...}, ...}}'
+PACK_SHAPE = '{"listings": {"<id>": {"id": "<id>", ...}, ...}}'
 
 
 def read_pack(content: str, finish_reason: str | None, ids: Sequence[str]) -> dict[str, object]:
     """Each id's listing in a packed answer (None where the answer has none), or InvalidAnswer
-    when the answer fails as a whole (cut off, not JSON, not the packed shape). A listing may
-    stand under its id as written or as escaped in the fence."""
+    when the answer fails as a whole (cut off, not JSON, not the packed shape, an id twice).
+
+    A listing stands under its id exactly as written in its fence (escaped), nothing looser:
+    ids that differ only by escaping or Unicode normalisation must never take each other's
+    listing. The "id" a listing repeats inside it must be the one it stands under; a listing
+    that names another product is that product's, written in the wrong place: InvalidListing."""
     data = parse_answer(content, finish_reason)
     listings = data.get("listings")
     if not isinstance(listings, dict):
         raise InvalidAnswer("schema", f"the answer must be one JSON object {PACK_SHAPE}, keyed by the products' ids")
     found: dict[str, object] = {}
     for product_id in ids:
-        listing = listings.get(product_id)
-        if listing is None:
-            listing = listings.get(fence_id(product_id))
+        fenced = fence_id(product_id)
+        listing = listings.get(fenced)
+        if isinstance(listing, dict) and "id" in listing:
+            listing = dict(listing)
+            echoed = listing.pop("id")
+            if echoed != fenced:
+                listing = InvalidListing(
+                    "mixed_up", f"the listing under {fenced!r} says it is for {echoed!r}: write each product's own listing"
+                )
         found[product_id] = listing
     if all(listing is None for listing in found.values()):
         named = ", ".join(repr(key) for key in list(listings)[:3]) or "none"
         raise InvalidAnswer("schema", f"the answer has no listing under any product's id (its keys: {named})")
     return found
+
+
+class InvalidListing(InvalidAnswer):
+    """One listing of a packed answer that cannot be its product's (raised when it is judged)."""
 
 
 def apportion(total: int, weights: Sequence[int]) -> list[int]:

@@ -816,14 +816,14 @@ class _JobRunner:
                 messages = _reask(messages, completion.content, exc)
                 continue
             answers = [listings[product_id] for product_id in ids]
-            shares = [self._counter.count(json.dumps(data, ensure_ascii=False)) if data else 0 for data in answers]
+            shares = [
+                self._counter.count(json.dumps(data, ensure_ascii=False)) if _is_answer(data) else 0 for data in answers
+            ]
             bills = self._bill(works, completion, messages, counted, weights, shares)
             again: list[tuple[_Work, list[Message]]] = []
             for work, data, bill in zip(works, answers, bills, strict=True):
                 try:
-                    if data is None:
-                        raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
-                    listing, warnings = self._judge(work, data, last)
+                    listing, warnings = self._judge(work, _packed_part(work, data), last)
                 except InvalidAnswer as exc:
                     answer = self._answer_record(
                         work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
@@ -862,9 +862,7 @@ class _JobRunner:
         data: object = None
         try:
             if pack is not None or work.job.platform == STRINGS:
-                data = self._read_pack(work, completion, ids)[work.job.product.id]
-                if data is None:
-                    raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
+                data = _packed_part(work, self._read_pack(work, completion, ids)[work.job.product.id])
             else:
                 data = self._answer_alone(work, completion)
             listing, warnings = self._judge(work, data, last)
@@ -984,8 +982,8 @@ class _JobRunner:
 
     def _reask_alone(self, work: _Work, data: object, problem: InvalidAnswer) -> list[Message]:
         """A job's own request, after its part of a packed answer was invalid: what it got and
-        what was wrong with it (or, with nothing at all, the plain request)."""
-        if data is None:
+        what was wrong with it (or, with nothing usable, the plain request)."""
+        if not _is_answer(data):
             return work.messages
         if work.job.platform == STRINGS:
             data = {"strings": {work.job.product.id: data}}
@@ -1302,6 +1300,20 @@ class _JobRunner:
         if job.platform == STRINGS:
             base["resource_type"] = job.product.fields["resource_type"]  # the report sums strings by type
         return base
+
+
+def _is_answer(data: object) -> bool:
+    """Whether a packed answer's part for a job is something to judge (not absent, not refused)."""
+    return data is not None and not isinstance(data, InvalidAnswer)
+
+
+def _packed_part(work: _Work, data: object) -> object:
+    """A job's part of a packed answer, or why there is none to judge."""
+    if data is None:
+        raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
+    if isinstance(data, InvalidAnswer):
+        raise data
+    return data
 
 
 def _reask(messages: list[Message], answer: str, problem: InvalidAnswer) -> list[Message]:

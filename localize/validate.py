@@ -249,12 +249,33 @@ def strip_fences(content: str) -> str:
     return text
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: with a key twice, which value was meant
+    cannot be told (in a packed answer, two listings for one product id)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return data
+
+
 def _parse_json(content: str) -> dict[str, Any]:
     text = strip_fences(content)
     if not text:
         raise InvalidAnswer("invalid_json", "the answer was empty; reply with the JSON object")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_each_key_once)
+    except _RepeatedKey as exc:
+        raise InvalidAnswer("schema", f"the answer repeats the key {exc.key!r}: write each key once") from None
     except json.JSONDecodeError as exc:
         raise InvalidAnswer(
             "invalid_json", f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"

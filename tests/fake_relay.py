@@ -375,7 +375,7 @@ class FakeRelay:
         locale = answer.language or (match.group(1) if match else "en")
         content = answer.content
         user = "".join(m["content"] for m in messages if m["role"] == "user")
-        packed = [html.unescape(found) for found in _PACKED_ID.findall(user)]
+        packed = _PACKED_ID.findall(user)  # as written in the fences (escaped), as an honest model copies them
         if self._poison is not None and self._poison in user:
             content = '{"listings": {"' if packed else '{"title": '
         asked = _STRINGS.search(user)
@@ -391,10 +391,12 @@ class FakeRelay:
             facts = {html.unescape(pid or ""): facts_line(block) for pid, block in _PRODUCT.findall(first_user)}
             if packed:  # the packed-request wire contract: a listing per product id
                 listings = {}
-                for product_id in packed:
+                for fenced in packed:
+                    product_id = html.unescape(fenced)
                     change = answer.pack.get(product_id, {})
                     if change is not OMIT:
-                        listings[product_id] = {**self._with_facts(listing, facts.get(product_id), answer), **change}
+                        written = self._with_facts(listing, facts.get(product_id), answer)
+                        listings[fenced] = {"id": fenced, **written, **change}
                 content = json.dumps({"listings": listings}, ensure_ascii=False)
             else:
                 content = json.dumps(self._with_facts(listing, facts.get(""), answer), ensure_ascii=False)

@@ -75,7 +75,7 @@ def test_a_packed_run_sends_the_wire_contract_and_every_job_gets_its_share(run_c
     assert "8 of 8 jobs succeeded" in result.stderr
     assert len(relay.chat_requests) == 3  # 3 + 3 + 2
     first = relay.chat_requests[0]["messages"]
-    assert '{"listings": {"<id>": {"title": string' in first[0]["content"]
+    assert '{"listings": {"<id>": {"id": "<id>", "title": string' in first[0]["content"]
     assert "You turn each catalog product into" in first[0]["content"]
     assert first[1]["content"].count("<product_data id=") == 3
     assert '<product_data id="P01">' in first[1]["content"] and "</product_data>" in first[1]["content"]
@@ -255,3 +255,77 @@ def test_a_packs_failed_attempts_and_missing_usage_count_once_per_request(run_cl
     assert len(dropped) == 4 and rep["unconfirmed"]["counted_input_tokens"] == sum(
         record["counted_input"] for record in dropped
     )
+
+
+def packed(**listings: dict) -> str:
+    return json.dumps({"listings": listings}, ensure_ascii=False)
+
+
+def test_read_pack_matches_only_the_fence_id_and_refuses_an_id_twice() -> None:
+    listing = {"title": "t"}
+    # a&b is fenced as a&amp;b, and a&amp;b as a&amp;amp;b: neither takes the other's listing.
+    found = read_pack(packed(**{"a&amp;b": {"id": "a&amp;b", **listing}}), "stop", ["a&b", "a&amp;b"])
+    assert found == {"a&b": listing, "a&amp;b": None}
+    nfd, nfc = "cafe\u0301", "caf\u00e9"  # one id as the catalog writes it, and as a model may normalise it
+    assert read_pack(packed(**{nfc: listing, "X": listing}), "stop", [nfd, "X"]) == {nfd: None, "X": listing}
+    with pytest.raises(InvalidAnswer, match="no listing under any product's id"):
+        read_pack(packed(**{nfc: listing}), "stop", [nfd])
+    with pytest.raises(InvalidAnswer, match="repeats the key 'P1'"):
+        read_pack('{"listings": {"P1": {"title": "a"}, "P2": {"title": "b"}, "P1": {"title": "c"}}}', "stop", ["P1"])
+
+
+def test_a_listing_that_names_another_product_is_not_taken_for_its_key() -> None:
+    found = read_pack(packed(P1={"id": "P2", "title": "for P2"}, P2={"id": "P2", "title": "x"}), "stop", ["P1", "P2"])
+    assert isinstance(found["P1"], InvalidAnswer) and "says it is for 'P2'" in str(found["P1"])
+    assert found["P2"] == {"title": "x"}
+
+
+def own_listing(locale_listing: dict, product_id: str) -> dict:
+    return {"id": product_id, **locale_listing, "title": f"Wasserkocher für {product_id}"}
+
+
+def test_a_packed_answer_with_an_id_twice_lands_on_no_product(run_cli, tmp_path: Path) -> None:
+    from fake_relay import listing_for
+
+    german = listing_for("de")
+    twice = (
+        '{"listings": {"P01": ' + json.dumps(own_listing(german, "P01"), ensure_ascii=False)
+        + ', "P02": ' + json.dumps(own_listing(german, "P02"), ensure_ascii=False)
+        + ', "P02": ' + json.dumps({**own_listing(german, "P02"), "title": "Wasserkocher für P01"}, ensure_ascii=False)
+        + "}}"
+    )
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(content=twice))
+        result = live(run_cli, relay, catalog(tmp_path, IDS[:2]), "--pack", "2")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2  # refused as a whole, asked again
+    assert all("für" not in row["title"] for row in results().values())
+    refused = [r for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "schema"]
+    assert refused and "repeats the key 'P02'" in refused[0]["message"]
+
+
+def test_ids_differing_only_by_escaping_keep_their_own_listings(run_cli, tmp_path: Path) -> None:
+    """An honest model copies the fence ids as written: `a&b` is fenced `a&amp;b`, the id
+    `a&amp;b` is fenced `a&amp;amp;b`, and each product gets its own listing."""
+    path = write(tmp_path / "twins.csv", "id,name\na&b,Kettle 1.5 l\na&amp;b,Kettle 2.5 l\n")
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, path, "--pack", "2")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 1
+    assert "1,5" in results()["a&b"]["description"] or "1.5" in results()["a&b"]["description"]
+    assert "2,5" in results()["a&amp;b"]["description"] or "2.5" in results()["a&amp;b"]["description"]
+
+
+def test_a_listing_written_under_the_wrong_id_is_caught_by_its_echo(run_cli, tmp_path: Path) -> None:
+    from fake_relay import listing_for
+
+    german = listing_for("de")
+    mixed = packed(P01={**own_listing(german, "P02")}, P02=own_listing(german, "P02"))
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(content=mixed))
+        result = live(run_cli, relay, catalog(tmp_path, IDS[:2]), "--pack", "2")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2  # P01 asked again alone; P02 kept
+    assert "P01" not in results()["P01"]["title"] and results()["P02"]["title"] == "Wasserkocher für P02"
+    mixed_up = [r for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "mixed_up"]
+    assert [r["id"] for r in mixed_up] == ["P01"]
