@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .sanitize import clean_html, plain_text, safe_row
 from .store import atomic_write
 
 # The --format values that are a shop's import file (written from every result).
@@ -128,7 +129,7 @@ def woocommerce_csv(results: Iterable[Mapping[str, Any]]) -> str:
     """One locale's listings in WooCommerce's importer columns: the highlights as the short
     description's list, the search tags as product tags."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = _SafeWriter(buffer)
     writer.writerow(WOOCOMMERCE_COLUMNS)
     for result in results:
         bullets = "".join(f"<li>{html.escape(str(item))}</li>" for item in result.get("bullets") or [])
@@ -149,7 +150,7 @@ def magento_csv(results: Iterable[Mapping[str, Any]], store_views: Mapping[str, 
     """The listings as Magento's import reads store-view values: the highlights as the short
     description's list, the SEO fields where the platform wrote them."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = _SafeWriter(buffer)
     writer.writerow(MAGENTO_COLUMNS)
     for result in results:
         extra = result.get("extra") or {}
@@ -210,7 +211,7 @@ def akeneo_csv(results: Iterable[Mapping[str, Any]], attributes: list[tuple[str,
             column = f"{code}-{str(result['locale']).replace('-', '_')}" + (f"-{channel}" if channel else "")
             cells[column] = _akeneo_value(code, result)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";")
+    writer = _SafeWriter(buffer, delimiter=";")
     writer.writerow(["sku", *columns])
     for sku, cells in sorted(by_product.items()):
         writer.writerow([sku, *(cells.get(column, "") for column in columns)])
@@ -232,6 +233,7 @@ def write_imports(
     remove those not asked for. Returns the files written."""
     formats = set(formats)
     written = []
+    results = [shop_safe(result) for result in results]
     # The formats written as one file: its name, and how it is made (only when asked for).
     single: dict[str, tuple[str, Callable[[], str]]] = {
         "amazon": (
@@ -265,6 +267,32 @@ def write_imports(
     elif folder.exists():
         shutil.rmtree(folder)
     return written
+
+
+class _SafeWriter:
+    """csv.writer whose cells a spreadsheet shows as text (sanitize.safe_cell): an ID, SKU or
+    text from the catalog that starts like a formula gets a leading apostrophe."""
+
+    def __init__(self, buffer: io.StringIO, **options: Any) -> None:
+        self._writer = csv.writer(buffer, **options)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow(safe_row(row))
+
+
+def shop_safe(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A result as a shop may publish it, whatever results.jsonl holds: the description's HTML
+    reduced to what storefronts render (no scripts, handlers, styles or javascript: links), and
+    every other field plain text."""
+    extra = result.get("extra") or {}
+    return {
+        **result,
+        "title": plain_text(str(result["title"])),
+        "description": clean_html(str(result["description"])),
+        "bullets": [plain_text(str(item)) for item in result.get("bullets") or []],
+        "seo_tags": [plain_text(str(item)) for item in result.get("seo_tags") or []],
+        "extra": {name: plain_text(str(value)) for name, value in extra.items()},
+    }
 
 
 def shop_listings(results: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -25,6 +25,7 @@ from babel.core import get_global
 
 from .errors import CatalogError
 from .locales import Locale, parse_locale
+from .sanitize import clean_html, plain_text
 from .store import atomic_write
 
 SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
@@ -235,9 +236,11 @@ class _Found:
     strings: Mapping[tuple[str, str], str]
 
     def text(self, row: ExportRow, locale: Locale) -> str:
+        """Our translation for the row, as a storefront may show it: HTML reduced to what it
+        renders (the checks refused script-bearing answers; this holds for hand edits too)."""
         if row.is_listing:
             return _listing_text(row.field, self.listings.get((row.resource_id, locale.tag)))
-        return self.strings.get((row.string_key, locale.tag), "")
+        return clean_html(self.strings.get((row.string_key, locale.tag), ""))
 
 
 def _filled(
@@ -270,14 +273,14 @@ def _listing_text(field: str, result: Mapping[str, Any] | None) -> str:
         return ""
     extra = result.get("extra") or {}
     if field == "title":
-        return str(result.get("title") or "")
+        return plain_text(str(result.get("title") or ""))
     if field == "body_html":
-        bullets = "".join(f"<li>{html.escape(item)}</li>" for item in result.get("bullets") or [])
-        return str(result.get("description") or "") + (f"<ul>{bullets}</ul>" if bullets else "")
+        bullets = "".join(f"<li>{html.escape(plain_text(item))}</li>" for item in result.get("bullets") or [])
+        return clean_html(str(result.get("description") or "")) + (f"<ul>{bullets}</ul>" if bullets else "")
     if field == "meta_title":
-        return str(extra.get("seo_title") or "")
+        return plain_text(str(extra.get("seo_title") or ""))
     if field == "meta_description":
-        return str(extra.get("seo_description") or "")
+        return plain_text(str(extra.get("seo_description") or ""))
     return ""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutInUse
+from .sanitize import safe_cell
 from .lock import HEADER, LOCK, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
 
@@ -53,7 +54,6 @@ FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 STRING_PLATFORM = "strings"
 STRINGS_FILE = "strings.jsonl"
 STRING_FIELDS = ("id", "platform", "locale", "type", "field", "source", "text", *_BILLED_FIELDS)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 # Which job a batch line serves, and the fingerprint (Fingerprint.digest, hex) it was asked for.
@@ -844,10 +844,7 @@ def _csv_cell(value: Any) -> str:
         value = " | ".join(str(item) for item in value)
     elif isinstance(value, dict):
         value = json.dumps(value, ensure_ascii=False)
-    text = str(value)
-    if isinstance(value, str) and text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+    return safe_cell(value)
 
 
 def atomic_write(path: Path, text: str) -> None:

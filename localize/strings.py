@@ -26,6 +26,7 @@ from .cost import OUTPUT_HIGH_FACTOR
 from .jobs import in_shard
 from .locales import Locale
 from .prompts import PackedPrompt, data_json
+from .sanitize import formula_start, unsafe_markup
 from .shopify import ExportRow, shop_locale
 from .store import STRING_PLATFORM
 from .validate import InvalidAnswer, parse_answer, script_problem
@@ -182,6 +183,11 @@ def check_string(source: str, translation: object, locale: Locale) -> tuple[str,
     tags_before, tags_after = _tags(source), _tags(text)
     if tags_before != tags_after:
         problems.append(("html", f"keep the HTML tags and their order: {' '.join(tags_before) or 'none'}"))
+    unsafe = [found for found in unsafe_markup(text) if found not in unsafe_markup(source)]
+    if unsafe:
+        problems.append(("unsafe_html", f"the translation has {', '.join(unsafe)}: no scripts, handlers or styles"))
+    if formula_start(text) and not formula_start(source.strip()):
+        problems.append(("formula", f"the translation starts with {text[:1]!r}, which a spreadsheet runs"))
     plain = _plain(text)
     script = script_problem(plain, locale)
     if script:

@@ -10,7 +10,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 from typing import Any
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .figures import Facts, check_facts
 from .glossary import Term
+from .sanitize import drop_foreign_media, formula_start, unsafe_markup
 from .locales import Locale
 from .rules import FieldRule, PlatformRules
 
@@ -137,12 +138,17 @@ def check_listing(
     )
     problems: list[tuple[str, str]] = []
     warnings: list[str] = []
+    unsafe: list[tuple[str, str]] = []
+    _check_safety(listing, unsafe, unsafe_markup, "no scripts, handlers or styles")  # as written: asked again
+    listing = _repaired(listing, facts, warnings)
+    _check_safety(listing, problems, _formula, "a spreadsheet runs it: start with a word")
     for name, rule in rules.fields().items():
-        value = extra[name] if name in extra else getattr(listing, name)
+        value = listing.extra[name] if name in listing.extra else getattr(listing, name)
         if isinstance(value, tuple):
             _check_list(name, value, rule, problems, warnings)
         else:
             _check_text(name, value, rule, problems, warnings)
+    problems += unsafe
     _check_script(listing, locale, problems)
     if source:
         warnings += _leftover_source(listing, source, terms)
@@ -159,6 +165,55 @@ def check_listing(
     if problems:
         raise InvalidAnswer(problems[0][0], "; ".join(message for _, message in problems))
     return listing, warnings
+
+
+# A list item written with its own marker ("- Long battery life"): the marker goes, the text stays.
+_LIST_MARKER = re.compile(r"^[-+•*]\s+(?=\S)")
+
+
+def _repaired(listing: Listing, facts: Facts | None, warnings: list[str]) -> Listing:
+    """What can be fixed without changing a word, fixed and said: list markers a model wrote
+    before an item (a spreadsheet would read `- …` as a formula), and images or links the
+    source does not have (a tracking pixel, a link a supplier text slipped in), dropped."""
+    bullets = tuple(_LIST_MARKER.sub("", item) for item in listing.bullets)
+    seo_tags = tuple(_LIST_MARKER.sub("", item) for item in listing.seo_tags)
+    if bullets != listing.bullets or seo_tags != listing.seo_tags:
+        warnings.append("list_markers_removed: items began with a list marker (- or •), now removed")
+    changes: dict[str, Any] = {"bullets": bullets, "seo_tags": seo_tags}
+    if facts is not None:
+        known = frozenset(facts.media)
+        description, dropped = drop_foreign_media(listing.description, known)
+        extra = {}
+        for name, value in listing.extra.items():
+            extra[name], more = drop_foreign_media(value, known)
+            dropped += more
+        if dropped:
+            warnings.append(f"media_dropped: images or links the source does not have: {', '.join(dropped[:3])}")
+            changes |= {"description": description, "extra": extra}
+    return replace(listing, **changes)
+
+
+def _check_safety(
+    listing: Listing, problems: list[tuple[str, str]], find: Callable[[str], list[str]], fix: str
+) -> None:
+    """What `find` names in any field (markup that could run on a storefront; a start a
+    spreadsheet runs as a formula), one problem per field."""
+    fields = {
+        "title": [listing.title],
+        "description": [listing.description],
+        "bullets": list(listing.bullets),
+        "seo_tags": list(listing.seo_tags),
+        **{name: [value] for name, value in listing.extra.items()},
+    }
+    for name, texts in fields.items():
+        found = next((found for text in texts if (found := find(text))), None)
+        if found:
+            kind = "formula" if find is _formula else "unsafe_html"
+            problems.append((kind, f"{name} has {', '.join(found)}: {fix}"))
+
+
+def _formula(text: str) -> list[str]:
+    return [f"a start with {text[:1]!r}"] if formula_start(text) else []
 
 
 def _fact_texts(listing: Listing) -> list[str]:

@@ -315,6 +315,8 @@ def test_json_flag_prints_the_report_on_stdout(run_cli, tmp_path: Path, relay: F
 
 
 def test_csv_format_neutralises_formula_cells(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    """A formula-shaped answer is refused (asked again); one a person writes into results.jsonl
+    still reaches results.csv as text, while results.json keeps the value as written."""
     relay.enqueue(
         Answer(
             listing={
@@ -326,7 +328,13 @@ def test_csv_format_neutralises_formula_cells(run_cli, tmp_path: Path, relay: Fa
             }
         )
     )
-    live(run_cli, relay, one_product(tmp_path), "-l", "de-DE", "-p", "shopify", "--format", "jsonl,csv,json")
+    args = ("-l", "de-DE", "-p", "shopify", "--format", "jsonl,csv,json")
+    live(run_cli, relay, one_product(tmp_path), *args)
+    assert len(relay.chat_requests) == 2 and "=HYPERLINK" not in Path("out/results.csv").read_text()
+    row = results()[0]
+    row["title"], row["bullets"] = '=HYPERLINK("http://x")', ["+1 Akku", "b", "c"]
+    Path("out/results.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    live(run_cli, relay, one_product(tmp_path), *args)
     csv_text = Path("out/results.csv").read_text()
     assert "'=HYPERLINK" in csv_text and "'+1 Akku | b | c" in csv_text
     assert json.loads(Path("out/results.json").read_text())[0]["title"].startswith("=HYPERLINK")

@@ -1,0 +1,148 @@
+"""What reaches a shop's file: HTML a storefront can render without running anything, and
+spreadsheet cells that cannot run either.
+
+A model's answer and a catalog cell are untrusted on their way into an import file: storefront
+themes print description HTML raw, and merchants open import CSVs in a spreadsheet. The
+validator refuses a listing with script-bearing markup or a formula-shaped field (re-asked), and
+drops images and links the source does not have; every writer then passes each HTML field
+through `clean_html` and each CSV cell through `safe_cell`, whatever results.jsonl holds (a hand
+edit, an older run).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable
+from html.parser import HTMLParser
+
+import nh3
+
+# The tags the shops we write for render in a product description (Shopify, WooCommerce,
+# Magento, Akeneo, Lazada rich text); anything else is reduced to its text.
+STOREFRONT_TAGS = frozenset(
+    {"p", "br", "ul", "ol", "li", "strong", "b", "em", "i", "u", "h2", "h3", "h4", "span", "blockquote",
+     "img", "a", "table", "thead", "tbody", "tr", "th", "td"}
+)  # fmt: skip
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "th": {"colspan", "rowspan"},
+    "td": {"colspan", "rowspan"},
+}
+_URL_ATTRIBUTES = frozenset({"href", "src", "srcset", "action", "formaction", "xlink:href", "poster", "background"})
+# Links and images may point at the web (or a relative path on the shop); nothing that runs.
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+_SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*)\s*:")
+_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!]")
+# A cell a spreadsheet reads as a formula (OWASP, "CSV Injection"); a plain signed number is data.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d[\d.,]*%?")
+
+
+def has_markup(text: str) -> bool:
+    return "<" in text and _TAG.search(text) is not None
+
+
+def clean_html(text: str, tags: Collection[str] = STOREFRONT_TAGS) -> str:
+    """`text` with only `tags` (and on them only harmless attributes, URLs only http(s), mailto
+    or relative); scripts and styles go with their content. Text without markup is returned
+    as written, so a plain `Salt & Pepper` is not turned into an entity."""
+    if not has_markup(text):
+        return text
+    return nh3.clean(
+        text,
+        tags=set(tags),
+        attributes={tag: names for tag, names in _ATTRIBUTES.items() if tag in tags},
+        url_schemes=set(URL_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+def plain_text(text: str) -> str:
+    """A field that is not HTML: any markup in it reduced to its text."""
+    return clean_html(text, tags=())
+
+
+def unsafe_markup(text: str) -> list[str]:
+    """What in `text`'s markup could run on a storefront: event handlers (`on…`), inline
+    styles, URLs with a scheme other than http(s) or mailto (`javascript:`, `data:`), and the
+    tags that carry code. Empty for text without markup."""
+    if not has_markup(text):
+        return []
+    finder = _UnsafeFinder()
+    finder.feed(text)
+    finder.close()
+    return list(dict.fromkeys(finder.found))
+
+
+class _UnsafeFinder(HTMLParser):
+    _CODE_TAGS = frozenset({"script", "style", "iframe", "object", "embed", "form", "svg", "math", "base", "meta"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._CODE_TAGS:
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.found.append(f"an {name} handler on <{tag}>")
+            elif name == "style":
+                self.found.append(f"an inline style on <{tag}>")
+            elif name in _URL_ATTRIBUTES and value:
+                scheme = _SCHEME.match(value)
+                if scheme and scheme.group(1).lower() not in URL_SCHEMES:
+                    self.found.append(f"a {scheme.group(1).lower()}: URL in <{tag} {name}>")
+
+    handle_startendtag = handle_starttag
+
+
+def drop_foreign_media(text: str, known: Collection[str]) -> tuple[str, list[str]]:
+    """`text` without the images and links whose URL the source does not have (an image
+    removed, a link reduced to its text), and those URLs. Unchanged when there are none."""
+    if not has_markup(text):
+        return text, []
+    dropped: list[str] = []
+
+    def keep(tag: str, attribute: str, value: str) -> str | None:
+        if attribute in ("src", "href") and value not in known:
+            dropped.append(value)
+            return None
+        return value
+
+    cleaned = _clean_with(text, keep)
+    if not dropped:
+        return text, []
+    cleaned = re.sub(r"<img(?![^>]*\bsrc=)[^>]*>", "", cleaned)  # an image with no source shows nothing
+    cleaned = re.sub(r"<a>(.*?)</a>", r"\1", cleaned, flags=re.DOTALL)  # a link with nowhere to go is text
+    return cleaned, list(dict.fromkeys(dropped))
+
+
+def _clean_with(text: str, attribute_filter: Callable[[str, str, str], str | None]) -> str:
+    return nh3.clean(
+        text,
+        tags=set(STOREFRONT_TAGS),
+        attributes=_ATTRIBUTES,
+        attribute_filter=attribute_filter,
+        url_schemes=set(URL_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+def formula_start(text: str) -> bool:
+    """Whether a spreadsheet would read `text` as a formula (a plain signed number is data)."""
+    return text.startswith(FORMULA_START) and _NUMBER.fullmatch(text) is None
+
+
+def safe_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: one that starts like a formula gets a leading
+    apostrophe (OWASP's advice; the apostrophe is part of the value a shop's importer reads)."""
+    text = "" if value is None else str(value)
+    return "'" + text if formula_start(text) else text
+
+
+def safe_row(values: Iterable[object]) -> list[str]:
+    return [safe_cell(value) for value in values]
