@@ -82,6 +82,14 @@ class Product:
         """What the model sees: the descriptive fields, without the run-steering columns."""
         return {key: value for key, value in self.fields.items() if key not in CONTROL_FIELDS}
 
+    def copy_chars(self) -> int:
+        """How much text the product carries (its strings and list items), to size its checks."""
+        return sum(
+            len(value) if isinstance(value, str) else sum(len(str(item)) for item in value)
+            for value in self.fields.values()
+            if isinstance(value, (str, list, tuple))
+        )
+
     @property
     def platforms(self) -> tuple[str, ...]:
         return tuple(self.fields.get("platform", ()))

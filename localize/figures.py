@@ -9,7 +9,9 @@ only names the ways listings write them, in the languages we write.
 
 from __future__ import annotations
 
+import bisect
 import html
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,12 +103,19 @@ UNIT_NAMES: dict[str, str | None] = {
 }
 # Relative difference within which two values are one figure (a conversion rounded to 0.1).
 TOLERANCE = 0.015
+# What the checks read of one text: a description longer than this holds its facts earlier, and
+# every pattern then stays within a bounded time, however long a supplier's text is.
+SCAN_CHARS = 32_000
+# The most problems one check reports (the re-ask quotes them).
+MAX_PROBLEMS = 20
 
 _NUMBER = r"\d+(?:[.,\u00a0\u202f ]\d{3})*(?:[.,]\d+)?"
 _UNIT = "|".join(sorted((re.escape(name) for name in UNIT_NAMES), key=len, reverse=True))
 _FIGURE = re.compile(
     # Not inside a longer number or a Latin word; Japanese and Thai set figures between letters.
-    rf"(?<![0-9A-Za-z.,])(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
+    # Nor at a digit group a number before it could have taken ("1 000 000"): starting again at
+    # every group made a long run of them quadratic.
+    rf"(?<![0-9A-Za-z.,])(?!(?<=\d[.,\u00a0\u202f ])\d{{3}}(?!\d))(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
     rf"[\s\u00a0\u202f]?-?\s?(?P<unit>{_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )
@@ -114,8 +123,9 @@ _FIGURE = re.compile(
 # and standards with a version or a plug type (Bluetooth 5.3, Wi-Fi 6, USB-C).
 _MODEL = re.compile(r"(?<![\w-])(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]{2,}(?:-[A-Z0-9]+)*(?![\w-])")
 _STANDARD = re.compile(r"\b(?:Bluetooth|Wi-?Fi|USB|HDMI|DisplayPort|Thunderbolt)\s?\d+(?:\.\d+)?\b|\bUSB-[AC]\b")
-_MEDIA = re.compile(r"<\s*(?:img|a|source|iframe)\b[^>]*?\b(?:src|href)\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
-_TAGS = re.compile(r"<[^>]+>")
+# Within one tag ([^<>], not [^>]: an unclosed "<a <a <a …" must not scan to the end from each).
+_MEDIA = re.compile(r"<\s*(?:img|a|source|iframe)\b[^<>]*?\b(?:src|href)\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+_TAGS = re.compile(r"<[^<>]+>")
 _TABLE = re.compile(r"<\s*table\b", re.IGNORECASE)
 # Source columns that are not copy: codes a listing need not repeat.
 SKIPPED_FIELDS = frozenset({"sku", "gtin", "ean", "upc", "isbn", "barcode", "mpn", "tone", "price", "url", "image"})
@@ -145,8 +155,9 @@ class Facts:
 
 
 def facts_of(data: Mapping[str, Any]) -> Facts:
-    """The facts in a product's source copy (every text a prompt shows but its codes)."""
-    texts = [text for key, value in data.items() if key not in SKIPPED_FIELDS for text in _texts(value)]
+    """The facts in a product's source copy (every text a prompt shows but its codes), read
+    from the first SCAN_CHARS of each text."""
+    texts = [text[:SCAN_CHARS] for key, value in data.items() if key not in SKIPPED_FIELDS for text in _texts(value)]
     media = tuple(dict.fromkeys(src for text in texts for src in _MEDIA.findall(text)))
     plain = [_plain(text) for text in texts]
     figures = _unique(figure for text in plain for figure in extract_figures(text))
@@ -157,39 +168,78 @@ def facts_of(data: Mapping[str, Any]) -> Facts:
 
 def check_facts(facts: Facts, texts: Sequence[str]) -> list[str]:
     """What a listing (its texts) got wrong about the facts, each said so the model can fix it:
-    a figure missing, changed or invented, a name or an image or link left out."""
+    a figure missing, changed or invented, a name or an image or link left out. At most
+    MAX_PROBLEMS are said (a re-ask need not list thousands)."""
     if not facts:
         return []
+    texts = [text[:SCAN_CHARS] for text in texts]
     plain = " ".join(_plain(text) for text in texts)
     written = _unique(extract_figures(plain))
+    in_listing, in_source = _FigureIndex(written), _FigureIndex(facts.figures)
     problems: list[str] = []
+    named: set[str] = set()  # the listing's figures a problem has named already
     for figure in facts.figures:
-        if any(_same(figure, other) for other in written):
+        if in_listing.has(figure):
             continue
-        near = [other.text for other in written if other.dimension == figure.dimension]
+        near = in_listing.texts(figure.dimension)
         if near:
-            problems.append(f"the source says {figure.text}; the listing says {', '.join(near[:3])}")
+            problems.append(f"the source says {figure.text}; the listing says {', '.join(near)}")
+            named.update(near)
         else:
             problems.append(f"the source says {figure.text}; the listing does not give it")
     for other in written:
-        if not any(_same(figure, other) for figure in facts.figures):
-            kin = [figure.text for figure in facts.figures if figure.dimension == other.dimension]
+        if not in_source.has(other):
+            kin = in_source.texts(other.dimension)
             if not kin:
                 problems.append(f"the listing says {other.text}, which the source does not (an invented spec)")
-            elif not any(f"listing says {other.text}" in problem for problem in problems):
-                problems.append(f"the listing says {other.text}; the source says {', '.join(kin[:3])}")
+            elif other.text not in named:
+                problems.append(f"the listing says {other.text}; the source says {', '.join(kin)}")
     squeezed = _squeeze(plain)
     missing = [name for name in facts.names if _squeeze(name) not in squeezed]
     if missing:
-        problems.append(f"keep the names exactly as in the source: {', '.join(missing)}")
+        problems.append(f"keep the names exactly as in the source: {', '.join(missing[:MAX_PROBLEMS])}")
     joined = " ".join(texts)
     dropped = [src for src in facts.media if src not in joined]
     if dropped:
-        problems.append(f"keep every image and link of the source with the same address: {', '.join(dropped)}")
+        problems.append(f"keep every image and link of the source with the same address: {', '.join(dropped[:10])}")
     tables = len(_TABLE.findall(joined))
     if tables < facts.tables:
         problems.append(f"keep the source's {facts.tables} table(s) as HTML tables, translating their cells")
-    return problems
+    return problems[:MAX_PROBLEMS]
+
+
+class _FigureIndex:
+    """Figures by dimension and sorted value: whether one matches is a search, not a scan."""
+
+    def __init__(self, figures: Iterable[Figure]) -> None:
+        self._values: dict[str, list[tuple[float, int]]] = {}
+        self._figures: list[Figure] = []
+        self._texts: dict[str, list[str]] = {}
+        for figure in figures:
+            self._figures.append(figure)
+            for value in figure.values:
+                self._values.setdefault(figure.dimension, []).append((value, len(self._figures) - 1))
+            self._texts.setdefault(figure.dimension, []).append(figure.text)
+        for values in self._values.values():
+            values.sort()
+
+    def has(self, figure: Figure) -> bool:
+        values = self._values.get(figure.dimension)
+        if not values:
+            return False
+        for value in figure.values:
+            reach = abs(value) * TOLERANCE / (1 - TOLERANCE)  # every y with |x − y| ≤ tol·max(|x|, |y|)
+            start = bisect.bisect_left(values, (value - reach, -1))
+            for candidate, index in itertools.islice(values, start, None):
+                if candidate > value + reach:
+                    break
+                if _same(figure, self._figures[index]):
+                    return True
+        return False
+
+    def texts(self, dimension: str) -> list[str]:
+        """The first few figures of a dimension, as written."""
+        return self._texts.get(dimension, [])[:3]
 
 
 def extract_figures(text: str) -> list[Figure]:

@@ -552,6 +552,8 @@ def _restore_signals() -> None:
 # Audit records of batch answers no job used are numbered from here (a job's own attempts
 # count from 1), so they never share a job's attempt number in the same run.
 HARVEST_ATTEMPTS = 1000
+# A product whose copy is longer than this is checked in a worker thread (see _judge_off_loop).
+OFF_LOOP_CHARS = 8_000
 # Products whose facts the job runner keeps at once (packs interleave a product's locales).
 FACTS_KEPT = 512
 # A packed answer that fails as a whole this many times is split in halves.
@@ -769,7 +771,7 @@ class _JobRunner:
             completion, counted = answered
             bill = self._bill([work], completion, messages, counted, [1], [1])[0]
             try:
-                listing, warnings = self._judge(work, self._answer_alone(work, completion), last)
+                listing, warnings = await self._judge_off_loop(work, self._answer_alone(work, completion), last)
             except InvalidAnswer as exc:
                 if last:
                     answer = self._answer_record(work, completion, bill, error=exc, outcome="failed", pack=None)
@@ -823,7 +825,7 @@ class _JobRunner:
             again: list[tuple[_Work, list[Message]]] = []
             for work, data, bill in zip(works, answers, bills, strict=True):
                 try:
-                    listing, warnings = self._judge(work, _packed_part(work, data), last)
+                    listing, warnings = await self._judge_off_loop(work, _packed_part(work, data), last)
                 except InvalidAnswer as exc:
                     answer = self._answer_record(
                         work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
@@ -865,7 +867,7 @@ class _JobRunner:
                 data = _packed_part(work, self._read_pack(work, completion, ids)[work.job.product.id])
             else:
                 data = self._answer_alone(work, completion)
-            listing, warnings = self._judge(work, data, last)
+            listing, warnings = await self._judge_off_loop(work, data, last)
         except InvalidAnswer as exc:
             record = self._answer_record(
                 work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
@@ -1079,6 +1081,14 @@ class _JobRunner:
             self.spent_usd += cost
             bills.append(_Bill(share, cost, unreported, counted_input))
         return bills
+
+    async def _judge_off_loop(self, work: _Work, data: object, last: bool) -> tuple[Listing | str, list[str]]:
+        """_judge, in a worker thread for a product with long copy: its checks are linear and
+        read a bounded part of each text, but tens of milliseconds on the event loop would
+        still hold up every request in flight."""
+        if work.job.product.copy_chars() < OFF_LOOP_CHARS:
+            return self._judge(work, data, last)
+        return await asyncio.to_thread(self._judge, work, data, last)
 
     def _judge(self, work: _Work, data: object, last: bool) -> tuple[Listing | str, list[str]]:
         """The listing (or translation) and its warnings, or InvalidAnswer; on the last ask, a

@@ -31,7 +31,7 @@ REVIEW = "review.html"
 # Products on one page unless asked otherwise: about a megabyte, which a browser opens at once
 # (all 50,000 of a large catalog were 100 MB that none could).
 REVIEW_LIMIT = 1000
-_LIQUID = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_LIQUID = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}|\{%(?:[^{%]|\{(?!%)|%(?!\}))*%\}")
 
 
 @dataclass(frozen=True, slots=True)

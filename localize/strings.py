@@ -47,9 +47,11 @@ MIN_CHARS_FOR_LENGTH = 12
 # A translation equal to a source with at least this many letters was not translated.
 MIN_LETTERS_UNCHANGED = 12
 
-_OUTPUT = re.compile(r"\{\{.*?\}\}", re.DOTALL)
-_LOGIC = re.compile(r"\{%.*?%\}", re.DOTALL)
-_TAG = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9]*)\b[^>]*?(/?)>")
+# A placeholder ends before the next one opens, a tag before the next "<": an unclosed "{{{{…"
+# or "<a <a …" is read in one pass, not once from every opening.
+_OUTPUT = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")
+_LOGIC = re.compile(r"\{%(?:[^{%]|\{(?!%)|%(?!\}))*%\}")
+_TAG = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*?(/?)>")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _CJK_SCRIPTS = {"Jpan", "Hans", "Hant", "Kore", "Hani"}
 

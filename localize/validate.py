@@ -37,8 +37,8 @@ MIN_SCRIPT_SHARE = 0.5
 MIN_KANA_SHARE = 0.05
 SCRIPT_SAMPLE_CHARS = 1000
 
-_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
-_TAG = re.compile(r"</?\s*([a-zA-Z][a-zA-Z0-9]*)\b[^>]*>")
+_FENCE_LANGUAGE = re.compile(r"[a-zA-Z]*")
+_TAG = re.compile(r"</?\s*([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*>")  # one tag: never scans past the next "<"
 _KANA = regex.compile(r"[\p{scx=Hira}\p{scx=Kana}]")
 
 
@@ -295,10 +295,11 @@ def _check_glossary(listing: Listing, terms: Sequence[Term]) -> list[tuple[str, 
 
 def strip_fences(content: str) -> str:
     """The JSON inside a ```json fence, or the text from the first { to the last }."""
-    match = _FENCE.match(content)
-    if match:
-        return match.group(1).strip()
     text = content.strip()
+    if len(text) >= 6 and text.startswith("```") and text.endswith("```"):
+        inner = text[3:-3]
+        language = _FENCE_LANGUAGE.match(inner)
+        return inner[language.end() if language else 0 :].strip()
     if not text.startswith("{") and "{" in text and "}" in text:
         return text[text.index("{") : text.rindex("}") + 1]
     return text

@@ -11,7 +11,9 @@ from conftest import write
 from fake_relay import Answer, FakeRelay
 
 from localize.figures import check_facts, extract_figures, extract_names, facts_of
+from localize.locales import parse_locale
 from localize.store import iter_jsonl
+from localize.validate import InvalidAnswer
 
 KEY = "sk-figures-test"
 POWER_BANK = {
@@ -189,3 +191,36 @@ def test_units_per_market_reach_the_prompt(run_cli, tmp_path: Path) -> None:
     german = run_cli("prompt", catalog, "--id", "PB-1", "--locale", "de-DE", "--json")
     assert "shoppers in this market read imperial units" in json.loads(american.stdout)["messages"][0]["content"]
     assert "imperial" not in json.loads(german.stdout)["messages"][0]["content"]
+
+
+WORST_CASES = {
+    "digit groups": "1 " + "000 " * 16_000,
+    "model numbers": "Fits models: " + " ".join(str(100 + i) for i in range(16_000)),
+    "unclosed tags": "<a " * 21_400,
+    "a run of <": "<" * 64_000,
+    "unclosed placeholders": "{{" * 32_000,
+    "figures": "".join(f"{i} kg " for i in range(10_000)),
+}
+
+
+@pytest.mark.parametrize("text", WORST_CASES.values(), ids=WORST_CASES.keys())
+def test_the_checks_read_a_bounded_part_of_64_kb_of_a_worst_case(text: str) -> None:
+    """Each pattern's worst case, 64 KB of it: the checks read at most SCAN_CHARS of a text (a
+    figure past that is not read) and say at most MAX_PROBLEMS problems. Their time on these
+    inputs is in bench/check_worst_case.py (linear: 64 KB costs about four times 16 KB)."""
+    from localize.figures import MAX_PROBLEMS, SCAN_CHARS
+    from localize.sanitize import unsafe_markup
+    from localize.strings import check_string
+
+    assert len(text) >= 64_000
+    late = text[:SCAN_CHARS] + " 777 mAh " + text[SCAN_CHARS:]
+    facts = facts_of({"description": late})
+    assert all(figure.text != "777 mAh" for figure in facts.figures)
+    early = facts_of({"description": "777 mAh " + text})
+    assert any(figure.text == "777 mAh" for figure in early.figures)
+    assert len(check_facts(early, ["nothing"])) <= MAX_PROBLEMS
+    assert unsafe_markup(text) == []
+    try:  # the store-string check reads the same text: it answers (placeholders, tags, script)
+        check_string(text, text, parse_locale("de-DE"))
+    except InvalidAnswer as refused:
+        assert refused.kind in ("untranslated", "wrong_language", "length")
