@@ -307,25 +307,31 @@ class _Utf16Source(io.RawIOBase):
 
 def _decoded_lines(path: Path, handle: BinaryIO, *, pieces: bool = False) -> Iterator[str]:
     """UTF-8 lines (a BOM is dropped), failing with the line of the first undecodable byte.
+    A line ends at LF, CRLF or a lone CR (old Excel for Mac writes CR alone; a file may mix them).
 
     No line is held whole past MAX_LINE_BYTES: a CSV or JSONL line that long is not a catalog
     (a binary or sparse file, an unclosed quote) and ends the read; a JSON document written on
     one line comes in pieces (`pieces`), which the JSON reader joins as it decodes."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     number = 1
-    while raw := handle.readline(MAX_LINE_BYTES):
+    carry = b""  # the part of a read after its last lone CR: the start of the next line
+    while raw := carry + handle.readline(MAX_LINE_BYTES):
+        carry = b""
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         ended = raw.endswith(b"\n")
         if not ended and len(raw) >= MAX_LINE_BYTES and not pieces:
-            raise CatalogError(
-                path,
-                f"a line longer than {MAX_LINE_BYTES // 1_000_000} MB",
-                line=number,
-                hint="this does not look like a catalog; a CSV needs one product per line (or a quoted cell)",
-            )
+            cut = raw.rfind(b"\r", 0, len(raw) - 1)
+            if cut < 0:
+                raise CatalogError(
+                    path,
+                    f"a line longer than {MAX_LINE_BYTES // 1_000_000} MB",
+                    line=number,
+                    hint="this does not look like a catalog; a CSV needs one product per line (or a quoted cell)",
+                )
+            raw, carry = raw[: cut + 1], raw[cut + 1 :]
         try:
-            yield decoder.decode(raw)
+            text = decoder.decode(raw)
         except UnicodeDecodeError as exc:
             raise CatalogError(
                 path,
@@ -333,11 +339,25 @@ def _decoded_lines(path: Path, handle: BinaryIO, *, pieces: bool = False) -> Ite
                 line=number,
                 hint=_UTF8_HINT,
             ) from None
-        number += ended
+        if pieces or "\r" not in text:
+            yield text
+            number += ended
+            continue
+        for line in _LONE_CR.split(text):
+            if line:
+                yield line
+                number += line.endswith(("\n", "\r"))
+    if carry:
+        yield decoder.decode(carry)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise CatalogError(path, "the file ends inside a UTF-8 character", line=number, hint=_UTF8_HINT) from None
+
+
+# Splits after a CR that no LF follows: the line ends there (a CR inside a quoted cell is kept,
+# since the CSV reader joins the lines of a quoted cell with their endings).
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 
 
 # --- CSV -------------------------------------------------------------------------------
@@ -520,9 +540,16 @@ def _recognised(path: Path) -> str | None:
 
 def is_translations_export_file(path: Path) -> bool:
     """Whether the file's header is a Shopify translations export's (read with the CSV reader,
-    so quoted or BOM-prefixed headers count too)."""
-    with io.TextIOWrapper(_open(path), encoding="utf-8-sig", errors="replace", newline="") as handle:
-        header = next(csv.reader(handle), [])
+    so quoted or BOM-prefixed headers count too). A JSON catalog is never read as CSV."""
+    with _open(path) as raw:
+        head = raw.peek(4096)[:4096] if hasattr(raw, "peek") else b""
+        if detect_format(path, head) != "csv":
+            return False
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as handle:
+            try:
+                header = next(csv.reader(handle), [])
+            except csv.Error:
+                return False  # not a header any export has: reading the catalog says what it is
     return is_translations_export([name.strip() for name in header if name.strip()])
 
 
@@ -985,8 +1012,9 @@ class _JsonStream:
         self._mark_pos = 0
         self._mark_line = 1
 
-    def _fill(self) -> bool:
-        """Append about a chunk of lines to the buffer; False at the end of the file."""
+    def _fill(self, at_least: int = _CHUNK) -> bool:
+        """Append about `at_least` characters of lines to the buffer (one concatenation);
+        False at the end of the file."""
         if self._eof:
             return False
         if self._pos > self._CHUNK and self._mark_pos <= self._pos:
@@ -997,12 +1025,25 @@ class _JsonStream:
         for line in self._lines:
             parts.append(line)
             size += len(line)
-            if size >= self._CHUNK:
+            if size >= at_least:
                 break
         else:
             self._eof = True
         self._buffer += "".join(parts)
         return bool(parts)
+
+    def _grow(self) -> bool:
+        """Read until what follows the value's start has doubled; False at the end of the file."""
+        pending = len(self._buffer) - self._pos
+        if pending > MAX_LINE_BYTES:
+            raise self._too_long()
+        return self._fill(at_least=max(pending, self._CHUNK))
+
+    def _too_long(self) -> CatalogError:
+        return self.error(
+            f"a value longer than {MAX_LINE_BYTES // 1_000_000} MB",
+            hint="a product's fields are text; leave images and files out (link them instead)",
+        )
 
     def _where(self, pos: int) -> tuple[int, int]:
         if pos < self._mark_pos:
@@ -1033,7 +1074,9 @@ class _JsonStream:
         self._pos -= 1
 
     def value(self) -> tuple[int, Any]:
-        """Decode the next JSON value; returns (its line, the value)."""
+        """Decode the next JSON value; returns (its line, the value). A value that does not end
+        in the buffer is tried again only once the buffer has doubled, so a large one costs a
+        few decodes, not one per chunk; one longer than MAX_LINE_BYTES is not a product."""
         self.next_char()
         self.unread()
         while True:
@@ -1042,13 +1085,15 @@ class _JsonStream:
             except RecursionError:
                 raise self.error("a value is nested too deeply", hint="a product is an object of fields") from None
             except json.JSONDecodeError as exc:
-                # The value may simply continue in the next chunk; only at the end is it broken.
-                if self._fill():
+                # The value may simply continue in the next chunks; only at the end is it broken.
+                if self._grow():
                     continue
                 raise self.error(f"invalid JSON: {exc.msg}", pos=exc.pos) from None
             # A bare number at the buffer's end may continue in the next chunk ("12" | "34").
             if end == len(self._buffer) and not isinstance(value, (dict, list, str)) and self._fill():
                 continue
+            if end - self._pos > MAX_LINE_BYTES:
+                raise self._too_long()
             line = self._where(self._pos)[0]
             self._pos = end
             return line, value

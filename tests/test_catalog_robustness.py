@@ -128,3 +128,44 @@ def test_the_dry_run_shows_what_each_column_costs(run_cli, sample: Path) -> None
     assert lean["tokens"]["input"] < json.loads(result.stdout)["tokens"]["input"] - columns["features"] * 0.9
     text = run_cli("estimate", sample, "-l", "de-DE")
     assert "Input tokens by column: features" in text.stderr
+
+
+def test_a_json_catalog_with_a_large_value_on_its_first_line_reads(run_cli, tmp_path: Path) -> None:
+    """A base64 image of 200 KB in the first product: never read as a CSV header (whose field
+    limit is 128 KB), and left out of the prompt as a non-copy column."""
+    image = "data:image/png;base64," + "A" * 200_000
+    catalog = write(tmp_path / "catalog.json", json.dumps([{"id": "A", "name": "Hat", "image": image}]))
+    result = estimate(run_cli, catalog, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["products"]["total"] == 1
+    check = run_cli("run", catalog, "-l", "de-DE", "--check")
+    assert check.exit_code == 1 and "Traceback" not in check.stderr
+
+
+def test_a_large_json_value_is_read_whole_and_one_past_the_limit_is_one_line(run_cli, tmp_path: Path) -> None:
+    from localize.catalog import MAX_LINE_BYTES, read_catalog
+
+    long_copy = "Warm. " * 700_000  # 4 MB in one value, across some 60 reads of the file
+    catalog = write(tmp_path / "big.json", json.dumps({"products": [{"id": "A", "name": "Hat", "description": long_copy}]}))
+    (product,) = list(read_catalog(catalog))
+    assert product.fields["description"] == long_copy.strip()
+    huge = write(tmp_path / "huge.json", json.dumps([{"id": "A", "name": "Hat", "description": "x" * (MAX_LINE_BYTES + 10)}]))
+    result = estimate(run_cli, huge)
+    assert result.exit_code == 2 and "a value longer than 16 MB" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("newline", ["\r", "mixed"])
+def test_a_csv_with_old_mac_or_mixed_line_endings_reads(tmp_path: Path, newline: str) -> None:
+    from localize.catalog import read_catalog
+
+    rows = ["id,name,description", "A,Hat,Warm hat", 'B,Cap,"Two lines:\rone, two"', "C,Scarf,Long scarf"]
+    if newline == "mixed":
+        text = rows[0] + "\r\n" + rows[1] + "\r" + rows[2] + "\n" + rows[3] + "\r"
+    else:
+        text = "\r".join(rows) + "\r"
+    catalog = tmp_path / "mac.csv"
+    catalog.write_bytes(text.encode())
+    products = list(read_catalog(catalog))
+    assert [p.id for p in products] == ["A", "B", "C"] and [p.line for p in products] == [2, 3, 5]
+    assert products[1].fields["description"] == "Two lines:\rone, two"
