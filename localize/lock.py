@@ -158,12 +158,14 @@ def iter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """The lock's product and job lines, each as written (ending in a newline) and as read."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="replace") as handle:  # a bad byte: the line is refused below
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
             try:
                 entry = json.loads(raw)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
                 if "product" in entry:
                     dict(entry["fields"])
                 elif "job" in entry:
@@ -174,11 +176,19 @@ def iter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                     continue
                 else:
                     raise ValueError("unknown entry or version")
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
+                conflict = raw.startswith(("<<<<<<<", "=======", ">>>>>>>", "|||||||"))
                 raise InputError(
-                    "not a lock file this version can read",
+                    "a git merge conflict in the lock" if conflict else "not a lock file this version can read",
                     where=f"{path}:{number}",
-                    hint="restore it from git, or delete it to regenerate every job",
+                    hint=(
+                        "keep both sides' lines and drop the marker lines (the lock is sorted lines: "
+                        "`localize run … --check` then says which jobs are stale), or take one side with "
+                        "`git checkout --theirs localize.lock`; deleting it would pay for every job again"
+                        if conflict
+                        else "restore it from git (`git checkout -- localize.lock`); deleting it would pay for "
+                        "every job again"
+                    ),
                 ) from None
             yield (raw if raw.endswith("\n") else raw + "\n"), entry
 

@@ -195,6 +195,7 @@ async def _run(
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     store = RunStore(settings.out)
+    notes.extend(store.notices)
     client = RelayClient(settings, transport=transport)
     budget = Budget(settings.max_cost_usd) if settings.max_cost_usd is not None else None
     pacer = Pacer(

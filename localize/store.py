@@ -18,7 +18,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +209,7 @@ class RunStore:
         """Open OUT's state; unless read_only (estimates, --check), take OUT for this run
         (OutInUse if another run holds it) and open the audit log."""
         self.out = out
+        self.notices: list[str] = []  # what a run should say about OUT's state (a database rebuilt)
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
         if read_only:
@@ -216,7 +217,7 @@ class RunStore:
         else:
             self._hold = OutHold.take(out)
             _ignore_database_in_git(out)
-            self._db = _connect(out / DB)
+            self._db = _connect(out / DB, on_rebuild=self.notices.append)
             self._refresh()
             with self._transaction():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('unfinished', 'a run writes OUT')")
@@ -249,7 +250,7 @@ class RunStore:
         if hold is not None:
             try:
                 _ignore_database_in_git(self.out)
-                self._db = _connect(self.out / DB)
+                self._db = _connect(self.out / DB, on_rebuild=self.notices.append)
                 self._refresh()
                 return
             except (sqlite3.Error, OSError):
@@ -562,11 +563,11 @@ class RunStore:
                 (STRINGS_FILE, "result", STRING_FIELDS),
                 (FAILURES, "failure", FAILURE_FIELDS),
             ):
-                for record in iter_jsonl(self.out / name):
+                for number, record in enumerate(iter_jsonl(self.out / name, strict=True), start=1):
                     self._db.execute(
                         f"INSERT INTO jobs (id, platform, locale, {column}) VALUES (?, ?, ?, ?)"
                         f" ON CONFLICT (id, platform, locale) DO UPDATE SET {column} = excluded.{column}",
-                        (*_key(record), output_line(record, fields)),
+                        (*_record_key(record, self.out / name, number), output_line(record, fields)),
                     )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
 
@@ -617,31 +618,61 @@ class RunStore:
         return unlogged
 
 
-def _connect(path: Path | str, *, read_only: bool = False) -> sqlite3.Connection:
+def _connect(
+    path: Path | str, *, read_only: bool = False, on_rebuild: Callable[[str], None] | None = None
+) -> sqlite3.Connection:
     if read_only:  # beside a writing run: read what it has committed, write nothing
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         return _open_database(path)
-    except sqlite3.DatabaseError:
+    except _NewerSchema as newer:
+        raise InputError(
+            f"written by a newer localize (state schema {newer.version}; this version reads {SCHEMA_VERSION})",
+            where=str(path),
+            hint="upgrade localize; or move the file aside, and it is rebuilt from the text files "
+            "(only attempts a killed newer run had not logged yet would be lost)",
+        ) from None
+    except sqlite3.DatabaseError as exc:
         if path == ":memory:":
             raise
-        # Not a database we can use (damaged, or not ours): it is only a cache of the text
-        # files, so start it again from them.
+        # Damaged, or not a database: it is only a cache of the text files, so start it
+        # again from them (said once, so a recurring fault is seen).
         for stale in Path(path).parent.glob(Path(path).name + "*"):
             stale.unlink()
+        if on_rebuild is not None:
+            on_rebuild(f"note: {path} could not be used ({exc}): rebuilt from the text files")
         return _open_database(path)
+
+
+class _NewerSchema(Exception):
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        self.version = version
 
 
 def _open_database(path: Path | str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
-    db.executescript(_SCHEMA)
-    with db:
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    if db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() != (SCHEMA_VERSION,):
+    try:
+        if path != ":memory:":
+            # A damaged file may open and fail only later, at export, after the run has paid:
+            # its structure is checked first (about 0.15 s for a 450 MB state of 100,000 jobs).
+            (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"damaged: {verdict}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL: a killed process loses nothing committed
+        db.executescript(_SCHEMA)
+        with db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    except BaseException:
         db.close()
-        raise sqlite3.DatabaseError("another schema version")
+        raise
+    if version != SCHEMA_VERSION:
+        db.close()
+        if str(version).isdigit() and int(version) > int(SCHEMA_VERSION):
+            raise _NewerSchema(str(version))
+        raise sqlite3.DatabaseError(f"state schema {version!r}")
     return db
 
 
@@ -779,6 +810,19 @@ def _history_signature(out: Path) -> str:
 
 def _key(record: Mapping[str, Any]) -> JobKey:
     return (str(record["id"]), str(record["platform"]), str(record["locale"]))
+
+
+def _record_key(record: Mapping[str, Any], path: Path, number: int) -> JobKey:
+    """A results or failures line's job, or one error naming the line that has none."""
+    key = [record.get(name) for name in ("id", "platform", "locale")]
+    if not all(isinstance(part, str) and part for part in key):
+        missing = [name for name, part in zip(("id", "platform", "locale"), key) if not isinstance(part, str) or not part]
+        raise InputError(
+            f"the line names no job (no {', '.join(missing)})",
+            where=f"{path}:{number}",
+            hint="mend the line (every line carries id, platform and locale) or restore the file from git",
+        )
+    return (key[0], key[1], key[2])
 
 
 def _open_append(path: Path) -> io.TextIOWrapper:
