@@ -543,6 +543,15 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             f"Input tokens by column: {listed}. Leave one out with --fields -NAME (or fields: in localize.yaml).",
             markup=False,
         )
+    over = report.get("over_context_window")
+    if over:
+        largest = over["largest"][0]
+        stderr.print(
+            f"{over['jobs']:,} jobs do not fit {report['model']}'s context window of {over['context_tokens']:,} tokens"
+            f" with --max-tokens {over['max_tokens']:,} (largest: {largest['id']}, about"
+            f" {largest['input_tokens']:,} tokens): a run refuses them unsent. Leave long columns out with --fields -NAME.",
+            markup=False,
+        )
     calibration = report["method"].get("calibration")
     if calibration:
         ratios = ", ".join(f"{locale} x{ratio:.2f}" for locale, ratio in calibration["input_ratio"].items())

@@ -60,6 +60,7 @@ class PriceOverride(BaseModel):
     as_of: date | None = None
     source: str | None = None
     batch: BatchPrice | None = None
+    context_tokens: int | None = Field(None, gt=0, description="the model's context window, prompt and answer")
 
 
 class Settings(BaseModel):

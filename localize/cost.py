@@ -51,6 +51,7 @@ class Price:
     as_of: date | None
     source: str | None
     batch: Price | None = None  # through the batch API, where the model batches
+    context_tokens: int | None = None  # the context window: prompt and answer together
 
 
 @dataclass(slots=True)
@@ -101,7 +102,9 @@ def load_prices(overrides: Mapping[str, PriceOverride] | None = None) -> dict[st
 def _price(model: str, entry: PriceOverride) -> Price:
     batch = entry.batch
     batched = Price(model, batch.input, batch.cached_input, batch.output, batch.as_of, batch.source) if batch else None
-    return Price(model, entry.input, entry.cached_input, entry.output, entry.as_of, entry.source, batched)
+    return Price(
+        model, entry.input, entry.cached_input, entry.output, entry.as_of, entry.source, batched, entry.context_tokens
+    )
 
 
 def price_for(model: str, prices: Mapping[str, Price]) -> Price:

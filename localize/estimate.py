@@ -170,6 +170,9 @@ class Estimate:
     completion_window: str = "24h"
     # Per column: input tokens its values cost over the first COLUMN_SAMPLE products' jobs.
     column_tokens: dict[str, int] = field(default_factory=dict)
+    # Jobs whose request alone cannot fit the model's context window with --max-tokens: (id, tokens).
+    over_window: list[tuple[str, int]] = field(default_factory=list)
+    max_tokens: int = 0
 
     def by_column(self) -> dict[str, int]:
         """The input tokens each catalog column costs the run (scaled up from a sample), most first."""
@@ -203,6 +206,20 @@ class Estimate:
                 "input_tokens": sum(group.single_input_tokens for group in self.groups.values()),
                 "minutes": round(single / rpm, 1) if rpm else None,
             },
+        }
+
+    def _over_window(self) -> dict[str, Any]:
+        """The jobs a run would refuse unsent, their request too large for the model."""
+        if not self.over_window:
+            return {}
+        largest = sorted(self.over_window, key=lambda item: -item[1])[:5]
+        return {
+            "over_context_window": {
+                "jobs": len(self.over_window),
+                "context_tokens": self.price.context_tokens,
+                "max_tokens": self.max_tokens,
+                "largest": [{"id": product_id, "input_tokens": tokens} for product_id, tokens in largest],
+            }
         }
 
     def report(self) -> dict[str, Any]:
@@ -245,6 +262,7 @@ class Estimate:
             "by_column": self.by_column(),
             "batch": batch,
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
+            **self._over_window(),
             "latency_ms": {"p50": None, "p95": None},
             "elapsed_s": round(self.elapsed_s, 3),
             "price": {
@@ -418,6 +436,7 @@ def _estimate(
         calibration=calibration,
         rpm=settings.rpm,
         completion_window=settings.batch_window,
+        max_tokens=settings.max_tokens,
     )
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     # User messages are counted in batches, which tiktoken spreads over every core.
@@ -445,12 +464,12 @@ def _estimate(
                 if calibration is not None:
                     calibration.apply(group)
                 result.groups[(job.platform, job.locale.tag)] = group
-            pending.append((group, user))
+            pending.append((group, user, job.product.id))
         if len(pending) >= COUNT_BATCH:
-            _count_pending(pending, counter)
+            _count_pending(pending, counter, result, settings)
         if on_progress and result.products % PROGRESS_EVERY == 0:
             on_progress(result.products)
-    _count_pending(pending, counter)
+    _count_pending(pending, counter, result, settings)
     _add_strings(result, settings, catalog, store, counter, fingerprints)
     result.elapsed_s = time.perf_counter() - started
     return result
@@ -502,11 +521,17 @@ def _add_strings(
         result.groups[(STRINGS, tag)] = group
 
 
-def _count_pending(pending: list[tuple[GroupEstimate, str]], counter: TokenCounter) -> None:
-    counts = counter.count_many([text for _, text in pending])
-    for (group, _), user_tokens in zip(pending, counts, strict=True):
+def _count_pending(
+    pending: list[tuple[GroupEstimate, str, str]], counter: TokenCounter, result: Estimate, settings: Settings
+) -> None:
+    counts = counter.count_many([text for _, text, _ in pending])
+    window = result.price.context_tokens
+    for (group, _, product_id), user_tokens in zip(pending, counts, strict=True):
         # The system message is the same for the whole group: counted once, in _new_group.
         group.add_job(user_tokens)
+        alone = group.single_frame_tokens + user_tokens
+        if window and alone + settings.max_tokens > window:
+            result.over_window.append((product_id, alone))
     pending.clear()
 
 

@@ -563,6 +563,10 @@ REASK = (
     "Your answer cannot be used: {problem}. Reply again with only the corrected JSON object, "
     "keeping everything else that was right."
 )
+# What a re-ask repeats of the invalid answer, and of what was wrong with it: a pack of eight
+# listings is about 12,000 characters, so a longer answer is not one we asked for.
+REASK_ANSWER_CHARS = 16_000
+REASK_NOTE_CHARS = 4_000
 # --rpm auto starts a little under the rate the previous run ended at.
 AUTO_RESTART_SHARE = 0.9
 # Without a budget or --tpm, prompts are counted offline for the first requests and then one in
@@ -764,6 +768,10 @@ class _JobRunner:
         if self._stopped([work]):
             return
         messages = messages or work.messages
+        too_large = self._over_window(messages)
+        if too_large is not None:
+            self._fail(work.job, "too_large", too_large, work.attempts)
+            return
         for ask in range(asks_used, self._settings.max_reasks + 1):
             last = ask == self._settings.max_reasks
             answered = await self._request([work], messages, pack=None)
@@ -797,6 +805,11 @@ class _JobRunner:
         except PromptError as exc:
             for work in works:
                 self._fail(work.job, "prompt", str(exc), work.attempts)
+            return
+        if self._over_window(packed.messages) is not None:
+            half = len(works) // 2  # the products that fit go on in smaller packs; one too large fails alone
+            for part in (works[:half], works[half:]):
+                await self.send(part)
             return
         ids = [work.job.product.id for work in works]
         pack = {"size": len(works), "lead": ids[0]}
@@ -990,8 +1003,8 @@ class _JobRunner:
             return work.messages
         if work.job.platform == STRINGS:
             data = {"strings": {work.job.product.id: data}}
-        answer = json.dumps(data, ensure_ascii=False)
-        note = REASK.format(problem=problem.message)
+        answer = _excerpt(json.dumps(data, ensure_ascii=False), REASK_ANSWER_CHARS)
+        note = _excerpt(REASK.format(problem=problem.message), REASK_NOTE_CHARS)
         return [*work.messages, {"role": "assistant", "content": answer}, {"role": "user", "content": note}]
 
     def _stopped(self, works: list[_Work]) -> bool:
@@ -1192,6 +1205,22 @@ class _JobRunner:
             return self._counter.count_messages(messages)
         return None
 
+    def _over_window(self, messages: list[Message]) -> str | None:
+        """Why a request cannot fit the model's context window with --max-tokens for its answer
+        (said with its size), or None. Counted only when its bytes could be too many: a token
+        is at least one byte."""
+        window = self._price.context_tokens
+        room = window - self._settings.max_tokens if window else None
+        if room is None or sum(len(message["content"].encode()) for message in messages) <= room:
+            return None
+        tokens = self._counter.count_messages(messages)
+        if tokens <= room:
+            return None
+        return (
+            f"not sent: the request is about {tokens:,} tokens and --max-tokens {self._settings.max_tokens:,},"
+            f" over {self._settings.model}'s context window of {window:,}; leave long columns out with --fields -NAME"
+        )
+
     def _worst_case(self, counted: int, job: Job, price: Price) -> Decimal:
         """A request's worst case for --max-cost: its input at the most the relay has billed
         per counted token (this run, or the calibrated previous one), the whole output cap, at
@@ -1328,9 +1357,18 @@ def _packed_part(work: _Work, data: object) -> object:
 
 
 def _reask(messages: list[Message], answer: str, problem: InvalidAnswer) -> list[Message]:
-    """The conversation plus the bad answer and what was wrong with it."""
-    note = {"role": "user", "content": REASK.format(problem=problem.message)}
+    """The conversation plus the bad answer (an excerpt, when it is longer than any answer we
+    asked for could be) and what was wrong with it."""
+    note = {"role": "user", "content": _excerpt(REASK.format(problem=problem.message), REASK_NOTE_CHARS)}
     if problem.kind == "truncated":
         # A cut-off answer is broken JSON: resending it would only pay for it twice.
         return [*messages, note]
-    return [*messages, {"role": "assistant", "content": answer}, note]
+    return [*messages, {"role": "assistant", "content": _excerpt(answer, REASK_ANSWER_CHARS)}, note]
+
+
+def _excerpt(text: str, limit: int) -> str:
+    """`text`, or its start and a word on what was left out: a relay that answers megabytes of
+    garbage must not have it repeated (and paid for) in every re-ask."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[… {len(text) - limit:,} more characters left out]"

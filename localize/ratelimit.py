@@ -20,7 +20,9 @@ The controller tells three signals apart:
   outright: no 429 needed.
 
 After a slow-down the rate returns fast (x1.5 every eighth of a second) to the last rate the
-relay sustained. It probes above that gently (+2% a second), and only once it has run quietly
+relay sustained; once no 429 has come for QUIET_S, to the fastest rate it ever sustained in the
+run (random 429s on a gateway's bad day look like a limit while they last, and must not leave
+the rate at the floor they pushed it to once they stop). It probes above that gently (+2% a second), and only once it has run quietly
 for a while just under a limit a 429 measured: relays' limits rarely move, and each probe
 costs 429s. With `--rpm auto` it starts low and triples every eighth of a second until the
 first 429 or header shows the limit.
@@ -58,6 +60,7 @@ FAIR_SHARE = 0.5  # ...and never below this share of the rate the relay has been
 AUTO_START_RPS = 1.0  # --rpm auto without a previous run's figure: the relay's standard tier
 MIN_RPS = 0.05  # never slower than 3 requests per minute (Moonshot's Tier 0)
 HORIZON_S = 30.0  # how much send history to keep
+QUIET_S = 5.0  # this long without a 429, the fastest rate the relay sustained is trusted again
 
 
 class AdjustableLimiter(AsyncLimiter):
@@ -175,6 +178,11 @@ class RateController:
         self._found: float | None = None  # the limit a 429 showed, requests/s
         self._headers_rps: float | None = None  # the limit the relay's headers state
         self._sustained: float | None = None  # the fastest rate the relay took (and we used) without refusing
+        # The fastest rate the relay has taken in this run, or was said to take (--rpm); a slow-down
+        # lowers _sustained, not this: only a refusal on the way back up to it does.
+        self._peak: float | None = ceiling_rps
+        self._last_429 = float("-inf")
+        self._quiet_recovery = False  # climbing back to _peak after QUIET_S without a 429
         self._settled: float | None = None  # where the last rate-limit slow-down put the rate
         self.slowdowns = 0
         self.overload_slowdowns = 0
@@ -204,6 +212,7 @@ class RateController:
         now = self._clock()
         self.rate_limited += 1
         self._not_taken.add(sent_at)
+        self._last_429 = now
         if sent_at < self._burst_until:
             return 0.0  # sent before the last slow-down took hold: the same burst
         known = self._settled if self._headers_rps is None else self._headers_rps  # where we meant to stay
@@ -221,6 +230,10 @@ class RateController:
         if self._headers_rps is not None:
             target = min(target, self._headers_rps)
         refused_settled_rate = self._settled is not None and self.rate_rps <= self._settled * 1.001
+        if self._quiet_recovery:
+            # Refused on the way back up after a quiet spell: a real limit, not a bad spell.
+            self._peak = min(self._peak or target, target)
+            self._quiet_recovery = False
         self._burst_until = now + WINDOW_S  # the relay's window still holds what was sent before
         self._found = taken_rps if taken_rps is not None else self._found
         self.rate_rps = max(MIN_RPS, min(self.rate_rps, target))
@@ -283,6 +296,10 @@ class RateController:
             return False
         self._last_step = now
         self._measure_sustained(now)
+        back_to = self._quiet_target()
+        if back_to is not None and now - self._last_429 >= QUIET_S and (self._sustained or 0.0) < back_to:
+            self._sustained = back_to  # quiet again: back to the fastest rate the relay took
+            self._quiet_recovery = True
         # Between sends at a low rate several steps pass: they all count, if the rate was used.
         steps = min(int(elapsed / STEP_S), 8)
         used = self._sent.count(now - elapsed, now) >= self.rate_rps * elapsed / 2 - 1
@@ -314,6 +331,9 @@ class RateController:
             return False
         if self._sustained is not None and self.rate_rps < self._sustained:
             return True
+        back_to = self._quiet_target()
+        if back_to is not None and self.rate_rps < back_to and self._clock() - self._last_429 >= QUIET_S:
+            return True  # the quiet recovery (tick) is due
         return self._found is None and self._headers_rps is None and self.ceiling_rps is None
 
     @property
@@ -347,6 +367,14 @@ class RateController:
         taken = self._sent.count(since, until)
         if taken >= 3 and self._not_taken.count(since, until) == 0:
             self._sustained = max(self._sustained or 0.0, taken / span)
+            self._peak = max(self._peak or 0.0, self._sustained)
+
+    def _quiet_target(self) -> float | None:
+        """Where the rate goes back to once the 429s have stopped: the configured --rpm, or just
+        under the fastest rate the relay was measured taking (riding exactly at a limit costs 429s)."""
+        if self._peak is None or self._peak == self.ceiling_rps:
+            return self._peak
+        return self._peak * UNDER_LIMIT
 
     def _refusing_systematically(self) -> bool:
         """Whether the relay refuses a real share of what it is sent: at least STRAY_REFUSALS

@@ -25,7 +25,7 @@ from .figures import Facts, facts_of
 from .locales import parse_locale
 from .prompts import load_prompt_set
 from .rules import FieldRule
-from .store import COST_JSON, FAILURES, RESULTS, STRING_PLATFORM, RunStore, atomic_write
+from .store import COST_JSON, DB, FAILURES, RESULTS, STRING_PLATFORM, RunStore, atomic_write
 
 REVIEW = "review.html"
 # Products on one page unless asked otherwise: about a megabyte, which a browser opens at once
@@ -47,15 +47,19 @@ def write_review(
     """Write OUT/review.html from OUT's results, failures and cost report (and the source copy
     from the catalog, the one the run recorded unless another is given). At most `limit`
     products (0: all), those with a failure or a warning first; only they are held in memory."""
-    if not (out / RESULTS).exists() and not (out / FAILURES).exists():
+    if not any((out / name).exists() for name in (RESULTS, FAILURES, DB)):
         raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
     report = _read_json(out / COST_JSON)
     catalog = catalog or (Path(report["catalog"]) if report.get("catalog") else None)
     columns = columns or report.get("columns") or None  # the run's own mapping, as it recorded it
     fields = FieldSelection.parse(report.get("fields") or ())
     jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # Read from the state, not only the exported files: during a first run the jobs finished
+    # so far are in the database before any results.jsonl is written.
     with RunStore(out, read_only=True) as store:
         shown, total = _choose(store, limit)
+        if not total:
+            raise InputError("no results here yet", where=str(out), hint="wait for a job to finish, or pass a run's --out")
         for record in itertools.chain(store.results(), store.string_results()):
             if str(record["id"]) in shown:
                 jobs[str(record["id"])].append({**record, "status": "ok"})

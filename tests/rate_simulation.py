@@ -41,6 +41,8 @@ class SimRelay:
     timeout_s: float = 3.0
     retry_after_s: float = 1.0
     states_limits: bool = False  # sends x-ratelimit-* headers
+    random_429_share: float = 0.0  # rate-limit 429s at random, whatever the rate (a gateway's bad day)...
+    random_429_until_s: float = float("inf")  # ...until this moment of the run
     seed: int = 1
     window: collections.deque[float] = field(default_factory=collections.deque)
     requests: int = 0
@@ -55,6 +57,9 @@ class SimRelay:
         while self.window and now - self.window[0] >= 1.0:
             self.window.popleft()
         if len(self.window) >= self.limit_rps(now):
+            self.rejected_429 += 1
+            return "rate_limited", 0.002
+        if self.random_429_share and now < self.random_429_until_s and self.rng.random() < self.random_429_share:
             self.rejected_429 += 1
             return "rate_limited", 0.002
         self.window.append(now)

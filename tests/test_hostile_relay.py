@@ -231,3 +231,35 @@ def test_report_reads_an_audit_log_whatever_an_older_run_left_in_it(run_cli, tmp
     assert report["requests"] == 4
     assert report["tokens"] == {"input": 100, "cached_input": 0, "output": 20}
     assert report["cost_usd"] == 0.0001
+
+
+def test_a_re_ask_repeats_only_an_excerpt_of_a_huge_invalid_answer(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    """A relay answering 2 MB in the wrong shape: each re-ask quotes at most REASK_ANSWER_CHARS
+    of it, so the garbage is not paid for again in every later request."""
+    from localize.pipeline import REASK_ANSWER_CHARS
+
+    garbage = json.dumps({"listing": "x" * 2_000_000})
+    relay.enqueue(Answer(content=garbage), Answer(content=garbage))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    first, second, third = relay.chat_requests
+    assert len(json.dumps(second)) < len(json.dumps(first)) + REASK_ANSWER_CHARS + 6_000
+    assert len(json.dumps(third)) < len(json.dumps(first)) + 2 * (REASK_ANSWER_CHARS + 6_000)
+    assert "more characters left out" in second["messages"][-2]["content"]
+
+
+def test_a_request_over_the_context_window_is_refused_unsent_with_its_size(run_cli, tmp_path: Path) -> None:
+    rows = [{"id": "WIDE", "name": "Kettle", "description": " ".join(f"word{i}" for i in range(200_000))}]
+    rows.append({"id": "OK", "name": "Kettle", "description": "A kettle."})
+    path = write(tmp_path / "wide.json", json.dumps(rows))
+    dry = run_cli("run", path, "-l", "de-DE", "--dry-run")
+    assert "1 jobs do not fit kimi-k2's context window of 131,072 tokens" in dry.stderr
+    assert "largest: WIDE" in dry.stderr
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, path, "--pack", "2")
+        sent = [request["messages"][-1]["content"] for request in relay.chat_requests]
+    assert result.exit_code == 1
+    assert len(sent) == 1 and "word199999" not in sent[0]  # the pack split; the wide product never sent
+    (failure,) = list(iter_jsonl(Path("out/failures.jsonl")))
+    assert failure["id"] == "WIDE" and failure["error"] == "too_large"
+    assert "over kimi-k2's context window of 131,072" in failure["message"] and "tokens" in failure["message"]

@@ -264,3 +264,16 @@ def test_a_relay_that_states_its_limit_is_ridden_from_the_start() -> None:
     assert result.achieved_rps >= 0.9 * 90
     assert result.share_429 <= 0.01
     assert result.controller.report().source == "headers"
+
+
+def test_after_random_rate_limit_429s_stop_the_rate_recovers_to_the_configured_one() -> None:
+    """A gateway refuses 45% of requests with rate-limit 429s, at random, for 20 s, whatever the
+    rate: the controller slows (it cannot tell), and once the refusals stop it is back at the
+    configured --rpm within seconds, not crawling back from the floor at +2% a second."""
+    relay = SimRelay(steady(1000), random_429_share=0.45, random_429_until_s=20.0)
+    result = simulate(relay, jobs=6000, rpm=6000)  # --rpm 6000: 100/s, far under the relay's limit
+    assert result.succeeded == 6000
+    assert result.lowest_rps < 50  # it did slow down while the 429s came
+    assert result.controller.rate_rps == pytest.approx(100)
+    # The spell costs its 20 s and the quiet QUIET_S after it; then 100/s (245 s in all before this was fixed).
+    assert result.last_done < 20.0 + 5.0 + 6000 / 100 + 5.0

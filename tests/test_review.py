@@ -163,3 +163,32 @@ def test_a_large_run_shows_failures_and_warnings_first_within_the_limit(run_cli,
     assert "Showing 3 of 13 products" in html and "--limit 0" in html
     everything = run_cli("review", "out", "--limit", "0")
     assert everything.exit_code == 0 and "Showing" not in everything.stderr
+
+
+def test_review_during_a_first_run_shows_the_jobs_finished_so_far(run_cli, sample: Path, tmp_path: Path) -> None:
+    """No results.jsonl is written until the run ends; the jobs it finished are in its state."""
+    import sys
+    import time
+
+    from localize.store import iter_jsonl
+
+    env = {**os.environ, "HOLYSHEEP_API_KEY": "sk-review-test"}
+    with FakeRelay(hang_s=120) as relay:
+        relay.enqueue(*[Answer()] * 5, "hang")  # five answers, then one that never comes while the run lives
+        command = [sys.executable, "-m", "localize", "run", str(sample), "-l", "de-DE", "--pack", "1"]
+        command += ["--base-url", relay.base_url, "--out", "out", "--concurrency", "1", "--timeout", "300"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while len(relay.chat_requests) < 6:
+                assert time.monotonic() < deadline and process.poll() is None, "the run never got going"
+                time.sleep(0.02)  # polling a condition, not a timing
+            assert not Path("out/results.jsonl").exists()
+            result = run_cli("review", "out", "--catalog", sample)
+        finally:
+            process.kill()
+            process.wait()
+    assert result.exit_code == 0, result.stderr
+    page = Path("out/review.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'<tr class="job ok"', page)) == 5
+    assert list(iter_jsonl(Path("out/results.jsonl"))) == []
