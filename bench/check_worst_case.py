@@ -27,7 +27,9 @@ from localize.validate import InvalidAnswer, check_listing, strip_fences  # noqa
 
 WORST_CASES = {
     "space-grouped digits '1 000 000 …'": lambda n: "1 " + "000 " * (n // 4),
-    "a list of model numbers '100 101 102 …'": lambda n: "Fits models: " + " ".join(str(100 + i) for i in range(n // 4)),
+    "a list of model numbers '100 101 102 …'": lambda n: (
+        "Fits models: " + " ".join(str(100 + i) for i in range(n // 4))
+    ),
     "unclosed tags '<a <a <a …'": lambda n: "<a " * (n // 3),
     "a run of '<<<<'": lambda n: "<" * n,
     "unclosed placeholders '{{{{…'": lambda n: "{{" * (n // 2),

@@ -141,9 +141,7 @@ def _some(ids: Sequence[str]) -> str:
     return ", ".join(ids[:3]) + (", …" if len(ids) > 3 else "")
 
 
-def read_results(
-    output: bytes, errors: bytes, batch_id: str, expected: Collection[str] | None = None
-) -> BatchAnswers:
+def read_results(output: bytes, errors: bytes, batch_id: str, expected: Collection[str] | None = None) -> BatchAnswers:
     """The output and error files, by custom_id. Only the ids the batch was asked count (any,
     where `expected` is None); an id answered twice is no answer (which of two listings belongs
     to the product cannot be told)."""
@@ -477,7 +475,8 @@ class BatchCollector:
                 kept += waiting.worst_case_usd
                 continue
             self.over_budget += 1
-            message = f"not sent: its worst case ${waiting.worst_case_usd:.4f} at the batch price would cross the --max-cost cap"
+            worst = waiting.worst_case_usd
+            message = f"not sent: its worst case ${worst:.4f} at the batch price would cross the --max-cost cap"
             waiting.future.set_result(LineResult(None, message, budget=True))
         return kept
 
@@ -673,10 +672,11 @@ async def _collect(
             break
         records = [await _submit(part, client, store, settings, now) for part in _files(waiting)]
         states = [await client.get(str(record.batch)) for record in records]
-        running = [(record, state) for record, state in zip(records, states) if state.get("status") not in TERMINAL]
+        pairs = list(zip(records, states, strict=True))
+        running = [(record, state) for record, state in pairs if state.get("status") not in TERMINAL]
         if settings.no_wait and running:
             raise BatchPending([_pending(record, state, now()) for record, state in running])
-        for record, state in zip(records, states):
+        for record, state in pairs:
             state = await _wait(client, state, record, sleep=sleep, now=now, on_status=on_status, notes=notes)
             status = str(state.get("status"))
             read = await _read_batch(client, state, record, notes)
@@ -918,7 +918,9 @@ async def collect_recorded(
                     harvest.in_flight.update((key, fp) for key, fp in jobs)
                 continue
             else:
-                state = await _wait(client, state, record, sleep=sleep, now=now, on_status=on_status, notes=harvest.notes)
+                state = await _wait(
+                    client, state, record, sleep=sleep, now=now, on_status=on_status, notes=harvest.notes
+                )
         elif on_status:
             on_status(progress_of(state))
         read = await _read_batch(client, state, record, harvest.notes)

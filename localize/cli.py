@@ -549,7 +549,8 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         stderr.print(
             f"{over['jobs']:,} jobs do not fit {report['model']}'s context window of {over['context_tokens']:,} tokens"
             f" with --max-tokens {over['max_tokens']:,} (largest: {largest['id']}, about"
-            f" {largest['input_tokens']:,} tokens): a run refuses them unsent. Leave long columns out with --fields -NAME.",
+            f" {largest['input_tokens']:,} tokens): a run refuses them unsent."
+            " Leave long columns out with --fields -NAME.",
             markup=False,
         )
     calibration = report["method"].get("calibration")

@@ -115,7 +115,8 @@ _FIGURE = re.compile(
     # Not inside a longer number or a Latin word; Japanese and Thai set figures between letters.
     # Nor at a digit group a number before it could have taken ("1 000 000"): starting again at
     # every group made a long run of them quadratic.
-    rf"(?<![0-9A-Za-z.,])(?!(?<=\d[.,\u00a0\u202f ])\d{{3}}(?!\d))(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
+    rf"(?<![0-9A-Za-z.,])(?!(?<=\d[.,\u00a0\u202f ])\d{{3}}(?!\d))"
+    rf"(?P<low>{_NUMBER})(?:\s?(?:-|–|—|~|〜|to|bis|à)\s?(?P<high>{_NUMBER}))?"
     rf"[\s\u00a0\u202f]?-?\s?(?P<unit>{_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )

@@ -37,7 +37,8 @@ def read_pack(content: str, finish_reason: str | None, ids: Sequence[str]) -> di
             echoed = listing.pop("id")
             if echoed != fenced:
                 listing = InvalidListing(
-                    "mixed_up", f"the listing under {fenced!r} says it is for {echoed!r}: write each product's own listing"
+                    "mixed_up",
+                    f"the listing under {fenced!r} says it is for {echoed!r}: write each product's own listing",
                 )
         found[product_id] = listing
     if all(listing is None for listing in found.values()):

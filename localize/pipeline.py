@@ -871,7 +871,7 @@ class _JobRunner:
         assert answer is not None
         completion = answer.completion
         ids = [key[0] for key, _ in answer.jobs]
-        pack = {"size": len(ids), "lead": ids[0]} if len(ids) > 1 else None
+        pack = _pack_of(ids)
         work.attempts += 1
         bill = self._harvest_bill(work, answer)
         last = self._settings.max_reasks == 0
@@ -923,7 +923,8 @@ class _JobRunner:
         for key, answer in harvest.leftovers():
             ids = [job[0] for job, _ in answer.jobs]
             record = {
-                **self._record_base(key, self._next_extra_attempt(), answer.batch, ids),
+                **self._key_base(key, self._next_extra_attempt(), _pack_of(ids)),
+                "batch": answer.batch,
                 "status": answer.completion.status,
                 "error": "unused",
                 "message": f"answered in batch {answer.batch} for an earlier version of the job: not used",
@@ -940,7 +941,8 @@ class _JobRunner:
             ids = [job[0] for job, _ in jobs]
             for key, _ in jobs:
                 record = {
-                    **self._record_base(key, self._next_extra_attempt(), batch_id, ids),
+                    **self._key_base(key, self._next_extra_attempt(), _pack_of(ids)),
+                    "batch": batch_id,
                     "status": None,
                     "error": "batch_unanswered",
                     "message": f"batch {batch_id} counts this request done but its output has no usable answer",
@@ -959,22 +961,6 @@ class _JobRunner:
     def _next_extra_attempt(self) -> int:
         self._extra_attempt += 1
         return self._extra_attempt
-
-    def _record_base(self, key: JobKey, attempt: int, batch_id: str, ids: list[str]) -> dict[str, Any]:
-        base = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "run": self._run_id,
-            "id": key[0],
-            "platform": key[1],
-            "locale": key[2],
-            "attempt": attempt,
-            "model": self._settings.model,
-            "user": self._settings.user,
-            "batch": batch_id,
-        }
-        if len(ids) > 1:
-            base["pack"] = {"size": len(ids), "lead": ids[0]}
-        return base
 
     # What differs between listings and strings: the request, the answer's shape, the checks.
 
@@ -1325,21 +1311,30 @@ class _JobRunner:
         return record
 
     def _attempt_base(self, job: Job, attempt: int, pack: dict[str, Any] | None) -> dict[str, Any]:
+        base = self._key_base(job.key, attempt, pack)
+        if job.platform == STRINGS:
+            base["resource_type"] = job.product.fields["resource_type"]  # the report sums strings by type
+        return base
+
+    def _key_base(self, key: JobKey, attempt: int, pack: dict[str, Any] | None) -> dict[str, Any]:
         base = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "run": self._run_id,
-            "id": job.product.id,
-            "platform": job.platform,
-            "locale": job.locale.tag,
+            "id": key[0],
+            "platform": key[1],
+            "locale": key[2],
             "attempt": attempt,
             "model": self._settings.model,
             "user": self._settings.user,
         }
         if pack is not None:
             base["pack"] = pack  # one request for `size` jobs; `lead` is the id whose record counts it
-        if job.platform == STRINGS:
-            base["resource_type"] = job.product.fields["resource_type"]  # the report sums strings by type
         return base
+
+
+def _pack_of(ids: list[str]) -> dict[str, Any] | None:
+    """A request's pack entry for the audit log (None for a job asked alone)."""
+    return {"size": len(ids), "lead": ids[0]} if len(ids) > 1 else None
 
 
 def _is_answer(data: object) -> bool:

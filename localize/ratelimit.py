@@ -22,10 +22,10 @@ The controller tells three signals apart:
 After a slow-down the rate returns fast (x1.5 every eighth of a second) to the last rate the
 relay sustained; once no 429 has come for QUIET_S, to the fastest rate it ever sustained in the
 run (random 429s on a gateway's bad day look like a limit while they last, and must not leave
-the rate at the floor they pushed it to once they stop). It probes above that gently (+2% a second), and only once it has run quietly
-for a while just under a limit a 429 measured: relays' limits rarely move, and each probe
-costs 429s. With `--rpm auto` it starts low and triples every eighth of a second until the
-first 429 or header shows the limit.
+the rate at the floor they pushed it to once they stop). It probes above that gently (+2% a
+second), and only once it has run quietly for a while just under a limit a 429 measured:
+relays' limits rarely move, and each probe costs 429s. With `--rpm auto` it starts low and
+triples every eighth of a second until the first 429 or header shows the limit.
 
 Every method is pure logic over an injected clock, so tests drive it through thousands of
 simulated seconds in milliseconds (tests/rate_simulation.py).

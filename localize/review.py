@@ -59,7 +59,9 @@ def write_review(
     with RunStore(out, read_only=True) as store:
         shown, total = _choose(store, limit)
         if not total:
-            raise InputError("no results here yet", where=str(out), hint="wait for a job to finish, or pass a run's --out")
+            raise InputError(
+                "no results here yet", where=str(out), hint="wait for a job to finish, or pass a run's --out"
+            )
         for record in itertools.chain(store.results(), store.string_results()):
             if str(record["id"]) in shown:
                 jobs[str(record["id"])].append({**record, "status": "ok"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable
+
 import nh3
 
 # The tags the shops we write for render in a product description (Shopify, WooCommerce,

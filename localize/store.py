@@ -18,16 +18,16 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutInUse
-from .sanitize import safe_cell
 from .lock import HEADER, LOCK, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
+from .sanitize import safe_cell
 
 REQUESTS = "requests.jsonl"
 JOURNAL = "journal.jsonl"
@@ -497,7 +497,8 @@ class RunStore:
                 raise InputError(
                     "not a batch record this version can read",
                     where=f"{path}:{number}",
-                    hint="restore the file from git; a batch it named can be collected by its id in the relay's console",
+                    hint="restore the file from git; a batch it named can be collected by its id in the relay's"
+                    " console",
                 ) from None
         return records
 
@@ -816,7 +817,8 @@ def _record_key(record: Mapping[str, Any], path: Path, number: int) -> JobKey:
     """A results or failures line's job, or one error naming the line that has none."""
     key = [record.get(name) for name in ("id", "platform", "locale")]
     if not all(isinstance(part, str) and part for part in key):
-        missing = [name for name, part in zip(("id", "platform", "locale"), key) if not isinstance(part, str) or not part]
+        names = ("id", "platform", "locale")
+        missing = [name for name, part in zip(names, key, strict=True) if not isinstance(part, str) or not part]
         raise InputError(
             f"the line names no job (no {', '.join(missing)})",
             where=f"{path}:{number}",

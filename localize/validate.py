@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .figures import Facts, check_facts
 from .glossary import Term
-from .sanitize import drop_foreign_media, formula_start, unsafe_markup
 from .locales import Locale
 from .rules import FieldRule, PlatformRules
+from .sanitize import drop_foreign_media, formula_start, unsafe_markup
 
 # ISO 15924 codes that are unions of Unicode scripts.
 _SCRIPT_PARTS = {

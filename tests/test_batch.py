@@ -303,8 +303,17 @@ def test_max_cost_below_the_file_submits_what_fits_at_the_batch_price_and_sends_
 def test_max_cost_with_batch_auto_sends_what_did_not_fit_live_and_says_so(run_cli, sample: Path) -> None:
     with FakeRelay() as relay:
         result = run_cli(
-            "run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out", "--batch-auto",
-            "--max-cost", "0.02",
+            "run",
+            sample,
+            "-l",
+            "de-DE,ja-JP",
+            "--base-url",
+            relay.base_url,
+            "--out",
+            "out",
+            "--batch-auto",
+            "--max-cost",
+            "0.02",
         )
     assert "sent live instead (--batch-auto)" in result.stderr, result.stderr
     assert relay.uploads == 1 and relay.chat_requests  # the rest went to the live sender

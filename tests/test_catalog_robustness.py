@@ -146,10 +146,14 @@ def test_a_large_json_value_is_read_whole_and_one_past_the_limit_is_one_line(run
     from localize.catalog import MAX_LINE_BYTES, read_catalog
 
     long_copy = "Warm. " * 700_000  # 4 MB in one value, across some 60 reads of the file
-    catalog = write(tmp_path / "big.json", json.dumps({"products": [{"id": "A", "name": "Hat", "description": long_copy}]}))
+    catalog = write(
+        tmp_path / "big.json", json.dumps({"products": [{"id": "A", "name": "Hat", "description": long_copy}]})
+    )
     (product,) = list(read_catalog(catalog))
     assert product.fields["description"] == long_copy.strip()
-    huge = write(tmp_path / "huge.json", json.dumps([{"id": "A", "name": "Hat", "description": "x" * (MAX_LINE_BYTES + 10)}]))
+    huge = write(
+        tmp_path / "huge.json", json.dumps([{"id": "A", "name": "Hat", "description": "x" * (MAX_LINE_BYTES + 10)}])
+    )
     result = estimate(run_cli, huge)
     assert result.exit_code == 2 and "a value longer than 16 MB" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

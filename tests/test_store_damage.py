@@ -96,7 +96,10 @@ def test_a_lock_in_a_merge_conflict_says_how_to_resolve_it_not_to_delete_it(
     sent = len(relay.chat_requests)
     lock = Path("out/localize.lock")
     lines = lock.read_text(encoding="utf-8").splitlines()
-    write(lock, "\n".join([lines[0], "<<<<<<< HEAD", *lines[1:3], "=======", *lines[3:5], ">>>>>>> main", *lines[5:]]) + "\n")
+    write(
+        lock,
+        "\n".join([lines[0], "<<<<<<< HEAD", *lines[1:3], "=======", *lines[3:5], ">>>>>>> main", *lines[5:]]) + "\n",
+    )
     result = run(run_cli, relay, sample)
     one_line_error(result, "a git merge conflict in the lock", "drop the marker lines")
     assert "delete it to regenerate" not in result.stderr and len(relay.chat_requests) == sent
