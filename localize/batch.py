@@ -392,9 +392,8 @@ class BatchCollector:
     gathered and resolves each ask with its answer. A line is recorded with its batch in
     OUT/batches.jsonl, not as a sent attempt: its usage is logged once, when it is collected.
 
-    `live_over_budget` (--batch-auto): lines that do not
-    fit the --max-cost cap at the batch price go live (where each is reserved on its own)
-    instead of failing."""
+    `live_over_budget` (--batch-auto): lines that do not fit the --max-cost cap at the batch
+    price go live (where each is reserved on its own) instead of failing."""
 
     def __init__(
         self,

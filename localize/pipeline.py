@@ -313,6 +313,8 @@ async def _run(
         }
         if interrupted or pending:
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
+        if worker.in_batch:
+            jobs_count["in_batch"] = worker.in_batch  # of those, asked by a batch still running (--no-wait)
         elapsed_s = time.perf_counter() - started
         report = _write_reports(
             settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s, shopify=shopify

@@ -459,6 +459,7 @@ def test_no_wait_names_each_pending_batch_with_its_age(run_cli, sample: Path) ->
         uploads = relay.uploads
     assert again.exit_code == 0 and uploads == 1
     assert "Batch batch-1 submitted 5 h ago: 17 requests, in_progress (completion window 24 h)." in again.stderr
+    assert report()["jobs"]["in_batch"] == 26  # every job is asked by the running batch: none again
 
 
 def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_batch(run_cli, sample: Path) -> None:
