@@ -5,6 +5,11 @@ Figures are compared as values, not strings: `20.000 mAh` (German grouping), `1,
 comma), `２００００ｍＡｈ` (full-width) and `20000 mAh` are one figure, and `27 in (68.6 cm)` keeps
 27 inches. Units come from pint's registry (conversion factors, dimensions); the table below
 only names the ways listings write them, in the languages we write.
+
+Compared by precision, never by a percentage: in one unit a listing's value must equal a
+reading of the source's (`20100 mAh` is not `20000 mAh`); across units two figures are one fact
+when they agree within what both written precisions allow, half a unit in the last written
+digit of each, converted (`1.2 kg (2.6 lb)` holds, `27 in (60 cm)` does not).
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ UNIT_NAMES: dict[str, str | None] = {
     "lb": "pound",
     "lbs": "pound",
     "oz": "ounce",
+    "fl oz": "fluid_ounce",
+    "fl. oz": "fluid_ounce",
+    "fl.oz": "fluid_ounce",
     "%": "percent",
     "h": "hour",
     "hr": "hour",
@@ -101,8 +109,6 @@ UNIT_NAMES: dict[str, str | None] = {
     "mph": "mile_per_hour",
     "km/h": "kilometer_per_hour",
 }
-# Relative difference within which two values are one figure (a conversion rounded to 0.1).
-TOLERANCE = 0.015
 # What the checks read of one text: a description longer than this holds its facts earlier, and
 # every pattern then stays within a bounded time, however long a supplier's text is.
 SCAN_CHARS = 32_000
@@ -134,12 +140,19 @@ SKIPPED_FIELDS = frozenset({"sku", "gtin", "ean", "upc", "isbn", "barcode", "mpn
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """A number with a unit, as written, and the values it may stand for in the unit's base
-    (a number like `20.000` is 20000 in German and 20 in English: both are kept)."""
+    """A number with a unit, as written, and the values it may stand for in the unit's base,
+    each with half a unit in its last written digit (its precision), also in the base: a number
+    like `20.000` is 20000 in German and 20 in English, and `2 500` is 2500 or, after a count,
+    500: every reading is kept."""
 
     text: str
     dimension: str
-    values: frozenset[float]
+    unit: str  # the unit (pint's name, or a label as written): one unit compares exactly
+    readings: frozenset[tuple[float, float]]  # (value, precision)
+
+    @property
+    def values(self) -> frozenset[float]:
+        return frozenset(value for value, _ in self.readings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +180,16 @@ def facts_of(data: Mapping[str, Any]) -> Facts:
     return Facts(figures, names, media, tables)
 
 
-def check_facts(facts: Facts, texts: Sequence[str]) -> list[str]:
+def check_facts(facts: Facts, texts: Sequence[str], *, spaced_groups: bool = False) -> list[str]:
     """What a listing (its texts) got wrong about the facts, each said so the model can fix it:
     a figure missing, changed or invented, a name or an image or link left out. At most
-    MAX_PROBLEMS are said (a re-ask need not list thousands)."""
+    MAX_PROBLEMS are said (a re-ask need not list thousands). `spaced_groups`: the listing's
+    language writes `2 500` for 2500 (extract_figures)."""
     if not facts:
         return []
     texts = [text[:SCAN_CHARS] for text in texts]
     plain = " ".join(_plain(text) for text in texts)
-    written = _unique(extract_figures(plain))
+    written = _unique(extract_figures(plain, spaced_groups=spaced_groups))
     in_listing, in_source = _FigureIndex(written), _FigureIndex(facts.figures)
     problems: list[str] = []
     named: set[str] = set()  # the listing's figures a problem has named already
@@ -214,12 +228,14 @@ class _FigureIndex:
 
     def __init__(self, figures: Iterable[Figure]) -> None:
         self._values: dict[str, list[tuple[float, int]]] = {}
+        self._reach: dict[str, float] = {}  # the widest precision of a dimension's figures
         self._figures: list[Figure] = []
         self._texts: dict[str, list[str]] = {}
         for figure in figures:
             self._figures.append(figure)
-            for value in figure.values:
+            for value, precision in figure.readings:
                 self._values.setdefault(figure.dimension, []).append((value, len(self._figures) - 1))
+                self._reach[figure.dimension] = max(self._reach.get(figure.dimension, 0.0), precision)
             self._texts.setdefault(figure.dimension, []).append(figure.text)
         for values in self._values.values():
             values.sort()
@@ -228,8 +244,8 @@ class _FigureIndex:
         values = self._values.get(figure.dimension)
         if not values:
             return False
-        for value in figure.values:
-            reach = abs(value) * TOLERANCE / (1 - TOLERANCE)  # every y with |x − y| ≤ tol·max(|x|, |y|)
+        for value, precision in figure.readings:
+            reach = precision + self._reach[figure.dimension] + 1e-9  # every value _same could accept
             start = bisect.bisect_left(values, (value - reach, -1))
             for candidate, index in itertools.islice(values, start, None):
                 if candidate > value + reach:
@@ -243,21 +259,26 @@ class _FigureIndex:
         return self._texts.get(dimension, [])[:3]
 
 
-def extract_figures(text: str) -> list[Figure]:
-    """Numbers with units in a text (full-width digits and ranges like `5–10 kg` read)."""
+def extract_figures(text: str, *, spaced_groups: bool = False) -> list[Figure]:
+    """Numbers with units in a text (full-width digits and ranges like `5–10 kg` read).
+    `spaced_groups`: the text's language groups thousands with a space (French, Swedish...), so
+    `2 500 ml` is 2500 ml only; elsewhere it may also be a count and 500 ml, and both are read."""
     text = unicodedata.normalize("NFKC", text)
     found = []
     for match in _FIGURE.finditer(text):
         unit = _unit(match.group("unit"))
         if unit is None:
             continue
-        dimension, factor, offset = unit
+        name, dimension, factor, offset = unit
         for part in ("low", "high"):
             number = match.group(part)
             if number is None:
                 continue
-            values = frozenset(round(value * factor + offset, 9) for value in _readings(number))
-            found.append(Figure(f"{number} {match.group('unit')}", dimension, values))
+            readings = frozenset(
+                (round(value * factor + offset, 9), precision * abs(factor))
+                for value, precision in _readings(number, spaced_groups=spaced_groups)
+            )
+            found.append(Figure(f"{number} {match.group('unit')}", dimension, name, readings))
     return found
 
 
@@ -274,47 +295,60 @@ def _is_figure_token(token: str) -> bool:
 
 
 def _same(a: Figure, b: Figure) -> bool:
+    """One fact: in one unit, equal values (notation aside); across units, within what both
+    written precisions allow."""
     if a.dimension != b.dimension:
         return False
-    return any(x == y or (x and abs(x - y) <= TOLERANCE * max(abs(x), abs(y))) for x in a.values for y in b.values)
+    if a.unit == b.unit:
+        return bool(a.values & b.values)
+    return any(abs(x - y) <= hx + hy + 1e-12 for x, hx in a.readings for y, hy in b.readings)
 
 
-def _readings(number: str) -> set[float]:
-    """What a written number may stand for: `20.000` is 20000 or 20, `1,7` is 1.7, `1,700` is
-    1700 or 1.7; with both marks, the last is the decimal one."""
+def _readings(number: str, *, spaced_groups: bool = False) -> set[tuple[float, float]]:
+    """What a written number may stand for, each with its precision (half a unit in its last
+    digit): `20.000` is 20000 or 20.000, `1,7` is 1.7, `1,700` is 1700 or 1.700; with both marks,
+    the last is the decimal one. `2 500` is 2500, or (unless `spaced_groups`) a count then 500."""
+    readings = set()
+    head, space, last = number.rpartition(" ")
+    if space and not spaced_groups and head.isdigit() and not last.startswith("0"):
+        readings.add((float(last), 0.5))  # "Pack of 2 500 ml", "DX-2 600W", "iPhone 13 128 GB"
     number = re.sub(r"[\u00a0\u202f ]", "", number)
     marks = [char for char in number if char in ".,"]
     if not marks:
-        return {float(number)}
+        return readings | {(float(number), 0.5)}
     if len(set(marks)) == 2:
         decimal = marks[-1]
         group = "," if decimal == "." else "."
-        return {float(number.replace(group, "").replace(decimal, "."))}
+        plain = number.replace(group, "")
+        return readings | {(float(plain.replace(decimal, ".")), _half_digit(plain.rpartition(decimal)[2]))}
     mark = marks[0]
     whole, _, tail = number.rpartition(mark)
-    readings = set()
     if all(len(group) == 3 for group in number.split(mark)[1:]):
-        readings.add(float(number.replace(mark, "")))  # a thousands separator
+        readings.add((float(number.replace(mark, "")), 0.5))  # a thousands separator
     if len(marks) == 1:
-        readings.add(float(f"{whole}.{tail}"))  # a decimal mark
+        readings.add((float(f"{whole}.{tail}"), _half_digit(tail)))  # a decimal mark
     return readings
 
 
+def _half_digit(decimals: str) -> float:
+    return 0.5 * 10.0 ** -len(decimals)
+
+
 @cache
-def _unit(written: str) -> tuple[str, float, float] | None:
-    """(dimension, factor to the base unit, offset) of a unit as written; None where the
-    table does not know it."""
-    key = written.lower()
+def _unit(written: str) -> tuple[str, str, float, float] | None:
+    """(unit name, dimension, factor to the base unit, offset) of a unit as written; None
+    where the table does not know it."""
+    key = re.sub(r"\s+", " ", written.lower())
     if key not in UNIT_NAMES:
         return None
     name = UNIT_NAMES[key]
     if name is None:
-        return (key, 1.0, 0.0)  # a label: compared as written
+        return (key, key, 1.0, 0.0)  # a label: compared as written
     registry = _registry()
     quantity = registry.Quantity(1.0, name)
     base = quantity.to_base_units()
     zero = registry.Quantity(0.0, name).to_base_units().magnitude
-    return (str(base.dimensionality), float(base.magnitude) - float(zero), float(zero))
+    return (name, str(base.dimensionality), float(base.magnitude) - float(zero), float(zero))
 
 
 def load_units() -> None:
@@ -351,7 +385,7 @@ def _squeeze(text: str) -> str:
 
 
 def _unique(figures: Iterable[Figure]) -> tuple[Figure, ...]:
-    seen: dict[tuple[str, frozenset[float]], Figure] = {}
+    seen: dict[tuple[str, str, frozenset[tuple[float, float]]], Figure] = {}
     for figure in figures:
-        seen.setdefault((figure.dimension, figure.values), figure)
+        seen.setdefault((figure.dimension, figure.unit, figure.readings), figure)
     return tuple(seen.values())

@@ -40,8 +40,24 @@ class Locale:
         """The tag as Amazon's `language_tag` spells it: "de_DE"."""
         return self.tag.replace("-", "_")
 
+    @property
+    def groups_with_space(self) -> bool:
+        """Whether the language writes thousands with a space (`20 000`: French, Swedish,
+        Polish...), by CLDR's group symbol for it."""
+        return _groups_with_space(self.tag)
+
     def __str__(self) -> str:
         return self.tag
+
+
+@cache
+def _groups_with_space(tag: str) -> bool:
+    from babel.numbers import get_group_symbol
+
+    try:
+        return get_group_symbol(tag.replace("-", "_")).isspace()
+    except (UnknownLocaleError, ValueError):
+        return False
 
 
 def parse_locale(code: str) -> Locale:

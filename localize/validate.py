@@ -152,7 +152,14 @@ def check_listing(
     _check_script(listing, locale, problems)
     if source:
         warnings += _leftover_source(listing, source, terms)
-    figures = [("figures", message) for message in check_facts(facts, _fact_texts(listing))] if facts else []
+    figures = (
+        [
+            ("figures", message)
+            for message in check_facts(facts, _fact_texts(listing), spaced_groups=locale.groups_with_space)
+        ]
+        if facts
+        else []
+    )
     if figures_as_warnings:
         warnings += [f"figures: {message}" for _, message in figures]
     else:

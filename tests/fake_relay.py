@@ -173,7 +173,8 @@ class Answer:
     # (changes merged into it), or OMIT to leave that product out of the answer.
     pack: dict[str, Any] = field(default_factory=dict)
     # What the listing does with the product's figures, names, images and links: "keep" them,
-    # "change" the first figure's number, "drop" them all, or keep them and "invent" a 12 h.
+    # "change" the first figure's number, "nudge" it by one in its last digit, "drop" them all,
+    # or keep them and "invent" a 12 h.
     facts: str = "keep"
     # For a strings request: per key, the translation to answer with instead (or OMIT).
     strings: dict[str, Any] = field(default_factory=dict)
@@ -461,6 +462,8 @@ class FakeRelay:
         facts = facts or ""
         if answer.facts == "change":  # one digit more: 20000 mAh becomes 200000 mAh
             facts = re.sub(r"\d+", lambda match: match.group(0) + "0", facts, count=1)
+        if answer.facts == "nudge":  # the smallest step: 20000 mAh becomes 20001 mAh, 1.7 l 1.8 l
+            facts = re.sub(r"\d(?=\D|$)", lambda match: str((int(match.group(0)) + 1) % 10), facts, count=1)
         if answer.facts == "invent":
             facts += ", 12 h"
         return {**listing, "description": f"{listing['description']} {facts}".rstrip()}

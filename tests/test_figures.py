@@ -224,3 +224,74 @@ def test_the_checks_read_a_bounded_part_of_64_kb_of_a_worst_case(text: str) -> N
         check_string(text, text, parse_locale("de-DE"))
     except InvalidAnswer as refused:
         assert refused.kind in ("untranslated", "wrong_language", "length")
+
+
+# --- precision, not percentage (issue 24) ---------------------------------------------------
+
+PRECISION_CASES = [
+    # (source, listing, same facts?) from real listings
+    ("27 in IPS monitor", "27 in (68.6 cm) IPS-Monitor", True),
+    ("27 in IPS monitor", "27 in (60 cm) IPS-Monitor", False),
+    ("weighs 1.2 kg", "wiegt 1.2 kg (2.6 lb)", True),
+    ("weighs 4.2 kg", "wiegt 4,2 kg (9.3 lb)", True),
+    ("a 1.7 l kettle", "ein 1,7 l Wasserkocher", True),
+    ("a 1.7 l kettle", "a 57.5 fl oz kettle", True),
+    ("20000 mAh battery", "20100 mAh Akku", False),
+    ("20000 mAh battery", "20.000 mAh Akku", True),
+    ("20000 mAh battery", "20001 mAh Akku", False),
+    ("1500 W motor", "1520 W Motor", False),
+    ("1500 W motor", "1,5 kW Motor", True),
+    ("a 1.8 l jug", "eine 1,9 l Kanne", False),
+    ("Bajaj DX-2 600W mixer", "Bajaj DX-2 Mixer mit 600 W", True),
+    ("Pack of 2 500 ml bottles", "2er-Pack Flaschen à 500 ml", True),
+    ("Apple iPhone 13 128 GB", "Apple iPhone 13 mit 128 GB", True),
+]
+
+
+@pytest.mark.parametrize(("source", "listing", "same"), PRECISION_CASES, ids=[c[1] for c in PRECISION_CASES])
+def test_figures_compare_by_written_precision(source: str, listing: str, same: bool) -> None:
+    problems = check_facts(facts_of({"description": source}), [listing])
+    assert (problems == []) is same, problems
+
+
+def test_a_space_groups_thousands_only_where_the_language_does() -> None:
+    facts = facts_of({"description": "2 500 ml"})
+    assert check_facts(facts, ["2 500 ml"], spaced_groups=True) == []  # French: 2500 ml, as written
+    assert check_facts(facts_of({"description": "2500 ml"}), ["2 500 ml"], spaced_groups=True) == []
+    assert check_facts(facts_of({"description": "500 ml"}), ["2 500 ml"], spaced_groups=True) != []
+
+
+def test_a_relay_nudging_one_figure_by_its_smallest_step_never_goes_unflagged(run_cli, tmp_path: Path) -> None:
+    """30% of first answers change one figure by one in its last digit (20000 → 20001 mAh,
+    370 → 371 g): every one is caught and asked again, and no result keeps a changed figure."""
+    products = [
+        {"id": f"PB-{n}", "name": f"Voltkit {10000 + n * 1000} mAh Power Bank {20 + n} W", "weight": f"{300 + n} g"}
+        for n in range(20)
+    ]
+    path = write(tmp_path / "banks.json", json.dumps(products))
+    nudged = {n for n in range(20) if n % 10 in (1, 4, 7)}  # 30%
+    with FakeRelay() as relay:
+        relay.enqueue(*[Answer(facts="nudge" if n in nudged else "keep") for n in range(20)])
+        result = run_cli(
+            "run", path, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--concurrency", "1"
+        )
+        asked = len(relay.chat_requests)
+    assert result.exit_code == 0, result.stderr
+    assert asked == 20 + len(nudged)  # each nudge re-asked once; the right answers on the first ask
+    for row in iter_jsonl(Path("out/results.jsonl")):
+        n = int(row["id"].split("-")[1])
+        assert f"{10000 + n * 1000} mAh" in row["description"] and f"{300 + n} g" in row["description"]
+        assert row["warnings"] == []
+
+
+def test_a_correct_conversion_is_accepted_on_the_first_answer(run_cli, tmp_path: Path) -> None:
+    from fake_relay import listing_for
+
+    path = write(tmp_path / "kettle.json", json.dumps([{"id": "K1", "name": "Kettle", "description": "Weighs 1.2 kg."}]))
+    listing = {**listing_for("en"), "description": "Weighs 1.2 kg (2.6 lb)."}
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(listing=listing))
+        result = run_cli("run", path, "-l", "en-US", "--base-url", relay.base_url, "--out", "out")
+        asked = len(relay.chat_requests)
+    assert result.exit_code == 0, result.stderr
+    assert asked == 1
