@@ -61,6 +61,7 @@ from .jobs import (
     request_params,
     require_locales,
 )
+from .language import warm_up as warm_up_languages
 from .locales import Locale
 from .lock import Fingerprint, Fingerprinter, JobKey
 from .packing import apportion, read_pack, split_usage
@@ -637,6 +638,7 @@ class _JobRunner:
         self._calibration = calibration
         self._counter = TokenCounter()
         load_units()  # now, not while the first answers are checked with requests in flight
+        warm_up_languages(tuple(dict.fromkeys(locale.language for locale in settings.locales)))
         self._count_all = settings.max_cost_usd is not None or settings.tpm is not None
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0

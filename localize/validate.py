@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .figures import Facts, check_facts
 from .glossary import Term
+from .language import detected_problem
 from .locales import Locale
 from .rules import FieldRule, PlatformRules
 from .sanitize import drop_foreign_media, formula_start, unsafe_markup
@@ -33,13 +34,23 @@ _SCRIPT_PARTS = {
 # Share of an answer's letters that must be in the locale's script. Brand names and model
 # numbers stay in Latin letters, so this is a majority, not all.
 MIN_SCRIPT_SHARE = 0.5
-# Japanese must show kana, or it may be Chinese.
+# Japanese must show kana, or it may be Chinese; Korean must be mostly Hangul.
 MIN_KANA_SHARE = 0.05
+MIN_HANGUL_SHARE = 0.5
+# Below this many letters a text passes with a single letter in its script (the rest a brand).
+SHORT_TEXT_LETTERS = 30
 SCRIPT_SAMPLE_CHARS = 1000
+# Japanese this short may be written in kanji alone (product types, collection titles, menu
+# items); longer Japanese without kana reads as Chinese.
+KANJI_ONLY_LETTERS = 20
 
 _FENCE_LANGUAGE = re.compile(r"[a-zA-Z]*")
 _TAG = re.compile(r"</?\s*([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*>")  # one tag: never scans past the next "<"
 _KANA = regex.compile(r"[\p{scx=Hira}\p{scx=Kana}]")
+_HANGUL = regex.compile(r"\p{scx=Hang}")
+_HAN = regex.compile(r"\p{scx=Hani}")
+_LINK = re.compile(r"https?://[^\s)\]\"'<>]*|\]\([^()\s]*\)")
+_ACRONYM = re.compile(r"[A-Z0-9][A-Z0-9 ./-]{0,5}")
 
 
 class InvalidAnswer(Exception):
@@ -428,39 +439,75 @@ def _check_script(listing: Listing, locale: Locale, problems: list) -> None:
 
 
 def script_problem(text: str, locale: Locale) -> str | None:
-    """Why `text` is not in the locale's script (too few of its letters are; Japanese without
-    kana), or None. Markup is not text; text without letters passes."""
+    """Why `text` is not in the locale's language, or None: too few of its letters in the
+    locale's script; Japanese without kana, or with characters only Chinese uses; Korean
+    without Hangul; then, for a text long enough, the language detector. Markup is not text;
+    text without letters passes."""
     text = text[:SCRIPT_SAMPLE_CHARS]
     if "<" in text:
         text = _TAG.sub(" ", text)
-    letters = in_script = kana = 0
+    if "/" in text:
+        text = _LINK.sub(" ", text)  # an address is no language: "[詳しくはこちら](https://help…)"
+    if _ACRONYM.fullmatch(text.strip()):
+        return None  # SKU, SNS, URL, 4L: written so in every language
+    letters = in_script = kana = hangul = chinese_only = 0
     classify = _classifier(locale.script)
     for char, count in Counter(text).items():  # each distinct character is classified once
-        is_letter, is_in_script, is_kana = classify(char)
-        if is_letter:
+        kind = classify(char)
+        if kind & _LETTER:
             letters += count
-            in_script += count if is_in_script else 0
-            kana += count if is_kana else 0
+            in_script += count if kind & _IN_SCRIPT else 0
+            kana += count if kind & _KANA_CHAR else 0
+            hangul += count if kind & _HANGUL_CHAR else 0
+            chinese_only += count if kind & _CHINESE_ONLY else 0
     if not letters:
         return None
     share = in_script / letters
     expected = f"{locale.display_name} in {locale.script_name} script"
-    if share < MIN_SCRIPT_SHARE:
+    # A short text (a button, a menu item) may be mostly a brand name: one letter of the
+    # script is enough there.
+    if share < MIN_SCRIPT_SHARE and not (letters < SHORT_TEXT_LETTERS and in_script):
         return f"only {share:.0%} of the letters are in {locale.script_name} script; write in {expected}"
     if locale.script == "Jpan" and kana / letters < MIN_KANA_SHARE:
-        return f"the text has almost no kana, so it reads as Chinese; write in {expected}"
-    return None
+        if chinese_only:
+            return f"the text uses Chinese characters Japanese does not, and no kana; write in {expected}"
+        if letters >= KANJI_ONLY_LETTERS:
+            return f"the text has almost no kana, so it reads as Chinese; write in {expected}"
+        return None  # 電子機器, 家具, 高品質: short Japanese is often kanji alone
+    if locale.script == "Kore" and in_script and hangul / in_script < MIN_HANGUL_SHARE:
+        return f"the text has almost no Hangul, so it reads as Chinese; write in {expected}"
+    return detected_problem(text, locale.language, locale.display_name)
+
+
+# What a character is, as bits (classified once per distinct character).
+_LETTER, _IN_SCRIPT, _KANA_CHAR, _HANGUL_CHAR, _CHINESE_ONLY = 1, 2, 4, 8, 16
 
 
 @cache
-def _classifier(script: str) -> Callable[[str], tuple[bool, bool, bool]]:
-    """(is a letter, is in `script`, is kana) for a character, remembered per character: the
-    regex module is exact about Unicode scripts but slow per call."""
+def _classifier(script: str) -> Callable[[str], int]:
+    """What a character is for `script` (the bits above), remembered per character: the regex
+    module is exact about Unicode scripts but slow per call."""
     parts = "".join(rf"\p{{scx={part}}}" for part in _SCRIPT_PARTS.get(script, (script,)))
     in_script = regex.compile(rf"[{parts}]")
 
     @lru_cache(maxsize=65536)
-    def classify(char: str) -> tuple[bool, bool, bool]:
-        return char.isalpha(), bool(in_script.match(char)), bool(_KANA.match(char))
+    def classify(char: str) -> int:
+        kind = _LETTER if char.isalpha() else 0
+        kind |= _IN_SCRIPT if in_script.match(char) else 0
+        kind |= _KANA_CHAR if _KANA.match(char) else 0
+        kind |= _HANGUL_CHAR if _HANGUL.match(char) else 0
+        if _HAN.match(char) and not _in_japanese(char):
+            kind |= _CHINESE_ONLY
+        return kind
 
     return classify
+
+
+def _in_japanese(char: str) -> bool:
+    """Whether Japanese writes this Han character: it is in JIS X 0208 (Shift_JIS), which
+    simplified Chinese forms such as 码, 进 and 务 are not."""
+    try:
+        char.encode("cp932")
+    except UnicodeEncodeError:
+        return False
+    return True

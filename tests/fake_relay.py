@@ -58,6 +58,44 @@ LISTINGS = {
         ],
         "seo_tags": ["หูฟัง", "ไร้สาย", "เดินทาง", "บลูทูธ", "ตัดเสียงรบกวน"],
     },
+    "fr": {
+        "title": "Casque sans fil Nordbeat à réduction de bruit",
+        "description": "Casque sans fil avec réduction de bruit hybride et une longue autonomie, pensé pour le voyage.",
+        "bullets": [
+            "Réduction de bruit efficace",
+            "Longue autonomie de la batterie",
+            "Charge rapide par USB-C",
+            "Deux appareils à la fois",
+            "Pliable avec étui de voyage",
+        ],
+        "seo_tags": ["casque", "sans fil", "voyage", "bluetooth", "réduction de bruit"],
+    },
+    "pt": {
+        "title": "Fones de ouvido sem fio Nordbeat com cancelamento de ruído",
+        "description": "Fones de ouvido sem fio com cancelamento de ruído híbrido e bateria de longa duração, "
+        "feitos para viagens.",
+        "bullets": [
+            "Cancelamento de ruído potente",
+            "Bateria de longa duração",
+            "Carregamento rápido por USB-C",
+            "Dois aparelhos ao mesmo tempo",
+            "Dobráveis com estojo de viagem",
+        ],
+        "seo_tags": ["fones de ouvido", "sem fio", "viagem", "bluetooth", "cancelamento de ruído"],
+    },
+    "es": {
+        "title": "Auriculares inalámbricos Nordbeat con cancelación de ruido",
+        "description": "Auriculares inalámbricos con cancelación de ruido híbrida y una batería de larga duración, "
+        "pensados para viajar.",
+        "bullets": [
+            "Cancelación de ruido potente",
+            "Batería de larga duración",
+            "Carga rápida por USB-C",
+            "Dos dispositivos a la vez",
+            "Plegables con estuche de viaje",
+        ],
+        "seo_tags": ["auriculares", "inalámbricos", "viaje", "bluetooth", "cancelación de ruido"],
+    },
     "en": {
         "title": "Nordbeat Wireless Noise Cancelling Headphones",
         "description": "Wireless headphones with hybrid noise cancelling and a long battery life, made for travel.",

@@ -272,9 +272,7 @@ def test_a_relay_nudging_one_figure_by_its_smallest_step_never_goes_unflagged(ru
     nudged = {n for n in range(20) if n % 10 in (1, 4, 7)}  # 30%
     with FakeRelay() as relay:
         relay.enqueue(*[Answer(facts="nudge" if n in nudged else "keep") for n in range(20)])
-        result = run_cli(
-            "run", path, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--concurrency", "1"
-        )
+        result = run_cli("run", path, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--concurrency", "1")
         asked = len(relay.chat_requests)
     assert result.exit_code == 0, result.stderr
     assert asked == 20 + len(nudged)  # each nudge re-asked once; the right answers on the first ask
@@ -287,7 +285,8 @@ def test_a_relay_nudging_one_figure_by_its_smallest_step_never_goes_unflagged(ru
 def test_a_correct_conversion_is_accepted_on_the_first_answer(run_cli, tmp_path: Path) -> None:
     from fake_relay import listing_for
 
-    path = write(tmp_path / "kettle.json", json.dumps([{"id": "K1", "name": "Kettle", "description": "Weighs 1.2 kg."}]))
+    kettle = [{"id": "K1", "name": "Kettle", "description": "Weighs 1.2 kg."}]
+    path = write(tmp_path / "kettle.json", json.dumps(kettle))
     listing = {**listing_for("en"), "description": "Weighs 1.2 kg (2.6 lb)."}
     with FakeRelay() as relay:
         relay.enqueue(Answer(listing=listing))

@@ -443,3 +443,17 @@ def test_a_row_that_tries_to_give_instructions_is_localized_like_any_other(
     assert user.count("</product_data>") == 1  # the row cannot close the data fence
     assert "Ignore all previous instructions" in user.split("<product_data>")[1]  # it stays inside it, as data
     assert results()[0]["title"].startswith("Nordbeat ノイズ")  # and the job ends as a normal ja-JP listing
+
+
+@pytest.mark.parametrize(("locale", "answered_in", "named"), [("de-DE", "en", "English"), ("pt-BR", "es", "Spanish")])
+def test_a_listing_in_a_language_of_the_same_script_is_re_asked(
+    run_cli, tmp_path: Path, relay: FakeRelay, locale: str, answered_in: str, named: str
+) -> None:
+    """English left untranslated in a German listing, Spanish in a Portuguese one: the same
+    letters, another language; the detector names it and the job is asked again."""
+    relay.enqueue(Answer(language=answered_in))
+    result = live(run_cli, relay, one_product(tmp_path), "-l", locale)
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2
+    note = relay.chat_requests[1]["messages"][-1]["content"]
+    assert f"the text reads as {named}" in note

@@ -293,3 +293,25 @@ def test_the_estimate_prices_the_strings_and_knows_when_they_are_done(run_cli, r
     assert len(relay.chat_requests) == estimated["requests"]  # the estimate packs as the run does
     again = json.loads(run_cli("estimate", EXPORT, "--out", "out", "--json").stdout)
     assert again["jobs"]["up_to_date"] == 31 and again["requests"] == 0
+
+
+def test_short_japanese_in_kanji_alone_is_accepted_on_the_first_answer(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """Collection titles and menu items: 家具, 電子機器, 高品質 are correct Japanese, not Chinese."""
+    rows = [
+        ["PRODUCT", "'8801", "title", "ja", "", "", "Oak chair", ""],
+        ["COLLECTION", "'4401", "title", "ja", "", "", "Furniture", ""],
+        ["COLLECTION", "'4402", "title", "ja", "", "", "Electronics", ""],
+        ["MENU", "'5501", "title", "ja", "", "", "High quality", ""],
+    ]
+    export = tmp_path / "kanji.csv"
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([HEADER, *rows])
+    kanji = {"COLLECTION/4401/title": "家具", "COLLECTION/4402/title": "電子機器", "MENU/5501/title": "高品質"}
+    relay.enqueue(Answer(), Answer(strings=kanji))  # the product's listing goes first
+    result = shopify_run(run_cli, relay, export, "-l", "ja-JP", "--concurrency", "1")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 2  # the listing and the strings: no re-ask
+    written = {row["Identification"]: row["Translated content"] for row in csv_rows(IMPORT) if row["Type"] != "PRODUCT"}
+    assert written == {"'4401": "家具", "'4402": "電子機器", "'5501": "高品質"}

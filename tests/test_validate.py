@@ -137,3 +137,46 @@ def test_kept_glossary_terms_may_repeat_the_source() -> None:
         source=source,
     )
     assert warnings == []
+
+
+# --- language, not only script (issue 24) ---------------------------------------------------
+
+KO = parse_locale("ko-KR")
+PT = parse_locale("pt-BR")
+
+
+@pytest.mark.parametrize(
+    ("text", "locale"),
+    [
+        ("電子機器", JA),  # product types, collection titles, menu items: kanji alone is Japanese
+        ("家具", JA),
+        ("高品質", JA),
+        ("Facebookでシェアする", JA),  # a short text that is mostly a brand
+        ("商品評価にはアプリが必要です。[詳しくはこちら](https://help.shopify.com/manual/online-store)", JA),
+        ("SKU", JA),
+        ("Facebook에서 공유", KO),
+        ("Kabellose Kopfhörer mit langer Akkulaufzeit und Geräuschunterdrückung für Reisen.", DE),
+        ("Fones de ouvido sem fio com cancelamento de ruído e bateria de longa duração.", PT),
+    ],
+)
+def test_correct_short_and_mixed_text_passes_the_language_check(text: str, locale) -> None:
+    from localize.validate import script_problem
+
+    assert script_problem(text, locale) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "locale", "said"),
+    [
+        ("使用密码进入商店", JA, "Chinese characters Japanese does not"),  # 码, 进: simplified forms
+        ("高品質電子機器用部品供給会社製造販売保証付属品一式", JA, "reads as Chinese"),  # long, kanji only
+        ("使用密码进入", KO, "almost no Hangul"),
+        ("Wireless headphones with a long battery life and noise cancelling, made for travel.", DE, "reads as English"),
+        ("Auriculares inalámbricos con cancelación de ruido y una batería de larga duración.", PT, "reads as Spanish"),
+    ],
+)
+def test_text_in_the_wrong_language_is_refused_by_name(text: str, locale, said: str) -> None:
+    from localize.validate import script_problem
+
+    problem = script_problem(text, locale)
+    assert problem is not None and said in problem

@@ -1,0 +1,92 @@
+"""Which language a text is in, where its script cannot tell: Japanese from Chinese, a listing
+left in the source's English, Spanish written for a Portuguese shop.
+
+The script check (validate.script_problem) runs first and is enough for most languages: Thai,
+Korean, Arabic or Cyrillic text is recognised by its letters. Texts in a shared script go to a
+detector (lingua, which ships its models; only the languages in question are loaded, once per
+target language): the target, English (the usual source language) and the target's
+neighbours. A text too short to judge passes: a product type or a menu item written in kanji
+alone is correct Japanese, and a false refusal costs re-asks and a failed job.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
+
+# Languages a listing in the key's language is most often mistaken for (besides English, the
+# usual source language): what a model slips into, or what the detector confuses.
+NEIGHBOURS = {
+    "pt": ("es",),
+    "es": ("pt", "it", "ca"),
+    "it": ("es",),
+    "ca": ("es",),
+    "fr": ("it",),
+    "de": ("nl",),
+    "nl": ("de",),
+    "sv": ("da", "nb"),
+    "da": ("nb", "sv"),
+    "nb": ("da", "sv"),
+    "id": ("ms",),
+    "ms": ("id",),
+    "ja": ("zh",),
+    "zh": ("ja",),
+}
+# Fewer letters than this are not judged by the detector (too short to tell reliably: measured
+# in bench/language_check.py on Shopify's own theme strings).
+MIN_LETTERS = 40
+# What is read of a text: a listing's language shows in its first few hundred characters.
+SAMPLE_CHARS = 400
+# Refused only when another language is this sure and the target's confidence this low.
+OTHER_AT_LEAST = 0.9
+TARGET_AT_MOST = 0.05
+# Not language: links, placeholders and markup.
+_NOT_WORDS = re.compile(r"https?://[^\s)\]\"'<>]+|\{\{[^{}]*\}\}|\{%[^{%]*%\}|<[^<>]*>")
+
+
+def detected_problem(text: str, language: str, display_name: str) -> str | None:
+    """Why `text`, written for `language` (ISO 639-1) and already in its script, reads as
+    another language; None when it reads as its own, is too short to tell, or the detector
+    does not know the language."""
+    detector = _detector(language)
+    if detector is None:
+        return None
+    sample = _NOT_WORDS.sub(" ", text[: SAMPLE_CHARS * 4])[:SAMPLE_CHARS]
+    if sum(char.isalpha() for char in sample) < MIN_LETTERS:
+        return None
+    values = detector.compute_language_confidence_values(sample)
+    target = _language(language)
+    confidence = {value.language: value.value for value in values}
+    top = values[0]
+    if top.language == target or top.value < OTHER_AT_LEAST or confidence.get(target, 0.0) > TARGET_AT_MOST:
+        return None
+    other = top.language.name.capitalize()
+    return f"the text reads as {other}, not {display_name.split(' (')[0]}; write it in {display_name}"
+
+
+def warm_up(languages: tuple[str, ...]) -> None:
+    """Load the detectors a run needs now, not while its first answers are checked."""
+    for language in languages:
+        _detector(language)
+
+
+@cache
+def _detector(language: str) -> LanguageDetector | None:
+    target = _language(language)
+    if target is None:
+        return None
+    others = [_language(code) for code in ("en", *NEIGHBOURS.get(language, ())) if code != language]
+    languages = [target, *(other for other in others if other is not None)]
+    if len(languages) < 2:
+        return None
+    return LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+
+
+@cache
+def _language(code: str) -> Language | None:
+    try:
+        return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
+    except (AttributeError, ValueError):
+        return None
