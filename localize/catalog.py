@@ -77,6 +77,7 @@ class Product:
     name: str
     fields: Mapping[str, Any]
     line: int  # where the row starts in its file, for messages
+    left_out: tuple[str, ...] = ()  # its columns that do not reach the model (fields.py)
 
     def data(self) -> dict[str, Any]:
         """What the model sees: the descriptive fields, without the run-steering columns."""
@@ -1147,9 +1148,10 @@ def _product(path: Path, line: int, row: Any, fmt: Format, selection: FieldSelec
         )
     if not row.get("name"):
         raise CatalogError(path, "empty name", line=line, column="name", hint="every product needs a name")
+    dropped: tuple[str, ...] = ()
     if selection is not None:
-        row = selection.select(row, (*CONTROL_FIELDS, *REQUIRED, "sku"))
-    return Product(id=product_id, name=row["name"], fields=row, line=line)
+        row, dropped = selection.select(row, (*CONTROL_FIELDS, *REQUIRED, "sku"))
+    return Product(id=product_id, name=row["name"], fields=row, line=line, left_out=dropped)
 
 
 def _normalise_json_row(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:

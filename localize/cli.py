@@ -21,7 +21,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, config, estimate, jobs, pipeline, reports
+from . import __version__, config, estimate, jobs, pipeline, preview, reports
 from .batch import BatchProgress
 from .errors import DiskFull, InputError, LocalizeError
 from .merge import merge_outputs
@@ -369,22 +369,33 @@ app.command(
 @app.command(cls=_Command, short_help="Print the exact request for one product and locale.")
 def prompt(
     catalog: Path = CatalogArg,
-    product_id: str = typer.Option(..., "--id", help="The product's id."),
+    product_id: str = typer.Option(
+        ..., "--id", help="The product's id; in a Translate & Adapt export, a string's TYPE/Identification/Field."
+    ),
     locale: str = typer.Option(..., "--locale", "-l", help="One BCP-47 code, e.g. ja-JP."),
-    platform: str = typer.Option("amazon", "--platform", "-p", help="amazon | shopee | lazada | shopify."),
+    platform: str | None = typer.Option(
+        None, "--platform", "-p", help="amazon | shopee | lazada | shopify. [default: as a run gives the row]"
+    ),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     model: str | None = typer.Option(None, "--model", help="Model id. [default: kimi-k2]"),
     prompts: Path | None = typer.Option(None, "--prompts", help="Folder with your own templates."),
     column_map: str | None = typer.Option(None, "--map", help="Rename the catalog's columns: id=Handle,..."),
+    duplicates: str | None = typer.Option(
+        None, "--duplicates", help="Repeated ids: 'error' lists them and stops, 'first' keeps each id's first row."
+    ),
+    fields: str | None = typer.Option(
+        None, "--fields", help="Columns sent to the model: NAME,... only these; -NAME leave out; +NAME add."
+    ),
     glossary: Path | None = typer.Option(None, "--glossary", help="YAML or CSV glossary."),
     as_json: bool = typer.Option(False, "--json", help="Print the exact JSON request body."),
 ) -> None:
-    """Print exactly what would be sent for one product, locale and platform."""
+    """Print exactly what a run would send for one product (or store string), locale and platform."""
     with exit_codes():
-        settings = config.load(
-            flags=dict(model=model, prompts=prompts, map=column_map, glossary=glossary), config_path=config_file
+        flags = dict(
+            model=model, prompts=prompts, map=column_map, glossary=glossary, duplicates=duplicates, fields=fields
         )
-        body = jobs.prompt_for(settings, catalog, product_id, locale, platform)
+        settings = config.load(flags=flags, config_path=config_file)
+        body = preview.request_for(settings, catalog, product_id, locale, platform)
     if as_json:
         stdout.print_json(json.dumps(body, ensure_ascii=False))
         return
@@ -543,6 +554,13 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             f"Input tokens by column: {listed}. Leave one out with --fields -NAME (or fields: in localize.yaml).",
             markup=False,
         )
+    left_out = report.get("left_out") or {}
+    if left_out:
+        said = "; ".join(
+            f"{kind}: {', '.join(names[:12])}{f' and {len(names) - 12} more' if len(names) > 12 else ''}"
+            for kind, names in left_out.items()
+        )
+        stderr.print(f"Left out of the prompt ({said}). Let one in with --fields +NAME.", markup=False)
     over = report.get("over_context_window")
     if over:
         largest = over["largest"][0]

@@ -27,6 +27,7 @@ from .cost import (
     price_for,
     usd,
 )
+from .fields import left_out_kind
 from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
 from .locales import Locale
 from .lock import LOCK, Fingerprinter
@@ -170,6 +171,8 @@ class Estimate:
     completion_window: str = "24h"
     # Per column: input tokens its values cost over the first COLUMN_SAMPLE products' jobs.
     column_tokens: dict[str, int] = field(default_factory=dict)
+    # Columns left out of the prompt by default (fields.py), seen in the sampled products.
+    left_out: set[str] = field(default_factory=set)
     # Jobs whose request alone cannot fit the model's context window with --max-tokens: (id, tokens).
     over_window: list[tuple[str, int]] = field(default_factory=list)
     max_tokens: int = 0
@@ -207,6 +210,13 @@ class Estimate:
                 "minutes": round(single / rpm, 1) if rpm else None,
             },
         }
+
+    def _left_out(self) -> dict[str, list[str]]:
+        """The columns that stay out of the prompt by default, by why."""
+        kinds: dict[str, list[str]] = {}
+        for name in sorted(self.left_out):
+            kinds.setdefault(left_out_kind(name), []).append(name)
+        return kinds
 
     def _over_window(self) -> dict[str, Any]:
         """The jobs a run would refuse unsent, their request too large for the model."""
@@ -260,6 +270,7 @@ class Estimate:
             "by_locale_platform": by_pair,
             "timing": timing,
             "by_column": self.by_column(),
+            "left_out": self._left_out(),
             "batch": batch,
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
             **self._over_window(),
@@ -444,6 +455,7 @@ def _estimate(
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
         result.products += 1
         if result.products <= COLUMN_SAMPLE:
+            result.left_out.update(product.left_out)
             for name, value in product.data().items():
                 tokens = counter.count(data_json({name: value}))
                 result.column_tokens[name] = result.column_tokens.get(name, 0) + tokens * max(len(jobs), 1)

@@ -210,15 +210,3 @@ def _duplicate_notes(settings: Settings, catalog: Path) -> list[str]:
 def require_locales(settings: Settings) -> None:
     if not settings.locales:
         raise InputError("no locales given", hint="pass --locales de-DE,ja-JP or set locales: in localize.yaml")
-
-
-def prompt_for(settings: Settings, catalog: Path, product_id: str, locale: str, platform: str) -> dict:
-    """The exact request body the relay would receive for one job."""
-    target = parse_locale(locale)
-    prompt_set = PromptSets(settings).get(platform.lower())
-    # One pass: a pipe works too.
-    for product in read_catalog(catalog, **catalog_options(settings)):
-        if product.id == product_id:
-            messages = prompt_set.render_messages(product, target)
-            return chat_request_body(settings, messages)
-    raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")

@@ -173,3 +173,39 @@ def test_a_csv_with_old_mac_or_mixed_line_endings_reads(tmp_path: Path, newline:
     products = list(read_catalog(catalog))
     assert [p.id for p in products] == ["A", "B", "C"] and [p.line for p in products] == [2, 3, 5]
     assert products[1].fields["description"] == "Two lines:\rone, two"
+
+
+AMAZON_IN = (
+    "product_id,product_name,category,discounted_price,actual_price,discount_percentage,rating,rating_count,"
+    "about_product,user_id,user_name,review_id,review_title,review_content,img_link,product_link\n"
+    'B07JW9H4J1,Wayona Nylon Braided USB Cable,Computers&Accessories|Cables,399,1099,64%,4.2,"24,269",'
+    '"Compatible with iPhone 12, fast charging","AG3D6O4STAQ,AHMY5CWJMMK","Manav,Adarsh gupta",'
+    '"R3HXWT0LRP0NMF,R2AJM3LFTLZHFO","Satisfied,Charging is really fast","Looks durable,I ordered this cable",'
+    "https://m.media-amazon.com/images/I/51UsScvHQNL.jpg,https://www.amazon.in/dp/B07JW9H4J1\n"
+)
+
+
+def test_customers_data_and_promotions_stay_out_of_the_prompt_and_the_dry_run_names_them(
+    run_cli, tmp_path: Path
+) -> None:
+    """The Amazon India dataset shape: reviewer names and ids, review titles and bodies,
+    ratings and discounts are never sent by default; --fields +NAME lets one in."""
+    catalog = write(tmp_path / "amazon_in.csv", AMAZON_IN)
+    mapped = ("--map", "id=product_id,name=product_name")
+    prompt = run_cli("prompt", catalog, "--id", "B07JW9H4J1", "--locale", "de-DE", *mapped, "--json")
+    assert prompt.exit_code == 0, prompt.stderr
+    for private in ("Adarsh gupta", "Charging is really fast", "Looks durable", "64%", "24,269", "AHMY5CWJMMK"):
+        assert private not in prompt.stdout
+    assert "Compatible with iPhone 12" in prompt.stdout
+    report = json.loads(estimate(run_cli, catalog, *mapped, "--json").stdout)
+    assert report["left_out"]["customers' data and promotions"] == [
+        "discount_percentage", "discounted_price", "rating", "rating_count", "review_content", "review_id",
+        "review_title", "user_id", "user_name",
+    ]  # fmt: skip
+    text = estimate(run_cli, catalog, *mapped).stderr
+    assert "Left out of the prompt (not copy: actual_price, img_link, product_link; customers' data" in text
+    allowed = run_cli(
+        "prompt", catalog, "--id", "B07JW9H4J1", "--locale", "de-DE", *mapped, "--fields", "+review_title"
+    )
+    assert allowed.exit_code == 0, allowed.stderr
+    assert "Charging is really fast" in allowed.stdout

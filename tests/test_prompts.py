@@ -197,3 +197,20 @@ def test_a_user_template_that_reads_the_locale_renders_per_locale(tmp_path: Path
     assert builtin.render_user(beanie, de) == builtin.render_user(beanie, ja)
     assert "Travel Kettle" in builtin.render_user(kettle, de)  # another product is rendered anew
     assert "Wool Beanie" in builtin.render_user(beanie, ja)
+
+
+def test_prompt_reads_the_catalog_as_run_does_and_shows_a_store_string(run_cli) -> None:
+    """The same platform a run gives an export's rows (shopify for a Translate & Adapt export),
+    and a store string named by its TYPE/Identification/Field."""
+    from pathlib import Path
+
+    export = Path(__file__).resolve().parent.parent / "examples" / "shopify_translations_export.csv"
+    listing = run_cli("prompt", export, "--id", "8812345678901", "-l", "ja-JP", "--json")
+    assert listing.exit_code == 0, listing.stderr
+    assert "Shopify store" in listing.stdout and "Amazon" not in listing.stdout
+    key = "ONLINE_STORE_THEME/1234567890/general.cart.item_count"
+    string = run_cli("prompt", export, "--id", key, "-l", "ja-JP", "--json")
+    assert string.exit_code == 0, string.stderr
+    assert "<strings>" in string.stdout and "{{ count }} items in your cart" in string.stdout
+    missing = run_cli("prompt", export, "--id", "COLLECTION/1/title", "-l", "ja-JP")
+    assert missing.exit_code == 2 and "no store string" in missing.stderr

@@ -1,0 +1,55 @@
+"""`localize prompt`: exactly the request a run would send for one job, read the way the run
+reads the catalog (the same column map, fields, repeats and platform for each row), or for one
+of a Translate & Adapt export's store strings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .catalog import is_translations_export_file, read_catalog, read_translations_export
+from .config import Settings
+from .errors import InputError
+from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
+from .locales import parse_locale
+from .strings import export_strings, render_strings
+
+
+def request_for(
+    settings: Settings, catalog: Path, product_id: str, locale: str, platform: str | None
+) -> dict[str, Any]:
+    """The exact request body the relay would receive for one job: a product's listing on
+    `platform` (by default the platform a run gives the row), or, in a Translate & Adapt
+    export, a store string named by its TYPE/Identification/Field key."""
+    target = parse_locale(locale)
+    settings = settings.model_copy(update={"locales": (target,)})
+    if catalog.is_file() and is_translations_export_file(catalog) and product_id.count("/") >= 2:
+        return _string_request(settings, catalog, product_id, target)
+    # One pass: a pipe works too.
+    for product in read_catalog(catalog, **catalog_options(settings)):
+        if product.id != product_id:
+            continue
+        wanted = settings.model_copy(update={"platforms": (platform.lower(),)}) if platform else settings
+        # A job an up-to-date export row would not need is still shown: what a run would send for it.
+        jobs = plan_jobs(product, wanted.model_copy(update={"force": True}), catalog)
+        if not jobs:
+            raise InputError(
+                f"product {product_id!r} has no job on platform {platform}",
+                where=str(catalog),
+                hint="its platform column names the platforms it is listed on",
+            )
+        job = jobs[0]
+        messages = PromptSets(settings).get(job.platform).render_messages(product, job.locale)
+        return chat_request_body(settings, messages)
+    raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
+
+
+def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any]:
+    for string in export_strings(read_translations_export(catalog)):
+        if string.key.replace("'", "") == key.replace("'", ""):
+            return chat_request_body(settings, render_strings([string.product()], locale).messages)
+    raise InputError(
+        f"no store string {key!r} in the export",
+        where=str(catalog),
+        hint="name it as TYPE/Identification/Field, e.g. COLLECTION/4401/title",
+    )
