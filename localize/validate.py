@@ -151,7 +151,7 @@ def check_listing(
     warnings: list[str] = []
     unsafe: list[tuple[str, str]] = []
     _check_safety(listing, unsafe, unsafe_markup, "no scripts, handlers or styles")  # as written: asked again
-    listing = _repaired(listing, facts, warnings)
+    listing = _repaired(listing, facts, rules, warnings)
     _check_safety(listing, problems, _formula, "a spreadsheet runs it: start with a word")
     for name, rule in rules.fields().items():
         value = listing.extra[name] if name in listing.extra else getattr(listing, name)
@@ -189,14 +189,24 @@ def check_listing(
 _LIST_MARKER = re.compile(r"^[-+•*]\s+(?=\S)")
 
 
-def _repaired(listing: Listing, facts: Facts | None, warnings: list[str]) -> Listing:
-    """What can be fixed without changing a word, fixed and said: list markers a model wrote
-    before an item (a spreadsheet would read `- …` as a formula), and images or links the
-    source does not have (a tracking pixel, a link a supplier text slipped in), dropped."""
+def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warnings: list[str]) -> Listing:
+    """What can be fixed without changing a word, fixed and said (a warning, not a re-ask): list
+    markers a model wrote before an item (a spreadsheet would read `- …` as a formula); search
+    terms over their byte limit, their last tags dropped; and images or links the source does
+    not have (a tracking pixel, a link a supplier text slipped in), dropped."""
     bullets = tuple(_LIST_MARKER.sub("", item) for item in listing.bullets)
     seo_tags = tuple(_LIST_MARKER.sub("", item) for item in listing.seo_tags)
     if bullets != listing.bullets or seo_tags != listing.seo_tags:
         warnings.append("list_markers_removed: items began with a list marker (- or •), now removed")
+    limit = rules.seo_tags.total_max_bytes
+    if limit is not None and len(" ".join(seo_tags).encode()) > limit:
+        kept = list(seo_tags)
+        while kept and len(" ".join(kept).encode()) > limit:
+            kept.pop()
+        if len(kept) >= (rules.seo_tags.min_items or 1):
+            dropped = len(seo_tags) - len(kept)
+            warnings.append(f"seo_tags_trimmed: the last {dropped} search terms dropped to fit {limit} bytes")
+            seo_tags = tuple(kept)
     changes: dict[str, Any] = {"bullets": bullets, "seo_tags": seo_tags}
     if facts is not None:
         known = frozenset(facts.media)

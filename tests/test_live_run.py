@@ -457,3 +457,17 @@ def test_a_listing_in_a_language_of_the_same_script_is_re_asked(
     assert len(relay.chat_requests) == 2
     note = relay.chat_requests[1]["messages"][-1]["content"]
     assert f"the text reads as {named}" in note
+
+
+def test_search_terms_over_the_byte_limit_lose_their_last_tags_instead_of_a_re_ask(
+    run_cli, tmp_path: Path, relay: FakeRelay
+) -> None:
+    tags = [f"kopfhörer{n}" for n in range(24)]  # about 270 bytes joined: over Amazon's 249
+    assert len(" ".join(tags).encode()) > 249
+    relay.enqueue(Answer(listing={**listing_for("de"), "seo_tags": tags}))
+    result = live(run_cli, relay, one_product(tmp_path), "-l", "de-DE", "--max-reasks", "0")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 1  # repaired, not asked again
+    (row,) = results()
+    assert row["seo_tags"] == tags[: len(row["seo_tags"])] and len(" ".join(row["seo_tags"]).encode()) <= 249
+    assert any(w.startswith("seo_tags_trimmed: the last") for w in row["warnings"])
