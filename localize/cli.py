@@ -330,6 +330,13 @@ def _shopify_lines(shopify: ShopifyImport) -> str:
         line += f"\nLeft as they were: {left}."
     if shopify.other_languages:
         line += f" Rows in languages not asked for: {shopify.other_languages:,}, written back as they were."
+    if shopify.needs_look:
+        first = shopify.needs_look[0]
+        line += (
+            f"\nKept, needs a look: {len(shopify.needs_look):,} translations a person wrote break the store"
+            f" (kept as they are; see localize review or cost_report.json): {first['type']} {first['id']}"
+            f" {first['field']} [{first['locale']}]: {first['problem']}"
+        )
     return line
 
 

@@ -92,6 +92,7 @@ from .strings import (
     STRINGS,
     STRINGS_RULES,
     check_string,
+    lint_kept,
     read_strings,
     render_strings,
     shopify_strings,
@@ -387,7 +388,9 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> tuple[
             listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}
             strings = {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()}
             rows = read_translations_export(catalog)
-            shopify = write_import(rows, settings.out, settings.locales, listings, strings, force=settings.force)
+            shopify = write_import(
+                rows, settings.out, settings.locales, listings, strings, force=settings.force, lint=lint_kept
+            )
     except OSError as exc:
         if not is_disk_full(exc):
             raise

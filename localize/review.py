@@ -123,7 +123,7 @@ def _page(
         )
         for product_id, entries in sorted(jobs.items())
     )
-    summary = _summary(report, sum(len(entries) for entries in jobs.values()))
+    summary = _summary(report, sum(len(entries) for entries in jobs.values())) + _kept_needs_look(report)
     if len(jobs) < total:
         summary += (
             f"<p class=partial>Showing {len(jobs):,} of {total:,} products: every one with a failure or a "
@@ -137,6 +137,29 @@ def _page(
         sections=sections,
         script=_SCRIPT,
         style=_STYLE,
+    )
+
+
+def _kept_needs_look(report: Mapping[str, Any]) -> str:
+    """The translations a person wrote that the run kept as they are, though they break the
+    store: a table to look through (the run never changes them)."""
+    shopify = report.get("shopify_import") or {}
+    rows = shopify.get("kept_needs_look") or []
+    if not rows:
+        return ""
+    count = int(shopify.get("kept_needs_look_count") or len(rows))
+    body = "".join(
+        f"<tr><td>{escape(str(row.get('type', '')))}</td><td>{escape(str(row.get('id', '')))}</td>"
+        f"<td>{escape(str(row.get('field', '')))}</td><td>{escape(str(row.get('locale', '')))}</td>"
+        f"<td>{escape(str(row.get('problem', '')))}</td></tr>"
+        for row in rows
+    )
+    more = f"<p>and {count - len(rows):,} more in cost_report.json</p>" if count > len(rows) else ""
+    return (
+        f'<section class="kept" id="kept-needs-look"><h2>Kept, needs a look ({count:,})</h2>'
+        "<p>Translations a person wrote, kept as they are in the import file: each breaks something.</p>"
+        "<table><tr><th>type</th><th>id</th><th>field</th><th>language</th><th>problem</th></tr>"
+        f"{body}</table>{more}</section>"
     )
 
 

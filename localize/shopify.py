@@ -16,7 +16,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,12 @@ def locale_of_code(code: str) -> Locale:
     return parse_locale(f"{code}-{territory}" if territory else code)
 
 
+# Kept translations that need a look, listed one by one in the report (the rest counted).
+NEEDS_LOOK_LISTED = 100
+# What is wrong with a kept translation (source, translation, locale), or None.
+Lint = Callable[[str, str, Locale], "str | None"]
+
+
 @dataclass(slots=True)
 class ImportSummary:
     """What the import file does with the export's rows for the run's languages."""
@@ -168,6 +174,9 @@ class ImportSummary:
     left: Counter[str] = field(default_factory=Counter)  # "TYPE: why" → rows left as they were
     other_languages: int = 0  # rows of languages the run does not localize into
     added: int = 0  # rows for a language the export does not have yet
+    # Kept translations a person wrote that break the store (a placeholder lost, markup, the
+    # wrong language): written back as they were, and named so someone looks at them.
+    needs_look: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def needed(self) -> int:
@@ -183,6 +192,8 @@ class ImportSummary:
             "left": dict(sorted(self.left.items())),
             "other_languages": self.other_languages,
             "added": self.added,
+            "kept_needs_look": self.needs_look[:NEEDS_LOOK_LISTED],
+            "kept_needs_look_count": len(self.needs_look),
         }
 
 
@@ -194,12 +205,13 @@ def write_import(
     strings: Mapping[tuple[str, str], str],
     *,
     force: bool,
+    lint: Lint | None = None,
 ) -> ImportSummary:
     """OUT/shopify_translations.csv from the export's rows, the shopify listings (by (product
     id, locale tag)) and the strings' translations (by (string key, locale tag)). Nothing is
     written when rows needed a translation and none could be filled: an import file that
-    changes nothing is not a result."""
-    found = _Found(listings, strings)
+    changes nothing is not a result. `lint` checks the translations kept as a person wrote them."""
+    found = _Found(listings, strings, lint)
     codes = list(dict.fromkeys(row.code for row in rows if row.code))
     targets = {shop_locale(locale, codes): locale for locale in locales}
     summary = ImportSummary(out / SHOPIFY_TRANSLATIONS)
@@ -234,6 +246,7 @@ def write_import(
 class _Found:
     listings: Mapping[tuple[str, str], Mapping[str, Any]]
     strings: Mapping[tuple[str, str], str]
+    lint: Lint | None
 
     def text(self, row: ExportRow, locale: Locale) -> str:
         """Our translation for the row, as a storefront may show it: HTML reduced to what it
@@ -253,6 +266,11 @@ def _filled(
         return cells
     if row.has_translation and not force:
         summary.kept += 1
+        problem = found.lint(row.default, row.translated, locale) if found.lint else None
+        if problem:
+            summary.needs_look.append(
+                {"type": row.type, "id": row.resource_id, "field": row.field, "locale": row.code, "problem": problem}
+            )
         return cells
     reason = row.unsent_reason()
     if reason is not None:

@@ -171,6 +171,28 @@ def check_string(source: str, translation: object, locale: Locale) -> tuple[str,
     text = translation.strip()
     if not text:
         raise InvalidAnswer("schema", "the translation is empty")
+    problems = _problems(source, text, locale)
+    if problems:
+        raise InvalidAnswer(problems[0][0], "; ".join(message for _, message in problems))
+    return text, []
+
+
+# What a person's translation, kept as it is, is checked for: what breaks a store, not style.
+LINTED = frozenset({"placeholders", "html", "unsafe_html", "wrong_language"})
+
+
+def lint_kept(source: str, translation: str, locale: Locale) -> str | None:
+    """What is wrong with a translation a person wrote (kept as it is, never replaced): a
+    placeholder or tag lost, markup that could run, the wrong language; None when it is sound."""
+    text = translation.strip()
+    if not text:
+        return None
+    problems = [message for kind, message in _problems(source, text, locale) if kind in LINTED]
+    return "; ".join(problems) or None
+
+
+def _problems(source: str, text: str, locale: Locale) -> list[tuple[str, str]]:
+    """Every (kind, what to fix) of a translation against its source."""
     problems: list[tuple[str, str]] = []
     before, after = _liquid(source), _liquid(text)
     if Counter(before[0]) != Counter(after[0]):
@@ -204,9 +226,7 @@ def check_string(source: str, translation: object, locale: Locale) -> tuple[str,
         ratio = len(text) / len(source.strip())
         if not low <= ratio <= MAX_LENGTH_RATIO:
             problems.append(("length", f"the translation is {ratio:.1f} times as long as the source; keep it close"))
-    if problems:
-        raise InvalidAnswer(problems[0][0], "; ".join(message for _, message in problems))
-    return text, []
+    return problems
 
 
 def _liquid(text: str) -> tuple[list[str], list[str]]:

@@ -96,6 +96,18 @@ LISTINGS = {
         ],
         "seo_tags": ["auriculares", "inalámbricos", "viaje", "bluetooth", "cancelación de ruido"],
     },
+    "sv": {
+        "title": "Nordbeat trådlösa hörlurar med brusreducering",
+        "description": "Trådlösa hörlurar med hybrid brusreducering och lång batteritid, gjorda för resor.",
+        "bullets": [
+            "Kraftfull brusreducering",
+            "Lång batteritid",
+            "Snabbladdning via USB-C",
+            "Två enheter samtidigt",
+            "Hopfällbara med reseetui",
+        ],
+        "seo_tags": ["hörlurar", "trådlösa", "resor", "bluetooth", "brusreducering"],
+    },
     "en": {
         "title": "Nordbeat Wireless Noise Cancelling Headphones",
         "description": "Wireless headphones with hybrid noise cancelling and a long battery life, made for travel.",

@@ -315,3 +315,35 @@ def test_short_japanese_in_kanji_alone_is_accepted_on_the_first_answer(
     assert len(relay.chat_requests) == 2  # the listing and the strings: no re-ask
     written = {row["Identification"]: row["Translated content"] for row in csv_rows(IMPORT) if row["Type"] != "PRODUCT"}
     assert written == {"'4401": "家具", "'4402": "電子機器", "'5501": "高品質"}
+
+
+def test_kept_human_translations_that_break_the_store_are_named_not_changed(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """A Swedish translation that lost {{ count }} and one with an unclosed <p>: kept byte for
+    byte (a person wrote them), named in the summary, cost_report.json and on the review page."""
+    rows = [
+        ["PRODUCT", "'8801", "title", "sv", "", "", "Oak chair", ""],
+        ["ONLINE_STORE_THEME", "'77", "general.cart.item_count", "sv", "", "translated",
+         "{{ count }} items in your cart", "varor i din varukorg"],
+        ["PAGE", "'88", "body_html", "sv", "", "translated", "<p>Free returns within 30 days.</p>",
+         "<p>Fri retur inom 30 dagar."],
+        ["COLLECTION", "'99", "title", "sv", "", "translated", "Chairs", "Stolar"],
+    ]  # fmt: skip
+    export = tmp_path / "kept.csv"
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([HEADER, *rows])
+    result = shopify_run(run_cli, relay, export, "-l", "sv-SE")
+    assert result.exit_code == 0, result.stderr
+    assert "Kept, needs a look: 2 translations" in result.stderr
+    written = keyed(csv_rows(IMPORT))
+    assert written[("'77", "general.cart.item_count", "sv")]["Translated content"] == "varor i din varukorg"
+    assert written[("'88", "body_html", "sv")]["Translated content"] == "<p>Fri retur inom 30 dagar."
+    summary = json.loads(Path("out/cost_report.json").read_text())["shopify_import"]
+    looked = {(row["id"], row["field"]): row["problem"] for row in summary["kept_needs_look"]}
+    assert set(looked) == {("77", "general.cart.item_count"), ("88", "body_html")}
+    assert "{{ count }}" in looked[("77", "general.cart.item_count")] and "</p>" in looked[("88", "body_html")]
+    page = run_cli("review", "out")
+    assert page.exit_code == 0, page.stderr
+    html = Path("out/review.html").read_text(encoding="utf-8")
+    assert "Kept, needs a look (2)" in html and "general.cart.item_count" in html
