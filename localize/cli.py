@@ -283,6 +283,9 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
             markup=False,
         )
         raise typer.Exit(ExitCode.PARTIAL if summary.overdue else ExitCode.OK)
+    tokens = summary.report["tokens"]
+    if summary.fatal is not None and not summary.report["jobs"]["succeeded"] and not tokens["input"] + tokens["output"]:
+        raise summary.fatal  # a wrong key, an unknown model: the one line that matters, not a zero bill
     _print_run(summary, as_json=as_json)
     if summary.shopify is not None:
         stderr.print(_shopify_lines(summary.shopify), markup=False)
@@ -688,8 +691,14 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
 
 
 def _rate_line(rate: dict[str, Any]) -> str:
-    """How fast the run went, where its rate came from, and what the relay's bad moments cost."""
-    line = f"Rate: {rate['effective_rpm'] / 60:.1f} requests/s effective"
+    """How fast the run went, where its rate came from, and what the relay's bad moments cost.
+    A run too short to have a steady part says how many requests in how long instead: its
+    opening burst would read as a rate over the limit."""
+    sent, span_s = rate.get("requests") or 0, rate.get("span_s") or 0.0
+    if 0 < sent < STEADY_REQUESTS or 0 < span_s < STEADY_S:
+        line = f"Rate: {_plural(sent, 'request')} in {span_s:.1f} s, too short a run for a steady rate"
+    else:
+        line = f"Rate: {rate['effective_rpm'] / 60:.1f} requests/s effective"
     source = rate.get("source")
     settled = f"{rate['final_rpm'] / 60:.1f}/s"
     if source == "headers":
@@ -712,6 +721,11 @@ def _rate_line(rate: dict[str, Any]) -> str:
     if rate.get("requested_rpm") == "auto" and rate.get("next_auto_rpm"):
         line += f"; --rpm auto will start near {rate['next_auto_rpm']:.0f} per minute next time"
     return line
+
+
+# A run with fewer requests, or shorter, has no steady part to measure a rate on.
+STEADY_REQUESTS = 50
+STEADY_S = 5.0
 
 
 def _plural(count: int, noun: str) -> str:

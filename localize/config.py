@@ -371,8 +371,8 @@ def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigErro
             hint=f"known settings: {', '.join(known)}",
         )
     where = origin.get(field, field)
-    if len(loc) > 1:
-        where += "." + ".".join(loc[1:])
+    if not where.startswith("-"):  # a flag's bad value is named by "(got ...)", not by its position
+        where += "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in loc[1:])
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
     if "not " not in message and not isinstance(got, (dict, list)):

@@ -310,7 +310,6 @@ def require_store_views(formats: Iterable[str], locales: Iterable[str], store_vi
         example = ", ".join(f"{tag}: {tag.split('-')[0]}" for tag in missing[:2])
         raise ConfigError(
             f"--format magento needs the store view of {', '.join(missing)}",
-            where="--format magento",
             hint=f"name them in localize.yaml: magento_store_views: {{{example}}}",
         )
 
@@ -320,6 +319,5 @@ def require_seller_id(formats: Iterable[str], seller_id: str | None) -> None:
     if "amazon" in set(formats) and not seller_id:
         raise ConfigError(
             "--format amazon needs your Amazon seller id",
-            where="--format amazon",
             hint="set amazon_seller_id in localize.yaml or the AMAZON_SELLER_ID environment variable",
         )

@@ -513,6 +513,8 @@ def _rate_summary(settings: Settings, pacer: Pacer) -> dict[str, Any]:
     return {
         "requested_rpm": settings.rpm,
         "effective_rpm": round(effective * 60, 1) if effective else None,
+        "requests": pacer.sent,  # sent, retries included, between the first send and the last answer
+        "span_s": round((pacer.last_done or 0.0) - (pacer.first_sent or 0.0), 2) if effective else None,
         "final_rpm": round(report.final_rps * 60, 1),
         # configured (--rpm), found (from 429s), headers (the relay's x-ratelimit-*), probing (auto, no limit met)
         "source": report.source,

@@ -471,3 +471,37 @@ def test_search_terms_over_the_byte_limit_lose_their_last_tags_instead_of_a_re_a
     (row,) = results()
     assert row["seo_tags"] == tags[: len(row["seo_tags"])] and len(" ".join(row["seo_tags"]).encode()) <= 249
     assert any(w.startswith("seo_tags_trimmed: the last") for w in row["warnings"])
+
+
+def test_a_wrong_key_says_so_in_one_line_not_after_a_zero_bill(run_cli, sample: Path, relay: FakeRelay) -> None:
+    relay.enqueue(
+        *[Reply(401, {"error": {"type": "invalid_authentication_error", "message": "Invalid Authentication"}})] * 100
+    )
+    result = live(run_cli, relay, sample, "-l", "de-DE", "--concurrency", "1")
+    assert result.exit_code == 4
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("progress:")]  # no table
+    assert line.startswith("error: ") and "rejected the API key" in line
+
+
+def test_a_short_run_does_not_read_its_opening_burst_as_a_rate(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    result = live(run_cli, relay, one_product(tmp_path), "-l", "de-DE,ja-JP", "--rpm", "600")
+    assert result.exit_code == 0, result.stderr
+    assert "Rate: 2 requests in" in result.stderr and "too short a run for a steady rate" in result.stderr
+    assert "requests/s effective" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--format", "shopee", "--dry-run"), "error: --format: input should be 'jsonl'"),
+        (("--format", "amazon"), "error: --format amazon needs your Amazon seller id — set amazon_seller_id"),
+    ],
+)
+def test_option_errors_name_the_option_once(
+    run_cli, sample: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], line: str
+) -> None:
+    monkeypatch.delenv("AMAZON_SELLER_ID", raising=False)
+    result = live(run_cli, relay, sample, "-l", "de-DE", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
+    assert "--format.0" not in result.stderr and "--format amazon: --format amazon" not in result.stderr
