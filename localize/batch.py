@@ -35,7 +35,7 @@ from .errors import BudgetReached
 from .lock import JobKey
 from .packing import split_usage
 from .redact import REDACTED, Redactor
-from .relay import Completion, FailedAttempt, RelayError, RelayFatal, RelayRetryable, parse_completion
+from .relay import Completion, FailedAttempt, RelayError, RelayFatal, RelayRetryable, Sender, parse_completion
 from .store import BatchRecord, LineJob, RunStore
 
 # Moonshot rejects a batch file whose lines set these.
@@ -269,7 +269,9 @@ class BatchClient:
             params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
             reply = await self._call("GET", "/batches", params=params)
             try:
-                page = reply.json() if reply.status_code < 300 else None
+                if reply.status_code >= 300:
+                    raise ValueError(reply.status_code)
+                page = reply.json()
                 batches = [batch for batch in page["data"] if isinstance(batch, dict)]
             except (ValueError, KeyError, TypeError):
                 raise self._cannot_tell(file_id, f"is unreadable (HTTP {reply.status_code})") from None
@@ -397,7 +399,7 @@ class BatchCollector:
 
     def __init__(
         self,
-        live: Any,
+        live: Sender,
         *,
         reasks_by_batch: bool = False,
         live_over_budget: bool = False,
@@ -951,9 +953,9 @@ def _gather(
             continue
         usage = result.completion.usage
         # Equal parts: a later run cannot re-render an older product's block to weigh its share.
-        shares: list[Usage | None] = (
-            split_usage(usage, [1] * len(jobs), [1] * len(jobs)) if usage is not None else [None] * len(jobs)
-        )
+        shares: list[Usage | None] = [None] * len(jobs)
+        if usage is not None:
+            shares = [share for share in split_usage(usage, [1] * len(jobs), [1] * len(jobs))]
         for (key, fp), share in zip(jobs, shares, strict=True):
             if key in logged:
                 continue

@@ -526,11 +526,11 @@ def _recognised(path: Path) -> str | None:
             handles = [record.get("Handle", "") for _, record in records]
             return f"Shopify product export: {len(handles):,} rows → {len(set(handles)):,} products"
         if is_translations_export(named):
-            rows = [ExportRow(line, record) for line, record in records]
-            codes = len({row.code for row in rows})
-            products = len({row.resource_id for row in rows if row.type == "PRODUCT"})
+            export_rows = [ExportRow(line, record) for line, record in records]
+            codes = len({row.code for row in export_rows})
+            products = len({row.resource_id for row in export_rows if row.type == "PRODUCT"})
             return (
-                f"Shopify translations export: {len(rows):,} rows in {codes} language{'s' if codes != 1 else ''}, "
+                f"Shopify translations export: {len(export_rows):,} rows in {codes} language{'s' if codes != 1 else ''}, "
                 f"{products:,} products"
             )
     return None
@@ -686,9 +686,9 @@ def _woocommerce_products(records: Iterator[tuple[int, dict[str, str]]]) -> Iter
             _add_woocommerce_attributes(products[key][2], record)
         else:  # a variation whose parent is not in the file: a product of its own
             row = _woocommerce_row(record)
-            options: dict[str, list[str]] = {}
-            _add_woocommerce_attributes(options, record)
-            products[row["id"]] = (line, row, options)
+            own: dict[str, list[str]] = {}
+            _add_woocommerce_attributes(own, record)
+            products[row["id"]] = (line, row, own)
     for line, row, options in products.values():
         yield line, _finish_product(row, options)
 

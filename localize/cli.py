@@ -785,8 +785,8 @@ def _require_api_key(settings: config.Settings, *, dry_run_hint: bool = True) ->
 
 # Typer re-exports Click's BadParameter; its parents are Click's UsageError and ClickException,
 # from whichever Click this Typer uses (newer Typers vendor their own copy).
-_USAGE_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
-_CLICK_EXCEPTION = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+_USAGE_ERROR: Any = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+_CLICK_EXCEPTION: Any = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -807,5 +807,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         stderr.print("interrupted", markup=False)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -263,7 +263,7 @@ def _whole_or_auto(value: Any, unit: str, *, high: int | None) -> int | str:
     if isinstance(value, str):
         value = value.strip().lower()
         if value == "auto":
-            return value
+            return "auto"
         try:
             value = int(value)
         except ValueError:

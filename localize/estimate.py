@@ -136,7 +136,7 @@ class GroupEstimate:
     def scenarios(self) -> dict[str, Usage]:
         """Token totals for the low, expected and high cases."""
         calibrated = self.input_ratio is not None
-        input_tokens = round(self.input_tokens * self.input_ratio) if calibrated else self.input_tokens
+        input_tokens = round(self.input_tokens * self.input_ratio) if self.input_ratio is not None else self.input_tokens
         per_job = self.output_per_job if self.output_per_job is not None else self.output_tokens
         cached = max(self.requests - 1, 0) * cacheable_prefix_tokens(self.system_tokens)
         low_out = min(math.ceil(per_job * OUTPUT_LOW_FACTOR), self.max_tokens)
@@ -451,7 +451,7 @@ def _estimate(
     )
     fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
     # User messages are counted in batches, which tiktoken spreads over every core.
-    pending: list[tuple[GroupEstimate, str]] = []
+    pending: list[tuple[GroupEstimate, str, str]] = []
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
         result.products += 1
         if result.products <= COLUMN_SAMPLE:

@@ -291,7 +291,7 @@ def extract_names(text: str) -> list[str]:
 def _is_figure_token(token: str) -> bool:
     """`45H` or `20000MAH` written without a space is a figure, not a model name."""
     match = re.fullmatch(r"(\d+)([A-Z]+)", token)
-    return bool(match) and match.group(2).lower() in UNIT_NAMES
+    return match is not None and match.group(2).lower() in UNIT_NAMES
 
 
 def _same(a: Figure, b: Figure) -> bool:

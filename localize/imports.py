@@ -181,7 +181,7 @@ def _akeneo_value(code: str, result: Mapping[str, Any]) -> str:
     """A listing's value for one of AKENEO_CODES."""
     extra = result.get("extra") or {}
     bullets = "".join(f"<li>{html.escape(str(item))}</li>" for item in result.get("bullets") or [])
-    values = {
+    values: dict[str, str] = {
         "name": result["title"],
         "title": result["title"],
         "description": result["description"],

@@ -58,6 +58,8 @@ def detected_problem(text: str, language: str, display_name: str) -> str | None:
         return None
     values = detector.compute_language_confidence_values(sample)
     target = _language(language)
+    if target is None:
+        return None
     confidence = {value.language: value.value for value in values}
     top = values[0]
     if top.language == target or top.value < OTHER_AT_LEAST or confidence.get(target, 0.0) > TARGET_AT_MOST:

@@ -119,7 +119,7 @@ def _parse_known(language: str, script: str | None, territory: str | None) -> Lo
         language=language,
         territory=territory,
         script=expected_script,
-        display_name=babel_locale.get_display_name("en"),
+        display_name=babel_locale.get_display_name("en") or tag,
         native_name=babel_locale.get_display_name(babel_locale) or tag,
         script_name=_SCRIPT_NAMES.get(expected_script) or english.scripts.get(expected_script, expected_script),
     )
@@ -132,7 +132,7 @@ def _likely_script(language: str, territory: str | None) -> str:
         if key and key in likely:
             parts = likely[key].split("_")
             if len(parts) >= 2 and len(parts[1]) == 4:
-                return parts[1]
+                return str(parts[1])
     return "Latn"
 
 

@@ -87,11 +87,12 @@ class Fingerprinter:
         if isinstance(rules, str):
             rules_digest = digest(rules)
         else:
-            rules_digest = self._rules.get(id(rules))
-            if rules_digest is None:
+            cached = self._rules.get(id(rules))
+            if cached is None:
                 # The markets a platform serves shape no answer: they stay out of the lock.
                 dumped = rules.model_dump(mode="json", exclude={"markets"})
-                rules_digest = self._rules[id(rules)] = digest(dumped)
+                cached = self._rules[id(rules)] = digest(dumped)
+            rules_digest = cached
         prompt = hashlib.sha256()
         for message in messages:
             text = message["content"]

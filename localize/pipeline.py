@@ -67,6 +67,7 @@ from .lock import Fingerprint, Fingerprinter, JobKey
 from .packing import apportion, read_pack, split_usage
 from .prompts import Message, PackedPrompt
 from .relay import (
+    Asks,
     Completion,
     FailedAttempt,
     Pacer,
@@ -628,7 +629,7 @@ class _JobRunner:
         settings: Settings,
         price: Price,
         prompt_sets: PromptSets,
-        sender: Sender,
+        sender: Asks,
         store: RunStore,
         run_id: str,
         calibration: Calibration | None,

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
@@ -339,7 +339,8 @@ def _request_id(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | No
 def _relay_cost(data: Mapping[str, Any]) -> Decimal | None:
     """A charge some relays state in the response (HolySheep's examples show usage.cost_usd);
     None unless it is a finite, believable amount."""
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    reported = data.get("usage")
+    usage = reported if isinstance(reported, dict) else {}
     for value in (usage.get("cost_usd"), usage.get("cost"), data.get("cost_usd")):
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
@@ -754,7 +755,7 @@ class _CookielessClient(httpx.AsyncClient):
 
     _none = _NoCookies()
 
-    @property  # type: ignore[override]  # read-only on purpose
+    @property  # read-only on purpose
     def cookies(self) -> httpx.Cookies:
         return self._none
 
@@ -764,6 +765,25 @@ class _CookielessClient(httpx.AsyncClient):
 
 
 # --- retries -------------------------------------------------------------------------------
+
+
+class Asks(Protocol):
+    """What a job's request goes through: the live Sender, or the batch collector that gathers
+    first asks into a batch file (batch.BatchCollector)."""
+
+    async def send(
+        self,
+        body: Mapping[str, Any],
+        *,
+        tokens: int,
+        worst_case_usd: Decimal,
+        first_attempt: int,
+        on_failed: Callable[[FailedAttempt, bool], None],
+        on_sending: Callable[[int], Awaitable[None]] | None = None,
+        request_key: str = "",
+        batch_jobs: Sequence[tuple[tuple[str, str, str], str]] = (),
+        batch_worst_case_usd: Decimal = Decimal(0),
+    ) -> tuple[Completion, int]: ...
 
 
 class Sender:
@@ -856,10 +876,10 @@ class Sender:
                 raise stop
             retries += 1
             number += 1
-            error = failed.error
-            assert isinstance(error, RelayRetryable)  # _verdict stops on everything else
-            if error.retry_after_s is not None:
-                await self._sleep(error.retry_after_s)  # this request waits as asked; the pacer decides for the rest
+            retryable = failed.error
+            assert isinstance(retryable, RelayRetryable)  # _verdict stops on everything else
+            if retryable.retry_after_s is not None:
+                await self._sleep(retryable.retry_after_s)  # this request waits as asked; the pacer decides for the rest
             else:
                 # Full jitter (AWS architecture blog): spreads the retries of a burst apart.
                 ceiling = min(BACKOFF_MAX_S, self._backoff_base_s * 2 ** (retries - 1))

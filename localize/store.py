@@ -333,7 +333,8 @@ class RunStore:
         self._insert_attempt(record, logged=True, text=line[:-1])
 
     def _insert_attempt(self, record: Mapping[str, Any], *, logged: bool, line: int = 0, text: str = "") -> None:
-        usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
+        reported = record.get("usage")
+        usage = reported if isinstance(reported, dict) else {}
         self._db.execute(
             "INSERT OR REPLACE INTO attempts (run, id, platform, locale, attempt, time, status, error,"
             " latency_ms, input_tokens, cached_tokens, output_tokens, cost_usd, logged, record)"
@@ -781,10 +782,16 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
 def _attempt_key(record: Mapping[str, Any], line: int) -> tuple[str, str, str, str, int]:
     """(run, id, platform, locale, attempt); a record that names no job attempt is keyed by its
     line in the audit log instead (a negative attempt number)."""
-    key = [record.get(name) for name in ("run", "id", "platform", "locale", "attempt")]
-    if not all(isinstance(value, str) for value in key[:4]) or type(key[4]) is not int:
-        return (str(key[0] or ""), "", "", "", -line)
-    return (key[0], key[1], key[2], key[3], key[4])
+    run, job_id, platform, locale, attempt = (record.get(name) for name in ("run", "id", "platform", "locale", "attempt"))
+    if (
+        isinstance(run, str)
+        and isinstance(job_id, str)
+        and isinstance(platform, str)
+        and isinstance(locale, str)
+        and type(attempt) is int
+    ):
+        return (run, job_id, platform, locale, attempt)
+    return (str(run or ""), "", "", "", -line)
 
 
 def _text(value: Any) -> str | None:
@@ -824,7 +831,7 @@ def _record_key(record: Mapping[str, Any], path: Path, number: int) -> JobKey:
             where=f"{path}:{number}",
             hint="mend the line (every line carries id, platform and locale) or restore the file from git",
         )
-    return (key[0], key[1], key[2])
+    return (str(key[0]), str(key[1]), str(key[2]))
 
 
 def _open_append(path: Path) -> io.TextIOWrapper:

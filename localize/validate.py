@@ -204,8 +204,8 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
         while kept and len(" ".join(kept).encode()) > limit:
             kept.pop()
         if len(kept) >= (rules.seo_tags.min_items or 1):
-            dropped = len(seo_tags) - len(kept)
-            warnings.append(f"seo_tags_trimmed: the last {dropped} search terms dropped to fit {limit} bytes")
+            trimmed = len(seo_tags) - len(kept)
+            warnings.append(f"seo_tags_trimmed: the last {trimmed} search terms dropped to fit {limit} bytes")
             seo_tags = tuple(kept)
     changes: dict[str, Any] = {"bullets": bullets, "seo_tags": seo_tags}
     if facts is not None:
@@ -369,7 +369,7 @@ def _parse_json(content: str) -> dict[str, Any]:
     return data
 
 
-def _check_text(name: str, text: str, rule: FieldRule, problems: list, warnings: list) -> None:
+def _check_text(name: str, text: str, rule: FieldRule, problems: list[tuple[str, str]], warnings: list[str]) -> None:
     length = len(text)
     if not text:
         problems.append(("limits", f"{name} is empty"))
@@ -386,7 +386,7 @@ def _check_text(name: str, text: str, rule: FieldRule, problems: list, warnings:
     _check_forbidden(name, text, rule, problems)
 
 
-def _check_list(name: str, items: tuple[str, ...], rule: FieldRule, problems: list, warnings: list) -> None:
+def _check_list(name: str, items: tuple[str, ...], rule: FieldRule, problems: list[tuple[str, str]], warnings: list[str]) -> None:
     count = len(items)
     if rule.min_items is not None and count < rule.min_items:
         problems.append(("limits", f"{name} has {count} items; at least {rule.min_items} are needed"))
@@ -413,7 +413,7 @@ def _check_list(name: str, items: tuple[str, ...], rule: FieldRule, problems: li
             )
 
 
-def _check_markup(label: str, text: str, rule: FieldRule, problems: list) -> None:
+def _check_markup(label: str, text: str, rule: FieldRule, problems: list[tuple[str, str]]) -> None:
     if "<" not in text:
         return
     tags = {match.lower() for match in _TAG.findall(text)}
@@ -428,7 +428,7 @@ def _check_markup(label: str, text: str, rule: FieldRule, problems: list) -> Non
         problems.append(("html", f"{label} uses {', '.join(f'<{t}>' for t in extra)}; {what} is allowed"))
 
 
-def _check_forbidden(label: str, text: str, rule: FieldRule, problems: list) -> None:
+def _check_forbidden(label: str, text: str, rule: FieldRule, problems: list[tuple[str, str]]) -> None:
     if rule.forbidden_chars:
         found = sorted(set(rule.forbidden_chars).intersection(text))
         if found:
@@ -441,7 +441,7 @@ def _check_forbidden(label: str, text: str, rule: FieldRule, problems: list) -> 
         problems.append(("limits", f"{label} contains forbidden phrases: {', '.join(phrases)}"))
 
 
-def _check_script(listing: Listing, locale: Locale, problems: list) -> None:
+def _check_script(listing: Listing, locale: Locale, problems: list[tuple[str, str]]) -> None:
     # A sample of a thousand characters decides the language as well as the whole text.
     problem = script_problem(" ".join((listing.title, *listing.bullets, listing.description)), locale)
     if problem:
