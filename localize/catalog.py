@@ -530,7 +530,8 @@ def _recognised(path: Path) -> str | None:
             codes = len({row.code for row in export_rows})
             products = len({row.resource_id for row in export_rows if row.type == "PRODUCT"})
             return (
-                f"Shopify translations export: {len(export_rows):,} rows in {codes} language{'s' if codes != 1 else ''}, "
+                f"Shopify translations export: {len(export_rows):,} rows in {codes}"
+                f" language{'s' if codes != 1 else ''}, "
                 f"{products:,} products"
             )
     return None

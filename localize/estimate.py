@@ -135,8 +135,9 @@ class GroupEstimate:
 
     def scenarios(self) -> dict[str, Usage]:
         """Token totals for the low, expected and high cases."""
-        calibrated = self.input_ratio is not None
-        input_tokens = round(self.input_tokens * self.input_ratio) if self.input_ratio is not None else self.input_tokens
+        ratio = self.input_ratio
+        calibrated = ratio is not None
+        input_tokens = round(self.input_tokens * ratio) if ratio is not None else self.input_tokens
         per_job = self.output_per_job if self.output_per_job is not None else self.output_tokens
         cached = max(self.requests - 1, 0) * cacheable_prefix_tokens(self.system_tokens)
         low_out = min(math.ceil(per_job * OUTPUT_LOW_FACTOR), self.max_tokens)

@@ -879,7 +879,8 @@ class Sender:
             retryable = failed.error
             assert isinstance(retryable, RelayRetryable)  # _verdict stops on everything else
             if retryable.retry_after_s is not None:
-                await self._sleep(retryable.retry_after_s)  # this request waits as asked; the pacer decides for the rest
+                # This request waits as asked; the pacer decides for the rest.
+                await self._sleep(retryable.retry_after_s)
             else:
                 # Full jitter (AWS architecture blog): spreads the retries of a burst apart.
                 ceiling = min(BACKOFF_MAX_S, self._backoff_base_s * 2 ** (retries - 1))

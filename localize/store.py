@@ -782,7 +782,8 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
 def _attempt_key(record: Mapping[str, Any], line: int) -> tuple[str, str, str, str, int]:
     """(run, id, platform, locale, attempt); a record that names no job attempt is keyed by its
     line in the audit log instead (a negative attempt number)."""
-    run, job_id, platform, locale, attempt = (record.get(name) for name in ("run", "id", "platform", "locale", "attempt"))
+    names = ("run", "id", "platform", "locale", "attempt")
+    run, job_id, platform, locale, attempt = (record.get(name) for name in names)
     if (
         isinstance(run, str)
         and isinstance(job_id, str)

@@ -386,7 +386,9 @@ def _check_text(name: str, text: str, rule: FieldRule, problems: list[tuple[str,
     _check_forbidden(name, text, rule, problems)
 
 
-def _check_list(name: str, items: tuple[str, ...], rule: FieldRule, problems: list[tuple[str, str]], warnings: list[str]) -> None:
+def _check_list(
+    name: str, items: tuple[str, ...], rule: FieldRule, problems: list[tuple[str, str]], warnings: list[str]
+) -> None:
     count = len(items)
     if rule.min_items is not None and count < rule.min_items:
         problems.append(("limits", f"{name} has {count} items; at least {rule.min_items} are needed"))
