@@ -3,15 +3,15 @@ group as low / expected / high, using the calibration a live run leaves behind."
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .calibration import Calibration
 from .catalog import Product, read_once
 from .config import Settings
 from .cost import (
@@ -31,8 +31,8 @@ from .fields import left_out_kind
 from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
 from .locales import Locale
 from .lock import LOCK, Fingerprinter
+from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
 from .prompts import PACK_HEADER, PromptSet, data_json
-from .rules import PlatformRules
 from .store import CALIBRATION, RunStore
 from .strings import (
     STRING_TOKENS_OVERHEAD,
@@ -46,10 +46,6 @@ from .strings import (
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256
-# Keys, quotes, brackets and commas of the answer's JSON, plus per-item punctuation.
-ANSWER_JSON_TOKENS = 24
-ANSWER_TOKENS_PER_ITEM = 3
-
 # How far an answer's length strays from the lengths the prompt asks for, and how far o200k
 # may undercount Kimi's tokenizer outside English and Chinese (KIMI.md §5). Assumptions, shown
 # in the report, until a live run calibrates them.
@@ -60,36 +56,6 @@ INPUT_HIGH_FACTOR = 1.15
 def cacheable_prefix_tokens(system_tokens: int) -> int:
     """Tokens of the shared prefix (system message and its template tokens) a cache can hit."""
     return (system_tokens + TOKENS_PER_MESSAGE) // CACHE_CHUNK_TOKENS * CACHE_CHUNK_TOKENS
-
-
-def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
-    """Tokens of an answer that meets the prompt's target lengths."""
-    chars = 0
-    items = 0
-    for rule in rules.fields().values():
-        count = rule.expected_items
-        chars += rule.target_chars * count
-        items += count
-    return math.ceil(chars * tokens_per_char) + ANSWER_JSON_TOKENS + ANSWER_TOKENS_PER_ITEM * items
-
-
-# --pack auto never puts more products in one request: past this, the input saved per job is
-# small and an answer that fails as a whole costs too many listings to write again.
-PACK_MAX = 8
-# A listing's key in a packed answer (its id, quotes, colon, comma).
-PACK_TOKENS_PER_LISTING = 12
-# A product's id in its packed fence (<product_data id="…">), on average.
-PACK_ID_TOKENS = 6
-
-
-def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, max_tokens: int) -> int:
-    """How many products share a request: `--pack N` as given; `auto`, as many as fit within
-    max_tokens even when every answer is as long as the high estimate (x OUTPUT_HIGH_FACTOR),
-    at most PACK_MAX."""
-    if setting != "auto":
-        return int(setting)
-    per_listing = expected_output_tokens(rules, tokens_per_char) * OUTPUT_HIGH_FACTOR + PACK_TOKENS_PER_LISTING
-    return max(1, min(PACK_MAX, int(max_tokens // per_listing)))
 
 
 # --- estimates ------------------------------------------------------------------------------
@@ -114,6 +80,11 @@ class GroupEstimate:
     # From a live run (Calibration): billed / counted input, and the answers' real mean size.
     input_ratio: float | None = None
     output_per_job: float | None = None
+
+    def calibrate(self, calibration: Calibration) -> None:
+        """Use what a live run measured for this group's locale and platform."""
+        self.input_ratio = calibration.input_ratio(self.locale)
+        self.output_per_job = calibration.output_per_job(self.locale, self.platform)
 
     def add_job(self, user_tokens: int) -> None:
         self.jobs += 1
@@ -329,93 +300,6 @@ class Estimate:
         return entry
 
 
-# --- calibration ----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Calibration:
-    """What a live run measured, for later estimates of the same kind of catalog: per locale,
-    the relay's billed input against our offline count; per (platform, locale), the real size
-    of accepted answers."""
-
-    model: str
-    run: str
-    source: str = ""
-    counted_input: dict[str, int] = field(default_factory=dict)
-    billed_input: dict[str, int] = field(default_factory=dict)
-    output_tokens: dict[str, int] = field(default_factory=dict)  # "locale/platform" → sum
-    answers: dict[str, int] = field(default_factory=dict)  # "locale/platform" → accepted answers
-
-    @classmethod
-    def from_attempts(cls, attempts: Iterable[Mapping[str, Any]], *, model: str, run: str) -> Calibration:
-        result = cls(model=model, run=run)
-        for record in attempts:
-            usage = record.get("usage")
-            if not isinstance(usage, Mapping) or not record.get("counted_input"):
-                continue
-            locale = str(record.get("locale"))
-            result.counted_input[locale] = result.counted_input.get(locale, 0) + int(record["counted_input"])
-            result.billed_input[locale] = result.billed_input.get(locale, 0) + int(usage.get("input") or 0)
-            if record.get("job_outcome") == "succeeded":
-                key = f"{locale}/{record.get('platform')}"
-                result.output_tokens[key] = result.output_tokens.get(key, 0) + int(usage.get("output") or 0)
-                result.answers[key] = result.answers.get(key, 0) + 1
-        return result
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.counted_input
-
-    def input_ratio(self, locale: str) -> float | None:
-        counted = self.counted_input.get(locale)
-        return self.billed_input.get(locale, 0) / counted if counted else None
-
-    def output_per_job(self, locale: str, platform: str) -> float | None:
-        key = f"{locale}/{platform}"
-        return self.output_tokens[key] / self.answers[key] if self.answers.get(key) else None
-
-    def apply(self, group: GroupEstimate) -> None:
-        group.input_ratio = self.input_ratio(group.locale)
-        group.output_per_job = self.output_per_job(group.locale, group.platform)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "run": self.run,
-            "input_ratio": {locale: round(self.input_ratio(locale) or 0, 4) for locale in sorted(self.counted_input)},
-            "answers": dict(sorted(self.answers.items())),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "run": self.run,
-            "counted_input": self.counted_input,
-            "billed_input": self.billed_input,
-            "output_tokens": self.output_tokens,
-            "answers": self.answers,
-        }
-
-    @classmethod
-    def load(cls, path: Path, *, model: str) -> Calibration | None:
-        """The calibration in `path` if it is for `model`; None when absent or unreadable."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("model") != model:
-                return None
-            return cls(
-                model=model,
-                run=str(data["run"]),
-                source=str(path),
-                counted_input={k: int(v) for k, v in data["counted_input"].items()},
-                billed_input={k: int(v) for k, v in data["billed_input"].items()},
-                output_tokens={k: int(v) for k, v in data["output_tokens"].items()},
-                answers={k: int(v) for k, v in data["answers"].items()},
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-
 # --- the dry run ----------------------------------------------------------------------------
 
 PROGRESS_EVERY = 1000
@@ -475,7 +359,7 @@ def _estimate(
             if group is None:
                 group = _new_group(job, prompt_set, counter, settings)
                 if calibration is not None:
-                    calibration.apply(group)
+                    group.calibrate(calibration)
                 result.groups[(job.platform, job.locale.tag)] = group
             pending.append((group, user, job.product.id))
         if len(pending) >= COUNT_BATCH:
@@ -530,7 +414,7 @@ def _add_strings(
             product_tokens=sum(counter.count_many(list(prompt.blocks))),
         )
         if result.calibration is not None:
-            result.calibration.apply(group)
+            group.calibrate(result.calibration)
         result.groups[(STRINGS, tag)] = group
 
 

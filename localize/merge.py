@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .calibration import Calibration
 from .cost import build_report, report_markdown
 from .errors import InputError
-from .estimate import Calibration
 from .jobs import in_shard
 from .lock import HEADER, LOCK, JobKey
 from .store import (

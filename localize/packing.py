@@ -2,16 +2,22 @@
 sharing the request's bill among the jobs it served.
 
 The request itself is rendered by `PromptSet.render_pack` (the wire contract); how many
-products share it is `estimate.pack_size`.
+products share it is `pack_size`, from the answer lengths the platform's rules ask for.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from .cost import Usage
+from .cost import OUTPUT_HIGH_FACTOR, Usage
 from .prompts import fence_id
+from .rules import PlatformRules
 from .validate import InvalidAnswer, parse_answer
+
+# Keys, quotes, brackets and commas of the answer's JSON, plus per-item punctuation.
+ANSWER_JSON_TOKENS = 24
+ANSWER_TOKENS_PER_ITEM = 3
 
 PACK_SHAPE = '{"listings": {"<id>": {"id": "<id>", ...}, ...}}'
 
@@ -74,3 +80,33 @@ def split_usage(usage: Usage, input_weights: Sequence[int], output_weights: Sequ
     uncached = apportion(usage.input_tokens - usage.cached_tokens, input_weights)
     output = apportion(usage.output_tokens, output_weights)
     return [Usage(c + u, c, o) for c, u, o in zip(cached, uncached, output, strict=True)]
+
+
+def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
+    """Tokens of an answer that meets the prompt's target lengths."""
+    chars = 0
+    items = 0
+    for rule in rules.fields().values():
+        count = rule.expected_items
+        chars += rule.target_chars * count
+        items += count
+    return math.ceil(chars * tokens_per_char) + ANSWER_JSON_TOKENS + ANSWER_TOKENS_PER_ITEM * items
+
+
+# --pack auto never puts more products in one request: past this, the input saved per job is
+# small and an answer that fails as a whole costs too many listings to write again.
+PACK_MAX = 8
+# A listing's key in a packed answer (its id, quotes, colon, comma).
+PACK_TOKENS_PER_LISTING = 12
+# A product's id in its packed fence (<product_data id="…">), on average.
+PACK_ID_TOKENS = 6
+
+
+def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, max_tokens: int) -> int:
+    """How many products share a request: `--pack N` as given; `auto`, as many as fit within
+    max_tokens even when every answer is as long as the high estimate (x OUTPUT_HIGH_FACTOR),
+    at most PACK_MAX."""
+    if setting != "auto":
+        return int(setting)
+    per_listing = expected_output_tokens(rules, tokens_per_char) * OUTPUT_HIGH_FACTOR + PACK_TOKENS_PER_LISTING
+    return max(1, min(PACK_MAX, int(max_tokens // per_listing)))

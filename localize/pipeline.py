@@ -30,6 +30,7 @@ from .batch import (
     collect_recorded,
     run_in_batches,
 )
+from .calibration import Calibration
 from .catalog import Product, akeneo_attributes, is_translations_export_file, read_once, read_translations_export
 from .config import Settings
 from .cost import (
@@ -47,7 +48,6 @@ from .cost import (
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .estimate import Calibration, pack_size
 from .figures import Facts, facts_of, load_units
 from .glossary import Term
 from .group_commit import GroupCommit
@@ -64,7 +64,7 @@ from .jobs import (
 from .language import warm_up as warm_up_languages
 from .locales import Locale
 from .lock import Fingerprint, Fingerprinter, JobKey
-from .packing import apportion, read_pack, split_usage
+from .packing import apportion, pack_size, read_pack, split_usage
 from .prompts import Message, PackedPrompt
 from .relay import (
     Asks,

@@ -12,13 +12,9 @@ from conftest import write
 
 from localize.catalog import read_catalog
 from localize.cost import Price, TokenCounter, Usage, cost_usd, load_prices
-from localize.estimate import (
-    CACHE_CHUNK_TOKENS,
-    OUTPUT_LOW_FACTOR,
-    cacheable_prefix_tokens,
-    expected_output_tokens,
-)
+from localize.estimate import CACHE_CHUNK_TOKENS, OUTPUT_LOW_FACTOR, cacheable_prefix_tokens
 from localize.locales import parse_locale
+from localize.packing import expected_output_tokens
 from localize.prompts import load_prompt_set
 
 KEY = "sk-test-0123456789abcdef"
