@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -222,6 +223,7 @@ class BatchClient:
         self._retry_s = settings.batch_poll_s
         self.poll_s = settings.batch_poll_s  # the first wait between polls of a batch
         self._sleep = sleep
+        self._rng = random.Random()
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
             timeout=httpx.Timeout(settings.timeout_s),
@@ -331,7 +333,8 @@ class BatchClient:
                     return reply
                 problem = f"HTTP {reply.status_code} {self._message(reply)}"
             if attempt < retries:
-                await self._sleep(self._retry_s * 2**attempt)
+                # Full jitter, as the live sender (relay.Sender): the retries of a bad moment spread apart.
+                await self._sleep(self._rng.uniform(0, self._retry_s * 2**attempt))
         raise RelayFatal(
             "batch_unreachable",
             self._redact(f"the relay did not answer {method} {path} ({problem}) after {retries + 1} tries"),
