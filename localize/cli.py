@@ -465,6 +465,13 @@ def merge(
         combined = merge_outputs(inputs, out)
     _print_report(combined, as_json=as_json)
     stderr.print(f"Merged {len(inputs)} runs into {out}", markup=False)
+    if combined.get("removed"):
+        stderr.print(
+            f"Removed from {out}: {', '.join(combined['removed'])} (made from results that are no longer these);"
+            " run the same `localize run ... --format ...` on it to write them again: every job is up to date,"
+            " nothing is sent.",
+            markup=False,
+        )
 
 
 @app.command(cls=_Command, short_help="List the relay's models and which have a known price.")

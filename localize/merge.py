@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 from .calibration import Calibration
 from .cost import build_report, report_markdown
 from .errors import InputError
+from .imports import AKENEO_FILE, AMAZON_FEED, MAGENTO_FILE, WOOCOMMERCE_DIR
 from .jobs import in_shard
 from .lock import HEADER, LOCK, JobKey
+from .shopify import SHOPIFY_TRANSLATIONS
 from .store import (
     CALIBRATION,
     COST_JSON,
@@ -72,9 +75,35 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
         atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         atomic_write(out / COST_MD, report_markdown(report))
         _merge_calibration(inputs, out, report["model"])
+        if not strings:
+            (out / STRINGS_FILE).unlink(missing_ok=True)  # an earlier one would no longer match
     finally:
         hold.release()
-    return report
+    # The same finish as a run's: the state rebuilt from the merged files, the extra formats the
+    # shards wrote (results.csv, results.json) written again from them.
+    formats = [fmt for fmt, name in _EXTRA_FORMATS.items() if any((path / name).exists() for path in inputs)]
+    with RunStore(out) as store:
+        store.close()
+        store.finish(formats=formats)
+    removed = [name for name in _IMPORT_FILES if _remove(out / name)]
+    return {**report, "removed": removed} if removed else report
+
+
+# The extra formats a run writes beside results.jsonl, by --format value.
+_EXTRA_FORMATS = {"csv": "results.csv", "json": "results.json"}
+# What a run writes from its results and its own settings (a seller id, store views, the
+# catalog): left in a merged OUT they would no longer match its results.
+_IMPORT_FILES = (AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, "review.html")
+
+
+def _remove(path: Path) -> bool:
+    if path.is_dir():
+        shutil.rmtree(path)
+        return True
+    if path.exists():
+        path.unlink()
+        return True
+    return False
 
 
 def _takes(table: dict[JobKey, tuple[bool, str]], key: JobKey, owner: bool, line: str | None) -> bool:

@@ -587,3 +587,26 @@ def test_report_after_a_kill_counts_what_the_killed_run_logged(run_cli, sample: 
     logged = list(iter_jsonl(Path("out/requests.jsonl")))
     report = json.loads(run_cli("report", "out", "--json").stdout)
     assert logged and report["requests"] == len(logged)
+
+
+def test_merging_into_a_committed_out_leaves_no_stale_file(run_cli, sample: Path, relay) -> None:
+    """A merge into a `localized/` an earlier run wrote: its strings.jsonl, results.csv and import
+    files no longer match the merged results.jsonl, so none of them stays as it was."""
+    assert run(run_cli, relay, sample, "--format", "jsonl,csv", out="shard1", *("--shard", "1/2")).exit_code == 0
+    assert run(run_cli, relay, sample, "--shard", "2/2", out="shard2").exit_code == 0
+    merged = Path("merged")
+    merged.mkdir()
+    write(merged / "strings.jsonl", '{"id": "OLD", "platform": "strings", "locale": "de-DE", "text": "alt"}\n')
+    write(merged / "results.csv", "id\nOLD\n")
+    (merged / "woocommerce").mkdir()
+    write(merged / "woocommerce" / "de-DE.csv", "ID\nOLD\n")
+    write(merged / "magento_products.csv", "sku\nOLD\n")
+    result = run_cli("merge", "shard1", "shard2", "--out", "merged")
+    assert result.exit_code == 0, result.stderr
+    assert not (merged / "strings.jsonl").exists() and not (merged / "woocommerce").exists()
+    assert not (merged / "magento_products.csv").exists()
+    assert "Removed from merged: magento_products.csv, woocommerce" in result.stderr
+    written = (merged / "results.csv").read_text(encoding="utf-8")  # shard1 wrote csv: written again, merged
+    assert "OLD" not in written and written.count("\n") == 1 + 26
+    again = run(run_cli, relay, sample, "--check", out="merged")
+    assert again.exit_code == 0, again.stderr  # the merged OUT is a run's: every job up to date
