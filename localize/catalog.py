@@ -1,7 +1,9 @@
 """Read a catalog (CSV, JSON or JSONL) into Product records, one at a time.
 
-Nothing here holds the whole file: CSV and JSONL are read line by line, and a JSON list is
-decoded one element at a time. Every problem is a CatalogError naming file, line and column.
+A product catalog is never held whole: CSV and JSONL are read line by line, and a JSON list
+is decoded one element at a time (a single value up to 16 MB). A Shopify translations export
+is the exception: its rows are read into memory, since a product's rows may stand anywhere in
+it. Every problem is a CatalogError naming file, line and column.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""OUT's state: one owner for the output directory.
+"""OUT's state: the database, and the text files it exports (results, failures, the lock, the
+audit log, the batch records). The reports, calibration and import files are written beside
+them by the modules that make them.
 
 The run's state lives in SQLite (OUT/localize.db); the audit log (requests.jsonl) is appended
 per attempt; results.jsonl, failures.jsonl and localize.lock are exported from the database at
@@ -202,8 +204,8 @@ class RunStore:
     they changed since (a fresh clone, a `git pull`). Only this class opens OUT's state.
 
     A finished job is one transaction; WAL with synchronous=NORMAL survives a killed process
-    (a machine crash may lose the last moments, never corrupt the file). Only 16 bytes per
-    current job stay in memory."""
+    (a machine crash may lose the last moments, never corrupt the file). Of each current job,
+    only its key and a 16-byte digest of its fingerprint stay in memory."""
 
     def __init__(self, out: Path, *, read_only: bool = False) -> None:
         """Open OUT's state; unless read_only (estimates, --check), take OUT for this run
