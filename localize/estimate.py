@@ -29,11 +29,12 @@ from .cost import (
 )
 from .fields import left_out_kind
 from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
+from .layout import CALIBRATION, LOCK
 from .locales import Locale
-from .lock import LOCK, Fingerprinter
+from .lock import Fingerprinter
 from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
 from .prompts import PACK_HEADER, PromptSet, data_json
-from .store import CALIBRATION, RunStore
+from .store import RunStore
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,

@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .layout import AKENEO_FILE, AMAZON_FEED, MAGENTO_FILE, WOOCOMMERCE_DIR
 from .sanitize import clean_html, plain_text, safe_row
 from .store import atomic_write
 
 # The --format values that are a shop's import file (written from every result).
 IMPORT_FORMATS = frozenset({"amazon", "woocommerce", "magento", "akeneo"})
-AMAZON_FEED = "amazon_listings_feed.json"
-MAGENTO_FILE = "magento_products.csv"
 MAGENTO_COLUMNS = (
     "sku",
     "store_view_code",
@@ -47,7 +46,6 @@ MAGENTO_COLUMNS = (
     "meta_keywords",
     "meta_description",
 )
-WOOCOMMERCE_DIR = "woocommerce"
 # Amazon stores by country: marketplace ids (PLATFORMS.md; pulleee/amazonSellerAPI, Roman16/pw-front).
 MARKETPLACES = {
     "US": "ATVPDKIKX0DER",
@@ -170,7 +168,6 @@ def magento_csv(results: Iterable[Mapping[str, Any]], store_views: Mapping[str, 
     return buffer.getvalue()
 
 
-AKENEO_FILE = "akeneo_products.csv"
 # The attribute codes a listing fills (other localizable attributes are left to the PIM).
 AKENEO_CODES = frozenset(
     {"name", "title", "description", "short_description", "meta_title", "meta_description", "keywords", "meta_keywords"}

@@ -24,7 +24,6 @@ from typing import Any
 from .errors import InputError
 from .rules import PlatformRules
 
-LOCK = "localize.lock"
 VERSION = 1
 HEADER = json.dumps({"localize_lock": VERSION}) + "\n"
 JobKey = tuple[str, str, str]  # (product id, platform, locale)

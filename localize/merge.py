@@ -18,24 +18,22 @@ from typing import Any
 from .calibration import Calibration
 from .cost import build_report, report_markdown
 from .errors import InputError
-from .imports import AKENEO_FILE, AMAZON_FEED, MAGENTO_FILE, WOOCOMMERCE_DIR
 from .jobs import in_shard
-from .lock import HEADER, LOCK, JobKey
-from .shopify import SHOPIFY_TRANSLATIONS
-from .store import (
+from .layout import (
     CALIBRATION,
     COST_JSON,
     COST_MD,
     FAILURES,
+    IMPORT_FILES,
+    LOCK,
     REQUESTS,
     RESULTS,
-    STRING_PLATFORM,
+    RESULTS_CSV,
+    RESULTS_JSON,
     STRINGS_FILE,
-    OutHold,
-    RunStore,
-    atomic_write,
-    has_unfinished_run,
 )
+from .lock import HEADER, JobKey
+from .store import STRING_PLATFORM, OutHold, RunStore, atomic_write, has_unfinished_run
 
 
 def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
@@ -85,15 +83,12 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
     with RunStore(out) as store:
         store.close()
         store.finish(formats=formats)
-    removed = [name for name in _IMPORT_FILES if _remove(out / name)]
+    removed = [name for name in IMPORT_FILES if _remove(out / name)]
     return {**report, "removed": removed} if removed else report
 
 
 # The extra formats a run writes beside results.jsonl, by --format value.
-_EXTRA_FORMATS = {"csv": "results.csv", "json": "results.json"}
-# What a run writes from its results and its own settings (a seller id, store views, the
-# catalog): left in a merged OUT they would no longer match its results.
-_IMPORT_FILES = (AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, "review.html")
+_EXTRA_FORMATS = {"csv": RESULTS_CSV, "json": RESULTS_JSON}
 
 
 def _remove(path: Path) -> bool:

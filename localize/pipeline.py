@@ -62,6 +62,7 @@ from .jobs import (
     require_locales,
 )
 from .language import warm_up as warm_up_languages
+from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
 from .locales import Locale
 from .lock import Fingerprint, Fingerprinter, JobKey
 from .packing import apportion, pack_size, read_pack, split_usage
@@ -78,16 +79,7 @@ from .relay import (
 )
 from .rules import PlatformRules
 from .shopify import ImportSummary, write_import
-from .store import (
-    CALIBRATION,
-    COST_JSON,
-    COST_MD,
-    RATE,
-    JobFailure,
-    JobResult,
-    RunStore,
-    atomic_write,
-)
+from .store import JobFailure, JobResult, RunStore, atomic_write
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,

@@ -11,8 +11,9 @@ from typing import Any
 from .config import Settings
 from .cost import build_report, load_prices
 from .errors import InputError
+from .layout import REQUESTS
 from .relay import RelayClient, RelayError, RelayFatal
-from .store import REQUESTS, RunStore
+from .store import RunStore
 
 
 def rebuild_report(out: Path, *, all_runs: bool = False) -> dict[str, Any]:

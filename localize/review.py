@@ -22,12 +22,12 @@ from .catalog import read_catalog
 from .errors import InputError
 from .fields import FieldSelection
 from .figures import Facts, facts_of
+from .layout import COST_JSON, DB, FAILURES, RESULTS, REVIEW
 from .locales import parse_locale
 from .prompts import load_prompt_set
 from .rules import FieldRule
-from .store import COST_JSON, DB, FAILURES, RESULTS, STRING_PLATFORM, RunStore, atomic_write
+from .store import STRING_PLATFORM, RunStore, atomic_write
 
-REVIEW = "review.html"
 # Products on one page unless asked otherwise: about a megabyte, which a browser opens at once
 # (all 50,000 of a large catalog were 100 MB that none could).
 REVIEW_LIMIT = 1000

@@ -24,11 +24,11 @@ from typing import Any
 from babel.core import get_global
 
 from .errors import CatalogError
+from .layout import SHOPIFY_TRANSLATIONS
 from .locales import Locale, parse_locale
 from .sanitize import clean_html, plain_text
 from .store import atomic_write
 
-SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
 # Settings → Languages → Export (and the Translate & Adapt app) write this header.
 TRANSLATIONS_HEADER = (
     "Type",

@@ -27,21 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutInUse
-from .lock import HEADER, LOCK, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
+from .layout import (
+    BATCHES,
+    DB,
+    FAILURES,
+    HOLD,
+    JOURNAL,
+    LOCK,
+    REQUESTS,
+    RESULTS,
+    RESULTS_CSV,
+    RESULTS_JSON,
+    STRINGS_FILE,
+)
+from .lock import HEADER, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
 from .sanitize import safe_cell
 
-REQUESTS = "requests.jsonl"
-JOURNAL = "journal.jsonl"
-RESULTS = "results.jsonl"
-FAILURES = "failures.jsonl"
-COST_JSON = "cost_report.json"
-COST_MD = "cost_report.md"
-CALIBRATION = "calibration.json"
-RATE = "rate.json"
-# Batches submitted and not yet collected: committed with OUT, so a later run (a CI job from a
-# fresh clone, or the same command after a kill) collects them instead of uploading again.
-BATCHES = "batches.jsonl"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (setting it back at once)
 
@@ -54,7 +56,6 @@ FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 # A store's other texts (strings.py) are jobs on this pseudo-platform; their results go to
 # strings.jsonl, not results.jsonl.
 STRING_PLATFORM = "strings"
-STRINGS_FILE = "strings.jsonl"
 STRING_FIELDS = ("id", "platform", "locale", "type", "field", "source", "text", *_BILLED_FIELDS)
 
 
@@ -191,7 +192,6 @@ _RESULTS_QUERY = (
     f"SELECT result FROM jobs WHERE result IS NOT NULL AND platform {{platform}} '{STRING_PLATFORM}'"
     " ORDER BY id, platform, locale"
 )
-DB = "localize.db"
 # The files the database is exported to, and rebuilt from when they change behind its back.
 _EXPORTED = (RESULTS, FAILURES, LOCK, STRINGS_FILE)
 
@@ -439,14 +439,14 @@ class RunStore:
         # The extra formats are written when asked for and removed when not: a results.csv an
         # earlier run left would no longer match results.jsonl.
         if "csv" in formats:
-            atomic_write(self.out / "results.csv", results_csv(self.results()))
+            atomic_write(self.out / RESULTS_CSV, results_csv(self.results()))
         else:
-            (self.out / "results.csv").unlink(missing_ok=True)
+            (self.out / RESULTS_CSV).unlink(missing_ok=True)
         if "json" in formats:
             records = list(self.results())
-            atomic_write(self.out / "results.json", json.dumps(records, ensure_ascii=False, indent=2) + "\n")
+            atomic_write(self.out / RESULTS_JSON, json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         else:
-            (self.out / "results.json").unlink(missing_ok=True)
+            (self.out / RESULTS_JSON).unlink(missing_ok=True)
 
     def attempts(self, run: str) -> Iterator[dict[str, Any]]:
         """The audit records of one run's finished attempts (its requests.jsonl lines)."""
@@ -729,7 +729,7 @@ class OutHold:
     which the OS drops when the process ends however it ends (kill -9 included), so a stale
     hold never blocks the next run. Readers (--check, estimate, review) do not take it."""
 
-    NAME = ".localize-run"
+    NAME = HOLD
 
     def __init__(self, handle: io.TextIOWrapper) -> None:
         self._handle = handle

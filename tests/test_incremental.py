@@ -592,7 +592,7 @@ def test_report_after_a_kill_counts_what_the_killed_run_logged(run_cli, sample: 
 def test_merging_into_a_committed_out_leaves_no_stale_file(run_cli, sample: Path, relay) -> None:
     """A merge into a `localized/` an earlier run wrote: its strings.jsonl, results.csv and import
     files no longer match the merged results.jsonl, so none of them stays as it was."""
-    assert run(run_cli, relay, sample, "--format", "jsonl,csv", out="shard1", *("--shard", "1/2")).exit_code == 0
+    assert run(run_cli, relay, sample, "--format", "jsonl,csv", "--shard", "1/2", out="shard1").exit_code == 0
     assert run(run_cli, relay, sample, "--shard", "2/2", out="shard2").exit_code == 0
     merged = Path("merged")
     merged.mkdir()

@@ -1,0 +1,40 @@
+"""Every file a run keeps in OUT (`--out`, default `localized/`), named in one place.
+
+- results.jsonl, failures.jsonl, strings.jsonl: each job's result or failure, a store's texts
+  (store, exported from the database); localize.lock: what each result came from (store);
+  requests.jsonl: the audit log (store); batches.jsonl: batches not yet collected (store);
+  localize.db: the state, rebuilt from the text files (store); .localize-run: held by the run
+  writing OUT (store); results.csv, results.json: with --format csv, json (store).
+- cost_report.json, cost_report.md: the bill; calibration.json, rate.json: where later
+  estimates and --rpm auto start (pipeline, merge).
+- amazon_listings_feed.json, woocommerce/, magento_products.csv, akeneo_products.csv: shop
+  import files (imports); shopify_translations.csv: the Translate & Adapt file (shopify);
+  review.html: the review page (review).
+"""
+
+from __future__ import annotations
+
+RESULTS = "results.jsonl"
+FAILURES = "failures.jsonl"
+STRINGS_FILE = "strings.jsonl"
+LOCK = "localize.lock"
+REQUESTS = "requests.jsonl"
+JOURNAL = "journal.jsonl"  # left by an earlier version's killed run: read once, then removed
+BATCHES = "batches.jsonl"
+DB = "localize.db"
+HOLD = ".localize-run"
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+COST_JSON = "cost_report.json"
+COST_MD = "cost_report.md"
+CALIBRATION = "calibration.json"
+RATE = "rate.json"
+AMAZON_FEED = "amazon_listings_feed.json"
+WOOCOMMERCE_DIR = "woocommerce"
+MAGENTO_FILE = "magento_products.csv"
+AKENEO_FILE = "akeneo_products.csv"
+SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
+REVIEW = "review.html"
+
+# What a run writes from its results and its own settings: a merged OUT removes them.
+IMPORT_FILES = (AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, REVIEW)
