@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# calibration.json's version: a file without one is version 1 (the same fields).
+CALIBRATION_VERSION = 1
+
 
 @dataclass(slots=True)
 class Calibration:
@@ -63,6 +66,7 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "version": CALIBRATION_VERSION,
             "model": self.model,
             "run": self.run,
             "counted_input": self.counted_input,
@@ -76,8 +80,8 @@ class Calibration:
         """The calibration in `path` if it is for `model`; None when absent or unreadable."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("model") != model:
-                return None
+            if data.get("model") != model or data.get("version", 1) > CALIBRATION_VERSION:
+                return None  # another model's, or a newer version's: estimates go uncalibrated
             return cls(
                 model=model,
                 run=str(data["run"]),

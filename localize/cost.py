@@ -280,6 +280,10 @@ class _Tally:
         }
 
 
+# cost_report.json's version (the estimate's --json too): a report without one is version 1.
+REPORT_VERSION = 1
+
+
 def build_report(
     attempts: Iterable[Mapping[str, Any]],
     *,
@@ -349,6 +353,7 @@ def build_report(
         if request and isinstance(status, int) and 200 <= status < 300 and isinstance(latency, (int, float)):
             latencies.append(float(latency))
     report: dict[str, Any] = {
+        "version": REPORT_VERSION,
         "model": model,
         "currency": "USD",
         "estimated": False,

@@ -16,6 +16,7 @@ from .catalog import Product, read_once
 from .config import Settings
 from .cost import (
     OUTPUT_HIGH_FACTOR,
+    REPORT_VERSION,
     TOKENS_PER_MESSAGE,
     TOKENS_REPLY_PRIMER,
     Price,
@@ -232,6 +233,7 @@ class Estimate:
         timing = self.timing()
         batch = self._batch(totals)
         return {
+            "version": REPORT_VERSION,
             "model": self.model,
             "currency": "USD",
             "estimated": True,

@@ -431,7 +431,8 @@ def _write_reports(
     if shopify is not None:
         report["shopify_import"] = shopify.as_json()
     if report["rate"].get("next_auto_rpm"):
-        atomic_write(settings.out / RATE, json.dumps({"rpm": report["rate"]["next_auto_rpm"], "run": run_id}) + "\n")
+        rate = {"version": RATE_VERSION, "rpm": report["rate"]["next_auto_rpm"], "run": run_id}
+        atomic_write(settings.out / RATE, json.dumps(rate) + "\n")
     calibration = Calibration.from_attempts(this_run(), model=settings.model, run=run_id)
     if not calibration.is_empty:
         atomic_write(settings.out / CALIBRATION, json.dumps(calibration.to_json(), indent=2) + "\n")
@@ -492,7 +493,10 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
 
 def _previous_rate_rpm(settings: Settings) -> float | None:
     try:
-        return float(json.loads((settings.out / RATE).read_text())["rpm"]) * AUTO_RESTART_SHARE
+        rate = json.loads((settings.out / RATE).read_text())
+        if rate.get("version", 1) > RATE_VERSION:
+            return None  # a newer version's: start from the tier's rate
+        return float(rate["rpm"]) * AUTO_RESTART_SHARE
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -568,6 +572,8 @@ REASK = (
 # listings is about 12,000 characters, so a longer answer is not one we asked for.
 REASK_ANSWER_CHARS = 16_000
 REASK_NOTE_CHARS = 4_000
+# rate.json's version: a file without one is version 1 ({"rpm", "run"}).
+RATE_VERSION = 1
 # --rpm auto starts a little under the rate the previous run ended at.
 AUTO_RESTART_SHARE = 0.9
 # Without a budget or --tpm, prompts are counted offline for the first requests and then one in
