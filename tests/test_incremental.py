@@ -319,6 +319,15 @@ def test_merge_prefers_the_owning_shard_over_older_copies(run_cli, sample: Path,
     assert run_cli("merge", "shard1", "shard2", "--out", "merged").exit_code == 0
     assert run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "merged", "--check").exit_code == 0
 
+    def lock_line(out: str, product_id: str) -> str:
+        text = Path(out, "localize.lock").read_text(encoding="utf-8")
+        start = f'{{"job": ["{product_id}", "amazon", "de-DE"]'
+        return next(line for line in text.splitlines() if line.startswith(start))
+
+    for product_id, owner_shard in ((first, "shard1"), (second, "shard2")):  # the owner's new row won
+        assert lock_line("merged", product_id) == lock_line(owner_shard, product_id)
+        assert lock_line("merged", product_id) != lock_line("committed", product_id)
+
 
 def test_merge_of_an_unfinished_run_exits_2(run_cli, tmp_path: Path) -> None:
     Path("half").mkdir()
