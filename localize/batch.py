@@ -36,7 +36,16 @@ from .errors import BudgetReached
 from .lock import JobKey
 from .packing import split_usage
 from .redact import REDACTED, Redactor
-from .relay import Completion, FailedAttempt, RelayError, RelayFatal, RelayRetryable, Sender, parse_completion
+from .relay import (
+    Completion,
+    FailedAttempt,
+    RelayError,
+    RelayFatal,
+    RelayRetryable,
+    Sender,
+    classify_error,
+    parse_completion,
+)
 from .store import BatchRecord, LineJob, RunStore
 
 # Moonshot rejects a batch file whose lines set these.
@@ -360,8 +369,9 @@ class BatchClient:
     def _json(self, reply: httpx.Response, what: str) -> dict[str, Any]:
         if reply.status_code == 404:
             raise BatchUnavailable("no_batch_api", f"the relay at {self._base} has no batch API (404)")
-        if reply.status_code in (401, 403):
-            raise RelayFatal("unauthorized", f"the relay refused the key while trying to {what}")
+        if reply.status_code in (401, 403):  # the live client's words and kind ("auth"), the key redacted
+            error = classify_error(reply.status_code, reply.content, reply.headers, model=self._model)
+            raise RelayFatal(error.kind, self._redact(f"{error.message} (trying to {what})"), hint=error.hint)
         if reply.status_code >= 300:
             raise RelayFatal("bad_response", f"could not {what}: HTTP {reply.status_code} {self._message(reply)}")
         try:

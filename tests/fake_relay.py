@@ -291,6 +291,7 @@ class FakeRelay:
         self.batch_output = batch_output
         self.batch_age_s = batch_age_s  # batches say they were made this long ago (created_at)
         self.endless_list = endless_list  # the list of batches always has more
+        self.batch_refuses_key = False  # the file upload answers 401, echoing the key
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -539,6 +540,9 @@ class FakeRelay:
                 self.batch_stalls[kind] -= 1
         if stalled:
             return Reply(503, {"error": {"type": "engine_overloaded_error", "message": "try again later"}})
+        if self.batch_refuses_key and kind == "upload":
+            message = f"Invalid API key: {self._last_key}"
+            return Reply(401, {"error": {"type": "invalid_authentication_error", "message": message}})
         if parts[1] == "files" and method == "POST":
             return self._upload(headers.get("Content-Type", ""), raw)
         if parts[1] == "files" and len(parts) == 4 and parts[3] == "content":

@@ -495,3 +495,13 @@ def test_a_damaged_batch_record_is_one_line_naming_it(run_cli, sample: Path) -> 
         result = batch_run(run_cli, relay, sample)
     assert result.exit_code == 2
     assert "out/batches.jsonl:1" in result.stderr and "conflict" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_key_the_batch_api_refuses_is_named_as_the_live_client_names_it(run_cli, sample: Path) -> None:
+    """The same kind ("auth") and words as a live request's 401, never the key itself."""
+    with FakeRelay() as relay:
+        relay.batch_refuses_key = True
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 4
+    assert "the relay rejected the API key (HTTP 401)" in result.stderr and "HOLYSHEEP_API_KEY" in result.stderr
+    assert KEY not in result.stderr
