@@ -29,17 +29,16 @@ from .cost import (
     usd,
 )
 from .fields import left_out_kind
-from .jobs import Job, PromptSets, iter_jobs, request_params, require_locales
+from .jobs import Job, PromptSets, iter_jobs, require_locales
 from .layout import CALIBRATION, LOCK
 from .locales import Locale
-from .lock import Fingerprinter
 from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
+from .prepared import Preparer
 from .prompts import PACK_HEADER, PromptSet, data_json
 from .store import RunStore
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
-    STRINGS_RULES,
     USER,
     render_strings,
     shopify_strings,
@@ -337,7 +336,7 @@ def _estimate(
         completion_window=settings.batch_window,
         max_tokens=settings.max_tokens,
     )
-    fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
+    preparer = Preparer(settings, prompt_sets) if store is not None else None  # only to compare with the lock
     # User messages are counted in batches, which tiktoken spreads over every core.
     pending: list[tuple[GroupEstimate, str, str]] = []
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
@@ -349,15 +348,17 @@ def _estimate(
                 result.column_tokens[name] = result.column_tokens.get(name, 0) + tokens * max(len(jobs), 1)
         if not jobs:
             result.products_without_jobs += 1
-        fields = fingerprints.fields(product.id, product.data()) if store else {}
         for job in jobs:
             prompt_set = prompt_sets.get(job.platform)
-            messages = prompt_set.render_messages(job.product, job.locale)  # what a run would send
-            user = messages[1]["content"]
-            if store is not None:
-                if store.is_current(job.key, fingerprints.of(fields, messages, prompt_set.rules_for(job.locale))):
+            if preparer is not None and store is not None:
+                prepared = preparer.listing(job)
+                if store.is_current(job.key, prepared.fp):
                     result.up_to_date += 1
                     continue
+                messages = prepared.messages
+            else:
+                messages = prompt_set.render_messages(job.product, job.locale)  # what a run would send
+            user = messages[1]["content"]
             group = result.groups.get((job.platform, job.locale.tag))
             if group is None:
                 group = _new_group(job, prompt_set, counter, settings)
@@ -370,7 +371,7 @@ def _estimate(
         if on_progress and result.products % PROGRESS_EVERY == 0:
             on_progress(result.products)
     _count_pending(pending, counter, result, settings)
-    _add_strings(result, settings, catalog, store, counter, fingerprints)
+    _add_strings(result, settings, catalog, store, counter, preparer)
     result.elapsed_s = time.perf_counter() - started
     return result
 
@@ -381,20 +382,19 @@ def _add_strings(
     catalog: Path,
     store: RunStore | None,
     counter: TokenCounter,
-    fingerprints: Fingerprinter,
+    preparer: Preparer | None,
 ) -> None:
     """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them."""
     by_locale: dict[str, list[tuple[Product, Locale]]] = {}
     for product, locales in shopify_strings(settings, catalog):
-        fields = fingerprints.fields(product.id, product.data()) if store else {}
         for locale in locales:
-            if store is not None:
-                messages = render_strings([product], locale).messages
-                if store.is_current(
-                    (product.id, STRINGS, locale.tag), fingerprints.of(fields, messages, STRINGS_RULES)
-                ):
-                    result.up_to_date += 1
-                    continue
+            if (
+                store is not None
+                and preparer is not None
+                and store.is_current((product.id, STRINGS, locale.tag), preparer.string(product, locale).fp)
+            ):
+                result.up_to_date += 1
+                continue
             by_locale.setdefault(locale.tag, []).append((product, locale))
     for tag, strings in by_locale.items():
         locale = strings[0][1]

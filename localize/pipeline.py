@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import json
 import math
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -58,14 +59,14 @@ from .jobs import (
     chat_request_body,
     iter_jobs,
     preflight,
-    request_params,
     require_locales,
 )
 from .language import warm_up as warm_up_languages
 from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
 from .locales import Locale
-from .lock import Fingerprint, Fingerprinter, JobKey
+from .lock import Fingerprint, JobKey
 from .packing import apportion, pack_size, read_pack, split_usage
+from .prepared import PreparedJob, Preparer
 from .prompts import Message, PackedPrompt
 from .relay import (
     Asks,
@@ -83,7 +84,6 @@ from .store import JobFailure, JobResult, RunStore, atomic_write
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
-    STRINGS_RULES,
     check_string,
     lint_kept,
     read_strings,
@@ -466,28 +466,22 @@ def check(settings: Settings, catalog: Path) -> Staleness:
 
 def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     prompt_sets = PromptSets(settings)
-    fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
+    preparer = Preparer(settings, prompt_sets)
+    prepared = itertools.chain(
+        (preparer.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
+        (
+            preparer.string(product, locale)
+            for product, locales in shopify_strings(settings, catalog)
+            for locale in locales
+        ),
+    )
     total = 0
     stale: list[tuple[JobKey, str]] = []
-    for product, jobs in iter_jobs(settings, catalog, prompt_sets):
-        fields = fingerprints.fields(product.id, product.data()) if jobs else {}
-        for job in jobs:
-            total += 1
-            prompt_set = prompt_sets.get(job.platform)
-            messages = prompt_set.render_messages(product, job.locale)
-            fp = fingerprints.of(fields, messages, prompt_set.rules_for(job.locale))
-            reason = store.stale_reason(job.key, fp, fields)
-            if reason is not None:
-                stale.append((job.key, reason))
-    for product, locales in shopify_strings(settings, catalog):
-        fields = fingerprints.fields(product.id, product.data())
-        for locale in locales:
-            total += 1
-            job = Job(product, STRINGS, locale)
-            fp = fingerprints.of(fields, render_strings([product], locale).messages, STRINGS_RULES)
-            reason = store.stale_reason(job.key, fp, fields)
-            if reason is not None:
-                stale.append((job.key, reason))
+    for ready in prepared:
+        total += 1
+        reason = store.stale_reason(ready.job.key, ready.fp, ready.fields)
+        if reason is not None:
+            stale.append((ready.job.key, reason))
     return Staleness(total, stale)
 
 
@@ -593,7 +587,7 @@ class _Work:
     messages: list[Message]  # the job's own request (its fingerprint's), re-asked alone
     rules: PlatformRules | None  # None for a string (strings.py checks those)
     fp: Fingerprint
-    fields: dict[str, str]
+    fields: Mapping[str, str]
     terms: list[Term]
     attempts: int = 0
     spent: Usage = field(default_factory=Usage)
@@ -646,7 +640,7 @@ class _JobRunner:
         self._count_all = settings.max_cost_usd is not None or settings.tpm is not None
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
-        self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
+        self._preparer = Preparer(settings, prompt_sets)
         self._pack_sizes: dict[tuple[str, str], int] = {}
         self._product_facts: dict[int, tuple[Product, Facts]] = {}  # the last products', by identity
         self._harvest: Harvest | None = None
@@ -700,8 +694,7 @@ class _JobRunner:
         used: dict[str, float] = {}  # expected output tokens of each locale's pack so far
         for product, locales in strings:
             for locale in locales:
-                job = Job(product, STRINGS, locale)
-                work = self._unless_current(job, render_strings([product], locale).messages, None, STRINGS_RULES)
+                work = self._unless_current(self._preparer.string(product, locale))
                 if work is None or work.harvested is not None:
                     yield [work] if work is not None else []
                     continue
@@ -716,31 +709,25 @@ class _JobRunner:
         yield from (pack for pack in packs.values() if pack)
 
     def _prepare(self, job: Job) -> _Work | None:
-        prompt_set = self._prompt_sets.get(job.platform)
         try:
-            messages = prompt_set.render_messages(job.product, job.locale)
+            prepared = self._preparer.listing(job)
         except PromptError as exc:
             self._fail(job, "prompt", str(exc), 0)
             return None
-        rules = prompt_set.rules_for(job.locale)
-        work = self._unless_current(job, messages, rules, rules)
-        if work is not None:
-            work.terms = prompt_set.terms_for(job.product, job.locale)  # only for jobs that go out
+        work = self._unless_current(prepared)
+        if work is not None:  # glossary terms only for jobs that go out
+            work.terms = self._prompt_sets.get(job.platform).terms_for(job.product, job.locale)
         return work
 
-    def _unless_current(
-        self, job: Job, messages: list[Message], rules: PlatformRules | None, checked_by: PlatformRules | str
-    ) -> _Work | None:
+    def _unless_current(self, prepared: PreparedJob) -> _Work | None:
         """The job's work, or None when its result is up to date (counted, and a failure an
-        earlier run recorded for it cleared). `checked_by`: what its answer is checked against,
-        part of its fingerprint (a platform's rules, or the strings' check version)."""
-        fields = self._fingerprints.fields(job.product.id, job.product.data())
-        fp = self._fingerprints.of(fields, messages, checked_by)
+        earlier run recorded for it cleared)."""
+        job, fp = prepared.job, prepared.fp
         if not self._settings.force and self._store.is_current(job.key, fp):
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
-        work = _Work(job, messages, rules, fp, fields, [])
+        work = _Work(job, prepared.messages, prepared.rules, fp, prepared.fields, [])
         if self._harvest is not None:
             if self._harvest.is_in_flight(*work.line_job):
                 self.in_batch += 1  # a running batch asks it already (--no-wait): not asked twice

@@ -1,0 +1,61 @@
+"""A job made ready to send, or to compare with the lock, in one place: its messages, what its
+answer is checked against, and the fingerprint behind "is this job current?".
+
+The live run, batch, --check and the dry run all prepare their jobs here, so the key a result
+is stored under and the key it is looked up by are made by one piece of code and cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .catalog import Product
+from .config import Settings
+from .jobs import Job, PromptSets, request_params
+from .locales import Locale
+from .lock import Fingerprint, Fingerprinter
+from .prompts import Message
+from .rules import PlatformRules
+from .strings import STRINGS, STRINGS_RULES, render_strings
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A job, what it sends and the inputs its result is generated from."""
+
+    job: Job
+    messages: list[Message]  # the job's own request (a pack renders its jobs together)
+    rules: PlatformRules | None  # the platform's, for a listing; None for a store string
+    fields: Mapping[str, str]  # its product's field digests (what --check names as edited)
+    fp: Fingerprint
+
+
+class Preparer:
+    """Prepares a run's jobs; the parts they share (parameters, rules, system prompts, a
+    product's field digests) are hashed once."""
+
+    def __init__(self, settings: Settings, prompt_sets: PromptSets) -> None:
+        self._prompt_sets = prompt_sets
+        self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
+
+    def listing(self, job: Job) -> PreparedJob:
+        """A listing job (PromptError when its templates cannot render it)."""
+        prompt_set = self._prompt_sets.get(job.platform)
+        messages = prompt_set.render_messages(job.product, job.locale)
+        rules = prompt_set.rules_for(job.locale)
+        fields = self._fingerprints.fields(job.product.id, job.product.data())
+        return PreparedJob(job, messages, rules, fields, self._fingerprints.of(fields, messages, rules))
+
+    def string(self, product: Product, locale: Locale) -> PreparedJob:
+        """A store string of a Translate & Adapt export, in one locale: checked by strings.py,
+        whose check version stands for the rules in its fingerprint."""
+        messages = render_strings([product], locale).messages
+        fields = self._fingerprints.fields(product.id, product.data())
+        return PreparedJob(
+            Job(product, STRINGS, locale),
+            messages,
+            None,
+            fields,
+            self._fingerprints.of(fields, messages, STRINGS_RULES),
+        )
