@@ -46,16 +46,17 @@ TARGET_AT_MOST = 0.05
 _NOT_WORDS = re.compile(r"https?://[^\s)\]\"'<>]+|\{\{[^{}]*\}\}|\{%[^{%]*%\}|<[^<>]*>")
 
 
-def detected_problem(text: str, language: str, display_name: str) -> str | None:
+def detected_problem(text: str, language: str, display_name: str, *, letters: int) -> str | None:
     """Why `text`, written for `language` (ISO 639-1) and already in its script, reads as
-    another language; None when it reads as its own, is too short to tell, or the detector
-    does not know the language."""
+    another language; None when it reads as its own, is too short to tell (fewer than
+    MIN_LETTERS `letters`, as the caller counted them), or the detector does not know the
+    language."""
+    if letters < MIN_LETTERS:
+        return None
     detector = _detector(language)
     if detector is None:
         return None
     sample = _NOT_WORDS.sub(" ", text[: SAMPLE_CHARS * 4])[:SAMPLE_CHARS]
-    if sum(char.isalpha() for char in sample) < MIN_LETTERS:
-        return None
     values = detector.compute_language_confidence_values(sample)
     target = _language(language)
     if target is None:

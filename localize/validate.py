@@ -488,7 +488,7 @@ def script_problem(text: str, locale: Locale) -> str | None:
         return None  # 電子機器, 家具, 高品質: short Japanese is often kanji alone
     if locale.script == "Kore" and in_script and hangul / in_script < MIN_HANGUL_SHARE:
         return f"the text has almost no Hangul, so it reads as Chinese; write in {expected}"
-    return detected_problem(text, locale.language, locale.display_name)
+    return detected_problem(text, locale.language, locale.display_name, letters=letters)
 
 
 # What a character is, as bits (classified once per distinct character).
