@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from enum import Enum
 from typing import Annotated, Any, Protocol
 
 import httpx
@@ -57,7 +58,8 @@ class RelayError(LocalizeError):
 
 
 class RelayRetryable(RelayError):
-    """Worth another try: 408/409/429/5xx, timeouts, dropped connections, non-JSON bodies."""
+    """Worth another try: 408/409/429/5xx, timeouts, dropped connections, non-JSON bodies.
+    `unsent`: it never reached the relay (cannot have been billed, says nothing of the rate)."""
 
     def __init__(
         self,
@@ -67,10 +69,21 @@ class RelayRetryable(RelayError):
         status: int | None = None,
         retry_after_s: float | None = None,
         maybe_billed: bool = False,
+        unsent: bool = False,
     ) -> None:
         super().__init__(kind, message, status=status)
         self.retry_after_s = retry_after_s
         self.maybe_billed = maybe_billed
+        self.unsent = unsent
+
+
+class Failure(Enum):
+    """How an HTTP exchange failed, as a backend reports it."""
+
+    UNSENT = "unsent"  # never reached the relay (connection refused, no route, pool full)
+    TIMEOUT = "timeout"  # sent; no whole answer within --timeout
+    DROPPED = "dropped"  # sent; the connection broke
+    TOO_LARGE = "too_large"  # an answer past MAX_BODY_BYTES: not read
 
 
 class RelayRejected(RelayError):
@@ -627,21 +640,21 @@ class RelayClient:
                     "if you trust it",
                 )
             return stage
-        if stage == "too_large":
+        if stage is Failure.TOO_LARGE:
             raise RelayRetryable(
                 "bad_response",
                 f"the answer was larger than {MAX_BODY_BYTES // 1_000_000} MB: not read",
                 maybe_billed=True,
             )
-        if stage == "unsent":
-            raise RelayRetryable("connection", f"cannot connect to {self._settings.base_url}: {error}")
-        if stage == "timeout":
+        if stage is Failure.UNSENT:
+            raise RelayRetryable("connection", f"cannot connect to {self._settings.base_url}: {error}", unsent=True)
+        if stage is Failure.TIMEOUT:
             raise RelayRetryable("timeout", f"no answer within {self._settings.timeout_s:g} s", maybe_billed=True)
         raise RelayRetryable("connection", f"connection dropped: {error}", maybe_billed=True)
 
 
 class _AiohttpBackend:
-    """Requests through aiohttp; failures sorted into unsent / timeout / dropped."""
+    """Requests through aiohttp; failures sorted into the kinds of Failure."""
 
     def __init__(self, settings: Settings) -> None:
         import aiohttp  # here: ~11 MB that dry runs never need
@@ -653,7 +666,7 @@ class _AiohttpBackend:
 
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> tuple[_Reply | str, str]:
+    ) -> tuple[_Reply | Failure, str]:
         aiohttp = self._aiohttp
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
@@ -669,15 +682,15 @@ class _AiohttpBackend:
                 async for chunk in response.content.iter_chunked(1 << 16):
                     size += len(chunk)
                     if size > MAX_BODY_BYTES:
-                        return "too_large", ""
+                        return Failure.TOO_LARGE, ""
                     chunks.append(chunk)
                 return _Reply(response.status, response.headers, b"".join(chunks)), ""
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return "unsent", _reason(exc)
+            return Failure.UNSENT, _reason(exc)
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
-            return "timeout", _reason(exc)
+            return Failure.TIMEOUT, _reason(exc)
         except aiohttp.ClientError as exc:
-            return "dropped", _reason(exc)
+            return Failure.DROPPED, _reason(exc)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -699,19 +712,19 @@ class _HttpxBackend:
 
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> tuple[_Reply | str, str]:
+    ) -> tuple[_Reply | Failure, str]:
         # httpx's timeouts are per read, so a relay that drips a byte a second never trips
         # them: --timeout bounds the whole exchange here, as aiohttp's total timeout does.
         try:
             return await asyncio.wait_for(self._exchange(method, url, headers, body), self._timeout_s)
         except asyncio.TimeoutError:
-            return "timeout", f"no answer within {self._timeout_s:g} s"
+            return Failure.TIMEOUT, f"no answer within {self._timeout_s:g} s"
         except httpx.HTTPError as exc:
             return _failure_stage(exc), _reason(exc)
 
     async def _exchange(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> tuple[_Reply | str, str]:
+    ) -> tuple[_Reply | Failure, str]:
         request = self._http.build_request(method, url, headers=headers, content=body)
         response = await self._http.send(request, stream=True)
         try:
@@ -720,7 +733,7 @@ class _HttpxBackend:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    return "too_large", ""
+                    return Failure.TOO_LARGE, ""
                 chunks.append(chunk)
         finally:
             await response.aclose()
@@ -734,14 +747,14 @@ def _reason(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:300]
 
 
-def _failure_stage(exc: httpx.HTTPError) -> str:
-    """Where an httpx request failed: "unsent" (it never reached the relay, so cannot have
-    been billed), "timeout" (sent, no answer in time) or "dropped" (the connection broke)."""
+def _failure_stage(exc: httpx.HTTPError) -> Failure:
+    """Where an httpx request failed: it never reached the relay (so cannot have been billed),
+    it got no answer in time, or the connection broke."""
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return "unsent"
+        return Failure.UNSENT
     if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    return "dropped"
+        return Failure.TIMEOUT
+    return Failure.DROPPED
 
 
 class _NoCookies(httpx.Cookies):
@@ -899,7 +912,7 @@ class Sender:
         if error.kind == "rate_limited":
             retry_after_s = error.retry_after_s if isinstance(error, RelayRetryable) else None
             self._pacer.rate_limited(sent_at, retry_after_s, error.limits)
-        elif error.kind == "connection" and not error.maybe_billed:
+        elif isinstance(error, RelayRetryable) and error.unsent:
             self._pacer.unsent(sent_at)
         elif isinstance(error, RelayRetryable):
             self._pacer.failed_transiently(sent_at, error.limits)
@@ -910,7 +923,7 @@ class Sender:
         """None to retry, else the error that ends this job (RelayFatal ends the run)."""
         if not isinstance(error, RelayRetryable):
             return error
-        if error.kind == "connection" and error.message.startswith("cannot connect"):
+        if error.unsent:
             self._unreachable_streak += 1
             if self._unreachable_streak >= UNREACHABLE_AFTER:
                 return RelayFatal(
