@@ -49,10 +49,11 @@ from .cost import (
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .figures import Facts, facts_of, load_units
+from .figures import load_units
 from .glossary import Term
 from .group_commit import GroupCommit
 from .imports import IMPORT_FORMATS, marketplace_for, require_seller_id, require_store_views, write_imports
+from .job_kinds import JobKind, ListingKind, StringKind
 from .jobs import (
     Job,
     PromptSets,
@@ -65,7 +66,7 @@ from .language import warm_up as warm_up_languages
 from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
 from .locales import Locale
 from .lock import Fingerprint, JobKey
-from .packing import apportion, pack_size, read_pack, split_usage
+from .packing import apportion, pack_size, split_usage
 from .prepared import PreparedJob, Preparer
 from .prompts import Message, PackedPrompt
 from .relay import (
@@ -84,15 +85,12 @@ from .store import JobFailure, JobResult, RunStore, atomic_write
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
-    check_string,
     lint_kept,
-    read_strings,
-    render_strings,
     shopify_strings,
     starts_request,
     writes_shopify_import,
 )
-from .validate import InvalidAnswer, Listing, check_listing, parse_answer
+from .validate import InvalidAnswer, Listing
 
 
 def _check_formats(settings: Settings, catalog: Path) -> None:
@@ -554,8 +552,6 @@ def _restore_signals() -> None:
 HARVEST_ATTEMPTS = 1000
 # A product whose copy is longer than this is checked in a worker thread (see _judge_off_loop).
 OFF_LOOP_CHARS = 8_000
-# Products whose facts the job runner keeps at once (packs interleave a product's locales).
-FACTS_KEPT = 512
 # A packed answer that fails as a whole this many times is split in halves.
 PACK_WHOLE_FAILURES = 2
 REASK = (
@@ -642,7 +638,8 @@ class _JobRunner:
         self._requests = 0
         self._preparer = Preparer(settings, prompt_sets)
         self._pack_sizes: dict[tuple[str, str], int] = {}
-        self._product_facts: dict[int, tuple[Product, Facts]] = {}  # the last products', by identity
+        self._listings = ListingKind(settings, prompt_sets)
+        self._strings = StringKind()
         self._harvest: Harvest | None = None
         self._harvest_unlogged = 0  # answers taken from the harvest whose attempt is not logged yet
         self._all_units_made = False
@@ -775,7 +772,9 @@ class _JobRunner:
             completion, counted = answered
             bill = self._bill([work], completion, messages, counted, [1], [1])[0]
             try:
-                listing, warnings = await self._judge_off_loop(work, self._answer_alone(work, completion), last)
+                listing, warnings = await self._judge_off_loop(
+                    work, self._kind(work).answer_alone(work.job, completion), last
+                )
             except InvalidAnswer as exc:
                 if last:
                     answer = self._answer_record(work, completion, bill, error=exc, outcome="failed", pack=None)
@@ -796,7 +795,7 @@ class _JobRunner:
         if self._stopped(works):
             return
         try:
-            packed = self._render_pack(works)
+            packed = self._kind(works[0]).render_pack([work.job.product for work in works], works[0].job)
         except PromptError as exc:
             for work in works:
                 self._fail(work.job, "prompt", str(exc), work.attempts)
@@ -817,7 +816,7 @@ class _JobRunner:
                 return
             completion, counted = answered
             try:
-                listings = self._read_pack(works[0], completion, ids)
+                listings = self._kind(works[0]).read_pack(completion, ids)
             except InvalidAnswer as exc:
                 bills = self._bill(works, completion, messages, counted, weights, weights)
                 for work, bill in zip(works, bills, strict=True):
@@ -872,10 +871,11 @@ class _JobRunner:
         last = self._settings.max_reasks == 0
         data: object = None
         try:
-            if pack is not None or work.job.platform == STRINGS:
-                data = _packed_part(work, self._read_pack(work, completion, ids)[work.job.product.id])
+            kind = self._kind(work)
+            if pack is not None or kind.packed_alone:
+                data = _packed_part(work, kind.read_pack(completion, ids)[work.job.product.id])
             else:
-                data = self._answer_alone(work, completion)
+                data = kind.answer_alone(work.job, completion)
             listing, warnings = await self._judge_off_loop(work, data, last)
         except InvalidAnswer as exc:
             record = self._answer_record(
@@ -957,34 +957,17 @@ class _JobRunner:
         self._extra_attempt += 1
         return self._extra_attempt
 
-    # What differs between listings and strings: the request, the answer's shape, the checks.
-
-    def _render_pack(self, works: list[_Work]) -> PackedPrompt:
-        products = [work.job.product for work in works]
-        if works[0].job.platform == STRINGS:
-            return render_strings(products, works[0].job.locale)
-        return self._prompt_sets.get(works[0].job.platform).render_pack(products, works[0].job.locale)
-
-    def _read_pack(self, lead: _Work, completion: Completion, ids: list[str]) -> dict[str, object]:
-        if lead.job.platform == STRINGS:
-            return read_strings(completion.content, completion.finish_reason, ids)
-        return read_pack(completion.content, completion.finish_reason, ids)
-
-    def _answer_alone(self, work: _Work, completion: Completion) -> object:
-        """What a job's own request got back: a listing, or a string's translation."""
-        if work.job.platform != STRINGS:
-            return parse_answer(completion.content, completion.finish_reason)
-        translation = read_strings(completion.content, completion.finish_reason, [work.job.product.id])
-        return translation[work.job.product.id]
+    def _kind(self, work: _Work) -> JobKind:
+        """What differs between a listing and a store's text (job_kinds.py)."""
+        return self._strings if work.job.platform == STRINGS else self._listings
 
     def _reask_alone(self, work: _Work, data: object, problem: InvalidAnswer) -> list[Message]:
         """A job's own request, after its part of a packed answer was invalid: what it got and
         what was wrong with it (or, with nothing usable, the plain request)."""
         if not _is_answer(data):
             return work.messages
-        if work.job.platform == STRINGS:
-            data = {"strings": {work.job.product.id: data}}
-        answer = _excerpt(json.dumps(data, ensure_ascii=False), REASK_ANSWER_CHARS)
+        own = self._kind(work).as_own_answer(work.job, data)
+        answer = _excerpt(json.dumps(own, ensure_ascii=False), REASK_ANSWER_CHARS)
         note = _excerpt(REASK.format(problem=problem.message), REASK_NOTE_CHARS)
         return [*work.messages, {"role": "assistant", "content": answer}, {"role": "user", "content": note}]
 
@@ -1086,43 +1069,8 @@ class _JobRunner:
         return await asyncio.to_thread(self._judge, work, data, last)
 
     def _judge(self, work: _Work, data: object, last: bool) -> tuple[Listing | str, list[str]]:
-        """The listing (or translation) and its warnings, or InvalidAnswer; on the last ask, a
-        glossary slip becomes a warning where localize.yaml says so."""
-        job = work.job
-        if work.rules is None:
-            if data is None:
-                raise InvalidAnswer("missing", f"the answer has no translation for {job.product.id!r}")
-            return check_string(job.product.name, data, job.locale)
-        source = job.product.data()
-        facts = self._facts(job.product)
-        try:
-            return check_listing(data, work.rules, job.locale, work.terms, source=source, facts=facts)
-        except InvalidAnswer as exc:
-            figures_warn = self._settings.figures == "warn"
-            glossary_warn = self._settings.glossary_violation == "warn"
-            if not last or exc.kind not in ("figures", "glossary"):
-                raise
-            # The last ask: what localize.yaml allows becomes a warning on the result.
-            return check_listing(
-                data,
-                work.rules,
-                job.locale,
-                work.terms,
-                source=source,
-                facts=facts,
-                figures_as_warnings=figures_warn,
-                glossary_as_warnings=glossary_warn,
-            )
-
-    def _facts(self, product: Product) -> Facts:
-        """A product's facts, extracted once for all its jobs. Its jobs come close together,
-        though packs interleave them with other products': the last few hundred are kept."""
-        held = self._product_facts.get(id(product))
-        if held is None or held[0] is not product:
-            if len(self._product_facts) >= FACTS_KEPT:
-                self._product_facts.clear()
-            held = self._product_facts[id(product)] = (product, facts_of(product.data()))
-        return held[1]
+        """The listing (or translation) and its warnings, or InvalidAnswer."""
+        return self._kind(work).judge(work.job, data, work.rules, work.terms, last=last)
 
     def _succeed(
         self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill, *, answer: dict[str, Any]
@@ -1140,31 +1088,7 @@ class _JobRunner:
             "cost_usd": float(work.cost),
             "warnings": warnings,
         }
-        if isinstance(value, str):
-            fields = job.product.fields
-            line = {
-                "id": job.product.id,
-                "platform": job.platform,
-                "locale": job.locale.tag,
-                "type": fields["resource_type"],
-                "field": fields["field"],
-                "source": job.product.name,
-                "text": value,
-                **billed,
-            }
-        else:
-            line = {
-                "id": job.product.id,
-                "sku": job.product.fields.get("sku"),
-                "platform": job.platform,
-                "locale": job.locale.tag,
-                "title": value.title,
-                "description": value.description,
-                "bullets": list(value.bullets),
-                "seo_tags": list(value.seo_tags),
-                **billed,
-                **({"extra": dict(value.extra)} if value.extra else {}),
-            }
+        line = self._kind(work).result_line(job, value, billed)
         self._store.record_result(JobResult(job.key, line, work.fp, work.fields), attempt=answer)
         self.succeeded += 1
 
