@@ -237,6 +237,12 @@ OMIT = object()  # Answer(pack={"id": OMIT}): no listing for that product
 DRIP = "drip"  # send the headers, then the body a byte at a time, slower than any timeout
 
 
+class _Server(ThreadingHTTPServer):
+    # A backlog for a run's first wave of connections: with the default of 5, a burst of new
+    # connections can overflow it, and one of them is reset after it was accepted.
+    request_queue_size = 128
+
+
 class FakeRelay:
     def __init__(
         self,
@@ -380,7 +386,7 @@ class FakeRelay:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
