@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 from .catalog import Product
 from .config import Settings
-from .figures import Facts, facts_of
+from .figures import Facts, facts_of, load_units
 from .glossary import Term
 from .jobs import Job, PromptSets
+from .language import warm_up
 from .packing import read_pack
 from .prompts import PackedPrompt
 from .relay import Completion
@@ -21,6 +22,14 @@ from .validate import InvalidAnswer, Listing, check_listing, parse_answer
 
 # Products whose facts a run keeps at once (packs interleave a product's locales).
 FACTS_KEPT = 512
+
+
+def load_checks(settings: Settings) -> None:
+    """Load what the checks need (pint's unit registry, the language detectors of the run's
+    locales) before a run sends: loaded on the first answers, a quarter second each would hold
+    up every request in flight."""
+    load_units()
+    warm_up(tuple(dict.fromkeys(locale.language for locale in settings.locales)))
 
 
 class JobKind(Protocol):

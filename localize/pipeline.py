@@ -49,11 +49,10 @@ from .cost import (
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .figures import load_units
 from .glossary import Term
 from .group_commit import GroupCommit
 from .imports import IMPORT_FORMATS, marketplace_for, require_seller_id, require_store_views, write_imports
-from .job_kinds import JobKind, ListingKind, StringKind
+from .job_kinds import JobKind, ListingKind, StringKind, load_checks
 from .jobs import (
     Job,
     PromptSets,
@@ -62,7 +61,6 @@ from .jobs import (
     preflight,
     require_locales,
 )
-from .language import warm_up as warm_up_languages
 from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
 from .locales import Locale
 from .lock import Fingerprint, JobKey
@@ -631,8 +629,7 @@ class _JobRunner:
         self._run_id = run_id
         self._calibration = calibration
         self._counter = TokenCounter()
-        load_units()  # now, not while the first answers are checked with requests in flight
-        warm_up_languages(tuple(dict.fromkeys(locale.language for locale in settings.locales)))
+        load_checks(settings)  # now, not while the first answers are checked with requests in flight
         self._count_all = settings.max_cost_usd is not None or settings.tpm is not None
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
