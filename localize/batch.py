@@ -155,7 +155,10 @@ def read_results(output: bytes, errors: bytes, batch_id: str, expected: Collecti
     """The output and error files, by custom_id. Only the ids the batch was asked count (any,
     where `expected` is None); an id answered twice is no answer (which of two listings belongs
     to the product cannot be told)."""
-    asked: Collection[str] = expected if expected is not None else _Any()
+
+    def asked(line_id: str) -> bool:
+        return expected is None or line_id in expected
+
     answers = BatchAnswers()
     seen: Counter[str] = Counter()
     for raw in output.splitlines():
@@ -166,7 +169,7 @@ def read_results(output: bytes, errors: bytes, batch_id: str, expected: Collecti
             answers.unreadable += 1
             continue
         seen[line_id] += 1
-        if line_id not in asked:
+        if not asked(line_id):
             if seen[line_id] == 1:
                 answers.unknown.append(line_id)
             continue
@@ -178,23 +181,16 @@ def read_results(output: bytes, errors: bytes, batch_id: str, expected: Collecti
         except (ValueError, KeyError, TypeError, RelayError) as exc:
             answers.results[line_id] = LineResult(None, f"unreadable batch answer: {exc}", maybe_billed=True)
     for line_id, count in seen.items():
-        if count > 1 and line_id in asked:
+        if count > 1 and asked(line_id):
             answers.repeated.append(line_id)
             answers.results[line_id] = LineResult(
                 None, f"the batch's output answers this request {count} times", maybe_billed=True
             )
     for raw in errors.splitlines():
         line_id = _custom_id_of(raw)
-        if line_id and line_id in asked and line_id not in answers.results:
+        if line_id and asked(line_id) and line_id not in answers.results:
             answers.results[line_id] = LineResult(None, _error_message(raw))
     return answers
-
-
-class _Any(frozenset[str]):
-    """Every id: the lines of a batch recorded without them."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
 
 
 def _custom_id_of(raw: bytes) -> str | None:

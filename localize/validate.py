@@ -150,9 +150,9 @@ def check_listing(
     problems: list[tuple[str, str]] = []
     warnings: list[str] = []
     unsafe: list[tuple[str, str]] = []
-    _check_safety(listing, unsafe, unsafe_markup, "no scripts, handlers or styles")  # as written: asked again
+    _check_safety(listing, unsafe, "unsafe_html", unsafe_markup, "no scripts, handlers or styles")  # as written
     listing = _repaired(listing, facts, rules, warnings)
-    _check_safety(listing, problems, _formula, "a spreadsheet runs it: start with a word")
+    _check_safety(listing, problems, "formula", _formula, "a spreadsheet runs it: start with a word")
     for name, rule in rules.fields().items():
         value = listing.extra[name] if name in listing.extra else getattr(listing, name)
         if isinstance(value, tuple):
@@ -222,7 +222,7 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
 
 
 def _check_safety(
-    listing: Listing, problems: list[tuple[str, str]], find: Callable[[str], list[str]], fix: str
+    listing: Listing, problems: list[tuple[str, str]], kind: str, find: Callable[[str], list[str]], fix: str
 ) -> None:
     """What `find` names in any field (markup that could run on a storefront; a start a
     spreadsheet runs as a formula), one problem per field."""
@@ -236,7 +236,6 @@ def _check_safety(
     for name, texts in fields.items():
         found = next((found for text in texts if (found := find(text))), None)
         if found:
-            kind = "formula" if find is _formula else "unsafe_html"
             problems.append((kind, f"{name} has {', '.join(found)}: {fix}"))
 
 
