@@ -73,7 +73,7 @@ def main() -> None:
 
     imported = time.perf_counter() - started
     from localize.locales import parse_locale
-    from localize.shopify import _NUMBER, _URL
+    from localize.shops.translate_adapt import _NUMBER, _URL
     from localize.strings import _plain, check_string
     from localize.validate import InvalidAnswer
 

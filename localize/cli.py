@@ -29,7 +29,7 @@ from .progress import ProgressView
 from .redact import redact_environment_keys
 from .relay import RelayFatal
 from .review import REVIEW_LIMIT, write_review
-from .shopify import ImportSummary as ShopifyImport
+from .shops import ImportSummary as ShopifyImport
 
 stdout = Console(highlight=False, soft_wrap=True)
 # Off a terminal (CI logs) Rich would assume 80 columns and squeeze the tables.

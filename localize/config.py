@@ -27,6 +27,7 @@ from pydantic import (
 
 from .errors import ConfigError
 from .locales import Locale, parse_locale, parse_locales
+from .shops import import_formats
 
 DEFAULT_CONFIG_NAMES = ("localize.yaml", "localize.yml")
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
@@ -34,7 +35,8 @@ API_KEY_VARIABLES = ("HOLYSHEEP_API_KEY", "LOCALIZE_API_KEY")
 # The most products --pack accepts in one request: each answer must fit in one max_tokens.
 PACK_LIMIT = 50
 
-OutputFormat = Literal["jsonl", "csv", "json", "shopify", "amazon", "woocommerce", "magento", "akeneo"]
+# What --format writes besides results.jsonl: its results as CSV or JSON, or a shop's import file (shops/).
+RESULT_FORMATS = ("jsonl", "csv", "json")
 
 
 class BatchPrice(BaseModel):
@@ -87,7 +89,7 @@ class Settings(BaseModel):
     max_tokens: int = Field(4096, ge=16, le=1_048_576)
     temperature: float = Field(0.6, ge=0, le=1)
     max_cost_usd: Decimal | None = Field(None, gt=0)
-    formats: tuple[OutputFormat, ...] = ("jsonl",)
+    formats: tuple[str, ...] = ("jsonl",)
     prompts_dir: Path | None = None
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -154,6 +156,15 @@ class Settings(BaseModel):
             if not items:
                 raise ValueError("is empty")
             return tuple(dict.fromkeys(items))
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _check_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = [*RESULT_FORMATS, *import_formats()]
+        for name in value:
+            if name not in known:
+                raise ValueError(f"input should be {', '.join(map(repr, known[:-1]))} or {known[-1]!r}")
         return value
 
     @field_validator("units", "amazon_marketplaces", "magento_store_views", mode="before")

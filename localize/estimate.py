@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .calibration import Calibration
-from .catalog import Product, read_once
+from .catalog import Product
 from .config import Settings
 from .cost import (
     OUTPUT_HIGH_FACTOR,
@@ -44,6 +44,7 @@ from .strings import (
     shopify_strings,
     string_requests,
 )
+from .textfile import read_once
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256

@@ -8,21 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import (
-    Product,
-    count_duplicates,
-    is_translations_export_file,
-    read_catalog,
-    read_translations_export,
-    recognised,
-)
+from .catalog import Product, count_duplicates, read_catalog, recognised
 from .config import Settings
 from .errors import CatalogError, InputError, LocaleError, PlatformError
 from .fields import FieldSelection
 from .glossary import load_glossary
 from .locales import Locale, parse_locale
 from .prompts import Message, PromptSet, load_prompt_set
-from .shopify import locale_of_code, shop_locale
+from .shops.translate_adapt import is_export_file, locale_of_code, read_export, shop_locale
 
 DEFAULT_PLATFORM = "amazon"
 
@@ -156,9 +149,9 @@ def chat_request_body(settings: Settings, messages: list[Message]) -> dict[str, 
 def locales_from_export(settings: Settings, catalog: Path) -> tuple[Settings, str | None]:
     """Without --locales, a Shopify translations export is localized into its own languages
     (`sv` → `sv-SE` by CLDR's likely region): the settings with them, and a note saying so."""
-    if settings.locales or not catalog.is_file() or not is_translations_export_file(catalog):
+    if settings.locales or not catalog.is_file() or not is_export_file(catalog):
         return settings, None
-    codes = list(dict.fromkeys(row.code for row in read_translations_export(catalog) if row.code))
+    codes = list(dict.fromkeys(row.code for row in read_export(catalog) if row.code))
     if not codes:
         return settings, None
     locales = {code: locale_of_code(code) for code in codes}

@@ -6,9 +6,9 @@
   localize.db: the state, rebuilt from the text files (store); .localize-run: held by the run
   writing OUT (store); results.csv, results.json: with --format csv, json (store).
 - cost_report.json, cost_report.md: the bill; calibration.json, rate.json: where later
-  estimates and --rpm auto start (pipeline, merge).
-- amazon_listings_feed.json, woocommerce/, magento_products.csv, akeneo_products.csv: shop
-  import files (imports); shopify_translations.csv: the Translate & Adapt file (shopify);
+  estimates and --rpm auto start (run_report, merge).
+- amazon_listings_feed.json, woocommerce/, magento_products.csv, akeneo_products.csv,
+  shopify_translations.csv: the shops' import files (shops/, each shop's own module);
   review.html: the review page (review).
 """
 
@@ -19,7 +19,6 @@ FAILURES = "failures.jsonl"
 STRINGS_FILE = "strings.jsonl"
 LOCK = "localize.lock"
 REQUESTS = "requests.jsonl"
-JOURNAL = "journal.jsonl"  # left by an earlier version's killed run: read once, then removed
 BATCHES = "batches.jsonl"
 DB = "localize.db"
 HOLD = ".localize-run"

@@ -10,14 +10,10 @@ import math
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .batch import (
     BatchClient,
@@ -32,8 +28,6 @@ from .batch import (
     run_in_batches,
 )
 from .calibration import Calibration
-from .catalog import Product, akeneo_attributes, is_translations_export_file, read_once, read_translations_export
-from .config import Settings
 from .cost import (
     TOKENS_PER_MESSAGE,
     TOKENS_REPLY_PRIMER,
@@ -41,17 +35,13 @@ from .cost import (
     Price,
     TokenCounter,
     Usage,
-    build_report,
     cost_usd,
     load_prices,
     price_for,
-    report_markdown,
     worst_case_usd,
 )
 from .errors import BudgetReached, DiskFull, InputError, PromptError
-from .glossary import Term
 from .group_commit import GroupCommit
-from .imports import IMPORT_FORMATS, marketplace_for, require_seller_id, require_store_views, write_imports
 from .job_kinds import JobKind, ListingKind, StringKind, load_checks
 from .jobs import (
     Job,
@@ -61,12 +51,9 @@ from .jobs import (
     preflight,
     require_locales,
 )
-from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
-from .locales import Locale
-from .lock import Fingerprint, JobKey
+from .layout import CALIBRATION
 from .packing import apportion, pack_size, split_usage
 from .prepared import PreparedJob, Preparer
-from .prompts import Message, PackedPrompt
 from .relay import (
     Asks,
     Completion,
@@ -77,43 +64,32 @@ from .relay import (
     RelayFatal,
     Sender,
 )
-from .rules import PlatformRules
-from .shopify import ImportSummary, write_import
-from .store import JobFailure, JobResult, RunStore, atomic_write
+from .run_report import previous_rate_rpm, write_run_reports
+from .shops import Delivery, Imports, ImportSummary, check_imports, write_imports
+from .store import JobFailure, JobResult, RunStore
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
     lint_kept,
     shopify_strings,
     starts_request,
-    writes_shopify_import,
 )
+from .textfile import read_once
 from .validate import InvalidAnswer, Listing
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from pathlib import Path
 
-def _check_formats(settings: Settings, catalog: Path) -> None:
-    """--format shopify answers Shopify's translations export, so it needs that export as the
-    catalog and the shopify platform (which the export's products get unless --platform says
-    otherwise): say so before anything is sent."""
-    require_seller_id(settings.formats, settings.amazon_seller_id)
-    require_store_views(settings.formats, [locale.tag for locale in settings.locales], settings.magento_store_views)
-    if "akeneo" in settings.formats and catalog.is_file():
-        akeneo_attributes(catalog)  # not an Akeneo export: said before sending
-    if "amazon" in settings.formats:
-        for locale in settings.locales:
-            marketplace_for(locale.tag, settings.amazon_marketplaces)  # an unknown store: said before sending
-    if "shopify" not in settings.formats:
-        return
-    if settings.platforms is not None and "shopify" not in settings.platforms:
-        raise InputError("--format shopify writes the shopify platform's results", hint="add --platform shopify")
-    if catalog.is_file() and not is_translations_export_file(catalog):  # a missing file: reported on reading
-        raise InputError(
-            "--format shopify needs Shopify's translations export as the catalog",
-            where=str(catalog),
-            hint="export it in Shopify admin (Settings → Languages → Export): the import matches "
-            "rows on the ids and default content only that file carries",
-        )
+    import httpx
 
+    from .catalog import Product
+    from .config import Settings
+    from .glossary import Term
+    from .locales import Locale
+    from .lock import Fingerprint, JobKey
+    from .prompts import Message, PackedPrompt
+    from .rules import PlatformRules
 
 # --- live runs -----------------------------------------------------------------------------
 
@@ -138,7 +114,7 @@ class RunSummary:
     fatal: RelayFatal | None
     budget_reached: bool
     interrupted: bool
-    shopify: ImportSummary | None = None  # the import file, when the catalog is Shopify's export
+    imports: Imports = field(default_factory=Imports)  # the shops' import files written and removed
     notes: tuple[str, ...] = ()  # what the run says about how it sent (the batch API)
     pending: tuple[PendingBatch, ...] = ()  # --no-wait: batches submitted or running, to collect later
     overdue: int = 0  # batches given up past their completion window (cancelled, asked again)
@@ -146,6 +122,11 @@ class RunSummary:
     @property
     def failed(self) -> int:
         return int(self.report["jobs"]["failed"])
+
+    @property
+    def shopify(self) -> ImportSummary | None:
+        """The Translate & Adapt file, when the catalog is Shopify's export."""
+        return self.imports.shopify
 
 
 async def run(
@@ -175,7 +156,7 @@ async def _run(
     require_locales(settings)
     if settings.no_wait and settings.batch == "off":
         raise InputError("--no-wait submits a batch and exits", hint="add --batch (or --batch-auto)")
-    _check_formats(settings, catalog)
+    check_imports(settings, catalog)
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
@@ -193,7 +174,7 @@ async def _run(
         rpm=None if settings.rpm == "auto" else settings.rpm,
         concurrency=settings.concurrency,
         tpm=settings.tpm,
-        start_rpm=_previous_rate_rpm(settings) if settings.rpm == "auto" else None,
+        start_rpm=previous_rate_rpm(settings) if settings.rpm == "auto" else None,
     )
     sender = Sender(
         client,
@@ -288,7 +269,7 @@ async def _run(
             await client.aclose()
             if batch_client is not None:
                 await batch_client.aclose()
-            final_error, shopify = _write_outputs(settings, catalog, store)
+            final_error, imports = _write_outputs(settings, catalog, store)
             if final_error is not None:
                 disk_errors.append(final_error)
         if disk_errors:
@@ -307,8 +288,8 @@ async def _run(
         if worker.in_batch:
             jobs_count["in_batch"] = worker.in_batch  # of those, asked by a batch still running (--no-wait)
         elapsed_s = time.perf_counter() - started
-        report = _write_reports(
-            settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s, shopify=shopify
+        report = write_run_reports(
+            settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s, imports=imports
         )
     finally:
         store.release()
@@ -319,7 +300,7 @@ async def _run(
         worker.fatal,
         worker.budget_reached,
         bool(interrupted),
-        shopify,
+        imports,
         tuple(notes),
         tuple(pending),
         sum(overdue),
@@ -356,85 +337,32 @@ async def _batch_client(
     return None
 
 
-def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> tuple[OSError | None, ImportSummary | None]:
-    """Close the audit log and export the final files (and, from Shopify's translations export,
-    the file to import back); a full disk is returned, not raised."""
-    shopify = None
+def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> tuple[OSError | None, Imports]:
+    """Close the audit log and export the final files and the shops' import files; a full disk
+    is returned, not raised."""
+    imports = Imports()
     try:
         store.close()
         store.finish(formats=settings.formats)
-        asked = bool(IMPORT_FORMATS & set(settings.formats))  # else only stale files are removed
-        write_imports(
+        delivery = Delivery(
             settings.out,
-            settings.formats,
-            list(store.results()) if asked else [],
-            seller_id=settings.amazon_seller_id,
-            marketplaces=settings.amazon_marketplaces,
-            store_views=settings.magento_store_views,
-            akeneo_attributes=akeneo_attributes(catalog) if "akeneo" in settings.formats else None,
+            settings,
+            catalog,
+            store.results,
+            lambda: {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()},
+            lint=lint_kept,
         )
-        if writes_shopify_import(settings, catalog):
-            listings = {(str(r["id"]), str(r["locale"])): r for r in store.results() if r.get("platform") == "shopify"}
-            strings = {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()}
-            rows = read_translations_export(catalog)
-            shopify = write_import(
-                rows, settings.out, settings.locales, listings, strings, force=settings.force, lint=lint_kept
-            )
+        imports = write_imports(delivery)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
-        return exc, shopify
-    return None, shopify
+        return exc, imports
+    return None, imports
 
 
 def is_disk_full(exc: OSError) -> bool:
     """No space left on OUT's device, or the user's quota is spent."""
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _write_reports(
-    settings: Settings,
-    catalog: Path,
-    store: RunStore,
-    run_id: str,
-    jobs: dict[str, int],
-    pacer: Pacer,
-    *,
-    elapsed_s: float,
-    shopify: ImportSummary | None,
-) -> dict[str, Any]:
-    """cost_report.json / .md for this run (a sum over its audit log, with what the Shopify
-    import file holds where one was written), what it measured for later estimates, and the
-    rate --rpm auto should start at next time."""
-
-    def this_run() -> Iterator[dict[str, Any]]:
-        return store.attempts(run_id)
-
-    report = build_report(
-        this_run(), model=settings.model, jobs=jobs, elapsed_s=elapsed_s, budget_usd=settings.max_cost_usd
-    )
-    report["run"] = run_id
-    report["catalog"] = str(catalog.resolve())  # so `localize review` can show the source copy
-    if settings.columns:
-        report["columns"] = dict(settings.columns)  # ...read with the run's own mapping
-    if settings.fields:
-        report["fields"] = list(settings.fields)
-    report["rate"] = _rate_summary(settings, pacer)
-    if settings.shard:
-        report["shard"] = list(settings.shard)  # so `localize merge` knows whose products these are
-    if "not_started" in jobs:
-        report["interrupted"] = True
-    if shopify is not None:
-        report["shopify_import"] = shopify.as_json()
-    if report["rate"].get("next_auto_rpm"):
-        rate = {"version": RATE_VERSION, "rpm": report["rate"]["next_auto_rpm"], "run": run_id}
-        atomic_write(settings.out / RATE, json.dumps(rate) + "\n")
-    calibration = Calibration.from_attempts(this_run(), model=settings.model, run=run_id)
-    if not calibration.is_empty:
-        atomic_write(settings.out / CALIBRATION, json.dumps(calibration.to_json(), indent=2) + "\n")
-    atomic_write(settings.out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-    atomic_write(settings.out / COST_MD, report_markdown(report))
-    return report
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,42 +409,6 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     return Staleness(total, stale)
 
 
-def _previous_rate_rpm(settings: Settings) -> float | None:
-    try:
-        rate = json.loads((settings.out / RATE).read_text())
-        if rate.get("version", 1) > RATE_VERSION:
-            return None  # a newer version's: start from the tier's rate
-        return float(rate["rpm"]) * AUTO_RESTART_SHARE
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _rate_summary(settings: Settings, pacer: Pacer) -> dict[str, Any]:
-    report = pacer.controller.report()
-    effective = pacer.effective_rps()
-    next_auto = report.final_rps if report.source in ("found", "headers") else None
-    if settings.rpm == "auto" and next_auto is None:
-        next_auto = report.sustained_rps
-    return {
-        "requested_rpm": settings.rpm,
-        "effective_rpm": round(effective * 60, 1) if effective else None,
-        "requests": pacer.sent,  # sent, retries included, between the first send and the last answer
-        "span_s": round((pacer.last_done or 0.0) - (pacer.first_sent or 0.0), 2) if effective else None,
-        "final_rpm": round(report.final_rps * 60, 1),
-        # configured (--rpm), found (from 429s), headers (the relay's x-ratelimit-*), probing (auto, no limit met)
-        "source": report.source,
-        "limit_found_rpm": round(report.limit_found_rps * 60, 1) if report.limit_found_rps else None,
-        "slowdowns": report.slowdowns,
-        "rate_limited": report.rate_limited,
-        "stray_429s": report.stray_429s,
-        "overload_retries": report.overloaded,
-        "overload_slowdowns": report.overload_slowdowns,
-        "pauses": len(pacer.pauses_s),
-        # Where the next --rpm auto starts (at 90% of it): the limit met, else the fastest rate taken.
-        "next_auto_rpm": round(next_auto * 60, 1) if next_auto else None,
-    }
-
-
 def _stop_on_signals(tasks: list[asyncio.Task[None]]) -> list[int]:
     """Ctrl-C (or a CI runner's SIGTERM) cancels the workers: nothing new is sent, in-flight
     requests are dropped, and what finished is kept. Returns the list the caught signal lands in."""
@@ -560,10 +452,6 @@ REASK = (
 # listings is about 12,000 characters, so a longer answer is not one we asked for.
 REASK_ANSWER_CHARS = 16_000
 REASK_NOTE_CHARS = 4_000
-# rate.json's version: a file without one is version 1 ({"rpm", "run"}).
-RATE_VERSION = 1
-# --rpm auto starts a little under the rate the previous run ended at.
-AUTO_RESTART_SHARE = 0.9
 # Without a budget or --tpm, prompts are counted offline for the first requests and then one in
 # ten: enough for calibration.json's billed/counted ratio per locale.
 CALIBRATION_SAMPLE_FIRST = 200

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .catalog import is_translations_export_file, read_catalog, read_translations_export
+from .catalog import read_catalog
 from .config import Settings
 from .errors import InputError
 from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
 from .locales import parse_locale
+from .shops.translate_adapt import is_export_file, read_export
 from .strings import export_strings, render_strings
 
 
@@ -23,7 +24,7 @@ def request_for(
     export, a store string named by its TYPE/Identification/Field key."""
     target = parse_locale(locale)
     settings = settings.model_copy(update={"locales": (target,)})
-    if catalog.is_file() and is_translations_export_file(catalog) and product_id.count("/") >= 2:
+    if catalog.is_file() and is_export_file(catalog) and product_id.count("/") >= 2:
         return _string_request(settings, catalog, product_id, target)
     # One pass: a pipe works too.
     for product in read_catalog(catalog, **catalog_options(settings)):
@@ -45,7 +46,7 @@ def request_for(
 
 
 def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any]:
-    for string in export_strings(read_translations_export(catalog)):
+    for string in export_strings(read_export(catalog)):
         if string.key.replace("'", "") == key.replace("'", ""):
             return chat_request_body(settings, render_strings([string.product()], locale).messages)
     raise InputError(

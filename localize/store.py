@@ -32,7 +32,6 @@ from .layout import (
     DB,
     FAILURES,
     HOLD,
-    JOURNAL,
     LOCK,
     REQUESTS,
     RESULTS,
@@ -264,7 +263,7 @@ class RunStore:
             self._db.execute("SELECT 1 FROM jobs LIMIT 1")
         except sqlite3.Error:
             self._db = _connect(":memory:")
-            self._refresh(keep_journal=True)
+            self._refresh()
 
     def __enter__(self) -> RunStore:
         return self
@@ -531,19 +530,14 @@ class RunStore:
 
     # --- the database and the text files -----------------------------------------------------
 
-    def _refresh(self, *, keep_journal: bool = False) -> None:
+    def _refresh(self) -> None:
         """Rebuild the state from the text files when they are not what the database last
         exported (or it never did), and the attempts from the audit log when it grew or changed
-        since (a killed run, a `git pull`); then fold in the journal an older version left behind."""
+        since (a killed run, a `git pull`)."""
         if self._meta("exported") != _signature(self.out):
             self._import_text_files()
         if self._meta("history") != _history_signature(self.out):
             self._import_history()
-        journal = self.out / JOURNAL
-        if journal.exists():
-            self._import_journal(journal)
-            if not keep_journal:
-                journal.unlink()
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -583,21 +577,6 @@ class RunStore:
             for number, record in enumerate(iter_jsonl(self.out / REQUESTS), start=1):
                 self._insert_attempt(record, logged=True, line=number)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('history', ?)", (_history_signature(self.out),))
-
-    def _import_journal(self, journal: Path) -> None:
-        """A journal.jsonl from a killed run of an earlier version: its finished jobs, and the
-        attempts it had sent."""
-        for record in iter_jsonl(journal):
-            kind = record.get("type")
-            if kind == "result" and {"id", "platform", "locale", "lock", "fields"} <= set(record):
-                self.record_result(JobResult(_key(record), record, Fingerprint(**record["lock"]), record["fields"]))
-            elif kind == "failure" and {"id", "platform", "locale"} <= set(record):
-                failure = JobFailure(
-                    _key(record), str(record.get("error")), str(record.get("message")), int(record.get("attempts") or 0)
-                )
-                self.record_failure(failure)
-            elif kind == "current":
-                self._clear_failure(_key(record))
 
     def _unlogged_attempts(self) -> list[dict[str, Any]]:
         """Attempts a killed run sent but never logged, as audit records: the relay may have
@@ -682,9 +661,6 @@ def _open_database(path: Path | str) -> sqlite3.Connection:
 
 def has_unfinished_run(out: Path) -> bool:
     """Whether OUT holds a run that did not get to export its files (killed, or still going)."""
-    journal = out / JOURNAL  # left by an earlier version's killed run
-    if journal.exists() and journal.stat().st_size:
-        return True
     if not (out / DB).exists():
         return False
     try:
@@ -774,7 +750,7 @@ class OutHold:
 
 def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     """A results.jsonl or failures.jsonl line: the contract's fields in order, then the
-    optional ones a record has (journal-only keys such as "lock" and "type" are dropped)."""
+    optional ones a record has (other keys are dropped)."""
     kept = {name: record.get(name) for name in fields}
     if fields is RESULT_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
@@ -817,10 +793,6 @@ def _history_signature(out: Path) -> str:
     except OSError:
         return "-"
     return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def _key(record: Mapping[str, Any]) -> JobKey:
-    return (str(record["id"]), str(record["platform"]), str(record["locale"]))
 
 
 def _record_key(record: Mapping[str, Any], path: Path, number: int) -> JobKey:

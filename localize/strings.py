@@ -20,14 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Product, is_translations_export_file, read_translations_export
+from .catalog import Product
 from .config import Settings
 from .cost import OUTPUT_HIGH_FACTOR
 from .jobs import in_shard
 from .locales import Locale
 from .prompts import PackedPrompt, data_json
 from .sanitize import formula_start, unsafe_markup
-from .shopify import ExportRow, shop_locale
+from .shops.translate_adapt import ExportRow, read_export, shop_locale, writes_import
 from .store import STRING_PLATFORM
 from .validate import InvalidAnswer, parse_answer, script_problem
 
@@ -249,21 +249,13 @@ def _plain(text: str) -> str:
     return _TAG.sub(" ", _LOGIC.sub(" ", _OUTPUT.sub(" ", text)))
 
 
-def writes_shopify_import(settings: Settings, catalog: Path) -> bool:
-    """A run on Shopify's translations export writes the file to import back (asked for with
-    --format shopify, or implied by the catalog), unless --platform leaves shopify out."""
-    if settings.platforms is not None and "shopify" not in settings.platforms:
-        return False
-    return "shopify" in settings.formats or (catalog.is_file() and is_translations_export_file(catalog))
-
-
 def shopify_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list[Locale]]]:
     """The text rows of Shopify's translations export that are not a product's listing, each
     with the locales it needs a translation in (none for any other catalog)."""
-    if not writes_shopify_import(settings, catalog):
+    if not writes_import(settings, catalog):
         return []
     found = []
-    for string in export_strings(read_translations_export(catalog)):
+    for string in export_strings(read_export(catalog)):
         if not in_shard(string.key, settings.shard):
             continue
         locales = wanted_locales(string, settings.locales, force=settings.force)

@@ -143,7 +143,8 @@ def test_a_json_catalog_with_a_large_value_on_its_first_line_reads(run_cli, tmp_
 
 
 def test_a_large_json_value_is_read_whole_and_one_past_the_limit_is_one_line(run_cli, tmp_path: Path) -> None:
-    from localize.catalog import MAX_LINE_BYTES, read_catalog
+    from localize.catalog import read_catalog
+    from localize.textfile import MAX_LINE_BYTES
 
     long_copy = "Warm. " * 700_000  # 4 MB in one value, across some 60 reads of the file
     catalog = write(

@@ -13,10 +13,11 @@ import pytest
 from conftest import write
 from fake_relay import FakeRelay
 
-from localize.catalog import read_catalog, read_once
+from localize.catalog import read_catalog
 from localize.config import load
 from localize.glossary import Glossary, Term
 from localize.store import iter_jsonl
+from localize.textfile import read_once
 
 CATALOG = "id,name\nP1,Noise cancelling headphones\nP2,Travel kettle\n"
 

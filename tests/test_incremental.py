@@ -153,15 +153,6 @@ def test_force_regenerates_everything(run_cli, sample: Path, relay) -> None:
     assert len(relay.chat_requests) == 52
 
 
-def test_a_torn_last_journal_line_is_tolerated(run_cli, sample: Path, relay) -> None:
-    """An earlier version kept a journal; one torn by a kill is read, then folded away."""
-    Path("out").mkdir()
-    Path("out/journal.jsonl").write_text('{"type": "result", "id": "ELEC-0')  # a writer killed mid-line
-    assert run(run_cli, relay, sample).exit_code == 0
-    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
-    assert not Path("out/journal.jsonl").exists()
-
-
 def test_budget_stops_before_crossing_the_cap_and_a_larger_cap_picks_up_the_rest(run_cli, sample: Path, relay) -> None:
     cap = Decimal("0.015")
     result = run(run_cli, relay, sample, "--max-cost", str(cap), "--concurrency", "4")
@@ -329,10 +320,10 @@ def test_merge_prefers_the_owning_shard_over_older_copies(run_cli, sample: Path,
         assert lock_line("merged", product_id) != lock_line("committed", product_id)
 
 
-def test_merge_of_an_unfinished_run_exits_2(run_cli, tmp_path: Path) -> None:
-    Path("half").mkdir()
-    Path("half/journal.jsonl").write_text('{"type": "result"}\n')
-    result = run_cli("merge", "half", "--out", "merged")
+def test_merge_of_an_unfinished_run_exits_2(run_cli, sample: Path) -> None:
+    with FakeRelay(latency_s=0.15) as relay:
+        _kill_after(6, sample, relay)  # a run killed before it exported its files
+    result = run_cli("merge", "out", "--out", "merged")
     assert result.exit_code == 2 and "did not finish" in result.stderr
 
 
@@ -499,24 +490,6 @@ def test_text_files_changed_behind_the_databases_back_win(run_cli, sample: Path)
     assert again.exit_code == 0 and "25 up to date" in again.stderr
     assert len(relay.chat_requests) == sent + 1
     assert Path("out/results.jsonl").read_text().splitlines(keepends=True) == lines
-
-
-def test_an_out_left_by_a_killed_run_of_the_previous_version_is_read(run_cli, sample: Path, relay) -> None:
-    """Text files plus journal.jsonl, as the version before the database wrote them."""
-    run(run_cli, relay, sample)
-    results = Path("out/results.jsonl").read_text().splitlines(keepends=True)
-    lock = Path("out/localize.lock").read_text().splitlines(keepends=True)
-    finished = json.loads(results[0])
-    key = [finished["id"], finished["platform"], finished["locale"]]
-    job = next(json.loads(line) for line in lock if json.loads(line).get("job") == key)
-    product = next(json.loads(line) for line in lock if json.loads(line).get("product") == key[0])
-    Path("out/results.jsonl").write_text("".join(results[1:]))  # exported before the job finished...
-    Path("out/localize.lock").write_text("".join(line for line in lock if json.loads(line).get("job") != key))
-    fingerprint = {name: job[name] for name in ("row", "model", "params", "prompt", "rules")}
-    journal = {"type": "result", **finished, "lock": fingerprint, "fields": product["fields"]}
-    Path("out/journal.jsonl").write_text(json.dumps(journal) + "\n")  # ...which only its journal knows
-    _without_database_rerun_sends_nothing(run_cli, relay, sample)
-    assert Path("out/results.jsonl").read_text().splitlines(keepends=True) == results
 
 
 def test_the_readme_queries_run_against_a_real_out(run_cli, sample: Path, relay) -> None:

@@ -19,7 +19,7 @@ from fake_relay import Answer, FakeRelay
 
 from localize.catalog import read_catalog
 from localize.locales import parse_locale
-from localize.shopify import locale_of_code, shop_locale
+from localize.shops.translate_adapt import locale_of_code, shop_locale
 from localize.store import iter_jsonl
 from localize.strings import check_string
 from localize.validate import InvalidAnswer

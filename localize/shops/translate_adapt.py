@@ -11,23 +11,27 @@ other column byte for byte, and a translation someone wrote kept as it is.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babel.core import get_global
 
-from .errors import CatalogError
-from .layout import SHOPIFY_TRANSLATIONS
-from .locales import Locale, parse_locale
-from .sanitize import clean_html, plain_text
-from .store import atomic_write
+from ..errors import CatalogError, InputError
+from ..layout import SHOPIFY_TRANSLATIONS
+from ..locales import Locale, parse_locale
+from ..sanitize import clean_html
+from ..store import atomic_write
+from ..textfile import Records, csv_header, csv_records, open_file
+from .base import Delivery, ImportFile, Lint, Row, Shop, ShopFields, counted
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 # Settings → Languages → Export (and the Translate & Adapt app) write this header.
 TRANSLATIONS_HEADER = (
@@ -48,6 +52,9 @@ TRANSLATED_FIELDS = {
     "meta_title": "meta_title",
     "meta_description": "meta_description",
 }
+# A product read from the export carries, under this field, per language code of the export,
+# whether a listing row still needs a translation (catalog.Product.translations).
+TRANSLATIONS_KEY = "shopify_translations"
 # The PRODUCT keys a generated listing fills.
 LISTING_FIELDS = ("title", "body_html", "meta_title", "meta_description")
 # Shopify's published-locale codes are language-only except where a region tells variants apart.
@@ -158,19 +165,16 @@ def locale_of_code(code: str) -> Locale:
 
 # Kept translations that need a look, listed one by one in the report (the rest counted).
 NEEDS_LOOK_LISTED = 100
-# What is wrong with a kept translation (source, translation, locale), or None.
-Lint = Callable[[str, str, Locale], "str | None"]
 
 
 @dataclass(slots=True)
-class ImportSummary:
-    """What the import file does with the export's rows for the run's languages."""
+class ImportSummary(ImportFile):
+    """What the import file does with the export's rows for the run's languages (`kept`: a
+    current translation, written back as it was; `failed`: needed a translation, and the job
+    behind it failed or did not run)."""
 
-    path: Path
     written: bool = False
-    kept: int = 0  # a current translation, written back as it was
     filled: int = 0
-    failed: int = 0  # needed a translation; the job behind it failed or did not run
     left: Counter[str] = field(default_factory=Counter)  # "TYPE: why" → rows left as they were
     other_languages: int = 0  # rows of languages the run does not localize into
     added: int = 0  # rows for a language the export does not have yet
@@ -184,11 +188,9 @@ class ImportSummary:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "path": str(self.path),
+            **ImportFile.as_json(self),
             "written": self.written,
-            "kept": self.kept,
             "filled": self.filled,
-            "failed": self.failed,
             "left": dict(sorted(self.left.items())),
             "other_languages": self.other_languages,
             "added": self.added,
@@ -214,7 +216,7 @@ def write_import(
     found = _Found(listings, strings, lint)
     codes = list(dict.fromkeys(row.code for row in rows if row.code))
     targets = {shop_locale(locale, codes): locale for locale in locales}
-    summary = ImportSummary(out / SHOPIFY_TRANSLATIONS)
+    summary = ImportSummary("shopify", out / SHOPIFY_TRANSLATIONS, 0)
     written: list[list[str]] = []
     for row in rows:
         written.append(_filled(row, targets, found, summary, force=force))
@@ -239,6 +241,7 @@ def write_import(
     # A BOM keeps Excel round-trips in UTF-8 (PLATFORMS.md); Shopify reads it either way.
     atomic_write(target, "\ufeff" + buffer.getvalue())
     summary.written = True
+    summary.rows = len(written)
     return summary
 
 
@@ -289,17 +292,14 @@ def _listing_text(field: str, result: Mapping[str, Any] | None) -> str:
     """A listing's text for one PRODUCT translation key."""
     if result is None:
         return ""
-    extra = result.get("extra") or {}
-    if field == "title":
-        return plain_text(str(result.get("title") or ""))
-    if field == "body_html":
-        bullets = "".join(f"<li>{html.escape(plain_text(item))}</li>" for item in result.get("bullets") or [])
-        return clean_html(str(result.get("description") or "")) + (f"<ul>{bullets}</ul>" if bullets else "")
-    if field == "meta_title":
-        return plain_text(str(extra.get("seo_title") or ""))
-    if field == "meta_description":
-        return plain_text(str(extra.get("seo_description") or ""))
-    return ""
+    listing = ShopFields.of(result)
+    texts = {
+        "title": listing.title,
+        "body_html": listing.description + listing.bullets_html,
+        "meta_title": listing.meta_title,
+        "meta_description": listing.meta_description,
+    }
+    return texts.get(field, "")
 
 
 def product_needs(rows: Iterable[ExportRow]) -> dict[str, bool]:
@@ -319,3 +319,103 @@ def not_an_export(path: Path) -> CatalogError:
         line=1,
         hint="--format shopify starts from Shopify's export: Settings → Languages → Export",
     )
+
+
+def is_export_file(path: Path) -> bool:
+    """Whether the file is a Shopify translations export (a JSON catalog never is)."""
+    header = csv_header(path)
+    return header is not None and is_translations_export(header)
+
+
+def read_export(path: Path | str) -> list[ExportRow]:
+    """The export's rows as they are (for writing the import file back)."""
+    path = Path(path)
+    with open_file(path) as handle:
+        header, records = csv_records(path, handle, strip=False)  # written back byte for byte
+        if not is_translations_export([name for name in header if name]):
+            raise not_an_export(path)
+        return [ExportRow(line, record) for line, record in records]
+
+
+def writes_import(settings: Settings, catalog: Path) -> bool:
+    """A run on Shopify's translations export writes the file to import back (asked for with
+    --format shopify, or implied by the catalog), unless --platform leaves shopify out."""
+    if settings.platforms is not None and "shopify" not in settings.platforms:
+        return False
+    return "shopify" in settings.formats or (catalog.is_file() and is_export_file(catalog))
+
+
+class TranslateAdapt(Shop):
+    name = "shopify"
+    title = "Shopify Translate & Adapt"
+    import_format = "shopify"
+    files = (SHOPIFY_TRANSLATIONS,)
+
+    def recognises(self, columns: list[str]) -> bool:
+        return is_translations_export(columns)
+
+    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+        """One shopify product per PRODUCT Identification, wherever its rows stand (an export
+        of every language lists each language's rows in a block of their own), its source copy
+        from the rows' default content. Each carries, per language of the export, whether a
+        listing row in it still needs a translation."""
+        products: dict[str, tuple[int, dict[str, Any], list[ExportRow]]] = {}
+        for line, record in records:
+            if record.get("Type", "").strip() != "PRODUCT":
+                continue
+            row = ExportRow(line, record)
+            held = products.get(row.resource_id)
+            if held is None:
+                held = products[row.resource_id] = (line, {"id": row.resource_id, "platform": ["shopify"]}, [])
+            _, product, rows = held
+            rows.append(row)
+            ours = TRANSLATED_FIELDS.get(row.field)
+            if ours and row.default.strip() and ours not in product:
+                product[ours] = row.default.strip()
+        for line, product, rows in products.values():
+            product[TRANSLATIONS_KEY] = product_needs(rows)
+            yield line, product
+
+    def describe(self, header: list[str], records: Records) -> str:
+        rows = [ExportRow(line, record) for line, record in records]
+        codes = len({row.code for row in rows})
+        products = len({row.resource_id for row in rows if row.type == "PRODUCT"})
+        return (
+            f"Shopify translations export: {counted(len(rows), 'row')} in {counted(codes, 'language')}, "
+            f"{counted(products, 'product')}"
+        )
+
+    def check(self, settings: Settings, catalog: Path) -> None:
+        """--format shopify answers the translations export, so it needs that export as the
+        catalog and the shopify platform (which the export's products get unless --platform
+        says otherwise): say so before anything is sent."""
+        if settings.platforms is not None and "shopify" not in settings.platforms:
+            raise InputError("--format shopify writes the shopify platform's results", hint="add --platform shopify")
+        if catalog.is_file() and not is_export_file(catalog):  # a missing file: reported on reading
+            raise InputError(
+                "--format shopify needs Shopify's translations export as the catalog",
+                where=str(catalog),
+                hint="export it in Shopify admin (Settings → Languages → Export): the import matches "
+                "rows on the ids and default content only that file carries",
+            )
+
+    def asked(self, settings: Settings, catalog: Path) -> bool:
+        return writes_import(settings, catalog)
+
+    def write(self, delivery: Delivery) -> list[ImportFile]:
+        settings = delivery.settings
+        listings = {
+            (str(result["id"]), str(result["locale"])): result
+            for result in delivery.results
+            if result.get("platform") == "shopify"
+        }
+        summary = write_import(
+            read_export(delivery.catalog),
+            delivery.out,
+            settings.locales,
+            listings,
+            delivery.strings,
+            force=settings.force,
+            lint=delivery.lint,
+        )
+        return [summary]

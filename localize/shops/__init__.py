@@ -1,0 +1,78 @@
+"""The shops: each one's export read as a catalog, its import file written from a run's
+listings, and what that file needs checked before anything is sent.
+
+Adding a shop is one module beside these (a `Shop` subclass: base.py) and one line in SHOPS.
+A CSV catalog is read as the first shop's export whose header it recognises, in SHOPS' order.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .akeneo import Akeneo
+from .amazon import Amazon
+from .base import Delivery, ImportFile, Lint, Shop
+from .magento import Magento
+from .shopify import ShopifyProducts
+from .translate_adapt import ImportSummary, TranslateAdapt
+from .woocommerce import WooCommerce
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+SHOPS: list[Shop] = [ShopifyProducts(), WooCommerce(), Magento(), Akeneo(), TranslateAdapt(), Amazon()]
+
+
+def recognise(header: list[str]) -> Shop | None:
+    """The shop whose export has this CSV header, or None (a catalog in our own columns)."""
+    return next((shop for shop in SHOPS if shop.recognises(header)), None)
+
+
+def import_formats() -> list[str]:
+    """The --format values that write a shop's import file."""
+    return [shop.import_format for shop in SHOPS if shop.import_format]
+
+
+def check_imports(settings: Settings, catalog: Path) -> None:
+    """Before anything is sent: what each asked-for import file needs (exit 2 if missing)."""
+    for shop in SHOPS:
+        if shop.import_format and shop.import_format in settings.formats:
+            shop.check(settings, catalog)
+
+
+@dataclass(slots=True)
+class Imports:
+    """The import files a run wrote, and those it removed (asked for no more)."""
+
+    files: list[ImportFile] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+    @property
+    def shopify(self) -> ImportSummary | None:
+        """The Translate & Adapt file's account, row by row, where the run made one."""
+        return next((file for file in self.files if isinstance(file, ImportSummary)), None)
+
+
+def write_imports(delivery: Delivery) -> Imports:
+    """Write the import files the run asks for, and remove the others' (a file that no longer
+    matches results.jsonl must not stay in OUT)."""
+    done = Imports()
+    for shop in SHOPS:
+        if shop.asked(delivery.settings, delivery.catalog):
+            done.files += shop.write(delivery)
+            continue
+        for name in shop.files:
+            path = delivery.out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+                done.removed.append(path)
+            elif path.exists():
+                path.unlink()
+                done.removed.append(path)
+    return done
+
+
+__all__ = ["SHOPS", "Delivery", "ImportFile", "ImportSummary", "Imports", "Lint", "Shop", "recognise"]

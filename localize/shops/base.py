@@ -1,0 +1,220 @@
+"""What every shop is, and the rules all shops share.
+
+A shop (shops/*.py) may read its own export as a catalog (`recognises` its header, turns its
+rows into products) and may write its own import file from the run's listings (`import_format`,
+`write`). Between a listing and a shop's fields there is one mapping (`ShopFields`): the
+highlights become the short description's list, the search terms one keywords cell, the meta
+title falls back to the title; every shop writes from it, so no two disagree.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..locales import Locale
+from ..sanitize import clean_html, plain_text, safe_row
+from ..textfile import Records
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+# A row of a shop's export as our fields, with the line it starts on.
+Row = tuple[int, dict[str, Any]]
+# What is wrong with a translation a person kept (source, translation, locale), or None.
+Lint = Callable[[str, str, Locale], "str | None"]
+
+
+class Delivery:
+    """What a run's import files are written from. The run's results and store strings are
+    read from OUT when a shop first asks for them (a run that writes no import file reads none)."""
+
+    def __init__(
+        self,
+        out: Path,
+        settings: Settings,
+        catalog: Path,
+        results: Callable[[], Iterable[Mapping[str, Any]]],
+        strings: Callable[[], Mapping[tuple[str, str], str]],
+        *,
+        lint: Lint | None = None,
+    ) -> None:
+        self.out, self.settings, self.catalog, self.lint = out, settings, catalog, lint
+        self._results, self._strings = results, strings
+
+    @cached_property
+    def results(self) -> list[Mapping[str, Any]]:
+        """Every listing of the run (results.jsonl)."""
+        return list(self._results())
+
+    @cached_property
+    def strings(self) -> Mapping[tuple[str, str], str]:
+        """A store string's translation by (key, locale tag)."""
+        return self._strings()
+
+
+@dataclass(slots=True)
+class ImportFile:
+    """One import file a run wrote: where, how many rows, and what became of the rest."""
+
+    shop: str
+    path: Path
+    rows: int
+    kept: int = 0  # rows left with a person's text
+    failed: int = 0  # rows a listing should have filled and did not
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"shop": self.shop, "path": str(self.path), "rows": self.rows, "kept": self.kept, "failed": self.failed}
+
+
+class Shop:
+    """A shop's reader, writer and pre-checks. Every hook has a do-nothing default, so a shop
+    defines only what it has."""
+
+    name: ClassVar[str]  # how the shop is named on the command line
+    title: ClassVar[str]  # how a merchant names it
+    # The --format value that writes its import file, and the names that file takes in OUT
+    # (removed when a run does not ask for it, so OUT never holds a stale one).
+    import_format: ClassVar[str | None] = None
+    files: ClassVar[tuple[str, ...]] = ()
+
+    def recognises(self, columns: list[str]) -> bool:
+        """Whether a CSV header is this shop's export."""
+        return False
+
+    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+        """The export's products, in our fields."""
+        raise NotImplementedError
+
+    def describe(self, header: list[str], records: Records) -> str:
+        """What the export holds and reads as, in a line for the run's first lines."""
+        return f"{self.title} export"
+
+    def asked(self, settings: Settings, catalog: Path) -> bool:
+        """Whether the run writes this shop's import file."""
+        return self.import_format is not None and self.import_format in settings.formats
+
+    def check(self, settings: Settings, catalog: Path) -> None:
+        """Before anything is sent: what writing the import file will need (exit 2 if missing)."""
+
+    def write(self, delivery: Delivery) -> list[ImportFile]:
+        """Write the import file(s) into delivery.out; the files written."""
+        return []
+
+
+# --- the one mapping of a listing to a shop's fields ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShopFields:
+    """A listing's text as shops store it, safe to publish whatever results.jsonl holds: the
+    description's HTML reduced to what storefronts render, every other field plain text."""
+
+    id: str
+    sku: str
+    locale: str
+    platform: str
+    title: str
+    description: str
+    bullets: tuple[str, ...]
+    seo_tags: tuple[str, ...]
+    seo_title: str
+    seo_description: str
+
+    @classmethod
+    def of(cls, result: Mapping[str, Any]) -> ShopFields:
+        extra = result.get("extra") or {}
+        return cls(
+            id=str(result["id"]),
+            sku=str(result.get("sku") or ""),
+            locale=str(result["locale"]),
+            platform=str(result.get("platform") or ""),
+            title=plain_text(str(result.get("title") or "")),
+            description=clean_html(str(result.get("description") or "")),
+            bullets=tuple(plain_text(str(item)) for item in result.get("bullets") or []),
+            seo_tags=tuple(plain_text(str(item)) for item in result.get("seo_tags") or []),
+            seo_title=plain_text(str(extra.get("seo_title") or "")),
+            seo_description=plain_text(str(extra.get("seo_description") or "")),
+        )
+
+    @property
+    def bullets_html(self) -> str:
+        """The highlights as an HTML list (a shop's short description), or empty."""
+        items = "".join(f"<li>{html.escape(item)}</li>" for item in self.bullets)
+        return f"<ul>{items}</ul>" if items else ""
+
+    def keywords(self, separator: str = ", ") -> str:
+        return separator.join(self.seo_tags)
+
+    @property
+    def meta_title(self) -> str:
+        """The page title a search engine shows: the SEO title where one was written, else the title."""
+        return self.seo_title or self.title
+
+    @property
+    def meta_description(self) -> str:
+        return self.seo_description
+
+
+def web_shop_listings(results: Iterable[Mapping[str, Any]]) -> list[ShopFields]:
+    """The listings a web shop imports: the shopify platform's (written for a shop's own
+    product page), else those of the run's only platform."""
+    results = list(results)
+    platforms = {result.get("platform") for result in results}
+    chosen = "shopify" if "shopify" in platforms else (next(iter(platforms)) if len(platforms) == 1 else None)
+    return [ShopFields.of(result) for result in results if result.get("platform") == chosen]
+
+
+def csv_text(header: Iterable[str], rows: Iterable[Iterable[object]], **options: Any) -> str:
+    """A CSV file's text whose cells a spreadsheet shows as text (sanitize.safe_cell): an ID,
+    SKU or text from the catalog that starts like a formula gets a leading apostrophe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, **options)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(safe_row(row))
+    return buffer.getvalue()
+
+
+# --- helpers of the readers -----------------------------------------------------------------
+
+
+def lowered(record: Mapping[str, str]) -> dict[str, str]:
+    """A record keyed by its column names in lower case (shops' exports vary in case)."""
+    return {name.lower(): value for name, value in record.items()}
+
+
+def multi(cell: str, separator: str) -> list[str]:
+    """A multi-value cell: values separated by `separator`, or one per line."""
+    return [item.strip() for part in cell.splitlines() for item in part.split(separator) if item.strip()]
+
+
+def add_option(options: dict[str, list[str]], name: str, value: str) -> None:
+    """One variant's value of an option (size, colour), each value once."""
+    name, value = name.strip(), value.strip()
+    if name and value and value not in options.setdefault(name, []):
+        options[name].append(value)
+
+
+def finish_product(row: dict[str, Any], options: Mapping[str, list[str]]) -> dict[str, Any]:
+    """A shop export's product with its variants' options folded in, empty fields dropped."""
+    if options:
+        row["options"] = [f"{name}: {', '.join(values)}" for name, values in options.items() if values]
+    return {key: value for key, value in row.items() if value not in ("", [], None)}
+
+
+def counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def kinds(records: Records, column: str) -> Counter[str]:
+    """How many rows carry each value of a column (matched in any case)."""
+    return Counter(lowered(record).get(column, "").strip().lower() for _, record in records)
