@@ -45,6 +45,7 @@ from .relay import (
     Sender,
     classify_error,
     parse_completion,
+    retry_wait_s,
 )
 from .store import BatchRecord, LineJob, RunStore
 
@@ -332,14 +333,16 @@ class BatchClient:
             try:
                 reply = await self._exchange(method, self._base + path, cap_bytes, **kwargs)
             except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                error = RelayError("connection", f"{type(exc).__name__}: {exc}")
             else:
                 if reply.status_code != 429 and reply.status_code < 500:
                     return reply
-                problem = f"HTTP {reply.status_code} {self._message(reply)}"
+                # The live client's reading of the answer: its kind, its words, its Retry-After.
+                error = classify_error(reply.status_code, reply.content, reply.headers, model=self._model)
+            problem = error.message
             if attempt < retries:
-                # Full jitter, as the live sender (relay.Sender): the retries of a bad moment spread apart.
-                await self._sleep(self._rng.uniform(0, self._retry_s * 2**attempt))
+                wait = error.retry_after_s if isinstance(error, RelayRetryable) else None
+                await self._sleep(retry_wait_s(wait, attempt + 1, self._retry_s, self._rng))
         raise RelayFatal(
             "batch_unreachable",
             self._redact(f"the relay did not answer {method} {path} ({problem}) after {retries + 1} tries"),

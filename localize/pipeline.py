@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .audit import AuditRecord
 from .batch import (
     BatchClient,
     BatchCollector,
@@ -802,38 +803,34 @@ class _JobRunner:
         price = self._price.batch or self._price
         for key, answer in harvest.leftovers():
             ids = [job[0] for job, _ in answer.jobs]
-            record = {
+            record = AuditRecord(
                 **self._key_base(key, self._next_extra_attempt(), _pack_of(ids)),
-                "batch": answer.batch,
-                "status": answer.completion.status,
-                "error": "unused",
-                "message": f"answered in batch {answer.batch} for an earlier version of the job: not used",
-                "latency_ms": 0.0,
-                "usage": answer.share.as_dict() if answer.share else None,
-                "cost_usd": float(cost_usd(answer.share, price)) if answer.share else 0.0,
-                "relay_cost_usd": None,
-                "request_id": answer.completion.request_id,
-            }
-            if answer.share is None:
-                record["usage_unreported"] = True
-            self._store.log_attempt(record)
+                batch=answer.batch,
+                status=answer.completion.status,
+                error="unused",
+                message=f"answered in batch {answer.batch} for an earlier version of the job: not used",
+                latency_ms=0.0,
+                usage=answer.share.as_dict() if answer.share else None,
+                cost_usd=float(cost_usd(answer.share, price)) if answer.share else 0.0,
+                request_id=answer.completion.request_id,
+                usage_unreported=answer.share is None,
+            )
+            self._store.log_attempt(record.to_json())
         for batch_id, jobs in harvest.unconfirmed:
             ids = [job[0] for job, _ in jobs]
             for key, _ in jobs:
-                record = {
+                record = AuditRecord(
                     **self._key_base(key, self._next_extra_attempt(), _pack_of(ids)),
-                    "batch": batch_id,
-                    "status": None,
-                    "error": "batch_unanswered",
-                    "message": f"batch {batch_id} counts this request done but its output has no usable answer",
-                    "latency_ms": 0.0,
-                    "usage": None,
-                    "cost_usd": 0.0,
-                    "relay_cost_usd": None,
-                    "request_id": None,
-                    "maybe_billed": True,
-                }
-                self._store.log_attempt(record)
+                    batch=batch_id,
+                    status=None,
+                    error="batch_unanswered",
+                    message=f"batch {batch_id} counts this request done but its output has no usable answer",
+                    latency_ms=0.0,
+                    usage=None,
+                    cost_usd=0.0,
+                    maybe_billed=True,
+                )
+                self._store.log_attempt(record.to_json())
         for file_id in harvest.files:
             self._store.forget_batch(file_id)
         self._harvest = None
@@ -1054,27 +1051,23 @@ class _JobRunner:
             counted = self._counter.count_messages(messages)
         inputs = apportion(counted, weights) if counted is not None else [None] * len(works)
         for work, counted_input in zip(works, inputs, strict=True):
-            record = {
+            # Sent, but no answer: the relay may still have billed it, and its usage never
+            # reaches us. The report shows these apart instead of guessing them into the totals.
+            billed = failed.error.maybe_billed
+            record = AuditRecord(
                 **self._attempt_base(work.job, failed.number, pack),
-                "status": failed.error.status,
-                "error": failed.error.kind,
-                "message": failed.error.message,
-                "latency_ms": round(failed.latency_ms, 1),
-                "usage": None,
-                "cost_usd": 0.0,
-                "relay_cost_usd": None,
-                "request_id": None,
-            }
-            if failed.batch_id:
-                record["batch"] = failed.batch_id
-            if failed.error.maybe_billed:
-                # Sent, but no answer: the relay may still have billed it, and its usage never
-                # reaches us. The report shows these apart instead of guessing them into the totals.
-                record["maybe_billed"] = True
-                record["counted_input"] = counted_input
-            if last:
-                record["job_outcome"] = "failed"
-            self._store.log_attempt(record)
+                status=failed.error.status,
+                error=failed.error.kind,
+                message=failed.error.message,
+                latency_ms=round(failed.latency_ms, 1),
+                usage=None,
+                cost_usd=0.0,
+                batch=failed.batch_id or None,
+                maybe_billed=billed,
+                counted_input=counted_input if billed else None,
+                job_outcome="failed" if last else None,
+            )
+            self._store.log_attempt(record.to_json())
 
     def _answer_record(
         self,
@@ -1089,30 +1082,24 @@ class _JobRunner:
         """One job's audit record of an answered attempt. An unreported bill keeps our offline
         counts apart from the billed totals; a pack's relay-stated charge is on its lead's."""
         lead = pack is None or pack["lead"] == work.job.product.id
-        record = {
+        record = AuditRecord(
             **self._attempt_base(work.job, work.attempts, pack),
-            "status": completion.status,
-            "error": error.kind if error else None,
-            "message": error.message if error else None,
-            "latency_ms": round(completion.latency_ms, 1),
-            "usage": None if bill.unreported else bill.usage.as_dict(),
-            "cost_usd": 0.0 if bill.unreported else float(bill.cost),
-            "relay_cost_usd": float(completion.relay_cost_usd)
-            if completion.relay_cost_usd is not None and lead
-            else None,
-            "request_id": completion.request_id,
-        }
-        if completion.batch_id:
-            record["batch"] = completion.batch_id  # answered by the batch API, at its price
-        if bill.unreported:
-            record["usage_unreported"] = True
-            record["counted_output"] = bill.usage.output_tokens
-            record["estimated_cost_usd"] = float(bill.cost)
-        if bill.counted_input is not None:
-            record["counted_input"] = bill.counted_input  # our offline count, to calibrate later estimates
-        if outcome:
-            record["job_outcome"] = outcome
-        return record
+            status=completion.status,
+            error=error.kind if error else None,
+            message=error.message if error else None,
+            latency_ms=round(completion.latency_ms, 1),
+            usage=None if bill.unreported else bill.usage.as_dict(),
+            cost_usd=0.0 if bill.unreported else float(bill.cost),
+            relay_cost_usd=float(completion.relay_cost_usd) if completion.relay_cost_usd is not None and lead else None,
+            request_id=completion.request_id,
+            batch=completion.batch_id or None,
+            usage_unreported=bill.unreported,
+            counted_output=bill.usage.output_tokens if bill.unreported else None,
+            estimated_cost_usd=float(bill.cost) if bill.unreported else None,
+            counted_input=bill.counted_input,
+            job_outcome=outcome or None,
+        )
+        return record.to_json()
 
     def _attempt_base(self, job: Job, attempt: int, pack: dict[str, Any] | None) -> dict[str, Any]:
         base = self._key_base(job.key, attempt, pack)

@@ -165,6 +165,15 @@ def _classify(status: int, body: bytes, headers: Mapping[str, str], *, model: st
     return RelayRejected(kind, f"the relay refused the request (HTTP {status}){said}", status=status)
 
 
+def retry_wait_s(retry_after_s: float | None, retry: int, base_s: float, rng: random.Random) -> float:
+    """How long to wait before the `retry`-th retry (from 1): what the relay asked for
+    (Retry-After), else full jitter (AWS architecture blog) under a doubling ceiling, which
+    spreads the retries of a bad moment apart. The live sender and the batch client both wait so."""
+    if retry_after_s is not None:
+        return retry_after_s
+    return rng.uniform(0, min(BACKOFF_MAX_S, base_s * 2 ** (retry - 1)))
+
+
 def retry_after_seconds(headers: Mapping[str, str], message: str = "", *, now: float | None = None) -> float | None:
     """How long the relay asks us to wait: retry-after-ms, Retry-After (seconds or an HTTP
     date), else Moonshot's "please try again after N seconds" in the message."""
@@ -891,13 +900,8 @@ class Sender:
             number += 1
             retryable = failed.error
             assert isinstance(retryable, RelayRetryable)  # _verdict stops on everything else
-            if retryable.retry_after_s is not None:
-                # This request waits as asked; the pacer decides for the rest.
-                await self._sleep(retryable.retry_after_s)
-            else:
-                # Full jitter (AWS architecture blog): spreads the retries of a burst apart.
-                ceiling = min(BACKOFF_MAX_S, self._backoff_base_s * 2 ** (retries - 1))
-                await self._sleep(self._rng.uniform(0, ceiling))
+            # This request waits as asked, if asked; the pacer decides for the rest.
+            await self._sleep(retry_wait_s(retryable.retry_after_s, retries, self._backoff_base_s, self._rng))
 
     def _not_sent(self, number: int) -> RelayFatal:
         stopped = self._stopped

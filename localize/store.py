@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audit import AuditRecord
 from .errors import InputError, OutInUse
 from .layout import (
     BATCHES,
@@ -581,24 +582,10 @@ class RunStore:
     def _unlogged_attempts(self) -> list[dict[str, Any]]:
         """Attempts a killed run sent but never logged, as audit records: the relay may have
         billed them, and the report must say so."""
-        unlogged = []
-        for (text,) in self._db.execute("SELECT record FROM attempts WHERE logged = 0 ORDER BY time"):
-            record = json.loads(text)
-            unlogged.append(
-                {
-                    **record,
-                    "status": None,
-                    "error": "killed",
-                    "message": "sent when its run was killed; the relay may have billed it",
-                    "latency_ms": None,
-                    "usage": None,
-                    "cost_usd": 0.0,
-                    "relay_cost_usd": None,
-                    "request_id": None,
-                    "maybe_billed": True,
-                }
-            )
-        return unlogged
+        return [
+            AuditRecord.killed(json.loads(text)).to_json()
+            for (text,) in self._db.execute("SELECT record FROM attempts WHERE logged = 0 ORDER BY time")
+        ]
 
 
 def _connect(

@@ -298,6 +298,7 @@ class FakeRelay:
         self.batch_age_s = batch_age_s  # batches say they were made this long ago (created_at)
         self.endless_list = endless_list  # the list of batches always has more
         self.batch_refuses_key = False  # the file upload answers 401, echoing the key
+        self.batch_stall_retry_after: str | None = None  # a stall is a 429 with this Retry-After, not a 503
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -544,6 +545,9 @@ class FakeRelay:
             stalled = self.batch_stalls.get(kind, 0) > 0
             if stalled:
                 self.batch_stalls[kind] -= 1
+        if stalled and self.batch_stall_retry_after is not None:  # a rate limit that says when to come back
+            error = {"type": "rate_limit_reached_error", "message": "too many requests"}
+            return Reply(429, {"error": error}, {"Retry-After": self.batch_stall_retry_after})
         if stalled:
             return Reply(503, {"error": {"type": "engine_overloaded_error", "message": "try again later"}})
         if self.batch_refuses_key and kind == "upload":

@@ -505,3 +505,37 @@ def test_a_key_the_batch_api_refuses_is_named_as_the_live_client_names_it(run_cl
     assert result.exit_code == 4
     assert "the relay rejected the API key (HTTP 401)" in result.stderr and "HOLYSHEEP_API_KEY" in result.stderr
     assert KEY not in result.stderr
+
+
+def test_the_batch_client_waits_as_the_relay_asks_and_backs_off_with_jitter_otherwise() -> None:
+    """One back-off for both HTTP seams (relay.retry_wait_s): a 429 with Retry-After waits what
+    it says, a 503 waits a jittered share of a doubling ceiling; waits are recorded, not slept."""
+    import asyncio
+
+    from localize.batch import BatchClient
+    from localize.config import Settings
+
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def upload_twice(relay: FakeRelay) -> None:
+        settings = Settings(base_url=relay.base_url, api_key="sk-batch-test", batch_poll_s=2.0)
+        client = BatchClient(settings, sleep=record)
+        try:
+            relay.batch_stall_retry_after = "7"
+            relay.batch_stalls["upload"] = 2
+            assert await client.upload(b'{"custom_id": "x"}\n')
+            relay.batch_stall_retry_after = None
+            relay.batch_stalls["upload"] = 3
+            assert await client.upload(b'{"custom_id": "y"}\n')
+        finally:
+            await client.aclose()
+
+    with FakeRelay(batch_stalls={}) as relay:
+        asyncio.run(upload_twice(relay))
+    assert waits[:2] == [7.0, 7.0]  # as asked, twice
+    jittered = waits[2:]
+    assert len(jittered) == 3 and all(0 <= wait <= 2.0 * 2**n for n, wait in enumerate(jittered))
+    assert len(set(jittered)) == 3  # spread apart, not one fixed step

@@ -302,6 +302,25 @@ def test_report_command_rebuilds_the_report_from_the_audit_log(run_cli, sample: 
     assert rebuilt["jobs"]["succeeded"] == written["jobs"]["succeeded"] == 13
 
 
+def test_audit_lines_carry_their_version_and_an_unversioned_log_still_reads(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    relay.enqueue(Answer(content="{broken"))
+    live(run_cli, relay, sample, "-l", "de-DE")
+    lines = [json.loads(line) for line in Path("out/requests.jsonl").read_text().splitlines()]
+    assert len(lines) == 14 and all(line["v"] == 2 for line in lines)
+    assert all(
+        list(line)[:9] == ["v", "time", "run", "id", "platform", "locale", "attempt", "model", "user"] for line in lines
+    )
+    assert sum(line["error"] == "invalid_json" for line in lines) == 1
+    written = report()
+    old = "".join(json.dumps({k: v for k, v in line.items() if k != "v"}) + "\n" for line in lines)
+    Path("out/requests.jsonl").write_text(old)  # as the first version wrote it
+    rebuilt = json.loads(run_cli("report", "out", "--json").stdout)
+    for key in ("requests", "tokens", "cost_usd", "by_locale", "errors"):
+        assert rebuilt[key] == written[key], key
+
+
 def test_report_of_a_directory_without_a_log_exits_2(run_cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_cli("report", tmp_path / "empty")
