@@ -29,6 +29,7 @@ from .progress import ProgressView
 from .redact import redact_environment_keys
 from .relay import RelayFatal
 from .review import REVIEW_LIMIT, write_review
+from .shops import Imports
 from .shops import ImportSummary as ShopifyImport
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -198,6 +199,12 @@ def run(
         None, "--glossary", help="YAML or CSV: terms to keep verbatim and fixed translations per locale."
     ),
     force: bool = typer.Option(False, "--force", help="Regenerate even jobs whose inputs did not change."),
+    source_locale: str | None = typer.Option(
+        None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
+    ),
+    overwrite_existing: bool = typer.Option(
+        False, "--overwrite-existing", help="Import files replace translations the shop's export already has."
+    ),
     check: bool = typer.Option(False, "--check", help="CI: exit 1 if any output is missing or stale; sends nothing."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate only: no API key needed, nothing sent."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary / estimate as JSON on stdout."),
@@ -231,6 +238,8 @@ def run(
         map=column_map,
         glossary=glossary,
         force=force or None,
+        source_locale=source_locale,
+        overwrite_existing=overwrite_existing or None,
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
@@ -287,6 +296,8 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
     if summary.fatal is not None and not summary.report["jobs"]["succeeded"] and not tokens["input"] + tokens["output"]:
         raise summary.fatal  # a wrong key, an unknown model: the one line that matters, not a zero bill
     _print_run(summary, as_json=as_json)
+    for line in _import_lines(summary.imports):
+        stderr.print(line, markup=False)
     if summary.shopify is not None:
         stderr.print(_shopify_lines(summary.shopify), markup=False)
     if summary.fatal is not None:
@@ -313,6 +324,28 @@ def _age(seconds: float) -> str:
     if seconds < 3 * 86400:
         return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
     return f"{seconds / 86400:.0f} d"
+
+
+def _import_lines(imports: Imports) -> list[str]:
+    """Each import file the run wrote (the Translate & Adapt one has lines of its own), and each
+    it removed, and why."""
+    lines = []
+    for file in imports.files:
+        if isinstance(file, ShopifyImport):
+            continue
+        parts = [f"{file.rows:,} row{'' if file.rows == 1 else 's'}"]
+        if file.kept:
+            parts.append(f"{file.kept:,} kept as the shop has them")
+        if file.failed:
+            parts.append(f"{file.failed:,} missing (their jobs failed or did not run)")
+        lines.append(
+            f"Import file ({file.shop}): {file.path}: "
+            + ", ".join(parts)
+            + "."
+            + "".join(f" {note}" for note in file.notes)
+        )
+    lines += [f"Removed {path}: its --format was not asked for this run." for path in imports.removed]
+    return lines
 
 
 def _shopify_lines(shopify: ShopifyImport) -> str:

@@ -103,6 +103,8 @@ class Settings(BaseModel):
     fields: tuple[str, ...] = Field(
         (), description="columns that reach the model: NAME (only these), -NAME (not this), +NAME (this too)"
     )
+    source_locale: Locale | None = Field(None, description="the catalog's language (a shop's export: found from it)")
+    overwrite_existing: bool = Field(False, description="import files replace the translations a shop's export has")
     amazon_seller_id: str | None = Field(None, min_length=1, description="the feed header's sellerId")
     amazon_marketplaces: dict[str, str] = Field(
         default_factory=dict, description="locale → Amazon marketplace id, beside the built-in table"
@@ -140,6 +142,11 @@ class Settings(BaseModel):
         if isinstance(value, (str, list)):
             return parse_locales(value)
         return value
+
+    @field_validator("source_locale", mode="before")
+    @classmethod
+    def _parse_source_locale(cls, value: Any) -> Any:
+        return parse_locale(value) if isinstance(value, str) else value
 
     @field_validator("fields", mode="before")
     @classmethod

@@ -69,23 +69,66 @@ def test_the_amazon_feed_needs_a_seller_id_and_a_known_store_before_sending(
     assert "A0THTEST" in FEED.read_text(encoding="utf-8")
 
 
-def test_woocommerce_gets_one_importer_csv_per_locale(run_cli, relay: FakeRelay) -> None:
+def read_woocommerce_import(text: str) -> list[dict[str, str]]:
+    """A CSV as WooCommerce's product importer reads it (woocommerce.com, "Product CSV Import
+    Schema"): a header row of column names, one product per row, UTF-8, RFC 4180 quoting."""
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_woocommerce_translations_are_new_products_linked_by_wpml(run_cli, relay: FakeRelay) -> None:
+    """WooCommerce matches rows to products by ID or SKU and refuses a SKU in use, so a translated
+    row carries neither; WPML Export and Import links it to its source through a translation
+    group that the source product gets from sources.csv (ID and the WPML columns, nothing else)."""
     export = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
-    result = run(run_cli, relay, export, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "woocommerce")
+    source_rows = read_woocommerce_import(export.read_text(encoding="utf-8-sig"))
+    source_ids = {row["ID"] for row in source_rows}
+    source_skus = {row["SKU"] for row in source_rows if row["SKU"]}
+    result = run(run_cli, relay, export, "-l", "de-DE,pt-BR", "-p", "shopify", "--format", "woocommerce")
     assert result.exit_code == 0, result.stderr
     results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
-    for locale in ("de-DE", "fr-FR"):
-        text = Path(f"out/woocommerce/{locale}.csv").read_text(encoding="utf-8")
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-        assert list(rows[0]) == ["ID", "SKU", "Name", "Short description", "Description", "Tags"]
-        assert [row["ID"] for row in rows] == ["101", "102", "105"]  # the export's own product IDs
-        hoodie = next(row for row in rows if row["ID"] == "102")
-        listing = results[("102", locale)]
-        assert hoodie["SKU"] == "TW-HD-02" and hoodie["Name"] == listing["title"]
-        assert hoodie["Description"] == listing["description"] and hoodie["Short description"].startswith("<ul><li>")
-        assert hoodie["Tags"] == ", ".join(listing["seo_tags"])
+    sources = read_woocommerce_import(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))
+    translations = read_woocommerce_import(Path("out/woocommerce/translations.csv").read_text(encoding="utf-8"))
+    group = "Meta: _wpml_import_translation_group"
+    assert list(sources[0]) == [
+        "ID",
+        "SKU",
+        "Meta: _wpml_import_language_code",
+        "Meta: _wpml_import_source_language_code",
+        group,
+    ]
+    assert sorted(row["ID"] for row in sources) == ["101", "102", "105"]  # the export's products, by ID
+    assert all(row["Meta: _wpml_import_language_code"] == "" for row in sources)  # empty on a source row
+    assert all(row["Meta: _wpml_import_source_language_code"] == "en" for row in sources)
+    assert len(translations) == 6
+    for row in translations:  # nothing a source product has, so the importer creates each one
+        assert row["ID"] == "" and row["SKU"] == "" and row["ID"] not in source_ids and row["SKU"] not in source_skus
+        assert row["Meta: _wpml_import_source_language_code"] == "en"
+    groups = {row[group]: row["ID"] for row in sources}
+    assert len(groups) == 3  # one group per source product...
+    for row in translations:  # ...shared by all its languages
+        assert row[group] in groups
+    hoodie = [row for row in translations if groups[row[group]] == "102"]
+    assert {row["Meta: _wpml_import_language_code"] for row in hoodie} == {"de", "pt-br"}
+    assert all(row["Type"] == "variable" for row in hoodie)  # the source's type
+    german = next(row for row in hoodie if row["Meta: _wpml_import_language_code"] == "de")
+    listing = results[("102", "de-DE")]
+    assert german["Name"] == listing["title"] and german["Description"] == listing["description"]
+    assert german["Short description"].startswith("<ul><li>") and german["Tags"] == ", ".join(listing["seo_tags"])
     again = run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify")  # not asked for: removed
     assert again.exit_code == 0 and not Path("out/woocommerce").exists()
+
+
+def test_woocommerce_from_our_own_catalog_names_sources_by_sku(run_cli, sample: Path, relay: FakeRelay) -> None:
+    result = run(run_cli, relay, sample, "-l", "fr-FR", "--format", "woocommerce")
+    assert result.exit_code == 0, result.stderr
+    sources = read_woocommerce_import(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))
+    assert all(row["ID"] == "" and row["SKU"] for row in sources) and len(sources) == 13
+
+
+def test_woocommerce_needs_an_id_or_sku_before_sending(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    catalog = write(tmp_path / "plain.csv", "id,name,description\np1,Mug,A mug.\n")
+    result = run(run_cli, relay, catalog, "-l", "fr-FR", "--format", "woocommerce")
+    assert result.exit_code == 2 and "WooCommerce ID or SKU" in result.stderr and relay.chat_requests == []
 
 
 MAGENTO = Path(__file__).resolve().parent.parent / "examples" / "magento_products_export.csv"

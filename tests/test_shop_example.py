@@ -77,6 +77,7 @@ def test_a_new_shop_reads_its_export_and_writes_its_import_file(run_cli, relay: 
     result = run(run_cli, relay, export, "-l", "de-DE,fr-FR", "--format", "kiosk")
     assert result.exit_code == 0, result.stderr
     assert "Kiosk export: 2 items" in result.stderr
+    assert f"Import file (kiosk): {Path('out/kiosk_import.csv')}: 4 rows." in result.stderr
     listings = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
     assert set(listings) == {("K-1", "de-DE"), ("K-1", "fr-FR"), ("K-2", "de-DE"), ("K-2", "fr-FR")}
     text = Path("out/kiosk_import.csv").read_text(encoding="utf-8")
@@ -91,6 +92,7 @@ def test_a_new_shop_reads_its_export_and_writes_its_import_file(run_cli, relay: 
     again = run(run_cli, relay, export, "-l", "de-DE,fr-FR")  # not asked for: removed, and said so
     assert again.exit_code == 0, again.stderr
     assert not Path("out/kiosk_import.csv").exists()
+    assert f"Removed {Path('out/kiosk_import.csv')}: its --format was not asked for this run." in again.stderr
     report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
     assert report["import_files_removed"] == [str(Path("out/kiosk_import.csv"))]
 

@@ -1,8 +1,21 @@
-"""WooCommerce: its product export (Products → Export) read as a catalog, and per locale a CSV
-in its product importer's columns (`--format woocommerce`).
+"""WooCommerce: its product export (Products → Export) read as a catalog, and the files that
+import the listings as translations with WPML (`--format woocommerce`).
 
 The export's `Parent` ties a variation to its variable product (`id:123` or the parent's SKU);
 `Attribute N name` / `Attribute N value(s)` carry options.
+
+A translation is a product of its own in WooCommerce, linked to its source by WPML. WooCommerce's
+importer matches a row to an existing product by ID or SKU, and refuses a SKU already in use, so a
+translated row carries neither: it is created as a new product. WPML Export and Import links it
+to its source through three meta columns (`_wpml_import_language_code`,
+`_wpml_import_source_language_code`, `_wpml_import_translation_group`), one translation group
+per source product shared by all its languages. The source products must carry their group too,
+so a second file sets exactly that on them, by ID (or SKU), and nothing else:
+
+- woocommerce/sources.csv: `ID` (or `SKU`) and the three WPML columns; import with "Update
+  existing products" ticked (only these columns exist, so no other field of a product changes);
+- woocommerce/translations.csv: one new product per listing and language; import without it;
+- then WPML → Export and Import → Run, which sets the languages and links each group.
 """
 
 from __future__ import annotations
@@ -10,11 +23,14 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..layout import WOOCOMMERCE_DIR
+from ..locales import Locale, parse_locale
 from ..store import atomic_write
-from ..textfile import Records
+from ..textfile import Records, csv_header, csv_records, open_file
 from .base import (
     Delivery,
     ImportFile,
@@ -30,9 +46,36 @@ from .base import (
     web_shop_listings,
 )
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 # The columns that mark the export (its own sample export has them).
 MARKERS = ("id", "type", "sku", "name")
-COLUMNS = ("ID", "SKU", "Name", "Short description", "Description", "Tags")
+WPML_LANGUAGE = "Meta: _wpml_import_language_code"
+WPML_SOURCE_LANGUAGE = "Meta: _wpml_import_source_language_code"
+WPML_GROUP = "Meta: _wpml_import_translation_group"
+WPML_COLUMNS = (WPML_LANGUAGE, WPML_SOURCE_LANGUAGE, WPML_GROUP)
+TRANSLATION_COLUMNS = (
+    "ID",
+    "Type",
+    "SKU",
+    "Name",
+    "Published",
+    "Short description",
+    "Description",
+    "Tags",
+    *WPML_COLUMNS,
+)
+SOURCES, TRANSLATIONS = "sources.csv", "translations.csv"
+# WPML's language codes where they are not the ISO language alone.
+_WPML_CODES = {
+    "pt-BR": "pt-br",
+    "pt-PT": "pt-pt",
+    "zh-CN": "zh-hans",
+    "zh-SG": "zh-hans",
+    "zh-TW": "zh-hant",
+    "zh-HK": "zh-hant",
+}
 _DIMENSION = re.compile(r"(weight|length|width|height) \((\w+)\)")
 
 
@@ -80,25 +123,103 @@ class WooCommerce(Shop):
             f"{counted(folded, 'variation')} folded"
         )
 
+    def check(self, settings: Settings, catalog: Path) -> None:
+        """Each source product is named by its WooCommerce ID (from WooCommerce's export) or SKU."""
+        if not catalog.is_file() or _export_header(catalog) is not None:
+            return
+        header = csv_header(catalog) or []
+        sku = settings.columns.get("sku", "sku")
+        if sku.lower() not in {name.lower() for name in header}:
+            raise ConfigError(
+                "--format woocommerce needs each product's WooCommerce ID or SKU",
+                where=str(catalog),
+                hint="start from WooCommerce's export (Products → Export), or give a sku column (--map sku=COLUMN)",
+            )
+
     def write(self, delivery: Delivery) -> list[ImportFile]:
-        """Per locale, the listings in the importer's columns: the highlights as the short
-        description's list, the search tags as product tags."""
+        """sources.csv (the source products' translation groups) and translations.csv (a new
+        product per listing and language, linked to its source's group)."""
         folder = delivery.out / WOOCOMMERCE_DIR
         if folder.exists():
-            shutil.rmtree(folder)  # a locale no longer asked for must not stay behind
+            shutil.rmtree(folder)  # a file of an earlier layout must not stay behind
         folder.mkdir()
+        sources = _sources(delivery.catalog)
+        source_language = _wpml_code(delivery.settings.source_locale)
         listings = web_shop_listings(delivery.results)
-        written = []
-        for locale in sorted({listing.locale for listing in listings}):
-            rows = [_row(listing) for listing in listings if listing.locale == locale]
-            path = folder / f"{locale}.csv"
-            atomic_write(path, csv_text(COLUMNS, rows))
-            written.append(ImportFile(self.name, path, len(rows)))
-        return written
+        translated: dict[str, list[ShopFields]] = {}
+        for listing in listings:
+            translated.setdefault(listing.id, []).append(listing)
+        rows, linked = [], []
+        for product_id, versions in translated.items():
+            source = sources.get(product_id, {})
+            group = f"localize-{product_id}"
+            # The source named by its WooCommerce ID where the export gives it, else by its SKU.
+            by_id = source.get("id", "")
+            sku = "" if by_id else source.get("sku") or versions[0].sku
+            # The source row: its own language code left empty, the source language set (PLATFORMS.md).
+            linked.append([by_id, sku, "", source_language, group])
+            for listing in sorted(versions, key=lambda item: item.locale):
+                rows.append(
+                    [
+                        "",  # a new product: no source's ID...
+                        source.get("type", "simple"),
+                        "",  # ...and no SKU (WooCommerce refuses one in use; WPML syncs it after linking)
+                        listing.title,
+                        source.get("published", ""),
+                        listing.bullets_html,
+                        listing.description,
+                        listing.keywords(),
+                        _wpml_code(_locale(listing.locale)),
+                        source_language,
+                        group,
+                    ]
+                )
+        sources_path, translations_path = folder / SOURCES, folder / TRANSLATIONS
+        atomic_write(sources_path, csv_text(("ID", "SKU", *WPML_COLUMNS), linked))
+        atomic_write(translations_path, csv_text(TRANSLATION_COLUMNS, rows))
+        asked = len(sources) * len(delivery.settings.locales) if sources else len(rows)
+        return [
+            ImportFile(self.name, sources_path, len(linked)),
+            ImportFile(self.name, translations_path, len(rows), failed=max(asked - len(rows), 0)),
+        ]
 
 
-def _row(listing: ShopFields) -> list[str]:
-    return [listing.id, listing.sku, listing.title, listing.bullets_html, listing.description, listing.keywords()]
+def _wpml_code(locale: Locale | None) -> str:
+    """WPML's code of a language: `de`, `ja`, `pt-br`, `zh-hans`..., English where unknown."""
+    if locale is None:
+        return "en"
+    return _WPML_CODES.get(locale.tag, locale.language)
+
+
+def _locale(tag: str) -> Locale:
+    return parse_locale(tag)
+
+
+def _export_header(catalog: Path) -> list[str] | None:
+    header = csv_header(catalog)
+    return header if header is not None and WooCommerce().recognises(header) else None
+
+
+def _sources(catalog: Path) -> dict[str, dict[str, str]]:
+    """The source products of a WooCommerce export, by our id: their WooCommerce ID, SKU, type
+    and published state (none for any other catalog: its rows are named by SKU)."""
+    if not catalog.is_file() or _export_header(catalog) is None:
+        return {}
+    found = {}
+    with open_file(catalog) as handle:
+        _, records = csv_records(catalog, handle)
+        for _, raw in records:
+            record = lowered(raw)
+            if record.get("type", "").strip().lower() == "variation":
+                continue
+            row = _product(record)
+            found[row["id"]] = {
+                "id": record.get("id", ""),
+                "sku": record.get("sku", ""),
+                "type": record.get("type", "").strip() or "simple",
+                "published": record.get("published", ""),
+            }
+    return found
 
 
 def _product(record: Mapping[str, str]) -> dict[str, Any]:
