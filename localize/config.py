@@ -106,6 +106,15 @@ class Settings(BaseModel):
     source_locale: Locale | None = Field(None, description="the catalog's language (a shop's export: found from it)")
     overwrite_existing: bool = Field(False, description="import files replace the translations a shop's export has")
     amazon_seller_id: str | None = Field(None, min_length=1, description="the feed header's sellerId")
+    amazon_seller_ids: dict[str, str] = Field(
+        default_factory=dict, description="SP-API region → the seller id of its account (beside amazon_seller_id)"
+    )
+    amazon_product_types: dict[str, str] = Field(
+        default_factory=dict, description="category → Amazon product type, for products without a product_type"
+    )
+    amazon_operation: Literal["patch", "update"] = Field(
+        "patch", description="patch: change the text of existing listings; update: whole listings (new ones)"
+    )
     amazon_marketplaces: dict[str, str] = Field(
         default_factory=dict, description="locale → Amazon marketplace id, beside the built-in table"
     )
@@ -141,6 +150,14 @@ class Settings(BaseModel):
     def _parse_locales(cls, value: Any) -> Any:
         if isinstance(value, (str, list)):
             return parse_locales(value)
+        return value
+
+    @field_validator("amazon_seller_ids")
+    @classmethod
+    def _check_regions(cls, value: dict[str, str]) -> dict[str, str]:
+        for region in value:
+            if region not in ("NA", "EU", "FE"):
+                raise ValueError(f"keys are SP-API regions: NA, EU or FE, not {region!r}")
         return value
 
     @field_validator("source_locale", mode="before")

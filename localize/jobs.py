@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,16 @@ def in_shard(product_id: str, shard: tuple[int, int] | None) -> bool:
         return True
     k, n = shard
     return int.from_bytes(hashlib.sha256(product_id.encode()).digest()[:8], "big") % n == k - 1
+
+
+def products_on(settings: Settings, catalog: Path, platform: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The catalog's products a run lists on `platform` (in its --shard): id and fields, as a
+    shop's import file needs them (its product type, its SKU)."""
+    for product in read_catalog(catalog, **catalog_options(settings)):
+        if in_shard(product.id, settings.shard) and platform in (
+            settings.platforms or product.platforms or (DEFAULT_PLATFORM,)
+        ):
+            yield product.id, product.fields
 
 
 def iter_jobs(settings: Settings, catalog: Path, prompt_sets: PromptSets) -> Iterator[tuple[Product, list[Job]]]:

@@ -7,7 +7,7 @@
   writing OUT (store); results.csv, results.json: with --format csv, json (store).
 - cost_report.json, cost_report.md: the bill; calibration.json, rate.json: where later
   estimates and --rpm auto start (run_report, merge).
-- amazon_listings_feed.json, woocommerce/, magento_products.csv, akeneo_products.csv,
+- amazon/, woocommerce/, magento_products.csv, akeneo_products.csv,
   shopify_translations.csv: the shops' import files (shops/, each shop's own module);
   review.html: the review page (review).
 """
@@ -28,7 +28,8 @@ COST_JSON = "cost_report.json"
 COST_MD = "cost_report.md"
 CALIBRATION = "calibration.json"
 RATE = "rate.json"
-AMAZON_FEED = "amazon_listings_feed.json"
+AMAZON_DIR = "amazon"  # a JSON_LISTINGS_FEED per SP-API region: NA.json, EU.json, FE.json
+AMAZON_FEED = "amazon_listings_feed.json"  # the single feed an earlier version wrote
 WOOCOMMERCE_DIR = "woocommerce"
 MAGENTO_FILE = "magento_products.csv"
 AKENEO_FILE = "akeneo_products.csv"
@@ -36,4 +37,4 @@ SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
 REVIEW = "review.html"
 
 # What a run writes from its results and its own settings: a merged OUT removes them.
-IMPORT_FILES = (AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, REVIEW)
+IMPORT_FILES = (AMAZON_DIR, AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, REVIEW)

@@ -50,6 +50,7 @@ from .jobs import (
     chat_request_body,
     iter_jobs,
     preflight,
+    products_on,
     require_locales,
 )
 from .layout import CALIBRATION
@@ -157,7 +158,7 @@ async def _run(
     require_locales(settings)
     if settings.no_wait and settings.batch == "off":
         raise InputError("--no-wait submits a batch and exits", hint="add --batch (or --batch-auto)")
-    check_imports(settings, catalog)
+    check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
@@ -351,6 +352,7 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> tuple[
             catalog,
             store.results,
             lambda: {(str(r["id"]), str(r["locale"])): str(r["text"]) for r in store.string_results()},
+            lambda platform: products_on(settings, catalog, platform),
             lint=lint_kept,
         )
         imports = write_imports(delivery)

@@ -13,8 +13,6 @@ from fake_relay import FakeRelay
 
 from localize.store import iter_jsonl
 
-FEED = Path("out/amazon_listings_feed.json")
-
 
 @pytest.fixture(autouse=True)
 def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,15 +25,74 @@ def run(run_cli, relay: FakeRelay, catalog: Path, *args: str):
     return run_cli("run", catalog, "--base-url", relay.base_url, "--out", "out", *args)
 
 
-def test_the_amazon_feed_patches_each_sku_in_every_locales_store(run_cli, sample: Path, relay: FakeRelay) -> None:
-    result = run(run_cli, relay, sample, "-l", "de-DE,ja-JP", "--format", "amazon")
+def read_listings_feed(path: Path) -> dict:
+    """A JSON_LISTINGS_FEED as the Feeds API takes it (PLATFORMS.md, from the Listings Feed
+    schema 2.0): the envelope, then each message's operation with what it must and must not have."""
+    feed = json.loads(path.read_text(encoding="utf-8"))
+    assert set(feed) == {"header", "messages"}
+    header = feed["header"]
+    assert header["version"] == "2.0" and header["sellerId"] and set(header) <= {"sellerId", "version", "issueLocale"}
+    messages = feed["messages"]
+    assert 1 <= len(messages) <= 10_000
+    assert [m["messageId"] for m in messages] == list(range(1, len(messages) + 1))
+    assert len({m["sku"] for m in messages}) == len(messages)
+    for message in messages:
+        assert message["sku"] and message["productType"] and message["productType"] != "PRODUCT"
+        if message["operationType"] == "PATCH":
+            assert "patches" in message and "attributes" not in message and "requirements" not in message
+            for patch in message["patches"]:
+                assert patch["op"] in ("add", "replace", "merge", "delete") and patch["path"].startswith("/attributes/")
+                assert all({"value", "language_tag", "marketplace_id"} <= set(value) for value in patch["value"])
+        else:
+            assert message["operationType"] == "UPDATE" and "attributes" in message and "patches" not in message
+    return feed
+
+
+# Amazon's product type for each of the sample's categories (the last part of its path).
+TYPES = {
+    "Headphones": "HEADPHONES",
+    "Power Banks": "POWER_BANK",
+    "Smart Plugs": "SMART_PLUG",
+    "Hoodies": "SWEATSHIRT",
+    "Running": "SHOES",
+    "Scarves": "SCARF",
+    "Hair Dryers": "HAIR_DRYER",
+    "Serums": "SKIN_SERUM",
+    "Dutch Ovens": "DUTCH_OVEN",
+    "Water Filters": "WATER_FILTRATION_UNIT",
+    "Desk Lamps": "LAMP",
+    "Building Toys": "BUILDING_TOY",
+}
+
+
+def typed(sample: Path) -> Path:
+    """The sample with a product_type column, but for the puzzles, typed by localize.yaml instead."""
+    rows = list(csv.DictReader(sample.read_text(encoding="utf-8").splitlines()))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, [*rows[0], "product_type"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "product_type": TYPES.get(row["category"].rsplit(" > ", 1)[-1], "")})
+    return write(sample.with_name("typed.csv"), out.getvalue())
+
+
+TYPED_CONFIG = "rpm: 60000\nbackoff_s: 0.001\namazon_product_types: {'Toys & Games > Puzzles': PUZZLES}\n"
+
+
+def test_the_amazon_feeds_patch_each_seller_sku_on_its_product_type_one_feed_per_region(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    write(Path("localize.yaml"), TYPED_CONFIG + "amazon_seller_ids: {FE: A3FARSELLER}\n")
+    result = run(run_cli, relay, typed(sample), "-l", "de-DE,en-GB,ja-JP", "--format", "amazon")
     assert result.exit_code == 0, result.stderr
-    feed = json.loads(FEED.read_text(encoding="utf-8"))
-    assert feed["header"] == {"sellerId": "A2SELLER0TEST", "version": "2.0", "issueLocale": "en_US"}
+    assert sorted(path.name for path in Path("out/amazon").iterdir()) == ["EU.json", "FE.json"]
+    eu, fe = read_listings_feed(Path("out/amazon/EU.json")), read_listings_feed(Path("out/amazon/FE.json"))
+    assert eu["header"]["sellerId"] == "A2SELLER0TEST" and fe["header"]["sellerId"] == "A3FARSELLER"
+    assert f"Import file (amazon): {Path('out/amazon/EU.json')}: 13 rows." in result.stderr
     results = list(iter_jsonl(Path("out/results.jsonl")))
-    assert len(feed["messages"]) == 13 and [m["messageId"] for m in feed["messages"]] == list(range(1, 14))
-    message = next(m for m in feed["messages"] if m["sku"] == "NB-ANC45-BLK")
-    assert message["operationType"] == "PATCH" and message["productType"] == "PRODUCT"
+    message = next(m for m in eu["messages"] if m["sku"] == "NB-ANC45-BLK")
+    assert message["operationType"] == "PATCH" and message["productType"] == "HEADPHONES"
+    assert {m["productType"] for m in eu["messages"]} >= {"PUZZLES", "LAMP"}  # from localize.yaml, from the column
     patches = {patch["path"]: patch for patch in message["patches"]}
     assert set(patches) == {
         "/attributes/item_name",
@@ -47,26 +104,46 @@ def test_the_amazon_feed_patches_each_sku_in_every_locales_store(run_cli, sample
     names = patches["/attributes/item_name"]["value"]
     german = next(r for r in results if r["sku"] == "NB-ANC45-BLK" and r["locale"] == "de-DE")
     assert {"value": german["title"], "language_tag": "de_DE", "marketplace_id": "A1PA6795UKMFR9"} in names
-    assert {v["marketplace_id"] for v in names} == {"A1PA6795UKMFR9", "A1VC38T7YXB528"}  # DE and JP stores
+    assert {(v["language_tag"], v["marketplace_id"]) for v in names} == {
+        ("de_DE", "A1PA6795UKMFR9"),
+        ("en_GB", "A1F83G8C2ARO7P"),  # the UK store takes en_GB
+    }
+    japanese = next(m for m in fe["messages"] if m["sku"] == "NB-ANC45-BLK")["patches"][0]["value"]
+    assert {v["marketplace_id"] for v in japanese} == {"A1VC38T7YXB528"}  # only the JP store in the FE feed
     bullets = [v["value"] for v in patches["/attributes/bullet_point"]["value"] if v["language_tag"] == "de_DE"]
     assert bullets == german["bullets"]
     keywords = [v["value"] for v in patches["/attributes/generic_keyword"]["value"] if v["language_tag"] == "de_DE"]
     assert keywords == [" ".join(german["seo_tags"])]
 
 
-def test_the_amazon_feed_needs_a_seller_id_and_a_known_store_before_sending(
-    run_cli, sample: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
+def test_amazon_update_messages_carry_the_listing_requirement(run_cli, sample: Path, relay: FakeRelay) -> None:
+    write(Path("localize.yaml"), TYPED_CONFIG + "amazon_operation: update\n")
+    result = run(run_cli, relay, typed(sample), "-l", "fr-FR", "--format", "amazon")
+    assert result.exit_code == 0, result.stderr
+    feed = read_listings_feed(Path("out/amazon/EU.json"))
+    assert all(m["operationType"] == "UPDATE" and m["requirements"] == "LISTING" for m in feed["messages"])
+
+
+def test_the_amazon_feed_needs_types_skus_seller_ids_and_known_stores_before_sending(
+    run_cli, sample: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    untyped = run(run_cli, relay, sample, "-l", "de-DE", "--format", "amazon")
+    assert untyped.exit_code == 2 and "Amazon product type: 13 products" in untyped.stderr
+    write(Path("localize.yaml"), TYPED_CONFIG)
+    asins = write(tmp_path / "asins.csv", "id,name,product_type\nB0CX23V5KK,Travel mug,DRINKING_CUP\n")
+    by_asin = run(run_cli, relay, asins, "-l", "de-DE", "--format", "amazon")
+    assert by_asin.exit_code == 2 and "B0CX23V5KK" in by_asin.stderr and "seller SKU" in by_asin.stderr
     monkeypatch.delenv("AMAZON_SELLER_ID")
-    result = run(run_cli, relay, sample, "-l", "de-DE", "--format", "amazon")
-    assert result.exit_code == 2 and "amazon_seller_id" in result.stderr and relay.paths == []
+    result = run(run_cli, relay, typed(sample), "-l", "de-DE,ja-JP", "--format", "amazon")
+    assert result.exit_code == 2 and "amazon_seller_ids: {EU: A...}" in result.stderr
     monkeypatch.setenv("AMAZON_SELLER_ID", "A2SELLER0TEST")
-    unknown = run(run_cli, relay, sample, "-l", "th-TH", "--format", "amazon")
-    assert unknown.exit_code == 2 and "no Amazon store known for th-TH" in unknown.stderr and relay.paths == []
-    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\namazon_marketplaces: {th-TH: A0THTEST}\n")
-    mapped = run(run_cli, relay, sample, "-l", "th-TH", "--format", "amazon")
+    unknown = run(run_cli, relay, typed(sample), "-l", "th-TH", "--format", "amazon")
+    assert unknown.exit_code == 2 and "no Amazon store known for th-TH" in unknown.stderr
+    assert relay.paths == []  # nothing was sent for any of them
+    write(Path("localize.yaml"), TYPED_CONFIG + "amazon_marketplaces: {th-TH: A0THTEST}\n")
+    mapped = run(run_cli, relay, typed(sample), "-l", "th-TH", "--format", "amazon")
     assert mapped.exit_code == 0, mapped.stderr
-    assert "A0THTEST" in FEED.read_text(encoding="utf-8")
+    assert "A0THTEST" in Path("out/amazon/NA.json").read_text(encoding="utf-8")
 
 
 def read_woocommerce_import(text: str) -> list[dict[str, str]]:

@@ -19,7 +19,7 @@ from fake_relay import FakeRelay
 from localize import shops
 from localize.config import Settings
 from localize.errors import ConfigError
-from localize.shops.base import Delivery, ImportFile, Row, Shop, csv_text, web_shop_listings
+from localize.shops.base import Delivery, ImportFile, ProductRows, Row, Shop, csv_text, web_shop_listings
 from localize.store import atomic_write, iter_jsonl
 from localize.textfile import Records
 
@@ -42,7 +42,7 @@ class Kiosk(Shop):
     def describe(self, header: list[str], records: Records) -> str:
         return f"Kiosk export: {sum(1 for _ in records)} items"
 
-    def check(self, settings: Settings, catalog: Path) -> None:
+    def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         if any(locale.language == "ja" for locale in settings.locales):
             raise ConfigError("--format kiosk has no Japanese shelf", hint="leave ja-JP out of --locales")
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .akeneo import Akeneo
 from .amazon import Amazon
-from .base import Delivery, ImportFile, Lint, Shop
+from .base import Delivery, ImportFile, Lint, ProductRows, Shop
 from .magento import Magento
 from .shopify import ShopifyProducts
 from .translate_adapt import ImportSummary, TranslateAdapt
@@ -36,11 +36,11 @@ def import_formats() -> list[str]:
     return [shop.import_format for shop in SHOPS if shop.import_format]
 
 
-def check_imports(settings: Settings, catalog: Path) -> None:
+def check_imports(settings: Settings, catalog: Path, products: ProductRows) -> None:
     """Before anything is sent: what each asked-for import file needs (exit 2 if missing)."""
     for shop in SHOPS:
         if shop.import_format and shop.import_format in settings.formats:
-            shop.check(settings, catalog)
+            shop.check(settings, catalog, products)
 
 
 @dataclass(slots=True)

@@ -18,7 +18,18 @@ from ..errors import CatalogError
 from ..layout import AKENEO_FILE
 from ..store import atomic_write
 from ..textfile import Records, csv_header
-from .base import Delivery, ImportFile, Row, Shop, ShopFields, counted, csv_text, lowered, web_shop_listings
+from .base import (
+    Delivery,
+    ImportFile,
+    ProductRows,
+    Row,
+    Shop,
+    ShopFields,
+    counted,
+    csv_text,
+    lowered,
+    web_shop_listings,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -74,7 +85,7 @@ class Akeneo(Shop):
         count = sum(1 for _ in records)
         return f"Akeneo export: {counted(count, 'product')}, copy in {source_locale(header)}"
 
-    def check(self, settings: Settings, catalog: Path) -> None:
+    def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         if catalog.is_file():
             attributes(catalog)  # not an Akeneo export: said before sending
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 # A row of a shop's export as our fields, with the line it starts on.
 Row = tuple[int, dict[str, Any]]
+# The catalog's products the run lists on a platform, as (id, fields): read when asked.
+ProductRows = Callable[[str], Iterable[tuple[str, Mapping[str, Any]]]]
 # What is wrong with a translation a person kept (source, translation, locale), or None.
 Lint = Callable[[str, str, Locale], "str | None"]
 
@@ -43,11 +45,13 @@ class Delivery:
         catalog: Path,
         results: Callable[[], Iterable[Mapping[str, Any]]],
         strings: Callable[[], Mapping[tuple[str, str], str]],
+        products: ProductRows,
         *,
         lint: Lint | None = None,
     ) -> None:
         self.out, self.settings, self.catalog, self.lint = out, settings, catalog, lint
         self._results, self._strings = results, strings
+        self.products = products  # the catalog's products on a platform (id, fields)
 
     @cached_property
     def results(self) -> list[Mapping[str, Any]]:
@@ -102,8 +106,9 @@ class Shop:
         """Whether the run writes this shop's import file."""
         return self.import_format is not None and self.import_format in settings.formats
 
-    def check(self, settings: Settings, catalog: Path) -> None:
-        """Before anything is sent: what writing the import file will need (exit 2 if missing)."""
+    def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
+        """Before anything is sent: what writing the import file will need (exit 2 if missing);
+        `products` reads the catalog's products on a platform."""
 
     def write(self, delivery: Delivery) -> list[ImportFile]:
         """Write the import file(s) into delivery.out; the files written."""

@@ -18,7 +18,19 @@ from ..fields import NOT_COPY
 from ..layout import MAGENTO_FILE
 from ..store import atomic_write
 from ..textfile import Records
-from .base import Delivery, ImportFile, Row, Shop, counted, csv_text, finish_product, lowered, multi, web_shop_listings
+from .base import (
+    Delivery,
+    ImportFile,
+    ProductRows,
+    Row,
+    Shop,
+    counted,
+    csv_text,
+    finish_product,
+    lowered,
+    multi,
+    web_shop_listings,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -96,7 +108,7 @@ class Magento(Shop):
             f"{counted(len(rows) - len(default), 'store-view row')} skipped)"
         )
 
-    def check(self, settings: Settings, catalog: Path) -> None:
+    def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Each locale is written to a store view: every locale needs one."""
         missing = [locale.tag for locale in settings.locales if locale.tag not in settings.magento_store_views]
         if missing:

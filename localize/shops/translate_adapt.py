@@ -28,7 +28,7 @@ from ..locales import Locale, parse_locale
 from ..sanitize import clean_html
 from ..store import atomic_write
 from ..textfile import Records, csv_header, csv_records, open_file
-from .base import Delivery, ImportFile, Lint, Row, Shop, ShopFields, counted
+from .base import Delivery, ImportFile, Lint, ProductRows, Row, Shop, ShopFields, counted
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -385,7 +385,7 @@ class TranslateAdapt(Shop):
             f"{counted(products, 'product')}"
         )
 
-    def check(self, settings: Settings, catalog: Path) -> None:
+    def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """--format shopify answers the translations export, so it needs that export as the
         catalog and the shopify platform (which the export's products get unless --platform
         says otherwise): say so before anything is sent."""

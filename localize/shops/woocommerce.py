@@ -34,6 +34,7 @@ from ..textfile import Records, csv_header, csv_records, open_file
 from .base import (
     Delivery,
     ImportFile,
+    ProductRows,
     Row,
     Shop,
     ShopFields,
@@ -123,7 +124,7 @@ class WooCommerce(Shop):
             f"{counted(folded, 'variation')} folded"
         )
 
-    def check(self, settings: Settings, catalog: Path) -> None:
+    def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Each source product is named by its WooCommerce ID (from WooCommerce's export) or SKU."""
         if not catalog.is_file() or _export_header(catalog) is not None:
             return
