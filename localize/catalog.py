@@ -86,15 +86,17 @@ def read_catalog(
     columns: Mapping[str, str] | None = None,
     duplicates: str = "error",
     fields: FieldSelection | None = None,
+    source_locale: str | None = None,
 ) -> Iterator[Product]:
     """Yield the catalog's products in file order, checking ids as it goes. `columns` maps our
     field names to the file's (`{"id": "Handle"}`); a Shopify product export needs none.
     A repeated id is an error naming every repeated id (`duplicates="error"`), or its later
     rows are skipped (`"first"`: each id's first row is kept). `fields` chooses the columns that
-    reach the model (by default, those that are copy: fields.py)."""
+    reach the model (by default, those that are copy: fields.py); `source_locale` which of a shop
+    export's languages holds the copy (by default, the shop's rule decides)."""
     path = Path(path)
     seen: dict[str, int] = {}
-    products = _products(path, dict(columns or {}), fields or FieldSelection())
+    products = _products(path, dict(columns or {}), fields or FieldSelection(), source_locale)
     for product in products:
         first = seen.setdefault(product.id, product.line)
         if first != product.line:
@@ -104,12 +106,14 @@ def read_catalog(
         yield product
 
 
-def _products(path: Path, columns: Mapping[str, str], selection: FieldSelection) -> Iterator[Product]:
+def _products(
+    path: Path, columns: Mapping[str, str], selection: FieldSelection, source_locale: str | None = None
+) -> Iterator[Product]:
     """Every row of the catalog as a Product, repeated ids and all."""
     with open_file(path) as handle:
         fmt = catalog_format(path, handle)
         if fmt == "csv":
-            rows = _csv_rows(path, handle, columns)
+            rows = _csv_rows(path, handle, columns, source_locale)
         else:
             reader = _json_rows if fmt == "json" else _jsonl_rows
             rows = _renamed(path, reader(path, handle), columns)
@@ -163,7 +167,9 @@ def count_duplicates(path: Path | str, *, columns: Mapping[str, str] | None = No
 # --- CSV -------------------------------------------------------------------------------
 
 
-def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(
+    path: Path, handle: BinaryIO, columns: Mapping[str, str], source_locale: str | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows keyed by our field names: renamed by the column map, or read by the shop whose
     export it is."""
     header, records = csv_records(path, handle)
@@ -171,7 +177,7 @@ def _csv_rows(path: Path, handle: BinaryIO, columns: Mapping[str, str]) -> Itera
     columns = _check_mapped(path, columns, named)
     shop = None if columns else shops.recognise(named)  # a shop's own export reads without a mapping
     if shop is not None:
-        yield from shop.products(named, records)
+        yield from shop.products(named, records, source_locale=source_locale)
         return
     ours = {theirs: our for our, theirs in columns.items()}
     # Our own field names match in any case ("ID", "Name"), unless a mapping says otherwise.
@@ -240,7 +246,7 @@ def _stand_in(field: str, columns: list[str]) -> str:
     return next((by_lower[name] for name in _STAND_INS.get(field, ()) if name in by_lower), "COLUMN")
 
 
-def recognised(path: Path, *, columns: Mapping[str, str] | None = None) -> str | None:
+def recognised(path: Path, *, columns: Mapping[str, str] | None = None, source_locale: str | None = None) -> str | None:
     """What kind of shop export a CSV catalog is and what it reads as, in a line (None for a
     catalog in our own columns, a mapped one, or anything but a CSV file)."""
     if columns or not path.is_file():
@@ -252,7 +258,7 @@ def recognised(path: Path, *, columns: Mapping[str, str] | None = None) -> str |
     with open_file(path) as handle:
         catalog_format(path, handle)
         _, records = csv_records(path, handle)
-        return shop.describe(header or [], records)
+        return shop.describe(header or [], records, source_locale=source_locale)
 
 
 # --- JSON and JSONL ----------------------------------------------------------------------

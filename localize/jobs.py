@@ -81,6 +81,7 @@ def catalog_options(settings: Settings) -> dict[str, Any]:
         "columns": settings.columns,
         "duplicates": settings.duplicates,
         "fields": FieldSelection.parse(settings.fields),
+        "source_locale": settings.source_locale.tag.replace("-", "_") if settings.source_locale else None,
     }
 
 
@@ -196,7 +197,10 @@ def run_notes(settings: Settings, catalog: Path, export_note: str | None) -> lis
     """What a run (or its --dry-run, --check) says before it starts: which shop export the
     catalog is, the locales taken from it (`export_note`, from locales_from_export), bare
     languages resolved, markets a platform does not serve, and rows skipped as repeats."""
-    notes = [line for line in (recognised(catalog, columns=settings.columns), export_note) if line]
+    source = catalog_options(settings)["source_locale"]
+    notes = [
+        line for line in (recognised(catalog, columns=settings.columns, source_locale=source), export_note) if line
+    ]
     return notes + locale_notes(settings) + _duplicate_notes(settings, catalog)
 
 

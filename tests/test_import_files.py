@@ -265,7 +265,7 @@ def test_an_akeneo_export_reads_its_copy_locale_and_channel() -> None:
     assert wallet["description"].startswith("<p>A slim wallet")  # the ecommerce channel's, not mobile's
     assert wallet["weight"] == "80 g" and wallet["material"] == "leather"
     assert "39.00" not in json.dumps(wallet) and "files/" not in json.dumps(wallet)
-    assert recognised(AKENEO) == "Akeneo export: 2 products, copy in en_US"
+    assert recognised(AKENEO) == "Akeneo export: 2 products, copy in en_US (its text fills 2 of 2 rows; fr_FR 1)"
 
 
 def test_akeneo_gets_localized_columns_for_its_localizable_attributes(run_cli, relay: FakeRelay) -> None:
@@ -286,8 +286,21 @@ def test_akeneo_gets_localized_columns_for_its_localizable_attributes(run_cli, r
     ]  # material is localizable but no listing field: left to the PIM
     results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
     wallet = next(row for row in rows if row["sku"] == "1111111172")
-    assert wallet["name-fr_FR"] == results[("1111111172", "fr-FR")]["title"]
+    assert wallet["name-fr_FR"] == "Portefeuille chromé"  # the PIM's own French name, kept
+    assert wallet["name-de_DE"] == results[("1111111172", "de-DE")]["title"]
     assert wallet["description-de_DE-ecommerce"] == results[("1111111172", "de-DE")]["description"]
+    assert "akeneo_products.csv: 2 rows, 1 kept as the shop has them. --overwrite-existing replaces" in result.stderr
+    replaced = run(
+        run_cli, relay, AKENEO, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "akeneo", "--overwrite-existing"
+    )
+    assert replaced.exit_code == 0, replaced.stderr
+    rows = list(
+        csv.DictReader(
+            io.StringIO(Path("out/akeneo_products.csv").read_text(encoding="utf-8"), newline=""), delimiter=";"
+        )
+    )
+    wallet = next(row for row in rows if row["sku"] == "1111111172")
+    assert wallet["name-fr_FR"] == results[("1111111172", "fr-FR")]["title"]
     not_akeneo = run(
         run_cli,
         relay,
@@ -298,3 +311,40 @@ def test_akeneo_gets_localized_columns_for_its_localizable_attributes(run_cli, r
         "akeneo",
     )
     assert not_akeneo.exit_code == 2 and "not an Akeneo product export" in not_akeneo.stderr
+
+
+def test_akeneo_reads_the_locale_its_rows_fill_and_never_sends_associations(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """de_DE comes first in the header but is empty in most rows; en_US fills every row: the copy
+    is read from en_US, the German value a person wrote is kept, and associations stay out."""
+    header = (
+        "sku;family;categories;groups;SUBSTITUTION-products;name-de_DE;name-en_US;description-de_DE;description-en_US"
+    )
+    rows = [
+        "MUG-1;mugs;kitchen;;MUG-2,MUG-3;Oro Becher;Oro Mug;Ein Becher.;A stoneware mug, 350 ml.",
+        "MUG-2;mugs;kitchen;;MUG-1;;Terra Mug;;A terracotta mug, 300 ml.",
+        "MUG-3;mugs;kitchen;;;;Vetro Mug;;A glass mug, 250 ml.",
+    ]
+    export = write(tmp_path / "akeneo.csv", "\n".join([header, *rows]) + "\n")
+    result = run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify", "--format", "akeneo")
+    assert result.exit_code == 0, result.stderr
+    assert "copy in en_US (its text fills 3 of 3 rows; de_DE 1)" in result.stderr
+    sent = json.dumps([request["messages"] for request in relay.chat_requests])
+    assert "Terra Mug" in sent and "Oro Becher" not in sent  # the source is English
+    assert "SUBSTITUTION" not in sent and "kitchen" not in sent
+    written = list(
+        csv.DictReader(
+            io.StringIO(Path("out/akeneo_products.csv").read_text(encoding="utf-8"), newline=""), delimiter=";"
+        )
+    )
+    by_sku = {row["sku"]: row for row in written}
+    assert list(written[0]) == ["sku", "name-de_DE", "description-de_DE"]  # never the source's own columns
+    assert by_sku["MUG-1"]["name-de_DE"] == "Oro Becher"  # a person's German kept
+    results = {r["id"]: r for r in iter_jsonl(Path("out/results.jsonl"))}
+    assert by_sku["MUG-2"]["name-de_DE"] == results["MUG-2"]["title"]
+    chosen = run(run_cli, relay, export, "-l", "fr-FR", "-p", "shopify", "--source-locale", "de-DE", "--dry-run")
+    assert "copy in de_DE (--source-locale)" in chosen.stderr  # chosen, and then: German has rows without a name
+    assert chosen.exit_code == 2 and "empty name" in chosen.stderr
+    unknown = run(run_cli, relay, export, "-l", "fr-FR", "-p", "shopify", "--source-locale", "ja-JP", "--dry-run")
+    assert unknown.exit_code == 2 and "ja_JP is not among the export's locales" in unknown.stderr

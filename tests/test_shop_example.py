@@ -35,11 +35,11 @@ class Kiosk(Shop):
     def recognises(self, columns: list[str]) -> bool:
         return columns[:1] == ["Kiosk code"]
 
-    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+    def products(self, header: list[str], records: Records, *, source_locale: str | None = None) -> Iterator[Row]:
         for line, record in records:
             yield line, {"id": record["Kiosk code"], "name": record["Item"], "description": record["Blurb"]}
 
-    def describe(self, header: list[str], records: Records) -> str:
+    def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         return f"Kiosk export: {sum(1 for _ in records)} items"
 
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:

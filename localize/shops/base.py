@@ -94,11 +94,12 @@ class Shop:
         """Whether a CSV header is this shop's export."""
         return False
 
-    def products(self, header: list[str], records: Records) -> Iterator[Row]:
-        """The export's products, in our fields."""
+    def products(self, header: list[str], records: Records, *, source_locale: str | None = None) -> Iterator[Row]:
+        """The export's products, in our fields; `source_locale` (`--source-locale`) names which
+        of an export's languages holds the copy, where it has several."""
         raise NotImplementedError
 
-    def describe(self, header: list[str], records: Records) -> str:
+    def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         """What the export holds and reads as, in a line for the run's first lines."""
         return f"{self.title} export"
 

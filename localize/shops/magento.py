@@ -59,7 +59,7 @@ class Magento(Shop):
         names = {name.lower() for name in columns}
         return all(name in names for name in MARKERS)
 
-    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+    def products(self, header: list[str], records: Records, *, source_locale: str | None = None) -> Iterator[Row]:
         """One product per default-scope SKU; simple children of a configurable fold into its
         options (and are not products of their own)."""
         products: dict[str, tuple[int, dict[str, Any], dict[str, list[str]]]] = {}
@@ -94,7 +94,7 @@ class Magento(Shop):
             if sku not in children:
                 yield line, finish_product(row, options)
 
-    def describe(self, header: list[str], records: Records) -> str:
+    def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         rows = [lowered(record) for _, record in records]
         default = [row for row in rows if not row.get("store_view_code", "").strip()]
         children = {

@@ -22,7 +22,7 @@ class ShopifyProducts(Shop):
     def recognises(self, columns: list[str]) -> bool:
         return all(name in columns for name in MARKERS)
 
-    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+    def products(self, header: list[str], records: Records, *, source_locale: str | None = None) -> Iterator[Row]:
         """One product per Handle: the first row carries the product, the rows after it add variants."""
         current: dict[str, Any] | None = None
         start = 0
@@ -40,7 +40,7 @@ class ShopifyProducts(Shop):
         if current is not None:
             yield start, finish_product(current, options)
 
-    def describe(self, header: list[str], records: Records) -> str:
+    def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         handles = [record.get("Handle", "") for _, record in records]
         return f"Shopify product export: {counted(len(handles), 'row')} → {counted(len(set(handles)), 'product')}"
 

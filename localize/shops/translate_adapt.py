@@ -354,7 +354,7 @@ class TranslateAdapt(Shop):
     def recognises(self, columns: list[str]) -> bool:
         return is_translations_export(columns)
 
-    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+    def products(self, header: list[str], records: Records, *, source_locale: str | None = None) -> Iterator[Row]:
         """One shopify product per PRODUCT Identification, wherever its rows stand (an export
         of every language lists each language's rows in a block of their own), its source copy
         from the rows' default content. Each carries, per language of the export, whether a
@@ -376,7 +376,7 @@ class TranslateAdapt(Shop):
             product[TRANSLATIONS_KEY] = product_needs(rows)
             yield line, product
 
-    def describe(self, header: list[str], records: Records) -> str:
+    def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         rows = [ExportRow(line, record) for line, record in records]
         codes = len({row.code for row in rows})
         products = len({row.resource_id for row in rows if row.type == "PRODUCT"})

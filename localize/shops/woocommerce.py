@@ -90,7 +90,7 @@ class WooCommerce(Shop):
         names = {name.lower() for name in columns}
         return all(name in names for name in MARKERS) and ("parent" in names or "short description" in names)
 
-    def products(self, header: list[str], records: Records) -> Iterator[Row]:
+    def products(self, header: list[str], records: Records, *, source_locale: str | None = None) -> Iterator[Row]:
         """One product per parent row; a variation's attribute values fold into its parent's
         options. Held until the file ends, since a variation may come after other products."""
         products: dict[str, tuple[int, dict[str, Any], dict[str, list[str]]]] = {}
@@ -116,7 +116,7 @@ class WooCommerce(Shop):
         for line, row, options in products.values():
             yield line, finish_product(row, options)
 
-    def describe(self, header: list[str], records: Records) -> str:
+    def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         types = kinds(records, "type")
         rows, folded = sum(types.values()), types["variation"]
         return (
