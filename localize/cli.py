@@ -202,6 +202,9 @@ def run(
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
+    store_view: list[str] = typer.Option(
+        [], "--store-view", help="LOCALE=CODE: the Magento store view a locale imports into (repeatable)."
+    ),
     overwrite_existing: bool = typer.Option(
         False, "--overwrite-existing", help="Import files replace translations the shop's export already has."
     ),
@@ -240,6 +243,7 @@ def run(
         force=force or None,
         source_locale=source_locale,
         overwrite_existing=overwrite_existing or None,
+        store_view=",".join(store_view) or None,
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)

@@ -262,6 +262,7 @@ _KEY_ALIASES = {
     "timeout": "timeout_s",
     "max_cost": "max_cost_usd",
     "format": "formats",
+    "store_view": "magento_store_views",
     "prompts": "prompts_dir",
     "map": "columns",
 }
@@ -289,7 +290,19 @@ _FLAG_FOR = {
     "formats": "--format",
     "prompts_dir": "--prompts",
     "columns": "--map",
+    "magento_store_views": "--store-view",
 }
+
+
+def _pairs(text: str, flag: str, example: str) -> dict[str, str]:
+    """KEY=VALUE pairs, comma separated, from a flag."""
+    pairs = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"must be KEY=VALUE such as {example}, not {item.strip()!r}", where=flag)
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _whole_or_auto(value: Any, unit: str, *, high: int | None) -> int | str:
@@ -353,6 +366,9 @@ def load(
         if field == "columns" and isinstance(values.get("columns"), dict):
             # --map adds to (and overrides entries of) the config's columns: map.
             value = {**values["columns"], **Settings._parse_columns(value)}
+        if field == "magento_store_views":
+            # --store-view de-DE=de adds to (and overrides entries of) magento_store_views.
+            value = {**(values.get(field) or {}), **_pairs(value, "--store-view", "de-DE=de")}
         values[field] = value
         origin[field] = _FLAG_FOR.get(field, "--" + key.replace("_", "-"))
 

@@ -253,6 +253,41 @@ def test_magento_gets_an_import_row_per_sku_and_store_view(run_cli, relay: FakeR
     assert hoodie["meta_keywords"] == ", ".join(listing["seo_tags"])
 
 
+def test_magento_takes_store_views_from_the_command_line_and_keeps_what_a_store_view_has(
+    run_cli, relay: FakeRelay
+) -> None:
+    result = run(
+        run_cli, relay, MAGENTO, "-l", "de-DE", "-p", "shopify", "--format", "magento", "--store-view", "de-DE=de"
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"), newline="")))
+    bag = next(row for row in rows if row["sku"] == "24-MB01")
+    assert bag["name"] == "Joust Sporttasche" and bag["description"] == "<p>Die sportliche Joust Sporttasche.</p>"
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    assert bag["meta_title"] == results[("24-MB01", "de-DE")]["extra"]["seo_title"]  # empty there: ours
+    assert "magento_products.csv: 2 rows, 2 kept as the shop has them." in result.stderr
+    replaced = run(
+        run_cli,
+        relay,
+        MAGENTO,
+        "-l",
+        "de-DE",
+        "-p",
+        "shopify",
+        "--format",
+        "magento",
+        "--store-view",
+        "de-DE=de",
+        "--overwrite-existing",
+    )
+    assert replaced.exit_code == 0, replaced.stderr
+    rows = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"), newline="")))
+    bag = next(row for row in rows if row["sku"] == "24-MB01")
+    assert bag["name"] == results[("24-MB01", "de-DE")]["title"]
+    bad = run(run_cli, relay, MAGENTO, "-l", "de-DE", "-p", "shopify", "--format", "magento", "--store-view", "de")
+    assert bad.exit_code == 2 and "--store-view" in bad.stderr and "de-DE=de" in bad.stderr
+
+
 AKENEO = Path(__file__).resolve().parent.parent / "examples" / "akeneo_products_export.csv"
 
 

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..fields import NOT_COPY
 from ..layout import MAGENTO_FILE
 from ..store import atomic_write
-from ..textfile import Records
+from ..textfile import Records, csv_header, csv_records, open_file
 from .base import (
     Delivery,
     ImportFile,
@@ -113,31 +113,59 @@ class Magento(Shop):
         missing = [locale.tag for locale in settings.locales if locale.tag not in settings.magento_store_views]
         if missing:
             example = ", ".join(f"{tag}: {tag.split('-')[0]}" for tag in missing[:2])
+            flags = " ".join(f"--store-view {tag}={tag.split('-')[0]}" for tag in missing[:2])
             raise ConfigError(
                 f"--format magento needs the store view of {', '.join(missing)}",
-                hint=f"name them in localize.yaml: magento_store_views: {{{example}}}",
+                hint=f"pass {flags}, or name them in localize.yaml: magento_store_views: {{{example}}}",
             )
 
     def write(self, delivery: Delivery) -> list[ImportFile]:
         """The listings as Magento's import reads store-view values: the highlights as the
-        short description's list, the SEO fields where the platform wrote them."""
+        short description's list, the SEO fields where the platform wrote them. A value the
+        export already holds for that store view (a person's translation) is written back as
+        it is, unless --overwrite-existing: an empty cell would not keep it either way."""
         views = delivery.settings.magento_store_views
-        rows = [
-            [
-                listing.sku or listing.id,
-                views[listing.locale],
-                listing.title,
-                listing.description,
-                listing.bullets_html,
-                listing.meta_title,
-                listing.keywords(),
-                listing.meta_description,
-            ]
-            for listing in web_shop_listings(delivery.results)
-        ]
+        existing = _store_view_values(delivery.catalog)
+        rows, kept = [], 0
+        for listing in web_shop_listings(delivery.results):
+            sku = listing.sku or listing.id
+            ours = {
+                "name": listing.title,
+                "description": listing.description,
+                "short_description": listing.bullets_html,
+                "meta_title": listing.meta_title,
+                "meta_keywords": listing.keywords(),
+                "meta_description": listing.meta_description,
+            }
+            have = existing.get((sku, views[listing.locale]), {})
+            row = [sku, views[listing.locale]]
+            for column in COLUMNS[2:]:
+                if have.get(column, "").strip() and not delivery.settings.overwrite_existing:
+                    row.append(have[column])
+                    kept += 1
+                else:
+                    row.append(ours[column])
+            rows.append(row)
         path = delivery.out / MAGENTO_FILE
         atomic_write(path, csv_text(COLUMNS, rows))
-        return [ImportFile(self.name, path, len(rows))]
+        notes = ["--overwrite-existing replaces what was kept."] if kept else []
+        return [ImportFile(self.name, path, len(rows), kept=kept, notes=notes)]
+
+
+def _store_view_values(catalog: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """What a Magento export already holds per (SKU, store view); nothing for another catalog."""
+    header = csv_header(catalog) if catalog.is_file() else None
+    if header is None or not Magento().recognises(header):
+        return {}
+    found = {}
+    with open_file(catalog) as handle:
+        _, records = csv_records(catalog, handle)
+        for _, raw in records:
+            record = lowered(raw)
+            view = record.get("store_view_code", "").strip()
+            if view:
+                found[(record.get("sku", ""), view)] = record
+    return found
 
 
 def _attribute_pairs(cell: str) -> list[tuple[str, str]]:
