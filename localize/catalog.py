@@ -36,8 +36,10 @@ LIST_FIELDS = ("features", "keywords", "platform", "locales", "options")
 KNOWN_FIELDS = frozenset(
     {*REQUIRED, *LIST_FIELDS, "sku", "brand", "description", "category", "tone", "product_type", "material"}
 )
+# A shop export's product carries the platform of its shop (the default without --platform).
+SHOP_KEY = "shop_platform"
 # Columns that steer the run (which jobs a row gets) rather than describe the product.
-CONTROL_FIELDS = ("id", "platform", "locales", TRANSLATIONS_KEY)
+CONTROL_FIELDS = ("id", "platform", "locales", TRANSLATIONS_KEY, SHOP_KEY)
 
 
 _JSON_SHAPE_HINT = 'expected a list of products, or {"products": [...]}'
@@ -68,6 +70,12 @@ class Product:
     @property
     def platforms(self) -> tuple[str, ...]:
         return tuple(self.fields.get("platform", ()))
+
+    @property
+    def default_platform(self) -> str | None:
+        """The platform a shop's export is written for (None for a catalog of our own)."""
+        value = self.fields.get(SHOP_KEY)
+        return str(value) if value else None
 
     @property
     def locales(self) -> tuple[str, ...]:
@@ -177,7 +185,10 @@ def _csv_rows(
     columns = _check_mapped(path, columns, named)
     shop = None if columns else shops.recognise(named)  # a shop's own export reads without a mapping
     if shop is not None:
-        yield from shop.products(named, records, source_locale=source_locale)
+        for line, product in shop.products(named, records, source_locale=source_locale):
+            if shop.platform:
+                product[SHOP_KEY] = shop.platform  # written for the shop the export comes from
+            yield line, product
         return
     ours = {theirs: our for our, theirs in columns.items()}
     # Our own field names match in any case ("ID", "Name"), unless a mapping says otherwise.

@@ -144,8 +144,8 @@ def run(
         None,
         "--platform",
         "-p",
-        help="amazon | shopee | lazada | shopify, comma list allowed. "
-        "Default: each row's platform column, else amazon.",
+        help="amazon | shopee | lazada | shopify | woocommerce | magento | akeneo, comma list allowed. "
+        "Default: each row's platform column, a shop export's own shop, else amazon.",
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output directory. [default: localized]"),
     config_file: Path | None = typer.Option(
@@ -421,7 +421,7 @@ def prompt(
     ),
     locale: str = typer.Option(..., "--locale", "-l", help="One BCP-47 code, e.g. ja-JP."),
     platform: str | None = typer.Option(
-        None, "--platform", "-p", help="amazon | shopee | lazada | shopify. [default: as a run gives the row]"
+        None, "--platform", "-p", help="amazon | shopee | lazada | shopify | woocommerce | magento | akeneo. [default: as a run gives the row]"
     ),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     model: str | None = typer.Option(None, "--model", help="Model id. [default: kimi-k2]"),

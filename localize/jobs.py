@@ -58,7 +58,7 @@ class PromptSets:
 def plan_jobs(product: Product, settings: Settings, catalog: Path) -> list[Job]:
     """The jobs one row asks for. A row's own `platform` / `locales` columns narrow the run's."""
     if settings.platforms is None:
-        platforms = product.platforms or (DEFAULT_PLATFORM,)
+        platforms = product.platforms or (product.default_platform or DEFAULT_PLATFORM,)
     elif product.platforms:
         platforms = tuple(p for p in settings.platforms if p in {x.lower() for x in product.platforms})
     else:
@@ -99,7 +99,7 @@ def products_on(settings: Settings, catalog: Path, platform: str) -> Iterator[tu
     shop's import file needs them (its product type, its SKU)."""
     for product in read_catalog(catalog, **catalog_options(settings)):
         if in_shard(product.id, settings.shard) and platform in (
-            settings.platforms or product.platforms or (DEFAULT_PLATFORM,)
+            settings.platforms or product.platforms or (product.default_platform or DEFAULT_PLATFORM,)
         ):
             yield product.id, product.fields
 

@@ -383,3 +383,30 @@ def test_akeneo_reads_the_locale_its_rows_fill_and_never_sends_associations(
     assert chosen.exit_code == 2 and "empty name" in chosen.stderr
     unknown = run(run_cli, relay, export, "-l", "fr-FR", "-p", "shopify", "--source-locale", "ja-JP", "--dry-run")
     assert unknown.exit_code == 2 and "ja_JP is not among the export's locales" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("export", "shop", "extra"),
+    [
+        ("woocommerce_products_export.csv", "woocommerce", ()),
+        ("magento_products_export.csv", "magento", ("--store-view", "de-DE=de")),
+        ("akeneo_products_export.csv", "akeneo", ()),
+        ("shopify_products_export.csv", "shopify", ()),
+    ],
+)
+def test_a_shops_export_is_written_for_that_shop_unless_told(
+    run_cli, relay: FakeRelay, export: str, shop: str, extra: tuple[str, ...]
+) -> None:
+    catalog = Path(__file__).resolve().parent.parent / "examples" / export
+    fmt = ("--format", shop) if shop != "shopify" else ()
+    result = run(run_cli, relay, catalog, "-l", "de-DE", *fmt, *extra)
+    assert result.exit_code == 0, result.stderr
+    assert {r["platform"] for r in iter_jsonl(Path("out/results.jsonl"))} == {shop}
+    system = relay.chat_requests[0]["messages"][0]["content"]
+    assert (
+        "Shopify" if shop == "shopify" else f"runs on {shop.capitalize() if shop != 'woocommerce' else 'WooCommerce'}"
+    ) in system
+    if fmt:
+        assert f"Import file ({shop}):" in result.stderr
+    named = run(run_cli, relay, catalog, "-l", "de-DE", "-p", "amazon", "--dry-run")
+    assert named.exit_code == 0 and "amazon" in named.stderr.lower()

@@ -47,7 +47,7 @@ class Kiosk(Shop):
             raise ConfigError("--format kiosk has no Japanese shelf", hint="leave ja-JP out of --locales")
 
     def write(self, delivery: Delivery) -> list[ImportFile]:
-        listings = web_shop_listings(delivery.results)
+        listings = web_shop_listings(delivery.results, self.name)
         rows = [[item.id, item.locale, item.title, item.description, item.bullets_html] for item in listings]
         path = delivery.out / self.files[0]
         atomic_write(path, csv_text(["code", "language", "item", "blurb", "bullets"], rows, delimiter=";"))

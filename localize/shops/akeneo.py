@@ -57,6 +57,7 @@ class Akeneo(Shop):
     name = "akeneo"
     title = "Akeneo"
     import_format = "akeneo"
+    platform = "akeneo"
     files = (AKENEO_FILE,)
 
     def recognises(self, columns: list[str]) -> bool:
@@ -101,7 +102,7 @@ class Akeneo(Shop):
         """One row per product: its identifier, then each localizable attribute we write, per
         target locale; a value the export already holds there is written back as it is."""
         settings = delivery.settings
-        listings = web_shop_listings(delivery.results)
+        listings = web_shop_listings(delivery.results, self.name)
         source = _tag(settings)
         written = [(code, channel) for code, channel in attributes(delivery.catalog, source) if code in CODES]
         existing = _existing(delivery.catalog)

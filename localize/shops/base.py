@@ -89,6 +89,9 @@ class Shop:
     # (removed when a run does not ask for it, so OUT never holds a stale one).
     import_format: ClassVar[str | None] = None
     files: ClassVar[tuple[str, ...]] = ()
+    # The platform (prompts/<platform>/) its export's products are written for, unless a row's
+    # platform column or --platform says otherwise.
+    platform: ClassVar[str | None] = None
 
     def recognises(self, columns: list[str]) -> bool:
         """Whether a CSV header is this shop's export."""
@@ -170,12 +173,14 @@ class ShopFields:
         return self.seo_description
 
 
-def web_shop_listings(results: Iterable[Mapping[str, Any]]) -> list[ShopFields]:
-    """The listings a web shop imports: the shopify platform's (written for a shop's own
-    product page), else those of the run's only platform."""
+def web_shop_listings(results: Iterable[Mapping[str, Any]], shop: str) -> list[ShopFields]:
+    """The listings a web shop imports: those written for it (`-p magento`), else the shopify
+    platform's (written for a shop's own product page), else those of the run's only platform."""
     results = list(results)
     platforms = {result.get("platform") for result in results}
-    chosen = "shopify" if "shopify" in platforms else (next(iter(platforms)) if len(platforms) == 1 else None)
+    chosen = next((name for name in (shop, "shopify") if name in platforms), None)
+    if chosen is None and len(platforms) == 1:
+        chosen = next(iter(platforms))
     return [ShopFields.of(result) for result in results if result.get("platform") == chosen]
 
 

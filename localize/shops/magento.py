@@ -53,6 +53,7 @@ class Magento(Shop):
     name = "magento"
     title = "Magento"
     import_format = "magento"
+    platform = "magento"
     files = (MAGENTO_FILE,)
 
     def recognises(self, columns: list[str]) -> bool:
@@ -127,7 +128,7 @@ class Magento(Shop):
         views = delivery.settings.magento_store_views
         existing = _store_view_values(delivery.catalog)
         rows, kept = [], 0
-        for listing in web_shop_listings(delivery.results):
+        for listing in web_shop_listings(delivery.results, self.name):
             sku = listing.sku or listing.id
             ours = {
                 "name": listing.title,

@@ -18,6 +18,7 @@ MARKERS = ("Handle", "Title", "Body (HTML)")
 class ShopifyProducts(Shop):
     name = "shopify"
     title = "Shopify product"
+    platform = "shopify"
 
     def recognises(self, columns: list[str]) -> bool:
         return all(name in columns for name in MARKERS)

@@ -349,6 +349,7 @@ class TranslateAdapt(Shop):
     name = "shopify"
     title = "Shopify Translate & Adapt"
     import_format = "shopify"
+    platform = "shopify"
     files = (SHOPIFY_TRANSLATIONS,)
 
     def recognises(self, columns: list[str]) -> bool:

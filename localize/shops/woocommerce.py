@@ -84,6 +84,7 @@ class WooCommerce(Shop):
     name = "woocommerce"
     title = "WooCommerce"
     import_format = "woocommerce"
+    platform = "woocommerce"
     files = (WOOCOMMERCE_DIR,)
 
     def recognises(self, columns: list[str]) -> bool:
@@ -146,7 +147,7 @@ class WooCommerce(Shop):
         folder.mkdir()
         sources = _sources(delivery.catalog)
         source_language = _wpml_code(delivery.settings.source_locale)
-        listings = web_shop_listings(delivery.results)
+        listings = web_shop_listings(delivery.results, self.name)
         translated: dict[str, list[ShopFields]] = {}
         for listing in listings:
             translated.setdefault(listing.id, []).append(listing)
