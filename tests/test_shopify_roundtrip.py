@@ -347,3 +347,33 @@ def test_kept_human_translations_that_break_the_store_are_named_not_changed(
     assert page.exit_code == 0, page.stderr
     html = Path("out/review.html").read_text(encoding="utf-8")
     assert "Kept, needs a look (2)" in html and "general.cart.item_count" in html
+
+
+def test_every_text_translated_for_an_asked_language_is_in_the_file_and_the_counts_add_up(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """An export whose German block leaves out texts its French block has (a collection, a
+    metafield): the German translations of those are billed, so they are written too, as new
+    rows; and the summary accounts for every row of the file."""
+    rows = csv_rows(EXPORT)
+    kept_out = {"COLLECTION", "METAFIELD"}
+    trimmed = [row for row in rows if not (row["Locale"] == "de" and row["Type"] in kept_out)]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, HEADER, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(trimmed)
+    export = write(tmp_path / "trimmed.csv", out.getvalue())
+    result = shopify_run(run_cli, relay, export, "-l", "de-DE", "--json")
+    assert result.exit_code == 0, result.stderr
+    written = csv_rows(IMPORT)
+    german = keyed([row for row in written if row["Locale"] == "de"])
+    sent = {(r["id"], r["locale"]) for r in iter_jsonl(Path("out/strings.jsonl"))}
+    for key, row in keyed([r for r in rows if r["Type"] in kept_out and r["Locale"] == "fr"]).items():
+        string_key = f"{row['Type']}/{row['Identification'].lstrip(chr(39))}/{row['Field']}"
+        if (string_key, "de-DE") in sent:  # translated (and billed) for German: in the file
+            assert german[(key[0], key[1], "de")]["Translated content"], key
+    assert any(row["Type"] == "COLLECTION" for row in german.values())
+    summary = json.loads(result.stdout)["shopify_import"]
+    accounted = summary["kept"] + summary["filled"] + summary["failed"] + sum(summary["left"].values())
+    assert accounted + summary["other_languages"] == len(written) == summary["rows"]
+    assert summary["added"] == sum(1 for row in rows if row["Locale"] == "fr" and row["Type"] in kept_out)

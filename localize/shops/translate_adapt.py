@@ -220,16 +220,21 @@ def write_import(
     written: list[list[str]] = []
     for row in rows:
         written.append(_filled(row, targets, found, summary, force=force))
-    # A language the shop has not exported yet: its rows, from the first language's block.
-    first = codes[0] if codes else None
+    # A resource an asked language's block lacks (a language the shop has not exported yet, or
+    # a text its block leaves out): a new row for it, copied from the first block that has it,
+    # so every text translated for that language reaches the file.
+    resources = {row.string_key: row for row in reversed(rows)}  # each one's first row
+    have: dict[str, set[str]] = {}
+    for row in rows:
+        have.setdefault(row.code, set()).add(row.string_key)
     for code, locale in targets.items():
-        if code in codes:
-            continue
-        for row in rows:
-            if row.code == first:
-                blank = ExportRow(row.line, {**row.cells, "Locale": code, "Status": "", "Translated content": ""})
-                written.append(_filled(blank, {code: locale}, found, summary, force=force))
-                summary.added += 1
+        present = have.get(code, set())
+        for key, row in sorted(resources.items(), key=lambda item: item[1].line):
+            if key in present:
+                continue
+            blank = ExportRow(row.line, {**row.cells, "Locale": code, "Status": "", "Translated content": ""})
+            written.append(_filled(blank, {code: locale}, found, summary, force=force))
+            summary.added += 1
     target = out / SHOPIFY_TRANSLATIONS
     if summary.needed and not summary.filled:
         target.unlink(missing_ok=True)  # an older file would look like this run's
