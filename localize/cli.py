@@ -421,7 +421,10 @@ def prompt(
     ),
     locale: str = typer.Option(..., "--locale", "-l", help="One BCP-47 code, e.g. ja-JP."),
     platform: str | None = typer.Option(
-        None, "--platform", "-p", help="amazon | shopee | lazada | shopify | woocommerce | magento | akeneo. [default: as a run gives the row]"
+        None,
+        "--platform",
+        "-p",
+        help="amazon | shopee | lazada | shopify | woocommerce | magento | akeneo. [default: as a run gives the row]",
     ),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     model: str | None = typer.Option(None, "--model", help="Model id. [default: kimi-k2]"),

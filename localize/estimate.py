@@ -41,7 +41,7 @@ from .strings import (
     STRINGS,
     USER,
     render_strings,
-    shopify_strings,
+    store_strings,
     string_requests,
 )
 from .textfile import read_once
@@ -387,7 +387,7 @@ def _add_strings(
 ) -> None:
     """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them."""
     by_locale: dict[str, list[tuple[Product, Locale]]] = {}
-    for product, locales in shopify_strings(settings, catalog):
+    for product, locales in store_strings(settings, catalog):
         for locale in locales:
             if (
                 store is not None

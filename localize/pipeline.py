@@ -73,8 +73,8 @@ from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
     lint_kept,
-    shopify_strings,
     starts_request,
+    store_strings,
 )
 from .textfile import read_once
 from .validate import InvalidAnswer, Listing
@@ -162,7 +162,7 @@ async def _run(
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
-    strings = shopify_strings(settings, catalog)
+    strings = store_strings(settings, catalog)
     total += sum(len(locales) for _, locales in strings)
     notes: list[str] = []
     batch_client = await _batch_client(settings, price, transport, notes)
@@ -398,7 +398,7 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
         (preparer.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
         (
             preparer.string(product, locale)
-            for product, locales in shopify_strings(settings, catalog)
+            for product, locales in store_strings(settings, catalog)
             for locale in locales
         ),
     )

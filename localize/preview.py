@@ -12,8 +12,8 @@ from .config import Settings
 from .errors import InputError
 from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
 from .locales import parse_locale
-from .shops.translate_adapt import is_export_file, read_export
-from .strings import export_strings, render_strings
+from .shops import SHOPS
+from .strings import render_strings, string_product
 
 
 def request_for(
@@ -24,8 +24,10 @@ def request_for(
     export, a store string named by its TYPE/Identification/Field key."""
     target = parse_locale(locale)
     settings = settings.model_copy(update={"locales": (target,)})
-    if catalog.is_file() and is_export_file(catalog) and product_id.count("/") >= 2:
-        return _string_request(settings, catalog, product_id, target)
+    if catalog.is_file() and product_id.count("/") >= 2:  # TYPE/Identification/Field: a store string
+        found = _string_request(settings, catalog, product_id, target)
+        if found is not None:
+            return found
     # One pass: a pipe works too.
     for product in read_catalog(catalog, **catalog_options(settings)):
         if product.id != product_id:
@@ -42,15 +44,19 @@ def request_for(
         job = jobs[0]
         messages = PromptSets(settings).get(job.platform).render_messages(product, job.locale)
         return chat_request_body(settings, messages)
+    if product_id.count("/") >= 2:
+        raise InputError(
+            f"no store string {product_id!r} in the export",
+            where=str(catalog),
+            hint="name it as TYPE/Identification/Field, e.g. COLLECTION/4401/title",
+        )
     raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
 
 
-def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any]:
-    for string in export_strings(read_export(catalog)):
+def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any] | None:
+    """The request for one of the texts beside the listings that the run's import files carry."""
+    strings = (string for shop in SHOPS if shop.asked(settings, catalog) for string in shop.strings(catalog))
+    for string in strings:
         if string.key.replace("'", "") == key.replace("'", ""):
-            return chat_request_body(settings, render_strings([string.product()], locale).messages)
-    raise InputError(
-        f"no store string {key!r} in the export",
-        where=str(catalog),
-        hint="name it as TYPE/Identification/Field, e.g. COLLECTION/4401/title",
-    )
+            return chat_request_body(settings, render_strings([string_product(string)], locale).messages)
+    return None

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from .catalog import Product
@@ -27,7 +26,8 @@ from .jobs import in_shard
 from .locales import Locale
 from .prompts import PackedPrompt, data_json
 from .sanitize import formula_start, unsafe_markup
-from .shops.translate_adapt import ExportRow, read_export, shop_locale, writes_import
+from .shops import SHOPS, StoreString
+from .shops.translate_adapt import shop_locale
 from .store import STRING_PLATFORM
 from .validate import InvalidAnswer, parse_answer, script_problem
 
@@ -71,41 +71,17 @@ model numbers, e-mail addresses and URLs as written.
 USER = "Translate each of these {count} texts.\n<strings>{payload}</strings>\n"
 
 
-@dataclass(frozen=True, slots=True)
-class ExportString:
-    """A text row of the export to translate, with, per language code of the export, whether
-    one of its rows in that language still needs a translation."""
-
-    key: str
-    type: str
-    field: str
-    text: str
-    needs: Mapping[str, bool]
-
-    def product(self) -> Product:
-        return Product(
-            id=self.key,
-            name=self.text,
-            fields={"name": self.text, "resource_type": self.type, "field": self.field},
-            line=0,
-        )
+def string_product(string: StoreString) -> Product:
+    """A store string as the job runner takes a product: its key as the id, its text as the name."""
+    return Product(
+        id=string.key,
+        name=string.text,
+        fields={"name": string.text, "resource_type": string.type, "field": string.field},
+        line=0,
+    )
 
 
-def export_strings(rows: Iterable[ExportRow]) -> list[ExportString]:
-    """The export's text rows other than a product's listing fields, once per key (the first
-    language's row gives the source text), in the export's order."""
-    found: dict[str, tuple[ExportRow, dict[str, bool]]] = {}
-    for row in rows:
-        if row.is_listing or row.unsent_reason() is not None:
-            continue
-        key = row.string_key
-        held = found.setdefault(key, (row, {}))
-        needs = held[1]
-        needs[row.code] = needs.get(row.code, False) or not row.has_translation
-    return [ExportString(key, row.type, row.field, row.default.strip(), needs) for key, (row, needs) in found.items()]
-
-
-def wanted_locales(string: ExportString, locales: Sequence[Locale], *, force: bool) -> list[Locale]:
+def wanted_locales(string: StoreString, locales: Sequence[Locale], *, force: bool) -> list[Locale]:
     """The locales a string needs a translation in: where one of its rows lacks a current one,
     or the export does not have the language yet (every locale with --force)."""
     if force:
@@ -249,16 +225,18 @@ def _plain(text: str) -> str:
     return _TAG.sub(" ", _LOGIC.sub(" ", _OUTPUT.sub(" ", text)))
 
 
-def shopify_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list[Locale]]]:
-    """The text rows of Shopify's translations export that are not a product's listing, each
-    with the locales it needs a translation in (none for any other catalog)."""
-    if not writes_import(settings, catalog):
-        return []
+def store_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list[Locale]]]:
+    """The texts beside the listings that the run's import files carry (a Translate & Adapt
+    export's store texts, a WooCommerce product's purchase note...), each with the locales it
+    needs a translation in."""
     found = []
-    for string in export_strings(read_export(catalog)):
-        if not in_shard(string.key, settings.shard):
+    for shop in SHOPS:
+        if not shop.asked(settings, catalog):
             continue
-        locales = wanted_locales(string, settings.locales, force=settings.force)
-        if locales:
-            found.append((string.product(), locales))
+        for string in shop.strings(catalog):
+            if not in_shard(string.key, settings.shard):
+                continue
+            locales = wanted_locales(string, settings.locales, force=settings.force)
+            if locales:
+                found.append((string_product(string), locales))
     return found

@@ -154,7 +154,9 @@ def test_missing_locales_option_exits_2(run_cli, sample: Path) -> None:
 
 def test_unknown_platform_exits_2_listing_known(run_cli, sample: Path) -> None:
     result = run_cli("estimate", sample, "-l", "de-DE", "--platform", "ebay")
-    assert_bad_input(result, "unknown platform 'ebay'", "amazon, lazada, shopee, shopify", "--prompts")
+    assert_bad_input(
+        result, "unknown platform 'ebay'", "akeneo, amazon, lazada, magento, shopee, shopify, woocommerce", "--prompts"
+    )
 
 
 def test_unknown_platform_in_a_row_names_the_line(run_cli, tmp_path: Path) -> None:

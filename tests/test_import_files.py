@@ -146,6 +146,9 @@ def test_the_amazon_feed_needs_types_skus_seller_ids_and_known_stores_before_sen
     assert "A0THTEST" in Path("out/amazon/NA.json").read_text(encoding="utf-8")
 
 
+WOO_EXPORT = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
+
+
 def read_woocommerce_import(text: str) -> list[dict[str, str]]:
     """A CSV as WooCommerce's product importer reads it (woocommerce.com, "Product CSV Import
     Schema"): a header row of column names, one product per row, UTF-8, RFC 4180 quoting."""
@@ -410,3 +413,40 @@ def test_a_shops_export_is_written_for_that_shop_unless_told(
         assert f"Import file ({shop}):" in result.stderr
     named = run(run_cli, relay, catalog, "-l", "de-DE", "-p", "amazon", "--dry-run")
     assert named.exit_code == 0 and "amazon" in named.stderr.lower()
+
+
+def test_woocommerce_translations_carry_notes_button_text_and_local_attributes(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """Beside the listing, a translation carries the product's purchase note, an external
+    product's button text and its own attributes, each translated as a store string; a global
+    attribute (WPML translates its terms once) stays out."""
+    rows = read_woocommerce_import(WOO_EXPORT.read_text(encoding="utf-8-sig"))
+    rows[0]["Purchase note"] = "Hand wash cold and dry flat."
+    rows[-1]["Type"], rows[-1]["Button text"] = "external", "Buy at the roastery"
+    rows[-1]["External URL"] = "https://roastery.example/pour-over"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    export = write(tmp_path / "woo.csv", out.getvalue())
+    result = run(run_cli, relay, export, "-l", "de-DE", "--format", "woocommerce")
+    assert result.exit_code == 0, result.stderr
+    strings = {r["id"]: r["text"] for r in iter_jsonl(Path("out/strings.jsonl"))}
+    assert set(strings) == {
+        "WOOCOMMERCE/101/purchase_note",
+        "WOOCOMMERCE/101/attribute_1_name",
+        "WOOCOMMERCE/101/attribute_1_value_1",
+        "WOOCOMMERCE/105/button_text",
+    }  # the hoodie's Color and Size are global attributes
+    translations = read_woocommerce_import(Path("out/woocommerce/translations.csv").read_text(encoding="utf-8"))
+    group = "Meta: _wpml_import_translation_group"
+    beanie = next(row for row in translations if row[group] == "localize-101")
+    assert beanie["Purchase note"] == strings["WOOCOMMERCE/101/purchase_note"]
+    assert beanie["Attribute 1 name"] == strings["WOOCOMMERCE/101/attribute_1_name"]
+    assert beanie["Attribute 1 value(s)"] == strings["WOOCOMMERCE/101/attribute_1_value_1"]
+    assert beanie["Attribute 1 global"] == "0" and beanie["Attribute 1 visible"] == "1"
+    pour_over = next(row for row in translations if row[group] == "localize-105")
+    assert pour_over["Type"] == "external" and pour_over["Button text"] == strings["WOOCOMMERCE/105/button_text"]
+    hoodie = next(row for row in translations if row[group] == "localize-102")
+    assert hoodie["Attribute 1 name"] == "" and hoodie["Purchase note"] == ""

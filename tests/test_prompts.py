@@ -12,7 +12,7 @@ from localize.catalog import Product, read_catalog
 from localize.locales import parse_locale
 from localize.prompts import BUILTIN_PROMPTS, available_platforms, load_prompt_set
 
-PLATFORMS = ["amazon", "lazada", "shopee", "shopify"]
+PLATFORMS = ["akeneo", "amazon", "lazada", "magento", "shopee", "shopify", "woocommerce"]
 LOCALES = ["de-DE", "ja-JP", "th-TH", "pt-BR", "id-ID", "zh-TW"]
 
 
@@ -21,7 +21,7 @@ def product(**fields) -> Product:
     return Product(id=fields["id"], name=fields["name"], fields=fields, line=2)
 
 
-def test_builtin_platforms_are_the_four_marketplaces() -> None:
+def test_builtin_platforms_are_the_marketplaces_and_the_web_shops() -> None:
     assert available_platforms() == PLATFORMS
 
 

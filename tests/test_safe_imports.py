@@ -53,8 +53,13 @@ def run(run_cli, relay: FakeRelay, catalog: Path, *args: str):
 
 
 def woo_rows() -> list[dict[str, str]]:
-    text = Path("out/woocommerce/de-DE.csv").read_text(encoding="utf-8")
+    text = Path("out/woocommerce/translations.csv").read_text(encoding="utf-8")
     return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def listing_requests(relay: FakeRelay) -> list[dict]:
+    """The requests for listings (an export's purchase notes and attributes are store strings, asked apart)."""
+    return [body for body in relay.chat_requests if "<strings>" not in body["messages"][-1]["content"]]
 
 
 def every_cell(path: Path) -> str:
@@ -70,12 +75,12 @@ def test_script_bearing_html_from_the_model_is_asked_again_and_never_written(
     result = run(run_cli, relay, WOO, "--format", "woocommerce,magento")
     assert result.exit_code == 0, result.stderr
     products = len(list(iter_jsonl(Path("out/results.jsonl"))))
-    assert len(relay.chat_requests) == products + 1  # the first answer refused, asked again
+    assert len(listing_requests(relay)) == products + 1  # the first answer refused, asked again
     refused = [
         r for r in iter_jsonl(Path("out/requests.jsonl")) if "no scripts, handlers or styles" in (r["message"] or "")
     ]
     assert len(refused) == 1 and refused[0]["error"] in ("unsafe_html", "html")
-    for path in (Path("out/woocommerce/de-DE.csv"), Path("out/magento_products.csv")):
+    for path in (Path("out/woocommerce/translations.csv"), Path("out/magento_products.csv")):
         text = every_cell(path)
         assert "onerror" not in text and "javascript:" not in text and "<script" not in text and "style=" not in text
 
@@ -89,7 +94,7 @@ def test_a_hand_edit_with_script_is_reduced_in_every_import_file(run_cli, relay:
     write(results, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     again = run(run_cli, relay, WOO, "--format", "woocommerce,magento")
     assert again.exit_code == 0, again.stderr
-    for path in (Path("out/woocommerce/de-DE.csv"), Path("out/magento_products.csv")):
+    for path in (Path("out/woocommerce/translations.csv"), Path("out/magento_products.csv")):
         text = every_cell(path)
         assert "onerror" not in text and "javascript:" not in text and "<script" not in text
     edited = next(row for row in woo_rows() if row["Name"].startswith("Mütze"))
@@ -106,7 +111,7 @@ def test_an_image_or_link_the_source_does_not_have_is_dropped_and_said(run_cli, 
     )  # the figures this answer lacks: a warning
     assert result.exit_code == 0, result.stderr
     rows = list(iter_jsonl(Path("out/results.jsonl")))
-    assert len(relay.chat_requests) == len(rows)  # repaired, not paid for again
+    assert len(listing_requests(relay)) == len(rows)  # repaired, not paid for again
     row = next(r for r in rows if any(w.startswith("media_dropped") for w in r["warnings"]))
     assert "track.example" not in row["description"] and "evil.example" not in row["description"]
     assert "Angebot" in row["description"]  # the link's text stays
@@ -124,7 +129,7 @@ def test_a_formula_from_the_model_is_asked_again_and_a_list_marker_is_removed(ru
     relay.enqueue(Answer(listing=formula))
     result = run(run_cli, relay, WOO, "--format", "woocommerce")
     assert result.exit_code == 0, result.stderr
-    assert len(relay.chat_requests) == len(list(iter_jsonl(Path("out/results.jsonl")))) + 1
+    assert len(listing_requests(relay)) == len(list(iter_jsonl(Path("out/results.jsonl")))) + 1
     assert [r["error"] for r in iter_jsonl(Path("out/requests.jsonl"))][0] == "formula"
     marked = {
         **german,
@@ -152,13 +157,14 @@ def test_catalog_cells_that_start_like_a_formula_are_neutralised_in_every_csv(
     )
     result = run(run_cli, relay, catalog, "--format", "jsonl,csv,woocommerce,magento")
     assert result.exit_code == 0, result.stderr
-    woo = woo_rows()
-    assert {row["ID"] for row in woo} == {"'=1+1", "-7"}  # a plain number stays a number
-    assert {row["SKU"] for row in woo} == {'\'=HYPERLINK("http://evil.example","x")', "'@SUM(A1)"}
+    sources = list(csv.DictReader(io.StringIO(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))))
+    assert {row["SKU"] for row in sources} == {'\'=HYPERLINK("http://evil.example","x")', "'@SUM(A1)"}
+    assert {row["Meta: _wpml_import_translation_group"] for row in sources} == {"localize-=1+1", "localize--7"}
+    assert all(row["ID"] == "" and row["SKU"] == "" for row in woo_rows())  # translations are new products
     magento = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"))))
     assert all(row["sku"].startswith("'") for row in magento)
     results_csv = list(csv.DictReader(io.StringIO(Path("out/results.csv").read_text(encoding="utf-8"))))
-    assert {row["sku"] for row in results_csv} == {row["SKU"] for row in woo}
+    assert {row["sku"] for row in results_csv} == {row["SKU"] for row in sources}
 
 
 def test_the_sanitiser_keeps_what_a_storefront_renders() -> None:

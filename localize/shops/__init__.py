@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .akeneo import Akeneo
 from .amazon import Amazon
-from .base import Delivery, ImportFile, Lint, ProductRows, Shop
+from .base import Delivery, ImportFile, Lint, ProductRows, Shop, StoreString
 from .magento import Magento
 from .shopify import ShopifyProducts
 from .translate_adapt import ImportSummary, TranslateAdapt
@@ -75,4 +75,4 @@ def write_imports(delivery: Delivery) -> Imports:
     return done
 
 
-__all__ = ["SHOPS", "Delivery", "ImportFile", "ImportSummary", "Imports", "Lint", "Shop", "recognise"]
+__all__ = ["SHOPS", "Delivery", "ImportFile", "ImportSummary", "Imports", "Lint", "Shop", "StoreString", "recognise"]

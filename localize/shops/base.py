@@ -10,6 +10,7 @@ title falls back to the title; every shop writes from it, so no two disagree.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 from collections import Counter
@@ -79,6 +80,20 @@ class ImportFile:
         return {"shop": self.shop, "path": str(self.path), "rows": self.rows, "kept": self.kept, "failed": self.failed}
 
 
+@dataclass(frozen=True, slots=True)
+class StoreString:
+    """A shop's text beside its listings (a collection title, a purchase note, an attribute's
+    value) to translate on its own: its key names it in strings.jsonl and the import file.
+    `needs`: per language code of the export, whether it still needs a translation there (a
+    language it does not name needs one)."""
+
+    key: str
+    type: str
+    field: str
+    text: str
+    needs: Mapping[str, bool] = dataclasses.field(default_factory=dict)
+
+
 class Shop:
     """A shop's reader, writer and pre-checks. Every hook has a do-nothing default, so a shop
     defines only what it has."""
@@ -109,6 +124,11 @@ class Shop:
     def asked(self, settings: Settings, catalog: Path) -> bool:
         """Whether the run writes this shop's import file."""
         return self.import_format is not None and self.import_format in settings.formats
+
+    def strings(self, catalog: Path) -> list[StoreString]:
+        """The texts beside the listings its import file carries, once each (asked only when
+        the run writes that file)."""
+        return []
 
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Before anything is sent: what writing the import file will need (exit 2 if missing);

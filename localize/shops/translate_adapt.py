@@ -28,7 +28,7 @@ from ..locales import Locale, parse_locale
 from ..sanitize import clean_html
 from ..store import atomic_write
 from ..textfile import Records, csv_header, csv_records, open_file
-from .base import Delivery, ImportFile, Lint, ProductRows, Row, Shop, ShopFields, counted
+from .base import Delivery, ImportFile, Lint, ProductRows, Row, Shop, ShopFields, StoreString, counted
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -407,6 +407,20 @@ class TranslateAdapt(Shop):
 
     def asked(self, settings: Settings, catalog: Path) -> bool:
         return writes_import(settings, catalog)
+
+    def strings(self, catalog: Path) -> list[StoreString]:
+        """The export's text rows other than a product's listing fields, once per key (the first
+        language's row gives the source text), in the export's order."""
+        found: dict[str, tuple[ExportRow, dict[str, bool]]] = {}
+        for row in read_export(catalog):
+            if row.is_listing or row.unsent_reason() is not None:
+                continue
+            held = found.setdefault(row.string_key, (row, {}))
+            needs = held[1]
+            needs[row.code] = needs.get(row.code, False) or not row.has_translation
+        return [
+            StoreString(key, row.type, row.field, row.default.strip(), needs) for key, (row, needs) in found.items()
+        ]
 
     def write(self, delivery: Delivery) -> list[ImportFile]:
         settings = delivery.settings

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from .base import (
     Row,
     Shop,
     ShopFields,
+    StoreString,
     add_option,
     counted,
     csv_text,
@@ -65,9 +67,13 @@ TRANSLATION_COLUMNS = (
     "Short description",
     "Description",
     "Tags",
-    *WPML_COLUMNS,
-)
+    "Purchase note",
+    "Button text",
+)  # then its own attributes' columns, then WPML's
 SOURCES, TRANSLATIONS = "sources.csv", "translations.csv"
+# The export's texts beside a listing that a translation carries: our name → the export's column.
+_TEXTS = {"purchase_note": "purchase note", "button_text": "button text"}
+
 # WPML's language codes where they are not the ISO language alone.
 _WPML_CODES = {
     "pt-BR": "pt-br",
@@ -125,6 +131,17 @@ class WooCommerce(Shop):
             f"{counted(folded, 'variation')} folded"
         )
 
+    def strings(self, catalog: Path) -> list[StoreString]:
+        """Beside each product's listing, the texts its translation carries: the purchase note,
+        an external product's button text, and its own (local) attributes' names and values,
+        each value on its own so a variation's value still matches. A global attribute's terms
+        are translated once, in WPML's taxonomy translation, and the translation shares them."""
+        return [
+            StoreString(_string_key(product_id, name), "WOOCOMMERCE", name, text)
+            for product_id, source in _sources(catalog).items()
+            for name, text in source.strings().items()
+        ]
+
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Each source product is named by its WooCommerce ID (from WooCommerce's export) or SKU."""
         if not catalog.is_file() or _export_header(catalog) is not None:
@@ -147,43 +164,100 @@ class WooCommerce(Shop):
         folder.mkdir()
         sources = _sources(delivery.catalog)
         source_language = _wpml_code(delivery.settings.source_locale)
-        listings = web_shop_listings(delivery.results, self.name)
         translated: dict[str, list[ShopFields]] = {}
-        for listing in listings:
+        for listing in web_shop_listings(delivery.results, self.name):
             translated.setdefault(listing.id, []).append(listing)
+        width = max((len(source.attributes) for source in sources.values()), default=0)
+        columns = [*TRANSLATION_COLUMNS, *_attribute_columns(width), *WPML_COLUMNS]
         rows, linked = [], []
         for product_id, versions in translated.items():
-            source = sources.get(product_id, {})
+            source = sources.get(product_id) or _Source(sku=versions[0].sku)
             group = f"localize-{product_id}"
-            # The source named by its WooCommerce ID where the export gives it, else by its SKU.
-            by_id = source.get("id", "")
-            sku = "" if by_id else source.get("sku") or versions[0].sku
-            # The source row: its own language code left empty, the source language set (PLATFORMS.md).
-            linked.append([by_id, sku, "", source_language, group])
+            # The source named by its WooCommerce ID where the export gives it, else by its SKU;
+            # its own language code left empty, the source language set (PLATFORMS.md).
+            linked.append([source.id, "" if source.id else source.sku, "", source_language, group])
             for listing in sorted(versions, key=lambda item: item.locale):
+                said = _Translations(delivery.strings, product_id, listing.locale)
                 rows.append(
                     [
                         "",  # a new product: no source's ID...
-                        source.get("type", "simple"),
+                        source.type,
                         "",  # ...and no SKU (WooCommerce refuses one in use; WPML syncs it after linking)
                         listing.title,
-                        source.get("published", ""),
+                        source.published,
                         listing.bullets_html,
                         listing.description,
                         listing.keywords(),
-                        _wpml_code(_locale(listing.locale)),
+                        said("purchase_note"),
+                        said("button_text"),
+                        *source.attribute_cells(said, width),
+                        _wpml_code(parse_locale(listing.locale)),
                         source_language,
                         group,
                     ]
                 )
         sources_path, translations_path = folder / SOURCES, folder / TRANSLATIONS
         atomic_write(sources_path, csv_text(("ID", "SKU", *WPML_COLUMNS), linked))
-        atomic_write(translations_path, csv_text(TRANSLATION_COLUMNS, rows))
+        atomic_write(translations_path, csv_text(columns, rows))
         asked = len(sources) * len(delivery.settings.locales) if sources else len(rows)
         return [
             ImportFile(self.name, sources_path, len(linked)),
             ImportFile(self.name, translations_path, len(rows), failed=max(asked - len(rows), 0)),
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    """A product's own (local) attribute: its number in the export, name, values, visibility."""
+
+    number: int
+    name: str
+    values: tuple[str, ...]
+    visible: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A source product of a WooCommerce export, as its translation needs it."""
+
+    id: str = ""
+    sku: str = ""
+    type: str = "simple"
+    published: str = ""
+    texts: Mapping[str, str] = field(default_factory=dict)  # purchase note, button text
+    attributes: tuple[_Attribute, ...] = ()
+
+    def strings(self) -> dict[str, str]:
+        """Its texts beside the listing, by name: notes, attribute names, each value on its own."""
+        found = dict(self.texts)
+        for attribute in self.attributes:
+            found[f"attribute_{attribute.number}_name"] = attribute.name
+            for index, value in enumerate(attribute.values, start=1):
+                found[f"attribute_{attribute.number}_value_{index}"] = value
+        return found
+
+    def attribute_cells(self, said: _Translations, width: int) -> list[str]:
+        """Its local attributes in a translation's row (name, values, visible, global: 0),
+        translated where a translation came back, else as the source has them (a value must
+        still match its variations)."""
+        cells: list[str] = []
+        for attribute in self.attributes:
+            prefix = f"attribute_{attribute.number}"
+            values = [said(f"{prefix}_value_{i}", value) for i, value in enumerate(attribute.values, start=1)]
+            cells += [said(f"{prefix}_name", attribute.name), ", ".join(values), attribute.visible, "0"]
+        return cells + [""] * 4 * (width - len(self.attributes))
+
+
+@dataclass(frozen=True, slots=True)
+class _Translations:
+    """One product's store strings in one locale."""
+
+    strings: Mapping[tuple[str, str], str]
+    product_id: str
+    locale: str
+
+    def __call__(self, name: str, fallback: str = "") -> str:
+        return self.strings.get((_string_key(self.product_id, name), self.locale), fallback)
 
 
 def _wpml_code(locale: Locale | None) -> str:
@@ -193,18 +267,14 @@ def _wpml_code(locale: Locale | None) -> str:
     return _WPML_CODES.get(locale.tag, locale.language)
 
 
-def _locale(tag: str) -> Locale:
-    return parse_locale(tag)
-
-
 def _export_header(catalog: Path) -> list[str] | None:
     header = csv_header(catalog)
     return header if header is not None and WooCommerce().recognises(header) else None
 
 
-def _sources(catalog: Path) -> dict[str, dict[str, str]]:
-    """The source products of a WooCommerce export, by our id: their WooCommerce ID, SKU, type
-    and published state (none for any other catalog: its rows are named by SKU)."""
+def _sources(catalog: Path) -> dict[str, _Source]:
+    """The source products of a WooCommerce export, by our id (none for any other catalog: its
+    rows are named by SKU)."""
     if not catalog.is_file() or _export_header(catalog) is None:
         return {}
     found = {}
@@ -214,14 +284,48 @@ def _sources(catalog: Path) -> dict[str, dict[str, str]]:
             record = lowered(raw)
             if record.get("type", "").strip().lower() == "variation":
                 continue
-            row = _product(record)
-            found[row["id"]] = {
-                "id": record.get("id", ""),
-                "sku": record.get("sku", ""),
-                "type": record.get("type", "").strip() or "simple",
-                "published": record.get("published", ""),
-            }
+            texts = {name: record.get(column, "").strip() for name, column in _TEXTS.items()}
+            found[_product(record)["id"]] = _Source(
+                id=record.get("id", ""),
+                sku=record.get("sku", ""),
+                type=record.get("type", "").strip() or "simple",
+                published=record.get("published", ""),
+                texts={name: text for name, text in texts.items() if text},
+                attributes=tuple(_own_attributes(record)),
+            )
     return found
+
+
+def _own_attributes(record: Mapping[str, str]) -> Iterator[_Attribute]:
+    """A product's local attributes (a global one's terms are translated in WPML's taxonomy
+    translation, and its translation shares them)."""
+    number = 1
+    while f"attribute {number} name" in record:
+        name = record.get(f"attribute {number} name", "").strip()
+        values = tuple(
+            value.strip() for value in record.get(f"attribute {number} value(s)", "").split(",") if value.strip()
+        )
+        if name and values and record.get(f"attribute {number} global", "").strip() != "1":
+            yield _Attribute(number, name, values, record.get(f"attribute {number} visible", "1") or "1")
+        number += 1
+
+
+def _string_key(product_id: str, name: str) -> str:
+    """A product's text beside its listing, as strings.jsonl names it."""
+    return f"WOOCOMMERCE/{product_id}/{name}"
+
+
+def _attribute_columns(count: int) -> list[str]:
+    return [
+        column
+        for number in range(1, count + 1)
+        for column in (
+            f"Attribute {number} name",
+            f"Attribute {number} value(s)",
+            f"Attribute {number} visible",
+            f"Attribute {number} global",
+        )
+    ]
 
 
 def _product(record: Mapping[str, str]) -> dict[str, Any]:
