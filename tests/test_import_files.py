@@ -405,7 +405,8 @@ def test_a_shops_export_is_written_for_that_shop_unless_told(
     result = run(run_cli, relay, catalog, "-l", "de-DE", *fmt, *extra)
     assert result.exit_code == 0, result.stderr
     assert {r["platform"] for r in iter_jsonl(Path("out/results.jsonl"))} == {shop}
-    system = relay.chat_requests[0]["messages"][0]["content"]
+    listing = next(body for body in relay.chat_requests if "<strings>" not in body["messages"][-1]["content"])
+    system = listing["messages"][0]["content"]
     assert (
         "Shopify" if shop == "shopify" else f"runs on {shop.capitalize() if shop != 'woocommerce' else 'WooCommerce'}"
     ) in system
@@ -433,6 +434,8 @@ def test_woocommerce_translations_carry_notes_button_text_and_local_attributes(
     result = run(run_cli, relay, export, "-l", "de-DE", "--format", "woocommerce")
     assert result.exit_code == 0, result.stderr
     strings = {r["id"]: r["text"] for r in iter_jsonl(Path("out/strings.jsonl"))}
+    asked = [body for body in relay.chat_requests if "<strings>" in body["messages"][-1]["content"]]
+    assert asked and all("texts of a WooCommerce store" in body["messages"][0]["content"] for body in asked)
     assert set(strings) == {
         "WOOCOMMERCE/101/purchase_note",
         "WOOCOMMERCE/101/attribute_1_name",

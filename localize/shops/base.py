@@ -92,6 +92,7 @@ class StoreString:
     field: str
     text: str
     needs: Mapping[str, bool] = dataclasses.field(default_factory=dict)
+    store: str = "Shopify"  # the kind of store the texts are for, as the request names it
 
 
 class Shop:

@@ -137,7 +137,7 @@ class WooCommerce(Shop):
         each value on its own so a variation's value still matches. A global attribute's terms
         are translated once, in WPML's taxonomy translation, and the translation shares them."""
         return [
-            StoreString(_string_key(product_id, name), "WOOCOMMERCE", name, text)
+            StoreString(_string_key(product_id, name), "WOOCOMMERCE", name, text, store="WooCommerce")
             for product_id, source in _sources(catalog).items()
             for name, text in source.strings().items()
         ]
