@@ -199,6 +199,9 @@ def run(
         None, "--glossary", help="YAML or CSV: terms to keep verbatim and fixed translations per locale."
     ),
     force: bool = typer.Option(False, "--force", help="Regenerate even jobs whose inputs did not change."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Send again the failed jobs whose inputs did not change (held otherwise)."
+    ),
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
@@ -241,6 +244,7 @@ def run(
         map=column_map,
         glossary=glossary,
         force=force or None,
+        retry_failed=retry_failed or None,
         source_locale=source_locale,
         overwrite_existing=overwrite_existing or None,
         store_view=",".join(store_view) or None,
@@ -669,6 +673,14 @@ def _print_run(summary: pipeline.RunSummary, *, as_json: bool) -> None:
     stderr.print(f"Results: {summary.out / 'results.jsonl'} · review them: localize review {summary.out}", markup=False)
     if jobs["failed"]:
         stderr.print(f"Failures: {summary.out / 'failures.jsonl'} ({jobs['failed']:,} jobs)", markup=False)
+    if jobs.get("held"):
+        since = ", ".join(summary.report.get("held_since") or []) or "an earlier run"
+        stderr.print(
+            f"Held: {jobs['held']:,} failed jobs not sent again: nothing about them changed since run {since} "
+            "(their answers failed the checks). Edit the product, the prompt or the glossary, or pass "
+            "--retry-failed to send them again.",
+            markup=False,
+        )
 
 
 def _print_report(report: dict[str, Any], *, as_json: bool) -> None:

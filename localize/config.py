@@ -141,6 +141,7 @@ class Settings(BaseModel):
         default_factory=dict, description="per locale, the units the market reads beside the source's"
     )
     force: bool = False
+    retry_failed: bool = Field(False, description="send again the failed jobs whose inputs did not change")
     check: bool = False
     api_key: SecretStr | None = None
     config_path: Path | None = None

@@ -287,11 +287,21 @@ async def _run(
         }
         if interrupted or pending:
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
+        if worker.held:
+            jobs_count["held"] = worker.held  # of the failed, not sent again: unchanged since they failed
         if worker.in_batch:
             jobs_count["in_batch"] = worker.in_batch  # of those, asked by a batch still running (--no-wait)
         elapsed_s = time.perf_counter() - started
         report = write_run_reports(
-            settings, catalog, store, run_id, jobs_count, pacer, elapsed_s=elapsed_s, imports=imports
+            settings,
+            catalog,
+            store,
+            run_id,
+            jobs_count,
+            pacer,
+            elapsed_s=elapsed_s,
+            imports=imports,
+            held_since=sorted(run for run in worker.held_since if run),
         )
     finally:
         store.release()
@@ -407,6 +417,9 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     for ready in prepared:
         total += 1
         reason = store.stale_reason(ready.job.key, ready.fp, ready.fields)
+        held = store.held_failure(ready.job.key, ready.fp) if reason is not None else None
+        if held is not None and not settings.retry_failed:
+            reason = f"failed (unchanged since run {held.get('run')})"
         if reason is not None:
             stale.append((ready.job.key, reason))
     return Staleness(total, stale)
@@ -535,6 +548,8 @@ class _JobRunner:
         self.succeeded = 0
         self.failed = 0
         self.up_to_date = 0
+        self.held = 0  # of the failed: failures held, their jobs unchanged since the run that met them
+        self.held_since: set[str] = set()
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
         self.fatal: RelayFatal | None = None
@@ -612,6 +627,13 @@ class _JobRunner:
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
+        if not (self._settings.force or self._settings.retry_failed):
+            held = self._store.held_failure(job.key, fp)
+            if held is not None:  # failed as it stands now: not paid for again (--retry-failed)
+                self.failed += 1
+                self.held += 1
+                self.held_since.add(str(held.get("run") or ""))
+                return None
         work = _Work(job, prepared.messages, prepared.rules, fp, prepared.fields, [])
         if self._harvest is not None:
             if self._harvest.is_in_flight(*work.line_job):
@@ -650,7 +672,7 @@ class _JobRunner:
         messages = messages or work.messages
         too_large = self._over_window(messages)
         if too_large is not None:
-            self._fail(work.job, "too_large", too_large, work.attempts)
+            self._fail(work.job, "too_large", too_large, work.attempts, held=work.fp)
             return
         for ask in range(asks_used, self._settings.max_reasks + 1):
             last = ask == self._settings.max_reasks
@@ -666,7 +688,7 @@ class _JobRunner:
             except InvalidAnswer as exc:
                 if last:
                     answer = self._answer_record(work, completion, bill, error=exc, outcome="failed", pack=None)
-                    self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer)
+                    self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer, held=work.fp)
                     return
                 self._store.log_attempt(self._answer_record(work, completion, bill, error=exc, outcome=None, pack=None))
                 messages = _reask(messages, completion.content, exc)
@@ -727,7 +749,7 @@ class _JobRunner:
                         work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
                     )
                     if last:
-                        self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer)
+                        self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer, held=work.fp)
                     else:
                         self._store.log_attempt(answer)
                         again.append((work, self._reask_alone(work, data, exc)))
@@ -771,7 +793,7 @@ class _JobRunner:
             )
             self._harvest_unlogged -= 1
             if last:
-                self._fail(work.job, exc.kind, exc.message, work.attempts, answer=record)
+                self._fail(work.job, exc.kind, exc.message, work.attempts, answer=record, held=work.fp)
                 return
             self._store.log_attempt(record)
             await self._send_alone(work, self._reask_alone(work, data, exc), asks_used=1)
@@ -1022,9 +1044,22 @@ class _JobRunner:
         if counted:
             self._input_ratio_seen = max(self._input_ratio_seen, usage.input_tokens / counted)
 
-    def _fail(self, job: Job, kind: str, message: str, attempts: int, *, answer: dict[str, Any] | None = None) -> None:
-        """The job's failure, recorded with its last answer where it had one."""
-        self._store.record_failure(JobFailure(job.key, kind, message, attempts), attempt=answer)
+    def _fail(
+        self,
+        job: Job,
+        kind: str,
+        message: str,
+        attempts: int,
+        *,
+        answer: dict[str, Any] | None = None,
+        held: Fingerprint | None = None,
+    ) -> None:
+        """The job's failure, recorded with its last answer where it had one. `held`: the
+        fingerprint of a job whose answers failed the checks, so an unchanged re-run holds it
+        (a failure of the relay or the run says nothing of the job, and is asked again)."""
+        fingerprint = held.digest().hex() if held is not None else None
+        failure = JobFailure(job.key, kind, message, attempts, self._run_id if held else None, fingerprint)
+        self._store.record_failure(failure, attempt=answer)
         self.failed += 1
 
     # --- the audit log ------------------------------------------------------------------------

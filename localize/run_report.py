@@ -31,6 +31,7 @@ def write_run_reports(
     *,
     elapsed_s: float,
     imports: Imports,
+    held_since: list[str] | None = None,
 ) -> dict[str, Any]:
     """cost_report.json / .md for this run (a sum over its audit log, with what the Shopify
     import file holds where one was written), what it measured for later estimates, and the
@@ -51,6 +52,8 @@ def write_run_reports(
     report["rate"] = _rate_summary(settings, pacer)
     if settings.shard:
         report["shard"] = list(settings.shard)  # so `localize merge` knows whose products these are
+    if held_since:
+        report["held_since"] = held_since  # the runs that met the failures held (jobs.held)
     if "not_started" in jobs:
         report["interrupted"] = True
     if imports.files or imports.removed:

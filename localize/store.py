@@ -52,6 +52,9 @@ _BILLED_FIELDS = ("model", "attempts", "input_tokens", "output_tokens", "cached_
 RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", *_BILLED_FIELDS)
 # A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
 OPTIONAL_RESULT_FIELDS = ("extra",)
+# A failure an unchanged job would meet again carries the run that met it and the fingerprint
+# it was asked with (Fingerprint.digest, hex): the next run holds it instead of paying again.
+OPTIONAL_FAILURE_FIELDS = ("run", "fingerprint")
 FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 # A store's other texts (strings.py) are jobs on this pseudo-platform; their results go to
 # strings.jsonl, not results.jsonl.
@@ -138,9 +141,11 @@ class JobFailure:
     error: str
     message: str
     attempts: int
+    run: str | None = None  # set with `fingerprint` on a failure an unchanged job would meet again
+    fingerprint: str | None = None
 
     def line(self) -> dict[str, Any]:
-        return {
+        line: dict[str, Any] = {
             "id": self.key[0],
             "platform": self.key[1],
             "locale": self.key[2],
@@ -148,6 +153,9 @@ class JobFailure:
             "message": self.message,
             "attempts": self.attempts,
         }
+        if self.fingerprint is not None:
+            line.update(run=self.run, fingerprint=self.fingerprint)
+        return line
 
 
 _SCHEMA = """
@@ -300,6 +308,17 @@ class RunStore:
         old = Fingerprint(**fingerprint_fields(json.loads(row[0]))) if row is not None and row[0] else None
         old_fields = dict(json.loads(product[0])["fields"]) if product is not None else None
         return lock_stale_reason(old, fp, fields, old_fields, has_result=bool(row and row[1]))
+
+    def held_failure(self, key: JobKey, fp: Fingerprint) -> dict[str, Any] | None:
+        """The failure an earlier run met asking this job exactly as it stands now (same
+        fingerprint): sending it again would most likely pay for the same failure."""
+        row = self._db.execute(
+            "SELECT failure FROM jobs WHERE id = ? AND platform = ? AND locale = ? AND failure IS NOT NULL", key
+        ).fetchone()
+        if row is None:
+            return None
+        failure: dict[str, Any] = json.loads(row[0])
+        return failure if failure.get("fingerprint") == fp.digest().hex() else None
 
     # --- what a run does --------------------------------------------------------------------
 
@@ -741,6 +760,8 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     kept = {name: record.get(name) for name in fields}
     if fields is RESULT_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
+    if fields is FAILURE_FIELDS:
+        kept.update({name: record[name] for name in OPTIONAL_FAILURE_FIELDS if record.get(name)})
     return _line(kept)
 
 

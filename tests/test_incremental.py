@@ -592,3 +592,50 @@ def test_merging_into_a_committed_out_leaves_no_stale_file(run_cli, sample: Path
     assert "OLD" not in written and written.count("\n") == 1 + 26
     again = run(run_cli, relay, sample, "--check", out="merged")
     assert again.exit_code == 0, again.stderr  # the merged OUT is a run's: every job up to date
+
+
+def test_a_failure_is_held_until_its_job_changes_or_retry_failed(run_cli, sample: Path) -> None:
+    """A job whose answers failed the checks is not re-bought by an unchanged run (a nightly CI
+    job would pay for the same failure every night): it is held, said, named by --check, and
+    sent again by --retry-failed or when its product changes."""
+    poison = "Voltkit 20000 mAh Power Bank"  # every answer to a request holding it is broken
+    with FakeRelay(poison=poison) as relay:
+        first = run(run_cli, relay, sample, "--pack", "1")
+        assert first.exit_code == 1, first.stderr
+        failed = {(r["id"], r["locale"]) for r in iter_jsonl(Path("out/failures.jsonl"))}
+        assert failed == {("ELEC-002", "de-DE"), ("ELEC-002", "ja-JP")}
+        line = next(iter_jsonl(Path("out/failures.jsonl")))
+        assert line["run"] == json.loads(Path("out/cost_report.json").read_text())["run"] and line["fingerprint"]
+        sent = len(relay.chat_requests)
+        again = run(run_cli, relay, sample, "--pack", "1")
+        assert again.exit_code == 1 and len(relay.chat_requests) == sent  # nothing paid again
+        report = json.loads(Path("out/cost_report.json").read_text())
+        assert report["jobs"]["held"] == 2 and report["jobs"]["failed"] == 2 and report["jobs"]["up_to_date"] == 24
+        assert f"Held: 2 failed jobs not sent again: nothing about them changed since run {line['run']}" in again.stderr
+        check = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--check", "--json")
+        stale = json.loads(check.stdout)["stale"]
+        assert check.exit_code == 1 and {s["reason"] for s in stale} == {f"failed (unchanged since run {line['run']})"}
+        retried = run(run_cli, relay, sample, "--pack", "1", "--retry-failed")
+        assert retried.exit_code == 1 and len(relay.chat_requests) > sent  # asked again, on purpose
+        sent = len(relay.chat_requests)
+        edit_row(sample, "ELEC-002", "Voltkit 20000 mAh Power Bank", "Voltkit 20000 mAh Travel Battery")
+        fixed = run(run_cli, relay, sample, "--pack", "1")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert len(relay.chat_requests) == sent + 2  # the changed product, in both locales
+    assert not list(iter_jsonl(Path("out/failures.jsonl")))
+
+
+def test_a_failure_of_the_relay_is_not_held(run_cli, sample: Path) -> None:
+    """A job that failed because the relay did (5xx past every retry) says nothing about the job:
+    the next run asks it again."""
+    from fake_relay import Reply
+
+    with FakeRelay() as relay:
+        relay.enqueue(*[Reply(500, {"error": {"type": "server_error", "message": "boom"}})] * 1)
+        first = run(run_cli, relay, sample, "--pack", "1", "--max-retries", "0", "--concurrency", "1")
+        assert first.exit_code == 1, first.stderr
+        (failure,) = list(iter_jsonl(Path("out/failures.jsonl")))
+        assert "fingerprint" not in failure
+        sent = len(relay.chat_requests)
+        again = run(run_cli, relay, sample, "--pack", "1")
+    assert again.exit_code == 0 and len(relay.chat_requests) == sent + 1
