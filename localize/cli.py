@@ -673,6 +673,13 @@ def _print_run(summary: pipeline.RunSummary, *, as_json: bool) -> None:
     stderr.print(f"Results: {summary.out / 'results.jsonl'} · review them: localize review {summary.out}", markup=False)
     if jobs["failed"]:
         stderr.print(f"Failures: {summary.out / 'failures.jsonl'} ({jobs['failed']:,} jobs)", markup=False)
+    if jobs.get("reused"):
+        saved = (summary.report.get("reused") or {}).get("saved_usd", 0.0)
+        stderr.print(
+            f"Reused: {jobs['reused']:,} listings taken from a product with the same copy (codes such as the SKU "
+            f"aside), not paid for again: about {_money(saved)} saved.",
+            markup=False,
+        )
     if jobs.get("held"):
         since = ", ".join(summary.report.get("held_since") or []) or "an earlier run"
         stderr.print(

@@ -193,8 +193,10 @@ def iter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield (raw if raw.endswith("\n") else raw + "\n"), entry
 
 
-def job_line(key: JobKey, fp: Fingerprint) -> str:
-    return _line({"job": list(key), **fp.as_dict()})
+def job_line(key: JobKey, fp: Fingerprint, copy: str | None = None) -> str:
+    """A job's lock line; `copy` (its copy key: what it asked, codes such as the SKU aside) lets
+    a later job with the same copy take its listing instead of paying for it again."""
+    return _line({"job": list(key), **fp.as_dict(), **({"copy": copy} if copy else {})})
 
 
 def product_line(product_id: str, fields: Mapping[str, str]) -> str:

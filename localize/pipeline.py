@@ -289,6 +289,8 @@ async def _run(
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
         if worker.held:
             jobs_count["held"] = worker.held  # of the failed, not sent again: unchanged since they failed
+        if worker.reused:
+            jobs_count["reused"] = worker.reused  # of the succeeded: the same copy as another job's listing
         if worker.in_batch:
             jobs_count["in_batch"] = worker.in_batch  # of those, asked by a batch still running (--no-wait)
         elapsed_s = time.perf_counter() - started
@@ -302,6 +304,7 @@ async def _run(
             elapsed_s=elapsed_s,
             imports=imports,
             held_since=sorted(run for run in worker.held_since if run),
+            reused_saved_usd=worker.saved_usd if worker.reused else None,
         )
     finally:
         store.release()
@@ -491,6 +494,7 @@ class _Work:
     spent: Usage = field(default_factory=Usage)
     cost: Decimal = Decimal(0)
     harvested: HarvestedAnswer | None = None  # a recorded batch's answer to exactly this job
+    copy: str | None = None  # its copy key (Preparer.copy_key): twins take its listing
 
     @property
     def line_job(self) -> tuple[JobKey, str]:
@@ -549,6 +553,12 @@ class _JobRunner:
         self.failed = 0
         self.up_to_date = 0
         self.held = 0  # of the failed: failures held, their jobs unchanged since the run that met them
+        self.reused = 0  # of the succeeded: listings taken from a job with the same copy, not paid for
+        self.saved_usd = Decimal(0)  # what those listings cost where they were written
+        # Per copy key: the result line written for it this run, or the twins waiting for its
+        # first job (the leader) to settle; and the copy key each leader asks.
+        self._copies: dict[str, dict[str, Any] | list[_Work]] = {}
+        self._leading: dict[JobKey, str] = {}
         self.held_since: set[str] = set()
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
@@ -641,7 +651,42 @@ class _JobRunner:
                 return None
             work.harvested = self._harvest.take(*work.line_job)
             self._harvest_unlogged += work.harvested is not None
+        if work.harvested is None:
+            return self._unless_copied(work, prepared)
         return work
+
+    def _unless_copied(self, work: _Work, prepared: PreparedJob) -> _Work | None:
+        """The job's work, or None when another job asks the very same copy (its codes aside):
+        it takes that job's listing, written this run or an earlier one, or waits for it."""
+        key = work.copy = self._preparer.copy_key(prepared)
+        known = self._copies.get(key)
+        if isinstance(known, list):
+            known.append(work)  # its leader is on its way
+            return None
+        line = known if known is not None else None if self._settings.force else self._store.written_copy(key)
+        if line is not None:
+            self._settle_copy(work, line)
+            return None
+        self._copies[key] = []
+        self._leading[work.job.key] = key
+        return work
+
+    def _settle_copy(self, work: _Work, line: Mapping[str, Any]) -> None:
+        """A twin's result: the listing written for the same copy, under its own id and SKU,
+        at no cost, naming the job it came from."""
+        job = work.job
+        twin = dict(line)
+        twin["id"] = job.product.id
+        if job.platform == STRINGS:
+            twin["type"], twin["field"] = job.product.fields.get("resource_type"), job.product.fields.get("field")
+        else:
+            twin["sku"] = job.product.fields.get("sku")
+        twin.update(attempts=0, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0.0)
+        twin["reused_from"] = line.get("reused_from") or line["id"]
+        self._store.record_result(JobResult(job.key, twin, work.fp, work.fields, work.copy))
+        self.succeeded += 1
+        self.reused += 1
+        self.saved_usd += Decimal(str(line.get("cost_usd") or 0))
 
     def _pack_size(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
@@ -995,8 +1040,14 @@ class _JobRunner:
             "warnings": warnings,
         }
         line = self._kind(work).result_line(job, value, billed)
-        self._store.record_result(JobResult(job.key, line, work.fp, work.fields), attempt=answer)
+        self._store.record_result(JobResult(job.key, line, work.fp, work.fields, work.copy), attempt=answer)
         self.succeeded += 1
+        key = self._leading.pop(job.key, None)
+        if key is not None:
+            twins = self._copies.get(key)
+            self._copies[key] = line
+            for twin in twins if isinstance(twins, list) else ():
+                self._settle_copy(twin, line)
 
     def _count(self, messages: list[Message], packed: PackedPrompt | None, weights: list[int] | None) -> int | None:
         """Offline prompt tokens, where they are needed: every request when a budget or a
@@ -1061,6 +1112,11 @@ class _JobRunner:
         failure = JobFailure(job.key, kind, message, attempts, self._run_id if held else None, fingerprint)
         self._store.record_failure(failure, attempt=answer)
         self.failed += 1
+        key = self._leading.pop(job.key, None)
+        twins = self._copies.pop(key, None) if key is not None else None
+        for twin in twins if isinstance(twins, list) else ():  # the same copy would fail the same way
+            same = f"{message} (the same copy as {job.product.id}, which failed)"
+            self._fail(twin.job, kind, same, 0, held=twin.fp if held is not None else None)
 
     # --- the audit log ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ is stored under and the key it is looked up by are made by one piece of code and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .catalog import Product
 from .config import Settings
@@ -18,6 +18,10 @@ from .lock import Fingerprint, Fingerprinter
 from .prompts import Message
 from .rules import PlatformRules
 from .strings import STRINGS, STRINGS_RULES, render_strings
+
+# A product's codes: they name it, they are not its copy (GTIN, MPN and the like never reach the
+# model: fields.NOT_COPY).
+CODE_FIELDS = frozenset({"sku"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,21 @@ class Preparer:
         rules = prompt_set.rules_for(job.locale)
         fields = self._fingerprints.fields(job.product.id, job.product.data())
         return PreparedJob(job, messages, rules, fields, self._fingerprints.of(fields, messages, rules))
+
+    def copy_key(self, prepared: PreparedJob) -> str:
+        """What a job asks, its codes aside (the id, the SKU: they name a product, they are not
+        its copy), with everything its answer depends on: the platform's rules, the model, the
+        parameters and the prompt rendered without those codes. Two jobs with one copy key get
+        one answer (issue: the same copy is not paid for twice)."""
+        job = prepared.job
+        product = job.product
+        bare = replace(product, id="", fields={k: v for k, v in product.fields.items() if k not in CODE_FIELDS})
+        if job.platform == STRINGS:
+            messages = render_strings([bare], job.locale).messages
+            return self._fingerprints.of({}, messages, STRINGS_RULES).digest().hex()
+        assert prepared.rules is not None
+        messages = self._prompt_sets.get(job.platform).render_messages(bare, job.locale)
+        return self._fingerprints.of({}, messages, prepared.rules).digest().hex()
 
     def string(self, product: Product, locale: Locale) -> PreparedJob:
         """A store string of a Translate & Adapt export, in one locale: checked by strings.py,

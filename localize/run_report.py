@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ def write_run_reports(
     elapsed_s: float,
     imports: Imports,
     held_since: list[str] | None = None,
+    reused_saved_usd: Decimal | None = None,
 ) -> dict[str, Any]:
     """cost_report.json / .md for this run (a sum over its audit log, with what the Shopify
     import file holds where one was written), what it measured for later estimates, and the
@@ -52,6 +54,9 @@ def write_run_reports(
     report["rate"] = _rate_summary(settings, pacer)
     if settings.shard:
         report["shard"] = list(settings.shard)  # so `localize merge` knows whose products these are
+    if reused_saved_usd is not None:
+        # Listings taken from a job with the same copy (jobs.reused): what they cost where written.
+        report["reused"] = {"jobs": jobs.get("reused", 0), "saved_usd": float(round(reused_saved_usd, 6))}
     if held_since:
         report["held_since"] = held_since  # the runs that met the failures held (jobs.held)
     if "not_started" in jobs:

@@ -51,7 +51,7 @@ os.umask(_UMASK)  # read the process umask (setting it back at once)
 _BILLED_FIELDS = ("model", "attempts", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "warnings")
 RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", *_BILLED_FIELDS)
 # A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
-OPTIONAL_RESULT_FIELDS = ("extra",)
+OPTIONAL_RESULT_FIELDS = ("extra", "reused_from")
 # A failure an unchanged job would meet again carries the run that met it and the fingerprint
 # it was asked with (Fingerprint.digest, hex): the next run holds it instead of paying again.
 OPTIONAL_FAILURE_FIELDS = ("run", "fingerprint")
@@ -131,6 +131,7 @@ class JobResult:
     line: Mapping[str, Any]  # RESULT_FIELDS (and the optional ones) in order
     fingerprint: Fingerprint
     fields: Mapping[str, str]
+    copy: str | None = None  # its copy key (Preparer.copy_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     failure TEXT,
     PRIMARY KEY (id, platform, locale)
 ) WITHOUT ROWID;
+-- A result's copy key (its lock line's "copy"): a job asking the same copy takes that listing.
+CREATE TABLE IF NOT EXISTS copies (
+    id TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    locale TEXT NOT NULL,
+    copy TEXT NOT NULL,
+    PRIMARY KEY (id, platform, locale)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS copies_by_copy ON copies (copy);
 -- One row per request attempt, written before it is sent (logged = 0) and completed after.
 CREATE TABLE IF NOT EXISTS attempts (
     run TEXT NOT NULL,
@@ -309,6 +319,15 @@ class RunStore:
         old_fields = dict(json.loads(product[0])["fields"]) if product is not None else None
         return lock_stale_reason(old, fp, fields, old_fields, has_result=bool(row and row[1]))
 
+    def written_copy(self, copy: str) -> dict[str, Any] | None:
+        """The result line of a job that asked this very copy (Preparer.copy_key), if one is written."""
+        row = self._db.execute(
+            "SELECT jobs.result FROM copies JOIN jobs USING (id, platform, locale)"
+            " WHERE copies.copy = ? AND jobs.result IS NOT NULL LIMIT 1",
+            (copy,),
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def held_failure(self, key: JobKey, fp: Fingerprint) -> dict[str, Any] | None:
         """The failure an earlier run met asking this job exactly as it stands now (same
         fingerprint): sending it again would most likely pay for the same failure."""
@@ -392,11 +411,14 @@ class RunStore:
                 " VALUES (?, ?, ?, ?, ?, ?, NULL)",
                 (
                     *key,
-                    job_line(key, result.fingerprint),
+                    job_line(key, result.fingerprint, result.copy),
                     result.fingerprint.digest(),
                     output_line(result.line, STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS),
                 ),
             )
+            self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
+            if result.copy:
+                self._db.execute("INSERT INTO copies VALUES (?, ?, ?, ?)", (*key, result.copy))
 
     def record_failure(self, failure: JobFailure, *, attempt: Mapping[str, Any] | None = None) -> None:
         """A finished job without a valid result, in one transaction with its last answered
@@ -567,6 +589,7 @@ class RunStore:
         with self._transaction():
             self._db.execute("DELETE FROM products")
             self._db.execute("DELETE FROM jobs")
+            self._db.execute("DELETE FROM copies")
             for raw, entry in iter_lines(self.out / LOCK):
                 if "product" in entry:
                     self._db.execute("INSERT OR REPLACE INTO products VALUES (?, ?)", (str(entry["product"]), raw))
@@ -576,6 +599,10 @@ class RunStore:
                         "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current) VALUES (?, ?, ?, ?, ?)",
                         (*key, raw, Fingerprint(**fingerprint_fields(entry)).digest()),
                     )
+                    if entry.get("copy"):
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?)", (*key, str(entry["copy"]))
+                        )
             for name, column, fields in (
                 (RESULTS, "result", RESULT_FIELDS),
                 (STRINGS_FILE, "result", STRING_FIELDS),
@@ -758,7 +785,7 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     """A results.jsonl or failures.jsonl line: the contract's fields in order, then the
     optional ones a record has (other keys are dropped)."""
     kept = {name: record.get(name) for name in fields}
-    if fields is RESULT_FIELDS:
+    if fields is RESULT_FIELDS or fields is STRING_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
     if fields is FAILURE_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_FAILURE_FIELDS if record.get(name)})

@@ -639,3 +639,48 @@ def test_a_failure_of_the_relay_is_not_held(run_cli, sample: Path) -> None:
         sent = len(relay.chat_requests)
         again = run(run_cli, relay, sample, "--pack", "1")
     assert again.exit_code == 0 and len(relay.chat_requests) == sent + 1
+
+
+def _catalog_with_twins(sample: Path, path: Path, twins: int, *, later: int = 0) -> Path:
+    """20 products of distinct copy (the sample's 13, and 7 renamed), then `twins` (and `later`)
+    products repeating one of them under a new id and SKU."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(sample.read_text(encoding="utf-8").splitlines()))
+    distinct = rows + [
+        {**row, "id": f"{row['id']}-B", "sku": f"{row['sku']}-B", "name": row["name"] + " Pro"} for row in rows[:7]
+    ]
+    copies = [
+        {**distinct[n % len(distinct)], "id": f"TWIN-{n:02d}", "sku": f"TW-{n:02d}"} for n in range(twins + later)
+    ]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(distinct + copies)
+    return write(path, out.getvalue())
+
+
+def test_the_same_copy_is_paid_for_once_in_a_run_and_in_later_runs(run_cli, sample: Path, tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        catalog = _catalog_with_twins(sample, tmp_path / "twins.csv", 10)
+        first = run_cli("run", catalog, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--pack", "1")
+        assert first.exit_code == 0, first.stderr
+        assert len(relay.chat_requests) == 20  # 30 products, 10 of them another's copy
+        results = {r["id"]: r for r in iter_jsonl(Path("out/results.jsonl"))}
+        assert len(results) == 30
+        twin = results["TWIN-03"]
+        source = results[twin["reused_from"]]
+        assert twin["sku"] == "TW-03" and twin["cost_usd"] == 0 and twin["attempts"] == 0
+        for name in ("title", "description", "bullets", "seo_tags"):
+            assert twin[name] == source[name]
+        report = json.loads(Path("out/cost_report.json").read_text())
+        assert report["jobs"]["reused"] == 10 and report["jobs"]["succeeded"] == 30
+        assert report["reused"]["saved_usd"] > 0 and "Reused: 10 listings" in first.stderr
+        catalog = _catalog_with_twins(sample, tmp_path / "twins.csv", 10, later=5)
+        later = run_cli("run", catalog, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--pack", "1")
+        assert later.exit_code == 0, later.stderr
+        assert len(relay.chat_requests) == 20  # 5 more copies cost nothing
+        assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 35
+        check = run_cli("run", catalog, "-l", "de-DE", "--out", "out", "--check")
+    assert check.exit_code == 0, check.stdout

@@ -155,7 +155,9 @@ def test_changing_pack_makes_nothing_stale(run_cli, tmp_path: Path) -> None:
 
 def test_ids_that_could_break_the_fence_are_escaped_and_matched(run_cli, tmp_path: Path) -> None:
     ids = ['A"1', "B<2>", "C&3"]
-    lines = ["id,name"] + [f'"{product_id.replace(chr(34), chr(34) * 2)}",Kettle' for product_id in ids]
+    lines = ["id,name"] + [  # three products of their own (the same copy would be asked once)
+        f'"{product_id.replace(chr(34), chr(34) * 2)}",Kettle {n}' for n, product_id in enumerate(ids, start=1)
+    ]
     path = write(tmp_path / "odd.csv", "\n".join(lines) + "\n")
     with FakeRelay() as relay:
         result = live(run_cli, relay, path, "--pack", "3")
