@@ -24,6 +24,7 @@ from rich.table import Table
 from . import __version__, config, estimate, jobs, pipeline, preview, reports
 from .batch import BatchProgress
 from .errors import DiskFull, InputError, LocalizeError
+from .memory import export_memory
 from .merge import merge_outputs
 from .progress import ProgressView
 from .redact import redact_environment_keys
@@ -205,6 +206,9 @@ def run(
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
+    memory: list[Path] = typer.Option(
+        [], "--memory", help="A TMX translation memory whose texts fill store strings (repeatable)."
+    ),
     store_view: list[str] = typer.Option(
         [], "--store-view", help="LOCALE=CODE: the Magento store view a locale imports into (repeatable)."
     ),
@@ -248,6 +252,7 @@ def run(
         source_locale=source_locale,
         overwrite_existing=overwrite_existing or None,
         store_view=",".join(store_view) or None,
+        memory=tuple(memory) or None,
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
@@ -472,6 +477,23 @@ def report(
     with exit_codes():
         rebuilt = reports.rebuild_report(out, all_runs=all_runs)
     _print_report(rebuilt, as_json=as_json)
+
+
+memory_app = typer.Typer(help="Translation memories (TMX).", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("export", cls=_Command, short_help="Write a run's store-text translations as TMX.")
+def memory_export(
+    out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
+    tmx: Path = typer.Option(..., "--tmx", help="The TMX file to write."),
+    source_locale: str = typer.Option("en", "--source-locale", help="The language the store texts are in."),
+) -> None:
+    """Write OUT's store-text translations (strings.jsonl) as TMX 1.4, for CAT tools and other
+    translation memories."""
+    with exit_codes():
+        count = export_memory(out, tmx, source_locale=source_locale)
+    stderr.print(f"Wrote {count:,} translation units to {tmx}.", markup=False)
 
 
 @app.command(cls=_Command, short_help="Write OUT/review.html: the source beside each locale.")

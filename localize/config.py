@@ -104,6 +104,7 @@ class Settings(BaseModel):
         (), description="columns that reach the model: NAME (only these), -NAME (not this), +NAME (this too)"
     )
     source_locale: Locale | None = Field(None, description="the catalog's language (a shop's export: found from it)")
+    memory: tuple[Path, ...] = Field((), description="TMX translation memories: their texts fill store strings")
     overwrite_existing: bool = Field(False, description="import files replace the translations a shop's export has")
     amazon_seller_id: str | None = Field(None, min_length=1, description="the feed header's sellerId")
     amazon_seller_ids: dict[str, str] = Field(
@@ -160,6 +161,11 @@ class Settings(BaseModel):
             if region not in ("NA", "EU", "FE"):
                 raise ValueError(f"keys are SP-API regions: NA, EU or FE, not {region!r}")
         return value
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, (str, Path)) else value
 
     @field_validator("source_locale", mode="before")
     @classmethod

@@ -73,6 +73,7 @@ from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
     lint_kept,
+    memory_for,
     starts_request,
     store_strings,
 )
@@ -90,6 +91,7 @@ if TYPE_CHECKING:
     from .glossary import Term
     from .locales import Locale
     from .lock import Fingerprint, JobKey
+    from .memory import Memory
     from .prompts import Message, PackedPrompt
     from .rules import PlatformRules
 
@@ -159,6 +161,7 @@ async def _run(
     if settings.no_wait and settings.batch == "off":
         raise InputError("--no-wait submits a batch and exits", hint="add --batch (or --batch-auto)")
     check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
+    memory = memory_for(settings, catalog)  # a TMX that cannot be read: said before anything is sent
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
@@ -194,7 +197,7 @@ async def _run(
         if batch_client is not None
         else None
     )
-    worker = _JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, calibration)
+    worker = _JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, calibration, memory)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
     units = worker.every_unit(jobs, strings)
 
@@ -289,6 +292,8 @@ async def _run(
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
         if worker.held:
             jobs_count["held"] = worker.held  # of the failed, not sent again: unchanged since they failed
+        if worker.from_memory:
+            jobs_count["from_memory"] = worker.from_memory  # of the succeeded: store strings a memory filled
         if worker.reused:
             jobs_count["reused"] = worker.reused  # of the succeeded: the same copy as another job's listing
         if worker.in_batch:
@@ -304,7 +309,7 @@ async def _run(
             elapsed_s=elapsed_s,
             imports=imports,
             held_since=sorted(run for run in worker.held_since if run),
-            reused_saved_usd=worker.saved_usd if worker.reused else None,
+            reused_saved_usd=worker.saved_usd if worker.reused or worker.from_memory else None,
         )
     finally:
         store.release()
@@ -527,6 +532,7 @@ class _JobRunner:
         store: RunStore,
         run_id: str,
         calibration: Calibration | None,
+        memory: Memory | None = None,
     ) -> None:
         self._settings = settings
         self._price = price
@@ -558,6 +564,8 @@ class _JobRunner:
         # Per copy key: the result line written for it this run, or the twins waiting for its
         # first job (the leader) to settle; and the copy key each leader asks.
         self._copies: dict[str, dict[str, Any] | list[_Work]] = {}
+        self.from_memory = 0  # of the succeeded: store strings a translation memory filled
+        self._memory = memory
         self._leading: dict[JobKey, str] = {}
         self.held_since: set[str] = set()
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
@@ -651,9 +659,28 @@ class _JobRunner:
                 return None
             work.harvested = self._harvest.take(*work.line_job)
             self._harvest_unlogged += work.harvested is not None
+        if work.harvested is None and job.platform == STRINGS and self._from_memory(work):
+            return None
         if work.harvested is None:
             return self._unless_copied(work, prepared)
         return work
+
+    def _from_memory(self, work: _Work) -> bool:
+        """Whether a translation memory (--memory, a person's translations in the export) holds
+        this store string's text for its locale: then it is the result, at no cost."""
+        job = work.job
+        text = self._memory.find(job.product.name, job.locale) if self._memory else None
+        if text is None:
+            return False
+        billed = {"model": self._settings.model, "attempts": 0, "input_tokens": 0, "output_tokens": 0}
+        billed.update(cached_tokens=0, cost_usd=0.0, warnings=[])
+        line = {**self._strings.result_line(job, text, billed), "memory": True}
+        self._store.record_result(JobResult(job.key, line, work.fp, work.fields))
+        self.succeeded += 1
+        self.from_memory += 1
+        usage = Usage(input_tokens=self._counter.count(job.product.name), output_tokens=self._counter.count(text))
+        self.saved_usd += cost_usd(usage, self._price)
+        return True
 
     def _unless_copied(self, work: _Work, prepared: PreparedJob) -> _Work | None:
         """The job's work, or None when another job asks the very same copy (its codes aside):

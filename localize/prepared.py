@@ -63,7 +63,9 @@ class Preparer:
             messages = render_strings([bare], job.locale).messages
             return self._fingerprints.of({}, messages, STRINGS_RULES).digest().hex()
         assert prepared.rules is not None
-        messages = self._prompt_sets.get(job.platform).render_messages(bare, job.locale)
+        messages = prepared.messages
+        if len(bare.fields) != len(product.fields) or product.id in messages[-1]["content"]:
+            messages = self._prompt_sets.get(job.platform).render_messages(bare, job.locale)  # codes out
         return self._fingerprints.of({}, messages, prepared.rules).digest().hex()
 
     def string(self, product: Product, locale: Locale) -> PreparedJob:

@@ -51,7 +51,7 @@ os.umask(_UMASK)  # read the process umask (setting it back at once)
 _BILLED_FIELDS = ("model", "attempts", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "warnings")
 RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", *_BILLED_FIELDS)
 # A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
-OPTIONAL_RESULT_FIELDS = ("extra", "reused_from")
+OPTIONAL_RESULT_FIELDS = ("extra", "reused_from", "memory")
 # A failure an unchanged job would meet again carries the run that met it and the fingerprint
 # it was asked with (Fingerprint.digest, hex): the next run holds it instead of paying again.
 OPTIONAL_FAILURE_FIELDS = ("run", "fingerprint")
@@ -230,6 +230,7 @@ class RunStore:
         (OutInUse if another run holds it) and open the audit log."""
         self.out = out
         self.notices: list[str] = []  # what a run should say about OUT's state (a database rebuilt)
+        self._no_held: bool | None = None  # no failure an earlier run could hold (found at the first ask)
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
         if read_only:
@@ -331,6 +332,12 @@ class RunStore:
     def held_failure(self, key: JobKey, fp: Fingerprint) -> dict[str, Any] | None:
         """The failure an earlier run met asking this job exactly as it stands now (same
         fingerprint): sending it again would most likely pay for the same failure."""
+        if self._no_held is None:  # most runs: no failure to hold, and no query per job
+            self._no_held = (
+                self._db.execute("SELECT 1 FROM jobs WHERE failure LIKE '%\"fingerprint\"%' LIMIT 1").fetchone() is None
+            )
+        if self._no_held:
+            return None
         row = self._db.execute(
             "SELECT failure FROM jobs WHERE id = ? AND platform = ? AND locale = ? AND failure IS NOT NULL", key
         ).fetchone()

@@ -24,6 +24,8 @@ from .config import Settings
 from .cost import OUTPUT_HIGH_FACTOR
 from .jobs import in_shard
 from .locales import Locale
+from .memory import Memory
+from .memory import load as load_memory
 from .prompts import PackedPrompt, data_json
 from .sanitize import formula_start, unsafe_markup
 from .shops import SHOPS, StoreString
@@ -246,3 +248,14 @@ def store_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list
             if locales:
                 found.append((string_product(string), locales))
     return found
+
+
+def memory_for(settings: Settings, catalog: Path) -> Memory | None:
+    """The translation memory store strings are filled from: the TMX files of --memory, then
+    the translations a person made in the run's shop export (None when there is neither)."""
+    memory = load_memory(settings.memory)
+    for shop in SHOPS:
+        if shop.asked(settings, catalog):
+            for source, code, translation in shop.translations(catalog):
+                memory.add(source, code, translation)
+    return memory if len(memory) else None

@@ -377,3 +377,95 @@ def test_every_text_translated_for_an_asked_language_is_in_the_file_and_the_coun
     accounted = summary["kept"] + summary["filled"] + summary["failed"] + sum(summary["left"].values())
     assert accounted + summary["other_languages"] == len(written) == summary["rows"]
     assert summary["added"] == sum(1 for row in rows if row["Locale"] == "fr" and row["Type"] in kept_out)
+
+
+TMX = """<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4">
+  <header creationtool="SomeCAT" creationtoolversion="9" datatype="plaintext" segtype="sentence"
+          adminlang="en" srclang="en-US" o-tmf="cat"/>
+  <body>
+    <tu><tuv xml:lang="en-US"><seg>Add to   cart</seg></tuv><tuv xml:lang="de-DE"><seg>In den Warenkorb</seg></tuv></tu>
+    <tu><tuv xml:lang="en-US"><seg>{{ count }} items in your cart</seg></tuv>
+        <tuv xml:lang="de"><seg>{{ count }} Artikel im Warenkorb</seg></tuv></tu>
+    <tu><tuv xml:lang="en-US"><seg>Shop all</seg></tuv><tuv xml:lang="de"><seg>Alles ansehen</seg></tuv></tu>
+    <tu><tuv xml:lang="en-US"><seg>Winter Essentials</seg></tuv><tuv xml:lang="ja"><seg>冬の必需品</seg></tuv></tu>
+  </body>
+</tmx>
+"""
+
+
+def strings_asked(relay: FakeRelay, language: str) -> str:
+    """Every store text a run asked the relay for in one language."""
+    return "".join(
+        body["messages"][1]["content"]
+        for body in relay.chat_requests
+        if "<strings>" in body["messages"][-1]["content"] and f"locale {language}" in body["messages"][0]["content"]
+    )
+
+
+def test_a_translation_memory_fills_store_strings_without_a_request(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    memory = write(tmp_path / "shop.tmx", TMX)
+    result = shopify_run(run_cli, relay, EXPORT, "--memory", memory, "--json")
+    assert result.exit_code == 0, result.stderr
+    german = strings_asked(relay, "de-DE")
+    assert german and "Add to cart" not in german and "items in your cart" not in german and "Shop all" not in german
+    assert "Add to cart" in strings_asked(relay, "fr-FR")  # no French in the memory: asked
+    rows = keyed(csv_rows(IMPORT))
+    assert rows[("'1234567890", "products.product.add_to_cart", "de")]["Translated content"] == "In den Warenkorb"
+    count = rows[("'1234567890", "general.cart.item_count", "de")]["Translated content"]
+    assert count == "{{ count }} Artikel im Warenkorb"
+    filled = [r for r in iter_jsonl(Path("out/strings.jsonl")) if r.get("memory")]
+    assert {(r["field"], r["locale"]) for r in filled} >= {
+        ("products.product.add_to_cart", "de-DE"),
+        ("general.cart.item_count", "de-DE"),
+    }
+    report = json.loads(result.stdout)
+    assert report["jobs"]["from_memory"] == len(filled) and report["reused"]["saved_usd"] > 0
+    exported = tmp_path / "out.tmx"
+    done = run_cli("memory", "export", "out", "--tmx", exported)
+    assert done.exit_code == 0 and "translation units" in done.stderr
+    from localize.memory import read_tmx
+
+    units = {(source, language): text for source, language, text in read_tmx(exported)}
+    assert units[("Add to cart", "de-de")] == "In den Warenkorb"
+
+
+def test_the_exports_own_translations_serve_the_same_text_elsewhere(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    """A person translated the French menu title "Main menu"; a link with the same text is
+    filled from it, not sent."""
+    text = EXPORT.read_text(encoding="utf-8-sig").replace(",Shop all,", ",Main menu,")
+    export = write(tmp_path / "export.csv", text)
+    result = shopify_run(run_cli, relay, export, "-l", "fr-FR")
+    assert result.exit_code == 0, result.stderr
+    assert "Main menu" not in strings_asked(relay, "fr-FR")
+    rows = keyed(csv_rows(IMPORT))
+    assert rows[("'5566778900", "title", "fr")]["Translated content"] == "Menu principal"
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ('<?xml version="1.0"?><!DOCTYPE tmx [<!ENTITY a "aaaa">]><tmx><body/></tmx>', "declares"),
+        ("<tmx><body><tu></body></tmx>", "not well-formed XML"),
+        ("<html><body/></html>", "not a TMX file"),
+    ],
+)
+def test_a_memory_that_is_not_a_safe_tmx_stops_the_run_before_sending(
+    run_cli, relay: FakeRelay, tmp_path: Path, content: str, said: str
+) -> None:
+    memory = write(tmp_path / "bad.tmx", content)
+    result = shopify_run(run_cli, relay, EXPORT, "--memory", memory)
+    assert result.exit_code == 2 and said in result.stderr and relay.chat_requests == []
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and said in errors[0] and "Traceback" not in result.stderr
+
+
+def test_a_memory_over_the_size_cap_is_refused(
+    run_cli, relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import localize.memory
+
+    monkeypatch.setattr(localize.memory, "MAX_BYTES", 100)
+    memory = write(tmp_path / "big.tmx", TMX)
+    result = shopify_run(run_cli, relay, EXPORT, "--memory", memory)
+    assert result.exit_code == 2 and "more than" in result.stderr and relay.chat_requests == []

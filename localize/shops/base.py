@@ -131,6 +131,11 @@ class Shop:
         the run writes that file)."""
         return []
 
+    def translations(self, catalog: Path) -> Iterable[tuple[str, str, str]]:
+        """Translations a person already made in the shop's export, as (source text, language
+        code, translation): they serve the same text elsewhere in the file (a memory)."""
+        return ()
+
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Before anything is sent: what writing the import file will need (exit 2 if missing);
         `products` reads the catalog's products on a platform."""

@@ -408,6 +408,12 @@ class TranslateAdapt(Shop):
     def asked(self, settings: Settings, catalog: Path) -> bool:
         return writes_import(settings, catalog)
 
+    def translations(self, catalog: Path) -> Iterable[tuple[str, str, str]]:
+        """The export's current translations of store texts (a person's, or an earlier import)."""
+        for row in read_export(catalog):
+            if not row.is_listing and row.has_translation and row.unsent_reason() is None:
+                yield row.default, row.code, row.translated
+
     def strings(self, catalog: Path) -> list[StoreString]:
         """The export's text rows other than a product's listing fields, once per key (the first
         language's row gives the source text), in the export's order."""

@@ -1,0 +1,189 @@
+"""A translation memory: texts already translated (by a person, another tool, an earlier run),
+used for the same source text instead of a request.
+
+`--memory FILE` (repeatable; `memory:` in localize.yaml) reads TMX 1.4, the exchange format of
+CAT tools, Weglot and Langify exports. A TMX file is untrusted input, so it is parsed with
+defusedxml: a document that declares an entity (the "billion laughs"), refers to an external one,
+or is not well formed is refused in one line, as is one over MAX_BYTES. A unit serves a target
+language when it has a variant in it: `sv` serves `sv-SE`, `pt-BR` serves only `pt-BR`. Texts
+match exactly after whitespace is normalised, and a translation serves only if it keeps the
+source's placeholders ({{ liquid }}, {% tags %}).
+
+`localize memory export OUT --tmx FILE` writes a run's store texts and human translations back
+as TMX, for other tools.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree.ElementTree import Element  # types only: parsing goes through defusedxml
+from xml.sax.saxutils import escape, quoteattr
+
+import defusedxml.ElementTree as safe_xml
+from defusedxml import DefusedXmlException
+
+from .errors import InputError
+from .layout import STRINGS_FILE
+from .locales import Locale
+from .store import iter_jsonl
+
+# A memory larger than this is not one a run should read whole (a mistake, or an attack).
+MAX_BYTES = 64_000_000
+_SPACE = re.compile(r"\s+")
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def normal(text: str) -> str:
+    """A text as the memory matches it: whitespace runs as one space, none at either end."""
+    return _SPACE.sub(" ", text).strip()
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(normal(token) for token in _PLACEHOLDER.findall(text))
+
+
+@dataclass(slots=True)
+class Memory:
+    """Source text (normalised) → per language tag (`sv`, `sv-SE`): its translation."""
+
+    units: dict[str, dict[str, str]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)  # where the units came from, for messages
+
+    def add(self, source: str, language: str, translation: str) -> None:
+        source, translation = normal(source), translation.strip()
+        if not source or not translation or placeholders(source) != placeholders(translation):
+            return  # a translation that drops a placeholder breaks the store: never served
+        self.units.setdefault(source, {}).setdefault(language.lower(), translation)
+
+    def find(self, source: str, locale: Locale) -> str | None:
+        """The translation of `source` for `locale`: its own tag's, else its language's."""
+        variants = self.units.get(normal(source))
+        if not variants:
+            return None
+        return variants.get(locale.tag.lower()) or variants.get(locale.language.lower())
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+
+def load(paths: Iterable[Path]) -> Memory:
+    """Every unit of the TMX files, in order (the first translation of a text wins)."""
+    memory = Memory()
+    for path in paths:
+        for source, language, translation in read_tmx(path):
+            memory.add(source, language, translation)
+        memory.sources.append(str(path))
+    return memory
+
+
+def read_tmx(path: Path) -> Iterator[tuple[str, str, str]]:
+    """(source text, target language, translation) for every unit and target variant of a
+    TMX file; the source language is the header's `srclang` (or a unit's own)."""
+    root = _parse(path)
+    header = root.find("header")
+    default_source = (header.get("srclang") if header is not None else None) or ""
+    body = root.find("body")
+    for unit in body.iter("tu") if body is not None else ():
+        source_language = (unit.get("srclang") or default_source).lower()
+        variants = [
+            (str(tuv.get(_XML_LANG) or tuv.get("lang") or "").lower().replace("_", "-"), _segment(tuv))
+            for tuv in unit.iter("tuv")
+        ]
+        if source_language in ("", "*all*"):
+            source_language = variants[0][0] if variants else ""
+        source = next((text for language, text in variants if _same_language(language, source_language)), None)
+        if source is None:
+            continue
+        for language, text in variants:
+            if language and not _same_language(language, source_language):
+                yield source, language, text
+
+
+def _parse(path: Path) -> Element:
+    where = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read the translation memory: {exc.strerror}", where=where) from None
+    if size > MAX_BYTES:
+        raise InputError(
+            f"the translation memory is {size / 1e6:,.0f} MB, more than {MAX_BYTES // 1_000_000} MB",
+            where=where,
+            hint="export only the language pairs this catalog needs",
+        )
+    try:
+        root = safe_xml.parse(str(path), forbid_dtd=True).getroot()
+    except DefusedXmlException as exc:
+        what = {"DTDForbidden": "a DTD", "EntitiesForbidden": "an entity"}.get(
+            type(exc).__name__, "an external reference"
+        )
+        raise InputError(
+            f"the translation memory declares {what} (refused: a TMX is untrusted XML)",
+            where=where,
+            hint="a TMX needs no DTD or entities; export it again from its tool",
+        ) from None
+    except safe_xml.ParseError as exc:
+        line, column = exc.position
+        raise InputError(f"not well-formed XML: {exc.msg}", where=f"{where}:{line}:{column}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the translation memory: {exc}", where=where) from None
+    if root is None or root.tag != "tmx":
+        if root is None:
+            raise InputError("not a TMX file (no root element)", where=where, hint="pass a TMX 1.4 file")
+        raise InputError(f"not a TMX file (its root element is <{root.tag}>)", where=where, hint="pass a TMX 1.4 file")
+    return root
+
+
+def _segment(tuv: Element) -> str:
+    """A variant's text: its <seg>'s, inline markup's text included, tags of placeholders kept."""
+    seg = tuv.find("seg")
+    return "".join(seg.itertext()) if seg is not None else ""
+
+
+def _same_language(tag: str, other: str) -> bool:
+    """Whether two tags name one language (`en-US` and `en`): a unit's source, not a target."""
+    return tag.replace("_", "-").split("-")[0] == other.replace("_", "-").split("-")[0]
+
+
+def write_tmx(path: Path, units: Iterable[tuple[str, str, str, str]], *, source_language: str = "en") -> int:
+    """A TMX 1.4 file of (source language, source, target language, translation) units; the
+    number written."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<tmx version="1.4">',
+        f'  <header creationtool="localize" creationtoolversion="1" datatype="plaintext" segtype="block"'
+        f' adminlang="en" srclang={quoteattr(source_language)} o-tmf="localize"/>',
+        "  <body>",
+    ]
+    count = 0
+    for src_lang, source, language, translation in units:
+        lines += [
+            "    <tu>",
+            f"      <tuv xml:lang={quoteattr(src_lang)}><seg>{escape(source)}</seg></tuv>",
+            f"      <tuv xml:lang={quoteattr(language)}><seg>{escape(translation)}</seg></tuv>",
+            "    </tu>",
+        ]
+        count += 1
+    lines += ["  </body>", "</tmx>", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return count
+
+
+def export_memory(out: Path, tmx: Path, *, source_locale: str = "en") -> int:
+    """OUT's store-text translations (strings.jsonl: each text and its translation) as TMX;
+    the number of units written."""
+    strings = out / STRINGS_FILE
+    if not strings.is_file():
+        raise InputError(
+            "no store-text translations here", where=str(out), hint=f"expected {strings}; pass a run's --out directory"
+        )
+    units = (
+        (source_locale, str(line["source"]), str(line["locale"]), str(line["text"]))
+        for line in iter_jsonl(strings)
+        if line.get("source") and line.get("text")
+    )
+    return write_tmx(tmx, units, source_language=source_locale)
