@@ -9,8 +9,9 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from decimal import Decimal
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -585,7 +586,8 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
     packing = "one request each" if packs in ([], [1]) else f"up to {packs[-1]} products per request"
     stderr.print(
         f"Dry run: nothing sent. {catalog.name}: {_plural(result.products, 'product')} → "
-        f"{_plural(result.jobs + result.up_to_date, 'job')} ({_plural(len(platforms), 'platform')} × "
+        f"{_plural(result.jobs + result.up_to_date + result.settled_unsent, 'job')} "
+        f"({_plural(len(platforms), 'platform')} × "
         f"{_plural(len(locales), 'locale')}), {packing}.",
         markup=False,
     )
@@ -594,6 +596,14 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             f"{result.up_to_date:,} jobs are up to date in {out}/ and would not be sent; the table prices the rest.",
             markup=False,
         )
+    if result.settled_unsent:
+        kinds = {
+            "reused": "the same copy as another product's (asked once)",
+            "from_memory": "filled from the translation memory",
+            "held": "failures held (unchanged since they failed; --retry-failed sends them)",
+        }
+        parts = [f"{count:,} {kinds[name]}" for name, count in result.unsent().items() if count]
+        stderr.print(f"Not sent, not priced: {'; '.join(parts)}.", markup=False)
     if result.products_without_jobs:
         stderr.print(
             f"note: {result.products_without_jobs:,} products have no jobs: their platform/locales "
@@ -712,6 +722,20 @@ def _print_run(summary: pipeline.RunSummary, *, as_json: bool) -> None:
         )
 
 
+def _cost_said(report: Mapping[str, Any]) -> str:
+    """The run's cost: what the relay reported, and beside it what answers without usage cost
+    counted offline, so the summary agrees with the progress line (which counts both)."""
+    reported = _money(report["cost_usd"])
+    gone = report.get("unreported")
+    if not gone:
+        return reported
+    counted = Decimal(str(report["cost_usd"])) + Decimal(str(gone["estimated_cost_usd"]))
+    return (
+        f"{reported} reported + about {_money(gone['estimated_cost_usd'])} counted offline for "
+        f"{gone['requests']:,} answers without usage = about {_money(float(counted))}"
+    )
+
+
 def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         stdout.print_json(json.dumps(report, ensure_ascii=False))
@@ -726,7 +750,7 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
         f"{jobs['succeeded']:,} of {jobs['total']:,} jobs succeeded, {jobs['failed']:,} failed{up_to_date}; "
         f"{report['requests']:,} requests; {tokens['input']:,} input tokens ({tokens['cached_input']:,} cached, "
         f"{report.get('cached_share', 0):.0%}), "
-        f"{tokens['output']:,} output; cost {_money(report['cost_usd'])}",
+        f"{tokens['output']:,} output; cost {_cost_said(report)}",
         markup=False,
     )
     rate = report.get("rate") or {}

@@ -3,6 +3,7 @@ group as low / expected / high, using the calibration a live run leaves behind."
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -32,14 +33,16 @@ from .fields import left_out_kind
 from .jobs import Job, PromptSets, iter_jobs, require_locales
 from .layout import CALIBRATION, LOCK
 from .locales import Locale
+from .lock import field_digests
 from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
-from .prepared import Preparer
+from .prepared import CODE_FIELDS, Preparer
 from .prompts import PACK_HEADER, PromptSet, data_json
 from .store import RunStore
 from .strings import (
     STRING_TOKENS_OVERHEAD,
     STRINGS,
     USER,
+    memory_for,
     render_strings,
     store_strings,
     string_requests,
@@ -139,6 +142,11 @@ class Estimate:
     products: int = 0
     products_without_jobs: int = 0
     up_to_date: int = 0  # jobs whose results in OUT are current: not sent, not priced
+    # Jobs a run would settle without a request (not priced): the same copy as another job's
+    # listing, a store string a translation memory fills, a failure held (unchanged since it failed).
+    reused: int = 0
+    from_memory: int = 0
+    held: int = 0
     elapsed_s: float = 0.0
     calibration: Calibration | None = None
     rpm: int | str = 60
@@ -289,12 +297,28 @@ class Estimate:
             "price": {"as_of": price.as_of.isoformat() if price.as_of else None, "source": price.source},
         }
 
+    @property
+    def settled_unsent(self) -> int:
+        """Jobs a run would settle without sending them (beside those up to date)."""
+        return self.reused + self.from_memory + self.held
+
+    def _jobs(self, priced: int) -> dict[str, int]:
+        jobs = {
+            "total": priced + self.up_to_date + self.settled_unsent,
+            "succeeded": 0,
+            "failed": 0,
+            "up_to_date": self.up_to_date,
+        }
+        jobs.update({name: count for name, count in self.unsent().items() if count})
+        return jobs
+
+    def unsent(self) -> dict[str, int]:
+        return {"reused": self.reused, "from_memory": self.from_memory, "held": self.held}
+
     def _entry(self, jobs: int, requests: int, scenarios: Mapping[str, Usage], *, top: bool = False) -> dict[str, Any]:
         expected = scenarios["expected"]
         entry: dict[str, Any] = {
-            "jobs": {"total": jobs + self.up_to_date, "succeeded": 0, "failed": 0, "up_to_date": self.up_to_date}
-            if top
-            else jobs,
+            "jobs": self._jobs(jobs) if top else jobs,
             "requests": requests,
             "tokens": expected.as_dict(),
             "cost_usd": usd(cost_usd(expected, self.price)),
@@ -304,6 +328,14 @@ class Estimate:
 
 
 # --- the dry run ----------------------------------------------------------------------------
+
+
+def _copy_of(product: Product) -> bytes:
+    """What a product's listing is written from, its codes aside (16 bytes): two products with
+    the same are asked once (a run's Preparer.copy_key, within one run's templates and settings)."""
+    digests = field_digests({name: value for name, value in product.data().items() if name not in CODE_FIELDS})
+    return hashlib.blake2b(repr(sorted(digests.items())).encode(), digest_size=16).digest()
+
 
 PROGRESS_EVERY = 1000
 # The products whose columns are counted one by one, for what each column costs.
@@ -338,6 +370,7 @@ def _estimate(
         max_tokens=settings.max_tokens,
     )
     preparer = Preparer(settings, prompt_sets) if store is not None else None  # only to compare with the lock
+    copies: set[tuple[str, str, bytes]] = set()  # (platform, locale, copy) of the jobs priced
     # User messages are counted in batches, which tiktoken spreads over every core.
     pending: list[tuple[GroupEstimate, str, str]] = []
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
@@ -349,16 +382,28 @@ def _estimate(
                 result.column_tokens[name] = result.column_tokens.get(name, 0) + tokens * max(len(jobs), 1)
         if not jobs:
             result.products_without_jobs += 1
+        product_copy = _copy_of(product) if jobs else b""
         for job in jobs:
             prompt_set = prompt_sets.get(job.platform)
+            copy = (job.platform, job.locale.tag, product_copy)
             if preparer is not None and store is not None:
                 prepared = preparer.listing(job)
                 if store.is_current(job.key, prepared.fp):
                     result.up_to_date += 1
                     continue
+                if not settings.retry_failed and store.held_failure(job.key, prepared.fp) is not None:
+                    result.held += 1
+                    continue
+                if copy in copies or store.written_copy(preparer.copy_key(prepared)) is not None:
+                    result.reused += 1
+                    continue
                 messages = prepared.messages
+            elif copy in copies:
+                result.reused += 1  # the same copy as a job before it: asked once
+                continue
             else:
                 messages = prompt_set.render_messages(job.product, job.locale)  # what a run would send
+            copies.add(copy)
             user = messages[1]["content"]
             group = result.groups.get((job.platform, job.locale.tag))
             if group is None:
@@ -387,8 +432,17 @@ def _add_strings(
 ) -> None:
     """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them."""
     by_locale: dict[str, list[tuple[Product, Locale]]] = {}
+    memory = memory_for(settings, catalog)
+    seen: set[tuple[str, str]] = set()
     for product, locales in store_strings(settings, catalog):
         for locale in locales:
+            if memory is not None and memory.find(product.name, locale) is not None:
+                result.from_memory += 1
+                continue
+            if (product.name, locale.tag) in seen:
+                result.reused += 1  # the same text as a string before it: asked once
+                continue
+            seen.add((product.name, locale.tag))
             if (
                 store is not None
                 and preparer is not None

@@ -235,8 +235,18 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
     cost = f"${float(job.get('cost_usd') or 0):.5f}"
     return (
         f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td>"
-        f"<td>{listing}</td><td>{warned}</td><td class=cost>{cost}</td></tr>"
+        f"<td>{listing}</td><td>{warned}{_origin(job)}</td><td class=cost>{cost}</td></tr>"
     )
+
+
+def _origin(job: Mapping[str, Any]) -> str:
+    """Where a result came from when no request wrote it: another product's listing with the
+    same copy, or the translation memory."""
+    if job.get("reused_from"):
+        return f"<div class=reused>reused from {escape(str(job['reused_from']))} (the same copy)</div>"
+    if job.get("memory"):
+        return "<div class=reused>from the translation memory</div>"
+    return ""
 
 
 def _string(key: str, entries: list[dict[str, Any]]) -> str:
@@ -251,7 +261,7 @@ def _string(key: str, entries: list[dict[str, Any]]) -> str:
             text = _failure(job)
         else:
             text = f"<div class=translation>{_marked(str(job.get('text', '')))}</div>"
-        warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
+        warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings) + _origin(job)
         cost = f"${float(job.get('cost_usd') or 0):.5f}" if job["status"] == "ok" else ""
         rows.append(
             f"<tr {attrs}><td>{escape(job['locale'])}</td><td>{text}</td><td>{warned}</td><td class=cost>{cost}</td></tr>"
@@ -314,6 +324,7 @@ tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;
 #shown{color:#445} mark.ph{background:#e3f1e6;color:#1b5e20;border-radius:3px;padding:0 2px}
 .string .source,.translation{white-space:pre-wrap}
 .checked{color:#1b5e20;font-size:12px}
+.reused{color:#0d47a1;font-size:12px}
 """
 
 _SCRIPT = """

@@ -96,6 +96,11 @@ def test_unbelievable_usage_keeps_the_answer_and_reports_it_apart(
     assert unreported["estimated_cost_usd"] > 0
     assert report()["cost_usd"] == 0.0  # the billed totals hold only what the relay reported
     assert "without usage the relay could be held to" in result.stderr
+    # The summary line agrees with the progress line: what was reported and what was counted.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("progress:")][-1]
+    spent = progress.rsplit("$", 1)[1].split()[0]
+    summary = next(line for line in result.stderr.splitlines() if "jobs succeeded" in line)
+    assert "$0.0000 reported + about $" in summary and summary.endswith(f"= about ${spent}")
     rebuilt = run_cli("report", "out", "--json")
     assert rebuilt.exit_code == 0 and json.loads(rebuilt.stdout)["unreported"]["requests"] == 3
 

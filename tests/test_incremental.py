@@ -684,3 +684,18 @@ def test_the_same_copy_is_paid_for_once_in_a_run_and_in_later_runs(run_cli, samp
         assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 35
         check = run_cli("run", catalog, "-l", "de-DE", "--out", "out", "--check")
     assert check.exit_code == 0, check.stdout
+    assert run_cli("review", "out").exit_code == 0
+    page = Path("out/review.html").read_text(encoding="utf-8")
+    assert f"reused from {source['id']} (the same copy)" in page
+
+
+def test_the_dry_run_prices_neither_copies_nor_held_failures(run_cli, sample: Path, tmp_path: Path) -> None:
+    catalog = _catalog_with_twins(sample, tmp_path / "twins.csv", 10)
+    estimate = run_cli("run", catalog, "-l", "de-DE", "--out", "out", "--pack", "1", "--dry-run", "--json")
+    assert estimate.exit_code == 0, estimate.stderr
+    report = json.loads(estimate.stdout)
+    assert report["jobs"]["total"] == 30 and report["jobs"]["reused"] == 10 and report["requests"] == 20
+    with FakeRelay(poison="Voltkit 20000 mAh Power Bank") as relay:
+        run(run_cli, relay, sample, "--pack", "1")
+    held = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run")
+    assert held.exit_code == 0 and "Not sent, not priced: 2 failures held" in held.stderr

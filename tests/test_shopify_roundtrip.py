@@ -405,6 +405,8 @@ def strings_asked(relay: FakeRelay, language: str) -> str:
 
 def test_a_translation_memory_fills_store_strings_without_a_request(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
     memory = write(tmp_path / "shop.tmx", TMX)
+    priced = run_cli("run", EXPORT, "--out", "out", "--memory", memory, "--dry-run", "--json")
+    assert priced.exit_code == 0 and json.loads(priced.stdout)["jobs"]["from_memory"] == 3  # the three German
     result = shopify_run(run_cli, relay, EXPORT, "--memory", memory, "--json")
     assert result.exit_code == 0, result.stderr
     german = strings_asked(relay, "de-DE")
