@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, preview, reports
+from .approvals import approve_listings
 from .batch import BatchProgress
 from .errors import DiskFull, InputError, LocalizeError
 from .memory import export_memory
@@ -201,6 +202,12 @@ def run(
         None, "--glossary", help="YAML or CSV: terms to keep verbatim and fixed translations per locale."
     ),
     force: bool = typer.Option(False, "--force", help="Regenerate even jobs whose inputs did not change."),
+    refresh_outdated: bool = typer.Option(
+        False, "--refresh-outdated", help="Regenerate listings a person edited or approved whose product changed."
+    ),
+    require_approved: bool = typer.Option(
+        False, "--require-approved", help="With --check: exit 1 while any listing is unapproved."
+    ),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Send again the failed jobs whose inputs did not change (held otherwise)."
     ),
@@ -250,6 +257,8 @@ def run(
         glossary=glossary,
         force=force or None,
         retry_failed=retry_failed or None,
+        refresh_outdated=refresh_outdated or None,
+        require_approved=require_approved or None,
         source_locale=source_locale,
         overwrite_existing=overwrite_existing or None,
         store_view=",".join(store_view) or None,
@@ -270,7 +279,14 @@ def run(
 def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
     staleness = pipeline.check(settings, catalog)
     _print_check(staleness, as_json=as_json)
-    raise typer.Exit(ExitCode.PARTIAL if staleness.stale else ExitCode.OK)
+    unapproved = staleness.unapproved if settings.require_approved else 0
+    if unapproved:
+        stderr.print(
+            f"{unapproved:,} listings are not approved yet: approve them on the review page or with "
+            f"localize approve {settings.out} (--require-approved)",
+            markup=False,
+        )
+    raise typer.Exit(ExitCode.PARTIAL if staleness.stale or unapproved else ExitCode.OK)
 
 
 def _dry_run(settings: config.Settings, catalog: Path, *, as_json: bool, quiet: bool) -> None:
@@ -478,6 +494,21 @@ def report(
     with exit_codes():
         rebuilt = reports.rebuild_report(out, all_runs=all_runs)
     _print_report(rebuilt, as_json=as_json)
+
+
+@app.command(cls=_Command, short_help="Approve listings in OUT (for scripts and CI).")
+def approve(
+    out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
+    every: bool = typer.Option(False, "--all", help="Every listing in OUT."),
+    ids: list[str] = typer.Option([], "--id", help="A product id (repeatable)."),
+    locale: str | None = typer.Option(None, "--locale", help="Only this locale."),
+    platform: str | None = typer.Option(None, "--platform", "-p", help="Only this platform."),
+    user: str | None = typer.Option(None, "--user", help="Who approves, recorded beside the decision."),
+) -> None:
+    """Approve listings: each approval is a line in OUT/reviews.jsonl, folded into results.jsonl."""
+    with exit_codes():
+        count = approve_listings(out, every=every, ids=ids, locale=locale, platform=platform, user=user)
+    stderr.print(f"Approved {count:,} listings in {out} (recorded in {out / 'reviews.jsonl'}).", markup=False)
 
 
 memory_app = typer.Typer(help="Translation memories (TMX).", no_args_is_help=True)

@@ -143,6 +143,10 @@ class Settings(BaseModel):
     )
     force: bool = False
     retry_failed: bool = Field(False, description="send again the failed jobs whose inputs did not change")
+    refresh_outdated: bool = Field(
+        False, description="regenerate listings a person edited or approved whose source changed"
+    )
+    require_approved: bool = Field(False, description="--check: exit 1 while any listing is unapproved")
     check: bool = False
     api_key: SecretStr | None = None
     config_path: Path | None = None

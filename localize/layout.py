@@ -35,6 +35,7 @@ MAGENTO_FILE = "magento_products.csv"
 AKENEO_FILE = "akeneo_products.csv"
 SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
 REVIEW = "review.html"
+REVIEWS = "reviews.jsonl"  # people's decisions: edits, approvals, rejections (reviews.py)
 
 # What a run writes from its results and its own settings: a merged OUT removes them.
 IMPORT_FILES = (AMAZON_DIR, AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, REVIEW)

@@ -66,6 +66,7 @@ from .relay import (
     RelayFatal,
     Sender,
 )
+from .reviews import Decision, is_kept
 from .run_report import previous_rate_rpm, write_run_reports
 from .shops import Delivery, Imports, ImportSummary, check_imports, write_imports
 from .store import JobFailure, JobResult, RunStore
@@ -292,6 +293,8 @@ async def _run(
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
         if worker.held:
             jobs_count["held"] = worker.held  # of the failed, not sent again: unchanged since they failed
+        if worker.outdated:
+            jobs_count["outdated"] = worker.outdated  # of the up to date: kept as a person left them
         if worker.from_memory:
             jobs_count["from_memory"] = worker.from_memory  # of the succeeded: store strings a memory filled
         if worker.reused:
@@ -392,6 +395,7 @@ class Staleness:
 
     total: int
     stale: list[tuple[JobKey, str]]
+    unapproved: int = 0  # listings no person approved yet (--require-approved)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -425,12 +429,20 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     for ready in prepared:
         total += 1
         reason = store.stale_reason(ready.job.key, ready.fp, ready.fields)
+        reviewed = store.reviewed(ready.job.key)
+        if reviewed is not None and "rejected" in reviewed:
+            reason = "rejected by a reviewer"
+        elif reason is not None and reviewed is not None and is_kept(reviewed) and not settings.refresh_outdated:
+            reason = (
+                f"outdated ({reason}; kept: a person {'edited' if reviewed['origin'] == 'human' else 'approved'} it)"
+            )
         held = store.held_failure(ready.job.key, ready.fp) if reason is not None else None
         if held is not None and not settings.retry_failed:
             reason = f"failed (unchanged since run {held.get('run')})"
         if reason is not None:
             stale.append((ready.job.key, reason))
-    return Staleness(total, stale)
+    unapproved = sum(1 for line in store.results() if not line.get("approved")) if settings.require_approved else 0
+    return Staleness(total, stale, unapproved)
 
 
 def _stop_on_signals(tasks: list[asyncio.Task[None]]) -> list[int]:
@@ -468,6 +480,8 @@ HARVEST_ATTEMPTS = 1000
 OFF_LOOP_CHARS = 8_000
 # A packed answer that fails as a whole this many times is split in halves.
 PACK_WHOLE_FAILURES = 2
+# What a listing a reviewer sent back is asked with (after its own request).
+REVIEW_NOTE = "\n\nA reviewer sent the previous listing for this product back with this note: {note}\nWrite it again."
 REASK = (
     "Your answer cannot be used: {problem}. Reply again with only the corrected JSON object, "
     "keeping everything else that was right."
@@ -500,6 +514,7 @@ class _Work:
     cost: Decimal = Decimal(0)
     harvested: HarvestedAnswer | None = None  # a recorded batch's answer to exactly this job
     copy: str | None = None  # its copy key (Preparer.copy_key): twins take its listing
+    reviewed: bool = False  # people decided on its listing: a new one starts their record over
 
     @property
     def line_job(self) -> tuple[JobKey, str]:
@@ -565,6 +580,7 @@ class _JobRunner:
         # first job (the leader) to settle; and the copy key each leader asks.
         self._copies: dict[str, dict[str, Any] | list[_Work]] = {}
         self.from_memory = 0  # of the succeeded: store strings a translation memory filled
+        self.outdated = 0  # a person's listings kept though their product changed (--refresh-outdated)
         self._memory = memory
         self._leading: dict[JobKey, str] = {}
         self.held_since: set[str] = set()
@@ -591,8 +607,8 @@ class _JobRunner:
             if work is None:
                 yield []
                 continue
-            if work.harvested is not None:
-                yield [work]  # answered already: settled alone, not packed
+            if work.harvested is not None or work.reviewed:
+                yield [work]  # answered already, or asked with a reviewer's note: alone, not packed
                 continue
             size = self._pack_size(job)
             if size == 1:
@@ -641,9 +657,15 @@ class _JobRunner:
         """The job's work, or None when its result is up to date (counted, and a failure an
         earlier run recorded for it cleared)."""
         job, fp = prepared.job, prepared.fp
-        if not self._settings.force and self._store.is_current(job.key, fp):
+        reviewed = self._store.reviewed(job.key) if job.platform != STRINGS else None
+        note = reviewed.get("rejected") if reviewed is not None else None
+        if note is None and not self._settings.force and self._store.is_current(job.key, fp):
             self._store.mark_current(job.key)
             self.up_to_date += 1
+            return None
+        if reviewed is not None and is_kept(reviewed) and not (self._settings.force or self._settings.refresh_outdated):
+            self.outdated += 1  # a person's listing, its product changed since: kept, said
+            self._store.set_outdated(job.key)
             return None
         if not (self._settings.force or self._settings.retry_failed):
             held = self._store.held_failure(job.key, fp)
@@ -652,7 +674,13 @@ class _JobRunner:
                 self.held += 1
                 self.held_since.add(str(held.get("run") or ""))
                 return None
-        work = _Work(job, prepared.messages, prepared.rules, fp, prepared.fields, [])
+        messages = prepared.messages
+        if note is not None:  # sent back by a reviewer: asked again with the note (the lock keeps the plain prompt)
+            messages = [
+                *messages[:-1],
+                {"role": "user", "content": messages[-1]["content"] + REVIEW_NOTE.format(note=note)},
+            ]
+        work = _Work(job, messages, prepared.rules, fp, prepared.fields, [], reviewed=reviewed is not None)
         if self._harvest is not None:
             if self._harvest.is_in_flight(*work.line_job):
                 self.in_batch += 1  # a running batch asks it already (--no-wait): not asked twice
@@ -661,7 +689,7 @@ class _JobRunner:
             self._harvest_unlogged += work.harvested is not None
         if work.harvested is None and job.platform == STRINGS and self._from_memory(work):
             return None
-        if work.harvested is None:
+        if work.harvested is None and not work.reviewed:  # a listing people sent back is written anew
             return self._unless_copied(work, prepared)
         return work
 
@@ -1069,6 +1097,8 @@ class _JobRunner:
         line = self._kind(work).result_line(job, value, billed)
         self._store.record_result(JobResult(job.key, line, work.fp, work.fields, work.copy), attempt=answer)
         self.succeeded += 1
+        if work.reviewed:  # a new listing where people had decided: their record starts over
+            self._store.decide([Decision(*job.key, "regenerated")])
         key = self._leading.pop(job.key, None)
         if key is not None:
             twins = self._copies.get(key)

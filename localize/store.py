@@ -38,10 +38,12 @@ from .layout import (
     RESULTS,
     RESULTS_CSV,
     RESULTS_JSON,
+    REVIEWS,
     STRINGS_FILE,
 )
 from .lock import HEADER, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
+from .reviews import Decision, append_decisions, by_job, fold, read_decisions
 from .sanitize import safe_cell
 
 _UMASK = os.umask(0o022)
@@ -210,6 +212,8 @@ _RESULTS_QUERY = (
     f"SELECT result FROM jobs WHERE result IS NOT NULL AND platform {{platform}} '{STRING_PLATFORM}'"
     " ORDER BY id, platform, locale"
 )
+# The same, with each job's key (to fold people's decisions in: reviews.py).
+_KEYED_RESULTS_QUERY = _RESULTS_QUERY.replace("SELECT result", "SELECT id, platform, locale, result")
 # The files the database is exported to, and rebuilt from when they change behind its back.
 _EXPORTED = (RESULTS, FAILURES, LOCK, STRINGS_FILE)
 
@@ -231,6 +235,8 @@ class RunStore:
         self.out = out
         self.notices: list[str] = []  # what a run should say about OUT's state (a database rebuilt)
         self._no_held: bool | None = None  # no failure an earlier run could hold (found at the first ask)
+        # People's decisions (OUT/reviews.jsonl), by job: few, held whole.
+        self._reviews = by_job(read_decisions(out / REVIEWS))
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
         if read_only:
@@ -251,6 +257,10 @@ class RunStore:
         # Failures on record: an up-to-date job clears its own (a write only where there is one).
         failed = self._db.execute("SELECT id, platform, locale FROM jobs WHERE failure IS NOT NULL")
         self._failed = {(row[0], row[1], row[2]) for row in failed}
+        # People's listings kept though their product changed (few: only those with decisions).
+        self._outdated: set[JobKey] = {
+            key for key in self._reviews if (line := self._result_line(key)) is not None and line.get("outdated")
+        }
         if read_only:
             return
         unlogged = self._unlogged_attempts()
@@ -349,10 +359,40 @@ class RunStore:
     # --- what a run does --------------------------------------------------------------------
 
     def mark_current(self, key: JobKey) -> None:
-        """An up-to-date job: clear a failure an earlier run recorded for it."""
+        """An up-to-date job: clear a failure an earlier run recorded for it, and the outdated
+        mark of a person's listing whose product is as it was again."""
         if key in self._failed:
             self._failed.discard(key)
             self._clear_failure(key)
+        if key in self._outdated:
+            self._set_outdated(key, False)
+
+    def _result_line(self, key: JobKey) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT result FROM jobs WHERE id = ? AND platform = ? AND locale = ? AND result IS NOT NULL", key
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def set_outdated(self, key: JobKey) -> None:
+        """A person's listing whose product changed since: kept, and marked in results.jsonl."""
+        if key not in self._outdated:
+            self._set_outdated(key, True)
+
+    def _set_outdated(self, key: JobKey, outdated: bool) -> None:
+        line = self._result_line(key)
+        if line is None:
+            return
+        line.pop("outdated", None)
+        if outdated:
+            line["outdated"] = True
+            self._outdated.add(key)
+        else:
+            self._outdated.discard(key)
+        with self._transaction():
+            self._db.execute(
+                "UPDATE jobs SET result = ? WHERE id = ? AND platform = ? AND locale = ?",
+                (output_line(line, RESULT_FIELDS), *key),
+            )
 
     def _clear_failure(self, key: JobKey) -> None:
         with self._transaction():
@@ -462,8 +502,8 @@ class RunStore:
         in here is repaired by the next run, which exports again."""
         rows = self._db.execute
         with _atomic(self.out / RESULTS) as written:
-            for (line,) in rows(_RESULTS_QUERY.format(platform="!=")):
-                written.write(line)
+            for job_id, platform, locale, line in rows(_KEYED_RESULTS_QUERY.format(platform="!=")):
+                written.write(self._folded((job_id, platform, locale), line))
         if rows(_RESULTS_QUERY.format(platform="=") + " LIMIT 1").fetchone() is not None:
             with _atomic(self.out / STRINGS_FILE) as written:
                 for (line,) in rows(_RESULTS_QUERY.format(platform="=")):
@@ -507,8 +547,27 @@ class RunStore:
         return [run for (run,) in self._db.execute(query)]
 
     def results(self) -> Iterator[dict[str, Any]]:
-        """Every listing's result (its results.jsonl line), in the file's order."""
-        return (json.loads(line) for (line,) in self._db.execute(_RESULTS_QUERY.format(platform="!=")))
+        """Every listing's result (its results.jsonl line, people's decisions folded in), in
+        the file's order."""
+        for job_id, platform, locale, line in self._db.execute(_KEYED_RESULTS_QUERY.format(platform="!=")):
+            yield json.loads(self._folded((job_id, platform, locale), line))
+
+    def reviewed(self, key: JobKey) -> dict[str, Any] | None:
+        """A listing's result as people left it (None without a result or a decision)."""
+        if key not in self._reviews:
+            return None
+        line = self._result_line(key)
+        return None if line is None else fold(line, self._reviews[key])
+
+    def decide(self, decisions: Iterable[Decision]) -> int:
+        """Record people's decisions (reviews.jsonl) and fold them into the results from now on."""
+        count = append_decisions(self.out / REVIEWS, decisions)
+        self._reviews = by_job(read_decisions(self.out / REVIEWS))
+        return count
+
+    def _folded(self, key: JobKey, line: str) -> str:
+        decisions = self._reviews.get(key)
+        return line if decisions is None else output_line(fold(json.loads(line), decisions), RESULT_FIELDS)
 
     def string_results(self) -> Iterator[dict[str, Any]]:
         """Every string's translation (its strings.jsonl line), in the file's order."""
@@ -794,6 +853,12 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     kept = {name: record.get(name) for name in fields}
     if fields is RESULT_FIELDS or fields is STRING_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
+    if fields is RESULT_FIELDS:  # who wrote it and whether a person approved it (reviews.py)
+        kept.update(origin=record.get("origin") or "model", approved=bool(record.get("approved")))
+        if "rejected" in record:
+            kept["rejected"] = record["rejected"]
+        if record.get("outdated"):
+            kept["outdated"] = True
     if fields is FAILURE_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_FAILURE_FIELDS if record.get(name)})
     return _line(kept)

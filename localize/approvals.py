@@ -1,0 +1,44 @@
+"""`localize approve OUT`: approve listings from a script or CI, as the review page does: each
+approval a line in OUT/reviews.jsonl (reviews.py), folded into results.jsonl."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import InputError
+from .layout import RESULTS
+from .reviews import Decision
+from .store import RunStore
+
+
+def approve_listings(
+    out: Path,
+    *,
+    every: bool = False,
+    ids: Iterable[str] = (),
+    locale: str | None = None,
+    platform: str | None = None,
+    user: str | None = None,
+) -> int:
+    """Approve the listings of OUT that match (all with `every`); how many were approved now."""
+    ids = set(ids)
+    if not (every or ids or locale or platform):
+        raise InputError("say which listings to approve", hint="pass --all, or --id ID, --locale L, --platform P")
+    if not (out / RESULTS).is_file():
+        raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
+    with RunStore(out) as store:
+        chosen = [
+            Decision(str(line["id"]), str(line["platform"]), str(line["locale"]), "approve", user=user)
+            for line in store.results()
+            if not line.get("approved")
+            and (not ids or str(line["id"]) in ids)
+            and (locale is None or line["locale"] == locale)
+            and (platform is None or line["platform"] == platform)
+        ]
+        count = store.decide(chosen)
+        store.close()
+        store.finish(
+            formats=[name for name, file in (("csv", "results.csv"), ("json", "results.json")) if (out / file).exists()]
+        )
+    return count
