@@ -6,6 +6,7 @@
 import asyncio
 import errno
 import inspect
+import ipaddress
 import json
 import os
 import sys
@@ -32,6 +33,7 @@ from .progress import ProgressView
 from .redact import redact_environment_keys
 from .relay import RelayFatal
 from .review import REVIEW_LIMIT, write_review
+from .serve import ReviewServer
 from .shops import Imports
 from .shops import ImportSummary as ShopifyImport
 
@@ -496,6 +498,37 @@ def report(
     _print_report(rebuilt, as_json=as_json)
 
 
+def _serve(out: Path, *, host: str, port: int) -> None:
+    """The review workbench: its URL (with a fresh token) the first line on stdout; runs until
+    interrupted (exit 0)."""
+    with exit_codes():
+        if not (out / "results.jsonl").is_file() and not (out / "localize.db").is_file():
+            raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
+        try:
+            server = ReviewServer(out, config.load(flags={}), host=host, port=port)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port") from None
+    if not _is_loopback(host):
+        stderr.print(f"warning: listening on {host}: anyone who can reach it and has the token can edit", markup=False)
+    print(server.url, flush=True)
+    stderr.print("Serving the review page; Ctrl-C stops.", markup=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @app.command(cls=_Command, short_help="Approve listings in OUT (for scripts and CI).")
 def approve(
     out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
@@ -538,8 +571,14 @@ def review(
     limit: int = typer.Option(
         REVIEW_LIMIT, "--limit", min=0, help="Products on the page, failures and warnings first (0: all)."
     ),
+    serve: bool = typer.Option(False, "--serve", help="Serve the page to edit, approve and reject, until Ctrl-C."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="With --serve: the port (0: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --serve: the address to listen on."),
 ) -> None:
     """Write OUT/review.html: the source beside every locale and platform, warnings, costs, filters."""
+    if serve:
+        _serve(out, host=host, port=port)
+        return
     with exit_codes():
         settings = config.load(flags=dict(map=column_map))
         written = write_review(out, catalog=catalog, columns=settings.columns, limit=limit)

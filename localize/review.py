@@ -47,6 +47,27 @@ def write_review(
     """Write OUT/review.html from OUT's results, failures and cost report (and the source copy
     from the catalog, the one the run recorded unless another is given). At most `limit`
     products (0: all), those with a failure or a warning first; only they are held in memory."""
+    page, shown, total = _render(out, catalog=catalog, columns=columns, limit=limit, serve=False)
+    atomic_write(out / REVIEW, page)
+    return Review(out / REVIEW, shown, total)
+
+
+def review_html(
+    out: Path,
+    *,
+    catalog: Path | None = None,
+    columns: Mapping[str, str] | None = None,
+    limit: int = REVIEW_LIMIT,
+    serve: bool = False,
+) -> str:
+    """The review page as `--serve` shows it: the static page, with edit, approve and reject on
+    each listing through the server's API (serve.py)."""
+    return _render(out, catalog=catalog, columns=columns, limit=limit, serve=serve)[0]
+
+
+def _render(
+    out: Path, *, catalog: Path | None, columns: Mapping[str, str] | None, limit: int, serve: bool
+) -> tuple[str, int, int]:
     if not any((out / name).exists() for name in (RESULTS, FAILURES, DB)):
         raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
     report = _read_json(out / COST_JSON)
@@ -69,8 +90,7 @@ def write_review(
             if str(record["id"]) in shown:
                 jobs[str(record["id"])].append({**record, "status": "failed"})
     sources = _sources(catalog, columns, fields, shown) if catalog and catalog.is_file() else {}
-    atomic_write(out / REVIEW, _page(jobs, sources, report, total=total))
-    return Review(out / REVIEW, len(jobs), total)
+    return _page(jobs, sources, report, total=total, serve=serve), len(jobs), total
 
 
 def _choose(store: RunStore, limit: int) -> tuple[set[str], int]:
@@ -110,7 +130,12 @@ def _sources(
 
 
 def _page(
-    jobs: Mapping[str, list[dict[str, Any]]], sources: Mapping[str, Any], report: Mapping[str, Any], *, total: int
+    jobs: Mapping[str, list[dict[str, Any]]],
+    sources: Mapping[str, Any],
+    report: Mapping[str, Any],
+    *,
+    total: int,
+    serve: bool = False,
 ) -> str:
     locales = sorted({job["locale"] for entries in jobs.values() for job in entries})
     platforms = sorted({job["platform"] for entries in jobs.values() for job in entries})
@@ -136,7 +161,7 @@ def _page(
         platform_options=_options(platforms),
         warning_options=_options(kinds),
         sections=sections,
-        script=_SCRIPT,
+        script=_SCRIPT + (_SERVED_SCRIPT if serve else ""),
         style=_STYLE,
     )
 
@@ -205,7 +230,8 @@ def _row_attrs(job: Mapping[str, Any]) -> str:
     kinds = " ".join(sorted({_warning_kind(w) for w in job.get("warnings") or []}))
     return (
         f'class="job {job["status"]}" data-locale="{escape(job["locale"])}" '
-        f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}"'
+        f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}" '
+        f'data-approved="{"1" if job.get("approved") else "0"}" data-origin="{escape(str(job.get("origin") or "model"))}"'
     )
 
 
@@ -325,6 +351,8 @@ tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;
 .string .source,.translation{white-space:pre-wrap}
 .checked{color:#1b5e20;font-size:12px}
 .reused{color:#0d47a1;font-size:12px}
+.tools{margin-top:6px} .decision{font-size:12px;color:#445} .decision.error{color:#b00020}
+.edit-title{outline:1px dashed #c5cbe0;padding:0 2px} tr.current td{background:#eef3ff}
 """
 
 _SCRIPT = """
@@ -348,7 +376,7 @@ _SCRIPT = """
     });
     select("shown").textContent = shown + " of " + document.querySelectorAll("tr.job").length + " jobs shown";
     const hash = filters.filter((f) => want[f]).map((f) => f + "=" + encodeURIComponent(want[f])).join("&");
-    history.replaceState(null, "", hash ? "#" + hash : location.pathname);
+    history.replaceState(null, "", location.pathname + location.search + (hash ? "#" + hash : ""));
   }
   new URLSearchParams(location.hash.slice(1)).forEach((value, key) => {
     if (filters.includes(key)) select(key).value = value;
@@ -356,6 +384,90 @@ _SCRIPT = """
   filters.forEach((f) => select(f).addEventListener("change", apply));
   apply();
   document.body.dataset.ready = "1";
+})();
+"""
+
+# With --serve: edit the title in place (saved when it loses focus), approve, reject with a
+# note, and approve every listing without findings; each through the API (serve.py), the
+# answer shown on the row. Keyboard: j/k move between listings, a approves, r rejects.
+_SERVED_SCRIPT = """
+(function () {
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const rows = Array.from(document.querySelectorAll("tr.job.ok, tr.job.warning"));
+  let at = 0;
+  async function decide(row, body) {
+    const id = row.closest("section").dataset.id;
+    const url = "/api/listings/" + [row.dataset.platform, row.dataset.locale, id].map(encodeURIComponent).join("/");
+    const said = row.querySelector(".decision");
+    const reply = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json",
+      "X-Localize-Token": token}, body: JSON.stringify(body)});
+    const data = await reply.json();
+    if (reply.ok) {
+      row.dataset.approved = data.listing.approved ? "1" : "0";
+      row.dataset.origin = data.listing.origin;
+      said.className = "decision ok";
+      said.textContent = (data.listing.approved ? "approved" : "not approved") +
+        (data.listing.origin === "human" ? " · edited" : "") +
+        (data.listing.status === "rejected" ? " · sent back" : "") +
+        (data.listing.warnings.length ? " · " + data.listing.warnings.join("; ") : "");
+    } else {
+      said.className = "decision error";
+      said.textContent = (data.problems || [data.error]).join("; ");
+    }
+    return reply.ok;
+  }
+  rows.forEach(function (row, index) {
+    const cell = row.cells[row.cells.length - 2];
+    const tools = document.createElement("div");
+    tools.className = "tools";
+    const state = row.dataset.approved === "1" ? "approved" : "not approved";
+    tools.innerHTML = '<button class="approve">Approve</button> <button class="reject">Reject</button> ' +
+      '<div class="decision">' + state + (row.dataset.origin === "human" ? " · edited" : "") + "</div>";
+    cell.appendChild(tools);
+    tools.querySelector(".approve").addEventListener("click", () => decide(row, {approved: true}));
+    tools.querySelector(".reject").addEventListener("click", function () {
+      const note = prompt("What should the writer change?");
+      if (note) decide(row, {reject: note});
+    });
+    const title = row.querySelector(".title");
+    const text = title.firstChild;
+    const editor = document.createElement("span");
+    editor.className = "edit-title";
+    editor.contentEditable = "true";
+    editor.textContent = text ? text.textContent.trim() : "";
+    editor.dataset.saved = editor.textContent;
+    if (text) title.replaceChild(editor, text); else title.prepend(editor);
+    editor.addEventListener("blur", function () {
+      const value = editor.textContent.trim();
+      if (value !== editor.dataset.saved) {
+        decide(row, {fields: {title: value}}).then(function (ok) { if (ok) editor.dataset.saved = value; });
+      }
+    });
+    row.addEventListener("click", () => { at = index; });
+  });
+  const bulk = document.createElement("button");
+  bulk.id = "approve-clean";
+  bulk.textContent = "Approve all without findings";
+  bulk.addEventListener("click", async function () {
+    for (const row of rows) {
+      if (row.classList.contains("ok") && row.dataset.approved !== "1") await decide(row, {approved: true});
+    }
+  });
+  document.querySelector("main").prepend(bulk);
+  document.addEventListener("keydown", function (event) {
+    if (event.target.isContentEditable || !rows.length) return;
+    if (event.key === "j" || event.key === "k") {
+      at = Math.max(0, Math.min(rows.length - 1, at + (event.key === "j" ? 1 : -1)));
+      rows[at].scrollIntoView({block: "center"});
+      rows.forEach((row, index) => row.classList.toggle("current", index === at));
+    } else if (event.key === "a") {
+      decide(rows[at], {approved: true});
+    } else if (event.key === "r") {
+      const note = prompt("What should the writer change?");
+      if (note) decide(rows[at], {reject: note});
+    }
+  });
+  document.body.dataset.served = "1";
 })();
 """
 

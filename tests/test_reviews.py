@@ -106,3 +106,134 @@ def test_a_broken_review_line_is_named(run_cli, sample: Path, relay: FakeRelay) 
     write(Path("out/reviews.jsonl"), '{"id": "ELEC-001", "action": "bless"}\n')
     result = run(run_cli, relay, sample)
     assert result.exit_code == 2 and "reviews.jsonl:1" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def served(run_cli, sample: Path, relay: FakeRelay):
+    """A run's OUT served as `localize review out --serve --port 0` does it, in its own process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    assert run(run_cli, relay, sample).exit_code == 0
+    env = {**os.environ, "HOLYSHEEP_API_KEY": "sk-reviews-test"}
+    command = [sys.executable, "-m", "localize", "review", "out", "--serve", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and "?token=" in url, process.stderr.read()
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0  # Ctrl-C ends it cleanly
+
+
+def api(url: str) -> tuple[str, str]:
+    base, token = url.split("/?token=")
+    return base, token
+
+
+def test_the_api_needs_the_token_and_lists_every_listing(served: str) -> None:
+    import httpx
+
+    base, token = api(served)
+    assert httpx.get(f"{base}/api/listings").status_code == 403
+    assert httpx.get(f"{base}/api/listings", headers={"X-Localize-Token": token + "x"}).status_code == 403
+    listings = httpx.get(f"{base}/api/listings?token={token}").json()["listings"]
+    assert len(listings) == 26
+    first = next(item for item in listings if (item["id"], item["locale"]) == ("ELEC-001", "de-DE"))
+    assert set(first) == {"id", "platform", "locale", "fields", "origin", "approved", "status", "warnings"}
+    assert {"title", "description", "bullets", "seo_tags"} <= set(first["fields"]) and first["origin"] == "model"
+    page = httpx.get(served)
+    assert page.status_code == 200 and "Approve all without findings" in page.text
+
+
+def test_edits_approvals_and_rejections_through_the_api(served: str) -> None:
+    import httpx
+
+    base, token = api(served)
+    headers = {"X-Localize-Token": token}
+    url = f"{base}/api/listings/amazon/de-DE/ELEC-001"
+    edited = httpx.post(url, json={"fields": {"title": "Nordbeat ANC45 Kopfhörer"}}, headers=headers)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["listing"]["origin"] == "human"
+    over = httpx.post(url, json={"fields": {"title": "Kopfhörer " * 40}}, headers=headers)
+    assert over.status_code == 422 and over.json()["problems"]  # over Amazon's title limit: nothing saved
+    assert results()[KEY]["title"] == "Nordbeat ANC45 Kopfhörer"
+    approved = httpx.post(url, json={"approved": True}, headers=headers)
+    assert approved.status_code == 200 and approved.json()["listing"]["approved"] is True
+    rejected = httpx.post(f"{base}/api/listings/amazon/ja-JP/ELEC-001", json={"reject": "Shorter."}, headers=headers)
+    assert rejected.status_code == 200 and rejected.json()["listing"]["status"] == "rejected"
+    assert (
+        httpx.post(f"{base}/api/listings/amazon/de-DE/NOPE", json={"approved": True}, headers=headers).status_code
+        == 404
+    )
+    foreign = httpx.post(url, json={"approved": False}, headers={**headers, "Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    form = httpx.post(
+        url, content=b"approved=false", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert form.status_code == 415
+    lines = [json.loads(line) for line in Path("out/reviews.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["action"] for line in lines] == ["edit", "approve", "reject"]  # the refused edit left nothing
+    assert results()[KEY]["approved"] is True
+
+
+def test_a_write_while_a_run_holds_out_is_refused_with_409(served: str) -> None:
+    import httpx
+
+    from localize.store import OutHold
+
+    base, token = api(served)
+    hold = OutHold.take(Path("out"))  # what a run holds while it writes OUT
+    try:
+        busy = httpx.post(
+            f"{base}/api/listings/amazon/de-DE/ELEC-001", json={"approved": True}, headers={"X-Localize-Token": token}
+        )
+    finally:
+        hold.release()
+    assert busy.status_code == 409 and "a run is writing OUT" in busy.json()["error"]
+    assert not Path("out/reviews.jsonl").exists()
+
+
+def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: str) -> None:
+    """A real browser (Debian's Chromium, driven by Playwright) uses the page itself: an edit
+    in place, an approval, a reload that shows both, and no script error on the way."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append("console: " + message.text) if message.type == "error" else None)
+            page.goto(served)
+            page.wait_for_selector("body[data-served='1']")
+            row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
+            title = row.locator(".edit-title")
+            title.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("Nordbeat ANC45 Kopfhörer")
+            row.locator(".approve").click()  # the title loses focus: saved, then approved
+            page.wait_for_function(
+                "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
+                ".dataset.approved === '1'"
+            )
+            page.reload()
+            page.wait_for_selector("body[data-served='1']")
+            row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
+            assert row.get_attribute("data-approved") == "1" and row.get_attribute("data-origin") == "human"
+            assert row.locator(".edit-title").inner_text().strip() == "Nordbeat ANC45 Kopfhörer"
+            assert "approved · edited" in row.locator(".decision").inner_text()
+        finally:
+            browser.close()
+    assert errors == []
+    line = results()[KEY]
+    assert line["title"] == "Nordbeat ANC45 Kopfhörer" and line["approved"] is True and line["origin"] == "human"

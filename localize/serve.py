@@ -1,0 +1,293 @@
+"""`localize review OUT --serve`: the review page as a workbench, and the JSON API it (and any
+script) uses to edit, approve and reject listings. Decisions go to OUT/reviews.jsonl through
+the store (reviews.py), as `localize approve` writes them.
+
+Safe by default: it listens on loopback unless told otherwise; every request needs the token the
+first stdout line carries (compared in constant time); writes take JSON only, from no other
+origin, bodies capped; ids are looked up, never turned into paths; and while a run holds OUT, a
+write is refused with 409 (the run's files would otherwise be overwritten under it).
+
+API (the README documents it; tests drive it):
+- GET  /api/listings → {"listings": [{"id", "platform", "locale", "fields", "origin", "approved",
+  "status", "warnings"}]}
+- POST /api/listings/{platform}/{locale}/{id} with {"fields": {...}} (checked as a model's
+  answer: a hard rule broken → 422 {"problems": [...]}, nothing saved; a figure or glossary
+  finding → saved with its warning), {"approved": true|false}, or {"reject": "note"}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .catalog import read_catalog
+from .errors import InputError, OutInUse
+from .figures import facts_of
+from .jobs import PromptSets
+from .layout import COST_JSON, RESULTS_CSV, RESULTS_JSON
+from .locales import parse_locale
+from .review import review_html
+from .reviews import EDITABLE, Decision
+from .store import RunStore
+from .validate import InvalidAnswer, check_listing
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+MAX_BODY = 256_000  # bytes: a listing is a few kB
+TOKEN_HEADER = "X-Localize-Token"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem(Exception):
+    """An answer other than 200, with what to say."""
+
+    status: int
+    body: Mapping[str, Any]
+
+
+class ReviewServer:
+    """Serves one OUT until shut down."""
+
+    def __init__(self, out: Path, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.out = out
+        self.settings = settings
+        self.token = secrets.token_urlsafe(24)
+        self._writing = threading.Lock()  # one write at a time: each takes OUT as a run does
+        server = self
+        handler = type("Handler", (_Handler,), {"server_state": server})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        address, port = self.httpd.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/?token={self.token}"
+
+    @property
+    def origin(self) -> str:
+        return self.url.split("/?", 1)[0]
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- what the API does -----------------------------------------------------------------
+
+    def listings(self) -> list[dict[str, Any]]:
+        with RunStore(self.out, read_only=True) as store:
+            found = [_listing(line) for line in store.results()]
+            have = {(item["id"], item["platform"], item["locale"]) for item in found}
+            for failure in store.failures():
+                key = (str(failure["id"]), str(failure["platform"]), str(failure["locale"]))
+                if key not in have and failure["platform"] != "strings":
+                    found.append(
+                        {
+                            "id": key[0],
+                            "platform": key[1],
+                            "locale": key[2],
+                            "fields": {},
+                            "origin": "model",
+                            "approved": False,
+                            "status": "failed",
+                            "warnings": [f"{failure.get('error')}: {failure.get('message')}"],
+                        }
+                    )
+        return found
+
+    def decide(self, platform: str, locale: str, product_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        key = (product_id, platform, locale)
+        actions = [name for name in ("fields", "approved", "reject") if name in body]
+        if len(actions) != 1:
+            raise Problem(400, {"error": 'send one of {"fields": {...}}, {"approved": true|false}, {"reject": "note"}'})
+        with self._writing:
+            return self._decide(key, actions, body)
+
+    def _decide(self, key: tuple[str, str, str], actions: list[str], body: Mapping[str, Any]) -> dict[str, Any]:
+        product_id, platform, locale = key
+        try:
+            store = RunStore(self.out)
+        except OutInUse:
+            raise Problem(409, {"error": "a run is writing OUT: try again when it has finished"}) from None
+        with store:
+            current = next(
+                (line for line in store.results() if (line["id"], line["platform"], line["locale"]) == key), None
+            )
+            if current is None:
+                raise Problem(404, {"error": f"no listing {product_id!r} on {platform} in {locale}"})
+            warnings: list[str] = []
+            if actions == ["fields"]:
+                fields = body["fields"]
+                if not isinstance(fields, dict) or not fields:
+                    raise Problem(400, {"error": "fields must be an object of the fields to change"})
+                warnings = self._check(current, fields)
+                decision = Decision(*key, "edit", fields=fields)
+            elif actions == ["approved"]:
+                decision = Decision(*key, "approve" if body["approved"] is True else "unapprove")
+            else:
+                decision = Decision(*key, "reject", note=str(body["reject"])[:2000])
+            store.decide([decision])
+            store.close()
+            formats = [
+                name for name, file in (("csv", RESULTS_CSV), ("json", RESULTS_JSON)) if (self.out / file).exists()
+            ]
+            store.finish(formats=formats)
+            updated = next(line for line in store.results() if (line["id"], line["platform"], line["locale"]) == key)
+        listing = _listing(updated)
+        listing["warnings"] = [*listing["warnings"], *warnings]
+        return {"listing": listing}
+
+    def _check(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
+        """A person's edit, checked as a model's answer would be: a hard rule broken is a 422."""
+        unknown = [name for name in fields if name not in EDITABLE and name not in (current.get("extra") or {})]
+        if unknown:
+            raise Problem(422, {"problems": [f"{name}: not a field of this listing" for name in unknown]})
+        data = {name: current.get(name) for name in EDITABLE}
+        data.update(current.get("extra") or {})
+        data.update(fields)
+        platform, locale = str(current["platform"]), parse_locale(str(current["locale"]))
+        prompt_set = PromptSets(self.settings).get(platform)
+        product = self._product(str(current["id"]))
+        source = product.data() if product is not None else None
+        terms = prompt_set.terms_for(product, locale) if product is not None else []
+        try:
+            _, warnings = check_listing(
+                data,
+                prompt_set.rules_for(locale),
+                locale,
+                terms,
+                source=source,
+                facts=facts_of(source) if source is not None else None,
+                figures_as_warnings=True,
+                glossary_as_warnings=True,
+            )
+        except InvalidAnswer as exc:
+            raise Problem(422, {"problems": [f"{exc.kind}: {exc.message}"]}) from None
+        return warnings
+
+    def _product(self, product_id: str) -> Any:
+        """The product's source in the catalog the run read (None when it is gone)."""
+        try:
+            report = json.loads((self.out / COST_JSON).read_text(encoding="utf-8"))
+            catalog = Path(report["catalog"])
+            columns = report.get("columns") or None
+            return next(
+                (p for p in read_catalog(catalog, columns=columns, duplicates="first") if p.id == product_id), None
+            )
+        except (OSError, ValueError, KeyError, InputError):
+            return None
+
+
+def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A result line as the API shows it."""
+    fields = {name: line.get(name) for name in EDITABLE}
+    fields.update(line.get("extra") or {})
+    warnings = list(line.get("warnings") or [])
+    if line.get("outdated"):
+        status = "outdated"
+    elif "rejected" in line:
+        status = "rejected"
+    else:
+        status = "warning" if warnings else "ok"
+    return {
+        "id": str(line["id"]),
+        "platform": str(line["platform"]),
+        "locale": str(line["locale"]),
+        "fields": fields,
+        "origin": line.get("origin") or "model",
+        "approved": bool(line.get("approved")),
+        "status": status,
+        "warnings": warnings,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: ReviewServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # the first stdout line is the URL: keep the rest quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(self._post)
+
+    def _answer(self, route: Any) -> None:
+        if urllib.parse.urlsplit(self.path).path == "/favicon.ico":
+            status, content_type, body = 204, "image/x-icon", b""  # asked by every browser, token or not
+        else:
+            try:
+                self._authorise()
+                status, content_type, body = route()
+            except Problem as problem:
+                status, content_type = problem.status, "application/json"
+                body = json.dumps(problem.body).encode()
+                self.close_connection = True  # a body left unread must not be read as the next request
+            except InputError as exc:
+                status, content_type, body = 500, "application/json", json.dumps({"error": exc.message}).encode()
+                self.close_connection = True
+        self.send_response(status)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src * data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+        )
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _authorise(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        given = self.headers.get(TOKEN_HEADER) or (query.get("token") or [""])[0]
+        if not hmac.compare_digest(given.encode(), self.server_state.token.encode()):
+            raise Problem(403, {"error": "a token is needed: use the URL localize printed"})
+
+    def _get(self) -> tuple[int, str, bytes]:
+        path = urllib.parse.urlsplit(self.path).path
+        state = self.server_state
+        if path == "/api/listings":
+            return 200, "application/json", json.dumps({"listings": state.listings()}, ensure_ascii=False).encode()
+        if path == "/":
+            return 200, "text/html; charset=utf-8", review_html(state.out, serve=True).encode()
+        raise Problem(404, {"error": "not found"})
+
+    def _post(self) -> tuple[int, str, bytes]:
+        parts = urllib.parse.urlsplit(self.path).path.split("/")
+        if len(parts) != 6 or parts[1:3] != ["api", "listings"]:
+            raise Problem(404, {"error": "not found"})
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != self.server_state.origin:
+            raise Problem(403, {"error": "writes come from the review page only"})
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            raise Problem(415, {"error": "send JSON (Content-Type: application/json)"})
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise Problem(413, {"error": f"a request body of at most {MAX_BODY:,} bytes"})
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            raise Problem(400, {"error": "the body is not JSON"}) from None
+        if not isinstance(body, dict):
+            raise Problem(400, {"error": "the body must be a JSON object"})
+        platform, locale, product_id = (urllib.parse.unquote(part) for part in parts[3:6])
+        answer = self.server_state.decide(platform, locale, product_id, body)
+        return 200, "application/json", json.dumps(answer, ensure_ascii=False).encode()
