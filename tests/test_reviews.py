@@ -213,7 +213,7 @@ def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: s
         try:
             page = browser.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: errors.append("console: " + message.text) if message.type == "error" else None)
+            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
             page.goto(served)
             page.wait_for_selector("body[data-served='1']")
             row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
