@@ -221,6 +221,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # the first stdout line is the URL: keep the rest quiet
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the browser went away before the answer: its right
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._answer(self._get)
 
