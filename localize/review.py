@@ -26,6 +26,7 @@ from .layout import COST_JSON, DB, FAILURES, RESULTS, REVIEW
 from .locales import parse_locale
 from .prompts import load_prompt_set
 from .rules import FieldRule
+from .sanitize import clean_html
 from .store import STRING_PLATFORM, RunStore, atomic_write
 
 # Products on one page unless asked otherwise: about a megabyte, which a browser opens at once
@@ -217,7 +218,11 @@ def _product(product_id: str, source: Mapping[str, Any] | None, entries: list[di
     if source:
         name = escape(str(source.get("name", "")))
         body = escape(str(source.get("description", "")))[:600]
-        source_html = f"<div class=source><div class=label>source</div><b>{name}</b><p>{body}</p></div>"
+        points = [str(item) for key in ("features", "bullets") for item in _as_list(source.get(key))]
+        listed = (
+            "<ul class=points>" + "".join(f"<li>{escape(item)}</li>" for item in points) + "</ul>" if points else ""
+        )
+        source_html = f"<div class=source><div class=label>source</div><b>{name}</b><p>{body}</p>{listed}</div>"
     return (
         f'<section class=product data-id="{escape(product_id)}"><h2>{escape(product_id)}</h2>{source_html}'
         f"<table><thead><tr><th>platform</th><th>locale</th><th>listing</th><th>warnings</th><th>cost</th></tr>"
@@ -228,8 +233,15 @@ def _product(product_id: str, source: Mapping[str, Any] | None, entries: list[di
 def _row_attrs(job: Mapping[str, Any]) -> str:
     """A job row's class and the data attributes the filters read."""
     kinds = " ".join(sorted({_warning_kind(w) for w in job.get("warnings") or []}))
+    states = []
+    if job.get("outdated"):
+        states.append("outdated")
+    if job["status"] != "failed" and not job.get("approved"):
+        states.append("unapproved")
+    if job.get("origin") == "human":
+        states.append("human")
     return (
-        f'class="job {job["status"]}" data-locale="{escape(job["locale"])}" '
+        f'class="job {job["status"]}" data-states="{" ".join(states)}" data-locale="{escape(job["locale"])}" '
         f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}" '
         f'data-approved="{"1" if job.get("approved") else "0"}" data-origin="{escape(str(job.get("origin") or "model"))}"'
     )
@@ -246,12 +258,20 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
         listing = _failure(job)
         return f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td><td>{listing}</td><td></td><td></td></tr>"
     rules = limits.get(job["platform"], job["locale"])
+    description = str(job.get("description", ""))
+    extra = job.get("extra") or {}
     listing = (
         f"<div class=title>{escape(str(job.get('title', '')))} {_used(job.get('title', ''), rules.get('title'))}</div>"
-        f"<div class=description>{escape(str(job.get('description', '')))} "
-        f"{_used(job.get('description', ''), rules.get('description'))}</div>"
+        # As the shop will show it (sanitised: sanitize.clean_html), and as the code that is imported.
+        f"<div class=rendered>{clean_html(description)}</div>"
+        f"<details class=code><summary>HTML {_used(description, rules.get('description'))}</summary>"
+        f"<div class=description>{escape(description)}</div></details>"
         "<ul>" + "".join(f"<li>{escape(str(b))}</li>" for b in job.get("bullets") or []) + "</ul>"
         f"<div class=tags>{escape(', '.join(job.get('seo_tags') or []))}</div>"
+        + "".join(
+            f"<div class=extra><span class=label>{escape(str(name))}</span> {escape(str(value))}</div>"
+            for name, value in extra.items()
+        )
     )
     warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
     if facts and not any(_warning_kind(w) == "figures" for w in warnings):
@@ -314,6 +334,12 @@ def _used(text: Any, rule: FieldRule | None) -> str:
     return f'<span class="used{" over" if over else ""}">{length} / {rule.max_chars}</span>'
 
 
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value] if value else []
+
+
 def _warning_kind(warning: str) -> str:
     return warning.split(":", 1)[0].strip()
 
@@ -353,6 +379,8 @@ tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;
 .reused{color:#0d47a1;font-size:12px}
 .tools{margin-top:6px} .decision{font-size:12px;color:#445} .decision.error{color:#b00020}
 .edit-title{outline:1px dashed #c5cbe0;padding:0 2px} tr.current td{background:#eef3ff}
+.rendered{border-left:2px solid #e3e7f2;padding-left:6px} details.code summary{font-size:12px;color:#6b7590}
+.extra{font-size:12px} .extra .label{color:#6b7590} ul.points{font-size:12px;color:#445;margin:4px 0}
 """
 
 _SCRIPT = """
@@ -365,7 +393,7 @@ _SCRIPT = """
     document.querySelectorAll("tr.job").forEach((row) => {
       const kinds = row.dataset.warnings ? row.dataset.warnings.split(" ") : [];
       const ok = (!want.locale || row.dataset.locale === want.locale)
-        && (!want.status || row.classList.contains(want.status))
+        && (!want.status || row.classList.contains(want.status) || (row.dataset.states || "").split(" ").includes(want.status))
         && (!want.platform || row.dataset.platform === want.platform)
         && (!want.warning || (want.warning === "any" ? kinds.length > 0 : kinds.includes(want.warning)));
       row.hidden = !ok;
@@ -437,6 +465,14 @@ _SERVED_SCRIPT = """
     editor.textContent = text ? text.textContent.trim() : "";
     editor.dataset.saved = editor.textContent;
     if (text) title.replaceChild(editor, text); else title.prepend(editor);
+    const used = title.querySelector(".used");
+    const limit = used ? parseInt((used.textContent.split("/")[1] || "").trim(), 10) : NaN;
+    editor.addEventListener("input", function () {  // the length check as you type
+      if (!used || isNaN(limit)) return;
+      const length = editor.textContent.trim().length;
+      used.textContent = length + " / " + limit;
+      used.classList.toggle("over", length > limit);
+    });
     editor.addEventListener("blur", function () {
       const value = editor.textContent.trim();
       if (value !== editor.dataset.saved) {
@@ -477,7 +513,7 @@ _TEMPLATE = """<!doctype html>
 <body><header><h1>localize review</h1>{summary}
 <label>Locale <select id="locale"><option value="">all</option>{locale_options}</select></label>
 <label>Platform <select id="platform"><option value="">all</option>{platform_options}</select></label>
-<label>Status <select id="status"><option value="">all</option><option value="failed">failed</option><option value="ok">succeeded</option></select></label>
+<label>Status <select id="status"><option value="">all</option><option value="failed">failed</option><option value="ok">succeeded</option><option value="outdated">outdated</option><option value="unapproved">unapproved</option><option value="human">edited by a person</option></select></label>
 <label>Warnings <select id="warning"><option value="">all jobs</option><option value="any">any warning</option>{warning_options}</select></label>
 <span id="shown"></span></header>
 <main>

@@ -221,7 +221,13 @@ def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: s
             title.click()
             page.keyboard.press("Control+A")
             page.keyboard.type("Nordbeat ANC45 Kopfhörer")
-            row.locator(".approve").click()  # the title loses focus: saved, then approved
+            assert row.locator(".used").first.inner_text().startswith("24 / ")  # the length, as you type
+            page.locator("h1").click()  # the title loses focus: saved
+            page.wait_for_function(
+                "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
+                ".dataset.origin === 'human'"
+            )
+            row.locator(".approve").click()
             page.wait_for_function(
                 "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
                 ".dataset.approved === '1'"
