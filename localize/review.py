@@ -430,6 +430,7 @@ _SERVED_SCRIPT = """
     const reply = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json",
       "X-Localize-Token": token}, body: JSON.stringify(body)});
     const data = await reply.json();
+    if (reply.ok && body.fields && data.twins && data.twins.length) offerToTwins(row, body.fields, data.twins);
     if (reply.ok) {
       row.dataset.approved = data.listing.approved ? "1" : "0";
       row.dataset.origin = data.listing.origin;
@@ -443,6 +444,22 @@ _SERVED_SCRIPT = """
       said.textContent = (data.problems || [data.error]).join("; ");
     }
     return reply.ok;
+  }
+  function offerToTwins(row, fields, twins) {
+    // The same copy was written once for these products too (reused): offer them the edit.
+    const offer = document.createElement("button");
+    offer.className = "twins";
+    offer.textContent = "Apply this edit to its " + twins.length + " twin" + (twins.length === 1 ? "" : "s");
+    offer.addEventListener("click", async function () {
+      for (const id of twins) {
+        const url = "/api/listings/" + [row.dataset.platform, row.dataset.locale, id].map(encodeURIComponent).join("/");
+        await fetch(url, {method: "POST", headers: {"Content-Type": "application/json", "X-Localize-Token": token},
+          body: JSON.stringify({fields: fields})});
+      }
+      offer.textContent = "Applied to " + twins.length;
+      offer.disabled = true;
+    });
+    row.querySelector(".tools").appendChild(offer);
   }
   rows.forEach(function (row, index) {
     const cell = row.cells[row.cells.length - 2];

@@ -148,7 +148,21 @@ class ReviewServer:
             updated = next(line for line in store.results() if (line["id"], line["platform"], line["locale"]) == key)
         listing = _listing(updated)
         listing["warnings"] = [*listing["warnings"], *warnings]
-        return {"listing": listing}
+        return {"listing": listing, "twins": self._twins(listing)}
+
+    def _twins(self, listing: Mapping[str, Any]) -> list[str]:
+        """The products whose listing here is the same copy as this one's (reused from it, or
+        from the one it was reused from): a person's edit is offered to them."""
+        source = listing.get("reused_from") or listing["id"]
+        where = (listing["platform"], listing["locale"])
+        with RunStore(self.out, read_only=True) as store:
+            return sorted(
+                str(line["id"])
+                for line in store.results()
+                if (line["platform"], line["locale"]) == where
+                and line["id"] != listing["id"]
+                and (line["id"] == source or line.get("reused_from") == source)
+            )
 
     def _check(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
         """A person's edit, checked as a model's answer would be: a hard rule broken is a 422."""
@@ -202,7 +216,7 @@ def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
         status = "rejected"
     else:
         status = "warning" if warnings else "ok"
-    return {
+    listing = {
         "id": str(line["id"]),
         "platform": str(line["platform"]),
         "locale": str(line["locale"]),
@@ -212,6 +226,9 @@ def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
         "status": status,
         "warnings": warnings,
     }
+    if line.get("reused_from"):
+        listing["reused_from"] = str(line["reused_from"])  # the same copy as this product's listing
+    return listing
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -111,12 +111,16 @@ def test_a_broken_review_line_is_named(run_cli, sample: Path, relay: FakeRelay) 
 @pytest.fixture
 def served(run_cli, sample: Path, relay: FakeRelay):
     """A run's OUT served as `localize review out --serve --port 0` does it, in its own process."""
+    assert run(run_cli, relay, sample).exit_code == 0
+    yield from serving()
+
+
+def serving():
     import os
     import signal
     import subprocess
     import sys
 
-    assert run(run_cli, relay, sample).exit_code == 0
     env = {**os.environ, "HOLYSHEEP_API_KEY": "sk-reviews-test"}
     command = [sys.executable, "-m", "localize", "review", "out", "--serve", "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -243,3 +247,28 @@ def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: s
     assert errors == []
     line = results()[KEY]
     assert line["title"] == "Nordbeat ANC45 Kopfhörer" and line["approved"] is True and line["origin"] == "human"
+
+
+def test_an_edit_is_offered_to_the_listings_with_the_same_copy(run_cli, sample: Path, relay: FakeRelay) -> None:
+    import httpx
+    from test_incremental import _catalog_with_twins
+
+    catalog = _catalog_with_twins(sample, sample.with_name("twins.csv"), 10)
+    assert run_cli("run", catalog, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out").exit_code == 0
+    twin = next(line for line in iter_jsonl(Path("out/results.jsonl")) if line.get("reused_from"))
+    server = serving()
+    url = next(server)
+    try:
+        base, token = api(url)
+        edited = httpx.post(
+            f"{base}/api/listings/amazon/de-DE/{twin['id']}",
+            json={"fields": {"title": "Handverlesen"}},
+            headers={"X-Localize-Token": token},
+        )
+        assert edited.status_code == 200, edited.text
+        twins = edited.json()["twins"]
+        assert twin["reused_from"] in twins and twin["id"] not in twins
+        listed = httpx.get(f"{base}/api/listings?token={token}").json()["listings"]
+        assert next(item for item in listed if item["id"] == twin["id"])["reused_from"] == twin["reused_from"]
+    finally:
+        next(server, None)
