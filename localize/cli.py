@@ -548,14 +548,14 @@ memory_app = typer.Typer(help="Translation memories (TMX).", no_args_is_help=Tru
 app.add_typer(memory_app, name="memory")
 
 
-@memory_app.command("export", cls=_Command, short_help="Write a run's store-text translations as TMX.")
+@memory_app.command("export", cls=_Command, short_help="Write a run's translations and people's work as TMX.")
 def memory_export(
     out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
     tmx: Path = typer.Option(..., "--tmx", help="The TMX file to write."),
     source_locale: str = typer.Option("en", "--source-locale", help="The language the store texts are in."),
 ) -> None:
-    """Write OUT's store-text translations (strings.jsonl) as TMX 1.4, for CAT tools and other
-    translation memories."""
+    """Write OUT's store-text translations, the titles people edited or approved and the
+    translations a person made in the shop's export as TMX 1.4, for CAT tools and other memories."""
     with exit_codes():
         count = export_memory(out, tmx, source_locale=source_locale)
     stderr.print(f"Wrote {count:,} translation units to {tmx}.", markup=False)

@@ -15,8 +15,9 @@ as TMX, for other tools.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree.ElementTree import Element  # types only: parsing goes through defusedxml
@@ -25,10 +26,13 @@ from xml.sax.saxutils import escape, quoteattr
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
+from .catalog import read_catalog
 from .errors import InputError
-from .layout import STRINGS_FILE
+from .layout import COST_JSON, RESULTS, STRINGS_FILE
 from .locales import Locale
-from .store import iter_jsonl
+from .shops import recognise
+from .store import RunStore, iter_jsonl
+from .textfile import csv_header
 
 # A memory larger than this is not one a run should read whole (a mistake, or an attack).
 MAX_BYTES = 64_000_000
@@ -174,16 +178,43 @@ def write_tmx(path: Path, units: Iterable[tuple[str, str, str, str]], *, source_
 
 
 def export_memory(out: Path, tmx: Path, *, source_locale: str = "en") -> int:
-    """OUT's store-text translations (strings.jsonl: each text and its translation) as TMX;
-    the number of units written."""
-    strings = out / STRINGS_FILE
-    if not strings.is_file():
-        raise InputError(
-            "no store-text translations here", where=str(out), hint=f"expected {strings}; pass a run's --out directory"
-        )
-    units = (
+    """A run's work as TMX, for other tools: its store-text translations (strings.jsonl), the
+    titles of the listings people edited or approved (the product's name → the title), and the
+    translations a person made in the shop's export the run read; the number of units written."""
+    if not any((out / name).is_file() for name in (STRINGS_FILE, RESULTS)):
+        raise InputError("nothing to export here", where=str(out), hint="pass a run's --out directory")
+    units: list[tuple[str, str, str, str]] = [
         (source_locale, str(line["source"]), str(line["locale"]), str(line["text"]))
-        for line in iter_jsonl(strings)
+        for line in iter_jsonl(out / STRINGS_FILE)
         if line.get("source") and line.get("text")
-    )
-    return write_tmx(tmx, units, source_language=source_locale)
+    ]
+    catalog, columns = _run_catalog(out)
+    names = {}
+    if catalog is not None:
+        try:
+            names = {product.id: product.name for product in read_catalog(catalog, columns=columns, duplicates="first")}
+        except InputError:
+            names = {}  # the catalog moved on: the strings are still worth exporting
+        header = csv_header(catalog) or []
+        shop = recognise(header)
+        if shop is not None:
+            units += [
+                (source_locale, text, code, translation) for text, code, translation in shop.translations(catalog)
+            ]
+    if (out / RESULTS).is_file():
+        with RunStore(out, read_only=True) as store:
+            for line in store.results():
+                kept = line.get("origin") == "human" or line.get("approved")
+                if kept and names.get(str(line["id"])) and line.get("title"):
+                    units.append((source_locale, names[str(line["id"])], str(line["locale"]), str(line["title"])))
+    return write_tmx(tmx, dict.fromkeys(units), source_language=source_locale)
+
+
+def _run_catalog(out: Path) -> tuple[Path | None, Mapping[str, str] | None]:
+    """The catalog the run read, and its column map, as its cost report recorded them."""
+    try:
+        report = json.loads((out / COST_JSON).read_text(encoding="utf-8"))
+        catalog = Path(report["catalog"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+    return (catalog if catalog.is_file() else None), report.get("columns") or None

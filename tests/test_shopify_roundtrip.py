@@ -423,13 +423,17 @@ def test_a_translation_memory_fills_store_strings_without_a_request(run_cli, rel
     }
     report = json.loads(result.stdout)
     assert report["jobs"]["from_memory"] == len(filled) and report["reused"]["saved_usd"] > 0
+    assert run_cli("approve", "out", "--id", "8812345678901", "--locale", "de-DE").exit_code == 0
     exported = tmp_path / "out.tmx"
     done = run_cli("memory", "export", "out", "--tmx", exported)
     assert done.exit_code == 0 and "translation units" in done.stderr
     from localize.memory import read_tmx
 
     units = {(source, language): text for source, language, text in read_tmx(exported)}
-    assert units[("Add to cart", "de-de")] == "In den Warenkorb"
+    assert units[("Add to cart", "de-de")] == "In den Warenkorb"  # the run's store texts
+    assert units[("Main menu", "fr")] == "Menu principal"  # a person's translation in the export
+    approved = next(r for r in iter_jsonl(Path("out/results.jsonl")) if r["approved"])
+    assert units[("Merino Wool Beanie", "de-de")] == approved["title"]  # a listing a person approved
 
 
 def test_the_exports_own_translations_serve_the_same_text_elsewhere(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
