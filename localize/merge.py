@@ -30,6 +30,7 @@ from .layout import (
     RESULTS,
     RESULTS_CSV,
     RESULTS_JSON,
+    REVIEWS,
     STRINGS_FILE,
 )
 from .lock import HEADER, JobKey
@@ -45,6 +46,7 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
     job_locks: dict[JobKey, str] = {}
     product_locks: dict[str, str] = {}
     audit: dict[bytes, str] = {}  # each attempt once: shards that started from one log share its history
+    reviews: dict[str, str] = {}  # a decision's line → its time
     for path in inputs:
         _require_finished(path)
         shard = _shard_of(path)
@@ -58,6 +60,10 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
                 _takes(failures, key, owner, failure)
             for line in source.audit_lines():
                 audit.setdefault(hashlib.sha256(line.encode()).digest()[:16], line)
+        # People's decisions: every shard's, each once, in the order they were made.
+        for line in (path / REVIEWS).read_text(encoding="utf-8").splitlines() if (path / REVIEWS).is_file() else ():
+            if line.strip():
+                reviews.setdefault(line, _decided_at(line))
     hold = OutHold.take(out)  # a run writing OUT meanwhile would be overwritten
     try:
         listings = [key for key in sorted(results) if key[1] != STRING_PLATFORM]
@@ -69,6 +75,8 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
         products = "".join(product_locks[key] for key in sorted(product_locks))
         atomic_write(out / LOCK, HEADER + products + "".join(job_locks[key] for key in sorted(job_locks)))
         atomic_write(out / REQUESTS, "".join(audit.values()))
+        if reviews:
+            atomic_write(out / REVIEWS, "".join(line + "\n" for line in sorted(reviews, key=reviews.__getitem__)))
         report = _merged_report(inputs, (json.loads(line) for line in audit.values()))
         atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         atomic_write(out / COST_MD, report_markdown(report))
@@ -89,6 +97,13 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
 
 # The extra formats a run writes beside results.jsonl, by --format value.
 _EXTRA_FORMATS = {"csv": RESULTS_CSV, "json": RESULTS_JSON}
+
+
+def _decided_at(line: str) -> str:
+    try:
+        return str(json.loads(line).get("time") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _remove(path: Path) -> bool:

@@ -265,11 +265,12 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
         # As the shop will show it (sanitised: sanitize.clean_html), and as the code that is imported.
         f"<div class=rendered>{clean_html(description)}</div>"
         f"<details class=code><summary>HTML {_used(description, rules.get('description'))}</summary>"
-        f"<div class=description>{escape(description)}</div></details>"
-        "<ul>" + "".join(f"<li>{escape(str(b))}</li>" for b in job.get("bullets") or []) + "</ul>"
-        f"<div class=tags>{escape(', '.join(job.get('seo_tags') or []))}</div>"
+        f'<div class=description data-field="description">{escape(description)}</div></details>'
+        '<ul data-field="bullets">' + "".join(f"<li>{escape(str(b))}</li>" for b in job.get("bullets") or []) + "</ul>"
+        f'<div class=tags data-field="seo_tags">{escape(", ".join(job.get("seo_tags") or []))}</div>'
         + "".join(
-            f"<div class=extra><span class=label>{escape(str(name))}</span> {escape(str(value))}</div>"
+            f"<div class=extra><span class=label>{escape(str(name))}</span> "
+            f'<span data-field="{escape(str(name))}">{escape(str(value))}</span></div>'
             for name, value in extra.items()
         )
     )
@@ -495,6 +496,23 @@ _SERVED_SCRIPT = """
       if (value !== editor.dataset.saved) {
         decide(row, {fields: {title: value}}).then(function (ok) { if (ok) editor.dataset.saved = value; });
       }
+    });
+    // The other fields, edited in place too: the description as its HTML, each highlight, the
+    // search tags as a comma list, the platform's extra fields; saved when they lose focus.
+    row.querySelectorAll("[data-field]").forEach(function (node) {
+      const name = node.dataset.field;
+      const read = () => name === "bullets"
+        ? Array.from(node.querySelectorAll("li")).map((li) => li.textContent.trim()).filter(Boolean)
+        : name === "seo_tags" ? node.textContent.split(",").map((tag) => tag.trim()).filter(Boolean)
+        : node.textContent.trim();
+      if (name === "bullets") node.querySelectorAll("li").forEach((li) => { li.contentEditable = "true"; });
+      else node.contentEditable = "true";
+      node.dataset.saved = JSON.stringify(read());
+      node.addEventListener("focusout", function () {
+        const value = read();
+        if (JSON.stringify(value) === node.dataset.saved) return;
+        decide(row, {fields: {[name]: value}}).then(function (ok) { if (ok) node.dataset.saved = JSON.stringify(value); });
+      });
     });
     row.addEventListener("click", () => { at = index; });
   });

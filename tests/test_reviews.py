@@ -231,6 +231,16 @@ def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: s
                 "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
                 ".dataset.origin === 'human'"
             )
+            tags = row.locator(".tags")
+            tags.click()
+            page.keyboard.press("End")
+            page.keyboard.type(", reisekopfhörer")
+            page.locator("h1").click()  # the tags lose focus: saved as a list
+            page.wait_for_function(
+                "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE'] .decision\")"
+                ".textContent.includes('edited') && document.querySelector(\"section[data-id='ELEC-001'] "
+                "tr.job[data-locale='de-DE'] .tags\").dataset.saved.includes('reisekopfhörer')"
+            )
             row.locator(".approve").click()
             page.wait_for_function(
                 "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
@@ -247,6 +257,7 @@ def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: s
     assert errors == []
     line = results()[KEY]
     assert line["title"] == "Nordbeat ANC45 Kopfhörer" and line["approved"] is True and line["origin"] == "human"
+    assert line["seo_tags"][-1] == "reisekopfhörer"
 
 
 def test_an_edit_is_offered_to_the_listings_with_the_same_copy(run_cli, sample: Path, relay: FakeRelay) -> None:
@@ -272,3 +283,21 @@ def test_an_edit_is_offered_to_the_listings_with_the_same_copy(run_cli, sample: 
         assert next(item for item in listed if item["id"] == twin["id"])["reused_from"] == twin["reused_from"]
     finally:
         next(server, None)
+
+
+def test_merging_shards_keeps_every_decision(run_cli, sample: Path, relay: FakeRelay) -> None:
+    assert run(run_cli, relay, sample).exit_code == 0
+    assert run_cli("approve", "out", "--id", "ELEC-001").exit_code == 0
+    for k in (1, 2):  # CI: every shard starts from the committed OUT and runs its slice
+        shutil.copytree("out", f"shard{k}")
+        shard = run_cli(
+            "run", sample, "-l", "de-DE,ja-JP", "--out", f"shard{k}", "--shard", f"{k}/2", "--base-url", relay.base_url
+        )
+        assert shard.exit_code == 0, shard.stderr
+    assert run_cli("approve", "shard2", "--id", "HOME-002").exit_code == 0  # a reviewer on one shard's OUT
+    merged = run_cli("merge", "shard1", "shard2", "--out", "merged")
+    assert merged.exit_code == 0, merged.stderr
+    lines = Path("merged/reviews.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(set(lines)) == 4  # ELEC-001 and HOME-002 in two locales, each once
+    approved = {r["id"] for r in iter_jsonl(Path("merged/results.jsonl")) if r["approved"]}
+    assert approved == {"ELEC-001", "HOME-002"}
