@@ -42,10 +42,11 @@ def test_a_human_edit_survives_reruns_a_fresh_clone_and_a_source_edit(run_cli, s
     assert all(line["origin"] == "model" and line["approved"] is False for line in results().values())
     decide(id=KEY[0], platform=KEY[1], locale=KEY[2], action="edit", fields={"title": "Nordbeat ANC45 Kopfhörer"})
     sent = len(relay.chat_requests)
-    again = run(run_cli, relay, sample)
+    again = run(run_cli, relay, sample, "--format", "jsonl,csv")
     assert again.exit_code == 0 and len(relay.chat_requests) == sent
     edited = results()[KEY]
     assert edited["title"] == "Nordbeat ANC45 Kopfhörer" and edited["origin"] == "human"
+    assert "Nordbeat ANC45 Kopfhörer" in Path("out/results.csv").read_text(encoding="utf-8")  # files use it
     shutil.copytree("out", "clone", ignore=shutil.ignore_patterns("localize.db*"))  # a fresh clone of OUT
     shutil.rmtree("out")
     shutil.move("clone", "out")
