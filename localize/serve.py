@@ -136,7 +136,9 @@ class ReviewServer:
                 warnings = self._check(current, fields)
                 decision = Decision(*key, "edit", fields=fields)
             elif actions == ["approved"]:
-                decision = Decision(*key, "approve" if body["approved"] is True else "unapprove")
+                if not isinstance(body["approved"], bool):
+                    raise Problem(400, {"error": "approved is true or false"})
+                decision = Decision(*key, "approve" if body["approved"] else "unapprove")
             else:
                 decision = Decision(*key, "reject", note=str(body["reject"])[:2000])
             store.decide([decision])
@@ -302,7 +304,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise Problem(403, {"error": "writes come from the review page only"})
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             raise Problem(415, {"error": "send JSON (Content-Type: application/json)"})
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise Problem(400, {"error": "a Content-Length is needed"}) from None
         if length > MAX_BODY:
             raise Problem(413, {"error": f"a request body of at most {MAX_BODY:,} bytes"})
         try:

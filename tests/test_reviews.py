@@ -166,6 +166,7 @@ def test_edits_approvals_and_rejections_through_the_api(served: str) -> None:
     over = httpx.post(url, json={"fields": {"title": "Kopfhörer " * 40}}, headers=headers)
     assert over.status_code == 422 and over.json()["problems"]  # over Amazon's title limit: nothing saved
     assert results()[KEY]["title"] == "Nordbeat ANC45 Kopfhörer"
+    assert httpx.post(url, json={"approved": "yes"}, headers=headers).status_code == 400
     approved = httpx.post(url, json={"approved": True}, headers=headers)
     assert approved.status_code == 200 and approved.json()["listing"]["approved"] is True
     rejected = httpx.post(f"{base}/api/listings/amazon/ja-JP/ELEC-001", json={"reject": "Shorter."}, headers=headers)
