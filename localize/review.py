@@ -438,7 +438,7 @@ _SERVED_SCRIPT = """
       said.className = "decision ok";
       said.textContent = (data.listing.approved ? "approved" : "not approved") +
         (data.listing.origin === "human" ? " · edited" : "") +
-        (data.listing.status === "rejected" ? " · sent back" : "") +
+        (data.listing.warnings.some((w) => w.startsWith("rejected:")) ? " · sent back" : "") +
         (data.listing.warnings.length ? " · " + data.listing.warnings.join("; ") : "");
     } else {
       said.className = "decision error";

@@ -9,7 +9,7 @@ write is refused with 409 (the run's files would otherwise be overwritten under 
 
 API (the README documents it; tests drive it):
 - GET  /api/listings → {"listings": [{"id", "platform", "locale", "fields", "origin", "approved",
-  "status", "warnings"}]}
+  "status": "ok"|"warning"|"failed"|"outdated", "warnings"}]}, exactly as DESIGN.md has it
 - POST /api/listings/{platform}/{locale}/{id} with {"fields": {...}} (checked as a model's
   answer: a hard rule broken → 422 {"problems": [...]}, nothing saved; a figure or glossary
   finding → saved with its warning), {"approved": true|false}, or {"reject": "note"}.
@@ -155,16 +155,16 @@ class ReviewServer:
     def _twins(self, listing: Mapping[str, Any]) -> list[str]:
         """The products whose listing here is the same copy as this one's (reused from it, or
         from the one it was reused from): a person's edit is offered to them."""
-        source = listing.get("reused_from") or listing["id"]
         where = (listing["platform"], listing["locale"])
         with RunStore(self.out, read_only=True) as store:
-            return sorted(
-                str(line["id"])
-                for line in store.results()
-                if (line["platform"], line["locale"]) == where
-                and line["id"] != listing["id"]
-                and (line["id"] == source or line.get("reused_from") == source)
-            )
+            lines = [line for line in store.results() if (line["platform"], line["locale"]) == where]
+        own = next((line for line in lines if line["id"] == listing["id"]), {})
+        source = own.get("reused_from") or listing["id"]
+        return sorted(
+            str(line["id"])
+            for line in lines
+            if line["id"] != listing["id"] and (line["id"] == source or line.get("reused_from") == source)
+        )
 
     def _check(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
         """A person's edit, checked as a model's answer would be: a hard rule broken is a 422."""
@@ -212,12 +212,9 @@ def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: line.get(name) for name in EDITABLE}
     fields.update(line.get("extra") or {})
     warnings = list(line.get("warnings") or [])
-    if line.get("outdated"):
-        status = "outdated"
-    elif "rejected" in line:
-        status = "rejected"
-    else:
-        status = "warning" if warnings else "ok"
+    if "rejected" in line:  # sent back: a new listing comes with the next run
+        warnings.append(f"rejected: {line['rejected']}")
+    status = "outdated" if line.get("outdated") else "warning" if warnings else "ok"
     listing = {
         "id": str(line["id"]),
         "platform": str(line["platform"]),
@@ -228,8 +225,6 @@ def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
         "status": status,
         "warnings": warnings,
     }
-    if line.get("reused_from"):
-        listing["reused_from"] = str(line["reused_from"])  # the same copy as this product's listing
     return listing
 
 
