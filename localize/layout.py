@@ -9,7 +9,8 @@
   estimates and --rpm auto start (run_report, merge).
 - amazon/, woocommerce/, magento_products.csv, akeneo_products.csv,
   shopify_translations.csv: the shops' import files (shops/, each shop's own module);
-  review.html: the review page (review).
+  review.html: the review page (review); reviews.jsonl: people's edits, approvals and
+  rejections, one a line (reviews, written through the store).
 """
 
 from __future__ import annotations
