@@ -36,9 +36,4 @@ def approve_listings(
             and (locale is None or line["locale"] == locale)
             and (platform is None or line["platform"] == platform)
         ]
-        count = store.decide(chosen)
-        store.close()
-        store.finish(
-            formats=[name for name, file in (("csv", "results.csv"), ("json", "results.json")) if (out / file).exists()]
-        )
-    return count
+        return store.decide(chosen, export=True)

@@ -6,7 +6,6 @@
 import asyncio
 import errno
 import inspect
-import ipaddress
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ from . import __version__, config, estimate, jobs, pipeline, preview, reports
 from .approvals import approve_listings
 from .batch import BatchProgress
 from .errors import DiskFull, InputError, LocalizeError
+from .layout import REVIEWS
 from .memory import export_memory
 from .merge import merge_outputs
 from .progress import ProgressView
@@ -502,13 +502,8 @@ def _serve(out: Path, *, host: str, port: int) -> None:
     """The review workbench: its URL (with a fresh token) the first line on stdout; runs until
     interrupted (exit 0)."""
     with exit_codes():
-        if not (out / "results.jsonl").is_file() and not (out / "localize.db").is_file():
-            raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
-        try:
-            server = ReviewServer(out, config.load(flags={}), host=host, port=port)
-        except OSError as exc:
-            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port") from None
-    if not _is_loopback(host):
+        server = ReviewServer(out, config.load(flags={}), host=host, port=port)
+    if server.exposed:
         stderr.print(f"warning: listening on {host}: anyone who can reach it and has the token can edit", markup=False)
     print(server.url, flush=True)
     stderr.print("Serving the review page; Ctrl-C stops.", markup=False)
@@ -518,15 +513,6 @@ def _serve(out: Path, *, host: str, port: int) -> None:
         pass
     finally:
         server.shutdown()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @app.command(cls=_Command, short_help="Approve listings in OUT (for scripts and CI).")
@@ -541,7 +527,7 @@ def approve(
     """Approve listings: each approval is a line in OUT/reviews.jsonl, folded into results.jsonl."""
     with exit_codes():
         count = approve_listings(out, every=every, ids=ids, locale=locale, platform=platform, user=user)
-    stderr.print(f"Approved {count:,} listings in {out} (recorded in {out / 'reviews.jsonl'}).", markup=False)
+    stderr.print(f"Approved {count:,} listings in {out} (recorded in {out / REVIEWS}).", markup=False)
 
 
 memory_app = typer.Typer(help="Translation memories (TMX).", no_args_is_help=True)
@@ -671,6 +657,7 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             "reused": "the same copy as another product's (asked once)",
             "from_memory": "filled from the translation memory",
             "held": "failures held (unchanged since they failed; --retry-failed sends them)",
+            "outdated": "a person's listings kept though their product changed (--refresh-outdated)",
         }
         parts = [f"{count:,} {kinds[name]}" for name, count in result.unsent().items() if count]
         stderr.print(f"Not sent, not priced: {'; '.join(parts)}.", markup=False)

@@ -256,15 +256,18 @@ class Settings(BaseModel):
         """Whether the key would cross a network unencrypted: plain http to a host that is not
         this machine (loopback stays here; a local proxy is fine)."""
         url = urllib.parse.urlsplit(self.base_url)
-        if url.scheme != "http":
-            return False
-        host = (url.hostname or "").lower()
-        if host == "localhost" or host.endswith(".localhost"):
-            return False
-        try:
-            return not ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return True
+        return url.scheme == "http" and not is_loopback(url.hostname or "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's (localhost, 127.0.0.0/8, ::1)."""
+    host = host.lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # Names a user writes (flags, YAML keys) → Settings fields.

@@ -48,6 +48,7 @@ from .strings import (
     string_requests,
 )
 from .textfile import read_once
+from .verdicts import Action, verdict
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256
@@ -147,6 +148,7 @@ class Estimate:
     reused: int = 0
     from_memory: int = 0
     held: int = 0
+    outdated: int = 0  # a person's listings kept though their product changed
     elapsed_s: float = 0.0
     calibration: Calibration | None = None
     rpm: int | str = 60
@@ -297,10 +299,19 @@ class Estimate:
             "price": {"as_of": price.as_of.isoformat() if price.as_of else None, "source": price.source},
         }
 
+    def not_sent(self, action: Action) -> None:
+        """Count a job a run would not send: up to date, outdated (a person's) or held."""
+        if action == "up_to_date":
+            self.up_to_date += 1
+        elif action == "outdated":
+            self.outdated += 1
+        elif action == "held":
+            self.held += 1
+
     @property
     def settled_unsent(self) -> int:
         """Jobs a run would settle without sending them (beside those up to date)."""
-        return self.reused + self.from_memory + self.held
+        return self.reused + self.from_memory + self.held + self.outdated
 
     def _jobs(self, priced: int) -> dict[str, int]:
         jobs = {
@@ -313,7 +324,7 @@ class Estimate:
         return jobs
 
     def unsent(self) -> dict[str, int]:
-        return {"reused": self.reused, "from_memory": self.from_memory, "held": self.held}
+        return {"reused": self.reused, "from_memory": self.from_memory, "held": self.held, "outdated": self.outdated}
 
     def _entry(self, jobs: int, requests: int, scenarios: Mapping[str, Usage], *, top: bool = False) -> dict[str, Any]:
         expected = scenarios["expected"]
@@ -346,7 +357,8 @@ COUNT_BATCH = 1024
 def estimate(settings: Settings, catalog: Path, *, on_progress: Callable[[int], None] | None = None) -> Estimate:
     """Render every prompt, count its tokens and price the run. Sends nothing."""
     # With earlier results in OUT, jobs that are up to date would not be sent: they cost nothing.
-    with_results = (settings.out / LOCK).exists() and not settings.force
+    # --force sends them all, but for a person's listings, which it never regenerates.
+    with_results = (settings.out / LOCK).exists()
     with read_once(catalog), RunStore(settings.out, read_only=True) if with_results else nullcontext() as store:
         return _estimate(settings, catalog, store, on_progress=on_progress)
 
@@ -388,13 +400,12 @@ def _estimate(
             copy = (job.platform, job.locale.tag, product_copy)
             if preparer is not None and store is not None:
                 prepared = preparer.listing(job)
-                if store.is_current(job.key, prepared.fp):
-                    result.up_to_date += 1
+                decided = verdict(store, job.key, prepared.fp, settings).action
+                if decided != "send":
+                    result.not_sent(decided)
                     continue
-                if not settings.retry_failed and store.held_failure(job.key, prepared.fp) is not None:
-                    result.held += 1
-                    continue
-                if copy in copies or store.written_copy(preparer.copy_key(prepared)) is not None:
+                written = None if settings.force else store.written_copy(preparer.copy_key(prepared))
+                if copy in copies or written is not None:
                     result.reused += 1
                     continue
                 messages = prepared.messages
@@ -443,13 +454,12 @@ def _add_strings(
                 result.reused += 1  # the same text as a string before it: asked once
                 continue
             seen.add((product.name, locale.tag))
-            if (
-                store is not None
-                and preparer is not None
-                and store.is_current((product.id, STRINGS, locale.tag), preparer.string(product, locale).fp)
-            ):
-                result.up_to_date += 1
-                continue
+            if store is not None and preparer is not None:
+                key, fp = (product.id, STRINGS, locale.tag), preparer.string(product, locale).fp
+                decided = verdict(store, key, fp, settings).action
+                if decided != "send":
+                    result.not_sent(decided)
+                    continue
             by_locale.setdefault(locale.tag, []).append((product, locale))
     for tag, strings in by_locale.items():
         locale = strings[0][1]

@@ -28,13 +28,11 @@ from .layout import (
     LOCK,
     REQUESTS,
     RESULTS,
-    RESULTS_CSV,
-    RESULTS_JSON,
     REVIEWS,
     STRINGS_FILE,
 )
 from .lock import HEADER, JobKey
-from .store import STRING_PLATFORM, OutHold, RunStore, atomic_write, has_unfinished_run
+from .store import EXTRA_FORMATS, STRING_PLATFORM, OutHold, RunStore, atomic_write, has_unfinished_run
 
 
 def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
@@ -87,16 +85,12 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
         hold.release()
     # The same finish as a run's: the state rebuilt from the merged files, the extra formats the
     # shards wrote (results.csv, results.json) written again from them.
-    formats = [fmt for fmt, name in _EXTRA_FORMATS.items() if any((path / name).exists() for path in inputs)]
+    formats = [fmt for fmt, name in EXTRA_FORMATS.items() if any((path / name).exists() for path in inputs)]
     with RunStore(out) as store:
         store.close()
         store.finish(formats=formats)
     removed = [name for name in IMPORT_FILES if _remove(out / name)]
     return {**report, "removed": removed} if removed else report
-
-
-# The extra formats a run writes beside results.jsonl, by --format value.
-_EXTRA_FORMATS = {"csv": RESULTS_CSV, "json": RESULTS_JSON}
 
 
 def _decided_at(line: str) -> str:

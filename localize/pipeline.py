@@ -66,7 +66,7 @@ from .relay import (
     RelayFatal,
     Sender,
 )
-from .reviews import Decision, is_kept
+from .reviews import Decision
 from .run_report import previous_rate_rpm, write_run_reports
 from .shops import Delivery, Imports, ImportSummary, check_imports, write_imports
 from .store import JobFailure, JobResult, RunStore
@@ -80,6 +80,7 @@ from .strings import (
 )
 from .textfile import read_once
 from .validate import InvalidAnswer, Listing
+from .verdicts import verdict
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -429,16 +430,13 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     for ready in prepared:
         total += 1
         reason = store.stale_reason(ready.job.key, ready.fp, ready.fields)
-        reviewed = store.reviewed(ready.job.key)
-        if reviewed is not None and "rejected" in reviewed:
+        decided = verdict(store, ready.job.key, ready.fp, settings)
+        if decided.note is not None:
             reason = "rejected by a reviewer"
-        elif reason is not None and reviewed is not None and is_kept(reviewed) and not settings.refresh_outdated:
-            reason = (
-                f"outdated ({reason}; kept: a person {'edited' if reviewed['origin'] == 'human' else 'approved'} it)"
-            )
-        held = store.held_failure(ready.job.key, ready.fp) if reason is not None else None
-        if held is not None and not settings.retry_failed:
-            reason = f"failed (unchanged since run {held.get('run')})"
+        elif decided.action == "outdated":
+            reason = f"outdated ({reason}; kept: a person {'edited' if decided.edited else 'approved'} it)"
+        elif decided.action == "held":
+            reason = f"failed (unchanged since run {decided.held_since})"
         if reason is not None:
             stale.append((ready.job.key, reason))
     unapproved = sum(1 for line in store.results() if not line.get("approved")) if settings.require_approved else 0
@@ -657,30 +655,27 @@ class _JobRunner:
         """The job's work, or None when its result is up to date (counted, and a failure an
         earlier run recorded for it cleared)."""
         job, fp = prepared.job, prepared.fp
-        reviewed = self._store.reviewed(job.key) if job.platform != STRINGS else None
-        note = reviewed.get("rejected") if reviewed is not None else None
-        if note is None and not self._settings.force and self._store.is_current(job.key, fp):
+        decided = verdict(self._store, job.key, fp, self._settings)
+        if decided.action == "up_to_date":
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
-        if reviewed is not None and is_kept(reviewed) and not (self._settings.force or self._settings.refresh_outdated):
+        if decided.action == "outdated":
             self.outdated += 1  # a person's listing, its product changed since: kept, said
             self._store.set_outdated(job.key)
             return None
-        if not (self._settings.force or self._settings.retry_failed):
-            held = self._store.held_failure(job.key, fp)
-            if held is not None:  # failed as it stands now: not paid for again (--retry-failed)
-                self.failed += 1
-                self.held += 1
-                self.held_since.add(str(held.get("run") or ""))
-                return None
+        if decided.action == "held":  # failed as it stands now: not paid for again (--retry-failed)
+            self.failed += 1
+            self.held += 1
+            self.held_since.add(decided.held_since or "")
+            return None
         messages = prepared.messages
-        if note is not None:  # sent back by a reviewer: asked again with the note (the lock keeps the plain prompt)
+        if decided.note is not None:  # sent back by a reviewer: asked with the note (the lock keeps the plain prompt)
             messages = [
                 *messages[:-1],
-                {"role": "user", "content": messages[-1]["content"] + REVIEW_NOTE.format(note=note)},
+                {"role": "user", "content": messages[-1]["content"] + REVIEW_NOTE.format(note=decided.note)},
             ]
-        work = _Work(job, messages, prepared.rules, fp, prepared.fields, [], reviewed=reviewed is not None)
+        work = _Work(job, messages, prepared.rules, fp, prepared.fields, [], reviewed=decided.reviewed)
         if self._harvest is not None:
             if self._harvest.is_in_flight(*work.line_job):
                 self.in_batch += 1  # a running batch asks it already (--no-wait): not asked twice
@@ -737,7 +732,11 @@ class _JobRunner:
         else:
             twin["sku"] = job.product.fields.get("sku")
         twin.update(attempts=0, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0.0)
-        twin["reused_from"] = line.get("reused_from") or line["id"]
+        source = line.get("reused_from") or line["id"]
+        if source != job.product.id:  # (its own earlier listing, when only its SKU changed, names no other)
+            twin["reused_from"] = source
+        else:
+            twin.pop("reused_from", None)
         self._store.record_result(JobResult(job.key, twin, work.fp, work.fields, work.copy))
         self.succeeded += 1
         self.reused += 1

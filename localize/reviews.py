@@ -104,9 +104,14 @@ def append_decisions(path: Path, decisions: Iterable[Decision]) -> int:
     if not lines:
         return 0
     with path.open("a", encoding="utf-8") as handle:
-        handle.writelines(lines)
-        handle.flush()
-        os.fsync(handle.fileno())
+        start = handle.tell()
+        try:
+            handle.writelines(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            handle.truncate(start)  # a full disk: no half-written decision left behind
+            raise
     return len(lines)
 
 

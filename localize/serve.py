@@ -29,17 +29,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import read_catalog
+from .config import is_loopback
 from .errors import InputError, OutInUse
 from .figures import facts_of
 from .jobs import PromptSets
-from .layout import COST_JSON, RESULTS_CSV, RESULTS_JSON
+from .layout import COST_JSON, DB, RESULTS
 from .locales import parse_locale
 from .review import review_html
 from .reviews import EDITABLE, Decision
-from .store import RunStore
+from .store import STRING_PLATFORM, RunStore
 from .validate import InvalidAnswer, check_listing
 
 if TYPE_CHECKING:
+    from .catalog import Product
     from .config import Settings
 
 MAX_BODY = 256_000  # bytes: a listing is a few kB
@@ -58,13 +60,22 @@ class ReviewServer:
     """Serves one OUT until shut down."""
 
     def __init__(self, out: Path, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        """InputError (exit 2) for an OUT without results, or an address it cannot listen on."""
+        if not any((out / name).is_file() for name in (RESULTS, DB)):
+            raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
         self.out = out
+        self.exposed = not is_loopback(host)  # reachable from other machines: the CLI warns
         self.settings = settings
         self.token = secrets.token_urlsafe(24)
         self._writing = threading.Lock()  # one write at a time: each takes OUT as a run does
         server = self
         handler = type("Handler", (_Handler,), {"server_state": server})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port or --host"
+            ) from None
         self.httpd.daemon_threads = True
 
     @property
@@ -93,7 +104,7 @@ class ReviewServer:
             have = {(item["id"], item["platform"], item["locale"]) for item in found}
             for failure in store.failures():
                 key = (str(failure["id"]), str(failure["platform"]), str(failure["locale"]))
-                if key not in have and failure["platform"] != "strings":
+                if key not in have and failure["platform"] != STRING_PLATFORM:
                     found.append(
                         {
                             "id": key[0],
@@ -123,10 +134,8 @@ class ReviewServer:
         except OutInUse:
             raise Problem(409, {"error": "a run is writing OUT: try again when it has finished"}) from None
         with store:
-            current = next(
-                (line for line in store.results() if (line["id"], line["platform"], line["locale"]) == key), None
-            )
-            if current is None:
+            current = store.result(key)
+            if current is None or platform == STRING_PLATFORM:
                 raise Problem(404, {"error": f"no listing {product_id!r} on {platform} in {locale}"})
             warnings: list[str] = []
             if actions == ["fields"]:
@@ -141,13 +150,9 @@ class ReviewServer:
                 decision = Decision(*key, "approve" if body["approved"] else "unapprove")
             else:
                 decision = Decision(*key, "reject", note=str(body["reject"])[:2000])
-            store.decide([decision])
-            store.close()
-            formats = [
-                name for name, file in (("csv", RESULTS_CSV), ("json", RESULTS_JSON)) if (self.out / file).exists()
-            ]
-            store.finish(formats=formats)
-            updated = next(line for line in store.results() if (line["id"], line["platform"], line["locale"]) == key)
+            store.decide([decision], export=True)
+            updated = store.result(key)
+        assert updated is not None
         listing = _listing(updated)
         listing["warnings"] = [*listing["warnings"], *warnings]
         return {"listing": listing, "twins": self._twins(listing)}
@@ -194,7 +199,7 @@ class ReviewServer:
             raise Problem(422, {"problems": [f"{exc.kind}: {exc.message}"]}) from None
         return warnings
 
-    def _product(self, product_id: str) -> Any:
+    def _product(self, product_id: str) -> Product | None:
         """The product's source in the catalog the run read (None when it is gone)."""
         try:
             report = json.loads((self.out / COST_JSON).read_text(encoding="utf-8"))
@@ -258,8 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
                 status, content_type = problem.status, "application/json"
                 body = json.dumps(problem.body).encode()
                 self.close_connection = True  # a body left unread must not be read as the next request
-            except InputError as exc:
-                status, content_type, body = 500, "application/json", json.dumps({"error": exc.message}).encode()
+            except InputError as exc:  # OUT's files unreadable (a broken reviews.jsonl line, say)
+                status, content_type = 500, "application/json"
+                body = json.dumps({"error": exc.message, "where": exc.where, "hint": exc.hint}).encode()
+                self.close_connection = True
+            except OSError as exc:  # a full disk, a file OUT cannot hold: nothing was half-written
+                status, content_type = 507, "application/json"
+                error = f"cannot write OUT: {exc.strerror or exc}"
+                body = json.dumps({"error": error, "hint": "free some space, then decide again"}).encode()
                 self.close_connection = True
         self.send_response(status)
         if self.close_connection:

@@ -54,6 +54,8 @@ _BILLED_FIELDS = ("model", "attempts", "input_tokens", "output_tokens", "cached_
 RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", *_BILLED_FIELDS)
 # A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
 OPTIONAL_RESULT_FIELDS = ("extra", "reused_from", "memory")
+# The extra formats a run writes beside results.jsonl (--format), by name.
+EXTRA_FORMATS = {"csv": RESULTS_CSV, "json": RESULTS_JSON}
 # A failure an unchanged job would meet again carries the run that met it and the fingerprint
 # it was asked with (Fingerprint.digest, hex): the next run holds it instead of paying again.
 OPTIONAL_FAILURE_FIELDS = ("run", "fingerprint")
@@ -554,16 +556,25 @@ class RunStore:
 
     def reviewed(self, key: JobKey) -> dict[str, Any] | None:
         """A listing's result as people left it (None without a result or a decision)."""
-        if key not in self._reviews:
-            return None
-        line = self._result_line(key)
-        return None if line is None else fold(line, self._reviews[key])
+        return self.result(key) if key in self._reviews else None
 
-    def decide(self, decisions: Iterable[Decision]) -> int:
-        """Record people's decisions (reviews.jsonl) and fold them into the results from now on."""
+    def decide(self, decisions: Iterable[Decision], *, export: bool = False) -> int:
+        """Record people's decisions (reviews.jsonl) and fold them into the results from now on;
+        with `export` (outside a run), write the exported files again at once, in the formats
+        OUT holds (`localize approve`, the review server)."""
         count = append_decisions(self.out / REVIEWS, decisions)
         self._reviews = by_job(read_decisions(self.out / REVIEWS))
+        if export:
+            self.close()
+            self.finish(formats=[fmt for fmt, name in EXTRA_FORMATS.items() if (self.out / name).exists()])
         return count
+
+    def result(self, key: JobKey) -> dict[str, Any] | None:
+        """One listing's result, people's decisions folded in (None without one)."""
+        line = self._result_line(key)
+        if line is None or key not in self._reviews:
+            return line
+        return fold(line, self._reviews[key])
 
     def _folded(self, key: JobKey, line: str) -> str:
         decisions = self._reviews.get(key)

@@ -314,3 +314,46 @@ def test_merging_shards_keeps_every_decision(run_cli, sample: Path, relay: FakeR
     assert len(lines) == len(set(lines)) == 4  # ELEC-001 and HOME-002 in two locales, each once
     approved = {r["id"] for r in iter_jsonl(Path("merged/results.jsonl")) if r["approved"]}
     assert approved == {"ELEC-001", "HOME-002"}
+
+
+def test_force_never_overwrites_a_persons_listing_and_the_dry_run_does_not_price_it(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    assert run(run_cli, relay, sample).exit_code == 0
+    decide(id=KEY[0], platform=KEY[1], locale=KEY[2], action="edit", fields={"title": "Nordbeat ANC45 Kopfhörer"})
+    decide(id="HOME-002", platform="amazon", locale="ja-JP", action="approve")
+    approved_title = results()[("HOME-002", "amazon", "ja-JP")]["title"]
+    sent = len(relay.chat_requests)
+    forced = run(run_cli, relay, sample, "--force", "--pack", "1")
+    assert forced.exit_code == 0, forced.stderr
+    assert len(relay.chat_requests) == sent + 24  # every job but the two a person decided on
+    assert results()[KEY]["title"] == "Nordbeat ANC45 Kopfhörer"
+    assert results()[("HOME-002", "amazon", "ja-JP")]["title"] == approved_title
+    write(sample, sample.read_text(encoding="utf-8").replace("Hybrid active noise cancelling", "Adaptive ANC"))
+    priced = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run", "--json")
+    report = json.loads(priced.stdout)
+    assert priced.exit_code == 0 and report["jobs"]["outdated"] == 1 and report["jobs"]["up_to_date"] == 24
+
+
+def test_serving_an_out_without_results_or_on_a_taken_port_is_one_line(run_cli, sample: Path, relay: FakeRelay) -> None:
+    import socket
+
+    missing = run_cli("review", "nowhere", "--serve")
+    assert missing.exit_code == 2 and "no results here" in missing.stderr and "Traceback" not in missing.stderr
+    assert run(run_cli, relay, sample).exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = run_cli("review", "out", "--serve", "--port", str(taken.getsockname()[1]))
+    assert busy.exit_code == 2 and "cannot listen on 127.0.0.1" in busy.stderr and "--port" in busy.stderr
+
+
+def test_a_decision_the_disk_cannot_take_is_a_507_not_a_dropped_connection(served: str) -> None:
+    import httpx
+
+    base, token = api(served)
+    Path("out/reviews.jsonl").mkdir()  # a file OUT cannot write, as a full disk refuses one
+    refused = httpx.post(
+        f"{base}/api/listings/amazon/de-DE/ELEC-001", json={"approved": True}, headers={"X-Localize-Token": token}
+    )
+    assert refused.status_code == 507 and refused.json()["error"].startswith("cannot write OUT")

@@ -1,0 +1,45 @@
+"""Whether a run sends a job, decided in one place for the live run, the dry run and --check:
+up to date, a person's listing kept (outdated when its product changed), a failure held, or
+sent (with a reviewer's note when a person sent the listing back)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from .reviews import is_kept
+from .store import STRING_PLATFORM
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .lock import Fingerprint, JobKey
+    from .store import RunStore
+
+Action = Literal["send", "up_to_date", "outdated", "held"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    note: str | None = None  # send: a reviewer's note, asked with the job
+    reviewed: bool = False  # send: people decided on the listing (a new one starts their record over)
+    held_since: str | None = None  # held: the run that met the failure
+    edited: bool = False  # outdated: a person edited it (else approved it)
+
+
+def verdict(store: RunStore, key: JobKey, fp: Fingerprint, settings: Settings) -> Verdict:
+    """A person's listing is never regenerated, --force or not (only --refresh-outdated asks);
+    a listing sent back is asked again; a failure of the checks is held while nothing changed."""
+    reviewed = store.reviewed(key) if key[1] != STRING_PLATFORM else None
+    note = reviewed.get("rejected") if reviewed is not None else None
+    kept = reviewed is not None and is_kept(reviewed) and not settings.refresh_outdated
+    if note is None and (kept or not settings.force) and store.is_current(key, fp):
+        return Verdict("up_to_date")
+    if kept:
+        assert reviewed is not None
+        return Verdict("outdated", edited=reviewed.get("origin") == "human")
+    if not (settings.force or settings.retry_failed):
+        held = store.held_failure(key, fp)
+        if held is not None:
+            return Verdict("held", held_since=str(held.get("run") or ""))
+    return Verdict("send", note=note, reviewed=reviewed is not None)
