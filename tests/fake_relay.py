@@ -253,6 +253,7 @@ class FakeRelay:
         caching: bool = True,
         prompt_factor: int = 1,
         poison: str | None = None,
+        poison_locale: str | None = None,
         batch: bool = True,
         batch_fate: str = "completed",
         batch_steps: int = 2,
@@ -279,6 +280,7 @@ class FakeRelay:
         self._caching = caching
         self._prompt_factor = prompt_factor  # bill this many times the prompt tokens (a relay that overbills)
         self._poison = poison  # a product text that breaks every answer to a request holding it
+        self._poison_locale = poison_locale  # ...only in this language (the code the system prompt names)
         self._counter = 0
         # The batch API (/v1/files, /v1/batches), OpenAI-shaped as Moonshot serves it: a batch
         # moves validating → in_progress (batch_steps polls) → finalizing → completed, or ends
@@ -435,7 +437,8 @@ class FakeRelay:
         content = answer.content
         user = "".join(m["content"] for m in messages if m["role"] == "user")
         packed = _PACKED_ID.findall(user)  # as written in the fences (escaped), as an honest model copies them
-        if self._poison is not None and self._poison in user:
+        poisoned = self._poison is not None and self._poison in user
+        if poisoned and self._poison_locale in (None, match.group(1) if match else None):
             content = '{"listings": {"' if packed else '{"title": '
         asked = _STRINGS.search(user)
         if content is None and asked is not None:  # the string-translation wire contract

@@ -155,6 +155,36 @@ def read_woocommerce_import(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
+def woocommerce_update(products: list[dict[str, str]], rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The products after WooCommerce's importer ran a file with "Update existing products"
+    ticked: a row finds its product by ID, else by SKU, and every mapped cell is written to it,
+    an empty one too (WC_Product_CSV_Importer: `set_props`, then `set_sku('')` for an empty
+    SKU cell); `Meta: key` cells become the product's meta data."""
+    updated = [dict(product) for product in products]
+    for row in rows:
+        found = next((p for p in updated if row.get("ID") and p["ID"] == row["ID"]), None)
+        found = found or next((p for p in updated if row.get("SKU") and p["SKU"] == row["SKU"]), None)
+        assert found is not None, f"the importer finds no product for {row}"
+        for column, value in row.items():
+            if column != "ID":
+                found[column] = value
+    return updated
+
+
+def test_updating_the_sources_changes_nothing_but_their_translation_group(run_cli, relay: FakeRelay) -> None:
+    """Following the README's step 1 on WooCommerce's own export: every source product keeps its
+    SKU and every other field; only WPML's three meta columns are added."""
+    export = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
+    products = read_woocommerce_import(export.read_text(encoding="utf-8-sig"))
+    result = run(run_cli, relay, export, "-l", "de-DE", "-p", "shopify", "--format", "woocommerce")
+    assert result.exit_code == 0, result.stderr
+    sources = read_woocommerce_import(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))
+    after = woocommerce_update(products, sources)
+    for before, now in zip(products, after):
+        assert {k: v for k, v in now.items() if not k.startswith("Meta: _wpml")} == before
+    assert [p["SKU"] for p in after] == [p["SKU"] for p in products] and all(p["SKU"] for p in after)
+
+
 def test_woocommerce_translations_are_new_products_linked_by_wpml(run_cli, relay: FakeRelay) -> None:
     """WooCommerce matches rows to products by ID or SKU and refuses a SKU in use, so a translated
     row carries neither; WPML Export and Import links it to its source through a translation
@@ -171,7 +201,6 @@ def test_woocommerce_translations_are_new_products_linked_by_wpml(run_cli, relay
     group = "Meta: _wpml_import_translation_group"
     assert list(sources[0]) == [
         "ID",
-        "SKU",
         "Meta: _wpml_import_language_code",
         "Meta: _wpml_import_source_language_code",
         group,
@@ -202,7 +231,10 @@ def test_woocommerce_from_our_own_catalog_names_sources_by_sku(run_cli, sample: 
     result = run(run_cli, relay, sample, "-l", "fr-FR", "--format", "woocommerce")
     assert result.exit_code == 0, result.stderr
     sources = read_woocommerce_import(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))
-    assert all(row["ID"] == "" and row["SKU"] for row in sources) and len(sources) == 13
+    assert all("ID" not in row and row["SKU"] for row in sources) and len(sources) == 13
+    catalog = [{"ID": "", "SKU": row["sku"]} for row in csv.DictReader(sample.open(encoding="utf-8-sig"))]
+    after = woocommerce_update(catalog, sources)  # found by SKU, which is written back as it is
+    assert [p["SKU"] for p in after] == [p["SKU"] for p in catalog]
 
 
 def test_woocommerce_needs_an_id_or_sku_before_sending(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
@@ -304,6 +336,20 @@ def test_an_akeneo_export_reads_its_copy_locale_and_channel() -> None:
     assert wallet["weight"] == "80 g" and wallet["material"] == "leather"
     assert "39.00" not in json.dumps(wallet) and "files/" not in json.dumps(wallet)
     assert recognised(AKENEO) == "Akeneo export: 2 products, copy in en_US (its text fills 2 of 2 rows; fr_FR 1)"
+
+
+def test_akeneo_never_empties_a_value_the_pim_holds(run_cli, tmp_path: Path) -> None:
+    """Akeneo's import clears a value whose cell is empty: where a locale's listing failed, the
+    product's cell carries what the export holds, --overwrite-existing or not."""
+    with FakeRelay(poison="Chrome wallet", poison_locale="fr-FR") as relay:
+        result = run(
+            run_cli, relay, AKENEO, "-l", "de-DE,fr-FR", "-p", "shopify", "--format", "akeneo", "--overwrite-existing"
+        )
+    assert result.exit_code == 1, result.stderr  # the wallet's French listing failed
+    text = Path("out/akeneo_products.csv").read_text(encoding="utf-8")
+    rows = {row["sku"]: row for row in csv.DictReader(io.StringIO(text, newline=""), delimiter=";")}
+    assert rows["1111111172"]["name-fr_FR"] == "Portefeuille chromé"
+    assert rows["1111111171"]["name-fr_FR"]  # the other product's French listing came back
 
 
 def test_akeneo_gets_localized_columns_for_its_localizable_attributes(run_cli, relay: FakeRelay) -> None:

@@ -119,12 +119,18 @@ class Akeneo(Shop):
             have = existing.get(key, {})
             for code, channel in written:
                 column = _column(code, listing.locale, channel)
-                if have.get(column, "").strip() and not settings.overwrite_existing:
+                value = _value(code, listing)
+                if have.get(column, "").strip() and (not settings.overwrite_existing or not value.strip()):
                     cells[column] = have[column]  # a person's translation, or an earlier import: kept
                     kept += 1
                 else:
-                    cells[column] = _value(code, listing)
-        rows = [[sku, *(cells.get(column, "") for column in columns)] for sku, cells in sorted(by_product.items())]
+                    cells[column] = value
+        # Akeneo's import clears a value whose cell is empty: a cell we have nothing for (that
+        # locale's listing failed, the platform wrote no such field) carries what the export holds.
+        rows = [
+            [sku, *(cells.get(column) or existing.get(sku, {}).get(column, "") for column in columns)]
+            for sku, cells in sorted(by_product.items())
+        ]
         path = delivery.out / AKENEO_FILE
         atomic_write(path, csv_text(["sku", *columns], rows, delimiter=";"))
         notes = ["--overwrite-existing replaces what was kept."] if kept else []

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,13 +169,12 @@ class WooCommerce(Shop):
             translated.setdefault(listing.id, []).append(listing)
         width = max((len(source.attributes) for source in sources.values()), default=0)
         columns = [*TRANSLATION_COLUMNS, *_attribute_columns(width), *WPML_COLUMNS]
-        rows, linked = [], []
+        rows: list[list[str]] = []
+        linked: list[_Source] = []
         for product_id, versions in translated.items():
             source = sources.get(product_id) or _Source(sku=versions[0].sku)
             group = f"localize-{product_id}"
-            # The source named by its WooCommerce ID where the export gives it, else by its SKU;
-            # its own language code left empty, the source language set (PLATFORMS.md).
-            linked.append([source.id, "" if source.id else source.sku, "", source_language, group])
+            linked.append(replace(source, group=group))
             for listing in sorted(versions, key=lambda item: item.locale):
                 said = _Translations(delivery.strings, product_id, listing.locale)
                 rows.append(
@@ -197,7 +196,7 @@ class WooCommerce(Shop):
                     ]
                 )
         sources_path, translations_path = folder / SOURCES, folder / TRANSLATIONS
-        atomic_write(sources_path, csv_text(("ID", "SKU", *WPML_COLUMNS), linked))
+        atomic_write(sources_path, _sources_csv(linked, source_language))
         atomic_write(translations_path, csv_text(columns, rows))
         asked = len(sources) * len(delivery.settings.locales) if sources else len(rows)
         return [
@@ -226,6 +225,7 @@ class _Source:
     published: str = ""
     texts: Mapping[str, str] = field(default_factory=dict)  # purchase note, button text
     attributes: tuple[_Attribute, ...] = ()
+    group: str = ""  # its WPML translation group, once it has translations
 
     def strings(self) -> dict[str, str]:
         """Its texts beside the listing, by name: notes, attribute names, each value on its own."""
@@ -258,6 +258,25 @@ class _Translations:
 
     def __call__(self, name: str, fallback: str = "") -> str:
         return self.strings.get((_string_key(self.product_id, name), self.locale), fallback)
+
+
+def _sources_csv(linked: list[_Source], source_language: str) -> str:
+    """sources.csv: each source product named by its WooCommerce ID where the export gives it,
+    else by its SKU, with its translation group, its own language code left empty and the
+    source language set (PLATFORMS.md), and no other column.
+
+    WooCommerce's importer, updating a product, writes every mapped cell, an empty one too
+    (`set_sku('')`), and WPML copies a source's SKU to its translations: so a SKU column is
+    there only for products named by SKU, and where a file mixes both, a product named by ID
+    carries its own SKU as the export has it (writing it back changes nothing)."""
+    by_sku = any(not source.id for source in linked)
+    by_id = any(source.id for source in linked) or not by_sku
+    header = [*(["ID"] if by_id else []), *(["SKU"] if by_sku else []), *WPML_COLUMNS]
+    rows = [
+        [*([source.id] if by_id else []), *([source.sku] if by_sku else []), "", source_language, source.group]
+        for source in linked
+    ]
+    return csv_text(header, rows)
 
 
 def _wpml_code(locale: Locale | None) -> str:
