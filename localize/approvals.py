@@ -21,7 +21,8 @@ def approve_listings(
     platform: str | None = None,
     user: str | None = None,
 ) -> int:
-    """Approve the listings of OUT that match (all with `every`); how many were approved now."""
+    """Approve the listings and store strings of OUT that match (all with `every`; a store
+    string's platform is `strings`); how many were approved now."""
     ids = set(ids)
     if not (every or ids or locale or platform):
         raise InputError("say which listings to approve", hint="pass --all, or --id ID, --locale L, --platform P")
@@ -30,7 +31,7 @@ def approve_listings(
     with RunStore(out) as store:
         chosen = [
             Decision(str(line["id"]), str(line["platform"]), str(line["locale"]), "approve", user=user)
-            for line in store.results()
+            for line in store.reviewable()
             if not line.get("approved")
             and (not ids or str(line["id"]) in ids)
             and (locale is None or line["locale"] == locale)

@@ -283,9 +283,13 @@ def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
     _print_check(staleness, as_json=as_json)
     unapproved = staleness.unapproved if settings.require_approved else 0
     if unapproved:
+        listings, texts = unapproved - staleness.unapproved_strings, staleness.unapproved_strings
+        named = " and ".join(
+            [*([_plural(listings, "listing")] if listings else []), *([_plural(texts, "store string")] if texts else [])]
+        )
         stderr.print(
-            f"{unapproved:,} listings are not approved yet: approve them on the review page or with "
-            f"localize approve {settings.out} (--require-approved)",
+            f"{named} {'is' if unapproved == 1 else 'are'} not approved yet: approve them on the review page or "
+            f"with localize approve {settings.out} (--require-approved)",
             markup=False,
         )
     raise typer.Exit(ExitCode.PARTIAL if staleness.stale or unapproved else ExitCode.OK)

@@ -396,7 +396,8 @@ class Staleness:
 
     total: int
     stale: list[tuple[JobKey, str]]
-    unapproved: int = 0  # listings no person approved yet (--require-approved)
+    unapproved: int = 0  # listings and store strings no person approved yet (--require-approved)
+    unapproved_strings: int = 0  # of which store strings
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -439,8 +440,9 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
             reason = f"failed (unchanged since run {decided.held_since})"
         if reason is not None:
             stale.append((ready.job.key, reason))
-    unapproved = sum(1 for line in store.results() if not line.get("approved")) if settings.require_approved else 0
-    return Staleness(total, stale, unapproved)
+    waiting = [line for line in store.reviewable() if not line.get("approved")] if settings.require_approved else []
+    texts = sum(1 for line in waiting if line["platform"] == STRINGS)
+    return Staleness(total, stale, len(waiting), texts)
 
 
 def _stop_on_signals(tasks: list[asyncio.Task[None]]) -> list[int]:
@@ -480,6 +482,7 @@ OFF_LOOP_CHARS = 8_000
 PACK_WHOLE_FAILURES = 2
 # What a listing a reviewer sent back is asked with (after its own request).
 REVIEW_NOTE = "\n\nA reviewer sent the previous listing for this product back with this note: {note}\nWrite it again."
+STRING_REVIEW_NOTE = "\n\nA reviewer sent the previous translation of this text back with this note: {note}\nTranslate it again."
 REASK = (
     "Your answer cannot be used: {problem}. Reply again with only the corrected JSON object, "
     "keeping everything else that was right."
@@ -627,8 +630,8 @@ class _JobRunner:
         for product, locales in strings:
             for locale in locales:
                 work = self._unless_current(self._preparer.string(product, locale))
-                if work is None or work.harvested is not None:
-                    yield [work] if work is not None else []
+                if work is None or work.harvested is not None or work.reviewed:
+                    yield [work] if work is not None else []  # (asked with a reviewer's note: alone)
                     continue
                 tokens = len(product.name) * self._counter.tokens_per_char(locale) + STRING_TOKENS_OVERHEAD
                 pack = packs.setdefault(locale.tag, [])
@@ -671,10 +674,8 @@ class _JobRunner:
             return None
         messages = prepared.messages
         if decided.note is not None:  # sent back by a reviewer: asked with the note (the lock keeps the plain prompt)
-            messages = [
-                *messages[:-1],
-                {"role": "user", "content": messages[-1]["content"] + REVIEW_NOTE.format(note=decided.note)},
-            ]
+            said = (STRING_REVIEW_NOTE if job.platform == STRINGS else REVIEW_NOTE).format(note=decided.note)
+            messages = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + said}]
         work = _Work(job, messages, prepared.rules, fp, prepared.fields, [], reviewed=decided.reviewed)
         if self._harvest is not None:
             if self._harvest.is_in_flight(*work.line_job):

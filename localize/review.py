@@ -307,7 +307,7 @@ def _string(key: str, entries: list[dict[str, Any]]) -> str:
         if job["status"] == "failed":
             text = _failure(job)
         else:
-            text = f"<div class=translation>{_marked(str(job.get('text', '')))}</div>"
+            text = f'<div class=translation data-field="text">{_marked(str(job.get("text", "")))}</div>'
         warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings) + _origin(job)
         cost = f"${float(job.get('cost_usd') or 0):.5f}" if job["status"] == "ok" else ""
         rows.append(
@@ -462,20 +462,7 @@ _SERVED_SCRIPT = """
     });
     row.querySelector(".tools").appendChild(offer);
   }
-  rows.forEach(function (row, index) {
-    const cell = row.cells[row.cells.length - 2];
-    const tools = document.createElement("div");
-    tools.className = "tools";
-    const state = row.dataset.approved === "1" ? "approved" : "not approved";
-    tools.innerHTML = '<button class="approve">Approve</button> <button class="reject">Reject</button> ' +
-      '<div class="decision">' + state + (row.dataset.origin === "human" ? " · edited" : "") + "</div>";
-    cell.appendChild(tools);
-    tools.querySelector(".approve").addEventListener("click", () => decide(row, {approved: true}));
-    tools.querySelector(".reject").addEventListener("click", function () {
-      const note = prompt("What should the writer change?");
-      if (note) decide(row, {reject: note});
-    });
-    const title = row.querySelector(".title");
+  function editTitle(row, title) {
     const text = title.firstChild;
     const editor = document.createElement("span");
     editor.className = "edit-title";
@@ -497,6 +484,22 @@ _SERVED_SCRIPT = """
         decide(row, {fields: {title: value}}).then(function (ok) { if (ok) editor.dataset.saved = value; });
       }
     });
+  }
+  rows.forEach(function (row, index) {
+    const cell = row.cells[row.cells.length - 2];
+    const tools = document.createElement("div");
+    tools.className = "tools";
+    const state = row.dataset.approved === "1" ? "approved" : "not approved";
+    tools.innerHTML = '<button class="approve">Approve</button> <button class="reject">Reject</button> ' +
+      '<div class="decision">' + state + (row.dataset.origin === "human" ? " · edited" : "") + "</div>";
+    cell.appendChild(tools);
+    tools.querySelector(".approve").addEventListener("click", () => decide(row, {approved: true}));
+    tools.querySelector(".reject").addEventListener("click", function () {
+      const note = prompt("What should the writer change?");
+      if (note) decide(row, {reject: note});
+    });
+    const title = row.querySelector(".title");  // a listing's; a store string has its text instead
+    if (title) editTitle(row, title);
     // The other fields, edited in place too: the description as its HTML, each highlight, the
     // search tags as a comma list, the platform's extra fields; saved when they lose focus.
     row.querySelectorAll("[data-field]").forEach(function (node) {

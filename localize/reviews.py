@@ -1,4 +1,4 @@
-"""Human work on the listings: edits, approvals and rejections, kept in OUT/reviews.jsonl, one
+"""Human work on the listings and store strings: edits, approvals and rejections, kept in OUT/reviews.jsonl, one
 decision a line, appended in the order they were made.
 
 The file is the record of what people decided: committed with OUT, diffable, and merge-friendly
@@ -28,6 +28,8 @@ Action = Literal["edit", "approve", "unapprove", "reject", "regenerated"]
 ACTIONS = ("edit", "approve", "unapprove", "reject", "regenerated")
 # The fields of a listing a person may edit (the result's own and its platform's extra fields).
 EDITABLE = ("title", "description", "bullets", "seo_tags")
+# ...and of a store string (a Translate & Adapt text, a WooCommerce note): its translation.
+STRING_EDITABLE = ("text",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,7 @@ def fold(line: Mapping[str, Any], decisions: Iterable[Decision]) -> dict[str, An
         if decision.action == "edit":
             extra = dict(folded.get("extra") or {})
             for name, value in decision.fields.items():
-                if name in EDITABLE:
+                if name in EDITABLE or name in STRING_EDITABLE:
                     folded[name] = value
                 else:
                     extra[name] = value

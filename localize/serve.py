@@ -13,6 +13,8 @@ API (the README documents it; tests drive it):
 - POST /api/listings/{platform}/{locale}/{id} with {"fields": {...}} (checked as a model's
   answer: a hard rule broken → 422 {"problems": [...]}, nothing saved; a figure or glossary
   finding → saved with its warning), {"approved": true|false}, or {"reject": "note"}.
+- A store string (a Translate & Adapt text, a WooCommerce note) is an item like a listing:
+  `platform: "strings"`, its key as the id (URL-encoded in the path), `fields: {"text": …}`.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from .jobs import PromptSets
 from .layout import COST_JSON, DB, RESULTS
 from .locales import parse_locale
 from .review import review_html
-from .reviews import EDITABLE, Decision
+from .reviews import EDITABLE, STRING_EDITABLE, Decision
 from .store import STRING_PLATFORM, RunStore
+from .strings import check_edit
 from .validate import InvalidAnswer, check_listing
 
 if TYPE_CHECKING:
@@ -99,12 +102,14 @@ class ReviewServer:
     # --- what the API does -----------------------------------------------------------------
 
     def listings(self) -> list[dict[str, Any]]:
+        """Every listing, then every store string (`platform: "strings"`, its key as the id,
+        `fields: {"text": …}`), then each job that failed without a result."""
         with RunStore(self.out, read_only=True) as store:
-            found = [_listing(line) for line in store.results()]
+            found = [_listing(line) for line in store.reviewable()]
             have = {(item["id"], item["platform"], item["locale"]) for item in found}
             for failure in store.failures():
                 key = (str(failure["id"]), str(failure["platform"]), str(failure["locale"]))
-                if key not in have and failure["platform"] != STRING_PLATFORM:
+                if key not in have:
                     found.append(
                         {
                             "id": key[0],
@@ -135,8 +140,9 @@ class ReviewServer:
             raise Problem(409, {"error": "a run is writing OUT: try again when it has finished"}) from None
         with store:
             current = store.result(key)
-            if current is None or platform == STRING_PLATFORM:
-                raise Problem(404, {"error": f"no listing {product_id!r} on {platform} in {locale}"})
+            if current is None:
+                what = "store string" if platform == STRING_PLATFORM else "listing"
+                raise Problem(404, {"error": f"no {what} {product_id!r} on {platform} in {locale}"})
             warnings: list[str] = []
             if actions == ["fields"]:
                 fields = body["fields"]
@@ -162,7 +168,7 @@ class ReviewServer:
         from the one it was reused from): a person's edit is offered to them."""
         where = (listing["platform"], listing["locale"])
         with RunStore(self.out, read_only=True) as store:
-            lines = [line for line in store.results() if (line["platform"], line["locale"]) == where]
+            lines = [line for line in store.reviewable() if (line["platform"], line["locale"]) == where]
         own = next((line for line in lines if line["id"] == listing["id"]), {})
         source = own.get("reused_from") or listing["id"]
         return sorted(
@@ -173,6 +179,8 @@ class ReviewServer:
 
     def _check(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
         """A person's edit, checked as a model's answer would be: a hard rule broken is a 422."""
+        if current["platform"] == STRING_PLATFORM:
+            return _check_string(current, fields)
         unknown = [name for name in fields if name not in EDITABLE and name not in (current.get("extra") or {})]
         if unknown:
             raise Problem(422, {"problems": [f"{name}: not a field of this listing" for name in unknown]})
@@ -212,10 +220,24 @@ class ReviewServer:
             return None
 
 
+def _check_string(current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
+    """A person's translation of a store string: only its text, kept sound for the store."""
+    unknown = [name for name in fields if name not in STRING_EDITABLE]
+    if unknown:
+        raise Problem(422, {"problems": [f"{name}: a store string has only its text" for name in unknown]})
+    try:
+        return check_edit(str(current.get("source") or ""), fields["text"], parse_locale(str(current["locale"])))
+    except InvalidAnswer as exc:
+        raise Problem(422, {"problems": [f"{exc.kind}: {exc.message}"]}) from None
+
+
 def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
-    """A result line as the API shows it."""
-    fields = {name: line.get(name) for name in EDITABLE}
-    fields.update(line.get("extra") or {})
+    """A result line as the API shows it (a store string's fields: its text)."""
+    if line["platform"] == STRING_PLATFORM:
+        fields: dict[str, Any] = {name: line.get(name) for name in STRING_EDITABLE}
+    else:
+        fields = {name: line.get(name) for name in EDITABLE}
+        fields.update(line.get("extra") or {})
     warnings = list(line.get("warnings") or [])
     if "rejected" in line:  # sent back: a new listing comes with the next run
         warnings.append(f"rejected: {line['rejected']}")

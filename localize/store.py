@@ -14,6 +14,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -508,8 +509,8 @@ class RunStore:
                 written.write(self._folded((job_id, platform, locale), line))
         if rows(_RESULTS_QUERY.format(platform="=") + " LIMIT 1").fetchone() is not None:
             with _atomic(self.out / STRINGS_FILE) as written:
-                for (line,) in rows(_RESULTS_QUERY.format(platform="=")):
-                    written.write(line)
+                for job_id, platform, locale, line in rows(_KEYED_RESULTS_QUERY.format(platform="=")):
+                    written.write(self._folded((job_id, platform, locale), line))
         else:
             (self.out / STRINGS_FILE).unlink(missing_ok=True)
         with _atomic(self.out / FAILURES) as written:
@@ -578,11 +579,19 @@ class RunStore:
 
     def _folded(self, key: JobKey, line: str) -> str:
         decisions = self._reviews.get(key)
-        return line if decisions is None else output_line(fold(json.loads(line), decisions), RESULT_FIELDS)
+        if decisions is None:
+            return line
+        return output_line(fold(json.loads(line), decisions), STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS)
 
     def string_results(self) -> Iterator[dict[str, Any]]:
-        """Every string's translation (its strings.jsonl line), in the file's order."""
-        return (json.loads(line) for (line,) in self._db.execute(_RESULTS_QUERY.format(platform="=")))
+        """Every string's translation (its strings.jsonl line, people's decisions folded in),
+        in the file's order."""
+        for job_id, platform, locale, line in self._db.execute(_KEYED_RESULTS_QUERY.format(platform="=")):
+            yield json.loads(self._folded((job_id, platform, locale), line))
+
+    def reviewable(self) -> Iterator[dict[str, Any]]:
+        """What a person reviews and approves: every listing, then every store string."""
+        return itertools.chain(self.results(), self.string_results())
 
     def failures(self) -> Iterator[dict[str, Any]]:
         """Every job's recorded failure (its failures.jsonl line), in the file's order."""
@@ -864,7 +873,7 @@ def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     kept = {name: record.get(name) for name in fields}
     if fields is RESULT_FIELDS or fields is STRING_FIELDS:
         kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
-    if fields is RESULT_FIELDS:  # who wrote it and whether a person approved it (reviews.py)
+    if fields is RESULT_FIELDS or fields is STRING_FIELDS:  # who wrote it, whether a person approved it (reviews.py)
         kept.update(origin=record.get("origin") or "model", approved=bool(record.get("approved")))
         if "rejected" in record:
             kept["rejected"] = record["rejected"]

@@ -175,6 +175,20 @@ def lint_kept(source: str, translation: str, locale: Locale) -> str | None:
     return "; ".join(problems) or None
 
 
+def check_edit(source: str, translation: object, locale: Locale) -> list[str]:
+    """A person's translation of a store string (the review page, its API): what breaks the
+    store (a placeholder or tag lost, markup that could run, the wrong language, a formula) is
+    InvalidAnswer; what is only unusual for a model's answer (its length, a text left as the
+    source has it) is a warning."""
+    if not isinstance(translation, str) or not translation.strip():
+        raise InvalidAnswer("schema", "text must be the translation, a non-empty string")
+    problems = _problems(source, translation.strip(), locale)
+    hard = [(kind, message) for kind, message in problems if kind in LINTED or kind == "formula"]
+    if hard:
+        raise InvalidAnswer(hard[0][0], "; ".join(message for _, message in hard))
+    return [f"{kind}: {message}" for kind, message in problems]
+
+
 def _problems(source: str, text: str, locale: Locale) -> list[tuple[str, str]]:
     """Every (kind, what to fix) of a translation against its source."""
     problems: list[tuple[str, str]] = []

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .reviews import is_kept
-from .store import STRING_PLATFORM
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -30,7 +29,7 @@ class Verdict:
 def verdict(store: RunStore, key: JobKey, fp: Fingerprint, settings: Settings) -> Verdict:
     """A person's listing is never regenerated, --force or not (only --refresh-outdated asks);
     a listing sent back is asked again; a failure of the checks is held while nothing changed."""
-    reviewed = store.reviewed(key) if key[1] != STRING_PLATFORM else None
+    reviewed = store.reviewed(key)
     note = reviewed.get("rejected") if reviewed is not None else None
     kept = reviewed is not None and is_kept(reviewed) and not settings.refresh_outdated
     if note is None and (kept or not settings.force) and store.is_current(key, fp):

@@ -357,3 +357,117 @@ def test_a_decision_the_disk_cannot_take_is_a_507_not_a_dropped_connection(serve
         f"{base}/api/listings/amazon/de-DE/ELEC-001", json={"approved": True}, headers={"X-Localize-Token": token}
     )
     assert refused.status_code == 507 and refused.json()["error"].startswith("cannot write OUT")
+
+
+EXPORT = Path(__file__).resolve().parent.parent / "examples" / "shopify_translations_export.csv"
+
+
+@pytest.fixture
+def served_strings(run_cli, relay: FakeRelay):
+    """A Translate & Adapt export's run (listings and store strings), served."""
+    result = run_cli("run", EXPORT, "--base-url", relay.base_url, "--out", "out")
+    assert result.exit_code == 0, result.stderr
+    yield from serving()
+
+
+def strings() -> dict[tuple[str, str], dict]:
+    return {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/strings.jsonl"))}
+
+
+def test_store_strings_are_items_of_the_api_edited_approved_and_rejected(
+    served_strings: str, run_cli, relay: FakeRelay
+) -> None:
+    import urllib.parse
+
+    import httpx
+
+    sent = len(relay.chat_requests)
+    base, token = api(served_strings)
+    headers = {"X-Localize-Token": token}
+    items = httpx.get(f"{base}/api/listings", headers=headers).json()["listings"]
+    texts = [item for item in items if item["platform"] == "strings"]
+    assert len(texts) == len(strings()) > 0  # every store string, as an item like a listing
+    assert all(set(item["fields"]) == {"text"} and item["approved"] is False for item in texts)
+    key = "COLLECTION/4455667788/body_html"  # <p>Warm layers for <strong>cold</strong> trails.</p>
+    assert any(item["id"] == key and item["locale"] == "de-DE" for item in texts)
+    url = f"{base}/api/listings/strings/de-DE/{urllib.parse.quote(key, safe='')}"  # its slashes encoded
+    broken = httpx.post(url, json={"fields": {"text": "Warme Schichten für kalte Pfade."}}, headers=headers)
+    assert broken.status_code == 422 and "html" in broken.json()["problems"][0]  # the tags lost: nothing saved
+    text = "<p>Warme Schichten für <strong>kalte</strong> Pfade.</p>"
+    edited = httpx.post(url, json={"fields": {"text": text}}, headers=headers)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["listing"]["origin"] == "human" and edited.json()["listing"]["fields"] == {"text": text}
+    assert httpx.post(url, json={"fields": {"title": "x"}}, headers=headers).status_code == 422
+    assert httpx.post(url, json={"approved": True}, headers=headers).json()["listing"]["approved"] is True
+    assert strings()[(key, "de-DE")]["text"] == text and strings()[(key, "de-DE")]["approved"] is True
+    again = run_cli("run", EXPORT, "--out", "out", "--base-url", relay.base_url)  # nothing to send: files rewritten
+    assert again.exit_code == 0 and len(relay.chat_requests) == sent
+    assert text in Path("out/shopify_translations.csv").read_text(encoding="utf-8")  # the person's text
+    other = next(item for item in texts if item["locale"] == "fr-FR")
+    other_url = f"{base}/api/listings/strings/fr-FR/{urllib.parse.quote(other['id'], safe='')}"
+    rejected = httpx.post(other_url, json={"reject": "Plus court."}, headers=headers)
+    assert rejected.status_code == 200 and "rejected: Plus court." in rejected.json()["listing"]["warnings"]
+
+
+def test_require_approved_counts_store_strings(run_cli, relay: FakeRelay) -> None:
+    assert run_cli("run", EXPORT, "--base-url", relay.base_url, "--out", "out").exit_code == 0
+    assert run_cli("approve", "out", "--platform", "shopify").exit_code == 0
+    waiting = run_cli("run", EXPORT, "--out", "out", "--check", "--require-approved")
+    assert waiting.exit_code == 1  # the strings still wait for a person
+    assert f"{len(strings())} store strings are not approved yet" in waiting.stderr
+    assert run_cli("approve", "out", "--platform", "strings").exit_code == 0
+    assert all(line["approved"] for line in strings().values())
+    assert run_cli("run", EXPORT, "--out", "out", "--check", "--require-approved").exit_code == 0
+
+
+def test_a_rejected_string_is_asked_again_alone_with_the_note(run_cli, relay: FakeRelay) -> None:
+    assert run_cli("run", EXPORT, "--base-url", relay.base_url, "--out", "out").exit_code == 0
+    key = next(key for key, locale in strings() if locale == "fr-FR")
+    decide(id=key, platform="strings", locale="fr-FR", action="reject", note="Plus court, s'il vous plaît.")
+    before = len(relay.chat_requests)
+    again = run_cli("run", EXPORT, "--base-url", relay.base_url, "--out", "out")
+    assert again.exit_code == 0, again.stderr
+    sent = relay.chat_requests[before:]
+    assert len(sent) == 1 and "Plus court, s'il vous plaît." in sent[0]["messages"][-1]["content"]
+    assert "rejected" not in strings()[(key, "fr-FR")]
+
+
+def test_the_served_page_edits_and_approves_a_store_string_without_a_script_error(served_strings: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+            page.goto(served_strings)
+            page.wait_for_selector("body[data-served='1']")
+            assert page.locator("#approve-clean").count() == 1  # the setup ran to its end
+            row = page.locator("section.string tr.job[data-locale='de-DE']").first
+            key = row.locator("xpath=ancestor::section").get_attribute("data-id")
+            text = row.locator("[data-field='text']")
+            text.click()
+            page.keyboard.press("End")
+            page.keyboard.type(" (geprüft)")
+            page.locator("h1").click()  # loses focus: saved
+            page.wait_for_function(
+                "(key) => document.querySelector(`section[data-id=\"${CSS.escape(key)}\"] tr.job[data-locale='de-DE']`)"
+                ".dataset.origin === 'human'",
+                arg=key,
+            )
+            row.locator(".approve").click()
+            page.wait_for_function(
+                "(key) => document.querySelector(`section[data-id=\"${CSS.escape(key)}\"] tr.job[data-locale='de-DE']`)"
+                ".dataset.approved === '1'",
+                arg=key,
+            )
+        finally:
+            browser.close()
+    assert errors == []
+    line = strings()[(key, "de-DE")]
+    assert line["text"].endswith("(geprüft)") and line["approved"] is True and line["origin"] == "human"
