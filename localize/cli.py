@@ -396,6 +396,8 @@ def _shopify_lines(shopify: ShopifyImport) -> str:
         parts.append(f"{shopify.failed:,} failed (left with what they had)")
     if shopify.added:
         parts.append(f"{shopify.added:,} added for a language the export did not have")
+    if shopify.completed:
+        parts.append(f"{shopify.completed:,} added where a language's rows lacked the text")
     line = f"Shopify import file: {shopify.path} (Settings → Languages → Import): " + ", ".join(parts) + "."
     if shopify.left:
         left = ", ".join(f"{why} {count:,}" for why, count in sorted(shopify.left.items()))

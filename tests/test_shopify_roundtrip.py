@@ -376,7 +376,9 @@ def test_every_text_translated_for_an_asked_language_is_in_the_file_and_the_coun
     summary = json.loads(result.stdout)["shopify_import"]
     accounted = summary["kept"] + summary["filled"] + summary["failed"] + sum(summary["left"].values())
     assert accounted + summary["other_languages"] == len(written) == summary["rows"]
-    assert summary["added"] == sum(1 for row in rows if row["Locale"] == "fr" and row["Type"] in kept_out)
+    # German is in the export: its rows were completed, not added for a language it lacked
+    assert summary["completed"] == sum(1 for row in rows if row["Locale"] == "fr" and row["Type"] in kept_out)
+    assert summary["added"] == 0
 
 
 TMX = """<?xml version="1.0" encoding="UTF-8"?>
@@ -475,3 +477,39 @@ def test_a_memory_over_the_size_cap_is_refused(
     memory = write(tmp_path / "big.tmx", TMX)
     result = shopify_run(run_cli, relay, EXPORT, "--memory", memory)
     assert result.exit_code == 2 and "more than" in result.stderr and relay.chat_requests == []
+
+
+def test_a_language_block_missing_a_listing_field_is_asked_and_only_that_field_filled(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """The beanie's German title is a person's and the German block has no description, SEO
+    title or SEO description row: the German listing is asked, the three rows are added and
+    filled, the person's title is written back byte for byte, and the counts say so."""
+    missing = {"body_html", "meta_title", "meta_description"}
+    rows = [
+        row
+        for row in csv_rows(EXPORT)
+        if not (row["Identification"] == "'8812345678901" and row["Locale"] == "de" and row["Field"] in missing)
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, HEADER)
+    writer.writeheader()
+    writer.writerows(rows)
+    export = write(tmp_path / "export.csv", buffer.getvalue())
+    german = [r for r in csv_rows(export) if r["Identification"] == "'8812345678901" and r["Locale"] == "de"]
+    assert [r["Field"] for r in german] == ["title", "handle", "product_type"]
+    assert next(iter(read_catalog(export))).translations["de"] is True  # a field to fill
+    stale = run_cli("run", export, "--out", "out", "--check")
+    assert stale.exit_code == 1 and "8812345678901\tshopify\tde-DE\t" in stale.stdout  # a job of its own
+    result = shopify_run(run_cli, relay, export)
+    assert result.exit_code == 0, result.stderr
+    results = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/results.jsonl"))}
+    listing = results[("8812345678901", "de-DE")]  # the German listing was asked
+    rows = keyed(csv_rows(IMPORT))
+    assert rows[("'8812345678901", "title", "de")]["Translated content"] == "Wollmütze aus Merino"  # the person's
+    assert rows[("'8812345678901", "body_html", "de")]["Translated content"].startswith(listing["description"])
+    assert rows[("'8812345678901", "meta_title", "de")]["Translated content"]
+    assert "failed" not in result.stderr.split("Shopify import file:")[1].split("\n")[0]
+    assert "3 added where a language's rows lacked the text" in result.stderr
+    assert "for a language the export did not have" not in result.stderr
+    assert run_cli("run", export, "--out", "out", "--check").exit_code == 0

@@ -178,6 +178,7 @@ class ImportSummary(ImportFile):
     left: Counter[str] = field(default_factory=Counter)  # "TYPE: why" → rows left as they were
     other_languages: int = 0  # rows of languages the run does not localize into
     added: int = 0  # rows for a language the export does not have yet
+    completed: int = 0  # rows for a text the export has, which an asked language's rows lacked
     # Kept translations a person wrote that break the store (a placeholder lost, markup, the
     # wrong language): written back as they were, and named so someone looks at them.
     needs_look: list[dict[str, str]] = field(default_factory=list)
@@ -194,6 +195,7 @@ class ImportSummary(ImportFile):
             "left": dict(sorted(self.left.items())),
             "other_languages": self.other_languages,
             "added": self.added,
+            "completed": self.completed,
             "kept_needs_look": self.needs_look[:NEEDS_LOOK_LISTED],
             "kept_needs_look_count": len(self.needs_look),
         }
@@ -234,7 +236,10 @@ def write_import(
                 continue
             blank = ExportRow(row.line, {**row.cells, "Locale": code, "Status": "", "Translated content": ""})
             written.append(_filled(blank, {code: locale}, found, summary, force=force))
-            summary.added += 1
+            if code in have:
+                summary.completed += 1
+            else:
+                summary.added += 1
     target = out / SHOPIFY_TRANSLATIONS
     if summary.needed and not summary.filled:
         target.unlink(missing_ok=True)  # an older file would look like this run's
@@ -309,12 +314,19 @@ def _listing_text(field: str, result: Mapping[str, Any] | None) -> str:
 
 def product_needs(rows: Iterable[ExportRow]) -> dict[str, bool]:
     """Per language of a product's rows: whether a listing row in it needs a translation
-    (missing or outdated; rows without default content need none)."""
+    (missing or outdated; rows without default content need none), or a listing field the
+    product has in another language's rows is missing from its own (the import file adds it)."""
+    rows = list(rows)
     needs: dict[str, bool] = {}
+    fields: dict[str, set[str]] = {}
     for row in rows:
-        wanted = row.is_listing and bool(row.default.strip()) and not row.has_translation
+        wanted = row.is_listing and not row.has_translation and row.unsent_reason() is None
         needs[row.code] = needs.get(row.code, False) or wanted
-    return needs
+        fields.setdefault(row.code, set())
+        if row.is_listing:
+            fields[row.code].add(row.field)
+    texts = {row.field for row in rows if row.is_listing and row.unsent_reason() is None}
+    return {code: wanted or bool(texts - fields[code]) for code, wanted in needs.items()}
 
 
 def not_an_export(path: Path) -> CatalogError:
