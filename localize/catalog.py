@@ -27,6 +27,7 @@ from .textfile import (
     csv_header,
     csv_records,
     decoded_lines,
+    Unrepeated,
     open_file,
 )
 
@@ -185,7 +186,7 @@ def _csv_rows(
     columns = _check_mapped(path, columns, named)
     shop = None if columns else shops.recognise(named)  # a shop's own export reads without a mapping
     if shop is not None:
-        for line, product in shop.products(named, records, source_locale=source_locale):
+        for line, product in shop.products(named, iter(Unrepeated(records)), source_locale=source_locale):
             if shop.platform:
                 product[SHOP_KEY] = shop.platform  # written for the shop the export comes from
             yield line, product
@@ -269,7 +270,8 @@ def recognised(path: Path, *, columns: Mapping[str, str] | None = None, source_l
     with open_file(path) as handle:
         catalog_format(path, handle)
         _, records = csv_records(path, handle)
-        return shop.describe(header or [], records, source_locale=source_locale)
+        unrepeated = Unrepeated(records)
+        return shop.describe(header or [], iter(unrepeated), source_locale=source_locale) + unrepeated.said()
 
 
 # --- JSON and JSONL ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import os
@@ -341,6 +342,34 @@ def catalog_format(path: Path, handle: BinaryIO) -> Format:
             hint="a catalog is CSV, JSON or JSONL text in UTF-8 (or UTF-16 with the byte-order mark Excel writes)",
         )
     return detect_format(path, head)
+
+
+class Unrepeated:
+    """A shop export's records without the rows that repeat an earlier row cell for cell (an
+    export run twice into one file, a concatenation): each is read once, and counted in
+    `skipped` so the run says how many it left out. A row that shares an earlier one's id but
+    not its cells is not a repeat: the shop's reader yields both and the catalog's check of
+    repeated ids names them."""
+
+    def __init__(self, records: Records) -> None:
+        self.skipped = 0
+        self._records = records
+        self._seen: set[bytes] = set()
+
+    def __iter__(self) -> Records:
+        for line, record in self._records:
+            digest = hashlib.blake2b(json.dumps(list(record.items())).encode(), digest_size=12).digest()
+            if digest in self._seen:
+                self.skipped += 1
+                continue
+            self._seen.add(digest)
+            yield line, record
+
+    def said(self) -> str:
+        """The words the describe line ends with ("" when nothing repeated)."""
+        if not self.skipped:
+            return ""
+        return f"; {self.skipped:,} repeated row{'' if self.skipped == 1 else 's'} skipped (the same as an earlier row)"
 
 
 def csv_header(path: Path) -> list[str] | None:

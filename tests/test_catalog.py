@@ -180,3 +180,51 @@ def test_utf16_that_does_not_decode_is_one_error(tmp_path: Path) -> None:
     )
     with pytest.raises(CatalogError, match="not valid UTF-16"):
         list(read_catalog(broken))
+
+
+
+WOOCOMMERCE = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
+
+
+def test_a_shop_export_read_twice_into_one_file_reads_once_and_says_so(run_cli, tmp_path: Path) -> None:
+    text = WOOCOMMERCE.read_text(encoding="utf-8-sig")
+    header, _, body = text.partition("\n")
+    doubled = write(tmp_path / "doubled.csv", header + "\n" + body * 16)
+    result = run_cli("run", doubled, "-l", "de-DE", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("WooCommerce export: 5 rows → 3 products")  # not 80 rows → 48 products
+    assert first.endswith("75 repeated rows skipped (the same as an earlier row)")
+    assert json.loads(result.stdout)["jobs"]["total"] == 3
+
+
+def test_a_conflicting_copy_of_a_shop_exports_id_stops_like_a_plain_csv(run_cli, tmp_path: Path) -> None:
+    text = WOOCOMMERCE.read_text(encoding="utf-8-sig")
+    changed = next(line for line in text.splitlines(keepends=True) if line.startswith("105,"))
+    conflicting = write(tmp_path / "conflicting.csv", text + changed.replace("Ceramic Pour-Over Set", "Teapot"))
+    result = run_cli("run", conflicting, "-l", "de-DE", "--dry-run")
+    assert result.exit_code == 2 and "duplicate id '105'" in result.stderr and "--duplicates first" in result.stderr
+    assert "Traceback" not in result.stderr
+    kept = {p.id: p for p in read_catalog(conflicting, duplicates="first")}
+    assert kept["105"].fields["name"] == "Ceramic Pour-Over Set"  # the first row's
+
+
+def test_a_conflicting_copy_of_a_magento_sku_stops_too(run_cli, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    export = Path(__file__).resolve().parent.parent / "examples" / "magento_products_export.csv"
+    rows = list(csv.DictReader(io.StringIO(export.read_text(encoding="utf-8-sig"), newline="")))
+
+    def written(name: str, extra: dict[str, str]) -> Path:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*rows, extra])
+        return write(tmp_path / name, buffer.getvalue())
+
+    again = run_cli("run", written("again.csv", rows[0]), "-l", "de-DE", "--dry-run")
+    assert again.exit_code == 0 and "1 repeated row skipped" in again.stderr.splitlines()[0]  # the same row: once
+    changed = {**rows[0], "name": "Another bag"}
+    result = run_cli("run", written("conflicting.csv", changed), "-l", "de-DE", "--dry-run")
+    assert result.exit_code == 2 and f"duplicate id {rows[0]['sku']!r}" in result.stderr

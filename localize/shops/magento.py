@@ -65,6 +65,7 @@ class Magento(Shop):
         options (and are not products of their own)."""
         products: dict[str, tuple[int, dict[str, Any], dict[str, list[str]]]] = {}
         children: set[str] = set()
+        repeated: list[tuple[int, dict[str, Any], dict[str, list[str]]]] = []
         for line, raw in records:
             record = lowered(raw)
             if record.get("store_view_code", "").strip():
@@ -90,8 +91,11 @@ class Magento(Shop):
                         options[name].append(value)
             if record.get("weight", "").strip():
                 row["weight"] = record["weight"].strip()
+            if row["id"] in products:
+                repeated.append((line, row, options))  # an SKU again: the catalog names it
+                continue
             products[row["id"]] = (line, row, options)
-        for sku, (line, row, options) in products.items():
+        for sku, (line, row, options) in [*products.items(), *((held[1]["id"], held) for held in repeated)]:
             if sku not in children:
                 yield line, finish_product(row, options)
 

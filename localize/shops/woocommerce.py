@@ -101,6 +101,7 @@ class WooCommerce(Shop):
         """One product per parent row; a variation's attribute values fold into its parent's
         options. Held until the file ends, since a variation may come after other products."""
         products: dict[str, tuple[int, dict[str, Any], dict[str, list[str]]]] = {}
+        repeated: list[tuple[int, dict[str, Any], dict[str, list[str]]]] = []  # an id again: the catalog names it
         by_sku: dict[str, str] = {}
         orphans: list[tuple[int, dict[str, str]]] = []
         for line, raw in records:
@@ -109,6 +110,9 @@ class WooCommerce(Shop):
                 orphans.append((line, record))
                 continue
             row = _product(record)
+            if row["id"] in products:
+                repeated.append((line, row, _attributes({}, record)))
+                continue
             products[row["id"]] = (line, row, _attributes({}, record))
             if record.get("sku"):
                 by_sku[record["sku"]] = row["id"]
@@ -120,7 +124,7 @@ class WooCommerce(Shop):
             else:  # a variation whose parent is not in the file: a product of its own
                 row = _product(record)
                 products[row["id"]] = (line, row, _attributes({}, record))
-        for line, row, options in products.values():
+        for line, row, options in [*products.values(), *repeated]:
             yield line, finish_product(row, options)
 
     def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
