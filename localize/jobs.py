@@ -15,6 +15,7 @@ from .fields import FieldSelection
 from .glossary import load_glossary
 from .locales import Locale, parse_locale
 from .prompts import Message, PromptSet, load_prompt_set
+from .shops import borrowed, written_for
 from .shops.translate_adapt import is_export_file, locale_of_code, read_export, shop_locale
 
 DEFAULT_PLATFORM = "amazon"
@@ -58,7 +59,7 @@ class PromptSets:
 def plan_jobs(product: Product, settings: Settings, catalog: Path) -> list[Job]:
     """The jobs one row asks for. A row's own `platform` / `locales` columns narrow the run's."""
     if settings.platforms is None:
-        platforms = product.platforms or (product.default_platform or DEFAULT_PLATFORM,)
+        platforms = product.platforms or default_platforms(product, settings)
     elif product.platforms:
         platforms = tuple(p for p in settings.platforms if p in {x.lower() for x in product.platforms})
     else:
@@ -73,6 +74,15 @@ def plan_jobs(product: Product, settings: Settings, catalog: Path) -> list[Job]:
         # (a language the export does not have yet needs one).
         locales = tuple(locale for locale in locales if needs.get(shop_locale(locale, needs), True))
     return [Job(product, platform.lower(), locale) for platform in platforms for locale in locales]
+
+
+def default_platforms(product: Product, settings: Settings) -> tuple[str, ...]:
+    """A row's platforms when neither it nor --platform names one: a shop export's own shop,
+    else the shops whose import files the run writes (--format magento: copy written for
+    Magento), else amazon."""
+    if product.default_platform:
+        return (product.default_platform,)
+    return written_for(settings.formats) or (DEFAULT_PLATFORM,)
 
 
 def catalog_options(settings: Settings) -> dict[str, Any]:
@@ -99,7 +109,7 @@ def products_on(settings: Settings, catalog: Path, platform: str) -> Iterator[tu
     shop's import file needs them (its product type, its SKU)."""
     for product in read_catalog(catalog, **catalog_options(settings)):
         if in_shard(product.id, settings.shard) and platform in (
-            settings.platforms or product.platforms or (product.default_platform or DEFAULT_PLATFORM,)
+            settings.platforms or product.platforms or default_platforms(product, settings)
         ):
             yield product.id, product.fields
 
@@ -201,7 +211,26 @@ def run_notes(settings: Settings, catalog: Path, export_note: str | None) -> lis
     notes = [
         line for line in (recognised(catalog, columns=settings.columns, source_locale=source), export_note) if line
     ]
-    return notes + locale_notes(settings) + _duplicate_notes(settings, catalog)
+    return notes + locale_notes(settings) + _duplicate_notes(settings, catalog) + _borrowed_notes(settings)
+
+
+def _borrowed_notes(settings: Settings) -> list[str]:
+    """An import file --platform writes no copy for, said before anything is sent: written
+    from another platform's listings (`-p amazon --format magento`: plain text, no SEO
+    description), or from none at all."""
+    notes = []
+    for shop, platform in borrowed(settings.formats, settings.platforms or ()):
+        if platform is None:
+            notes.append(
+                f"warning: no listings for the {shop.title} import file: none of the run's platforms writes for "
+                f"{shop.title}; add -p {shop.platform}"
+            )
+        else:
+            notes.append(
+                f"warning: the {shop.title} import file is written from the {platform} listings ({platform}'s "
+                f"rules, HTML and fields), not copy written for {shop.title}; add -p {shop.platform} to write that"
+            )
+    return notes
 
 
 def _duplicate_notes(settings: Settings, catalog: Path) -> list[str]:

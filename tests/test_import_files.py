@@ -499,3 +499,21 @@ def test_woocommerce_translations_carry_notes_button_text_and_local_attributes(
     assert pour_over["Type"] == "external" and pour_over["Button text"] == strings["WOOCOMMERCE/105/button_text"]
     hoodie = next(row for row in translations if row[group] == "localize-102")
     assert hoodie["Attribute 1 name"] == "" and hoodie["Purchase note"] == ""
+
+
+def test_an_import_file_is_written_from_copy_for_its_shop_unless_told_otherwise(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    """--format magento without -p writes listings for Magento (its SEO fields filled), not the
+    default amazon copy; -p amazon --format magento says, before sending, what the file is made of."""
+    result = run(run_cli, relay, sample, "-l", "de-DE", "--format", "magento", "--store-view", "de-DE=de")
+    assert result.exit_code == 0, result.stderr
+    assert {r["platform"] for r in iter_jsonl(Path("out/results.jsonl"))} == {"magento"}
+    rows = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"), newline="")))
+    assert len(rows) == 13 and all(row["meta_description"] and row["meta_title"] for row in rows)
+    told = run(run_cli, relay, sample, "-l", "de-DE", "-p", "amazon", "--format", "magento", "--store-view", "de-DE=de")
+    assert told.exit_code == 0, told.stderr
+    assert "warning: the Magento import file is written from the amazon listings" in told.stderr
+    assert "add -p magento" in told.stderr
+    none = run(run_cli, relay, sample, "-l", "de-DE", "-p", "amazon", "--format", "woocommerce", "--dry-run")
+    assert none.exit_code == 0 and "the WooCommerce import file is written from the amazon listings" in none.stderr

@@ -8,6 +8,7 @@ A CSV catalog is read as the first shop's export whose header it recognises, in 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,29 @@ def recognise(header: list[str]) -> Shop | None:
 def import_formats() -> list[str]:
     """The --format values that write a shop's import file."""
     return [shop.import_format for shop in SHOPS if shop.import_format]
+
+
+def written_for(formats: Iterable[str]) -> tuple[str, ...]:
+    """The platforms whose listings the asked import files want, in SHOPS' order: each shop's
+    own (a Magento file from listings written for Magento: HTML, SEO fields)."""
+    asked = set(formats)
+    return tuple(dict.fromkeys(shop.platform for shop in SHOPS if shop.import_format in asked and shop.platform))
+
+
+def borrowed(formats: Iterable[str], platforms: Iterable[str]) -> list[tuple[Shop, str | None]]:
+    """The asked import files that --platform writes no copy for (`-p amazon --format
+    magento`): each with the platform whose listings it is written from instead (as
+    web_shop_listings chooses: shopify's, else the run's only platform's), None when there are none."""
+    have = list(dict.fromkeys(platforms))
+    found: list[tuple[Shop, str | None]] = []
+    for shop in SHOPS:
+        if shop.import_format not in set(formats) or not shop.platform or not have or shop.platform in have:
+            continue
+        if shop.platform == "amazon":  # a feed is written from amazon listings only
+            found.append((shop, None))
+        elif "shopify" not in have:
+            found.append((shop, have[0] if len(have) == 1 else None))
+    return found
 
 
 def check_imports(settings: Settings, catalog: Path, products: ProductRows) -> None:

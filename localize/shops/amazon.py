@@ -69,6 +69,7 @@ class Amazon(Shop):
     name = "amazon"
     title = "Amazon"
     import_format = "amazon"
+    platform = "amazon"
     files = (AMAZON_DIR, AMAZON_FEED)  # the single feed of an earlier version goes too
 
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
