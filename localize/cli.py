@@ -654,8 +654,15 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         markup=False,
     )
     if result.up_to_date:
+        kept = (
+            f" ({result.outdated:,} of them a person's listings kept though their product changed: "
+            "--refresh-outdated regenerates them)"
+            if result.outdated
+            else ""
+        )
         stderr.print(
-            f"{result.up_to_date:,} jobs are up to date in {out}/ and would not be sent; the table prices the rest.",
+            f"{result.up_to_date:,} jobs are up to date in {out}/{kept} and would not be sent; the table prices "
+            "the rest.",
             markup=False,
         )
     if result.settled_unsent:
@@ -663,9 +670,8 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             "reused": "the same copy as another product's (asked once)",
             "from_memory": "filled from the translation memory",
             "held": "failures held (unchanged since they failed; --retry-failed sends them)",
-            "outdated": "a person's listings kept though their product changed (--refresh-outdated)",
         }
-        parts = [f"{count:,} {kinds[name]}" for name, count in result.unsent().items() if count]
+        parts = [f"{count:,} {kinds[name]}" for name, count in result.unsent().items() if count and name in kinds]
         stderr.print(f"Not sent, not priced: {'; '.join(parts)}.", markup=False)
     if result.products_without_jobs:
         stderr.print(
@@ -807,8 +813,10 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
     tokens = report["tokens"]
     if report["requests"] == 0 and jobs.get("up_to_date") == jobs["total"]:
         stderr.print(f"All {jobs['total']:,} jobs are up to date: nothing was sent.", markup=False)
+        _print_kept_outdated(jobs)
         return
-    up_to_date = f", {jobs['up_to_date']:,} up to date" if jobs.get("up_to_date") else ""
+    kept = f", {jobs['outdated']:,} of them outdated" if jobs.get("outdated") else ""
+    up_to_date = f", {jobs['up_to_date']:,} up to date{kept}" if jobs.get("up_to_date") else ""
     stderr.print(
         f"{jobs['succeeded']:,} of {jobs['total']:,} jobs succeeded, {jobs['failed']:,} failed{up_to_date}; "
         f"{report['requests']:,} requests; {tokens['input']:,} input tokens ({tokens['cached_input']:,} cached, "
@@ -816,6 +824,7 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
         f"{tokens['output']:,} output; cost {_cost_said(report)}",
         markup=False,
     )
+    _print_kept_outdated(jobs)
     rate = report.get("rate") or {}
     if rate.get("effective_rpm"):
         stderr.print(_rate_line(rate), markup=False)
@@ -841,6 +850,8 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
             f"billed them (about {gone['counted_input_tokens']:,} input tokens plus their answers).",
             markup=False,
         )
+    if not report["by_locale"]:
+        return  # nothing was billed: no table of nothing
     table = Table(title="Billed by locale and platform", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("")
     for header in ("Jobs", "Requests", "Input tok", "Cached", "Output tok", "Cost"):
@@ -862,6 +873,17 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
     if report.get("errors"):
         stderr.print(
             "Attempts that failed: " + ", ".join(f"{k} {v}" for k, v in report["errors"].items()), markup=False
+        )
+
+
+def _print_kept_outdated(jobs: dict[str, Any]) -> None:
+    """A person's listings the run kept though their product changed: said, with the way out."""
+    if jobs.get("outdated"):
+        count = jobs["outdated"]
+        stderr.print(
+            f"Kept: {_plural(count, 'listing')} a person edited or approved {'is' if count == 1 else 'are'} outdated "
+            "(the product changed since): review them, or --refresh-outdated regenerates them.",
+            markup=False,
         )
 
 

@@ -303,7 +303,8 @@ class Estimate:
         """Count a job a run would not send: up to date, outdated (a person's) or held."""
         if action == "up_to_date":
             self.up_to_date += 1
-        elif action == "outdated":
+        elif action == "outdated":  # kept as a person left it: among the up to date, as a run counts it
+            self.up_to_date += 1
             self.outdated += 1
         elif action == "held":
             self.held += 1
@@ -311,7 +312,7 @@ class Estimate:
     @property
     def settled_unsent(self) -> int:
         """Jobs a run would settle without sending them (beside those up to date)."""
-        return self.reused + self.from_memory + self.held + self.outdated
+        return self.reused + self.from_memory + self.held
 
     def _jobs(self, priced: int) -> dict[str, int]:
         jobs = {

@@ -664,7 +664,8 @@ class _JobRunner:
             self.up_to_date += 1
             return None
         if decided.action == "outdated":
-            self.outdated += 1  # a person's listing, its product changed since: kept, said
+            self.up_to_date += 1  # settled: a person's listing, kept though its product changed since,
+            self.outdated += 1  # and said (counted among the up to date, as the report has it)
             self._store.set_outdated(job.key)
             return None
         if decided.action == "held":  # failed as it stands now: not paid for again (--retry-failed)

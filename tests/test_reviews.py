@@ -332,7 +332,8 @@ def test_force_never_overwrites_a_persons_listing_and_the_dry_run_does_not_price
     write(sample, sample.read_text(encoding="utf-8").replace("Hybrid active noise cancelling", "Adaptive ANC"))
     priced = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run", "--json")
     report = json.loads(priced.stdout)
-    assert priced.exit_code == 0 and report["jobs"]["outdated"] == 1 and report["jobs"]["up_to_date"] == 24
+    assert priced.exit_code == 0 and report["jobs"]["outdated"] == 1 and report["jobs"]["up_to_date"] == 25
+    assert report["jobs"]["total"] == 26 and report["by_locale"]["ja-JP"]["jobs"] == 1  # only what is sent is priced
 
 
 def test_serving_an_out_without_results_or_on_a_taken_port_is_one_line(run_cli, sample: Path, relay: FakeRelay) -> None:
@@ -471,3 +472,21 @@ def test_the_served_page_edits_and_approves_a_store_string_without_a_script_erro
     assert errors == []
     line = strings()[(key, "de-DE")]
     assert line["text"].endswith("(geprüft)") and line["approved"] is True and line["origin"] == "human"
+
+
+def test_a_run_that_keeps_outdated_listings_says_so_and_its_counts_add_up(run_cli, sample: Path, relay: FakeRelay) -> None:
+    assert run(run_cli, relay, sample).exit_code == 0
+    assert run_cli("approve", "out", "--id", "ELEC-001").exit_code == 0  # both its locales, a person's now
+    write(sample, sample.read_text(encoding="utf-8").replace("Hybrid active noise cancelling", "Adaptive ANC"))
+    result = run(run_cli, relay, sample, "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    jobs = json.loads(Path("out/cost_report.json").read_text())["jobs"]
+    assert jobs["succeeded"] + jobs["failed"] + jobs["up_to_date"] == jobs["total"] == 26
+    assert jobs["outdated"] == 2 and jobs["up_to_date"] == 26
+    assert "progress: 26/26 jobs, 0 failed, 26 up to date" in result.stderr  # not "0 up to date"
+    assert "All 26 jobs are up to date: nothing was sent." in result.stderr
+    assert "Kept: 2 listings a person edited or approved are outdated" in result.stderr
+    assert "--refresh-outdated regenerates them" in result.stderr
+    assert "Billed by" not in result.stderr  # nothing billed: no empty table
+    priced = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run")
+    assert "26 jobs are up to date in out/ (2 of them a person's listings kept" in priced.stderr
