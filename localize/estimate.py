@@ -30,13 +30,14 @@ from .cost import (
     usd,
 )
 from .fields import left_out_kind
-from .jobs import Job, PromptSets, iter_jobs, require_locales
+from .jobs import Job, PromptSets, iter_jobs, products_on, require_locales
 from .layout import CALIBRATION, LOCK
 from .locales import Locale
 from .lock import field_digests
 from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
 from .prepared import CODE_FIELDS, Preparer
 from .prompts import PACK_HEADER, PromptSet, data_json
+from .shops import check_imports
 from .store import RunStore
 from .strings import (
     STRING_TOKENS_OVERHEAD,
@@ -369,6 +370,9 @@ def _estimate(
 ) -> Estimate:
     started = time.perf_counter()
     require_locales(settings)
+    # What the live run would refuse before sending (an Amazon feed without product types, a
+    # Magento file without store views) is refused here too, not priced.
+    check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     counter = TokenCounter()

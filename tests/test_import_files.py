@@ -517,3 +517,13 @@ def test_an_import_file_is_written_from_copy_for_its_shop_unless_told_otherwise(
     assert "add -p magento" in told.stderr
     none = run(run_cli, relay, sample, "-l", "de-DE", "-p", "amazon", "--format", "woocommerce", "--dry-run")
     assert none.exit_code == 0 and "the WooCommerce import file is written from the amazon listings" in none.stderr
+
+
+def test_the_dry_run_refuses_what_the_live_run_would_refuse(run_cli, sample: Path) -> None:
+    """An Amazon feed without product types and a Magento file without store views stop the dry
+    run with the live run's own line (exit 2), instead of pricing jobs that would never be sent."""
+    untyped = run_cli("run", sample, "-l", "de-DE", "--format", "amazon", "--dry-run", "--out", "out")
+    assert untyped.exit_code == 2 and "needs each product's Amazon product type" in untyped.stderr
+    assert "Estimated cost" not in untyped.stderr and "Traceback" not in untyped.stderr
+    viewless = run_cli("estimate", MAGENTO, "-l", "de-DE", "--format", "magento", "--json")
+    assert viewless.exit_code == 2 and "magento_store_views" in viewless.stderr and viewless.stdout == ""
