@@ -79,6 +79,7 @@ def _render(
     # Read from the state, not only the exported files: during a first run the jobs finished
     # so far are in the database before any results.jsonl is written.
     with RunStore(out, read_only=True) as store:
+        billed = store.billed()
         shown, total = _choose(store, limit)
         if not total:
             raise InputError(
@@ -91,7 +92,7 @@ def _render(
             if str(record["id"]) in shown:
                 jobs[str(record["id"])].append({**record, "status": "failed"})
     sources = _sources(catalog, columns, fields, shown) if catalog and catalog.is_file() else {}
-    return _page(jobs, sources, report, total=total, serve=serve), len(jobs), total
+    return _page(jobs, sources, report, billed, total=total, serve=serve), len(jobs), total
 
 
 def _choose(store: RunStore, limit: int) -> tuple[set[str], int]:
@@ -134,6 +135,7 @@ def _page(
     jobs: Mapping[str, list[dict[str, Any]]],
     sources: Mapping[str, Any],
     report: Mapping[str, Any],
+    billed: tuple[float, int],
     *,
     total: int,
     serve: bool = False,
@@ -150,7 +152,7 @@ def _page(
         )
         for product_id, entries in sorted(jobs.items())
     )
-    summary = _summary(report, sum(len(entries) for entries in jobs.values())) + _kept_needs_look(report)
+    summary = _summary(report, sum(len(entries) for entries in jobs.values()), billed) + _kept_needs_look(report)
     if len(jobs) < total:
         summary += (
             f"<p class=partial>Showing {len(jobs):,} of {total:,} products: every one with a failure or a "
@@ -190,19 +192,32 @@ def _kept_needs_look(report: Mapping[str, Any]) -> str:
     )
 
 
-def _summary(report: Mapping[str, Any], total: int) -> str:
+def _summary(report: Mapping[str, Any], total: int, billed: tuple[float, int]) -> str:
+    """The header's line: what OUT's listings cost in all (every run's billed attempts), then
+    what the last run did (a re-run that sent nothing costs nothing, the listings still did)."""
+    in_all, runs = billed
+    cost = f"cost <b>${in_all:.4f}</b> in all (billed over {runs:,} run{'' if runs == 1 else 's'})"
     if not report:
-        return f"<p>{total} jobs.</p>"
+        return f"<p class=summary>{total:,} jobs · {cost}</p>"
     jobs = report.get("jobs", {})
     tokens = report.get("tokens", {})
-    parts = [
-        f"<b>{escape(str(report.get('model', '')))}</b>",
-        f"{jobs.get('succeeded', 0)} succeeded, {jobs.get('failed', 0)} failed, {jobs.get('up_to_date', 0)} up to date",
-        f"{report.get('requests', 0)} requests",
-        f"{tokens.get('input', 0):,} input tokens ({tokens.get('cached_input', 0):,} cached), {tokens.get('output', 0):,} output",
-        f"cost <b>${report.get('cost_usd', 0):.4f}</b>",
-    ]
+    last = (
+        f"the last run: {_count(jobs.get('succeeded'))} succeeded, {_count(jobs.get('failed'))} failed, "
+        f"{_count(jobs.get('up_to_date'))} up to date, {_count(report.get('requests'))} requests, "
+        f"{_count(tokens.get('input'))} input tokens ({_count(tokens.get('cached_input'))} cached), "
+        f"{_count(tokens.get('output'))} output, ${_amount(report.get('cost_usd')):.4f}"
+    )
+    parts = [f"<b>{escape(str(report.get('model', '')))}</b>", cost, last]
     return "<p class=summary>" + " · ".join(parts) + "</p>"
+
+
+def _count(value: Any) -> str:
+    """A count from the report as the page shows it (anything else in its place: 0)."""
+    return f"{value:,}" if type(value) is int else "0"
+
+
+def _amount(value: Any) -> float:
+    return float(value) if type(value) in (int, float) else 0.0
 
 
 def _options(values: Iterable[str]) -> str:

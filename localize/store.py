@@ -544,6 +544,13 @@ class RunStore:
         query = "SELECT record FROM attempts WHERE run = ? AND logged = 1 ORDER BY time, id, platform, locale, attempt"
         return (json.loads(text) for (text,) in self._db.execute(query, (run,)))
 
+    def billed(self) -> tuple[float, int]:
+        """What OUT's runs cost in all (the audit log's sum, every run's every billed attempt)
+        and how many runs logged one."""
+        query = "SELECT COALESCE(SUM(cost_usd), 0), COUNT(DISTINCT run) FROM attempts WHERE logged = 1"
+        cost, runs = self._db.execute(query).fetchone()
+        return float(cost), int(runs)
+
     def runs(self) -> list[str]:
         """The runs the audit log knows, oldest first."""
         query = "SELECT run FROM attempts WHERE logged = 1 GROUP BY run ORDER BY MIN(time), run"

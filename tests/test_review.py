@@ -3,6 +3,7 @@ every job, and its filters hide what they should."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -192,3 +193,22 @@ def test_review_during_a_first_run_shows_the_jobs_finished_so_far(run_cli, sampl
     page = Path("out/review.html").read_text(encoding="utf-8")
     assert len(re.findall(r'<tr class="job ok"', page)) == 5
     assert list(iter_jsonl(Path("out/results.jsonl"))) == []
+
+
+def test_the_header_shows_what_outs_listings_cost_in_all_not_the_last_command(
+    run_cli, sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-review-test")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")
+    with FakeRelay() as relay:
+        assert run_cli("run", sample, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out").exit_code == 0
+        first = json.loads(Path("out/cost_report.json").read_text())["cost_usd"]
+        assert run_cli("run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out").exit_code == 0
+        second = json.loads(Path("out/cost_report.json").read_text())["cost_usd"]
+        assert run_cli("run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out").exit_code == 0
+        billed = relay.bill_usd()
+    page = Path(run_cli("review", "out").stdout.strip()).read_text(encoding="utf-8")
+    header = page.split('<p class=summary>')[1].split("</p>")[0]
+    assert f"cost <b>${first + second:.4f}</b> in all (billed over 2 runs)" in header  # not the no-op's $0.0000
+    assert abs(float(billed) - (first + second)) < 1e-4
+    assert "the last run: 0 succeeded, 0 failed, 26 up to date, 0 requests" in header
