@@ -2,7 +2,7 @@
 
 Per product: the source copy beside every locale and platform, length used against the limit,
 warnings and failures highlighted, cost per job; filters by locale, platform and warning; the
-run's cost summary on top. No CDN, no external file: it works offline and as a CI artifact.
+cost of OUT's listings in all on top. No CDN, no external file: it works offline and as a CI artifact.
 Filters can be preset from the address (`review.html#locale=ja-JP&warning=any`).
 """
 
