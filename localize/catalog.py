@@ -258,6 +258,21 @@ def _stand_in(field: str, columns: list[str]) -> str:
     return next((by_lower[name] for name in _STAND_INS.get(field, ()) if name in by_lower), "COLUMN")
 
 
+def folded_into(path: Path, row_id: str, *, columns: Mapping[str, str] | None = None) -> str | None:
+    """The product a shop export's row is folded into (a WooCommerce variation, a Magento
+    simple child, a Shopify variant's SKU), or None."""
+    if columns or not path.is_file():
+        return None
+    header = csv_header(path)
+    shop = shops.recognise(header) if header is not None else None
+    if shop is None:
+        return None
+    with open_file(path) as handle:
+        catalog_format(path, handle)
+        _, records = csv_records(path, handle)
+        return shop.parent_of(records, row_id)
+
+
 def recognised(path: Path, *, columns: Mapping[str, str] | None = None, source_locale: str | None = None) -> str | None:
     """What kind of shop export a CSV catalog is and what it reads as, in a line (None for a
     catalog in our own columns, a mapped one, or anything but a CSV file)."""

@@ -471,15 +471,27 @@ def prompt(
         None, "--fields", help="Columns sent to the model: NAME,... only these; -NAME leave out; +NAME add."
     ),
     glossary: Path | None = typer.Option(None, "--glossary", help="YAML or CSV glossary."),
+    source_locale: str | None = typer.Option(
+        None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the exact JSON request body."),
 ) -> None:
     """Print exactly what a run would send for one product (or store string), locale and platform."""
     with exit_codes():
         flags = dict(
-            model=model, prompts=prompts, map=column_map, glossary=glossary, duplicates=duplicates, fields=fields
+            model=model,
+            prompts=prompts,
+            map=column_map,
+            glossary=glossary,
+            duplicates=duplicates,
+            fields=fields,
+            source_locale=source_locale,
         )
         settings = config.load(flags=flags, config_path=config_file)
-        body = preview.request_for(settings, catalog, product_id, locale, platform)
+        shown = preview.request_for(settings, catalog, product_id, locale, platform)
+    body = shown.body
+    if shown.note:
+        stderr.print(f"note: {shown.note}", markup=False)
     if as_json:
         stdout.print_json(json.dumps(body, ensure_ascii=False))
         return

@@ -4,10 +4,11 @@ of a Translate & Adapt export's store strings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import read_catalog
+from .catalog import folded_into, read_catalog
 from .config import Settings
 from .errors import InputError
 from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
@@ -16,18 +17,34 @@ from .shops import SHOPS
 from .strings import render_strings, string_product
 
 
-def request_for(
-    settings: Settings, catalog: Path, product_id: str, locale: str, platform: str | None
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Preview:
+    body: dict[str, Any]  # the exact request body
+    note: str | None = None  # what the request is, where it is not the id asked (a folded variation)
+
+
+def request_for(settings: Settings, catalog: Path, product_id: str, locale: str, platform: str | None) -> Preview:
     """The exact request body the relay would receive for one job: a product's listing on
     `platform` (by default the platform a run gives the row), or, in a Translate & Adapt
-    export, a store string named by its TYPE/Identification/Field key."""
+    export, a store string named by its TYPE/Identification/Field key. A shop export's row
+    folded into its product (a variation) shows that product's request."""
     target = parse_locale(locale)
     settings = settings.model_copy(update={"locales": (target,)})
     if catalog.is_file() and product_id.count("/") >= 2:  # TYPE/Identification/Field: a store string
         found = _string_request(settings, catalog, product_id, target)
         if found is not None:
-            return found
+            return Preview(found)
+    try:
+        return Preview(_listing_request(settings, catalog, product_id, platform))
+    except InputError:
+        parent = folded_into(catalog, product_id, columns=settings.columns)
+        if parent is None or parent == product_id:
+            raise
+    body = _listing_request(settings, catalog, parent, platform)
+    return Preview(body, f"{product_id!r} is folded into product {parent!r} (its options are part of it): its request")
+
+
+def _listing_request(settings: Settings, catalog: Path, product_id: str, platform: str | None) -> dict[str, Any]:
     # One pass: a pipe works too.
     for product in read_catalog(catalog, **catalog_options(settings)):
         if product.id != product_id:

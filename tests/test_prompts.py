@@ -214,3 +214,30 @@ def test_prompt_reads_the_catalog_as_run_does_and_shows_a_store_string(run_cli) 
     assert "<strings>" in string.stdout and "{{ count }} items in your cart" in string.stdout
     missing = run_cli("prompt", export, "--id", "COLLECTION/1/title", "-l", "ja-JP")
     assert missing.exit_code == 2 and "no store string" in missing.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("export", "row", "product"),
+    [
+        ("woocommerce_products_export.csv", "103", "102"),  # a variation by its ID
+        ("woocommerce_products_export.csv", "TW-HD-02-CHR-XL", "102"),  # ...and by its SKU
+        ("magento_products_export.csv", "MH01-XS-Black", "MH01"),  # a configurable's simple child
+    ],
+)
+def test_prompt_for_a_folded_variation_shows_its_products_request(run_cli, export: str, row: str, product: str) -> None:
+    shown = run_cli("prompt", EXAMPLES / export, "--id", row, "-l", "de-DE", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert f"note: {row!r} is folded into product {product!r}" in shown.stderr
+    own = run_cli("prompt", EXAMPLES / export, "--id", product, "-l", "de-DE", "--json")
+    assert json.loads(shown.stdout) == json.loads(own.stdout)
+
+
+def test_prompt_reads_the_source_locale_as_the_run_does(run_cli) -> None:
+    export = EXAMPLES / "akeneo_products_export.csv"
+    english = run_cli("prompt", export, "--id", "1111111172", "-l", "de-DE", "--json")
+    assert english.exit_code == 0 and "Chrome wallet" in english.stdout
+    french = run_cli("prompt", export, "--id", "1111111172", "-l", "de-DE", "--source-locale", "fr-FR")
+    assert french.exit_code == 2 and "empty name" in french.stderr  # the first product has no French copy: as a run says

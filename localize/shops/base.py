@@ -122,6 +122,11 @@ class Shop:
         """What the export holds and reads as, in a line for the run's first lines."""
         return f"{self.title} export"
 
+    def parent_of(self, records: Records, row_id: str) -> str | None:
+        """The product a row of the export is folded into (a variation, a simple child, a
+        variant named by its SKU), or None: `localize prompt --id` of that row shows its product's."""
+        return None
+
     def asked(self, settings: Settings, catalog: Path) -> bool:
         """Whether the run writes this shop's import file."""
         return self.import_format is not None and self.import_format in settings.formats

@@ -99,6 +99,16 @@ class Magento(Shop):
             if sku not in children:
                 yield line, finish_product(row, options)
 
+    def parent_of(self, records: Records, row_id: str) -> str | None:
+        """A configurable's simple child, named by its SKU: the configurable's SKU."""
+        for _, raw in records:
+            record = lowered(raw)
+            children = (dict(part.partition("=")[::2] for part in child.split(",")).get("sku") for child in
+                        multi(record.get("configurable_variations", ""), "|"))
+            if not record.get("store_view_code", "").strip() and row_id in children:
+                return record.get("sku")
+        return None
+
     def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         rows = [lowered(record) for _, record in records]
         default = [row for row in rows if not row.get("store_view_code", "").strip()]

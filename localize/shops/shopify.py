@@ -41,6 +41,10 @@ class ShopifyProducts(Shop):
         if current is not None:
             yield start, finish_product(current, options)
 
+    def parent_of(self, records: Records, row_id: str) -> str | None:
+        """A variant, named by its SKU: its product's Handle."""
+        return next((record.get("Handle") for _, record in records if record.get("Variant SKU") == row_id), None)
+
     def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         handles = [record.get("Handle", "") for _, record in records]
         return f"Shopify product export: {counted(len(handles), 'row')} → {counted(len(set(handles)), 'product')}"

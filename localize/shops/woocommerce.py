@@ -127,6 +127,20 @@ class WooCommerce(Shop):
         for line, row, options in [*products.values(), *repeated]:
             yield line, finish_product(row, options)
 
+    def parent_of(self, records: Records, row_id: str) -> str | None:
+        """A variation, named by its ID or SKU: the id of the product its Parent names."""
+        skus: dict[str, str] = {}
+        parent = None
+        for _, raw in records:
+            record = lowered(raw)
+            if record.get("type", "").strip().lower() != "variation":
+                skus[record.get("sku", "")] = _product(record)["id"]
+            elif row_id in (record.get("id"), record.get("sku")) and record.get("parent", "").strip():
+                parent = record["parent"].strip()
+        if parent is None:
+            return None
+        return parent[3:] if parent.lower().startswith("id:") else skus.get(parent, parent)
+
     def describe(self, header: list[str], records: Records, *, source_locale: str | None = None) -> str:
         types = kinds(records, "type")
         rows, folded = sum(types.values()), types["variation"]
