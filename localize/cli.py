@@ -26,7 +26,7 @@ from . import __version__, config, estimate, jobs, pipeline, preview, reports
 from .approvals import approve_listings
 from .batch import BatchProgress
 from .errors import DiskFull, InputError, LocalizeError
-from .layout import REVIEWS
+from .layout import RESULTS, RESULTS_CSV, RESULTS_JSON, REVIEWS, STRINGS_FILE
 from .memory import export_memory
 from .merge import merge_outputs
 from .progress import ProgressView
@@ -35,6 +35,7 @@ from .relay import RelayFatal
 from .review import REVIEW_LIMIT, write_review
 from .serve import ReviewServer
 from .shops import Imports
+from .store import STRING_PLATFORM
 from .shops import ImportSummary as ShopifyImport
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -653,11 +654,15 @@ def _money(amount: float) -> str:
 
 def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None:
     report = result.report()
-    platforms = sorted(report["by_platform"])
+    platforms = sorted(name for name in report["by_platform"] if name != STRING_PLATFORM)  # strings: said apart
     locales = sorted(report["by_locale"])
     timing = report["timing"]
-    packs = sorted(set(timing["packs"].values()))
+    packs = sorted({size for group, size in timing["packs"].items() if not group.endswith(f"/{STRING_PLATFORM}")})
+    texts = [size for group, size in timing["packs"].items() if group.endswith(f"/{STRING_PLATFORM}")]
     packing = "one request each" if packs in ([], [1]) else f"up to {packs[-1]} products per request"
+    if texts:
+        strings = report["by_platform"].get(STRING_PLATFORM, {}).get("jobs", 0)
+        packing += f"; {_plural(strings, 'store string job')}, up to {max(texts)} a request"
     stderr.print(
         f"Dry run: nothing sent. {catalog.name}: {_plural(result.products, 'product')} → "
         f"{_plural(result.jobs + result.up_to_date + result.settled_unsent, 'job')} "
@@ -783,7 +788,9 @@ def _print_run(summary: pipeline.RunSummary, *, as_json: bool) -> None:
         ]
         stderr.print("Sent " + "; ".join(parts) + ".", markup=False)
     jobs = summary.report["jobs"]
-    stderr.print(f"Results: {summary.out / 'results.jsonl'} · review them: localize review {summary.out}", markup=False)
+    written = [RESULTS, RESULTS_CSV, RESULTS_JSON, STRINGS_FILE]
+    files = ", ".join(str(summary.out / name) for name in written if (summary.out / name).is_file())
+    stderr.print(f"Results: {files or summary.out / RESULTS} · review them: localize review {summary.out}", markup=False)
     if jobs["failed"]:
         stderr.print(f"Failures: {summary.out / 'failures.jsonl'} ({jobs['failed']:,} jobs)", markup=False)
     if jobs.get("reused"):

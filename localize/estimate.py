@@ -188,7 +188,8 @@ class Estimate:
             "requests": requests,
             "input_tokens": sum(group.input_tokens for group in self.groups.values()),
             "minutes": round(requests / rpm, 1) if rpm else None,
-            "packs": {f"{g.locale}/{g.platform}": g.pack for _, g in sorted(self.groups.items())},
+            # The most a request carries: the pack size, or the group's jobs when fewer.
+            "packs": {f"{g.locale}/{g.platform}": min(g.pack, max(g.jobs, 1)) for _, g in sorted(self.groups.items())},
             "pack_1": {
                 "requests": single,
                 "input_tokens": sum(group.single_input_tokens for group in self.groups.values()),

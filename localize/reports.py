@@ -27,17 +27,22 @@ def rebuild_report(out: Path, *, all_runs: bool = False) -> dict[str, Any]:
             raise InputError("the audit log is empty", where=str(log))
         wanted = runs if all_runs else runs[-1:]
         models: set[str] = set()
-        outcomes: Counter[Any] = Counter()
+        # Each job once, by its last outcome: a job sent again in a later run (its product
+        # changed, a failure retried) is one job, not two.
+        outcome: dict[tuple[str, str, str], str] = {}
 
         def records() -> Iterator[dict[str, Any]]:
             for run in wanted:
                 for record in store.attempts(run):
                     models.add(str(record.get("model")))
-                    outcomes[record.get("job_outcome")] += 1
+                    if record.get("job_outcome") in ("succeeded", "failed"):
+                        key = (str(record.get("id")), str(record.get("platform")), str(record.get("locale")))
+                        outcome[key] = str(record["job_outcome"])
                     yield record
 
         report = build_report(records(), model="", jobs={}, elapsed_s=0.0)
     report["model"] = ", ".join(sorted(models))
+    outcomes = Counter(outcome.values())
     succeeded, failed = outcomes["succeeded"], outcomes["failed"]
     report["jobs"] = {"total": succeeded + failed, "succeeded": succeeded, "failed": failed, "up_to_date": 0}
     report["runs"] = wanted

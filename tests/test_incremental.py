@@ -699,3 +699,14 @@ def test_the_dry_run_prices_neither_copies_nor_held_failures(run_cli, sample: Pa
         run(run_cli, relay, sample, "--pack", "1")
     held = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run")
     assert held.exit_code == 0 and "Not sent, not priced: 2 failures held" in held.stderr
+
+
+def test_report_all_counts_each_job_once_by_its_last_outcome(run_cli, sample: Path, relay) -> None:
+    """A job sent in two runs (its product changed) is one job of `report --all`, not two;
+    every job the runs sent is counted (26 of a 26-job catalog)."""
+    assert run(run_cli, relay, sample).exit_code == 0
+    write(sample, sample.read_text(encoding="utf-8").replace("Hybrid active noise cancelling", "Adaptive ANC"))
+    assert run(run_cli, relay, sample).exit_code == 0  # ELEC-001's two jobs again
+    everything = json.loads(run_cli("report", "out", "--all", "--json").stdout)
+    assert everything["jobs"] == {"total": 26, "succeeded": 26, "failed": 0, "up_to_date": 0}
+    assert len(everything["runs"]) == 2 and everything["cost_usd"] > 0

@@ -513,3 +513,19 @@ def test_a_language_block_missing_a_listing_field_is_asked_and_only_that_field_f
     assert "3 added where a language's rows lacked the text" in result.stderr
     assert "for a language the export did not have" not in result.stderr
     assert run_cli("run", export, "--out", "out", "--check").exit_code == 0
+
+
+def test_the_dry_run_counts_products_and_store_strings_apart(run_cli) -> None:
+    result = run_cli("run", EXPORT, "--out", "out", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("Dry run:"))
+    assert "3 products → 31 jobs (1 platform × 2 locales), up to 3 products per request" in line  # not 13 of 3
+    assert "25 store string jobs, up to 13 a request" in line
+
+
+def test_the_summary_names_every_results_file_it_wrote(run_cli, relay: FakeRelay) -> None:
+    result = shopify_run(run_cli, relay, EXPORT, "--format", "shopify,csv,json")
+    assert result.exit_code == 0, result.stderr
+    said = next(line for line in result.stderr.splitlines() if line.startswith("Results: "))
+    for name in ("results.jsonl", "results.csv", "results.json", "strings.jsonl"):
+        assert f"out/{name}" in said and Path("out", name).is_file()
