@@ -23,11 +23,11 @@ from .shops.translate_adapt import TRANSLATIONS_KEY
 from .textfile import (
     MAX_LINE_BYTES,
     Format,
+    Unrepeated,
     catalog_format,
     csv_header,
     csv_records,
     decoded_lines,
-    Unrepeated,
     open_file,
 )
 

@@ -35,8 +35,8 @@ from .relay import RelayFatal
 from .review import REVIEW_LIMIT, write_review
 from .serve import ReviewServer
 from .shops import Imports
-from .store import STRING_PLATFORM
 from .shops import ImportSummary as ShopifyImport
+from .store import STRING_PLATFORM
 
 stdout = Console(highlight=False, soft_wrap=True)
 # Off a terminal (CI logs) Rich would assume 80 columns and squeeze the tables.
@@ -286,7 +286,10 @@ def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
     if unapproved:
         listings, texts = unapproved - staleness.unapproved_strings, staleness.unapproved_strings
         named = " and ".join(
-            [*([_plural(listings, "listing")] if listings else []), *([_plural(texts, "store string")] if texts else [])]
+            [
+                *([_plural(listings, "listing")] if listings else []),
+                *([_plural(texts, "store string")] if texts else []),
+            ]
         )
         stderr.print(
             f"{named} {'is' if unapproved == 1 else 'are'} not approved yet: approve them on the review page or "
@@ -790,7 +793,9 @@ def _print_run(summary: pipeline.RunSummary, *, as_json: bool) -> None:
     jobs = summary.report["jobs"]
     written = [RESULTS, RESULTS_CSV, RESULTS_JSON, STRINGS_FILE]
     files = ", ".join(str(summary.out / name) for name in written if (summary.out / name).is_file())
-    stderr.print(f"Results: {files or summary.out / RESULTS} · review them: localize review {summary.out}", markup=False)
+    stderr.print(
+        f"Results: {files or summary.out / RESULTS} · review them: localize review {summary.out}", markup=False
+    )
     if jobs["failed"]:
         stderr.print(f"Failures: {summary.out / 'failures.jsonl'} ({jobs['failed']:,} jobs)", markup=False)
     if jobs.get("reused"):

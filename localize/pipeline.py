@@ -482,7 +482,9 @@ OFF_LOOP_CHARS = 8_000
 PACK_WHOLE_FAILURES = 2
 # What a listing a reviewer sent back is asked with (after its own request).
 REVIEW_NOTE = "\n\nA reviewer sent the previous listing for this product back with this note: {note}\nWrite it again."
-STRING_REVIEW_NOTE = "\n\nA reviewer sent the previous translation of this text back with this note: {note}\nTranslate it again."
+STRING_REVIEW_NOTE = (
+    "\n\nA reviewer sent the previous translation of this text back with this note: {note}\nTranslate it again."
+)
 REASK = (
     "Your answer cannot be used: {problem}. Reply again with only the corrected JSON object, "
     "keeping everything else that was right."

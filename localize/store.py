@@ -588,7 +588,9 @@ class RunStore:
         decisions = self._reviews.get(key)
         if decisions is None:
             return line
-        return output_line(fold(json.loads(line), decisions), STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS)
+        return output_line(
+            fold(json.loads(line), decisions), STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS
+        )
 
     def string_results(self) -> Iterator[dict[str, Any]]:
         """Every string's translation (its strings.jsonl line, people's decisions folded in),

@@ -182,7 +182,6 @@ def test_utf16_that_does_not_decode_is_one_error(tmp_path: Path) -> None:
         list(read_catalog(broken))
 
 
-
 WOOCOMMERCE = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
 
 

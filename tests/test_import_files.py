@@ -180,7 +180,7 @@ def test_updating_the_sources_changes_nothing_but_their_translation_group(run_cl
     assert result.exit_code == 0, result.stderr
     sources = read_woocommerce_import(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))
     after = woocommerce_update(products, sources)
-    for before, now in zip(products, after):
+    for before, now in zip(products, after, strict=True):
         assert {k: v for k, v in now.items() if not k.startswith("Meta: _wpml")} == before
     assert [p["SKU"] for p in after] == [p["SKU"] for p in products] and all(p["SKU"] for p in after)
 

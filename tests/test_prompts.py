@@ -240,4 +240,6 @@ def test_prompt_reads_the_source_locale_as_the_run_does(run_cli) -> None:
     english = run_cli("prompt", export, "--id", "1111111172", "-l", "de-DE", "--json")
     assert english.exit_code == 0 and "Chrome wallet" in english.stdout
     french = run_cli("prompt", export, "--id", "1111111172", "-l", "de-DE", "--source-locale", "fr-FR")
-    assert french.exit_code == 2 and "empty name" in french.stderr  # the first product has no French copy: as a run says
+    assert (
+        french.exit_code == 2 and "empty name" in french.stderr
+    )  # the first product has no French copy: as a run says

@@ -208,7 +208,7 @@ def test_the_header_shows_what_outs_listings_cost_in_all_not_the_last_command(
         assert run_cli("run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out").exit_code == 0
         billed = relay.bill_usd()
     page = Path(run_cli("review", "out").stdout.strip()).read_text(encoding="utf-8")
-    header = page.split('<p class=summary>')[1].split("</p>")[0]
+    header = page.split("<p class=summary>")[1].split("</p>")[0]
     assert f"cost <b>${first + second:.4f}</b> in all (billed over 2 runs)" in header  # not the no-op's $0.0000
     assert abs(float(billed) - (first + second)) < 1e-4
     assert "the last run: 0 succeeded, 0 failed, 26 up to date, 0 requests" in header

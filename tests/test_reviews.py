@@ -474,7 +474,9 @@ def test_the_served_page_edits_and_approves_a_store_string_without_a_script_erro
     assert line["text"].endswith("(geprüft)") and line["approved"] is True and line["origin"] == "human"
 
 
-def test_a_run_that_keeps_outdated_listings_says_so_and_its_counts_add_up(run_cli, sample: Path, relay: FakeRelay) -> None:
+def test_a_run_that_keeps_outdated_listings_says_so_and_its_counts_add_up(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
     assert run(run_cli, relay, sample).exit_code == 0
     assert run_cli("approve", "out", "--id", "ELEC-001").exit_code == 0  # both its locales, a person's now
     write(sample, sample.read_text(encoding="utf-8").replace("Hybrid active noise cancelling", "Adaptive ANC"))

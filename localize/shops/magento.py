@@ -103,8 +103,10 @@ class Magento(Shop):
         """A configurable's simple child, named by its SKU: the configurable's SKU."""
         for _, raw in records:
             record = lowered(raw)
-            children = (dict(part.partition("=")[::2] for part in child.split(",")).get("sku") for child in
-                        multi(record.get("configurable_variations", ""), "|"))
+            children = (
+                dict(part.partition("=")[::2] for part in child.split(",")).get("sku")
+                for child in multi(record.get("configurable_variations", ""), "|")
+            )
             if not record.get("store_view_code", "").strip() and row_id in children:
                 return record.get("sku")
         return None
