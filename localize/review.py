@@ -255,8 +255,13 @@ def _row_attrs(job: Mapping[str, Any]) -> str:
         states.append("unapproved")
     if job.get("origin") == "human":
         states.append("human")
+    classes = ["job", job["status"]]  # ok (succeeded) or failed; and what a person should look at
+    if job["status"] != "failed" and (job.get("warnings") or "rejected" in job):
+        classes.append("warning")
+    if job["status"] != "failed" and job.get("outdated"):
+        classes.append("outdated")
     return (
-        f'class="job {job["status"]}" data-states="{" ".join(states)}" data-locale="{escape(job["locale"])}" '
+        f'class="{" ".join(classes)}" data-states="{" ".join(states)}" data-locale="{escape(job["locale"])}" '
         f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}" '
         f'data-approved="{"1" if job.get("approved") else "0"}" data-origin="{escape(str(job.get("origin") or "model"))}"'
     )
@@ -449,6 +454,8 @@ _SERVED_SCRIPT = """
     if (reply.ok && body.fields && data.twins && data.twins.length) offerToTwins(row, body.fields, data.twins);
     if (reply.ok) {
       row.dataset.approved = data.listing.approved ? "1" : "0";
+      row.classList.toggle("warning", data.listing.status === "warning");
+      row.classList.toggle("outdated", data.listing.status === "outdated");
       row.dataset.origin = data.listing.origin;
       said.className = "decision ok";
       said.textContent = (data.listing.approved ? "approved" : "not approved") +
@@ -537,12 +544,22 @@ _SERVED_SCRIPT = """
   const bulk = document.createElement("button");
   bulk.id = "approve-clean";
   bulk.textContent = "Approve all without findings";
+  const bulkSaid = document.createElement("span");
+  bulkSaid.id = "approve-clean-said";
   bulk.addEventListener("click", async function () {
+    // Only listings without findings: a warning, an outdated listing or a failure waits for a person.
+    let approved = 0, skipped = 0;
     for (const row of rows) {
-      if (row.classList.contains("ok") && row.dataset.approved !== "1") await decide(row, {approved: true});
+      if (row.dataset.approved === "1") continue;
+      const clean = row.classList.contains("ok") && !row.classList.contains("warning")
+        && !row.classList.contains("outdated");
+      if (!clean) { skipped += 1; continue; }
+      if (await decide(row, {approved: true})) approved += 1;
     }
+    bulkSaid.textContent = " Approved " + approved + "; left " + skipped +
+      " with findings (a warning or outdated) for a person to read.";
   });
-  document.querySelector("main").prepend(bulk);
+  document.querySelector("main").prepend(bulk, bulkSaid);
   document.addEventListener("keydown", function (event) {
     if (event.target.isContentEditable || !rows.length) return;
     if (event.key === "j" || event.key === "k") {

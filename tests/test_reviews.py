@@ -492,3 +492,47 @@ def test_a_run_that_keeps_outdated_listings_says_so_and_its_counts_add_up(
     assert "Billed by" not in result.stderr  # nothing billed: no empty table
     priced = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run")
     assert "26 jobs are up to date in out/ (2 of them a person's listings kept" in priced.stderr
+
+
+def test_approve_all_without_findings_leaves_warnings_and_outdated_listings_to_a_person(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    import contextlib
+
+    from fake_relay import Answer, listing_for
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    long_title = "Nordbeat Kopfhörer mit Geräuschunterdrückung " * 2  # over the soft limit: a warning
+    relay.enqueue(Answer(listing={**listing_for("de"), "title": long_title}))
+    assert run(run_cli, relay, sample, "--pack", "1", "--concurrency", "1", "--max-reasks", "0").exit_code == 0
+    warned = {key for key, line in results().items() if line["warnings"]}
+    assert warned
+    decide(id="HOME-002", platform="amazon", locale="ja-JP", action="edit", fields={"title": "Ein Titel"})
+    text = sample.read_text(encoding="utf-8")
+    home = next(line for line in text.splitlines() if line.startswith("HOME-002,"))
+    write(sample, text.replace(home, home.replace("Desk Lamp with", "Desk Light with", 1)))  # its source changes
+    assert run(run_cli, relay, sample).exit_code == 0
+    assert results()[("HOME-002", "amazon", "ja-JP")].get("outdated") is True
+    errors: list[str] = []
+    with sync_playwright() as playwright, contextlib.closing(serving()) as urls:
+        url = next(urls)
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url)
+            page.wait_for_selector("body[data-served='1']")
+            page.locator("#approve-clean").click()
+            page.wait_for_function("() => document.querySelector('#approve-clean-said').textContent.length > 0")
+            said = page.locator("#approve-clean-said").inner_text()
+        finally:
+            browser.close()
+    assert errors == []
+    lines = results()
+    held = warned | {("HOME-002", "amazon", "ja-JP")}
+    assert all(not lines[key]["approved"] for key in held)  # left for a person
+    assert all(line["approved"] for key, line in lines.items() if key not in held)
+    assert f"Approved {len(lines) - len(held)}; left {len(held)} with findings" in said
