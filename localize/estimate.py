@@ -44,6 +44,7 @@ from .strings import (
     STRINGS,
     USER,
     memory_for,
+    memory_text,
     render_strings,
     store_strings,
     string_requests,
@@ -453,7 +454,7 @@ def _add_strings(
     seen: set[tuple[str, str]] = set()
     for product, locales in store_strings(settings, catalog):
         for locale in locales:
-            if memory is not None and memory.find(product.name, locale) is not None:
+            if memory_text(memory, product.name, locale)[0] is not None:
                 result.from_memory += 1
                 continue
             if (product.name, locale.tag) in seen:

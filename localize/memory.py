@@ -5,9 +5,11 @@ used for the same source text instead of a request.
 CAT tools, Weglot and Langify exports. A TMX file is untrusted input, so it is parsed with
 defusedxml: a document that declares an entity (the "billion laughs"), refers to an external one,
 or is not well formed is refused in one line, as is one over MAX_BYTES. A unit serves a target
-language when it has a variant in it: `sv` serves `sv-SE`, `pt-BR` serves only `pt-BR`. Texts
-match exactly after whitespace is normalised, and a translation serves only if it keeps the
-source's placeholders ({{ liquid }}, {% tags %}).
+locale with its variant in that locale (`pt-BR` serves only `pt-BR`), else with its bare
+language's where that language is written in the locale's script (`sv` serves `sv-SE`; `zh`,
+simplified, never serves `zh-TW`). Texts match exactly after whitespace is normalised, and a
+translation serves only if it passes the checks a model's translation gets (strings.py): the
+same placeholders, tags and numbers, no markup that runs, the locale's script, a sane length.
 
 `localize memory export OUT --tmx FILE` writes a run's store texts and human translations back
 as TMX, for other tools.
@@ -15,6 +17,7 @@ as TMX, for other tools.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,9 +30,9 @@ import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
 from .catalog import read_catalog
-from .errors import InputError
+from .errors import InputError, LocaleError
 from .layout import COST_JSON, RESULTS, STRINGS_FILE
-from .locales import Locale
+from .locales import Locale, parse_locale
 from .shops import recognise
 from .store import RunStore, iter_jsonl
 from .textfile import csv_header
@@ -37,17 +40,12 @@ from .textfile import csv_header
 # A memory larger than this is not one a run should read whole (a mistake, or an attack).
 MAX_BYTES = 64_000_000
 _SPACE = re.compile(r"\s+")
-_PLACEHOLDER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def normal(text: str) -> str:
     """A text as the memory matches it: whitespace runs as one space, none at either end."""
     return _SPACE.sub(" ", text).strip()
-
-
-def placeholders(text: str) -> list[str]:
-    return sorted(normal(token) for token in _PLACEHOLDER.findall(text))
 
 
 @dataclass(slots=True)
@@ -59,19 +57,34 @@ class Memory:
 
     def add(self, source: str, language: str, translation: str) -> None:
         source, translation = normal(source), translation.strip()
-        if not source or not translation or placeholders(source) != placeholders(translation):
-            return  # a translation that drops a placeholder breaks the store: never served
+        if not source or not translation:
+            return  # (a unit that breaks the store is kept here, refused where it would serve, and named)
         self.units.setdefault(source, {}).setdefault(language.lower(), translation)
 
     def find(self, source: str, locale: Locale) -> str | None:
-        """The translation of `source` for `locale`: its own tag's, else its language's."""
+        """The translation of `source` for `locale`: its own tag's, else its bare language's
+        where that language is written in the locale's script (`de` serves `de-DE`; `zh`,
+        simplified, never serves `zh-TW`); a regional variant serves only its own region."""
         variants = self.units.get(normal(source))
         if not variants:
             return None
-        return variants.get(locale.tag.lower()) or variants.get(locale.language.lower())
+        own = variants.get(locale.tag.lower())
+        if own is not None:
+            return own
+        general = variants.get(locale.language.lower())
+        return general if general is not None and _script_of(locale.language) == locale.script else None
 
     def __len__(self) -> int:
         return len(self.units)
+
+
+@functools.lru_cache(maxsize=64)
+def _script_of(language: str) -> str | None:
+    """The script a bare language is written in (CLDR's likely script: `zh` → Hans)."""
+    try:
+        return parse_locale(language).script
+    except LocaleError:
+        return None
 
 
 def load(paths: Iterable[Path]) -> Memory:

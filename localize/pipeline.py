@@ -75,6 +75,7 @@ from .strings import (
     STRINGS,
     lint_kept,
     memory_for,
+    memory_text,
     starts_request,
     store_strings,
 )
@@ -302,6 +303,7 @@ async def _run(
             jobs_count["reused"] = worker.reused  # of the succeeded: the same copy as another job's listing
         if worker.in_batch:
             jobs_count["in_batch"] = worker.in_batch  # of those, asked by a batch still running (--no-wait)
+        notes.extend(_memory_notes(worker.memory_refused))
         elapsed_s = time.perf_counter() - started
         report = write_run_reports(
             settings,
@@ -329,6 +331,19 @@ async def _run(
         tuple(pending),
         sum(overdue),
     )
+
+
+def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:
+    """The translation memory's units the run did not use, because they fail the checks a
+    model's translation gets: how many, and the first few with what is wrong."""
+    if not refused:
+        return []
+    shown = "; ".join(f"{key[0]} [{key[2]}]: {why}" for key, why in list(refused.items())[:MEMORY_REFUSED_SHOWN])
+    more = f"; and {len(refused) - MEMORY_REFUSED_SHOWN:,} more" if len(refused) > MEMORY_REFUSED_SHOWN else ""
+    return [
+        f"Translation memory: {len(refused):,} unit{'' if len(refused) == 1 else 's'} not used (they fail the "
+        f"checks a model's translation gets; translated instead): {shown}{more}"
+    ]
 
 
 async def _batch_client(
@@ -478,6 +493,8 @@ def _restore_signals() -> None:
 HARVEST_ATTEMPTS = 1000
 # A product whose copy is longer than this is checked in a worker thread (see _judge_off_loop).
 OFF_LOOP_CHARS = 8_000
+# Memory units refused named one by one in the run's note; the rest are counted.
+MEMORY_REFUSED_SHOWN = 5
 # A packed answer that fails as a whole this many times is split in halves.
 PACK_WHOLE_FAILURES = 2
 # What a listing a reviewer sent back is asked with (after its own request).
@@ -583,6 +600,7 @@ class _JobRunner:
         # first job (the leader) to settle; and the copy key each leader asks.
         self._copies: dict[str, dict[str, Any] | list[_Work]] = {}
         self.from_memory = 0  # of the succeeded: store strings a translation memory filled
+        self.memory_refused: dict[JobKey, str] = {}  # memory units that failed the checks: not used, why
         self.outdated = 0  # a person's listings kept though their product changed (--refresh-outdated)
         self._memory = memory
         self._leading: dict[JobKey, str] = {}
@@ -661,7 +679,7 @@ class _JobRunner:
         earlier run recorded for it cleared)."""
         job, fp = prepared.job, prepared.fp
         decided = verdict(self._store, job.key, fp, self._settings)
-        if decided.action == "up_to_date":
+        if decided.action == "up_to_date" and not self._memory_changed(job):
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
@@ -692,11 +710,31 @@ class _JobRunner:
             return self._unless_copied(work, prepared)
         return work
 
+    def _memory_text(self, job: Job) -> str | None:
+        """A translation memory's text for a store string in its locale, if it passes the checks
+        a model's translation gets (placeholders, tags, numbers, script, length); a unit that
+        fails them is not used, and the run says which (memory_refused)."""
+        text, refused = memory_text(self._memory, job.product.name, job.locale)
+        if refused is not None:
+            self.memory_refused[job.key] = refused
+        return text
+
+    def _memory_changed(self, job: Job) -> bool:
+        """Whether a store string the memory filled in an earlier run would be filled otherwise
+        now (its unit corrected, gone or failing the checks): then it is settled again. Without
+        a memory this run, earlier fills stay as they are."""
+        if job.platform != STRINGS or self._memory is None:
+            return False
+        line = self._store.result(job.key)
+        if line is None or not line.get("memory"):
+            return False
+        return self._memory_text(job) != line.get("text")
+
     def _from_memory(self, work: _Work) -> bool:
         """Whether a translation memory (--memory, a person's translations in the export) holds
         this store string's text for its locale: then it is the result, at no cost."""
         job = work.job
-        text = self._memory.find(job.product.name, job.locale) if self._memory else None
+        text = self._memory_text(job)
         if text is None:
             return False
         billed = {"model": self._settings.model, "attempts": 0, "input_tokens": 0, "output_tokens": 0}

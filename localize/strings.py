@@ -15,6 +15,7 @@ string (id: its key, name: its text), so it is locked, logged, billed and report
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ _OUTPUT = re.compile(r"\{\{(?:[^{}]|\{(?!\{)|\}(?!\}))*\}\}")
 _LOGIC = re.compile(r"\{%(?:[^{%]|\{(?!%)|%(?!\}))*%\}")
 _TAG = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*?(/?)>")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,\u00a0\u202f' ]\d{3})*(?:[.,]\d+)?")
 _CJK_SCRIPTS = {"Jpan", "Hans", "Hant", "Kore", "Hani"}
 
 SYSTEM = """You translate the texts of a {store} store for shoppers in {locale.display_name} ({locale.native_name}), \
@@ -202,6 +204,11 @@ def _problems(source: str, text: str, locale: Locale) -> list[tuple[str, str]]:
         problems.append(("placeholders", f"keep every placeholder exactly as in the source ({named or 'their count'})"))
     if before[1] != after[1]:
         problems.append(("placeholders", f"keep the Liquid tags exactly and in order: {' '.join(before[1])}"))
+    unbalanced = [mark for mark in ("{{", "}}", "{%", "%}") if text.count(mark) != source.count(mark)]
+    if unbalanced and not problems:  # a brace left open breaks the theme's template
+        problems.append(
+            ("placeholders", f"every {{{{ … }}}} and {{% … %}} closed as in the source ({' '.join(unbalanced)})")
+        )
     tags_before, tags_after = _tags(source), _tags(text)
     if tags_before != tags_after:
         problems.append(("html", f"keep the HTML tags and their order: {' '.join(tags_before) or 'none'}"))
@@ -211,6 +218,16 @@ def _problems(source: str, text: str, locale: Locale) -> list[tuple[str, str]]:
     if formula_start(text) and not formula_start(source.strip()):
         problems.append(("formula", f"the translation starts with {text[:1]!r}, which a spreadsheet runs"))
     plain = _plain(text)
+    said, written = _numbers(_plain(source)), _numbers(plain)
+    if said != written:
+        missing, added = sorted(said - written), sorted(written - said)
+        named = "; ".join(
+            [
+                *([f"the source says {', '.join(missing)}"] if missing else []),
+                *([f"not {', '.join(added)}"] if added else []),
+            ]
+        )
+        problems.append(("figures", f"keep every number of the source as it is ({named})"))
     script = script_problem(plain, locale)
     if script:
         problems.append(("wrong_language", script))
@@ -225,6 +242,14 @@ def _problems(source: str, text: str, locale: Locale) -> list[tuple[str, str]]:
         if not low <= ratio <= MAX_LENGTH_RATIO:
             problems.append(("length", f"the translation is {ratio:.1f} times as long as the source; keep it close"))
     return problems
+
+
+def _numbers(text: str) -> set[str]:
+    """The numbers a text says, as their digits (`1,000`, `1.000` and `1 000` are one number;
+    digits of any script read as 0-9)."""
+    return {
+        "".join(str(unicodedata.digit(char)) for char in found if char.isdigit()) for found in _NUMBER.findall(text)
+    }
 
 
 def _liquid(text: str) -> tuple[list[str], list[str]]:
@@ -262,6 +287,19 @@ def store_strings(settings: Settings, catalog: Path) -> list[tuple[Product, list
             if locales:
                 found.append((string_product(string), locales))
     return found
+
+
+def memory_text(memory: Memory | None, source: str, locale: Locale) -> tuple[str | None, str | None]:
+    """A translation memory's text for a store string in a locale, checked as a model's
+    translation is: (the text, None), or (None, what is wrong with the unit: it is not used),
+    or (None, None) when the memory has none."""
+    text = memory.find(source, locale) if memory is not None else None
+    if text is None:
+        return None, None
+    try:
+        return check_string(source, text, locale)[0], None
+    except InvalidAnswer as exc:
+        return None, f"{exc.kind}: {exc.message}"
 
 
 def memory_for(settings: Settings, catalog: Path) -> Memory | None:

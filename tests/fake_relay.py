@@ -123,14 +123,14 @@ LISTINGS = {
 }
 _TARGET = re.compile(r"(?:Target locale: |, locale )([A-Za-z0-9-]+)")
 _STRINGS = re.compile(r"<strings>(.*)</strings>", re.DOTALL)
-_MARKUP = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|<[^>]*>)", re.DOTALL)
+_MARKUP = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|<[^>]*>|\d+(?:[.,]\d+)*)", re.DOTALL)
 # What a string's words become in each language: a phrase, repeated to about the source's length.
 WORDS = {"de": "warme Mütze ", "fr": "bonnet chaud ", "ja": "あたたかい帽子 ", "th": "หมวกอุ่น ", "en": "warm hat "}
 
 
 def translate_string(text: str, locale: str) -> str:
     """A stand-in translation: every run of words becomes the language's phrase, about as long;
-    placeholders, Liquid tags and HTML tags stay exactly where they were."""
+    placeholders, Liquid tags, HTML tags and numbers stay exactly where they were."""
     phrase = WORDS.get(locale.split("-")[0], WORDS["en"])
     parts = []
     for part in _MARKUP.split(text):

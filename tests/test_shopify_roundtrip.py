@@ -529,3 +529,71 @@ def test_the_summary_names_every_results_file_it_wrote(run_cli, relay: FakeRelay
     said = next(line for line in result.stderr.splitlines() if line.startswith("Results: "))
     for name in ("results.jsonl", "results.csv", "results.json", "strings.jsonl"):
         assert f"out/{name}" in said and Path("out", name).is_file()
+
+
+BAD_TMX = """<?xml version="1.0" encoding="UTF-8"?>
+<tmx version="1.4">
+  <header creationtool="SomeCAT" creationtoolversion="9" datatype="plaintext" segtype="sentence"
+          adminlang="en" srclang="en-US" o-tmf="cat"/>
+  <body>
+    <tu><tuv xml:lang="en-US"><seg>&lt;h2&gt;Returns&lt;/h2&gt;
+&lt;p&gt;Return unworn items within &lt;strong&gt;30 days&lt;/strong&gt; for a full refund.&lt;/p&gt;
+&lt;p&gt;Questions? Write to {{ shop.email }}.&lt;/p&gt;</seg></tuv>
+        <tuv xml:lang="de-DE"><seg>&lt;h2&gt;Rückgabe&lt;/h2&gt;
+&lt;p&gt;Ungetragene Artikel innerhalb von &lt;strong&gt;300 Tagen&lt;/strong&gt; zurückgeben.&lt;/p&gt;
+&lt;p&gt;Fragen? Schreiben Sie an {{ shop.email }}.&lt;/p&gt;</seg></tuv></tu>
+    <tu><tuv xml:lang="en-US"><seg>Add to cart</seg></tuv><tuv xml:lang="ja-JP"><seg>In den Warenkorb</seg></tuv>
+        <tuv xml:lang="fr-FR"><seg>=HYPERLINK("http://evil.example","Ajouter")</seg></tuv></tu>
+    <tu><tuv xml:lang="en-US"><seg>Shop all</seg></tuv><tuv xml:lang="zh"><seg>查看全部商品</seg></tuv></tu>
+    <tu><tuv xml:lang="en-US"><seg>Main menu</seg></tuv><tuv xml:lang="ja"><seg>メインメニュー {{</seg></tuv></tu>
+  </body>
+</tmx>
+"""
+
+
+def test_memory_units_pass_the_checks_a_models_translation_gets(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    """A changed figure, German in ja-JP, an unclosed {{ and a formula: none of them is used;
+    each is translated instead, and the run says which (zh for zh-TW: the unit test below)."""
+    memory = write(tmp_path / "bad.tmx", BAD_TMX)
+    result = shopify_run(run_cli, relay, EXPORT, "-l", "de-DE,fr-FR,ja-JP", "--memory", memory)
+    assert result.exit_code == 0, result.stderr
+    assert not [line for line in iter_jsonl(Path("out/strings.jsonl")) if line.get("memory")]
+    said = next(line for line in result.stderr.splitlines() if line.startswith("Translation memory:"))
+    assert "4 units not used" in said and "figures" in said and "SHOP_POLICY/7788990011/body [de-DE]" in said
+    assert "placeholders" in said  # the unclosed {{
+    text = IMPORT.read_text(encoding="utf-8-sig")
+    assert "300 Tagen" not in text and "HYPERLINK" not in text and "{{</" not in text
+    assert "In den Warenkorb" not in text  # German is not Japanese
+    priced = run_cli("run", EXPORT, "-l", "de-DE,fr-FR,ja-JP", "--memory", memory, "--dry-run", "--json")
+    assert json.loads(priced.stdout)["jobs"].get("from_memory", 0) == 0  # the dry run agrees
+
+
+def test_a_corrected_memory_replaces_its_earlier_fills(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    first = write(tmp_path / "first.tmx", TMX)
+    assert shopify_run(run_cli, relay, EXPORT, "-l", "de-DE", "--memory", first).exit_code == 0
+    key = ("ONLINE_STORE_THEME/1234567890/products.product.add_to_cart", "de-DE")
+    assert {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/strings.jsonl"))}[key]["text"] == "In den Warenkorb"
+    corrected = write(tmp_path / "corrected.tmx", TMX.replace("In den Warenkorb", "Zum Warenkorb hinzufügen"))
+    sent = len(relay.chat_requests)
+    again = shopify_run(run_cli, relay, EXPORT, "-l", "de-DE", "--memory", corrected)
+    assert again.exit_code == 0, again.stderr
+    line = {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/strings.jsonl"))}[key]
+    assert line["text"] == "Zum Warenkorb hinzufügen" and line["memory"] is True
+    assert len(relay.chat_requests) == sent  # refilled from the memory, not asked
+    rows = keyed(csv_rows(IMPORT))
+    assert (
+        rows[("'1234567890", "products.product.add_to_cart", "de")]["Translated content"] == "Zum Warenkorb hinzufügen"
+    )
+
+
+def test_a_memorys_bare_language_serves_only_locales_in_its_script() -> None:
+    from localize.memory import Memory
+
+    memory = Memory()
+    memory.add("Shop all", "zh", "查看全部")
+    memory.add("Shop all", "de", "Alles ansehen")
+    memory.add("Add to cart", "pt-br", "Adicionar ao carrinho")
+    assert memory.find("Shop all", parse_locale("zh-CN")) == "查看全部"
+    assert memory.find("Shop all", parse_locale("zh-TW")) is None  # traditional: not served by zh
+    assert memory.find("Shop all", parse_locale("de-AT")) == "Alles ansehen"
+    assert memory.find("Add to cart", parse_locale("pt-PT")) is None  # a regional variant serves its own region

@@ -25,7 +25,7 @@ from babel.core import get_global
 from ..errors import CatalogError, InputError
 from ..layout import SHOPIFY_TRANSLATIONS
 from ..locales import Locale, parse_locale
-from ..sanitize import clean_html
+from ..sanitize import clean_html, safe_cell
 from ..store import atomic_write
 from ..textfile import Records, csv_header, csv_records, open_file
 from .base import Delivery, ImportFile, Lint, ProductRows, Row, Shop, ShopFields, StoreString, counted
@@ -294,7 +294,7 @@ def _filled(
         summary.failed += 1  # the job failed or was not sent: the row keeps what it had
         return cells
     summary.filled += 1
-    cells[-1] = translated
+    cells[-1] = safe_cell(translated)  # the one neutraliser every CSV writer uses (sanitize.py)
     return cells
 
 
