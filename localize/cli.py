@@ -841,6 +841,8 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
         return
     kept = f", {jobs['outdated']:,} of them outdated" if jobs.get("outdated") else ""
     up_to_date = f", {jobs['up_to_date']:,} up to date{kept}" if jobs.get("up_to_date") else ""
+    if jobs.get("in_batch"):
+        up_to_date += f", {jobs['in_batch']:,} left to a running batch"
     stderr.print(
         f"{jobs['succeeded']:,} of {jobs['total']:,} jobs succeeded, {jobs['failed']:,} failed{up_to_date}; "
         f"{report['requests']:,} requests; {tokens['input']:,} input tokens ({tokens['cached_input']:,} cached, "

@@ -201,6 +201,10 @@ async def _run(
         else None
     )
     worker = _JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, calibration, memory)
+    recorded = None if batch_client is not None else await _recorded_batches(settings, store, transport, on_batch)
+    if recorded is not None:  # a live run beside batches an earlier run left: never pays their jobs twice
+        worker.use_harvest(recorded)
+        notes.extend(recorded.notes)
     jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
     units = worker.every_unit(jobs, strings)
 
@@ -277,6 +281,8 @@ async def _run(
             await client.aclose()
             if batch_client is not None:
                 await batch_client.aclose()
+            if recorded is not None and not interrupted:
+                worker.close_harvest()  # the collected batches' unused answers logged, the batches forgotten
             final_error, imports = _write_outputs(settings, catalog, store)
             if final_error is not None:
                 disk_errors.append(final_error)
@@ -291,7 +297,7 @@ async def _run(
             "failed": worker.failed,
             "up_to_date": worker.up_to_date,
         }
-        if interrupted or pending:
+        if interrupted or pending or worker.in_batch:
             jobs_count["not_started"] = total - worker.succeeded - worker.failed - worker.up_to_date
         if worker.held:
             jobs_count["held"] = worker.held  # of the failed, not sent again: unchanged since they failed
@@ -304,6 +310,8 @@ async def _run(
         if worker.in_batch:
             jobs_count["in_batch"] = worker.in_batch  # of those, asked by a batch still running (--no-wait)
         notes.extend(_memory_notes(worker.memory_refused))
+        if recorded is not None and worker.in_batch:
+            notes.append(_left_to_batches(recorded, worker.in_batch))
         elapsed_s = time.perf_counter() - started
         report = write_run_reports(
             settings,
@@ -344,6 +352,46 @@ def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:
         f"Translation memory: {len(refused):,} unit{'' if len(refused) == 1 else 's'} not used (they fail the "
         f"checks a model's translation gets; translated instead): {shown}{more}"
     ]
+
+
+async def _recorded_batches(
+    settings: Settings,
+    store: RunStore,
+    transport: httpx.AsyncBaseTransport | None,
+    on_batch: Callable[[BatchProgress], None] | None,
+) -> Harvest | None:
+    """A run without --batch on an OUT where an earlier run recorded batches: the finished ones
+    collected first (their answers used, not bought again live), the running ones left to
+    answer their jobs (not waited for, not sent live). None when OUT records no batch."""
+    records = store.batch_records()
+    if not records:
+        return None
+    client = BatchClient(settings, transport=transport)
+    try:
+        return await collect_recorded(client, store, settings.model_copy(update={"no_wait": True}), on_status=on_batch)
+    except (BatchUnavailable, RelayError) as exc:
+        # The batches cannot be read now: their jobs stay theirs, for a later run to collect.
+        harvest = Harvest()
+        for record in records:
+            for served in (record.lines or {}).values():
+                harvest.in_flight.update((key, fp) for key, fp in served)
+        harvest.notes.append(f"note: the batches recorded in {settings.out} could not be read ({exc.message})")
+        return harvest
+    finally:
+        await client.aclose()
+
+
+def _left_to_batches(harvest: Harvest, jobs: int) -> str:
+    """What a live run left to the batches still running, and how to collect them."""
+    running = "; ".join(f"{batch.batch_id}, {batch.status}" for batch in harvest.pending) or "recorded in OUT"
+    return (
+        f"Left to a running batch: {_plural_jobs(jobs)} a batch already asks ({running}) were not sent live; "
+        "run again (with --batch to wait for it) to collect their answers: nothing is paid twice."
+    )
+
+
+def _plural_jobs(count: int) -> str:
+    return f"{count:,} job{'' if count == 1 else 's'}"
 
 
 async def _batch_client(

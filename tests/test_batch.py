@@ -539,3 +539,24 @@ def test_the_batch_client_waits_as_the_relay_asks_and_backs_off_with_jitter_othe
     jittered = waits[2:]
     assert len(jittered) == 3 and all(0 <= wait <= 2.0 * 2**n for n, wait in enumerate(jittered))
     assert len(set(jittered)) == 3  # spread apart, not one fixed step
+
+
+def test_a_plain_run_beside_a_pending_batch_leaves_its_jobs_to_it_then_collects_them(run_cli, sample: Path) -> None:
+    """`--batch --no-wait`, then a plain run: the batch's jobs are not paid again live (said),
+    and once the batch has finished a plain run collects its answers instead of sending."""
+    with FakeRelay(batch_steps=50) as relay:
+        assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
+        plain = run_cli("run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out")
+        assert plain.exit_code == 0, plain.stderr
+        assert relay.chat_requests == []  # nothing the batch asks is bought again
+        assert "Left to a running batch: 26 jobs a batch already asks (batch-1, " in plain.stderr
+        assert "0 of 26 jobs succeeded, 0 failed, 26 left to a running batch" in plain.stderr
+        assert list(iter_jsonl(Path("out/batches.jsonl")))  # still recorded
+        relay.complete_batches()
+        collected = run_cli("run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out")
+        live = len(relay.chat_requests)
+    assert collected.exit_code == 0, collected.stderr
+    assert "collected where an earlier run left it" in collected.stderr
+    assert live == 0 and relay.uploads == 1
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert not Path("out/batches.jsonl").exists() or list(iter_jsonl(Path("out/batches.jsonl"))) == []
