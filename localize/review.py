@@ -60,14 +60,22 @@ def review_html(
     columns: Mapping[str, str] | None = None,
     limit: int = REVIEW_LIMIT,
     serve: bool = False,
+    nonce: str | None = None,
 ) -> str:
     """The review page as `--serve` shows it: the static page, with edit, approve and reject on
-    each listing through the server's API (serve.py)."""
-    return _render(out, catalog=catalog, columns=columns, limit=limit, serve=serve)[0]
+    each listing through the server's API (serve.py). `nonce`: the page's script carries it,
+    and the server's Content-Security-Policy runs no other script."""
+    return _render(out, catalog=catalog, columns=columns, limit=limit, serve=serve, nonce=nonce)[0]
 
 
 def _render(
-    out: Path, *, catalog: Path | None, columns: Mapping[str, str] | None, limit: int, serve: bool
+    out: Path,
+    *,
+    catalog: Path | None,
+    columns: Mapping[str, str] | None,
+    limit: int,
+    serve: bool,
+    nonce: str | None = None,
 ) -> tuple[str, int, int]:
     if not any((out / name).exists() for name in (RESULTS, FAILURES, DB)):
         raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
@@ -92,7 +100,8 @@ def _render(
             if str(record["id"]) in shown:
                 jobs[str(record["id"])].append({**record, "status": "failed"})
     sources = _sources(catalog, columns, fields, shown) if catalog and catalog.is_file() else {}
-    return _page(jobs, sources, report, billed, total=total, serve=serve), len(jobs), total
+    page = _page(jobs, sources, report, billed, total=total, serve=serve, nonce=nonce)
+    return page, len(jobs), total
 
 
 def _choose(store: RunStore, limit: int) -> tuple[set[str], int]:
@@ -139,6 +148,7 @@ def _page(
     *,
     total: int,
     serve: bool = False,
+    nonce: str | None = None,
 ) -> str:
     locales = sorted({job["locale"] for entries in jobs.values() for job in entries})
     platforms = sorted({job["platform"] for entries in jobs.values() for job in entries})
@@ -165,6 +175,7 @@ def _page(
         warning_options=_options(kinds),
         sections=sections,
         script=_SCRIPT + (_SERVED_SCRIPT if serve else ""),
+        nonce=f' nonce="{escape(nonce)}"' if nonce else "",
         style=_STYLE,
     )
 
@@ -176,7 +187,11 @@ def _kept_needs_look(report: Mapping[str, Any]) -> str:
     rows = shopify.get("kept_needs_look") or []
     if not rows:
         return ""
-    count = int(shopify.get("kept_needs_look_count") or len(rows))
+    if not isinstance(rows, list):
+        return ""
+    rows = [row for row in rows if isinstance(row, dict)]
+    count = max(_amount(shopify.get("kept_needs_look_count")), len(rows))
+    count = int(count)
     body = "".join(
         f"<tr><td>{escape(str(row.get('type', '')))}</td><td>{escape(str(row.get('id', '')))}</td>"
         f"<td>{escape(str(row.get('field', '')))}</td><td>{escape(str(row.get('locale', '')))}</td>"
@@ -588,5 +603,5 @@ _TEMPLATE = """<!doctype html>
 <span id="shown"></span></header>
 <main>
 {sections}
-</main><script>{script}</script></body></html>
+</main><script{nonce}>{script}</script></body></html>
 """

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import socket
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -89,8 +90,23 @@ class ReviewServer:
         return f"http://{shown}:{port}/?token={self.token}"
 
     @property
-    def origin(self) -> str:
-        return self.url.split("/?", 1)[0]
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def hosts(self, local_address: str) -> set[str]:
+        """The Host headers that name this server, for a connection that arrived on
+        `local_address`: that address, the machine's names, and on loopback `localhost`. Any
+        other Host is refused (a DNS-rebinding page names its own)."""
+        names = {local_address, str(self.httpd.server_address[0]), socket.gethostname()}  # (no DNS asked)
+        if is_loopback(local_address):
+            names |= {"localhost", "127.0.0.1", "::1"}
+        found = set()
+        for name in names:
+            shown = f"[{name}]" if ":" in name else name
+            found.add(f"{shown}:{self.port}".lower())
+            if self.port == 80:
+                found.add(shown.lower())
+        return found
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever(poll_interval=0.2)
@@ -258,6 +274,7 @@ def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     server_state: ReviewServer
     protocol_version = "HTTP/1.1"
+    nonce: str | None = None  # the served page's script nonce (its Content-Security-Policy names it)
 
     def log_message(self, *args: Any) -> None:  # the first stdout line is the URL: keep the rest quiet
         pass
@@ -275,6 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def _answer(self, route: Any) -> None:
+        self.nonce = None  # one per page answer: a kept-alive connection's next answer makes its own
         if urllib.parse.urlsplit(self.path).path == "/favicon.ico":
             status, content_type, body = 204, "image/x-icon", b""  # asked by every browser, token or not
         else:
@@ -301,14 +319,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        script = f"'nonce-{self.nonce}'" if self.nonce else "'none'"
         self.send_header(
             "Content-Security-Policy",
-            "default-src 'self'; img-src * data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            f"default-src 'self'; img-src * data:; style-src 'unsafe-inline'; script-src {script}; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         )
         self.end_headers()
         self.wfile.write(body)
 
     def _authorise(self) -> None:
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host not in self.server_state.hosts(str(self.connection.getsockname()[0])):
+            raise Problem(403, {"error": "this server answers only to its own address (the URL localize printed)"})
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         given = self.headers.get(TOKEN_HEADER) or (query.get("token") or [""])[0]
         if not hmac.compare_digest(given.encode(), self.server_state.token.encode()):
@@ -320,7 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/listings":
             return 200, "application/json", json.dumps({"listings": state.listings()}, ensure_ascii=False).encode()
         if path == "/":
-            return 200, "text/html; charset=utf-8", review_html(state.out, serve=True).encode()
+            self.nonce = secrets.token_urlsafe(18)  # the page's one script runs; nothing else on it does
+            return 200, "text/html; charset=utf-8", review_html(state.out, serve=True, nonce=self.nonce).encode()
         raise Problem(404, {"error": "not found"})
 
     def _post(self) -> tuple[int, str, bytes]:
@@ -328,7 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) != 6 or parts[1:3] != ["api", "listings"]:
             raise Problem(404, {"error": "not found"})
         origin = self.headers.get("Origin")
-        if origin is not None and origin != self.server_state.origin:
+        host = (self.headers.get("Host") or "").strip().lower()
+        if origin is not None and origin.lower() != f"http://{host}":  # Host is this server's (_authorise)
             raise Problem(403, {"error": "writes come from the review page only"})
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             raise Problem(415, {"error": "send JSON (Content-Type: application/json)"})

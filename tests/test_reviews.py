@@ -536,3 +536,68 @@ def test_approve_all_without_findings_leaves_warnings_and_outdated_listings_to_a
     assert all(not lines[key]["approved"] for key in held)  # left for a person
     assert all(line["approved"] for key, line in lines.items() if key not in held)
     assert f"Approved {len(lines) - len(held)}; left {len(held)} with findings" in said
+
+
+PAYLOAD = (
+    "</p><script>fetch('/api/listings/amazon/de-DE/ELEC-001',{method:'POST'})</script><img src=x onerror=alert(1)>"
+)
+
+
+def test_a_crafted_cost_report_runs_no_script_on_the_served_page(served: str) -> None:
+    """Every value of cost_report.json reaches the page escaped and type-checked, and the page's
+    policy runs only its own script (a nonce, no 'unsafe-inline')."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    report["model"] = PAYLOAD
+    report["requests"] = PAYLOAD
+    report["jobs"] = {"succeeded": PAYLOAD, "failed": [PAYLOAD], "up_to_date": {"x": PAYLOAD}}
+    report["tokens"] = {"input": PAYLOAD}
+    report["cost_usd"] = PAYLOAD
+    report["shopify_import"] = {"kept_needs_look": [{"type": PAYLOAD}], "kept_needs_look_count": PAYLOAD}
+    write(Path("out/cost_report.json"), json.dumps(report))
+    page = httpx.get(served)
+    assert page.status_code == 200 and "<script>fetch" not in page.text and "<img src=x" not in page.text
+    policy = page.headers["Content-Security-Policy"]
+    script_src = next(part for part in policy.split(";") if part.strip().startswith("script-src"))
+    assert "'nonce-" in script_src and "unsafe-inline" not in script_src
+    nonce = script_src.split("'nonce-")[1].split("'")[0]
+    assert page.text.count(f'nonce="{nonce}"') == 1 and httpx.get(served).headers["Content-Security-Policy"] != policy
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page()
+            dialogs: list[str] = []
+            tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            tab.goto(served)
+            tab.wait_for_selector("body[data-served='1']")  # the page's own script ran
+            assert PAYLOAD in tab.locator(".summary").inner_text()  # shown as text, not run
+            assert dialogs == []
+        finally:
+            browser.close()
+    assert not Path("out/reviews.jsonl").exists()  # nothing was decided by opening the page
+
+
+def test_the_server_takes_writes_from_its_own_names_and_refuses_other_hosts(served: str) -> None:
+    """The page opened as http://localhost:PORT saves (its Origin names this server); a Host
+    that is not this server's (a DNS-rebinding page) is refused, token or not."""
+    import httpx
+
+    base, token = api(served)
+    port = base.rsplit(":", 1)[1]
+    headers = {"X-Localize-Token": token}
+    url = f"{base}/api/listings/amazon/de-DE/ELEC-001"
+    local = {**headers, "Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
+    assert httpx.post(url, json={"approved": True}, headers=local).status_code == 200
+    own = {**headers, "Origin": base}
+    assert httpx.post(url, json={"approved": False}, headers=own).status_code == 200
+    rebound = {**headers, "Host": f"attacker.example:{port}", "Origin": f"http://attacker.example:{port}"}
+    assert httpx.post(url, json={"approved": True}, headers=rebound).status_code == 403
+    assert httpx.get(f"{base}/api/listings", headers={**headers, "Host": f"attacker.example:{port}"}).status_code == 403
+    crossed = {**headers, "Host": f"localhost:{port}", "Origin": "http://attacker.example"}
+    assert httpx.post(url, json={"approved": True}, headers=crossed).status_code == 403
+    assert results()[KEY]["approved"] is False
