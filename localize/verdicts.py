@@ -31,10 +31,10 @@ def verdict(store: RunStore, key: JobKey, fp: Fingerprint, settings: Settings) -
     a listing sent back is asked again; a failure of the checks is held while nothing changed."""
     reviewed = store.reviewed(key)
     note = reviewed.get("rejected") if reviewed is not None else None
-    kept = reviewed is not None and is_kept(reviewed) and not settings.refresh_outdated
-    if note is None and (kept or not settings.force) and store.is_current(key, fp):
+    persons = reviewed is not None and is_kept(reviewed)  # never regenerated while current, --force or not
+    if note is None and (persons or not settings.force) and store.is_current(key, fp):
         return Verdict("up_to_date")
-    if kept:
+    if persons and not settings.refresh_outdated:
         assert reviewed is not None
         return Verdict("outdated", edited=reviewed.get("origin") == "human")
     if not (settings.force or settings.retry_failed):

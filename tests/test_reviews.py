@@ -601,3 +601,16 @@ def test_the_server_takes_writes_from_its_own_names_and_refuses_other_hosts(serv
     crossed = {**headers, "Host": f"localhost:{port}", "Origin": "http://attacker.example"}
     assert httpx.post(url, json={"approved": True}, headers=crossed).status_code == 403
     assert results()[KEY]["approved"] is False
+
+
+def test_force_with_refresh_outdated_regenerates_only_the_outdated(run_cli, sample: Path, relay: FakeRelay) -> None:
+    assert run(run_cli, relay, sample).exit_code == 0
+    decide(id=KEY[0], platform=KEY[1], locale=KEY[2], action="edit", fields={"title": "Nordbeat ANC45 Kopfhörer"})
+    decide(id="HOME-002", platform="amazon", locale="ja-JP", action="edit", fields={"title": "デスクライト"})
+    write(sample, sample.read_text(encoding="utf-8").replace("Hybrid active noise cancelling", "Adaptive ANC"))
+    result = run(run_cli, relay, sample, "--force", "--refresh-outdated")
+    assert result.exit_code == 0, result.stderr
+    lines = results()
+    assert lines[KEY]["origin"] == "model" and lines[KEY]["title"] != "Nordbeat ANC45 Kopfhörer"  # outdated: renewed
+    current = lines[("HOME-002", "amazon", "ja-JP")]
+    assert current["origin"] == "human" and current["title"] == "デスクライト"  # current: a person's, kept
