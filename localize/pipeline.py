@@ -341,6 +341,28 @@ async def _run(
     )
 
 
+# A code (an id, a SKU) this long with a digit in it names one product; a shorter one, or one
+# without a digit, may be a word or a figure a listing says for its own reasons.
+DISTINCT_CODE_CHARS = 4
+
+
+def names_other_product(line: Mapping[str, Any], product: Product) -> bool:
+    """Whether a listing written for another product (the same copy) names that product's own
+    id or SKU in its text: then it is not this product's listing."""
+    own = {product.id, str(product.fields.get("sku") or "")}
+    codes = {
+        code
+        for code in (str(line.get("id") or ""), str(line.get("sku") or ""))
+        if len(code) >= DISTINCT_CODE_CHARS and any(char.isdigit() for char in code) and code not in own
+    }
+    if not codes:
+        return False
+    texts = [line.get("title"), line.get("description"), *(line.get("bullets") or []), *(line.get("seo_tags") or [])]
+    texts += list((line.get("extra") or {}).values())
+    written = " ".join(str(text) for text in texts if text).casefold()
+    return any(code.casefold() in written for code in codes)
+
+
 def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:
     """The translation memory's units the run did not use, because they fail the checks a
     model's translation gets: how many, and the first few with what is wrong."""
@@ -652,6 +674,8 @@ class _JobRunner:
         self.outdated = 0  # a person's listings kept though their product changed (--refresh-outdated)
         self._memory = memory
         self._leading: dict[JobKey, str] = {}
+        # Twins whose leader's listing names the leader's id or SKU: not reused, asked themselves.
+        self._own_copy: list[_Work] = []
         self.held_since: set[str] = set()
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
@@ -804,7 +828,7 @@ class _JobRunner:
             known.append(work)  # its leader is on its way
             return None
         line = known if known is not None else None if self._settings.force else self._store.written_copy(key)
-        if line is not None:
+        if line is not None and not names_other_product(line, work.job.product):
             self._settle_copy(work, line)
             return None
         self._copies[key] = []
@@ -822,6 +846,8 @@ class _JobRunner:
         else:
             twin["sku"] = job.product.fields.get("sku")
         twin.update(attempts=0, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0.0)
+        for decided in ("origin", "approved", "rejected", "outdated"):  # people decided on its leader, not on it
+            twin.pop(decided, None)
         source = line.get("reused_from") or line["id"]
         if source != job.product.id:  # (its own earlier listing, when only its SKU changed, names no other)
             twin["reused_from"] = source
@@ -843,13 +869,16 @@ class _JobRunner:
         return size
 
     async def send(self, works: list[_Work]) -> None:
-        """One unit of `units` or `string_units`: a job alone, or a pack."""
+        """One unit of `units` or `string_units`: a job alone, or a pack; then the twins whose
+        leader's listing (this unit's) names the leader's own codes: each asked on its own."""
         if len(works) == 1 and works[0].harvested is not None:
             await self._settle_harvested(works[0])
         elif len(works) == 1:
             await self._send_alone(works[0])
         elif works:
             await self._send_pack(works)
+        while self._own_copy:
+            await self._send_alone(self._own_copy.pop())
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -1193,7 +1222,10 @@ class _JobRunner:
             twins = self._copies.get(key)
             self._copies[key] = line
             for twin in twins if isinstance(twins, list) else ():
-                self._settle_copy(twin, line)
+                if names_other_product(line, twin.job.product):
+                    self._own_copy.append(twin)  # its leader's text names the leader: asked itself (send)
+                else:
+                    self._settle_copy(twin, line)
 
     def _count(self, messages: list[Message], packed: PackedPrompt | None, weights: list[int] | None) -> int | None:
         """Offline prompt tokens, where they are needed: every request when a budget or a

@@ -334,13 +334,18 @@ class RunStore:
         return lock_stale_reason(old, fp, fields, old_fields, has_result=bool(row and row[1]))
 
     def written_copy(self, copy: str) -> dict[str, Any] | None:
-        """The result line of a job that asked this very copy (Preparer.copy_key), if one is written."""
-        row = self._db.execute(
-            "SELECT jobs.result FROM copies JOIN jobs USING (id, platform, locale)"
-            " WHERE copies.copy = ? AND jobs.result IS NOT NULL LIMIT 1",
+        """The listing of a job that asked this very copy (Preparer.copy_key), as people left it
+        (a person's correction is what its twins take), never one a reviewer sent back."""
+        rows = self._db.execute(
+            "SELECT id, platform, locale FROM copies JOIN jobs USING (id, platform, locale)"
+            " WHERE copies.copy = ? AND jobs.result IS NOT NULL ORDER BY id LIMIT 20",
             (copy,),
-        ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        )
+        for key in rows.fetchall():
+            line = self.result((key[0], key[1], key[2]))
+            if line is not None and "rejected" not in line:
+                return line
+        return None
 
     def held_failure(self, key: JobKey, fp: Fingerprint) -> dict[str, Any] | None:
         """The failure an earlier run met asking this job exactly as it stands now (same

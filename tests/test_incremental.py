@@ -710,3 +710,76 @@ def test_report_all_counts_each_job_once_by_its_last_outcome(run_cli, sample: Pa
     everything = json.loads(run_cli("report", "out", "--all", "--json").stdout)
     assert everything["jobs"] == {"total": 26, "succeeded": 26, "failed": 0, "up_to_date": 0}
     assert len(everything["runs"]) == 2 and everything["cost_usd"] > 0
+
+
+def test_a_twin_takes_its_leaders_listing_as_a_person_left_it_never_naming_the_leader(
+    run_cli, sample: Path, tmp_path: Path
+) -> None:
+    """A person's correction is what a new twin takes (never a listing sent back); a leader's
+    listing that names its own SKU is no twin's: the twin is asked itself."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(sample.read_text(encoding="utf-8").splitlines()))
+    first = rows[0]
+    twin = {**first, "id": "TWIN-01", "sku": "TW-0001"}
+    late = {**first, "id": "TWIN-02", "sku": "TW-0002"}
+
+    def catalog(*extra: dict) -> Path:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, list(first))
+        writer.writeheader()
+        writer.writerows([first, *extra])
+        return write(tmp_path / "twins.csv", out.getvalue())
+
+    with FakeRelay() as relay:
+        args = ("-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--pack", "1")
+        assert run_cli("run", catalog(), *args).exit_code == 0
+        decisions = Path("out/reviews.jsonl")
+        edit = {"time": "2026-12-02T10:00:00+00:00", "id": first["id"], "platform": "amazon", "locale": "de-DE"}
+        decisions.write_text(
+            json.dumps({**edit, "action": "edit", "fields": {"title": "Nordbeat ANC45 Kopfhörer"}}) + "\n"
+        )
+        assert run_cli("run", catalog(twin), *args).exit_code == 0
+        lines = {line["id"]: line for line in iter_jsonl(Path("out/results.jsonl"))}
+        assert lines["TWIN-01"]["title"] == "Nordbeat ANC45 Kopfhörer"  # the person's, not the model's
+        assert lines["TWIN-01"]["origin"] == "model" and lines["TWIN-01"]["approved"] is False
+        assert lines["TWIN-01"]["sku"] == "TW-0001"
+        sent = len(relay.chat_requests)
+        decisions.write_text(
+            decisions.read_text()
+            + json.dumps({**edit, "action": "edit", "fields": {"title": f"Nordbeat {first['sku']} Kopfhörer"}})
+            + "\n"
+        )
+        assert run_cli("run", catalog(twin, late), *args).exit_code == 0
+        lines = {line["id"]: line for line in iter_jsonl(Path("out/results.jsonl"))}
+        assert first["sku"] not in lines["TWIN-02"]["title"]  # the leader's own SKU never on another product
+        assert len(relay.chat_requests) == sent + 1 and "reused_from" not in lines["TWIN-02"]
+
+
+def test_a_twin_in_the_same_run_is_asked_itself_when_its_leaders_listing_names_the_leader(
+    run_cli, sample: Path, tmp_path: Path
+) -> None:
+    import csv
+    import io
+
+    from fake_relay import Answer, listing_for
+
+    rows = list(csv.DictReader(sample.read_text(encoding="utf-8").splitlines()))
+    first = rows[0]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(first))
+    writer.writeheader()
+    writer.writerows([first, {**first, "id": "TWIN-01", "sku": "TW-0001"}])
+    catalog = write(tmp_path / "twins.csv", out.getvalue())
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(listing={**listing_for("de"), "title": f"Nordbeat Kopfhörer {first['sku']}"}))
+        args = ("-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--pack", "1", "--concurrency", "1")
+        args += ("--max-reasks", "0")
+        result = run_cli("run", catalog, *args)
+        sent = len(relay.chat_requests)
+    assert result.exit_code == 0, result.stderr
+    lines = {line["id"]: line for line in iter_jsonl(Path("out/results.jsonl"))}
+    assert first["sku"] in lines[first["id"]]["title"]
+    assert first["sku"] not in lines["TWIN-01"]["title"] and "reused_from" not in lines["TWIN-01"]
+    assert sent == 2
