@@ -563,6 +563,8 @@ def _restore_signals() -> None:
 HARVEST_ATTEMPTS = 1000
 # A product whose copy is longer than this is checked in a worker thread (see _judge_off_loop).
 OFF_LOOP_CHARS = 8_000
+# Answers that were not a well-formed JSON object: the relay's bad day, not the job's.
+UNFORMED_ANSWERS = frozenset({"invalid_json", "truncated"})
 # Memory units refused named one by one in the run's note; the rest are counted.
 MEMORY_REFUSED_SHOWN = 5
 # A packed answer that fails as a whole this many times is split in halves.
@@ -1285,7 +1287,11 @@ class _JobRunner:
     ) -> None:
         """The job's failure, recorded with its last answer where it had one. `held`: the
         fingerprint of a job whose answers failed the checks, so an unchanged re-run holds it
-        (a failure of the relay or the run says nothing of the job, and is asked again)."""
+        (a failure of the relay or the run says nothing of the job, and is asked again). An
+        answer that was not a whole JSON object (empty, cut off, a proxy's HTML page inside a
+        200) says nothing of the job either: it is never held."""
+        if kind in UNFORMED_ANSWERS:
+            held = None
         fingerprint = held.digest().hex() if held is not None else None
         failure = JobFailure(job.key, kind, message, attempts, self._run_id if held else None, fingerprint)
         self._store.record_failure(failure, attempt=answer)

@@ -254,6 +254,7 @@ class FakeRelay:
         prompt_factor: int = 1,
         poison: str | None = None,
         poison_locale: str | None = None,
+        poison_kind: str = "broken",
         batch: bool = True,
         batch_fate: str = "completed",
         batch_steps: int = 2,
@@ -281,6 +282,8 @@ class FakeRelay:
         self._prompt_factor = prompt_factor  # bill this many times the prompt tokens (a relay that overbills)
         self._poison = poison  # a product text that breaks every answer to a request holding it
         self._poison_locale = poison_locale  # ...only in this language (the code the system prompt names)
+        # ...with broken JSON ("broken": the relay's kind of failure), or JSON that fails every check ("invalid")
+        self._poison_kind = poison_kind
         self._counter = 0
         # The batch API (/v1/files, /v1/batches), OpenAI-shaped as Moonshot serves it: a batch
         # moves validating → in_progress (batch_steps polls) → finalizing → completed, or ends
@@ -439,7 +442,12 @@ class FakeRelay:
         packed = _PACKED_ID.findall(user)  # as written in the fences (escaped), as an honest model copies them
         poisoned = self._poison is not None and self._poison in user
         if poisoned and self._poison_locale in (None, match.group(1) if match else None):
-            content = '{"listings": {"' if packed else '{"title": '
+            broken = (
+                ('{"listings": {"', '{"title": ')
+                if self._poison_kind == "broken"
+                else ('{"listings": {}}', '{"title": 7}')
+            )
+            content = broken[0] if packed else broken[1]
         asked = _STRINGS.search(user)
         if content is None and asked is not None:  # the string-translation wire contract
             texts = json.loads(asked.group(1))

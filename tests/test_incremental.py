@@ -598,8 +598,8 @@ def test_a_failure_is_held_until_its_job_changes_or_retry_failed(run_cli, sample
     """A job whose answers failed the checks is not re-bought by an unchanged run (a nightly CI
     job would pay for the same failure every night): it is held, said, named by --check, and
     sent again by --retry-failed or when its product changes."""
-    poison = "Voltkit 20000 mAh Power Bank"  # every answer to a request holding it is broken
-    with FakeRelay(poison=poison) as relay:
+    poison = "Voltkit 20000 mAh Power Bank"  # every answer to a request holding it fails the checks
+    with FakeRelay(poison=poison, poison_kind="invalid") as relay:
         first = run(run_cli, relay, sample, "--pack", "1")
         assert first.exit_code == 1, first.stderr
         failed = {(r["id"], r["locale"]) for r in iter_jsonl(Path("out/failures.jsonl"))}
@@ -695,7 +695,7 @@ def test_the_dry_run_prices_neither_copies_nor_held_failures(run_cli, sample: Pa
     assert estimate.exit_code == 0, estimate.stderr
     report = json.loads(estimate.stdout)
     assert report["jobs"]["total"] == 30 and report["jobs"]["reused"] == 10 and report["requests"] == 20
-    with FakeRelay(poison="Voltkit 20000 mAh Power Bank") as relay:
+    with FakeRelay(poison="Voltkit 20000 mAh Power Bank", poison_kind="invalid") as relay:
         run(run_cli, relay, sample, "--pack", "1")
     held = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--dry-run")
     assert held.exit_code == 0 and "Not sent, not priced: 2 failures held" in held.stderr
@@ -783,3 +783,25 @@ def test_a_twin_in_the_same_run_is_asked_itself_when_its_leaders_listing_names_t
     assert first["sku"] in lines[first["id"]]["title"]
     assert first["sku"] not in lines["TWIN-01"]["title"] and "reused_from" not in lines["TWIN-01"]
     assert sent == 2
+
+
+@pytest.mark.parametrize(
+    "outage",
+    ["", "<html><body><h1>502 Bad Gateway</h1></body></html>", '{"title": "Kopfh'],
+    ids=["empty", "proxy-html", "cut-off"],
+)
+def test_an_answer_that_is_not_json_is_the_relays_failure_never_held(run_cli, sample: Path, outage: str) -> None:
+    """An outage of empty answers, a proxy's HTML page inside a 200, an answer cut off: the jobs
+    fail, but a healthy re-run asks them again (only well-formed answers failing our checks are held)."""
+    from fake_relay import Answer
+
+    with FakeRelay() as relay:
+        relay.enqueue(*[Answer(content=outage)] * 3)
+        args = ("--pack", "1", "--concurrency", "1", "--max-reasks", "2")
+        first = run(run_cli, relay, sample, *args)
+        assert first.exit_code == 1, first.stderr
+        (failure,) = list(iter_jsonl(Path("out/failures.jsonl")))
+        assert "fingerprint" not in failure and "run" not in failure
+        sent = len(relay.chat_requests)
+        again = run(run_cli, relay, sample, "--pack", "1")
+    assert again.exit_code == 0 and len(relay.chat_requests) == sent + 1
