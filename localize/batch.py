@@ -74,6 +74,14 @@ class BatchUnavailable(RelayFatal):
     """The relay has no batch API, or will not batch this model."""
 
 
+class BatchGone(Exception):
+    """A recorded batch the relay no longer knows (404 on it, its batch API still there)."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(batch_id)
+        self.batch_id = batch_id
+
+
 @dataclass(frozen=True, slots=True)
 class PendingBatch:
     """--no-wait: a batch submitted (or still running); the same command collects it."""
@@ -302,7 +310,12 @@ class BatchClient:
         )
 
     async def get(self, batch_id: str) -> dict[str, Any]:
-        return self._json(await self._call("GET", f"/batches/{batch_id}"), "read the batch")
+        """A batch's state; BatchGone when the relay no longer knows it (404 on it while its
+        list of batches answers: it has a batch API, only not that batch)."""
+        reply = await self._call("GET", f"/batches/{batch_id}")
+        if reply.status_code == 404 and (await self._call("GET", "/batches", params={"limit": 1})).status_code == 200:
+            raise BatchGone(batch_id)
+        return self._json(reply, "read the batch")
 
     async def cancel(self, batch_id: str) -> dict[str, Any]:
         return self._json(await self._call("POST", f"/batches/{batch_id}/cancel"), "cancel the batch")
@@ -879,6 +892,7 @@ class Harvest:
     in_flight: dict[JobKey, str] = field(default_factory=dict)  # --no-wait: jobs of running batches
     by_line: dict[str, LineResult] = field(default_factory=dict)  # an older version's records: by custom_id
     unconfirmed: list[tuple[str, tuple[LineJob, ...]]] = field(default_factory=list)  # (batch, jobs)
+    gone: set[str] = field(default_factory=set)  # recorded batches the relay no longer knows
     files: list[str] = field(default_factory=list)  # collected: forgotten once their answers are used
     pending: list[PendingBatch] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -920,7 +934,11 @@ async def collect_recorded(
                 continue
             record = replace(record, batch=found)
             store.record_batch(record)
-        state = await client.get(str(record.batch))
+        try:
+            state = await client.get(str(record.batch))
+        except BatchGone:
+            _forget_gone(harvest, record, store.batch_logged(str(record.batch)))
+            continue
         if state.get("status") not in TERMINAL:
             if _age_s(state, record, now()) > _window_s(record.window) + OVERDUE_MARGIN_S:
                 state = await _give_up(client, state, record, now(), harvest.notes)
@@ -944,6 +962,20 @@ async def collect_recorded(
             continue
         _gather(harvest, record, read, state, store.batch_logged(str(record.batch)))
     return harvest
+
+
+def _forget_gone(harvest: Harvest, record: BatchRecord, logged: set[JobKey]) -> None:
+    """A recorded batch the relay no longer knows: its lines counted as possibly billed (the
+    relay may have run them), the batch forgotten, its jobs asked again by this run."""
+    assert record.batch is not None
+    for jobs in (record.lines or {}).values():
+        harvest.unconfirmed.append((record.batch, tuple(job for job in jobs if job[0] not in logged)))
+    harvest.gone.add(record.batch)
+    harvest.files.append(record.file)
+    harvest.notes.append(
+        f"Batch {record.batch} is gone from the relay (404): its {record.requests:,} requests are counted as "
+        "possibly billed, the batch is forgotten, and its jobs are asked again."
+    )
 
 
 def _gather(

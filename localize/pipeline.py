@@ -1067,8 +1067,10 @@ class _JobRunner:
                     **self._key_base(key, self._next_extra_attempt(), _pack_of(ids)),
                     batch=batch_id,
                     status=None,
-                    error="batch_unanswered",
-                    message=f"batch {batch_id} counts this request done but its output has no usable answer",
+                    error="batch_gone" if batch_id in harvest.gone else "batch_unanswered",
+                    message=f"batch {batch_id} is gone from the relay: this request may have been billed"
+                    if batch_id in harvest.gone
+                    else f"batch {batch_id} counts this request done but its output has no usable answer",
                     latency_ms=0.0,
                     usage=None,
                     cost_usd=0.0,

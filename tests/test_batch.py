@@ -560,3 +560,27 @@ def test_a_plain_run_beside_a_pending_batch_leaves_its_jobs_to_it_then_collects_
     assert live == 0 and relay.uploads == 1
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
     assert not Path("out/batches.jsonl").exists() or list(iter_jsonl(Path("out/batches.jsonl"))) == []
+
+
+@pytest.mark.parametrize("mode", ["--batch", "--batch-auto"])
+def test_a_recorded_batch_the_relay_no_longer_knows_is_forgotten_and_its_jobs_asked_again(
+    run_cli, sample: Path, mode: str
+) -> None:
+    """404 on a recorded batch while the relay's batch list answers: the batch is gone, not the
+    batch API. Its lines count as possibly billed, it is forgotten, and its jobs are asked again."""
+    with FakeRelay(batch_steps=50) as relay:
+        assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
+        (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
+        relay.batches.clear()  # the relay forgot it
+        relay.batch_steps = 2  # (the new batch finishes at once)
+        args = ("run", sample, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out", mode)
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.stderr
+        again = run_cli(*args)
+    assert "no batch API" not in result.stderr
+    assert f"Batch {record['batch']} is gone from the relay (404)" in result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    assert not Path("out/batches.jsonl").exists() or not list(iter_jsonl(Path("out/batches.jsonl")))
+    gone = [r for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "batch_gone"]
+    assert len(gone) == 26 and all(r["maybe_billed"] for r in gone)
+    assert again.exit_code == 0 and "gone from the relay" not in again.stderr
