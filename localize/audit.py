@@ -43,6 +43,7 @@ class AuditRecord:
     resource_type: str | None = None  # a store string's resource (the report sums strings by type)
     maybe_billed: bool = False  # sent, no answer: the relay may have billed it
     usage_unreported: bool = False  # answered, without usage: cost_usd is 0, our estimate beside it
+    usage_mismatch: bool = False  # the usage did not add up (reasoning outside completion_tokens): the larger billed
     counted_input: int | None = None  # our offline count of the prompt, to calibrate estimates
     counted_output: int | None = None
     estimated_cost_usd: float | None = None
@@ -97,6 +98,8 @@ class AuditRecord:
         )
         if self.maybe_billed:
             line["maybe_billed"] = True
+        if self.usage_mismatch:
+            line["usage_mismatch"] = True
         if self.usage_unreported:
             line["usage_unreported"] = True
         for name in ("counted_input", "counted_output", "estimated_cost_usd", "job_outcome"):

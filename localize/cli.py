@@ -861,6 +861,14 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
     if "relay_cost_usd" in report:
         verdict = "DISAGREES with ours" if report["relay_cost_disagrees"] else "agrees"
         stderr.print(f"The relay's own figure: {_money(report['relay_cost_usd'])} ({verdict})", markup=False)
+    if report.get("usage_mismatch"):
+        count = report["usage_mismatch"]["requests"]
+        stderr.print(
+            f"The relay's usage did not add up in {_plural(count, 'answer')} (a total above prompt + completion, "
+            "or reasoning tokens beyond the completion: reasoning billed outside completion_tokens); "
+            "each is counted at the larger output, as the relay bills it.",
+            markup=False,
+        )
     if report.get("unreported"):
         gone = report["unreported"]
         stderr.print(

@@ -313,11 +313,14 @@ def build_report(
     unconfirmed = {"requests": 0, "counted_input_tokens": 0}
     unreported = {"requests": 0, "counted_input_tokens": 0, "counted_output_tokens": 0, "estimated_cost_usd": 0.0}
     unreported_cost = Decimal(0)
+    mismatched = 0  # answers whose usage did not add up (the larger output billed)
     for record in attempts:
         # A packed request has a record per job it served, each with the job's share of the
         # usage; it counts as one request, on its lead job's record.
         pack = record.get("pack")
         request = 0 if isinstance(pack, Mapping) and pack.get("lead") != record.get("id") else 1
+        if record.get("usage_mismatch"):
+            mismatched += 1
         if record.get("maybe_billed"):
             unconfirmed["requests"] += request
             unconfirmed["counted_input_tokens"] += _count(record.get("counted_input"))
@@ -384,6 +387,9 @@ def build_report(
         # Flag more than a cent or 1% apart: rounding on either side stays well inside that.
         gap = abs(relay_cost - total.cost)
         report["relay_cost_disagrees"] = bool(gap > Decimal("0.01") or gap > total.cost / 100)
+    if mismatched:
+        # Reasoning billed outside completion_tokens (a total above prompt + completion): billed as the larger.
+        report["usage_mismatch"] = {"requests": mismatched}
     if unconfirmed["requests"]:
         # Sent but unanswered (timeouts, dropped connections): possibly billed, usage unknown.
         report["unconfirmed"] = unconfirmed

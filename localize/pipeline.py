@@ -1373,6 +1373,7 @@ class _JobRunner:
             request_id=completion.request_id,
             batch=completion.batch_id or None,
             usage_unreported=bill.unreported,
+            usage_mismatch=not completion.usage_adds_up and lead,
             counted_output=bill.usage.output_tokens if bill.unreported else None,
             estimated_cost_usd=float(bill.cost) if bill.unreported else None,
             counted_input=bill.counted_input,

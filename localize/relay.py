@@ -107,6 +107,7 @@ class Completion:
     latency_ms: float
     limits: RelayLimits | None = None  # what the answer's x-ratelimit-* headers said
     batch_id: str | None = None  # answered in this batch (billed at the batch price)
+    usage_adds_up: bool = True  # False: the usage's total or reasoning exceeded its completion (the larger billed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +290,7 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
         status=status,
         latency_ms=latency_ms,
         limits=parse_rate_headers(headers),
+        usage_adds_up=usage_adds_up(data.get("usage")),
     )
 
 
@@ -313,6 +315,11 @@ class _CachedDetails(BaseModel):
     cached_tokens: TokenCount | None = None
 
 
+class _CompletionDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    reasoning_tokens: TokenCount | None = None
+
+
 class ReportedUsage(BaseModel):
     """The relay's `usage` object, checked where it enters: counts are integers in range, and
     cached tokens (`prompt_tokens_details.cached_tokens`, else Moonshot's top-level
@@ -321,14 +328,30 @@ class ReportedUsage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     prompt_tokens: TokenCount
     completion_tokens: TokenCount
+    total_tokens: TokenCount | None = None
     cached_tokens: TokenCount | None = None
     prompt_tokens_details: _CachedDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
 
     @model_validator(mode="after")
     def _cached_within_prompt(self) -> ReportedUsage:
         if self.cached > self.prompt_tokens:
             raise ValueError("more cached tokens than prompt tokens")
         return self
+
+    @property
+    def billed_output(self) -> int:
+        """The output a relay bills: completion_tokens, or more where the usage says so (a
+        total above prompt + completion, reasoning tokens beyond the completion: reasoning
+        billed outside completion_tokens)."""
+        output = self.completion_tokens
+        if self.total_tokens is not None:
+            output = max(output, self.total_tokens - self.prompt_tokens)
+        details = self.completion_tokens_details
+        reasoning = details.reasoning_tokens if details is not None else None
+        if reasoning is not None and reasoning > self.completion_tokens:  # not a part of it: beside it
+            output = max(output, self.completion_tokens + reasoning)
+        return output
 
     @property
     def cached(self) -> int:
@@ -340,13 +363,26 @@ class ReportedUsage(BaseModel):
 
 def usage_from(usage: Any) -> Usage | None:
     """The relay's usage object → Usage; None when it is missing or cannot be believed."""
-    try:
-        reported = ReportedUsage.model_validate(usage)
-    except ValidationError:
+    reported = _reported(usage)
+    if reported is None:
         return None
     return Usage(
-        input_tokens=reported.prompt_tokens, cached_tokens=reported.cached, output_tokens=reported.completion_tokens
+        input_tokens=reported.prompt_tokens, cached_tokens=reported.cached, output_tokens=reported.billed_output
     )
+
+
+def usage_adds_up(usage: Any) -> bool:
+    """Whether a usage object's counts agree (its total is prompt + completion, reasoning is
+    within the completion): where they do not, the larger output was billed (usage_from)."""
+    reported = _reported(usage)
+    return reported is None or reported.billed_output == reported.completion_tokens
+
+
+def _reported(usage: Any) -> ReportedUsage | None:
+    try:
+        return ReportedUsage.model_validate(usage)
+    except ValidationError:
+        return None
 
 
 def _request_id(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | None:

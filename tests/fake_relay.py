@@ -228,6 +228,10 @@ class Answer:
     facts: str = "keep"
     # For a strings request: per key, the translation to answer with instead (or OMIT).
     strings: dict[str, Any] = field(default_factory=dict)
+    # Reasoning tokens billed with the answer: inside completion_tokens (as OpenAI reports
+    # them) or, as some relays do, beside it (only total_tokens and the details count them).
+    reasoning: int = 0
+    reasoning_inside: bool = True
 
 
 DROP = "drop"  # close the connection without a response
@@ -474,7 +478,8 @@ class FakeRelay:
                 content = f"```json\n{content}\n```"
         # Deterministic stand-in tokenizer: a token per 4 characters, 4 per message.
         prompt_tokens = (sum(len(m["content"]) // 4 + 4 for m in messages) + 3) * self._prompt_factor
-        completion_tokens = len(content) // 4 + 1
+        completion_tokens = len(content) // 4 + 1 + (answer.reasoning if answer.reasoning_inside else 0)
+        billed_output = completion_tokens + (0 if answer.reasoning_inside else answer.reasoning)
         with self._lock:
             # Prefix caching: a system prompt seen before is served from cache in 256-token chunks.
             seen = self._caching and system in self._seen_prefixes
@@ -483,15 +488,17 @@ class FakeRelay:
             bill = self.billed_unseen if unseen else self.billed
             bill["prompt_tokens"] += prompt_tokens
             bill["cached_tokens"] += cached
-            bill["completion_tokens"] += completion_tokens
+            bill["completion_tokens"] += billed_output
             bill["responses"] += 1
             self._counter += 1
             number = self._counter
         usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
+            "total_tokens": prompt_tokens + billed_output,
         }
+        if answer.reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": answer.reasoning}
         if self._cached_field in ("both", "top"):
             usage["cached_tokens"] = cached
         if self._cached_field in ("both", "details"):

@@ -268,3 +268,19 @@ def test_a_request_over_the_context_window_is_refused_unsent_with_its_size(run_c
     (failure,) = list(iter_jsonl(Path("out/failures.jsonl")))
     assert failure["id"] == "WIDE" and failure["error"] == "too_large"
     assert "over kimi-k2's context window of 131,072" in failure["message"] and "tokens" in failure["message"]
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["within-completion", "beside-completion"])
+def test_reasoning_tokens_are_billed_wherever_the_relay_counts_them(
+    run_cli, tmp_path: Path, relay: FakeRelay, inside: bool
+) -> None:
+    """A relay that bills reasoning beside completion_tokens (total_tokens above prompt +
+    completion, reasoning_tokens in the details): the report still equals the bill, and says
+    the usage did not add up."""
+    relay.enqueue(*[Answer(reasoning=900, reasoning_inside=inside)] * 3)
+    result = live(run_cli, relay, catalog(tmp_path, products=3), "--pack", "1")
+    assert result.exit_code == 0, result.stderr
+    assert report()["tokens"]["output"] == relay.billed["completion_tokens"]
+    assert Decimal(str(report()["cost_usd"])) == pytest.approx(relay.bill_usd(), abs=Decimal("0.000001"))
+    said = "The relay's usage did not add up in 3 answers"
+    assert (said in result.stderr) is not inside and ("usage_mismatch" in report()) is not inside
