@@ -104,11 +104,17 @@ def read_tmx(path: Path) -> Iterator[tuple[str, str, str]]:
     header = root.find("header")
     default_source = (header.get("srclang") if header is not None else None) or ""
     body = root.find("body")
-    for unit in body.iter("tu") if body is not None else ():
+    for unit in body.findall("tu") if body is not None else ():  # body/tu/tuv: TMX nests nothing deeper
+        if unit.find("tu") is not None or any(tuv.find(".//tu") is not None for tuv in unit.findall("tuv")):
+            raise InputError(
+                "the translation memory nests a <tu> inside a <tu> (TMX never does)",
+                where=str(path),
+                hint="export it again from its tool as TMX 1.4",
+            )
         source_language = (unit.get("srclang") or default_source).lower()
         variants = [
             (str(tuv.get(_XML_LANG) or tuv.get("lang") or "").lower().replace("_", "-"), _segment(tuv))
-            for tuv in unit.iter("tuv")
+            for tuv in unit.findall("tuv")
         ]
         if source_language in ("", "*all*"):
             source_language = variants[0][0] if variants else ""
@@ -146,7 +152,7 @@ def _parse(path: Path) -> Element:
     except safe_xml.ParseError as exc:
         line, column = exc.position
         raise InputError(f"not well-formed XML: {exc.msg}", where=f"{where}:{line}:{column}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, LookupError, ValueError) as exc:  # an encoding Python does not know too
         raise InputError(f"cannot read the translation memory: {exc}", where=where) from None
     if root is None or root.tag != "tmx":
         if root is None:

@@ -456,7 +456,16 @@ def test_the_exports_own_translations_serve_the_same_text_elsewhere(run_cli, rel
         ('<?xml version="1.0"?><!DOCTYPE tmx [<!ENTITY a "aaaa">]><tmx><body/></tmx>', "declares"),
         ("<tmx><body><tu></body></tmx>", "not well-formed XML"),
         ("<html><body/></html>", "not a TMX file"),
+        ('<?xml version="1.0" encoding="x-unknown-9"?><tmx/>', "unknown encoding"),
+        (
+            '<tmx version="1.4"><header srclang="en"/><body>'
+            + '<tu><tuv xml:lang="en"><seg>Shop all</seg></tuv>' * 20_000
+            + "</tu>" * 20_000
+            + "</body></tmx>",
+            "nests a <tu> inside a <tu>",  # read at once, not a walk of every unit's subtree
+        ),
     ],
+    ids=["entity", "broken", "html", "encoding", "nested"],
 )
 def test_a_memory_that_is_not_a_safe_tmx_stops_the_run_before_sending(
     run_cli, relay: FakeRelay, tmp_path: Path, content: str, said: str
