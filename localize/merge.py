@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,11 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
     job_locks: dict[JobKey, str] = {}
     product_locks: dict[str, str] = {}
     audit: dict[bytes, str] = {}  # each attempt once: shards that started from one log share its history
-    reviews: dict[str, str] = {}  # a decision's line → its time
+    # Decisions in the order they were made. Shards that started from one OUT share its history:
+    # a line is taken as often as the shard that has it most holds it, so shared lines come once
+    # and a decision repeated within a shard (approve, unapprove, approve) stays repeated.
+    reviews: list[str] = []
+    taken: Counter[str] = Counter()
     for path in inputs:
         _require_finished(path)
         shard = _shard_of(path)
@@ -59,9 +64,13 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
             for line in source.audit_lines():
                 audit.setdefault(hashlib.sha256(line.encode()).digest()[:16], line)
         # People's decisions: every shard's, each once, in the order they were made.
+        seen: Counter[str] = Counter()
         for line in (path / REVIEWS).read_text(encoding="utf-8").splitlines() if (path / REVIEWS).is_file() else ():
             if line.strip():
-                reviews.setdefault(line, _decided_at(line))
+                seen[line] += 1
+                if seen[line] > taken[line]:
+                    taken[line] += 1
+                    reviews.append(line)
     hold = OutHold.take(out)  # a run writing OUT meanwhile would be overwritten
     try:
         listings = [key for key in sorted(results) if key[1] != STRING_PLATFORM]
@@ -74,7 +83,8 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
         atomic_write(out / LOCK, HEADER + products + "".join(job_locks[key] for key in sorted(job_locks)))
         atomic_write(out / REQUESTS, "".join(audit.values()))
         if reviews:
-            atomic_write(out / REVIEWS, "".join(line + "\n" for line in sorted(reviews, key=reviews.__getitem__)))
+            ordered = sorted(reviews, key=_decided_at)  # stable: lines of one time keep the order they came in
+            atomic_write(out / REVIEWS, "".join(line + "\n" for line in ordered))
         report = _merged_report(inputs, (json.loads(line) for line in audit.values()))
         atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         atomic_write(out / COST_MD, report_markdown(report))

@@ -41,6 +41,7 @@ from .cost import (
     price_for,
     worst_case_usd,
 )
+from .edits import check_people
 from .errors import BudgetReached, DiskFull, InputError, PromptError
 from .group_commit import GroupCommit
 from .job_kinds import JobKind, ListingKind, StringKind, load_checks
@@ -66,7 +67,6 @@ from .relay import (
     RelayFatal,
     Sender,
 )
-from .reviews import Decision
 from .run_report import previous_rate_rpm, write_run_reports
 from .shops import Delivery, Imports, ImportSummary, check_imports, write_imports
 from .store import JobFailure, JobResult, RunStore
@@ -175,6 +175,11 @@ async def _run(
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     store = RunStore(settings.out)
+    try:
+        check_people(store, prompt_sets)  # a hand-written decision that breaks a hard rule: said before sending
+    except InputError:
+        store.release()
+        raise
     notes.extend(store.notices)
     client = RelayClient(settings, transport=transport)
     budget = Budget(settings.max_cost_usd) if settings.max_cost_usd is not None else None
@@ -502,6 +507,7 @@ def check(settings: Settings, catalog: Path) -> Staleness:
 
 def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     prompt_sets = PromptSets(settings)
+    check_people(store, prompt_sets)
     preparer = Preparer(settings, prompt_sets)
     prepared = itertools.chain(
         (preparer.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
@@ -1220,7 +1226,7 @@ class _JobRunner:
         self._store.record_result(JobResult(job.key, line, work.fp, work.fields, work.copy), attempt=answer)
         self.succeeded += 1
         if work.reviewed:  # a new listing where people had decided: their record starts over
-            self._store.decide([Decision(*job.key, "regenerated")])
+            self._store.regenerated(job.key)
         key = self._leading.pop(job.key, None)
         if key is not None:
             twins = self._copies.get(key)

@@ -44,6 +44,7 @@ class Decision:
     note: str | None = None  # a rejection's note for the writer
     user: str | None = None
     time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    number: int = field(default=0, compare=False)  # its line in reviews.jsonl (0: not read from it)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -76,28 +77,53 @@ def read_decisions(path: Path) -> Iterator[Decision]:
                 continue  # blank, or a merge's marker: both sides' decisions stay
             try:
                 entry = json.loads(raw)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
                 action = entry["action"]
                 if action not in ACTIONS:
                     raise ValueError(f"unknown action {action!r}")
+                for name in ("id", "platform", "locale"):
+                    if not isinstance(entry[name], str) or not entry[name]:
+                        raise ValueError(f"{name} must be a non-empty string")
                 fields = entry.get("fields") or {}
                 if not isinstance(fields, dict):
                     raise ValueError("fields is not an object")
+                for name, value in fields.items():
+                    _check_field(name, value)
+                note, user = entry.get("note"), entry.get("user")
+                if note is not None and not isinstance(note, str) or user is not None and not isinstance(user, str):
+                    raise ValueError("note and user are strings")
                 yield Decision(
-                    str(entry["id"]),
-                    str(entry["platform"]),
-                    str(entry["locale"]),
+                    entry["id"],
+                    entry["platform"],
+                    entry["locale"],
                     action,
                     fields,
-                    entry.get("note"),
-                    entry.get("user"),
+                    note,
+                    user,
                     str(entry.get("time") or ""),
+                    number,
                 )
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise InputError(
                     f"not a review decision: {exc}",
                     where=f"{path}:{number}",
                     hint='each line is {"id", "platform", "locale", "action", ...}; fix or remove it',
                 ) from None
+
+
+# A listing's list fields; every other field a person edits is text.
+LIST_FIELDS = ("bullets", "seo_tags")
+
+
+def _check_field(name: str, value: object) -> None:
+    """An edited field's type, as the review API takes it: the list fields a list of strings,
+    every other field a string."""
+    if name in LIST_FIELDS:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"fields.{name} must be a list of strings")
+    elif not isinstance(value, str):
+        raise ValueError(f"fields.{name} must be a string, not {type(value).__name__}")
 
 
 def append_decisions(path: Path, decisions: Iterable[Decision]) -> int:

@@ -33,22 +33,20 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import read_catalog
 from .config import is_loopback
+from .edits import EditRefused, check_edit_fields
 from .errors import InputError, OutInUse
-from .figures import facts_of
 from .jobs import PromptSets
 from .layout import COST_JSON, DB, RESULTS
-from .locales import parse_locale
 from .review import review_html
 from .reviews import EDITABLE, STRING_EDITABLE, Decision
 from .store import STRING_PLATFORM, RunStore
-from .strings import check_edit
-from .validate import InvalidAnswer, check_listing
 
 if TYPE_CHECKING:
     from .catalog import Product
     from .config import Settings
 
 MAX_BODY = 256_000  # bytes: a listing is a few kB
+IDLE_S = 30.0  # a connection silent this long is closed: half-open connections hold no thread
 TOKEN_HEADER = "X-Localize-Token"
 
 
@@ -63,7 +61,9 @@ class Problem(Exception):
 class ReviewServer:
     """Serves one OUT until shut down."""
 
-    def __init__(self, out: Path, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, out: Path, settings: Settings, *, host: str = "127.0.0.1", port: int = 0, idle_s: float = IDLE_S
+    ) -> None:
         """InputError (exit 2) for an OUT without results, or an address it cannot listen on."""
         if not any((out / name).is_file() for name in (RESULTS, DB)):
             raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
@@ -73,7 +73,7 @@ class ReviewServer:
         self.token = secrets.token_urlsafe(24)
         self._writing = threading.Lock()  # one write at a time: each takes OUT as a run does
         server = self
-        handler = type("Handler", (_Handler,), {"server_state": server})
+        handler = type("Handler", (_Handler,), {"server_state": server, "timeout": idle_s})
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -171,7 +171,9 @@ class ReviewServer:
                     raise Problem(400, {"error": "approved is true or false"})
                 decision = Decision(*key, "approve" if body["approved"] else "unapprove")
             else:
-                decision = Decision(*key, "reject", note=str(body["reject"])[:2000])
+                if not isinstance(body["reject"], str) or not body["reject"].strip():
+                    raise Problem(400, {"error": "reject carries the note for the writer, a non-empty string"})
+                decision = Decision(*key, "reject", note=body["reject"][:2000])
             store.decide([decision], export=True)
             updated = store.result(key)
         assert updated is not None
@@ -195,33 +197,11 @@ class ReviewServer:
 
     def _check(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
         """A person's edit, checked as a model's answer would be: a hard rule broken is a 422."""
-        if current["platform"] == STRING_PLATFORM:
-            return _check_string(current, fields)
-        unknown = [name for name in fields if name not in EDITABLE and name not in (current.get("extra") or {})]
-        if unknown:
-            raise Problem(422, {"problems": [f"{name}: not a field of this listing" for name in unknown]})
-        data = {name: current.get(name) for name in EDITABLE}
-        data.update(current.get("extra") or {})
-        data.update(fields)
-        platform, locale = str(current["platform"]), parse_locale(str(current["locale"]))
-        prompt_set = PromptSets(self.settings).get(platform)
-        product = self._product(str(current["id"]))
-        source = product.data() if product is not None else None
-        terms = prompt_set.terms_for(product, locale) if product is not None else []
+        product = self._product(str(current["id"])) if current["platform"] != STRING_PLATFORM else None
         try:
-            _, warnings = check_listing(
-                data,
-                prompt_set.rules_for(locale),
-                locale,
-                terms,
-                source=source,
-                facts=facts_of(source) if source is not None else None,
-                figures_as_warnings=True,
-                glossary_as_warnings=True,
-            )
-        except InvalidAnswer as exc:
-            raise Problem(422, {"problems": [f"{exc.kind}: {exc.message}"]}) from None
-        return warnings
+            return check_edit_fields(current, fields, PromptSets(self.settings), product)
+        except EditRefused as refused:
+            raise Problem(422, {"problems": refused.problems}) from None
 
     def _product(self, product_id: str) -> Product | None:
         """The product's source in the catalog the run read (None when it is gone)."""
@@ -229,22 +209,13 @@ class ReviewServer:
             report = json.loads((self.out / COST_JSON).read_text(encoding="utf-8"))
             catalog = Path(report["catalog"])
             columns = report.get("columns") or None
+            if not catalog.is_file():  # gone, or a pipe that would never end: the edit is checked without it
+                return None
             return next(
                 (p for p in read_catalog(catalog, columns=columns, duplicates="first") if p.id == product_id), None
             )
         except (OSError, ValueError, KeyError, InputError):
             return None
-
-
-def _check_string(current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
-    """A person's translation of a store string: only its text, kept sound for the store."""
-    unknown = [name for name in fields if name not in STRING_EDITABLE]
-    if unknown:
-        raise Problem(422, {"problems": [f"{name}: a store string has only its text" for name in unknown]})
-    try:
-        return check_edit(str(current.get("source") or ""), fields["text"], parse_locale(str(current["locale"])))
-    except InvalidAnswer as exc:
-        raise Problem(422, {"problems": [f"{exc.kind}: {exc.message}"]}) from None
 
 
 def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
@@ -275,6 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_state: ReviewServer
     protocol_version = "HTTP/1.1"
     nonce: str | None = None  # the served page's script nonce (its Content-Security-Policy names it)
+    timeout = None  # seconds a connection may stay silent (the server sets IDLE_S)
 
     def log_message(self, *args: Any) -> None:  # the first stdout line is the URL: keep the rest quiet
         pass
@@ -358,14 +330,16 @@ class _Handler(BaseHTTPRequestHandler):
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             raise Problem(415, {"error": "send JSON (Content-Type: application/json)"})
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = int(self.headers.get("Content-Length") or "")
         except ValueError:
             raise Problem(400, {"error": "a Content-Length is needed"}) from None
+        if length < 0:
+            raise Problem(400, {"error": "a Content-Length is a byte count"})
         if length > MAX_BODY:
             raise Problem(413, {"error": f"a request body of at most {MAX_BODY:,} bytes"})
         try:
             body = json.loads(self.rfile.read(length) or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past any decision's depth
             raise Problem(400, {"error": "the body is not JSON"}) from None
         if not isinstance(body, dict):
             raise Problem(400, {"error": "the body must be a JSON object"})

@@ -567,6 +567,13 @@ class RunStore:
         for job_id, platform, locale, line in self._db.execute(_KEYED_RESULTS_QUERY.format(platform="!=")):
             yield json.loads(self._folded((job_id, platform, locale), line))
 
+    def edits(self) -> Iterator[tuple[JobKey, Decision]]:
+        """Each job people edited, with its last edit (its line in reviews.jsonl)."""
+        for key, decisions in self._reviews.items():
+            edits = [decision for decision in decisions if decision.action == "edit"]
+            if edits:
+                yield key, edits[-1]
+
     def reviewed(self, key: JobKey) -> dict[str, Any] | None:
         """A listing's result as people left it (None without a result or a decision)."""
         return self.result(key) if key in self._reviews else None
@@ -581,6 +588,10 @@ class RunStore:
             self.close()
             self.finish(formats=[fmt for fmt, name in EXTRA_FORMATS.items() if (self.out / name).exists()])
         return count
+
+    def regenerated(self, key: JobKey) -> None:
+        """A run replaced a listing people had decided on: their decisions no longer apply to it."""
+        self.decide([Decision(*key, "regenerated")])
 
     def result(self, key: JobKey) -> dict[str, Any] | None:
         """One listing's result, people's decisions folded in (None without one)."""

@@ -316,6 +316,21 @@ def test_merging_shards_keeps_every_decision(run_cli, sample: Path, relay: FakeR
     assert approved == {"ELEC-001", "HOME-002"}
 
 
+def test_merge_keeps_a_decision_repeated_within_a_shard(run_cli, sample: Path, relay: FakeRelay) -> None:
+    """approve, unapprove, approve in one second: the lines repeat exactly; merged, the listing
+    is still approved (a repeated line is a decision made twice, not a copy of shared history)."""
+    assert run(run_cli, relay, sample).exit_code == 0
+    for action in ("approve", "unapprove", "approve"):
+        decide(id=KEY[0], platform=KEY[1], locale=KEY[2], action=action)
+    shutil.copytree("out", "shard1")
+    shutil.copytree("out", "shard2")
+    assert run_cli("merge", "shard1", "shard2", "--out", "merged").exit_code == 0
+    actions = [json.loads(line)["action"] for line in Path("merged/reviews.jsonl").read_text().splitlines()]
+    assert actions == ["approve", "unapprove", "approve"]
+    merged = {(r["id"], r["platform"], r["locale"]): r for r in iter_jsonl(Path("merged/results.jsonl"))}
+    assert merged[KEY]["approved"] is True
+
+
 def test_force_never_overwrites_a_persons_listing_and_the_dry_run_does_not_price_it(
     run_cli, sample: Path, relay: FakeRelay
 ) -> None:
@@ -614,3 +629,96 @@ def test_force_with_refresh_outdated_regenerates_only_the_outdated(run_cli, samp
     assert lines[KEY]["origin"] == "model" and lines[KEY]["title"] != "Nordbeat ANC45 Kopfhörer"  # outdated: renewed
     current = lines[("HOME-002", "amazon", "ja-JP")]
     assert current["origin"] == "human" and current["title"] == "デスクライト"  # current: a person's, kept
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"title": {"de": "Kopfhörer"}}, "fields.title must be a string"),
+        ({"bullets": "Starke Geräuschunterdrückung"}, "fields.bullets must be a list of strings"),
+        ({"seo_tags": [1, 2, 3]}, "fields.seo_tags must be a list of strings"),
+        ({"title": "Kopfhörer " * 40}, "breaks a hard rule"),  # over Amazon's title limit
+    ],
+    ids=["object-title", "string-bullets", "number-tags", "over-limit"],
+)
+def test_a_hand_written_decision_is_checked_as_the_api_checks_an_edit(
+    run_cli, sample: Path, relay: FakeRelay, fields: dict, said: str
+) -> None:
+    assert run(run_cli, relay, sample).exit_code == 0
+    decide(id=KEY[0], platform=KEY[1], locale=KEY[2], action="approve")
+    decide(id=KEY[0], platform=KEY[1], locale=KEY[2], action="edit", fields=fields)
+    sent = len(relay.chat_requests)
+    for result in (run(run_cli, relay, sample), run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--check")):
+        assert result.exit_code == 2 and said in result.stderr and "reviews.jsonl:2" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert len(relay.chat_requests) == sent  # nothing sent, nothing published from it
+    if said != "breaks a hard rule":
+        assert run_cli("review", "out").exit_code == 2  # a line of the wrong shape is not even read
+
+
+def raw(url: str, request: bytes) -> bytes:
+    """One raw HTTP exchange with the served review API (what a hostile client sends)."""
+    import socket
+    import urllib.parse
+
+    where = urllib.parse.urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_review_api_refuses_hostile_bodies_in_one_answer(served: str) -> None:
+    base, token = api(served)
+    host = base.split("//")[1]
+    path = f"/api/listings/amazon/de-DE/ELEC-001?token={token}"
+
+    def post(body: bytes, length: str | None = None) -> bytes:
+        size = str(len(body)) if length is None else length
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n"
+        return raw(served, head.encode() + b"Connection: close\r\n\r\n" + body)
+
+    assert post(b"", "-1").startswith(b"HTTP/1.1 400")  # no read of "everything"
+    assert post(b"[" * 100_000 + b"]" * 100_000).startswith(b"HTTP/1.1 400")  # nested past any decision
+    assert post(b'{"reject": null}').startswith(b"HTTP/1.1 400")  # a note, not "None"
+    assert not Path("out/reviews.jsonl").exists()
+
+
+def test_a_silent_connection_is_closed_and_holds_no_thread(run_cli, sample: Path, relay: FakeRelay) -> None:
+    import socket
+    import threading
+
+    from localize.config import load
+    from localize.serve import ReviewServer
+
+    assert run(run_cli, relay, sample).exit_code == 0
+    server = ReviewServer(Path("out"), load(flags={}), idle_s=0.2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(b"GET /api/listings HTTP/1.1\r\n")  # and then nothing more
+            assert conn.recv(1024) == b""  # closed by the server, well before the test's own 10 s
+    finally:
+        server.shutdown()
+
+
+def test_an_edit_answers_when_the_reports_catalog_is_a_pipe_that_never_ends(served: str) -> None:
+    import os
+
+    import httpx
+
+    base, token = api(served)
+    fifo = Path("never.csv").resolve()
+    os.mkfifo(fifo)
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    write(Path("out/cost_report.json"), json.dumps({**report, "catalog": str(fifo)}))
+    edited = httpx.post(
+        f"{base}/api/listings/amazon/de-DE/ELEC-001",
+        json={"fields": {"title": "Nordbeat ANC45 Kopfhörer"}},
+        headers={"X-Localize-Token": token},
+        timeout=10,
+    )
+    assert edited.status_code == 200 and edited.json()["listing"]["origin"] == "human"
