@@ -416,13 +416,19 @@ class _JsonStream:
             hint="a product's fields are text; leave images and files out (link them instead)",
         )
 
-    def _where(self, pos: int) -> tuple[int, int]:
+    def _line(self, pos: int) -> int:
+        """The line `pos` is on, counted on from the last position asked (each value's line
+        costs what lies between it and the last: a one-line file is not read again per value)."""
         if pos < self._mark_pos:
             self._mark_pos, self._mark_line = 0, self._mark_line - self._buffer.count("\n", 0, self._mark_pos)
         self._mark_line += self._buffer.count("\n", self._mark_pos, pos)
         self._mark_pos = pos
-        column = pos - (self._buffer.rfind("\n", 0, pos) + 1) + 1
-        return self._mark_line, column
+        return self._mark_line
+
+    def _where(self, pos: int) -> tuple[int, int]:
+        """Line and column, for an error (the column is looked for only then)."""
+        line = self._line(pos)
+        return line, pos - (self._buffer.rfind("\n", 0, pos) + 1) + 1
 
     def error(self, message: str, *, pos: int | None = None, hint: str | None = None) -> CatalogError:
         line, column = self._where(self._pos if pos is None else pos)
@@ -465,7 +471,7 @@ class _JsonStream:
                 continue
             if end - self._pos > MAX_LINE_BYTES:
                 raise self._too_long()
-            line = self._where(self._pos)[0]
+            line = self._line(self._pos)
             self._pos = end
             return line, value
 

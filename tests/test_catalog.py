@@ -227,3 +227,13 @@ def test_a_conflicting_copy_of_a_magento_sku_stops_too(run_cli, tmp_path: Path) 
     changed = {**rows[0], "name": "Another bag"}
     result = run_cli("run", written("conflicting.csv", changed), "-l", "de-DE", "--dry-run")
     assert result.exit_code == 2 and f"duplicate id {rows[0]['sku']!r}" in result.stderr
+
+
+def test_a_one_line_json_catalog_names_the_line_and_column_of_a_late_error(tmp_path: Path) -> None:
+    """A minified catalog is read value by value without looking back over the line for each
+    (bench/json_catalogs.py measures it); an error still names its line and column."""
+    products = ",".join(json.dumps({"id": f"P{n}", "name": f"Product {n}"}) for n in range(2000))
+    path = write(tmp_path / "min.json", "[" + products + ',{"id": "bad", "name": }]')
+    with pytest.raises(CatalogError) as raised:
+        list(read_catalog(path))
+    assert raised.value.line == 1 and raised.value.column == len("[" + products + ',{"id": "bad", "name": ') + 1
