@@ -11,7 +11,10 @@ The controller tells three signals apart:
   the new rate (worked out from our own send times), and the whole Retry-After only when the
   relay refuses a rate it took before. A 429 below a rate the relay has been taking, while
   few requests are refused, is a stray (gateways on a bad day send them): only its request
-  waits; the rate stands, so strays cannot ratchet it down.
+  waits; the rate stands, so strays cannot ratchet it down. A spell of refusals whose share
+  stays the same however far the rate falls (a gateway refusing at random, not a limit) is
+  recognised once the rate has halved: the rate goes back up, and refusals at that share are
+  strays until a 429-free QUIET_S ends the spell.
 - **Overload and other transient failures** (engine_overloaded_error, 5xx, timeouts) mean
   "retry that request later". They slow the shared rate only when they are a large share of
   recent answers, and never below half of the rate the relay has been sustaining, so repeated
@@ -61,6 +64,8 @@ AUTO_START_RPS = 1.0  # --rpm auto without a previous run's figure: the relay's 
 MIN_RPS = 0.05  # never slower than 3 requests per minute (Moonshot's Tier 0)
 HORIZON_S = 30.0  # how much send history to keep
 QUIET_S = 5.0  # this long without a 429, the fastest rate the relay sustained is trusted again
+RANDOM_SLOWER = 0.5  # a spell of slow-downs that has left at most this share of the rate...
+RANDOM_SAME_SHARE = 0.8  # ...while the relay refuses this much of the share it refused at first: not the rate
 
 
 class AdjustableLimiter(AsyncLimiter):
@@ -188,6 +193,9 @@ class RateController:
         self.overload_slowdowns = 0
         self.rate_limited = 0
         self._strays: list[float] = []  # when each stray 429 came
+        self._spell: tuple[float, float] | None = None  # a spell of slow-downs: the rate and share at its first
+        self._spell_seen = float("-inf")  # ...and its last slow-down
+        self._random_share: float | None = None  # refusals that do not follow the rate: this share of requests
         self.overloaded = 0
         self.shared_pauses = 0
 
@@ -215,6 +223,9 @@ class RateController:
         self._last_429 = now
         if sent_at < self._burst_until:
             return 0.0  # sent before the last slow-down took hold: the same burst
+        if self._refusals_at_random(now):
+            self._strays.append(now)  # refused at random, whatever the rate: only its request waits
+            return 0.0
         known = self._settled if self._headers_rps is None else self._headers_rps  # where we meant to stay
         over_known_limit = known is not None and self.rate_rps > known * 1.001
         if not over_known_limit and not self._refusing_systematically():
@@ -235,6 +246,9 @@ class RateController:
             self._peak = min(self._peak or target, target)
             self._quiet_recovery = False
         self._burst_until = now + WINDOW_S  # the relay's window still holds what was sent before
+        if self._spell is None:  # the first slow-down of a spell of 429s: its rate, and the share refused
+            self._spell = (self.rate_rps, self._refusal_share())
+        self._spell_seen = now
         self._found = taken_rps if taken_rps is not None else self._found
         self.rate_rps = max(MIN_RPS, min(self.rate_rps, target))
         self._sustained = self._settled = self.rate_rps
@@ -375,6 +389,44 @@ class RateController:
         if self._peak is None or self._peak == self.ceiling_rps:
             return self._peak
         return self._peak * UNDER_LIMIT
+
+    def _refusals_at_random(self, now: float) -> bool:
+        """Whether the relay refuses a share of requests whatever the rate (a gateway's bad day),
+        not a rate over its limit. Over a limit, a slow-down to what the relay took stops the
+        refusals; at random, they go on at the same share however slow we go. So once the
+        slow-downs of a spell have at least halved the rate (RANDOM_SLOWER) and the relay still
+        refuses about the share it refused at the first (RANDOM_SAME_SHARE of it, or a little
+        more, never much more: a limit that bites harder refuses more), slowing buys nothing:
+        the rate goes back to the fastest the relay took, and refusals at that share are strays
+        from then on. A share well above it (a real limit on top) slows again; QUIET_S without
+        a 429 ends the spell."""
+        share = self._refusal_share()
+        if self._random_share is not None:
+            if share < max(self._random_share * 1.5, self._random_share + STRAY_SHARE):
+                return True
+            self._random_share = None  # more than the noise: a limit after all
+            return False
+        if self._spell is None or now - self._spell_seen >= QUIET_S:
+            self._spell = None
+            return False
+        rate, first_share = self._spell
+        same = first_share * RANDOM_SAME_SHARE <= share <= first_share / RANDOM_SAME_SHARE + STRAY_SHARE / 3
+        if self.rate_rps > rate * RANDOM_SLOWER or not same:
+            return False  # (a share that grew as the rate fell: a limit that bites harder, not chance)
+        self._random_share = share
+        back_to = self._quiet_target()
+        if back_to is not None and back_to > self.rate_rps:
+            self.rate_rps = back_to
+            self._sustained = self._settled = back_to
+        self._spell = None
+        return True
+
+    def _refusal_share(self) -> float:
+        """The share of the last SHARE_SAMPLES requests the relay refused."""
+        first = self._sent.nth_latest(SHARE_SAMPLES)
+        if first is None:
+            return 0.0
+        return self._not_taken.count_from(first) / max(self._sent.count_from(first), 1)
 
     def _refusing_systematically(self) -> bool:
         """Whether the relay refuses a real share of what it is sent: at least STRAY_REFUSALS

@@ -277,3 +277,16 @@ def test_after_random_rate_limit_429s_stop_the_rate_recovers_to_the_configured_o
     assert result.controller.rate_rps == pytest.approx(100)
     # The spell costs its 20 s and the quiet QUIET_S after it; then 100/s (245 s in all before this was fixed).
     assert result.last_done < 20.0 + 5.0 + 6000 / 100 + 5.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_rate_limit_429s_that_never_stop_do_not_collapse_the_rate(seed: int) -> None:
+    """A gateway refuses 45% of requests with rate-limit 429s, at random, for the whole run: a
+    slow-down does not lower the share refused, so after one spell the controller goes back to
+    --rpm and treats refusals at that share as strays (each waits its Retry-After). It settled
+    at 0.05 requests a second of 10 before (31 jobs a minute instead of the 330 the refusals allow)."""
+    relay = SimRelay(steady(1000), random_429_share=0.45, seed=seed)
+    result = simulate(relay, jobs=600, rpm=600, max_retries=30)
+    assert result.succeeded == 600
+    assert result.controller.rate_rps == pytest.approx(10)
+    assert result.achieved_rps >= 0.8 * 10 * (1 - 0.45)  # most of what the refusals leave
