@@ -84,7 +84,7 @@ from .validate import InvalidAnswer, Listing
 from .verdicts import verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     import httpx
@@ -349,23 +349,39 @@ async def _run(
 # A code (an id, a SKU) this long with a digit in it names one product; a shorter one, or one
 # without a digit, may be a word or a figure a listing says for its own reasons.
 DISTINCT_CODE_CHARS = 4
+# A product name of this many words names one product (a shorter one may be any listing's words).
+DISTINCT_NAME_WORDS = 3
 
 
-def names_other_product(line: Mapping[str, Any], product: Product) -> bool:
-    """Whether a listing written for another product (the same copy) names that product's own
-    id or SKU in its text: then it is not this product's listing."""
+def names_other_product(line: Mapping[str, Any], product: Product, other: tuple[str, str, str] | None = None) -> bool:
+    """Whether a listing names another product's own codes or name, and not as `product` does:
+    then it is not `product`'s listing. `other` names that product; without it, the listing's
+    own `id` and `sku` do (a listing written for another product with the same copy)."""
     own = {product.id, str(product.fields.get("sku") or "")}
-    codes = {
+    if other is None:
+        codes = [str(line.get("id") or ""), str(line.get("sku") or "")]
+        names: list[str] = []
+    else:
+        codes, names = [other[0], other[1]], [other[2]] if other[2] else []
+    codes = [
         code
-        for code in (str(line.get("id") or ""), str(line.get("sku") or ""))
-        if len(code) >= DISTINCT_CODE_CHARS and any(char.isdigit() for char in code) and code not in own
-    }
-    if not codes:
+        for code in codes
+        if len(code) >= DISTINCT_CODE_CHARS and any(ch.isdigit() for ch in code) and code not in own
+    ]
+    own_name = product.name.casefold()
+    names = [
+        name.casefold()
+        for name in names
+        if len(name.split()) >= DISTINCT_NAME_WORDS
+        and name.casefold() not in own_name
+        and own_name not in name.casefold()
+    ]
+    if not codes and not names:
         return False
     texts = [line.get("title"), line.get("description"), *(line.get("bullets") or []), *(line.get("seo_tags") or [])]
     texts += list((line.get("extra") or {}).values())
-    written = " ".join(str(text) for text in texts if text).casefold()
-    return any(code.casefold() in written for code in codes)
+    written = " ".join(str(text) for text in texts if isinstance(text, str)).casefold()
+    return any(code.casefold() in written for code in codes) or any(name in written for name in names)
 
 
 def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:
@@ -969,7 +985,8 @@ class _JobRunner:
             again: list[tuple[_Work, list[Message]]] = []
             for work, data, bill in zip(works, answers, bills, strict=True):
                 try:
-                    listing, warnings = await self._judge_off_loop(work, _packed_part(work, data), last)
+                    mates = [_identity(other.job.product) for other in works if other is not work]
+                    listing, warnings = await self._judge_off_loop(work, _packed_part(work, data, mates), last)
                 except InvalidAnswer as exc:
                     answer = self._answer_record(
                         work, completion, bill, error=exc, outcome="failed" if last else None, pack=pack
@@ -1009,7 +1026,10 @@ class _JobRunner:
         try:
             kind = self._kind(work)
             if pack is not None or kind.packed_alone:
-                data = _packed_part(work, kind.read_pack(completion, ids)[work.job.product.id])
+                mates = [
+                    (other, "", "") for other in ids if other != work.job.product.id
+                ]  # (only their ids known here)
+                data = _packed_part(work, kind.read_pack(completion, ids)[work.job.product.id], mates)
             else:
                 data = kind.answer_alone(work.job, completion)
             listing, warnings = await self._judge_off_loop(work, data, last)
@@ -1419,12 +1439,26 @@ def _is_answer(data: object) -> bool:
     return data is not None and not isinstance(data, InvalidAnswer)
 
 
-def _packed_part(work: _Work, data: object) -> object:
-    """A job's part of a packed answer, or why there is none to judge."""
+def _identity(product: Product) -> tuple[str, str, str]:
+    """What names a product in a listing: its id, its SKU and its name."""
+    return product.id, str(product.fields.get("sku") or ""), product.name
+
+
+def _packed_part(work: _Work, data: object, mates: Sequence[tuple[str, str, str]] = ()) -> object:
+    """A job's part of a packed answer, or why there is none to judge: missing, or written for
+    another product of the request (it names that one's SKU or name, and not as its own does)."""
     if data is None:
         raise InvalidAnswer("missing", f"the answer has no listing for {work.job.product.id!r}")
     if isinstance(data, InvalidAnswer):
         raise data
+    if isinstance(data, dict) and work.job.platform != STRINGS:
+        other = next((mate for mate in mates if names_other_product(data, work.job.product, mate)), None)
+        if other is not None:
+            raise InvalidAnswer(
+                "wrong_product",
+                f"the listing under {work.job.product.id!r} is about another product of this request "
+                f"({other[0]!r}): write the listing of {work.job.product.id!r} from its own product data",
+            )
     return data
 
 

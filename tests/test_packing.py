@@ -334,3 +334,23 @@ def test_a_listing_written_under_the_wrong_id_is_caught_by_its_echo(run_cli, tmp
     assert "P01" not in results()["P01"]["title"] and results()["P02"]["title"] == "Wasserkocher für P02"
     mixed_up = [r for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "mixed_up"]
     assert [r["id"] for r in mixed_up] == ["P01"]
+
+
+def test_a_swapped_packed_answer_without_the_id_echo_lands_on_no_product(run_cli, tmp_path: Path) -> None:
+    """An answerer that predates the "id" echo swaps two listings: each names the other product
+    (its name), so neither is taken where it stands; each product is asked again alone."""
+    from fake_relay import listing_for
+
+    german = listing_for("de")
+    swapped = packed(
+        P01={**german, "title": "Travel kettle P02 – Wasserkocher"},
+        P02={**german, "title": "Travel kettle P01 – Wasserkocher"},
+    )
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(content=swapped))
+        result = live(run_cli, relay, catalog(tmp_path, IDS[:2]), "--pack", "2")
+    assert result.exit_code == 0, result.stderr
+    assert len(relay.chat_requests) == 3  # the pack, then each alone
+    assert "P02" not in results()["P01"]["title"] and "P01" not in results()["P02"]["title"]
+    wrong = [r["id"] for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "wrong_product"]
+    assert sorted(wrong) == ["P01", "P02"]
