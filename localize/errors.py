@@ -76,11 +76,12 @@ class BudgetReached(LocalizeError):
 
 
 class OutInUse(InputError):
-    """Another run is writing the same output directory."""
+    """Another localize command (a run, the review server saving a decision) is writing the
+    same output directory."""
 
     def __init__(self, out: Path, holder: str) -> None:
         super().__init__(
-            f"another localize run ({holder}) is writing {out}",
+            f"{out} is being written by another localize command ({holder})",
             hint="wait for it to finish, or give this run another --out; nothing was sent",
         )
 

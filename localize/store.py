@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import sqlite3
 import tempfile
 import time
@@ -867,7 +868,7 @@ class OutHold:
             raise OutInUse(out, holder) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+        handle.write(f"{_command()}, pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
         handle.flush()
         return cls(handle)
 
@@ -890,6 +891,14 @@ class OutHold:
         finally:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             _close_quietly(self._handle)
+
+
+def _command() -> str:
+    """Which localize command holds OUT, for the one another command meets (`localize review
+    --serve`, `localize run`...), without its arguments (they may hold paths or a URL)."""
+    args = [arg for arg in sys.argv[1:3] if not arg.startswith("-")][:1]
+    serving = " --serve" if "--serve" in sys.argv else ""
+    return f"localize {args[0]}{serving}" if args else "localize"
 
 
 def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:

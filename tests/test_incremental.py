@@ -421,7 +421,7 @@ def test_a_second_run_on_the_same_out_exits_2_while_check_and_estimate_still_wor
         sent = len(relay.chat_requests)
     assert second.exit_code == 2
     (line,) = second.stderr.strip().splitlines()
-    assert line.startswith("error: another localize run (pid ") and "is writing out" in line
+    assert line.startswith("error: out is being written by another localize command (localize run, pid ")
     assert checked.exit_code == 1 and estimated.exit_code == 0, checked.stderr + estimated.stderr
     assert first.returncode == 0, stderr
     assert sent == 26  # the second run sent nothing

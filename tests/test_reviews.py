@@ -722,3 +722,24 @@ def test_an_edit_answers_when_the_reports_catalog_is_a_pipe_that_never_ends(serv
         timeout=10,
     )
     assert edited.status_code == 200 and edited.json()["listing"]["origin"] == "human"
+
+
+def test_a_run_meeting_the_review_servers_hold_names_it(run_cli, sample: Path, relay: FakeRelay) -> None:
+    import subprocess
+    import sys
+
+    from localize.store import OutHold
+
+    assert run(run_cli, relay, sample).exit_code == 0
+    code = "import sys; from localize.store import OutHold; from pathlib import Path; h = OutHold.take(Path('out'));"
+    code += " print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, "review", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        blocked = run(run_cli, relay, sample)
+    finally:
+        holder.communicate("")
+    assert blocked.exit_code == 2 and "(localize review --serve, pid " in blocked.stderr
+    assert OutHold.try_take(Path("out")) is not None
