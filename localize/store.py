@@ -18,8 +18,8 @@ import itertools
 import json
 import math
 import os
-import sys
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping

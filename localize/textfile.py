@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -233,7 +234,7 @@ def csv_records(
     except csv.Error as exc:
         raise CatalogError(path, f"broken header: {exc}", line=1) from None
     named = [name for name in header if name]
-    duplicates = sorted({name for name in named if named.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(named).items() if count > 1)  # (one pass: a wide header)
     if duplicates:
         raise CatalogError(
             path, f"duplicate column {duplicates[0]!r} in the header", line=1, hint="give every column a unique name"

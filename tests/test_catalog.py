@@ -237,3 +237,14 @@ def test_a_one_line_json_catalog_names_the_line_and_column_of_a_late_error(tmp_p
     with pytest.raises(CatalogError) as raised:
         list(read_catalog(path))
     assert raised.value.line == 1 and raised.value.column == len("[" + products + ',{"id": "bad", "name": ') + 1
+
+
+def test_a_wide_header_is_read_in_one_pass_and_its_duplicate_named(run_cli, tmp_path: Path) -> None:
+    """30,000 columns (an export with every attribute flattened): read at once (it was a count
+    per column, 8 s here), and a repeated column still named."""
+    columns = ["id", "name", *(f"attr{n}" for n in range(30_000))]
+    wide = write(tmp_path / "wide.csv", ",".join(columns) + "\n" + ",".join(["P1", "Mug", *["x"] * 30_000]) + "\n")
+    assert [p.id for p in read_catalog(wide)] == ["P1"]
+    repeated = write(tmp_path / "repeated.csv", ",".join([*columns, "attr7"]) + "\n")
+    result = run_cli("run", repeated, "-l", "de-DE", "--dry-run")
+    assert result.exit_code == 2 and "duplicate column 'attr7'" in result.stderr
