@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -470,7 +472,7 @@ def test_woocommerce_translations_carry_notes_button_text_and_local_attributes(
     attribute (WPML translates its terms once) stays out."""
     rows = read_woocommerce_import(WOO_EXPORT.read_text(encoding="utf-8-sig"))
     rows[0]["Purchase note"] = "Hand wash cold and dry flat."
-    rows[-1]["Type"], rows[-1]["Button text"] = "external", "Buy at the roastery"
+    rows[-1]["Type"], rows[-1]["Button text"] = "external", "Buy at <b>the roastery</b> & more"
     rows[-1]["External URL"] = "https://roastery.example/pour-over"
     out = io.StringIO()
     writer = csv.DictWriter(out, list(rows[0]))
@@ -496,7 +498,9 @@ def test_woocommerce_translations_carry_notes_button_text_and_local_attributes(
     assert beanie["Attribute 1 value(s)"] == strings["WOOCOMMERCE/101/attribute_1_value_1"]
     assert beanie["Attribute 1 global"] == "0" and beanie["Attribute 1 visible"] == "1"
     pour_over = next(row for row in translations if row[group] == "localize-105")
-    assert pour_over["Type"] == "external" and pour_over["Button text"] == strings["WOOCOMMERCE/105/button_text"]
+    assert pour_over["Type"] == "external" and "<b>" in strings["WOOCOMMERCE/105/button_text"]
+    assert pour_over["Button text"] == html.unescape(re.sub(r"<[^>]+>", "", strings["WOOCOMMERCE/105/button_text"]))
+    assert "<" not in pour_over["Button text"] and "&amp;" not in pour_over["Button text"]  # a label: its text
     hoodie = next(row for row in translations if row[group] == "localize-102")
     assert hoodie["Attribute 1 name"] == "" and hoodie["Purchase note"] == ""
 

@@ -20,6 +20,7 @@ so a second file sets exactly that on them, by ID (or SKU), and nothing else:
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..layout import WOOCOMMERCE_DIR
 from ..locales import Locale, parse_locale
+from ..sanitize import clean_html, has_markup, plain_text
 from ..store import atomic_write
 from ..textfile import Records, csv_header, csv_records, open_file
 from .base import (
@@ -205,8 +207,8 @@ class WooCommerce(Shop):
                         listing.bullets_html,
                         listing.description,
                         listing.keywords(),
-                        said("purchase_note"),
-                        said("button_text"),
+                        clean_html(said("purchase_note")),  # HTML a storefront shows: the allow-list
+                        _text(said("button_text")),  # a button's label: text alone
                         *source.attribute_cells(said, width),
                         _wpml_code(parse_locale(listing.locale)),
                         source_language,
@@ -261,8 +263,8 @@ class _Source:
         cells: list[str] = []
         for attribute in self.attributes:
             prefix = f"attribute_{attribute.number}"
-            values = [said(f"{prefix}_value_{i}", value) for i, value in enumerate(attribute.values, start=1)]
-            cells += [said(f"{prefix}_name", attribute.name), ", ".join(values), attribute.visible, "0"]
+            values = [_text(said(f"{prefix}_value_{i}", value)) for i, value in enumerate(attribute.values, start=1)]
+            cells += [_text(said(f"{prefix}_name", attribute.name)), ", ".join(values), attribute.visible, "0"]
         return cells + [""] * 4 * (width - len(self.attributes))
 
 
@@ -295,6 +297,13 @@ def _sources_csv(linked: list[_Source], source_language: str) -> str:
         for source in linked
     ]
     return csv_text(header, rows)
+
+
+def _text(value: str) -> str:
+    """A field WooCommerce shows as text (a button's label, an attribute's name or value): any
+    markup a translation brought reduced to its words, the text itself unchanged (`Black &
+    White` still matches its variations)."""
+    return html.unescape(plain_text(value)).strip() if has_markup(value) else value
 
 
 def _wpml_code(locale: Locale | None) -> str:
