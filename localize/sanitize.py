@@ -12,7 +12,7 @@ edit, an older run).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 
 import nh3
 
@@ -149,7 +149,3 @@ def safe_cell(value: object) -> str:
     apostrophe (OWASP's advice; the apostrophe is part of the value a shop's importer reads)."""
     text = "" if value is None else str(value)
     return "'" + text if formula_start(text) else text
-
-
-def safe_row(values: Iterable[object]) -> list[str]:
-    return [safe_cell(value) for value in values]

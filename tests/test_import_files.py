@@ -531,3 +531,17 @@ def test_the_dry_run_refuses_what_the_live_run_would_refuse(run_cli, sample: Pat
     assert "Estimated cost" not in untyped.stderr and "Traceback" not in untyped.stderr
     viewless = run_cli("estimate", MAGENTO, "-l", "de-DE", "--format", "magento", "--json")
     assert viewless.exit_code == 2 and "magento_store_views" in viewless.stderr and viewless.stdout == ""
+
+
+def test_a_sku_that_starts_like_a_formula_still_names_the_shops_product(
+    run_cli, relay: FakeRelay, tmp_path: Path
+) -> None:
+    """An apostrophe before `@SUM(A1)` would make the importer look for another SKU: identifiers
+    are written as they are, and the run says to import the file as it is."""
+    catalog = write(tmp_path / "shop.csv", "id,sku,name\np1,@SUM(A1),Merino Wool Beanie\np2,=A2+1,Chrome wallet\n")
+    result = run(run_cli, relay, catalog, "-l", "de-DE", "--format", "magento", "--store-view", "de-DE=de")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"), newline="")))
+    assert sorted(row["sku"] for row in rows) == ["=A2+1", "@SUM(A1)"]
+    assert all(not row["name"].startswith(("=", "@", "+", "-")) for row in rows)
+    assert "2 ID or SKU cells start like a spreadsheet formula and are written as they are" in result.stderr

@@ -29,6 +29,7 @@ from .base import (
     ShopFields,
     counted,
     csv_text,
+    formula_keys,
     lowered,
     web_shop_listings,
 )
@@ -132,8 +133,9 @@ class Akeneo(Shop):
             for sku, cells in sorted(by_product.items())
         ]
         path = delivery.out / AKENEO_FILE
-        atomic_write(path, csv_text(["sku", *columns], rows, delimiter=";"))
+        atomic_write(path, csv_text(["sku", *columns], rows, keys=("sku",), delimiter=";"))
         notes = ["--overwrite-existing replaces what was kept."] if kept else []
+        notes += formula_keys(row[0] for row in rows)
         return [ImportFile(self.name, path, len(rows), kept=kept, notes=notes)]
 
 

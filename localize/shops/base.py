@@ -14,14 +14,14 @@ import dataclasses
 import html
 import io
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..locales import Locale
-from ..sanitize import clean_html, plain_text, safe_row
+from ..sanitize import clean_html, formula_start, plain_text, safe_cell
 from ..textfile import Records
 
 if TYPE_CHECKING:
@@ -215,15 +215,36 @@ def web_shop_listings(results: Iterable[Mapping[str, Any]], shop: str) -> list[S
     return [ShopFields.of(result) for result in results if result.get("platform") == chosen]
 
 
-def csv_text(header: Iterable[str], rows: Iterable[Iterable[object]], **options: Any) -> str:
-    """A CSV file's text whose cells a spreadsheet shows as text (sanitize.safe_cell): an ID,
-    SKU or text from the catalog that starts like a formula gets a leading apostrophe."""
+def csv_text(
+    header: Iterable[str], rows: Iterable[Iterable[object]], *, keys: Collection[str] = (), **options: Any
+) -> str:
+    """A CSV file's text whose cells a spreadsheet shows as text (sanitize.safe_cell): a text
+    from the catalog or a model that starts like a formula gets a leading apostrophe. The
+    `keys` columns (the ID or SKU the shop's importer matches its product by) are written as
+    they are: an apostrophe would name another product (formula_keys says how many start so)."""
+    header = list(header)
+    exempt = {index for index, name in enumerate(header) if name in keys}
     buffer = io.StringIO()
     writer = csv.writer(buffer, **options)
     writer.writerow(header)
     for row in rows:
-        writer.writerow(safe_row(row))
+        cells = (
+            "" if value is None else str(value) if at in exempt else safe_cell(value) for at, value in enumerate(row)
+        )
+        writer.writerow(list(cells))
     return buffer.getvalue()
+
+
+def formula_keys(values: Iterable[object]) -> list[str]:
+    """The notes of an import file whose ID or SKU cells start like a formula (written as they
+    are, so the shop finds its product): open it as text, not in a spreadsheet."""
+    count = sum(1 for value in values if formula_start(str(value or "")))
+    if not count:
+        return []
+    return [
+        f"{count:,} ID or SKU cell{'' if count == 1 else 's'} start like a spreadsheet formula and are written as "
+        "they are (the shop matches its product by them): import the file as it is, do not open it in a spreadsheet."
+    ]
 
 
 # --- helpers of the readers -----------------------------------------------------------------

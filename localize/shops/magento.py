@@ -27,6 +27,7 @@ from .base import (
     counted,
     csv_text,
     finish_product,
+    formula_keys,
     lowered,
     multi,
     web_shop_listings,
@@ -164,8 +165,9 @@ class Magento(Shop):
                     row.append(ours[column])
             rows.append(row)
         path = delivery.out / MAGENTO_FILE
-        atomic_write(path, csv_text(COLUMNS, rows))
+        atomic_write(path, csv_text(COLUMNS, rows, keys=("sku",)))
         notes = ["--overwrite-existing replaces what was kept."] if kept else []
+        notes += formula_keys(row[0] for row in rows)
         return [ImportFile(self.name, path, len(rows), kept=kept, notes=notes)]
 
 

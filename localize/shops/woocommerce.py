@@ -46,6 +46,7 @@ from .base import (
     counted,
     csv_text,
     finish_product,
+    formula_keys,
     kinds,
     lowered,
     web_shop_listings,
@@ -220,7 +221,7 @@ class WooCommerce(Shop):
         atomic_write(translations_path, csv_text(columns, rows))
         asked = len(sources) * len(delivery.settings.locales) if sources else len(rows)
         return [
-            ImportFile(self.name, sources_path, len(linked)),
+            ImportFile(self.name, sources_path, len(linked), notes=formula_keys(s.id or s.sku for s in linked)),
             ImportFile(self.name, translations_path, len(rows), failed=max(asked - len(rows), 0)),
         ]
 
@@ -296,7 +297,7 @@ def _sources_csv(linked: list[_Source], source_language: str) -> str:
         [*([source.id] if by_id else []), *([source.sku] if by_sku else []), "", source_language, source.group]
         for source in linked
     ]
-    return csv_text(header, rows)
+    return csv_text(header, rows, keys=("ID", "SKU"))
 
 
 def _text(value: str) -> str:
