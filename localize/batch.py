@@ -96,9 +96,10 @@ class PendingBatch:
 class BatchPending(Exception):
     """--no-wait: the run's batches are submitted (or still running)."""
 
-    def __init__(self, batches: Sequence[PendingBatch]) -> None:
+    def __init__(self, batches: Sequence[PendingBatch], *, over_budget: int = 0) -> None:
         super().__init__(", ".join(batch.batch_id for batch in batches))
         self.batches = tuple(batches)
+        self.over_budget = over_budget  # requests left out: they did not fit the --max-cost cap
 
 
 def custom_id(request_key: str, body: Mapping[str, Any]) -> str:
@@ -701,7 +702,9 @@ async def _collect(
         pairs = list(zip(records, states, strict=True))
         running = [(record, state) for record, state in pairs if state.get("status") not in TERMINAL]
         if settings.no_wait and running:
-            raise BatchPending([_pending(record, state, now()) for record, state in running])
+            raise BatchPending(
+                [_pending(record, state, now()) for record, state in running], over_budget=collector.over_budget
+            )
         for record, state in pairs:
             state = await _wait(client, state, record, sleep=sleep, now=now, on_status=on_status, notes=notes)
             status = str(state.get("status"))

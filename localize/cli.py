@@ -331,6 +331,8 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
             " for it, or with it to collect what has finished; nothing is uploaded twice.",
             markup=False,
         )
+        if summary.budget_reached:
+            raise typer.Exit(ExitCode.BUDGET)
         raise typer.Exit(ExitCode.PARTIAL if summary.overdue else ExitCode.OK)
     tokens = summary.report["tokens"]
     if summary.fatal is not None and not summary.report["jobs"]["succeeded"] and not tokens["input"] + tokens["output"]:

@@ -264,6 +264,12 @@ async def _run(
             )
         except BatchPending as submitted:
             pending.extend(submitted.batches)  # --no-wait: recorded in OUT; the same command collects it
+            if submitted.over_budget:  # left out, not submitted: said, and the run ends at the cap
+                worker.budget_reached = True
+                notes.append(
+                    f"{submitted.over_budget:,} requests did not fit the --max-cost cap at the batch price "
+                    "(every answer at --max-tokens): not submitted; a later run asks them."
+                )
         except OSError as exc:
             disk_full(exc)
             return

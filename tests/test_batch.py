@@ -584,3 +584,11 @@ def test_a_recorded_batch_the_relay_no_longer_knows_is_forgotten_and_its_jobs_as
     gone = [r for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "batch_gone"]
     assert len(gone) == 26 and all(r["maybe_billed"] for r in gone)
     assert again.exit_code == 0 and "gone from the relay" not in again.stderr
+
+
+def test_no_wait_under_a_cap_says_what_it_left_out_and_exits_3(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = batch_run(run_cli, relay, sample, "--no-wait", "--max-cost", "0.01")
+    assert result.exit_code == 3, result.stderr
+    assert "did not fit the --max-cost cap at the batch price" in result.stderr and "not submitted" in result.stderr
+    assert "Batch batch-1 submitted" in result.stderr
