@@ -60,7 +60,8 @@ RESUBMISSIONS = 3
 POLL_MAX_S = 300.0
 # Tries again, with back-off from batch_poll_s, of an exchange the relay stalls or refuses with 5xx.
 RETRIES = 4
-FIND_PAGES = 20  # of 100 batches each: how far back a batch made but not recorded is looked for
+FIND_PAGES = 100  # of 100 batches each: how far back a batch made but not recorded is looked for
+CLOCK_SKEW_S = 600  # the relay's clock and ours may differ by this much
 # A batch still running this long past its completion window is given up: cancelled, and its
 # requests submitted again (or sent live).
 OVERDUE_MARGIN_S = 3600.0
@@ -276,11 +277,12 @@ class BatchClient:
             )
         return self._json(reply, "create the batch")
 
-    async def find_batch(self, file_id: str) -> str | None:
+    async def find_batch(self, file_id: str, uploaded: float | None = None) -> str | None:
         """The batch the relay made of this input file, if any: a run may have stopped between
-        making it and recording it. Pages through the relay's list of batches; a list it
-        cannot give, or one that does not end, ends the run rather than risk a second batch of
-        the same lines."""
+        making it and recording it. Pages through the relay's list of batches, newest first,
+        until one made before the file was uploaded (`uploaded`, Unix seconds: none older can be
+        made of it); a list it cannot give, or one that does not end, ends the run rather than
+        risk a second batch of the same lines."""
         after: str | None = None
         for _ in range(FIND_PAGES):
             params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
@@ -297,6 +299,9 @@ class BatchClient:
                     return str(batch["id"])
             if not page.get("has_more") or not batches:
                 return None
+            oldest = batches[-1].get("created_at")
+            if uploaded is not None and isinstance(oldest, (int, float)) and oldest < uploaded - CLOCK_SKEW_S:
+                return None  # the list has reached batches made before the file existed
             last = str(batches[-1].get("id"))
             if last == after:
                 raise self._cannot_tell(file_id, "pages in a loop (the same page twice)")
@@ -812,6 +817,14 @@ def _pending(record: BatchRecord, batch: Mapping[str, Any], now: float) -> Pendi
     )
 
 
+def _uploaded_at(record: BatchRecord) -> float | None:
+    """When a record's file was uploaded (Unix seconds), None when it does not say."""
+    try:
+        return datetime.strptime(record.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 def _age_s(batch: Mapping[str, Any], record: BatchRecord, now: float) -> float:
     """Since the batch was made: the relay's created_at where it gives a sane one, else when
     its file was recorded."""
@@ -931,7 +944,7 @@ async def collect_recorded(
     harvest = Harvest()
     for record in store.batch_records():
         if record.batch is None:
-            found = await client.find_batch(record.file)
+            found = await client.find_batch(record.file, _uploaded_at(record))
             if found is None:
                 store.forget_batch(record.file)  # uploaded, but no batch was made of it: nothing to pay
                 continue

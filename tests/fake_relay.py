@@ -306,6 +306,7 @@ class FakeRelay:
         self.batch_output = batch_output
         self.batch_age_s = batch_age_s  # batches say they were made this long ago (created_at)
         self.endless_list = endless_list  # the list of batches always has more
+        self.newer_batches = 0  # batches of other work on the account, made after ours (listed first)
         self.batch_refuses_key = False  # the file upload answers 401, echoing the key
         self.batch_stall_retry_after: str | None = None  # a stall is a 429 with this Retry-After, not a 503
         self.files: dict[str, bytes] = {}
@@ -584,12 +585,21 @@ class FakeRelay:
                 self.list_pages = getattr(self, "list_pages", 0) + 1
                 page = [{"id": f"batch-other-{self.list_pages}", "object": "batch", "input_file_id": "file-other"}]
             return Reply(200, {"object": "list", "data": page, "has_more": True})
+        if batch is None and len(parts) == 2:  # the list, newest first, in pages (limit, after)
+            import urllib.parse
+
+            query = dict(urllib.parse.parse_qsl(path.partition("?")[2]))
+            made = time.time()
+            newer = [
+                {"id": f"batch-new-{n}", "object": "batch", "input_file_id": "file-other", "created_at": made}
+                for n in range(self.newer_batches)
+            ]
+            listed = newer + [self._public(b) for b in reversed(self.batches.values())]
+            start = next((i + 1 for i, b in enumerate(listed) if b["id"] == query.get("after")), 0)
+            page = listed[start : start + int(query.get("limit", 20))]
+            return Reply(200, {"object": "list", "data": page, "has_more": start + len(page) < len(listed)})
         if batch is None:
-            return (
-                Reply(200, {"object": "list", "data": [self._public(b) for b in self.batches.values()]})
-                if len(parts) == 2
-                else Reply(404, {"error": {"message": "no such batch"}})
-            )
+            return Reply(404, {"error": {"message": "no such batch"}})
         if len(parts) == 4 and parts[3] == "cancel":
             batch["status"] = "cancelled"
             return Reply(200, batch)

@@ -469,7 +469,7 @@ def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_b
         write(Path("out/batches.jsonl"), json.dumps({**record, "batch": None}) + "\n")  # made, never recorded
         stopped = batch_run(run_cli, relay, sample)
         batches = len(relay.batches)
-    assert stopped.exit_code == 4 and "did not end after 2,000 batches" in stopped.stderr
+    assert stopped.exit_code == 4 and "did not end after 10,000 batches" in stopped.stderr
     assert batches == 1 and "Traceback" not in stopped.stderr
 
 
@@ -592,3 +592,17 @@ def test_no_wait_under_a_cap_says_what_it_left_out_and_exits_3(run_cli, sample: 
     assert result.exit_code == 3, result.stderr
     assert "did not fit the --max-cost cap at the batch price" in result.stderr and "not submitted" in result.stderr
     assert "Batch batch-1 submitted" in result.stderr
+
+
+def test_a_batch_made_but_not_recorded_is_found_behind_thousands_of_newer_ones(run_cli, sample: Path) -> None:
+    """2,500 batches of other work made since: the list is paged past them to the run's own."""
+    with FakeRelay() as relay:
+        assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
+        (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
+        write(Path("out/batches.jsonl"), json.dumps({**record, "batch": None}) + "\n")  # made, never recorded
+        relay.newer_batches = 2500
+        collected = batch_run(run_cli, relay, sample)
+        batches, uploads = len(relay.batches), relay.uploads
+    assert collected.exit_code == 0, collected.stderr
+    assert batches == 1 and uploads == 1  # found, not made again
+    assert f"Batch {record['batch']}: collected where an earlier run left it" in collected.stderr
