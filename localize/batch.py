@@ -699,7 +699,7 @@ async def _collect(
     waiting = collector.waiting()
     answers: list[Completion] = []
     status = ""
-    for _ in range(RESUBMISSIONS + 1):
+    for round_number in range(RESUBMISSIONS + 1):
         if not waiting:
             break
         records = [await _submit(part, client, store, settings, now) for part in _files(waiting)]
@@ -721,7 +721,10 @@ async def _collect(
         waiting = collector.waiting()
         if not waiting or status == "failed":
             break
-        notes.append(f"The batch ended {status} with {len(waiting):,} requests unanswered: sent again in a new batch.")
+        again = (
+            "sent again in a new batch" if round_number < RESUBMISSIONS else "sent live (the batch was tried enough)"
+        )
+        notes.append(f"The batch ended {status} with {len(waiting):,} requests unanswered: {again}.")
     collector.fail_missing(f"the batch ended {status} without an answer")
     return answers
 

@@ -97,7 +97,8 @@ def test_a_batch_cancelled_every_time_is_submitted_again_then_finished_live(run_
         uploads, live = relay.uploads, len(relay.chat_requests)
     assert result.exit_code == 0, result.stderr
     assert uploads == 4  # the first batch and three resubmissions, each of every line
-    assert "ended cancelled" in result.stderr and "sent again in a new batch" in result.stderr
+    assert "ended cancelled" in result.stderr and result.stderr.count("sent again in a new batch") == 3
+    assert result.stderr.count("requests unanswered: sent live (the batch was tried enough)") == 1  # the 4th
     assert live == len(uploaded_lines(relay, 4))  # then each line once, live
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
     assert "by_mode" not in report()  # every answer live: a cancelled batch bills nothing
