@@ -158,13 +158,16 @@ def test_catalog_cells_that_start_like_a_formula_are_neutralised_in_every_csv(
     result = run(run_cli, relay, catalog, "--format", "jsonl,csv,woocommerce,magento")
     assert result.exit_code == 0, result.stderr
     sources = list(csv.DictReader(io.StringIO(Path("out/woocommerce/sources.csv").read_text(encoding="utf-8"))))
-    assert {row["SKU"] for row in sources} == {'\'=HYPERLINK("http://evil.example","x")', "'@SUM(A1)"}
+    # The SKU a shop matches its product by is written as it is (an apostrophe names another
+    # product), and said; every other cell is neutralised.
+    assert {row["SKU"] for row in sources} == {'=HYPERLINK("http://evil.example","x")', "@SUM(A1)"}
+    assert "start like a spreadsheet formula and are written as they are" in result.stderr
     assert {row["Meta: _wpml_import_translation_group"] for row in sources} == {"localize-=1+1", "localize--7"}
     assert all(row["ID"] == "" and row["SKU"] == "" for row in woo_rows())  # translations are new products
     magento = list(csv.DictReader(io.StringIO(Path("out/magento_products.csv").read_text(encoding="utf-8"))))
-    assert all(row["sku"].startswith("'") for row in magento)
+    assert {row["sku"] for row in magento} == {row["SKU"] for row in sources}
     results_csv = list(csv.DictReader(io.StringIO(Path("out/results.csv").read_text(encoding="utf-8"))))
-    assert {row["sku"] for row in results_csv} == {row["SKU"] for row in sources}
+    assert {row["sku"] for row in results_csv} == {"'" + row["SKU"] for row in sources}  # a spreadsheet's file
 
 
 def test_the_sanitiser_keeps_what_a_storefront_renders() -> None:
