@@ -463,14 +463,19 @@ def test_no_wait_names_each_pending_batch_with_its_age(run_cli, sample: Path) ->
     assert report()["jobs"]["in_batch"] == 26  # every job is asked by the running batch: none again
 
 
-def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_batch(run_cli, sample: Path) -> None:
+def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_batch(
+    run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import localize.batch
+
+    monkeypatch.setattr(localize.batch, "FIND_PAGES", 20)  # (the test's own bound: pages cost a request each)
     with FakeRelay(endless_list=True) as relay:
         assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
         (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
         write(Path("out/batches.jsonl"), json.dumps({**record, "batch": None}) + "\n")  # made, never recorded
         stopped = batch_run(run_cli, relay, sample)
         batches = len(relay.batches)
-    assert stopped.exit_code == 4 and "did not end after 10,000 batches" in stopped.stderr
+    assert stopped.exit_code == 4 and "did not end after 2,000 batches" in stopped.stderr
     assert batches == 1 and "Traceback" not in stopped.stderr
 
 
