@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, config, estimate, jobs, pipeline, preview, reports
+from . import deliver as webhooks
 from .approvals import approve_listings
 from .batch import BatchProgress
 from .errors import DiskFull, InputError, LocalizeError
@@ -226,6 +227,10 @@ def run(
     overwrite_existing: bool = typer.Option(
         False, "--overwrite-existing", help="Import files replace translations the shop's export already has."
     ),
+    webhook: str | None = typer.Option(
+        None, "--webhook", help="Deliver the results to this URL at the end (LOCALIZE_WEBHOOK_SECRET signs them)."
+    ),
+    allow_http: bool = typer.Option(False, "--allow-http", help="A --webhook over plain http to another machine."),
     check: bool = typer.Option(False, "--check", help="CI: exit 1 if any output is missing or stale; sends nothing."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate only: no API key needed, nothing sent."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary / estimate as JSON on stdout."),
@@ -266,6 +271,8 @@ def run(
         overwrite_existing=overwrite_existing or None,
         store_view=",".join(store_view) or None,
         memory=tuple(memory) or None,
+        webhook=webhook,
+        allow_http=allow_http or None,
     )
     with exit_codes():
         settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
@@ -309,6 +316,8 @@ def _dry_run(settings: config.Settings, catalog: Path, *, as_json: bool, quiet: 
 
 def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: bool) -> None:
     _require_api_key(settings)
+    if settings.webhook:  # a delivery that cannot happen is said before the run pays for anything
+        webhooks.check_ready(settings.webhook, allow_http=settings.allow_http)
     if settings.sends_key_in_clear:
         stderr.print(
             f"warning: {settings.base_url} is plain http to another machine: the API key and the catalog "
@@ -342,6 +351,17 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
         stderr.print(line, markup=False)
     if summary.shopify is not None:
         stderr.print(_shopify_lines(summary.shopify), markup=False)
+    undelivered = False
+    if settings.webhook and summary.fatal is None and not summary.interrupted:
+        done = webhooks.deliver(
+            settings.out,
+            settings.webhook,
+            allow_http=settings.allow_http,
+            backoff_s=settings.backoff_s,
+            finished=summary.report,
+        )
+        _print_delivery(done, settings.out, as_json=False, dry=False)
+        undelivered = bool(done.left or done.gone)
     if summary.fatal is not None:
         raise summary.fatal
     if summary.interrupted:
@@ -354,7 +374,7 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
     if summary.budget_reached:
         raise typer.Exit(ExitCode.BUDGET)
     nothing_filled = summary.shopify is not None and not summary.shopify.written
-    raise typer.Exit(ExitCode.PARTIAL if summary.failed or nothing_filled else ExitCode.OK)
+    raise typer.Exit(ExitCode.PARTIAL if summary.failed or nothing_filled or undelivered else ExitCode.OK)
 
 
 def _age(seconds: float) -> str:
@@ -552,6 +572,74 @@ def approve(
     with exit_codes():
         count = approve_listings(out, every=every, ids=ids, locale=locale, platform=platform, user=user)
     stderr.print(f"Approved {count:,} listings in {out} (recorded in {out / REVIEWS}).", markup=False)
+
+
+@app.command(cls=_Command, short_help="Deliver OUT's listings to a webhook (Standard Webhooks, signed).")
+def deliver(
+    out: Path = typer.Argument(..., metavar="OUT", help="A run's output directory."),
+    webhook: str | None = typer.Option(
+        None, "--webhook", help="The receiver's URL. [default: webhook: in localize.yaml, or LOCALIZE_WEBHOOK_URL]"
+    ),
+    approved_only: bool = typer.Option(False, "--approved-only", help="Only listings a person approved."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be sent; send nothing."),
+    allow_http: bool = typer.Option(False, "--allow-http", help="Plain http to another machine."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
+    as_json: bool = typer.Option(False, "--json", help="Print the delivery's summary as JSON on stdout."),
+) -> None:
+    """POST every listing and store string OUT holds that the receiver has not acknowledged,
+    signed with LOCALIZE_WEBHOOK_SECRET, each version once (OUT/deliveries.jsonl)."""
+    with exit_codes():
+        settings = config.load(flags={"webhook": webhook, "allow_http": allow_http or None}, config_path=config_file)
+        done = webhooks.deliver(
+            out,
+            settings.webhook,
+            approved_only=approved_only,
+            dry=dry_run,
+            allow_http=settings.allow_http,
+            backoff_s=settings.backoff_s,
+            on_message=_delivery_progress(stderr.is_terminal),
+        )
+    _print_delivery(done, out, as_json=as_json, dry=dry_run)
+    raise typer.Exit(ExitCode.PARTIAL if done.left or done.gone else ExitCode.OK)
+
+
+def _delivery_progress(live: bool) -> Callable[[webhooks.Delivered], None] | None:
+    """A line every few messages on a terminal (a long delivery says where it stands)."""
+    if not live:
+        return None
+
+    def show(done: webhooks.Delivered) -> None:
+        if done.messages % 10 == 0 and done.messages:
+            stderr.print(f"delivered: {done.messages:,} messages, {done.listings + done.strings:,} items", markup=False)
+
+    return show
+
+
+def _print_delivery(done: webhooks.Delivered, out: Path, *, as_json: bool, dry: bool) -> None:
+    if as_json:
+        stdout.print_json(json.dumps(done.as_json(), ensure_ascii=False))
+    if dry:
+        parts = [f"{event} {count:,}" for event, count in done.planned.items()] or ["nothing"]
+        stderr.print(
+            f"Dry run: nothing sent. {done.messages:,} messages to {done.destination}: {', '.join(parts)}.",
+            markup=False,
+        )
+        return
+    stderr.print(
+        f"Delivered {_plural(done.listings, 'listing')} and {_plural(done.strings, 'store string')} in "
+        f"{_plural(done.messages, 'message')} to {done.destination}; {done.left:,} left.",
+        markup=False,
+    )
+    for refusal in done.refused[:3]:
+        stderr.print(f"The receiver refused a message: {refusal}", markup=False)
+    if done.gone:
+        stderr.print(f"{done.destination} answered 410 Gone: nothing more is sent to it.", markup=False)
+    elif done.left:
+        stderr.print(
+            f"{done.left:,} left undelivered: run localize deliver {out} --webhook <the same URL> again to send "
+            "exactly those (the receiver drops a message it has by its webhook-id).",
+            markup=False,
+        )
 
 
 memory_app = typer.Typer(help="Translation memories (TMX).", no_args_is_help=True)

@@ -147,6 +147,8 @@ class Settings(BaseModel):
         False, description="regenerate listings a person edited or approved whose source changed"
     )
     require_approved: bool = Field(False, description="--check: exit 1 while any listing is unapproved")
+    webhook: str | None = Field(None, description="deliver the results to this URL (Standard Webhooks)")
+    allow_http: bool = Field(False, description="a webhook over plain http to another machine")
     check: bool = False
     api_key: SecretStr | None = None
     config_path: Path | None = None
@@ -296,6 +298,7 @@ _ENV = {
     "LOCALIZE_MAX_COST": "max_cost_usd",
     "LOCALIZE_USER": "user",
     "LOCALIZE_HTTP_TRANSPORT": "http_transport",
+    "LOCALIZE_WEBHOOK_URL": "webhook",
 }
 _FLAG_FOR = {
     "platforms": "--platform",

@@ -10,7 +10,8 @@
 - amazon/, woocommerce/, magento_products.csv, akeneo_products.csv,
   shopify_translations.csv: the shops' import files (shops/, each shop's own module);
   review.html: the review page (review); reviews.jsonl: people's edits, approvals and
-  rejections, one a line (reviews, written through the store).
+  rejections, one a line (reviews, written through the store); deliveries.jsonl: what each
+  webhook destination acknowledged (deliver).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ AKENEO_FILE = "akeneo_products.csv"
 SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
 REVIEW = "review.html"
 REVIEWS = "reviews.jsonl"  # people's decisions: edits, approvals, rejections (reviews.py)
+DELIVERIES = "deliveries.jsonl"  # the webhook ledger: each version a destination acknowledged (deliver.py)
 
 # What a run writes from its results and its own settings: a merged OUT removes them.
 IMPORT_FILES = (AMAZON_DIR, AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, REVIEW)

@@ -11,7 +11,7 @@ import pytest
 
 import localize
 
-COMMANDS = ["run", "estimate", "prompt", "report", "approve", "review", "merge", "models", "memory"]
+COMMANDS = ["run", "estimate", "prompt", "report", "approve", "deliver", "review", "merge", "models", "memory"]
 
 
 def localize_at_80_columns(*args: str) -> subprocess.CompletedProcess[str]:
