@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,7 @@ from .shops.translate_adapt import TRANSLATIONS_KEY
 from .textfile import (
     MAX_LINE_BYTES,
     Format,
+    Records,
     Unrepeated,
     catalog_format,
     csv_header,
@@ -261,32 +263,36 @@ def _stand_in(field: str, columns: list[str]) -> str:
 def folded_into(path: Path, row_id: str, *, columns: Mapping[str, str] | None = None) -> str | None:
     """The product a shop export's row is folded into (a WooCommerce variation, a Magento
     simple child, a Shopify variant's SKU), or None."""
-    if columns or not path.is_file():
-        return None
-    header = csv_header(path)
-    shop = shops.recognise(header) if header is not None else None
-    if shop is None:
-        return None
-    with open_file(path) as handle:
-        catalog_format(path, handle)
-        _, records = csv_records(path, handle)
-        return shop.parent_of(records, row_id)
+    with _shop_export(path, columns) as export:
+        return export[0].parent_of(export[2], row_id) if export is not None else None
 
 
 def recognised(path: Path, *, columns: Mapping[str, str] | None = None, source_locale: str | None = None) -> str | None:
     """What kind of shop export a CSV catalog is and what it reads as, in a line (None for a
     catalog in our own columns, a mapped one, or anything but a CSV file)."""
-    if columns or not path.is_file():
-        return None
-    header = csv_header(path)
+    with _shop_export(path, columns) as export:
+        if export is None:
+            return None
+        shop, header, records = export
+        unrepeated = Unrepeated(records)
+        return shop.describe(header, iter(unrepeated), source_locale=source_locale) + unrepeated.said()
+
+
+@contextmanager
+def _shop_export(
+    path: Path, columns: Mapping[str, str] | None
+) -> Iterator[tuple[shops.Shop, list[str], Records] | None]:
+    """A shop's export read from its start: the shop, the header and the records (None for a
+    catalog in our own columns, a mapped one, or anything but a CSV file)."""
+    header = csv_header(path) if not columns and path.is_file() else None
     shop = shops.recognise(header) if header is not None else None
-    if shop is None:
-        return None
+    if shop is None or header is None:
+        yield None
+        return
     with open_file(path) as handle:
         catalog_format(path, handle)
         _, records = csv_records(path, handle)
-        unrepeated = Unrepeated(records)
-        return shop.describe(header or [], iter(unrepeated), source_locale=source_locale) + unrepeated.said()
+        yield shop, header, records
 
 
 # --- JSON and JSONL ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ and no re-run overwrites a person."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -132,6 +133,29 @@ def serving():
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0  # Ctrl-C ends it cleanly
+
+
+@contextlib.contextmanager
+def served_page(url: str):
+    """The served page in Debian's Chromium (through Playwright), ready, and the script errors
+    it logs on the way."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+            page.goto(url)
+            page.wait_for_selector("body[data-served='1']")
+            yield page, errors
+        finally:
+            browser.close()
 
 
 def api(url: str) -> tuple[str, str]:
@@ -449,41 +473,26 @@ def test_a_rejected_string_is_asked_again_alone_with_the_note(run_cli, relay: Fa
 
 
 def test_the_served_page_edits_and_approves_a_store_string_without_a_script_error(served_strings: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-            page.goto(served_strings)
-            page.wait_for_selector("body[data-served='1']")
-            assert page.locator("#approve-clean").count() == 1  # the setup ran to its end
-            row = page.locator("section.string tr.job[data-locale='de-DE']").first
-            key = row.locator("xpath=ancestor::section").get_attribute("data-id")
-            text = row.locator("[data-field='text']")
-            text.click()
-            page.keyboard.press("End")
-            page.keyboard.type(" (geprüft)")
-            page.locator("h1").click()  # loses focus: saved
-            page.wait_for_function(
-                "(key) => document.querySelector(`section[data-id=\"${CSS.escape(key)}\"] tr.job[data-locale='de-DE']`)"
-                ".dataset.origin === 'human'",
-                arg=key,
-            )
-            row.locator(".approve").click()
-            page.wait_for_function(
-                "(key) => document.querySelector(`section[data-id=\"${CSS.escape(key)}\"] tr.job[data-locale='de-DE']`)"
-                ".dataset.approved === '1'",
-                arg=key,
-            )
-        finally:
-            browser.close()
+    with served_page(served_strings) as (page, errors):
+        assert page.locator("#approve-clean").count() == 1  # the setup ran to its end
+        row = page.locator("section.string tr.job[data-locale='de-DE']").first
+        key = row.locator("xpath=ancestor::section").get_attribute("data-id")
+        text = row.locator("[data-field='text']")
+        text.click()
+        page.keyboard.press("End")
+        page.keyboard.type(" (geprüft)")
+        page.locator("h1").click()  # loses focus: saved
+        page.wait_for_function(
+            "(key) => document.querySelector(`section[data-id=\"${CSS.escape(key)}\"] tr.job[data-locale='de-DE']`)"
+            ".dataset.origin === 'human'",
+            arg=key,
+        )
+        row.locator(".approve").click()
+        page.wait_for_function(
+            "(key) => document.querySelector(`section[data-id=\"${CSS.escape(key)}\"] tr.job[data-locale='de-DE']`)"
+            ".dataset.approved === '1'",
+            arg=key,
+        )
     assert errors == []
     line = strings()[(key, "de-DE")]
     assert line["text"].endswith("(geprüft)") and line["approved"] is True and line["origin"] == "human"
@@ -512,14 +521,8 @@ def test_a_run_that_keeps_outdated_listings_says_so_and_its_counts_add_up(
 def test_approve_all_without_findings_leaves_warnings_and_outdated_listings_to_a_person(
     run_cli, sample: Path, relay: FakeRelay
 ) -> None:
-    import contextlib
-
     from fake_relay import Answer, listing_for
-    from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     long_title = "Nordbeat Kopfhörer mit Geräuschunterdrückung " * 2  # over the soft limit: a warning
     relay.enqueue(Answer(listing={**listing_for("de"), "title": long_title}))
     assert run(run_cli, relay, sample, "--pack", "1", "--concurrency", "1", "--max-reasks", "0").exit_code == 0
@@ -531,20 +534,10 @@ def test_approve_all_without_findings_leaves_warnings_and_outdated_listings_to_a
     write(sample, text.replace(home, home.replace("Desk Lamp with", "Desk Light with", 1)))  # its source changes
     assert run(run_cli, relay, sample).exit_code == 0
     assert results()[("HOME-002", "amazon", "ja-JP")].get("outdated") is True
-    errors: list[str] = []
-    with sync_playwright() as playwright, contextlib.closing(serving()) as urls:
-        url = next(urls)
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(url)
-            page.wait_for_selector("body[data-served='1']")
-            page.locator("#approve-clean").click()
-            page.wait_for_function("() => document.querySelector('#approve-clean-said').textContent.length > 0")
-            said = page.locator("#approve-clean-said").inner_text()
-        finally:
-            browser.close()
+    with contextlib.closing(serving()) as urls, served_page(next(urls)) as (page, errors):
+        page.locator("#approve-clean").click()
+        page.wait_for_function("() => document.querySelector('#approve-clean-said').textContent.length > 0")
+        said = page.locator("#approve-clean-said").inner_text()
     assert errors == []
     lines = results()
     held = warned | {("HOME-002", "amazon", "ja-JP")}
