@@ -80,7 +80,7 @@ from .strings import (
     store_strings,
 )
 from .textfile import read_once
-from .validate import InvalidAnswer, Listing
+from .validate import InvalidAnswer, Listing, parse_answer
 from .verdicts import verdict
 
 if TYPE_CHECKING:
@@ -903,6 +903,8 @@ class _JobRunner:
         leader's listing (this unit's) names the leader's own codes: each asked on its own."""
         if len(works) == 1 and works[0].harvested is not None:
             await self._settle_harvested(works[0])
+        elif len(works) == 1 and self._echoed(works[0]):
+            await self._send_pack(works)  # a batch line of one, with the id echo: a line's answer names its job
         elif len(works) == 1:
             await self._send_alone(works[0])
         elif works:
@@ -945,6 +947,13 @@ class _JobRunner:
             self._succeed(work, listing, warnings, bill, answer=answer)
             return
 
+    def _echoed(self, work: _Work) -> bool:
+        """Whether a job asked alone goes as a pack of one: in a batch, where an answer is
+        matched to its line by custom_id alone, the packed form's id (the key and the echo)
+        names the product it was written for, so an answer under another line's id is caught.
+        Not a store string (its key is its id already), nor a listing sent back with a note."""
+        return isinstance(self._sender, BatchCollector) and work.job.platform != STRINGS and not work.reviewed
+
     async def _send_pack(self, works: list[_Work]) -> None:
         """Several jobs of one (platform, locale) in one request. Each listing of the answer is
         validated on its own: valid ones are kept, an invalid one is re-asked alone. An answer
@@ -959,6 +968,9 @@ class _JobRunner:
                 self._fail(work.job, "prompt", str(exc), work.attempts)
             return
         if self._over_window(packed.messages) is not None:
+            if len(works) == 1:
+                await self._send_alone(works[0])  # one too large: it fails alone, as asked alone
+                return
             half = len(works) // 2  # the products that fit go on in smaller packs; one too large fails alone
             for part in (works[:half], works[half:]):
                 await self.send(part)
@@ -1008,6 +1020,9 @@ class _JobRunner:
             for work, alone in again:
                 await self._send_alone(work, alone, asks_used=1)
             return
+        if len(works) == 1:  # a pack of one that failed as a whole: asked in its own form
+            await self._send_alone(works[0])
+            return
         half = len(works) // 2
         for part in (works[:half], works[half:]):
             await self.send(part)
@@ -1031,7 +1046,7 @@ class _JobRunner:
         data: object = None
         try:
             kind = self._kind(work)
-            if pack is not None or kind.packed_alone:
+            if pack is not None or kind.packed_alone or _packed_answer(completion.content):
                 mates = [
                     (other, "", "") for other in ids if other != work.job.product.id
                 ]  # (only their ids known here)
@@ -1433,6 +1448,14 @@ class _JobRunner:
         if pack is not None:
             base["pack"] = pack  # one request for `size` jobs; `lead` is the id whose record counts it
         return base
+
+
+def _packed_answer(content: str) -> bool:
+    """Whether an answer has the packed form (a batch line of one is asked with it)."""
+    try:
+        return isinstance(parse_answer(content, None).get("listings"), dict)
+    except InvalidAnswer:
+        return False
 
 
 def _pack_of(ids: list[str]) -> dict[str, Any] | None:

@@ -302,7 +302,8 @@ class FakeRelay:
         self.batch_stalls = dict(batch_stalls or {})
         # The next batch's bad output file, counted as completed all the same: "repeat" (the second answer
         # carries the first line's custom_id), "drop" (the last two answers left out), "garble"
-        # (one answer replaced by bytes that are not UTF-8), "huge" (padded past any need).
+        # (one answer replaced by bytes that are not UTF-8), "huge" (padded past any need), "rotate"
+        # (every answer under the next line's custom_id).
         self.batch_output = batch_output
         self.batch_age_s = batch_age_s  # batches say they were made this long ago (created_at)
         self.endless_list = endless_list  # the list of batches always has more
@@ -695,6 +696,12 @@ class FakeRelay:
             encoded[0] = b'{"custom_id": "\xff\xfe' + encoded[0][20:]
         elif fault == "huge":
             encoded.append(b" " * 2_000_000)
+        elif fault == "rotate" and len(outputs) >= 2:  # each answer under the next line's id
+            ids = [o["custom_id"] for o in outputs]
+            encoded = [
+                json.dumps({**o, "custom_id": ids[(n + 1) % len(ids)]}, ensure_ascii=False).encode()
+                for n, o in enumerate(outputs)
+            ]
         random.Random(len(encoded)).shuffle(encoded)  # output order is not input order
         failed = [
             {

@@ -612,3 +612,19 @@ def test_a_batch_made_but_not_recorded_is_found_behind_thousands_of_newer_ones(r
     assert collected.exit_code == 0, collected.stderr
     assert batches == 1 and uploads == 1  # found, not made again
     assert f"Batch {record['batch']}: collected where an earlier run left it" in collected.stderr
+
+
+def test_rotated_custom_ids_with_one_job_a_line_land_on_no_product(run_cli, sample: Path) -> None:
+    """A relay that files every answer under the next line's custom_id, one job a line: each
+    line goes as a pack of one, so its answer names the product it was written for (the key and
+    the id echo); none is taken under another product, and each is asked again."""
+    with FakeRelay(batch_output="rotate") as relay:
+        result = batch_run(run_cli, relay, sample, "--pack", "1")
+    assert result.exit_code == 0, result.stderr
+    records = list(iter_jsonl(Path("out/requests.jsonl")))
+    refused = [r for r in records if r.get("batch") and r.get("error")]
+    assert len(refused) == 26  # every rotated answer refused: none landed on the wrong product
+    assert {r["error"] for r in refused} <= {"schema", "wrong_language"}  # another id's key; another locale
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
+    lines = uploaded_lines(relay)
+    assert all('"listings"' in line["body"]["messages"][0]["content"] for line in lines)  # the packed form
