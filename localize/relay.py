@@ -323,7 +323,8 @@ class _CompletionDetails(BaseModel):
 class ReportedUsage(BaseModel):
     """The relay's `usage` object, checked where it enters: counts are integers in range, and
     cached tokens (`prompt_tokens_details.cached_tokens`, else Moonshot's top-level
-    `cached_tokens`, KIMI.md §3) are part of the prompt, never more than it."""
+    `cached_tokens`, KIMI.md §3) are part of the prompt, never more than it, and never all of
+    it (a cache serves a prompt's start, not the request's own end)."""
 
     model_config = ConfigDict(extra="ignore")
     prompt_tokens: TokenCount
@@ -337,6 +338,10 @@ class ReportedUsage(BaseModel):
     def _cached_within_prompt(self) -> ReportedUsage:
         if self.cached > self.prompt_tokens:
             raise ValueError("more cached tokens than prompt tokens")
+        if self.prompt_tokens and self.cached == self.prompt_tokens:
+            # A prefix cache serves the start of a prompt, never its last tokens (a request's
+            # own product data): a whole prompt "from cache" is a usage object not to bill by.
+            raise ValueError("every prompt token cached")
         return self
 
     @property

@@ -284,3 +284,12 @@ def test_reasoning_tokens_are_billed_wherever_the_relay_counts_them(
     assert Decimal(str(report()["cost_usd"])) == pytest.approx(relay.bill_usd(), abs=Decimal("0.000001"))
     said = "The relay's usage did not add up in 3 answers"
     assert (said in result.stderr) is not inside and ("usage_mismatch" in report()) is not inside
+
+
+def test_a_usage_claiming_every_prompt_token_cached_is_not_billed_by(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    """A first request "100% cached": a prefix cache never serves the request's own end, so the
+    answer is kept and its tokens counted offline, reported apart, never at the cached price."""
+    relay.enqueue(Answer(usage={"prompt_tokens": 900, "completion_tokens": 40, "cached_tokens": 900}))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert report()["unreported"]["requests"] == 1 and report()["tokens"]["cached_input"] == 0
