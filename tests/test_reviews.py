@@ -232,56 +232,39 @@ def test_a_write_while_a_run_holds_out_is_refused_with_409(served: str) -> None:
 def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: str) -> None:
     """A real browser (Debian's Chromium, driven by Playwright) uses the page itself: an edit
     in place, an approval, a reload that shows both, and no script error on the way."""
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-            page.goto(served)
-            page.wait_for_selector("body[data-served='1']")
-            row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
-            title = row.locator(".edit-title")
-            title.click()
-            page.keyboard.press("Control+A")
-            page.keyboard.type("Nordbeat ANC45 Kopfhörer")
-            assert row.locator(".used").first.inner_text().startswith("24 / ")  # the length, as you type
-            page.locator("h1").click()  # the title loses focus: saved
-            page.wait_for_function(
-                "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
-                ".dataset.origin === 'human'"
-            )
-            tags = row.locator(".tags")
-            tags.click()
-            page.keyboard.press("End")
-            page.keyboard.type(", reisekopfhörer")
-            page.locator("h1").click()  # the tags lose focus: saved as a list
-            page.wait_for_function(
-                "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE'] .decision\")"
-                ".textContent.includes('edited') && document.querySelector(\"section[data-id='ELEC-001'] "
-                "tr.job[data-locale='de-DE'] .tags\").dataset.saved.includes('reisekopfhörer')"
-            )
-            row.locator(".approve").click()
-            page.wait_for_function(
-                "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
-                ".dataset.approved === '1'"
-            )
-            page.reload()
-            page.wait_for_selector("body[data-served='1']")
-            row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
-            assert row.get_attribute("data-approved") == "1" and row.get_attribute("data-origin") == "human"
-            assert row.locator(".edit-title").inner_text().strip() == "Nordbeat ANC45 Kopfhörer"
-            assert "approved · edited" in row.locator(".decision").inner_text()
-        finally:
-            browser.close()
+    with served_page(served) as (page, errors):
+        row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
+        title = row.locator(".edit-title")
+        title.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("Nordbeat ANC45 Kopfhörer")
+        assert row.locator(".used").first.inner_text().startswith("24 / ")  # the length, as you type
+        page.locator("h1").click()  # the title loses focus: saved
+        page.wait_for_function(
+            "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
+            ".dataset.origin === 'human'"
+        )
+        tags = row.locator(".tags")
+        tags.click()
+        page.keyboard.press("End")
+        page.keyboard.type(", reisekopfhörer")
+        page.locator("h1").click()  # the tags lose focus: saved as a list
+        page.wait_for_function(
+            "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE'] .decision\")"
+            ".textContent.includes('edited') && document.querySelector(\"section[data-id='ELEC-001'] "
+            "tr.job[data-locale='de-DE'] .tags\").dataset.saved.includes('reisekopfhörer')"
+        )
+        row.locator(".approve").click()
+        page.wait_for_function(
+            "() => document.querySelector(\"section[data-id='ELEC-001'] tr.job[data-locale='de-DE']\")"
+            ".dataset.approved === '1'"
+        )
+        page.reload()
+        page.wait_for_selector("body[data-served='1']")
+        row = page.locator("section[data-id='ELEC-001'] tr.job[data-locale='de-DE']")
+        assert row.get_attribute("data-approved") == "1" and row.get_attribute("data-origin") == "human"
+        assert row.locator(".edit-title").inner_text().strip() == "Nordbeat ANC45 Kopfhörer"
+        assert "approved · edited" in row.locator(".decision").inner_text()
     assert errors == []
     line = results()[KEY]
     assert line["title"] == "Nordbeat ANC45 Kopfhörer" and line["approved"] is True and line["origin"] == "human"
