@@ -361,7 +361,7 @@ def _live_run(settings: config.Settings, catalog: Path, *, as_json: bool, live: 
             finished=summary.report,
         )
         _print_delivery(done, settings.out, as_json=False, dry=False)
-        undelivered = bool(done.left or done.gone)
+        undelivered = not done.complete
     if summary.fatal is not None:
         raise summary.fatal
     if summary.interrupted:
@@ -600,7 +600,7 @@ def deliver(
             on_message=_delivery_progress(stderr.is_terminal),
         )
     _print_delivery(done, out, as_json=as_json, dry=dry_run)
-    raise typer.Exit(ExitCode.PARTIAL if done.left or done.gone else ExitCode.OK)
+    raise typer.Exit(ExitCode.OK if done.complete else ExitCode.PARTIAL)
 
 
 def _delivery_progress(live: bool) -> Callable[[webhooks.Delivered], None] | None:
@@ -632,6 +632,10 @@ def _print_delivery(done: webhooks.Delivered, out: Path, *, as_json: bool, dry: 
     )
     for refusal in done.refused[:3]:
         stderr.print(f"The receiver refused a message: {refusal}", markup=False)
+    if done.finished_lost:
+        stderr.print(
+            f"{done.destination} did not acknowledge run.finished (the run's results are delivered).", markup=False
+        )
     if done.gone:
         stderr.print(f"{done.destination} answered 410 Gone: nothing more is sent to it.", markup=False)
     elif done.left:

@@ -22,8 +22,9 @@ printed nor written).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import ipaddress
 import json
 import os
 import random
@@ -38,9 +39,12 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from .config import is_loopback
 from .errors import ConfigError, InputError
 from .layout import DB, DELIVERIES, RESULTS
+from .redact import REDACTED
 from .store import STRING_PLATFORM, OutHold, RunStore, iter_jsonl
+from .textfile import append_lines
 
 SECRET_ENV = "LOCALIZE_WEBHOOK_SECRET"
 URL_ENV = "LOCALIZE_WEBHOOK_URL"
@@ -63,6 +67,16 @@ class Destination:
     @property
     def key(self) -> str:
         return self.shown
+
+    def scrubbed(self, text: str) -> str:
+        """A receiver's words as they may be printed: without the URL's query or credentials
+        (a token) or the signing secret, should it echo them."""
+        parts = urllib.parse.urlsplit(self.url)
+        hidden = [parts.query, parts.password or "", os.environ.get(SECRET_ENV, "")]
+        hidden += [value for _, value in urllib.parse.parse_qsl(parts.query)]
+        for secret in sorted((value for value in hidden if len(value) >= 4), key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,12 @@ class Delivered:
     gone: bool = False  # the destination answered 410: delivering to it stopped
     refused: list[str] = field(default_factory=list)  # what a receiver said when it refused (4xx)
     planned: dict[str, int] = field(default_factory=dict)  # --dry-run: items per event
+    finished_lost: bool = False  # run --webhook: run.finished was not acknowledged
+
+    @property
+    def complete(self) -> bool:
+        """Whether the destination acknowledged everything (what a 0 exit says)."""
+        return not (self.left or self.gone or self.finished_lost)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +128,7 @@ class Delivered:
             "left": self.left,
             "gone": self.gone,
             **({"planned": self.planned} if self.planned else {}),
+            **({"finished_lost": True} if self.finished_lost else {}),
         }
 
 
@@ -118,11 +139,17 @@ def destination(url: str | None, *, allow_http: bool) -> Destination:
         raise ConfigError("no webhook URL", hint=f"pass --webhook URL, set webhook: in localize.yaml or {URL_ENV}")
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
+    try:
+        parts.port  # noqa: B018 - read to check it: urllib raises on a port that is not one
+    except ValueError:
+        raise ConfigError(
+            "the webhook URL's port is not a port number", hint="e.g. https://pim.example.com:8443/hooks"
+        ) from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(
             "the webhook URL must be http(s)://host/…", where=_shown(parts), hint="e.g. https://pim.example.com/hooks"
         )
-    if parts.scheme == "http" and not _is_loopback(host) and not allow_http:
+    if parts.scheme == "http" and not is_loopback(host) and not allow_http:
         raise ConfigError(
             "the webhook URL is plain http to another machine: listings and signatures would cross the network "
             "unencrypted",
@@ -139,11 +166,7 @@ def signer() -> Webhook:
     hint = f"set {SECRET_ENV}=whsec_<base64 of at least 24 random bytes> (the receiver verifies with the same)"
     if not secret:
         raise ConfigError(f"no webhook secret: {SECRET_ENV} is not set", hint=hint)
-    body = secret.removeprefix("whsec_")
-    try:
-        key = _b64decode(body) if secret.startswith("whsec_") else b""
-    except ValueError:
-        key = b""
+    key = _key_of(secret)
     if len(key) < 16:
         raise ConfigError(
             f"{SECRET_ENV} is not a Standard Webhooks secret (whsec_ + base64, 16 bytes or more)", hint=hint
@@ -201,7 +224,6 @@ def send(
     acknowledged item appended to the ledger at once) or its tries are spent; 410 stops the
     delivery to it. OUT is held meanwhile, as a run holds it."""
     done = Delivered(destination.shown)
-    messages = list(messages)
     hold = OutHold.take(out)
     try:
         with httpx.Client(transport=transport, follow_redirects=False, timeout=TIMEOUT_S) as client:
@@ -277,7 +299,7 @@ def _post(
         if status is not None and (200 <= status < 300 or status == 410):
             return status
         if status is not None and 300 <= status < 500 and status not in (408, 429):
-            why = "a redirect, not followed" if status < 400 else said[:200]
+            why = "a redirect, not followed" if status < 400 else destination.scrubbed(said)[:200]
             done.refused.append(f"HTTP {status}: {why}".strip())
             return status  # the receiver refuses this message as it is (or sends it elsewhere): not tried again
         if attempt + 1 < TRIES:
@@ -329,10 +351,7 @@ def _record(path: Path, destination: Destination, message: Message) -> None:
         "webhook_id": message.webhook_id(destination),
         "items": [[*item.key, item.version] for item in message.items],
     }
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_lines(path, [json.dumps(entry, ensure_ascii=False) + "\n"])
 
 
 # --- what a message carries ---------------------------------------------------------------------
@@ -388,23 +407,15 @@ def _shown(parts: urllib.parse.SplitResult) -> str:
     return f"{parts.scheme}://{shown}{port}{parts.path or '/'}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _key_of(secret: str) -> bytes:
+    """The key a `whsec_` + base64 secret holds (b"" for anything else)."""
+    if not secret.startswith("whsec_"):
+        return b""
+    body = secret.removeprefix("whsec_")
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _b64decode(text: str) -> bytes:
-    import base64
-    import binascii
-
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(str(exc)) from None
+        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def deliver(
@@ -426,7 +437,7 @@ def deliver(
     where = destination(url, allow_http=allow_http)
     webhook = None if dry else signer()
     messages = plan(out, where, approved_only=approved_only)
-    if dry or webhook is None:
+    if webhook is None:
         return dry_run(where, messages)
     done = send(
         out, where, messages, webhook, backoff_s=backoff_s, sleep=sleep, transport=transport, on_message=on_message
@@ -444,6 +455,7 @@ def deliver(
         done.messages += last.messages
         done.gone = last.gone
         done.refused += last.refused
+        done.finished_lost = not last.messages
     return done
 
 

@@ -463,7 +463,7 @@ def _add_strings(
             seen.add((product.name, locale.tag))
             if store is not None and preparer is not None:
                 key, fp = (product.id, STRINGS, locale.tag), preparer.string(product, locale).fp
-                decided = verdict(store, key, fp, settings).action
+                decided = verdict(store, key, fp, settings, memory=memory, source=product.name).action
                 if decided != "send":
                     result.not_sent(decided)
                     continue

@@ -80,7 +80,7 @@ from .strings import (
     store_strings,
 )
 from .textfile import read_once
-from .validate import InvalidAnswer, Listing, parse_answer
+from .validate import InvalidAnswer, Listing, names_other_product, parse_answer
 from .verdicts import verdict
 
 if TYPE_CHECKING:
@@ -352,44 +352,6 @@ async def _run(
     )
 
 
-# A code (an id, a SKU) this long with a digit in it names one product; a shorter one, or one
-# without a digit, may be a word or a figure a listing says for its own reasons.
-DISTINCT_CODE_CHARS = 4
-# A product name of this many words names one product (a shorter one may be any listing's words).
-DISTINCT_NAME_WORDS = 3
-
-
-def names_other_product(line: Mapping[str, Any], product: Product, other: tuple[str, str, str] | None = None) -> bool:
-    """Whether a listing names another product's own codes or name, and not as `product` does:
-    then it is not `product`'s listing. `other` names that product; without it, the listing's
-    own `id` and `sku` do (a listing written for another product with the same copy)."""
-    own = {product.id, str(product.fields.get("sku") or "")}
-    if other is None:
-        codes = [str(line.get("id") or ""), str(line.get("sku") or "")]
-        names: list[str] = []
-    else:
-        codes, names = [other[0], other[1]], [other[2]] if other[2] else []
-    codes = [
-        code
-        for code in codes
-        if len(code) >= DISTINCT_CODE_CHARS and any(ch.isdigit() for ch in code) and code not in own
-    ]
-    own_name = product.name.casefold()
-    names = [
-        name.casefold()
-        for name in names
-        if len(name.split()) >= DISTINCT_NAME_WORDS
-        and name.casefold() not in own_name
-        and own_name not in name.casefold()
-    ]
-    if not codes and not names:
-        return False
-    texts = [line.get("title"), line.get("description"), *(line.get("bullets") or []), *(line.get("seo_tags") or [])]
-    texts += list((line.get("extra") or {}).values())
-    written = " ".join(str(text) for text in texts if isinstance(text, str)).casefold()
-    return any(code.casefold() in written for code in codes) or any(name in written for name in names)
-
-
 def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:
     """The translation memory's units the run did not use, because they fail the checks a
     model's translation gets: how many, and the first few with what is wrong."""
@@ -530,6 +492,7 @@ def check(settings: Settings, catalog: Path) -> Staleness:
 def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     prompt_sets = PromptSets(settings)
     check_people(store, prompt_sets)
+    memory = memory_for(settings, catalog)
     preparer = Preparer(settings, prompt_sets)
     prepared = itertools.chain(
         (preparer.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
@@ -544,9 +507,12 @@ def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     for ready in prepared:
         total += 1
         reason = store.stale_reason(ready.job.key, ready.fp, ready.fields)
-        decided = verdict(store, ready.job.key, ready.fp, settings)
+        source = ready.job.product.name if ready.job.platform == STRINGS else None
+        decided = verdict(store, ready.job.key, ready.fp, settings, memory=memory, source=source)
         if decided.note is not None:
             reason = "rejected by a reviewer"
+        elif decided.refill:
+            reason = "its translation memory changed"
         elif decided.action == "outdated":
             reason = f"outdated ({reason}; kept: a person {'edited' if decided.edited else 'approved'} it)"
         elif decided.action == "held":
@@ -780,8 +746,9 @@ class _JobRunner:
         """The job's work, or None when its result is up to date (counted, and a failure an
         earlier run recorded for it cleared)."""
         job, fp = prepared.job, prepared.fp
-        decided = verdict(self._store, job.key, fp, self._settings)
-        if decided.action == "up_to_date" and not self._memory_changed(job):
+        source = job.product.name if job.platform == STRINGS else None
+        decided = verdict(self._store, job.key, fp, self._settings, memory=self._memory, source=source)
+        if decided.action == "up_to_date":
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
@@ -820,17 +787,6 @@ class _JobRunner:
         if refused is not None:
             self.memory_refused[job.key] = refused
         return text
-
-    def _memory_changed(self, job: Job) -> bool:
-        """Whether a store string the memory filled in an earlier run would be filled otherwise
-        now (its unit corrected, gone or failing the checks): then it is settled again. Without
-        a memory this run, earlier fills stay as they are."""
-        if job.platform != STRINGS or self._memory is None:
-            return False
-        line = self._store.result(job.key)
-        if line is None or not line.get("memory"):
-            return False
-        return self._memory_text(job) != line.get("text")
 
     def _from_memory(self, work: _Work) -> bool:
         """Whether a translation memory (--memory, a person's translations in the export) holds

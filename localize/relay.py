@@ -281,16 +281,17 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
     if not isinstance(content, str):
         content = "" if content is None else json.dumps(content)
     finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+    reported = _reported(data.get("usage"))  # read once: what is billed, and whether it adds up
     return Completion(
         content=content,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        usage=usage_from(data.get("usage")),
+        usage=_usage(reported),
         request_id=_request_id(headers, data),
         relay_cost_usd=_relay_cost(data),
         status=status,
         latency_ms=latency_ms,
         limits=parse_rate_headers(headers),
-        usage_adds_up=usage_adds_up(data.get("usage")),
+        usage_adds_up=reported is None or reported.adds_up,
     )
 
 
@@ -359,6 +360,12 @@ class ReportedUsage(BaseModel):
         return output
 
     @property
+    def adds_up(self) -> bool:
+        """Whether the counts agree (the total is prompt + completion, reasoning within the
+        completion); where they do not, the larger output is billed (billed_output)."""
+        return self.billed_output == self.completion_tokens
+
+    @property
     def cached(self) -> int:
         details = self.prompt_tokens_details
         if details is not None and details.cached_tokens is not None:
@@ -368,19 +375,15 @@ class ReportedUsage(BaseModel):
 
 def usage_from(usage: Any) -> Usage | None:
     """The relay's usage object → Usage; None when it is missing or cannot be believed."""
-    reported = _reported(usage)
+    return _usage(_reported(usage))
+
+
+def _usage(reported: ReportedUsage | None) -> Usage | None:
     if reported is None:
         return None
     return Usage(
         input_tokens=reported.prompt_tokens, cached_tokens=reported.cached, output_tokens=reported.billed_output
     )
-
-
-def usage_adds_up(usage: Any) -> bool:
-    """Whether a usage object's counts agree (its total is prompt + completion, reasoning is
-    within the completion): where they do not, the larger output was billed (usage_from)."""
-    reported = _reported(usage)
-    return reported is None or reported.billed_output == reported.completion_tokens
 
 
 def _reported(usage: Any) -> ReportedUsage | None:

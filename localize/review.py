@@ -183,15 +183,14 @@ def _page(
 def _kept_needs_look(report: Mapping[str, Any]) -> str:
     """The translations a person wrote that the run kept as they are, though they break the
     store: a table to look through (the run never changes them)."""
-    shopify = report.get("shopify_import") or {}
+    shopify = _mapping(report.get("shopify_import"))
     rows = shopify.get("kept_needs_look") or []
     if not rows:
         return ""
     if not isinstance(rows, list):
         return ""
     rows = [row for row in rows if isinstance(row, dict)]
-    count = max(_amount(shopify.get("kept_needs_look_count")), len(rows))
-    count = int(count)
+    count = max(int(_amount(shopify.get("kept_needs_look_count"))), len(rows))
     body = "".join(
         f"<tr><td>{escape(str(row.get('type', '')))}</td><td>{escape(str(row.get('id', '')))}</td>"
         f"<td>{escape(str(row.get('field', '')))}</td><td>{escape(str(row.get('locale', '')))}</td>"
@@ -214,8 +213,7 @@ def _summary(report: Mapping[str, Any], total: int, billed: tuple[float, int]) -
     cost = f"cost <b>${in_all:.4f}</b> in all (billed over {runs:,} run{'' if runs == 1 else 's'})"
     if not report:
         return f"<p class=summary>{total:,} jobs · {cost}</p>"
-    jobs = report.get("jobs", {})
-    tokens = report.get("tokens", {})
+    jobs, tokens = _mapping(report.get("jobs")), _mapping(report.get("tokens"))
     last = (
         f"the last run: {_count(jobs.get('succeeded'))} succeeded, {_count(jobs.get('failed'))} failed, "
         f"{_count(jobs.get('up_to_date'))} up to date, {_count(report.get('requests'))} requests, "
@@ -229,6 +227,11 @@ def _summary(report: Mapping[str, Any], total: int, billed: tuple[float, int]) -
 def _count(value: Any) -> str:
     """A count from the report as the page shows it (anything else in its place: 0)."""
     return f"{value:,}" if type(value) is int else "0"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A part of the report that should be an object (anything else in its place: empty)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _amount(value: Any) -> float:

@@ -15,7 +15,6 @@ rejection drops both and asks for a new listing with the reviewer's note, and `r
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InputError
+from .textfile import append_lines
 
 Action = Literal["edit", "approve", "unapprove", "reject", "regenerated"]
 ACTIONS = ("edit", "approve", "unapprove", "reject", "regenerated")
@@ -128,19 +128,7 @@ def _check_field(name: str, value: object) -> None:
 
 def append_decisions(path: Path, decisions: Iterable[Decision]) -> int:
     """Add decisions at the end of the file (written through to disk); how many."""
-    lines = [json.dumps(decision.line(), ensure_ascii=False) + "\n" for decision in decisions]
-    if not lines:
-        return 0
-    with path.open("a", encoding="utf-8") as handle:
-        start = handle.tell()
-        try:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError:
-            handle.truncate(start)  # a full disk: no half-written decision left behind
-            raise
-    return len(lines)
+    return append_lines(path, (json.dumps(decision.line(), ensure_ascii=False) + "\n" for decision in decisions))
 
 
 def by_job(decisions: Iterable[Decision]) -> dict[tuple[str, str, str], list[Decision]]:

@@ -1,6 +1,7 @@
 """A catalog file as text: its bytes opened once (a pipe read twice, a file appended to while a
 run goes on), decoded to UTF-8 lines whatever the encoding Excel wrote, and a CSV's header and
-records. The readers of catalog.py and of each shop (shops/) start here.
+records. The readers of catalog.py and of each shop (shops/) start here. Also the one way OUT's
+append-only logs (reviews.jsonl, deliveries.jsonl) are appended to: append_lines.
 """
 
 from __future__ import annotations
@@ -384,3 +385,21 @@ def csv_header(path: Path) -> list[str] | None:
     except CatalogError:
         return None
     return [name for name in header if name]
+
+
+def append_lines(path: Path, lines: Iterable[str]) -> int:
+    """Add whole lines at the end of a log, written through to disk before this returns; on a
+    full disk nothing is left half-written (the file is cut back to where it was). How many."""
+    lines = list(lines)
+    if not lines:
+        return 0
+    with path.open("a", encoding="utf-8") as handle:
+        start = handle.tell()
+        try:
+            handle.writelines(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            handle.truncate(start)
+            raise
+    return len(lines)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import regex
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -23,6 +23,9 @@ from .language import detected_problem
 from .locales import Locale
 from .rules import FieldRule, PlatformRules
 from .sanitize import drop_foreign_media, formula_start, unsafe_markup
+
+if TYPE_CHECKING:
+    from .catalog import Product
 
 # ISO 15924 codes that are unions of Unicode scripts.
 _SCRIPT_PARTS = {
@@ -522,3 +525,41 @@ def _in_japanese(char: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# A code (an id, a SKU) this long with a digit in it names one product; a shorter one, or one
+# without a digit, may be a word or a figure a listing says for its own reasons.
+DISTINCT_CODE_CHARS = 4
+# A product name of this many words names one product (a shorter one may be any listing's words).
+DISTINCT_NAME_WORDS = 3
+
+
+def names_other_product(line: Mapping[str, Any], product: Product, other: tuple[str, str, str] | None = None) -> bool:
+    """Whether a listing names another product's own codes or name, and not as `product` does:
+    then it is not `product`'s listing. `other` names that product; without it, the listing's
+    own `id` and `sku` do (a listing written for another product with the same copy)."""
+    own = {product.id, str(product.fields.get("sku") or "")}
+    if other is None:
+        codes = [str(line.get("id") or ""), str(line.get("sku") or "")]
+        names: list[str] = []
+    else:
+        codes, names = [other[0], other[1]], [other[2]] if other[2] else []
+    codes = [
+        code
+        for code in codes
+        if len(code) >= DISTINCT_CODE_CHARS and any(ch.isdigit() for ch in code) and code not in own
+    ]
+    own_name = product.name.casefold()
+    names = [
+        name.casefold()
+        for name in names
+        if len(name.split()) >= DISTINCT_NAME_WORDS
+        and name.casefold() not in own_name
+        and own_name not in name.casefold()
+    ]
+    if not codes and not names:
+        return False
+    texts = [line.get("title"), line.get("description"), *(line.get("bullets") or []), *(line.get("seo_tags") or [])]
+    texts += list((line.get("extra") or {}).values())
+    written = " ".join(str(text) for text in texts if isinstance(text, str)).casefold()
+    return any(code.casefold() in written for code in codes) or any(name in written for name in names)

@@ -217,3 +217,57 @@ def test_a_redirect_is_not_followed(run_cli, out: Path) -> None:
         moved = run_cli("deliver", out, "--webhook", receiver.url)
         posts = len(receiver.posts)
     assert moved.exit_code == 1 and "a redirect, not followed" in moved.stderr and posts == 1
+
+
+def test_a_ledger_on_a_full_disk_is_its_own_exit_and_the_next_delivery_resends_under_the_same_id(
+    run_cli, out: Path
+) -> None:
+    """/dev/full answers every write with ENOSPC: the acknowledgement cannot be recorded, so the
+    run stops in one line (exit 5), and the next delivery sends that message again, same id."""
+    (out / "deliveries.jsonl").symlink_to("/dev/full")
+    with Receiver() as receiver:
+        full = run_cli("deliver", out, "--webhook", receiver.url)
+        assert full.exit_code == 5 and "Traceback" not in full.stderr
+        (line,) = full.stderr.strip().splitlines()
+        assert "No space left" in line and "free some space" in line
+        (out / "deliveries.jsonl").unlink()
+        again = run_cli("deliver", out, "--webhook", receiver.url)
+        ids = [message_id for message_id, _ in receiver.posts]
+    assert again.exit_code == 0 and len(ids) == 2 and ids[0] == ids[1]
+
+
+def test_a_delivery_while_a_run_holds_out_sends_nothing(run_cli, out: Path) -> None:
+    from localize.store import OutHold
+
+    hold = OutHold.take(out)
+    try:
+        with Receiver() as receiver:
+            busy = run_cli("deliver", out, "--webhook", receiver.url)
+            posts = len(receiver.posts)
+    finally:
+        hold.release()
+    assert busy.exit_code == 2 and "is being written by another localize command" in busy.stderr and posts == 0
+
+
+def test_a_receiver_that_echoes_the_secret_or_the_urls_token_is_not_repeated(run_cli, out: Path) -> None:
+    with Receiver() as receiver:
+        said = f'{{"error": "bad token s3cret-query-token for key {SECRET}"}}'.encode()
+        receiver.enqueue(Reply(403, body=said))
+        refused = run_cli("deliver", out, "--webhook", receiver.url)
+    assert refused.exit_code == 1 and "HTTP 403" in refused.stderr and "[redacted]" in refused.stderr
+    assert "s3cret-query-token" not in refused.stderr and SECRET not in refused.stderr
+
+
+def test_a_webhook_url_whose_port_is_not_one_is_one_line(run_cli, out: Path) -> None:
+    result = run_cli("deliver", out, "--webhook", "https://pim.example.com:99999/hooks")
+    assert result.exit_code == 2 and "port is not a port number" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_webhook_says_when_run_finished_was_not_acknowledged(run_cli, sample: Path, relay: FakeRelay) -> None:
+    with Receiver() as receiver:
+        receiver.enqueue(None, *[Reply(503)] * 6)  # the listings acknowledged; run.finished never
+        result = run_cli(
+            "run", sample, "-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--webhook", receiver.url
+        )
+    assert result.exit_code == 1 and "did not acknowledge run.finished" in result.stderr
+    assert "Delivered 13 listings" in result.stderr

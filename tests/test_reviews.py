@@ -719,3 +719,12 @@ def test_a_run_meeting_the_review_servers_hold_names_it(run_cli, sample: Path, r
         holder.communicate("")
     assert blocked.exit_code == 2 and "(localize review --serve, pid " in blocked.stderr
     assert OutHold.try_take(Path("out")) is not None
+
+
+def test_a_cost_report_of_the_wrong_shape_still_renders_the_review(run_cli, sample: Path, relay: FakeRelay) -> None:
+    assert run(run_cli, relay, sample).exit_code == 0
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    write(Path("out/cost_report.json"), json.dumps({**report, "jobs": "many", "tokens": [1], "shopify_import": [2]}))
+    result = run_cli("review", "out")
+    assert result.exit_code == 0, result.stderr
+    assert "the last run: 0 succeeded" in Path("out/review.html").read_text(encoding="utf-8")

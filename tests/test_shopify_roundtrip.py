@@ -583,6 +583,8 @@ def test_a_corrected_memory_replaces_its_earlier_fills(run_cli, relay: FakeRelay
     key = ("ONLINE_STORE_THEME/1234567890/products.product.add_to_cart", "de-DE")
     assert {(r["id"], r["locale"]): r for r in iter_jsonl(Path("out/strings.jsonl"))}[key]["text"] == "In den Warenkorb"
     corrected = write(tmp_path / "corrected.tmx", TMX.replace("In den Warenkorb", "Zum Warenkorb hinzufügen"))
+    checked = run_cli("run", EXPORT, "-l", "de-DE", "--out", "out", "--memory", corrected, "--check")
+    assert checked.exit_code == 1 and "add_to_cart\tstrings\tde-DE\tits translation memory changed" in checked.stdout
     sent = len(relay.chat_requests)
     again = shopify_run(run_cli, relay, EXPORT, "-l", "de-DE", "--memory", corrected)
     assert again.exit_code == 0, again.stderr
