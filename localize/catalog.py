@@ -1,4 +1,4 @@
-"""Read a catalog (CSV, JSON or JSONL) into Product records, one at a time.
+"""Read a catalog (CSV, JSON, JSONL or a spreadsheet) into Product records, one at a time.
 
 A product catalog is never held whole: CSV and JSONL are read line by line, and a JSON list
 is decoded one element at a time (a single value up to 16 MB). A shop's own export (shops/) is
@@ -27,10 +27,10 @@ from .textfile import (
     Records,
     Unrepeated,
     catalog_format,
-    csv_header,
-    csv_records,
     decoded_lines,
     open_file,
+    table_header,
+    table_records,
 )
 
 REQUIRED = ("id", "name")
@@ -123,7 +123,7 @@ def _products(
     """Every row of the catalog as a Product, repeated ids and all."""
     with open_file(path) as handle:
         fmt = catalog_format(path, handle)
-        if fmt == "csv":
+        if fmt in ("csv", "sheet"):
             rows = _csv_rows(path, handle, columns, source_locale)
         else:
             reader = _json_rows if fmt == "json" else _jsonl_rows
@@ -133,7 +133,7 @@ def _products(
             found = True
             yield _product(path, line, row, fmt, selection)
         if not found:
-            what = "the file has a header but no products" if fmt == "csv" else "no products in the file"
+            what = "the file has a header but no products" if fmt in ("csv", "sheet") else "no products in the file"
             raise CatalogError(path, what, hint="add one row per product")
 
 
@@ -183,7 +183,7 @@ def _csv_rows(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows keyed by our field names: renamed by the column map, or read by the shop whose
     export it is."""
-    header, records = csv_records(path, handle)
+    header, records = table_records(path, handle)
     named = [name for name in header if name]
     columns = _check_mapped(path, columns, named)
     shop = None if columns else shops.recognise(named)  # a shop's own export reads without a mapping
@@ -284,14 +284,14 @@ def _shop_export(
 ) -> Iterator[tuple[shops.Shop, list[str], Records] | None]:
     """A shop's export read from its start: the shop, the header and the records (None for a
     catalog in our own columns, a mapped one, or anything but a CSV file)."""
-    header = csv_header(path) if not columns and path.is_file() else None
+    header = table_header(path) if not columns and path.is_file() else None
     shop = shops.recognise(header) if header is not None else None
     if shop is None or header is None:
         yield None
         return
     with open_file(path) as handle:
         catalog_format(path, handle)
-        _, records = csv_records(path, handle)
+        _, records = table_records(path, handle)
         yield shop, header, records
 
 
@@ -506,7 +506,7 @@ def _product(path: Path, line: int, row: Any, fmt: Format, selection: FieldSelec
             line=line,
             hint=_JSON_SHAPE_HINT,
         )
-    if fmt != "csv":
+    if fmt not in ("csv", "sheet"):
         row = _normalise_json_row(path, line, row)
     product_id = row.get("id")
     if not product_id:

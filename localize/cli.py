@@ -38,6 +38,7 @@ from .serve import ReviewServer
 from .shops import Imports
 from .shops import ImportSummary as ShopifyImport
 from .store import STRING_PLATFORM
+from .textfile import sheet_of
 
 stdout = Console(highlight=False, soft_wrap=True)
 # Off a terminal (CI logs) Rich would assume 80 columns and squeeze the tables.
@@ -192,7 +193,14 @@ def run(
     output_format: str | None = typer.Option(
         None,
         "--format",
-        help="Extra files: csv | json | shopify | amazon | woocommerce | magento | akeneo. [default: jsonl]",
+        help="Extra files: csv | json | shopify | amazon | shopee | lazada | woocommerce | magento | akeneo. "
+        "[default: jsonl]",
+    ),
+    template: list[str] = typer.Option(
+        [], "--template", help="LOCALE=FILE: the seller's Shopee / Lazada template a market's file fills (repeatable)."
+    ),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="Which sheet of an .xlsx/.xlsm/.ods catalog. [default: the first]"
     ),
     prompts: Path | None = typer.Option(
         None, "--prompts", help="Folder with your own <platform>/system.j2, user.j2, rules.yaml."
@@ -270,20 +278,24 @@ def run(
         source_locale=source_locale,
         overwrite_existing=overwrite_existing or None,
         store_view=",".join(store_view) or None,
+        template=tuple(template) or None,
+        sheet=sheet,
         memory=tuple(memory) or None,
         webhook=webhook,
         allow_http=allow_http or None,
     )
     with exit_codes():
-        settings, note = jobs.locales_from_export(config.load(flags=flags, config_path=config_file), catalog)
-        for line in jobs.run_notes(settings, catalog, note):
-            stderr.print(line, markup=False)
-        if check:
-            _check(settings, catalog, as_json=as_json)
-        elif dry_run:
-            _dry_run(settings, catalog, as_json=as_json, quiet=no_progress or as_json or not stderr.is_terminal)
-        else:
-            _live_run(settings, catalog, as_json=as_json, live=not no_progress and stderr.is_terminal)
+        loaded = config.load(flags=flags, config_path=config_file)
+        with sheet_of(catalog, loaded.sheet):
+            settings, note = jobs.locales_from_export(loaded, catalog)
+            for line in jobs.run_notes(settings, catalog, note):
+                stderr.print(line, markup=False)
+            if check:
+                _check(settings, catalog, as_json=as_json)
+            elif dry_run:
+                _dry_run(settings, catalog, as_json=as_json, quiet=no_progress or as_json or not stderr.is_terminal)
+            else:
+                _live_run(settings, catalog, as_json=as_json, live=not no_progress and stderr.is_terminal)
 
 
 def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
@@ -500,6 +512,9 @@ def prompt(
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="Which sheet of an .xlsx/.xlsm/.ods catalog. [default: the first]"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the exact JSON request body."),
 ) -> None:
     """Print exactly what a run would send for one product (or store string), locale and platform."""
@@ -512,9 +527,11 @@ def prompt(
             duplicates=duplicates,
             fields=fields,
             source_locale=source_locale,
+            sheet=sheet,
         )
         settings = config.load(flags=flags, config_path=config_file)
-        shown = preview.request_for(settings, catalog, product_id, locale, platform)
+        with sheet_of(catalog, settings.sheet):
+            shown = preview.request_for(settings, catalog, product_id, locale, platform)
     body = shown.body
     if shown.note:
         stderr.print(f"note: {shown.note}", markup=False)
@@ -683,7 +700,8 @@ def review(
         return
     with exit_codes():
         settings = config.load(flags=dict(map=column_map))
-        written = write_review(out, catalog=catalog, columns=settings.columns, limit=limit)
+        with sheet_of(catalog, settings.sheet):
+            written = write_review(out, catalog=catalog, columns=settings.columns, limit=limit)
     if written.shown < written.total:
         stderr.print(
             f"Showing {written.shown:,} of {written.total:,} products, those with failures or warnings first "

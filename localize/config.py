@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .locales import Locale, parse_locale, parse_locales
 from .shops import import_formats
 
@@ -122,6 +122,14 @@ class Settings(BaseModel):
     magento_store_views: dict[str, str] = Field(
         default_factory=dict, description="locale → the Magento store view code its rows are imported into"
     )
+    templates: dict[str, tuple[Path, ...]] = Field(
+        default_factory=dict,
+        description="locale → the seller's Shopee / Lazada template(s) its file fills ('': the run's one locale)",
+    )
+    lazada_columns: dict[str, str] = Field(
+        default_factory=dict, description="our field → the label of a Lazada template's column, beside the defaults"
+    )
+    sheet: str | None = Field(None, min_length=1, description="which sheet of a workbook catalog (default: the first)")
     batch: Literal["off", "on", "auto"] = Field(
         "off", description="send through the batch API: on; auto: where the relay batches, else live"
     )
@@ -167,6 +175,18 @@ class Settings(BaseModel):
             if region not in ("NA", "EU", "FE"):
                 raise ValueError(f"keys are SP-API regions: NA, EU or FE, not {region!r}")
         return value
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _parse_templates(cls, value: Any) -> Any:
+        """{LOCALE: FILE or [FILE, ...]}, locales as --locales reads them; '' names the run's one locale."""
+        if not isinstance(value, dict):
+            return value
+        parsed: dict[str, tuple[Any, ...]] = {}
+        for code, files in value.items():
+            tag = parse_locale(str(code)).tag if str(code).strip() else ""
+            parsed[tag] = tuple(files) if isinstance(files, (list, tuple)) else (files,)
+        return parsed
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -279,6 +299,7 @@ _KEY_ALIASES = {
     "max_cost": "max_cost_usd",
     "format": "formats",
     "store_view": "magento_store_views",
+    "template": "templates",
     "prompts": "prompts_dir",
     "map": "columns",
 }
@@ -308,6 +329,7 @@ _FLAG_FOR = {
     "prompts_dir": "--prompts",
     "columns": "--map",
     "magento_store_views": "--store-view",
+    "templates": "--template",
 }
 
 
@@ -320,6 +342,27 @@ def _pairs(text: str, flag: str, example: str) -> dict[str, str]:
             raise ConfigError(f"must be KEY=VALUE such as {example}, not {item.strip()!r}", where=flag)
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def _template_flags(items: Any) -> dict[str, tuple[str, ...]]:
+    """--template LOCALE=FILE (repeatable), or --template FILE for the run's one locale."""
+    found: dict[str, tuple[str, ...]] = {}
+    for item in [items] if isinstance(items, str) else items:
+        code, sep, file = str(item).partition("=")
+        tag = ""
+        if sep:
+            try:
+                tag = parse_locale(code.strip()).tag
+            except InputError:
+                if not any(char in code for char in "/\\."):
+                    raise  # meant as a locale: say what is wrong with it
+                file = str(item)  # a file name with '=' in it
+        else:
+            file = code
+        if not file.strip():
+            raise ConfigError(f"must be LOCALE=FILE such as th-TH=shopee_th.xlsx, not {item!r}", where="--template")
+        found[tag] = (*found.get(tag, ()), file.strip())
+    return found
 
 
 def _whole_or_auto(value: Any, unit: str, *, high: int | None) -> int | str:
@@ -386,6 +429,9 @@ def load(
         if field == "magento_store_views":
             # --store-view de-DE=de adds to (and overrides entries of) magento_store_views.
             value = {**(values.get(field) or {}), **_pairs(value, "--store-view", "de-DE=de")}
+        if field == "templates":
+            # --template th-TH=FILE adds to (and overrides entries of) templates:.
+            value = {**(values.get(field) or {}), **_template_flags(value)}
         values[field] = value
         origin[field] = _FLAG_FOR.get(field, "--" + key.replace("_", "-"))
 

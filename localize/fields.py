@@ -48,6 +48,7 @@ class FieldSelection:
     only: frozenset[str] = frozenset()
     allow: frozenset[str] = frozenset()
     deny: frozenset[str] = frozenset()
+    every: bool = False  # every column kept (what a shop's import file reads: price, stock)
 
     @classmethod
     def parse(cls, value: str | Iterable[str] | None) -> FieldSelection:
@@ -66,6 +67,8 @@ class FieldSelection:
 
     def keeps(self, name: str, value: Any) -> bool:
         """Whether a descriptive column reaches the model."""
+        if self.every:
+            return True
         if name in self.deny:
             return False
         if name in self.allow or name in self.only:

@@ -106,8 +106,10 @@ def in_shard(product_id: str, shard: tuple[int, int] | None) -> bool:
 
 def products_on(settings: Settings, catalog: Path, platform: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """The catalog's products a run lists on `platform` (in its --shard): id and fields, as a
-    shop's import file needs them (its product type, its SKU)."""
-    for product in read_catalog(catalog, **catalog_options(settings)):
+    shop's import file needs them (its product type, its SKU, its price): every column, not
+    only those sent to the model."""
+    options = {**catalog_options(settings), "fields": FieldSelection(every=True)}
+    for product in read_catalog(catalog, **options):
         if in_shard(product.id, settings.shard) and platform in (
             settings.platforms or product.platforms or default_platforms(product, settings)
         ):

@@ -33,6 +33,8 @@ RATE = "rate.json"
 AMAZON_DIR = "amazon"  # a JSON_LISTINGS_FEED per SP-API region: NA.json, EU.json, FE.json
 AMAZON_FEED = "amazon_listings_feed.json"  # the single feed an earlier version wrote
 WOOCOMMERCE_DIR = "woocommerce"
+SHOPEE_DIR = "shopee"  # the seller's Shopee template filled, per market: <locale>.xlsx
+LAZADA_DIR = "lazada"  # the seller's Lazada template filled, per market: <locale>.xlsx
 MAGENTO_FILE = "magento_products.csv"
 AKENEO_FILE = "akeneo_products.csv"
 SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
@@ -41,4 +43,14 @@ REVIEWS = "reviews.jsonl"  # people's decisions: edits, approvals, rejections (r
 DELIVERIES = "deliveries.jsonl"  # the webhook ledger: each version a destination acknowledged (deliver.py)
 
 # What a run writes from its results and its own settings: a merged OUT removes them.
-IMPORT_FILES = (AMAZON_DIR, AMAZON_FEED, MAGENTO_FILE, AKENEO_FILE, WOOCOMMERCE_DIR, SHOPIFY_TRANSLATIONS, REVIEW)
+IMPORT_FILES = (
+    AMAZON_DIR,
+    AMAZON_FEED,
+    SHOPEE_DIR,
+    LAZADA_DIR,
+    MAGENTO_FILE,
+    AKENEO_FILE,
+    WOOCOMMERCE_DIR,
+    SHOPIFY_TRANSLATIONS,
+    REVIEW,
+)

@@ -35,7 +35,7 @@ from .layout import COST_JSON, RESULTS, STRINGS_FILE
 from .locales import Locale, parse_locale
 from .shops import recognise
 from .store import RunStore, iter_jsonl
-from .textfile import csv_header
+from .textfile import table_header
 
 # A memory larger than this is not one a run should read whole (a mistake, or an attack).
 MAX_BYTES = 64_000_000
@@ -214,7 +214,7 @@ def export_memory(out: Path, tmx: Path, *, source_locale: str = "en") -> int:
             names = {product.id: product.name for product in read_catalog(catalog, columns=columns, duplicates="first")}
         except InputError:
             names = {}  # the catalog moved on: the strings are still worth exporting
-        header = csv_header(catalog) or []
+        header = table_header(catalog) or []
         shop = recognise(header)
         if shop is not None:
             units += [

@@ -32,22 +32,10 @@ from .catalog import Product
 from .errors import PlatformError, PromptError
 from .glossary import Glossary, Term
 from .locales import Locale
-from .rules import PlatformRules, load_rules
+from .rules import BUILTIN_PROMPTS, PlatformRules, load_rules
 
 TEMPLATE_FILES = ("system.j2", "user.j2", "rules.yaml")
 Message = dict[str, str]
-
-
-def _find_builtin() -> Path:
-    here = Path(__file__).resolve().parent
-    # Installed: packaged as localize/prompts. From a source checkout: the repo's prompts/.
-    for candidate in (here / "prompts", here.parent / "prompts"):
-        if (candidate / "amazon" / "rules.yaml").is_file():
-            return candidate
-    raise RuntimeError(f"built-in prompts not found beside {here}; reinstall localize")
-
-
-BUILTIN_PROMPTS = _find_builtin()
 
 
 def available_platforms(prompts_dir: Path | None = None) -> list[str]:

@@ -52,6 +52,18 @@ class FieldRule(BaseModel):
         return self.max_items if self.min_items is None else (self.min_items + self.max_items) // 2
 
 
+class TemplateRules(BaseModel):
+    """A marketplace's own upload template (--format shopee / lazada): where a seller downloads
+    it, and which of its columns takes each of our fields (a field code or a column's label)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: dict[str, str] = Field(min_length=1)
+    download: str = Field(min_length=1, description="where in the seller centre the template is downloaded")
+    source: str = Field(min_length=1)
+    confidence: Confidence
+
+
 class PlatformRules(BaseModel):
     """Everything the prompt and the validator need to know about one marketplace."""
 
@@ -68,6 +80,7 @@ class PlatformRules(BaseModel):
     extra_fields: dict[str, FieldRule] = Field(
         default_factory=dict, description="more text fields a platform's answer carries, e.g. Shopify's SEO title"
     )
+    template: TemplateRules | None = Field(None, description="the marketplace's own upload template, if it has one")
     locale_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="field overrides for one locale tag, e.g. Amazon JP"
     )
@@ -89,6 +102,25 @@ class PlatformRules(BaseModel):
             "seo_tags": self.seo_tags,
             **self.extra_fields,
         }
+
+
+def _find_builtin() -> Path:
+    here = Path(__file__).resolve().parent
+    # Installed: packaged as localize/prompts. From a source checkout: the repo's prompts/.
+    for candidate in (here / "prompts", here.parent / "prompts"):
+        if (candidate / "amazon" / "rules.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"built-in prompts not found beside {here}; reinstall localize")
+
+
+BUILTIN_PROMPTS = _find_builtin()
+
+
+def rules_file(platform: str, prompts_dir: Path | None = None) -> Path:
+    """A platform's rules.yaml: the user's (--prompts DIR) where it has one, else the built-in."""
+    if prompts_dir is not None and (prompts_dir / platform / "rules.yaml").is_file():
+        return prompts_dir / platform / "rules.yaml"
+    return BUILTIN_PROMPTS / platform / "rules.yaml"
 
 
 def load_rules(path: Path, overrides: Mapping[str, Any] | None = None) -> PlatformRules:

@@ -11,6 +11,7 @@ edit, an older run).
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Collection
 
@@ -61,6 +62,22 @@ def clean_html(text: str, tags: Collection[str] = STOREFRONT_TAGS) -> str:
 def plain_text(text: str) -> str:
     """A field that is not HTML: any markup in it reduced to its text."""
     return clean_html(text, tags=())
+
+
+# Where a block of HTML ends, a line does in plain text.
+_BLOCK_END = re.compile(r"<\s*br\s*/?\s*>|</\s*(?:p|li|h[1-6]|div|tr|blockquote|ul|ol)\s*>", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"<\s*li\b[^>]*>", re.IGNORECASE)
+
+
+def text_with_breaks(text: str) -> str:
+    """A description as plain text for a marketplace that shows no HTML (Shopee): its blocks
+    and list items on lines of their own, entities read, tags gone."""
+    if not has_markup(text):
+        return text.strip()
+    text = _LIST_ITEM.sub("• ", _BLOCK_END.sub("\n", text))
+    plain = html.unescape(nh3.clean(text, tags=set(), strip_comments=True))
+    lines = [" ".join(line.split()) for line in plain.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def unsafe_markup(text: str) -> list[str]:

@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from . import spreadsheet
 from .errors import CatalogError
 
 Records = Iterator[tuple[int, dict[str, str]]]
 
-Format = Literal["csv", "json", "jsonl"]
+Format = Literal["csv", "json", "jsonl", "sheet"]
 
 
 _UTF8_HINT = "save the file as UTF-8 (in Excel: Save As → CSV UTF-8)"
@@ -55,6 +56,8 @@ _WORKBOOK_PARTS = (b"[Content_Types].xml", b"xl/", b"docProps/", b"opendocument.
 
 
 _WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+# Workbooks read as a table (spreadsheet.py); the others are refused with a hint.
+_SHEET_SUFFIXES = (".xlsx", ".xlsm", ".ods")
 
 
 def _is_workbook(path: Path, head: bytes) -> bool:
@@ -328,10 +331,12 @@ def catalog_format(path: Path, handle: BinaryIO) -> Format:
     if not head.lstrip(b"\xef\xbb\xbf").strip():
         raise CatalogError(path, "the file is empty", hint="add a header row such as id,name")
     if _is_workbook(path, head):
+        if spreadsheet.is_spreadsheet(head) and path.suffix.lower() not in (".xls", ".xlsb", ".numbers"):
+            return "sheet"
         raise CatalogError(
             path,
-            "a spreadsheet workbook (Excel or OpenDocument), not a CSV",
-            hint="save the sheet as CSV (Excel: File → Save As → CSV UTF-8) and pass that file",
+            "an Excel 97-2003, binary or Numbers workbook, which we do not read",
+            hint="save it as .xlsx (or CSV UTF-8) and pass that file",
         )
     if head.startswith(_COMPRESSED_MAGIC):
         raise CatalogError(
@@ -374,17 +379,46 @@ class Unrepeated:
         return f"; {self.skipped:,} repeated row{'' if self.skipped == 1 else 's'} skipped (the same as an earlier row)"
 
 
-def csv_header(path: Path) -> list[str] | None:
-    """A CSV catalog's named columns (None for a JSON catalog, or a file that is no catalog:
+def table_records(
+    path: Path, handle: BinaryIO, *, strip: bool = True
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """A table's header and records: a CSV's (csv_records), or a workbook's chosen sheet's
+    (spreadsheet.py: --sheet, else the first), each record with its line or row."""
+    head = handle.peek(8)[:8] if hasattr(handle, "peek") else b""
+    if head.startswith(b"PK\x03\x04"):
+        return spreadsheet.sheet_records(path, handle, sheet=_SHEETS.get(os.path.abspath(path)))
+    return csv_records(path, handle, strip=strip)
+
+
+def table_header(path: Path) -> list[str] | None:
+    """A table catalog's named columns (None for a JSON catalog, or a file that is no catalog:
     reading it says why, in one line)."""
     try:
         with open_file(path) as handle:
-            if catalog_format(path, handle) != "csv":
+            if catalog_format(path, handle) not in ("csv", "sheet"):
                 return None
-            header, _ = csv_records(path, handle)
+            header, _ = table_records(path, handle)
     except CatalogError:
         return None
     return [name for name in header if name]
+
+
+# The sheet of a workbook catalog a command reads (--sheet), by the catalog's path.
+_SHEETS: dict[str, str] = {}
+
+
+@contextmanager
+def sheet_of(path: Path | str | None, sheet: str | None) -> Iterator[None]:
+    """Within this block a workbook at `path` is read from its sheet named `sheet` (None: the first)."""
+    key = os.path.abspath(path) if path is not None else ""
+    if path is None or sheet is None or key in _SHEETS:
+        yield
+        return
+    _SHEETS[key] = sheet
+    try:
+        yield
+    finally:
+        del _SHEETS[key]
 
 
 def append_lines(path: Path, lines: Iterable[str]) -> int:

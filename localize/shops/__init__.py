@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from .akeneo import Akeneo
 from .amazon import Amazon
 from .base import Delivery, ImportFile, Lint, ProductRows, Shop, StoreString
+from .lazada import Lazada
 from .magento import Magento
+from .shopee import Shopee
 from .shopify import ShopifyProducts
 from .translate_adapt import ImportSummary, TranslateAdapt
 from .woocommerce import WooCommerce
@@ -24,7 +26,16 @@ from .woocommerce import WooCommerce
 if TYPE_CHECKING:
     from ..config import Settings
 
-SHOPS: list[Shop] = [ShopifyProducts(), WooCommerce(), Magento(), Akeneo(), TranslateAdapt(), Amazon()]
+SHOPS: list[Shop] = [
+    ShopifyProducts(),
+    WooCommerce(),
+    Magento(),
+    Akeneo(),
+    TranslateAdapt(),
+    Amazon(),
+    Shopee(),
+    Lazada(),
+]
 
 
 def recognise(header: list[str]) -> Shop | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CatalogError
 from ..layout import AKENEO_FILE
 from ..store import atomic_write
-from ..textfile import Records, csv_header, csv_records, open_file
+from ..textfile import Records, open_file, table_header, table_records
 from .base import (
     Delivery,
     ImportFile,
@@ -107,7 +107,7 @@ class Akeneo(Shop):
         source = _tag(settings)
         written = [(code, channel) for code, channel in attributes(delivery.catalog, source) if code in CODES]
         existing = _existing(delivery.catalog)
-        chosen = source or choose_source(csv_header(delivery.catalog) or [], list(existing.values()), None)[0]
+        chosen = source or choose_source(table_header(delivery.catalog) or [], list(existing.values()), None)[0]
         locales = sorted({listing.locale for listing in listings if listing.locale.replace("-", "_") != chosen})
         columns = [_column(code, locale, channel) for code, channel in written for locale in locales]
         by_product: dict[str, dict[str, str]] = {}
@@ -186,7 +186,7 @@ def _existing(path: Path) -> dict[str, dict[str, str]]:
     """The export's rows by identifier: what the PIM already holds."""
     found: dict[str, dict[str, str]] = {}
     with open_file(path) as handle:
-        _, records = csv_records(path, handle)
+        _, records = table_records(path, handle)
         for _, record in records:
             ids = lowered(record)
             found[ids.get("sku") or ids.get("identifier", "")] = record
@@ -195,7 +195,7 @@ def _existing(path: Path) -> dict[str, dict[str, str]]:
 
 def attributes(path: Path, source_locale: str | None) -> list[Attribute]:
     """The attributes an Akeneo export shows as localizable in its copy's locale."""
-    header = csv_header(path)
+    header = table_header(path)
     if header is None or not Akeneo().recognises(header):
         raise CatalogError(
             path, "not an Akeneo product export", line=1, hint="--format akeneo starts from Akeneo's export"

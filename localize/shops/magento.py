@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..fields import NOT_COPY
 from ..layout import MAGENTO_FILE
 from ..store import atomic_write
-from ..textfile import Records, csv_header, csv_records, open_file
+from ..textfile import Records, open_file, table_header, table_records
 from .base import (
     Delivery,
     ImportFile,
@@ -173,12 +173,12 @@ class Magento(Shop):
 
 def _store_view_values(catalog: Path) -> dict[tuple[str, str], dict[str, str]]:
     """What a Magento export already holds per (SKU, store view); nothing for another catalog."""
-    header = csv_header(catalog) if catalog.is_file() else None
+    header = table_header(catalog) if catalog.is_file() else None
     if header is None or not Magento().recognises(header):
         return {}
     found = {}
     with open_file(catalog) as handle:
-        _, records = csv_records(catalog, handle)
+        _, records = table_records(catalog, handle)
         for _, raw in records:
             record = lowered(raw)
             view = record.get("store_view_code", "").strip()

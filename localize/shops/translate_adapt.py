@@ -27,7 +27,7 @@ from ..layout import SHOPIFY_TRANSLATIONS
 from ..locales import Locale, parse_locale
 from ..sanitize import clean_html, safe_cell
 from ..store import atomic_write
-from ..textfile import Records, csv_header, csv_records, open_file
+from ..textfile import Records, open_file, table_header, table_records
 from .base import Delivery, ImportFile, Lint, ProductRows, Row, Shop, ShopFields, StoreString, counted
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ def not_an_export(path: Path) -> CatalogError:
 
 def is_export_file(path: Path) -> bool:
     """Whether the file is a Shopify translations export (a JSON catalog never is)."""
-    header = csv_header(path)
+    header = table_header(path)
     return header is not None and is_translations_export(header)
 
 
@@ -348,7 +348,7 @@ def read_export(path: Path | str) -> list[ExportRow]:
     """The export's rows as they are (for writing the import file back)."""
     path = Path(path)
     with open_file(path) as handle:
-        header, records = csv_records(path, handle, strip=False)  # written back byte for byte
+        header, records = table_records(path, handle, strip=False)  # written back byte for byte
         if not is_translations_export([name for name in header if name]):
             raise not_an_export(path)
         return [ExportRow(line, record) for line, record in records]

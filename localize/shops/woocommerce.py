@@ -33,7 +33,7 @@ from ..layout import WOOCOMMERCE_DIR
 from ..locales import Locale, parse_locale
 from ..sanitize import clean_html, has_markup, plain_text
 from ..store import atomic_write
-from ..textfile import Records, csv_header, csv_records, open_file
+from ..textfile import Records, open_file, table_header, table_records
 from .base import (
     Delivery,
     ImportFile,
@@ -167,7 +167,7 @@ class WooCommerce(Shop):
         """Each source product is named by its WooCommerce ID (from WooCommerce's export) or SKU."""
         if not catalog.is_file() or _export_header(catalog) is not None:
             return
-        header = csv_header(catalog) or []
+        header = table_header(catalog) or []
         sku = settings.columns.get("sku", "sku")
         if sku.lower() not in {name.lower() for name in header}:
             raise ConfigError(
@@ -315,7 +315,7 @@ def _wpml_code(locale: Locale | None) -> str:
 
 
 def _export_header(catalog: Path) -> list[str] | None:
-    header = csv_header(catalog)
+    header = table_header(catalog)
     return header if header is not None and WooCommerce().recognises(header) else None
 
 
@@ -326,7 +326,7 @@ def _sources(catalog: Path) -> dict[str, _Source]:
         return {}
     found = {}
     with open_file(catalog) as handle:
-        _, records = csv_records(catalog, handle)
+        _, records = table_records(catalog, handle)
         for _, raw in records:
             record = lowered(raw)
             if record.get("type", "").strip().lower() == "variation":
