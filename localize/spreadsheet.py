@@ -7,9 +7,10 @@ checked: a small workbook that claims the whole grid is one line, not an aborted
 (python-calamine issue 130; ../shared/PLATFORMS.md).
 
 The sheet read is the one `--sheet` names, else the first visible one (or a marketplace
-template's data sheet, found by its field codes). The header is its first non-empty row; the rows a frozen pane holds above the data
-(a marketplace template's labels and help) are headings, not products. Cells read as written:
-20000 (not 20000.0), 1.25, a date as an ISO date, a formula's cached value.
+template's data sheet, found by its field codes). The header is its first non-empty row; the
+rows a frozen pane holds above the data (a template's labels and help) are headings, not
+products. Cells read as written: 20000 (not 20000.0), 1.25, a date as an ISO date, a formula's
+cached value.
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _SAVE_AS_CSV = "save the sheet as CSV UTF-8 and pass that file"
 
 
-def is_spreadsheet(head: bytes) -> bool:
-    """Whether a file's first bytes are a workbook we read (a zip holding xl/ or an ODS)."""
-    return head.startswith(b"PK\x03\x04") and (b"xl/" in head or _ODS_MIME in head or b"[Content_Types]" in head)
-
-
 def sheet_records(path: Path, handle: IO[bytes], *, sheet: str | None = None) -> tuple[list[str], Records]:
     """The header and the records of a workbook's sheet (the first, or `sheet`), each record
     with its row number, cells as text and stripped."""
@@ -50,13 +46,7 @@ def sheet_records(path: Path, handle: IO[bytes], *, sheet: str | None = None) ->
     handle.seek(0)
     try:
         book = python_calamine.CalamineWorkbook.from_filelike(handle)
-        for name, frozen in candidates:
-            rows = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
-            if len(candidates) == 1 or _has_field_codes(rows):
-                break
-        else:
-            name, frozen = candidates[0]
-            rows = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
+        name, frozen, rows = _pick(book, candidates)
     except python_calamine.PasswordError:
         raise CatalogError(
             path, "the workbook is password-protected", hint="remove the password, or save as CSV"
@@ -100,6 +90,22 @@ def sheet_names(path: Path, handle: IO[bytes]) -> list[str]:
         handle.seek(0)
 
 
+def _pick(book: Any, candidates: list[tuple[str, int]]) -> tuple[str, int, list[list[Any]]]:
+    """The sheet read: the first candidate, unless it is none of a template's data sheet and a
+    later one is (its first rows are enough to tell)."""
+    name, frozen = candidates[0]
+    rows = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    if not _has_field_codes(rows[:_CODE_ROWS]):
+        for other, other_frozen in candidates[1:]:
+            head = book.get_sheet_by_name(other).to_python(skip_empty_area=False, nrows=_CODE_ROWS)
+            if _has_field_codes(head):
+                return other, other_frozen, book.get_sheet_by_name(other).to_python(skip_empty_area=False)
+    return name, frozen, rows
+
+
+_CODE_ROWS = 10  # a template's row of field codes is among its sheet's first rows
+
+
 def _has_field_codes(rows: list[list[Any]]) -> bool:
     """Whether a sheet's first non-empty row holds a marketplace's field codes (Shopee's
     `ps_product_name|1|0`): the data sheet of a template, wherever it stands among the sheets."""
@@ -114,6 +120,14 @@ def _checked(path: Path, handle: IO[bytes], sheet: str | None) -> list[tuple[str
     """The sheets that may be read, each with the rows frozen above its data, after checking
     what each claims: the one named, else the visible ones in order (the first is read, unless
     a later one is a marketplace template's data sheet)."""
+    size = handle.seek(0, 2)
+    handle.seek(0)
+    if size > MAX_FILE_BYTES:
+        raise CatalogError(
+            path,
+            f"a workbook of {size / 2**20:,.0f} MB, more than we read ({MAX_FILE_BYTES >> 20} MB)",
+            hint=_SAVE_AS_CSV,
+        )
     try:
         with zipfile.ZipFile(handle) as archive:
             if "mimetype" in archive.namelist() and archive.read("mimetype").strip() == _ODS_MIME:
@@ -164,7 +178,7 @@ def _check_grid(path: Path, sheet: str, grid: Grid) -> None:
     )
 
 
-def _checked_ods(path: Path, archive: zipfile.ZipFile, sheet: str | None) -> tuple[str, int]:
+def _checked_ods(path: Path, archive: zipfile.ZipFile, sheet: str | None) -> list[tuple[str, int]]:
     """An OpenDocument sheet's extent, counted as a stream: rows and cells repeated by
     number-rows-repeated / number-columns-repeated count where they hold a value (the empty
     rows an editor repeats to the grid's end hold none)."""

@@ -331,11 +331,11 @@ def catalog_format(path: Path, handle: BinaryIO) -> Format:
     if not head.lstrip(b"\xef\xbb\xbf").strip():
         raise CatalogError(path, "the file is empty", hint="add a header row such as id,name")
     if _is_workbook(path, head):
-        if spreadsheet.is_spreadsheet(head) and path.suffix.lower() not in (".xls", ".xlsb", ".numbers"):
-            return "sheet"
+        if head.startswith(b"PK\x03\x04") and path.suffix.lower() not in (".xlsb", ".numbers"):
+            return "sheet"  # the sheet reader says what is wrong with one that is none
         raise CatalogError(
             path,
-            "an Excel 97-2003, binary or Numbers workbook, which we do not read",
+            "an Excel 97-2003 (.xls), binary (.xlsb) or Numbers spreadsheet workbook, which we do not read",
             hint="save it as .xlsx (or CSV UTF-8) and pass that file",
         )
     if head.startswith(_COMPRESSED_MAGIC):

@@ -71,8 +71,8 @@ def _zip(*names: str) -> bytes:
 
 
 NOT_TEXT = {
-    "xlsx_named_as_csv": ("catalog.csv", _zip("[Content_Types].xml", "xl/workbook.xml"), "spreadsheet workbook"),
-    "xlsx": ("catalog.xlsx", _zip("docProps/app.xml"), "spreadsheet workbook"),
+    "xlsx_named_as_csv": ("catalog.csv", _zip("[Content_Types].xml", "xl/workbook.xml"), "not well-formed XML"),
+    "xlsx": ("catalog.xlsx", _zip("docProps/app.xml"), "not an Excel workbook"),
     "legacy_xls": ("catalog.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "spreadsheet workbook"),
     "zip": ("catalog.zip", _zip("catalog.csv"), "a compressed file"),
     "gzip": ("catalog.csv.gz", gzip.compress(b"id,name\n1,Hat\n"), "a compressed file"),
@@ -86,7 +86,7 @@ def test_a_workbook_or_archive_is_named_as_such(
 ) -> None:
     """What merchants pass by mistake: said for what it is, with what to do instead."""
     result = estimate(run_cli, write(tmp_path / name, content))
-    hint = "CSV UTF-8" if fragment == "spreadsheet workbook" else "unpack it"
+    hint = "unpack it" if fragment == "a compressed file" else "CSV UTF-8"
     assert_bad_input(result, name, fragment, hint)
 
 

@@ -512,7 +512,7 @@ def test_a_short_run_does_not_read_its_opening_burst_as_a_rate(run_cli, tmp_path
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (("--format", "shopee", "--dry-run"), "error: --format: input should be 'jsonl'"),
+        (("--format", "etsy", "--dry-run"), "error: --format: input should be 'jsonl'"),
         (("--format", "amazon"), "error: --format amazon needs your Amazon seller id — set amazon_seller_id"),
     ],
 )

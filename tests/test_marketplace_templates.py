@@ -100,8 +100,10 @@ def test_shopee_template_is_filled_in_place(run_cli, relay: FakeRelay, catalog: 
 
     said = " ".join(result.stderr.split())
     assert "Import file (shopee): out/shopee/th-TH.xlsx: 3 rows." in said
-    assert "1 row the seller started filled where they stand; 2 new rows from row 9." in said
-    assert "Mandatory columns left for you to fill: ps_category (Category), ps_stock (Stock), ps_weight (Weight)." in said
+    assert "Filled in shopee_th.xlsx (sheet 'Template'): 1 row the seller started, filled where they stand; " in said
+    assert "2 new rows from row 9." in said
+    left = "ps_category (Category), ps_stock (Stock), ps_weight (Weight)"
+    assert f"Mandatory columns left for you to fill before uploading: {left}." in said
 
 
 def test_shopee_without_template_stops_before_sending(run_cli, relay: FakeRelay, catalog: Path) -> None:
@@ -185,7 +187,7 @@ def test_lazada_template_is_filled_in_place(run_cli, relay: FakeRelay, catalog: 
     assert started[at["*Price"]] == "20"
     assert [row[at["SellerSKU"]] for row in rows[3:]] == ["NEW-1", "NEW-2"]
     said = " ".join(result.stderr.split())
-    assert "Mandatory columns left for you to fill: *Quantity, *Brand." in said
+    assert "Mandatory columns left for you to fill before uploading: *Quantity, *Brand." in said
 
 
 def test_lazada_labels_from_localize_yaml(run_cli, relay: FakeRelay, catalog: Path, tmp_path: Path) -> None:

@@ -200,18 +200,17 @@ class TemplateShop(Shop):
                 elif value:
                     cells.setdefault(row, {})[column] = Cell(safe_cell(value))
         fill(template.path, target, sheet.part, cells)
-        notes = [f"from {template.path.name}, sheet {sheet.part.name!r}:"]
         parts = []
         if filled:
-            parts.append(f"{counted(filled, 'row')} the seller started filled where they stand")
+            parts.append(f"{counted(filled, 'row')} the seller started, filled where they stand")
         if new:
             parts.append(f"{counted(new, 'new row')} from row {max(sheet.last_row, layout.data_start - 1) + 1}")
-        notes.append(("; ".join(parts) or "no listing for this market") + ".")
+        notes = [f"Filled in {template.path.name} (sheet {sheet.part.name!r}): {'; '.join(parts) or 'no listing'}."]
         empty = _empty_mandatory(layout, cells)
         if empty:
             named = ", ".join(layout.name(column) for column in empty[:NAMED])
             more = f" and {len(empty) - NAMED} more" if len(empty) > NAMED else ""
-            notes.append(f"Mandatory columns left for you to fill: {named}{more}.")
+            notes.append(f"Mandatory columns left for you to fill before uploading: {named}{more}.")
         if formulas:
             notes.append(f"{counted(formulas, 'cell')} kept: the seller's formulas.")
         if too_long:
