@@ -245,3 +245,19 @@ def test_written_workbook_is_a_valid_zip(run_cli, relay: FakeRelay, catalog: Pat
     assert run(run_cli, relay, catalog, "-l", "th-TH", "-p", "shopee", "--format", "shopee", "--template", template)
     with zipfile.ZipFile(tmp_path / "out" / "shopee" / "th-TH.xlsx") as archive:
         assert archive.testzip() is None
+
+
+def test_the_readme_example_prints_what_the_readme_shows(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    """README, "Shopee and Lazada": the command on the shipped examples, and its closing lines."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Shopee and Lazada", 1)[1].split("\n## ", 1)[0]
+    command = section.split("```sh\n", 1)[1].split("\n#", 1)[0].replace("\\\n", " ").split()
+    assert command[:2] == ["localize", "run"] and command[-1] == "--dry-run"
+    shown = [line[2:] for line in section.splitlines() if line.startswith("# Import file")]
+    assert len(shown) == 2
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    (tmp_path / "examples").symlink_to(examples)
+    result = run_cli(*command[1:-1], "--base-url", relay.base_url, "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    printed = [line for line in result.stderr.splitlines() if line.startswith("Import file")]
+    assert printed == shown
