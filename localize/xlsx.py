@@ -460,30 +460,36 @@ def _patched_row(
         column = at[1] if at else column + 1
         if column in values:
             style = cell_attributes.get(b"s") or styles.get(column)
-            kept.append((column, _cell(number, column, values.pop(column), style)))
+            kept.append((column, _cell(prefix, number, column, values.pop(column), style)))
         elif b"r" not in cell_attributes:  # name its place, so the cells put beside it stay in theirs
             named = b'<\\1 r="%s%d"' % (_letters(column), number)
             kept.append((column, _CELL_TAG.sub(named, cell.group(0), count=1)))
         else:
             kept.append((column, cell.group(0)))
-    kept += [(column, _cell(number, column, value, styles.get(column))) for column, value in values.items()]
+    kept += [(column, _cell(prefix, number, column, value, styles.get(column))) for column, value in values.items()]
     kept.sort(key=lambda item: item[0])
     attributes = _widen_spans(attributes, kept[0][0], kept[-1][0]) if kept else attributes
     return b"<%srow%s>%s</%srow>" % (prefix, attributes, b"".join(cell for _, cell in kept), prefix)
 
 
 def _new_row(prefix: bytes, number: int, values: Mapping[int, Cell], styles: Mapping[int, bytes]) -> bytes:
-    cells = b"".join(_cell(number, column, value, styles.get(column)) for column, value in sorted(values.items()))
+    cells = b"".join(
+        _cell(prefix, number, column, value, styles.get(column)) for column, value in sorted(values.items())
+    )
     return b'<%srow r="%d">%s</%srow>' % (prefix, number, cells, prefix)
 
 
-def _cell(row: int, column: int, value: Cell, style: bytes | None) -> bytes:
+def _cell(prefix: bytes, row: int, column: int, value: Cell, style: bytes | None) -> bytes:
+    """A cell element in the sheet's own namespace prefix: a number, or an inline string."""
     ref = b"%s%d" % (_letters(column), row)
     styled = b' s="%s"' % style if style else b""
+    p = prefix
     if value.number:
-        return b'<c r="%s"%s><v>%s</v></c>' % (ref, styled, value.value.encode("ascii"))
+        return b'<%sc r="%s"%s><%sv>%s</%sv></%sc>' % (p, ref, styled, p, value.value.encode("ascii"), p, p)
     text = escape_text(value.value).encode("utf-8")
-    return b'<c r="%s"%s t="inlineStr"><is><t xml:space="preserve">%s</t></is></c>' % (ref, styled, text)
+    return b'<%sc r="%s"%s t="inlineStr"><%sis><%st xml:space="preserve">%s</%st></%sis></%sc>' % (
+        p, ref, styled, p, p, text, p, p, p,
+    )  # fmt: skip
 
 
 def _letters(column: int) -> bytes:

@@ -261,3 +261,26 @@ def test_the_readme_example_prints_what_the_readme_shows(run_cli, relay: FakeRel
     assert result.exit_code == 0, result.stderr
     printed = [line for line in result.stderr.splitlines() if line.startswith("Import file")]
     assert printed == shown
+
+
+def test_a_prefixed_sheet_gets_prefixed_cells() -> None:
+    xml = (
+        b'<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b'<x:sheetData><x:row r="1"><x:c r="A1" t="s"><x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>'
+    )
+    patched = patch_sheet(xml, {1: {2: Cell("b")}, 2: {1: Cell("3", number=True)}})
+    assert b'<x:c r="B1" t="inlineStr"><x:is><x:t xml:space="preserve">b</x:t></x:is></x:c>' in patched
+    assert b'<x:row r="2"><x:c r="A2"><x:v>3</x:v></x:c></x:row>' in patched
+
+
+def test_a_variant_sku_fills_its_products_first_row(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    """Shopee wants a product's name and description on its first row: a catalog that names
+    the variant's SKU fills the row of the product it belongs to, never the variant's."""
+    template = shopee_template(tmp_path / "t.xlsx")
+    catalog = write(tmp_path / "c.csv", CATALOG.replace("P1,SKU-STARTED,", "P1,SKU-STARTED-RED,"))
+    result = run(run_cli, relay, catalog, "-l", "th-TH", "-p", "shopee", "--format", "shopee", "--template", template)
+    assert result.exit_code == 0, result.stderr
+    rows = rows_of(tmp_path / "out" / "shopee" / "th-TH.xlsx", "Template")
+    assert rows[6][1].startswith("หูฟัง") and rows[6][3] == "SKU-STARTED"  # the product's row, its SKU kept
+    assert rows[7][1] == "" and rows[7][6] == "SKU-STARTED-RED"
+    assert [row[3] for row in rows[8:]] == ["NEW-1", "NEW-2"]

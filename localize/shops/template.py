@@ -232,16 +232,20 @@ def catalog_values(product: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _started_rows(layout: Layout) -> dict[str, int]:
-    """The rows a seller already started, by the SKU in one of the key columns (a product's first row)."""
+    """The rows a seller already started, by SKU: the first key field names a product (its
+    first row takes the listing), the others a variant's row, which maps to its product's first."""
     started: dict[str, int] = {}
     columns = [layout.columns[name] for name in layout.key_fields if name in layout.columns]
     for row in sorted(layout.sheet.cells):
-        if row < layout.data_start:
+        if row < layout.data_start or not columns:
             continue
-        for column in columns:
-            value = layout.sheet.cells[row].get(column, "").strip()
+        cells = layout.sheet.cells[row]
+        product = cells.get(columns[0], "").strip()
+        first = started.setdefault(product, row) if product else row
+        for column in columns[1:]:
+            value = cells.get(column, "").strip()
             if value:
-                started.setdefault(value, row)
+                started.setdefault(value, first)
     return started
 
 
