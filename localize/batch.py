@@ -44,7 +44,10 @@ from .relay import (
     RelayRetryable,
     Sender,
     classify_error,
+    error_fields,
     parse_completion,
+    read_capped,
+    retry_verdict,
     retry_wait_s,
 )
 from .store import BatchRecord, LineJob, RunStore
@@ -213,11 +216,12 @@ def _custom_id_of(raw: bytes) -> str | None:
 
 
 def _error_message(raw: bytes) -> str:
-    try:
-        error = json.loads(raw).get("error") or {}
-        return str(error.get("message") or error.get("code") or "failed in the batch")
-    except (ValueError, AttributeError):
-        return "failed in the batch"
+    """What a line of a batch's error file says went wrong (relay.error_fields reads it)."""
+    kind, message = error_fields(raw)
+    return message or kind or "failed in the batch"
+
+
+_COLLECT_LATER = "a batch it created is recorded in OUT/batches.jsonl: run the same command again to collect it"
 
 
 class BatchClient:
@@ -344,29 +348,35 @@ class BatchClient:
     async def _call(
         self, method: str, path: str, *, retries: int = RETRIES, cap_bytes: int | None = None, **kwargs: Any
     ) -> httpx.Response:
-        """One exchange, tried again with back-off while the relay stalls, drops the connection
-        or answers 429/5xx. A relay still away after that ends the run (exit 4); a batch it
-        created is recorded in OUT, so the same command picks it up. With `cap_bytes`, a body
-        past it is not read: the answer is a bare 413."""
-        for attempt in range(retries + 1):
+        """One exchange, judged as the live sender judges an answer (relay.retry_verdict): tried
+        again with back-off while the relay stalls, drops the connection or answers 408, 409,
+        429 or 5xx (a Retry-After obeyed up to the live cap); an empty account, or a wait asked
+        past the cap, ends the run at once. A relay still away after the retries ends the run
+        (exit 4); a batch it created is recorded in OUT, so the same command picks it up. Any
+        other answer is the caller's to read. With `cap_bytes`, a body past it is not read:
+        the answer is a bare 413."""
+        attempt = 0
+        while True:
             try:
                 reply = await self._exchange(method, self._base + path, cap_bytes, **kwargs)
             except httpx.HTTPError as exc:
-                error = RelayError("connection", f"{type(exc).__name__}: {exc}")
+                error: RelayError = RelayRetryable("connection", f"{type(exc).__name__}: {exc}")
             else:
-                if reply.status_code != 429 and reply.status_code < 500:
+                if reply.status_code < 400:
                     return reply
                 # The live client's reading of the answer: its kind, its words, its Retry-After.
                 error = classify_error(reply.status_code, reply.content, reply.headers, model=self._model)
-            problem = error.message
-            if attempt < retries:
-                wait = error.retry_after_s if isinstance(error, RelayRetryable) else None
-                await self._sleep(retry_wait_s(wait, attempt + 1, self._retry_s, self._rng))
-        raise RelayFatal(
-            "batch_unreachable",
-            self._redact(f"the relay did not answer {method} {path} ({problem}) after {retries + 1} tries"),
-            hint="a batch it created is recorded in OUT/batches.jsonl: run the same command again to collect it",
-        )
+                if not isinstance(error, RelayRetryable) and error.kind != "quota":
+                    return reply  # a refusal the caller reads for what it means here (404: no batch API)
+            stop = retry_verdict(error, attempt, retries)
+            if isinstance(stop, RelayFatal):
+                raise RelayFatal(stop.kind, self._redact(stop.message), status=stop.status, hint=stop.hint)
+            if stop is not None:
+                said = f"the relay did not answer {method} {path} ({stop.message}) after {attempt + 1} tries"
+                raise RelayFatal("batch_unreachable", self._redact(said), hint=_COLLECT_LATER)
+            attempt += 1
+            wait = error.retry_after_s if isinstance(error, RelayRetryable) else None
+            await self._sleep(retry_wait_s(wait, attempt, self._retry_s, self._rng))
 
     async def _exchange(self, method: str, url: str, cap_bytes: int | None, **kwargs: Any) -> httpx.Response:
         if cap_bytes is None:
@@ -374,15 +384,13 @@ class BatchClient:
         request = self._http.build_request(method, url, **kwargs)
         reply = await self._http.send(request, stream=True)
         try:
-            body = bytearray()
-            async for chunk in reply.aiter_bytes():  # decoded: the cap is on what memory holds
-                body += chunk
-                if len(body) > cap_bytes:
-                    return httpx.Response(413, request=request)
+            body = await read_capped(reply.aiter_bytes(), cap_bytes)  # decoded: the cap is on what memory holds
         finally:
             await reply.aclose()
+        if body is None:
+            return httpx.Response(413, request=request)
         headers = {"content-type": reply.headers.get("content-type", "application/octet-stream")}
-        return httpx.Response(reply.status_code, headers=headers, content=bytes(body), request=request)
+        return httpx.Response(reply.status_code, headers=headers, content=body, request=request)
 
     def _json(self, reply: httpx.Response, what: str) -> dict[str, Any]:
         if reply.status_code == 404:
@@ -402,11 +410,7 @@ class BatchClient:
 
     def _message(self, reply: httpx.Response) -> str:
         """What the relay said, without the key it may have echoed."""
-        try:
-            text = str(reply.json()["error"]["message"])
-        except (ValueError, KeyError, TypeError):
-            text = reply.text
-        return self._redact(text[:300])
+        return self._redact(error_fields(reply.content)[1][:300])
 
 
 @dataclass(slots=True)

@@ -131,7 +131,7 @@ def classify_error(status: int, body: bytes, headers: Mapping[str, str], *, mode
 
 
 def _classify(status: int, body: bytes, headers: Mapping[str, str], *, model: str) -> RelayError:
-    error_type, message = _error_fields(body)
+    error_type, message = error_fields(body)
     said = f": {message}" if message else ""
     if error_type == "exceeded_current_quota_error":
         # Arrives as 429 (2026) or 403 (2025), but retrying cannot help (KIMI.md §4).
@@ -243,16 +243,23 @@ def _duration_s(value: str | None) -> float | None:
     return sum(float(amount) * _DURATION_S[unit] for amount, unit in parts)
 
 
-def _error_fields(body: bytes) -> tuple[str, str]:
-    """(error.type, error.message) of an error body, the message cut to a readable length."""
+def error_fields(body: bytes) -> tuple[str, str]:
+    """(error.type, error.message) of an error body, the message cut to a readable length: the
+    one reader of a relay's error, live and batch alike."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         text = body[:200].decode("utf-8", "replace").strip()
         return "", " ".join(text.split())
+    return error_of(data)
+
+
+def error_of(data: Any) -> tuple[str, str]:
+    """(type or code, message) of a decoded body's `error`: an object or a bare string."""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        return str(error.get("type") or "")[:100], " ".join(str(error.get("message") or "").split())[:500]
+        kind = error.get("type") or error.get("code") or ""
+        return str(kind)[:100], " ".join(str(error.get("message") or "").split())[:500]
     if isinstance(error, str):
         return "", " ".join(error.split())[:500]
     return "", ""
@@ -730,14 +737,10 @@ class _AiohttpBackend:
             async with self._session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_BODY_BYTES:
-                        return Failure.TOO_LARGE, ""
-                    chunks.append(chunk)
-                return _Reply(response.status, response.headers, b"".join(chunks)), ""
+                content = await read_capped(response.content.iter_chunked(1 << 16), MAX_BODY_BYTES)
+                if content is None:
+                    return Failure.TOO_LARGE, ""
+                return _Reply(response.status, response.headers, content), ""
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             return Failure.UNSENT, _reason(exc)
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
@@ -781,19 +784,26 @@ class _HttpxBackend:
         request = self._http.build_request(method, url, headers=headers, content=body)
         response = await self._http.send(request, stream=True)
         try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    return Failure.TOO_LARGE, ""
-                chunks.append(chunk)
+            content = await read_capped(response.aiter_bytes(), MAX_BODY_BYTES)
         finally:
             await response.aclose()
-        return _Reply(response.status_code, response.headers, b"".join(chunks)), ""
+        if content is None:
+            return Failure.TOO_LARGE, ""
+        return _Reply(response.status_code, response.headers, content), ""
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+async def read_capped(chunks: AsyncIterator[bytes], cap: int) -> bytes | None:
+    """A streamed body, or None once it passes `cap` bytes (read no further: a relay gone
+    wrong must not fill the memory). The one streaming cap of every exchange with the relay."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 def _reason(exc: BaseException) -> str:
@@ -969,9 +979,7 @@ class Sender:
 
     def _verdict(self, error: RelayError, retries: int) -> RelayError | None:
         """None to retry, else the error that ends this job (RelayFatal ends the run)."""
-        if not isinstance(error, RelayRetryable):
-            return error
-        if error.unsent:
+        if isinstance(error, RelayRetryable) and error.unsent:
             self._unreachable_streak += 1
             if self._unreachable_streak >= UNREACHABLE_AFTER:
                 return RelayFatal(
@@ -979,16 +987,26 @@ class Sender:
                 )
         else:
             self._unreachable_streak = 0
-        if error.retry_after_s is not None and error.retry_after_s > MAX_PAUSE_S:
-            return RelayFatal(
-                "rate_limited",
-                f"the relay asks to wait {error.retry_after_s:.0f} s ({error.message})",
-                status=error.status,
-                hint="a daily limit is likely reached: run again later; finished work is kept",
-            )
-        if retries >= self._max_retries:
-            return error
-        return None
+        return retry_verdict(error, retries, self._max_retries)
+
+
+def retry_verdict(error: RelayError, retries: int, max_retries: int) -> RelayError | None:
+    """What a failed exchange with the relay comes to, the live sender's and the batch
+    client's alike: None to try again (a retryable kind, `retries` made so far of
+    `max_retries`), else the error that ends it: a refusal or a fatal kind as it is (an empty
+    account stops at once), a wait asked for past MAX_PAUSE_S as the end of the run."""
+    if not isinstance(error, RelayRetryable):
+        return error
+    if error.retry_after_s is not None and error.retry_after_s > MAX_PAUSE_S:
+        return RelayFatal(
+            "rate_limited",
+            f"the relay asks to wait {error.retry_after_s:.0f} s ({error.message})",
+            status=error.status,
+            hint="a daily limit is likely reached: run again later; finished work is kept",
+        )
+    if retries >= max_retries:
+        return error
+    return None
 
 
 # Connection refusals in a row, across all jobs, before the relay counts as unreachable.

@@ -310,6 +310,7 @@ class FakeRelay:
         self.newer_batches = 0  # batches of other work on the account, made after ours (listed first)
         self.batch_refuses_key = False  # the file upload answers 401, echoing the key
         self.batch_stall_retry_after: str | None = None  # a stall is a 429 with this Retry-After, not a 503
+        self.batch_stall_reply: Reply | None = None  # a stall answers this instead (a quota 429, a 408)
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -565,6 +566,8 @@ class FakeRelay:
             stalled = self.batch_stalls.get(kind, 0) > 0
             if stalled:
                 self.batch_stalls[kind] -= 1
+        if stalled and self.batch_stall_reply is not None:
+            return self.batch_stall_reply
         if stalled and self.batch_stall_retry_after is not None:  # a rate limit that says when to come back
             error = {"type": "rate_limit_reached_error", "message": "too many requests"}
             return Reply(429, {"error": error}, {"Retry-After": self.batch_stall_retry_after})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write
-from fake_relay import MISSING, Answer, FakeRelay
+from fake_relay import MISSING, Answer, FakeRelay, Reply
 
 from localize.store import iter_jsonl
 
@@ -628,3 +628,35 @@ def test_rotated_custom_ids_with_one_job_a_line_land_on_no_product(run_cli, samp
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
     lines = uploaded_lines(relay)
     assert all('"listings"' in line["body"]["messages"][0]["content"] for line in lines)  # the packed form
+
+
+def test_an_empty_account_stops_the_batch_at_once_as_it_stops_a_live_run(run_cli, sample: Path) -> None:
+    """The batch client takes the live sender's verdict: a quota 429 is not retried five times and
+    reported as an unreachable relay; it says to top up the account, after one try."""
+    quota = {"type": "exceeded_current_quota_error", "message": "Your account is suspended, please check your plan"}
+    with FakeRelay(batch_stalls={"upload": 10}) as relay:
+        relay.batch_stall_reply = Reply(429, {"error": quota})
+        result = batch_run(run_cli, relay, sample)
+        uploads = [path for path in relay.paths if path.startswith("/v1/files")]
+    assert result.exit_code == 4 and "top up the account" in result.stderr
+    assert "did not answer" not in result.stderr and len(uploads) == 1
+    assert relay.chat_requests == []
+
+
+def test_a_batch_retry_after_past_the_cap_ends_the_run_as_live_does(run_cli, sample: Path) -> None:
+    """A Retry-After of 1152 s would hold a batch run for over an hour: the live cap applies."""
+    limited = {"type": "rate_limit_reached_error", "message": "too many requests"}
+    with FakeRelay(batch_stalls={"create": 1}) as relay:
+        relay.batch_stall_reply = Reply(429, {"error": limited}, {"Retry-After": "1152"})
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 4 and "the relay asks to wait 1152 s" in result.stderr
+    assert "run again later" in result.stderr
+
+
+def test_a_408_from_the_batch_api_is_tried_again(run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(Path("localize.yaml"), "batch_poll_s: 0.01\n")
+    with FakeRelay(batch_stalls={"create": 2, "poll": 1}) as relay:
+        relay.batch_stall_reply = Reply(408, {"error": {"message": "request timeout"}})
+        result = batch_run(run_cli, relay, sample)
+    assert result.exit_code == 0, result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
