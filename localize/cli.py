@@ -564,11 +564,14 @@ def _serve(out: Path, *, host: str, port: int) -> None:
     interrupted (exit 0)."""
     with exit_codes():
         server = ReviewServer(out, config.load(flags={}), host=host, port=port)
-    if server.exposed:
-        stderr.print(f"warning: listening on {host}: anyone who can reach it and has the token can edit", markup=False)
-    print(server.url, flush=True)
-    stderr.print("Serving the review page; Ctrl-C stops.", markup=False)
+        server.settle()  # decisions a stopped server could not write: in the files before it serves
     try:
+        if server.exposed:
+            stderr.print(
+                f"warning: listening on {host}: anyone who can reach it and has the token can edit", markup=False
+            )
+        print(server.url, flush=True)
+        stderr.print("Serving the review page; Ctrl-C stops.", markup=False)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

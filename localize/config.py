@@ -155,6 +155,9 @@ class Settings(BaseModel):
         False, description="regenerate listings a person edited or approved whose source changed"
     )
     require_approved: bool = Field(False, description="--check: exit 1 while any listing is unapproved")
+    review_export_s: float = Field(
+        1.0, ge=0, le=86400, description="the review server writes the exported files this long after a decision"
+    )
     webhook: str | None = Field(None, description="deliver the results to this URL (Standard Webhooks)")
     allow_http: bool = Field(False, description="a webhook over plain http to another machine")
     check: bool = False

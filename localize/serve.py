@@ -36,10 +36,11 @@ from .config import is_loopback
 from .edits import EditRefused, check_edit_fields
 from .errors import InputError, OutInUse
 from .jobs import PromptSets
+from .language import warm_up
 from .layout import COST_JSON, DB, RESULTS
 from .review import review_html
 from .reviews import EDITABLE, STRING_EDITABLE, Decision
-from .store import STRING_PLATFORM, RunStore
+from .store import STRING_PLATFORM, OutHold, RunStore
 
 if TYPE_CHECKING:
     from .catalog import Product
@@ -72,6 +73,10 @@ class ReviewServer:
         self.settings = settings
         self.token = secrets.token_urlsafe(24)
         self._writing = threading.Lock()  # one write at a time: each takes OUT as a run does
+        self._store: RunStore | None = None  # OUT's state, read by every decision (opened once)
+        self._export_timer: threading.Timer | None = None
+        self._serving: threading.Thread | None = None  # the thread in serve_forever
+        self.export_after_s = settings.review_export_s
         server = self
         handler = type("Handler", (_Handler,), {"server_state": server, "timeout": idle_s})
         try:
@@ -108,12 +113,67 @@ class ReviewServer:
                 found.add(shown.lower())
         return found
 
+    def settle(self) -> None:
+        """Write the decisions an earlier server could not (killed before it wrote the files),
+        and load the language checks an edit needs meanwhile (not while a person waits)."""
+        with self._writing:
+            languages = tuple(dict.fromkeys(tag.split("-")[0] for tag in self._reader().locales()))
+            threading.Thread(target=warm_up, args=(languages,), daemon=True).start()
+            self._export()
+
     def serve_forever(self) -> None:
-        self.httpd.serve_forever(poll_interval=0.2)
+        self._serving = threading.current_thread()
+        try:
+            self.httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._serving = None
 
     def shutdown(self) -> None:
-        self.httpd.shutdown()
+        """Stop serving, and write the files the last decisions changed. From another thread
+        it stops the loop; on the serving thread (after Ctrl-C) the loop has ended already, and
+        one interrupted before it began has nothing to stop."""
+        serving = self._serving
+        if serving is not None and serving is not threading.current_thread():
+            self.httpd.shutdown()
         self.httpd.server_close()
+        with self._writing:
+            if self._export_timer is not None:
+                self._export_timer.cancel()
+            self._export()
+            if self._store is not None:
+                self._store.release()
+                self._store = None
+
+    def _reader(self) -> RunStore:
+        """OUT's state for decisions, opened at the first (under self._writing)."""
+        if self._store is None:
+            self._store = RunStore(self.out, read_only=True)
+        self._store.sync_reviews()
+        return self._store
+
+    def _export_soon(self) -> None:
+        """Write the exported files once decisions pause (each decision is on disk already, in
+        reviews.jsonl: a crash before this loses nothing, the next export folds it in)."""
+        if self._export_timer is not None:
+            self._export_timer.cancel()
+        self._export_timer = threading.Timer(self.export_after_s, self._export_when_quiet)
+        self._export_timer.daemon = True
+        self._export_timer.start()
+
+    def _export_when_quiet(self) -> None:
+        with self._writing:
+            self._export()
+
+    def _export(self) -> None:
+        """results.jsonl and OUT's other exported files, with every decision folded in (under
+        self._writing); while a run holds OUT, its own finish does it."""
+        if self._store is None or not self._store.reviews_unexported():
+            return
+        try:
+            with RunStore(self.out) as store:
+                store.export()
+        except OutInUse:
+            pass
 
     # --- what the API does -----------------------------------------------------------------
 
@@ -149,12 +209,14 @@ class ReviewServer:
             return self._decide(key, actions, body)
 
     def _decide(self, key: tuple[str, str, str], actions: list[str], body: Mapping[str, Any]) -> dict[str, Any]:
+        """One decision: checked, appended to reviews.jsonl (on disk before the answer), and the
+        exported files written a moment later (_export_soon): a click costs what it changes."""
         product_id, platform, locale = key
+        store = self._reader()
+        hold = OutHold.try_take(self.out)
+        if hold is None:
+            raise Problem(409, {"error": "a run is writing OUT: try again when it has finished"})
         try:
-            store = RunStore(self.out)
-        except OutInUse:
-            raise Problem(409, {"error": "a run is writing OUT: try again when it has finished"}) from None
-        with store:
             current = store.result(key)
             if current is None:
                 what = "store string" if platform == STRING_PLATFORM else "listing"
@@ -174,26 +236,15 @@ class ReviewServer:
                 if not isinstance(body["reject"], str) or not body["reject"].strip():
                     raise Problem(400, {"error": "reject carries the note for the writer, a non-empty string"})
                 decision = Decision(*key, "reject", note=body["reject"][:2000])
-            store.decide([decision], export=True)
-            updated = store.result(key)
+            store.decide([decision])
+        finally:
+            hold.release()
+        self._export_soon()
+        updated = store.result(key)
         assert updated is not None
         listing = _listing(updated)
         listing["warnings"] = [*listing["warnings"], *warnings]
-        return {"listing": listing, "twins": self._twins(listing)}
-
-    def _twins(self, listing: Mapping[str, Any]) -> list[str]:
-        """The products whose listing here is the same copy as this one's (reused from it, or
-        from the one it was reused from): a person's edit is offered to them."""
-        where = (listing["platform"], listing["locale"])
-        with RunStore(self.out, read_only=True) as store:
-            lines = [line for line in store.reviewable() if (line["platform"], line["locale"]) == where]
-        own = next((line for line in lines if line["id"] == listing["id"]), {})
-        source = own.get("reused_from") or listing["id"]
-        return sorted(
-            str(line["id"])
-            for line in lines
-            if line["id"] != listing["id"] and (line["id"] == source or line.get("reused_from") == source)
-        )
+        return {"listing": listing, "twins": store.twins(key)}
 
     def _check(self, current: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
         """A person's edit, checked as a model's answer would be: a hard rule broken is a 422."""

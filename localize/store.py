@@ -240,6 +240,7 @@ class RunStore:
         self.notices: list[str] = []  # what a run should say about OUT's state (a database rebuilt)
         self._no_held: bool | None = None  # no failure an earlier run could hold (found at the first ask)
         # People's decisions (OUT/reviews.jsonl), by job: few, held whole.
+        self._reviews_size = _size(out / REVIEWS)
         self._reviews = by_job(read_decisions(out / REVIEWS))
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
@@ -532,6 +533,7 @@ class RunStore:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
             self._db.execute("DELETE FROM meta WHERE key = 'unfinished'")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('history', ?)", (_history_signature(self.out),))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('reviews', ?)", (str(_size(self.out / REVIEWS)),))
         formats = set(formats)
         # The extra formats are written when asked for and removed when not: a results.csv an
         # earlier run left would no longer match results.jsonl.
@@ -582,13 +584,50 @@ class RunStore:
     def decide(self, decisions: Iterable[Decision], *, export: bool = False) -> int:
         """Record people's decisions (reviews.jsonl) and fold them into the results from now on;
         with `export` (outside a run), write the exported files again at once, in the formats
-        OUT holds (`localize approve`, the review server)."""
+        OUT holds (`localize approve`)."""
+        decisions = list(decisions)
+        self.sync_reviews()
         count = append_decisions(self.out / REVIEWS, decisions)
-        self._reviews = by_job(read_decisions(self.out / REVIEWS))
+        for decision in decisions:
+            self._reviews.setdefault(decision.key, []).append(decision)
+        self._reviews_size = _size(self.out / REVIEWS)
         if export:
-            self.close()
-            self.finish(formats=[fmt for fmt, name in EXTRA_FORMATS.items() if (self.out / name).exists()])
+            self.export()
         return count
+
+    def export(self) -> None:
+        """Write the exported files again, in the formats OUT holds (outside a run)."""
+        self.close()
+        self.finish(formats=[fmt for fmt, name in EXTRA_FORMATS.items() if (self.out / name).exists()])
+
+    def sync_reviews(self) -> None:
+        """Read reviews.jsonl again if another process added to it since (a run's
+        `regenerated` lines, `localize approve` beside the review server)."""
+        if _size(self.out / REVIEWS) != self._reviews_size:
+            self._reviews_size = _size(self.out / REVIEWS)
+            self._reviews = by_job(read_decisions(self.out / REVIEWS))
+
+    def reviews_unexported(self) -> bool:
+        """Whether reviews.jsonl holds decisions the exported files do not show yet (the review
+        server writes them a moment after the last decision; a crash before that leaves them
+        here, for the next export)."""
+        return str(_size(self.out / REVIEWS)) != (self._meta("reviews") or "0")
+
+    def locales(self) -> list[str]:
+        """The locale tags OUT holds results in."""
+        return [str(row[0]) for row in self._db.execute("SELECT DISTINCT locale FROM jobs WHERE result IS NOT NULL")]
+
+    def twins(self, key: JobKey) -> list[str]:
+        """The products whose listing on the same platform and locale is the same copy as this
+        one's (reused from it, or from the one it was reused from)."""
+        product_id, platform, locale = key
+        own = self._result_line(key) or {}
+        source = str(own.get("reused_from") or product_id)
+        query = (
+            "SELECT id FROM jobs WHERE platform = ? AND locale = ? AND result IS NOT NULL AND id != ?"
+            " AND (id = ? OR json_extract(result, '$.reused_from') = ?) ORDER BY id"
+        )
+        return [str(row[0]) for row in self._db.execute(query, (platform, locale, product_id, source, source))]
 
     def regenerated(self, key: JobKey) -> None:
         """A run replaced a listing people had decided on: their decisions no longer apply to it."""
@@ -750,7 +789,7 @@ def _connect(
     path: Path | str, *, read_only: bool = False, on_rebuild: Callable[[str], None] | None = None
 ) -> sqlite3.Connection:
     if read_only:  # beside a writing run: read what it has committed, write nothing
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
     try:
         return _open_database(path)
     except _NewerSchema as newer:
@@ -779,7 +818,8 @@ class _NewerSchema(Exception):
 
 
 def _open_database(path: Path | str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30)
+    # One connection may serve several threads in turn (the review server's, under its lock).
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
     try:
         if path != ":memory:":
             # A damaged file may open and fail only later, at export, after the run has paid:
@@ -829,6 +869,14 @@ def _required_text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a non-empty string")
     return value
+
+
+def _size(path: Path) -> int:
+    """A file's size in bytes (0 when there is none): an append-only log's progress."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _signature(out: Path) -> str:

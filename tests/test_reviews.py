@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import write
@@ -117,22 +118,48 @@ def served(run_cli, sample: Path, relay: FakeRelay):
     yield from serving()
 
 
-def serving():
-    import os
+class Served(str):
+    """The served page's URL, and a way to stop the server (Ctrl-C) before its files are read:
+    the exported files are written a moment after the last decision, and when it stops."""
+
+    process: Any
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def _stop(process: Any) -> None:
     import signal
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0  # Ctrl-C ends it cleanly
+
+
+def start_server() -> Served:
+    """`localize review out --serve --port 0`, in its own process: its URL (the first line)."""
+    import os
     import subprocess
     import sys
 
     env = {**os.environ, "HOLYSHEEP_API_KEY": "sk-reviews-test"}
     command = [sys.executable, "-m", "localize", "review", "out", "--serve", "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    url = process.stdout.readline().strip()
+    if not (url.startswith("http://127.0.0.1:") and "?token=" in url):
+        _stop(process)
+        raise AssertionError(process.stderr.read())
+    served = Served(url)
+    served.process = process
+    return served
+
+
+def serving():
+    served = start_server()
     try:
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and "?token=" in url, process.stderr.read()
-        yield url
+        yield served
     finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0  # Ctrl-C ends it cleanly
+        served.stop()
 
 
 @contextlib.contextmanager
@@ -178,7 +205,7 @@ def test_the_api_needs_the_token_and_lists_every_listing(served: str) -> None:
     assert page.status_code == 200 and "Approve all without findings" in page.text
 
 
-def test_edits_approvals_and_rejections_through_the_api(served: str) -> None:
+def test_edits_approvals_and_rejections_through_the_api(served: Served) -> None:
     import httpx
 
     base, token = api(served)
@@ -189,7 +216,6 @@ def test_edits_approvals_and_rejections_through_the_api(served: str) -> None:
     assert edited.json()["listing"]["origin"] == "human"
     over = httpx.post(url, json={"fields": {"title": "Kopfhörer " * 40}}, headers=headers)
     assert over.status_code == 422 and over.json()["problems"]  # over Amazon's title limit: nothing saved
-    assert results()[KEY]["title"] == "Nordbeat ANC45 Kopfhörer"
     assert httpx.post(url, json={"approved": "yes"}, headers=headers).status_code == 400
     approved = httpx.post(url, json={"approved": True}, headers=headers)
     assert approved.status_code == 200 and approved.json()["listing"]["approved"] is True
@@ -209,7 +235,8 @@ def test_edits_approvals_and_rejections_through_the_api(served: str) -> None:
     assert form.status_code == 415
     lines = [json.loads(line) for line in Path("out/reviews.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [line["action"] for line in lines] == ["edit", "approve", "reject"]  # the refused edit left nothing
-    assert results()[KEY]["approved"] is True
+    served.stop()  # results.jsonl is written a moment after the last decision, and when the server stops
+    assert results()[KEY]["approved"] is True and results()[KEY]["title"] == "Nordbeat ANC45 Kopfhörer"
 
 
 def test_a_write_while_a_run_holds_out_is_refused_with_409(served: str) -> None:
@@ -229,7 +256,7 @@ def test_a_write_while_a_run_holds_out_is_refused_with_409(served: str) -> None:
     assert not Path("out/reviews.jsonl").exists()
 
 
-def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: str) -> None:
+def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: Served) -> None:
     """A real browser (Debian's Chromium, driven by Playwright) uses the page itself: an edit
     in place, an approval, a reload that shows both, and no script error on the way."""
     with served_page(served) as (page, errors):
@@ -266,6 +293,7 @@ def test_the_served_page_edits_approves_and_keeps_them_across_a_reload(served: s
         assert row.locator(".edit-title").inner_text().strip() == "Nordbeat ANC45 Kopfhörer"
         assert "approved · edited" in row.locator(".decision").inner_text()
     assert errors == []
+    served.stop()
     line = results()[KEY]
     assert line["title"] == "Nordbeat ANC45 Kopfhörer" and line["approved"] is True and line["origin"] == "human"
     assert line["seo_tags"][-1] == "reisekopfhörer"
@@ -422,9 +450,9 @@ def test_store_strings_are_items_of_the_api_edited_approved_and_rejected(
     assert edited.json()["listing"]["origin"] == "human" and edited.json()["listing"]["fields"] == {"text": text}
     assert httpx.post(url, json={"fields": {"title": "x"}}, headers=headers).status_code == 422
     assert httpx.post(url, json={"approved": True}, headers=headers).json()["listing"]["approved"] is True
-    assert strings()[(key, "de-DE")]["text"] == text and strings()[(key, "de-DE")]["approved"] is True
     again = run_cli("run", EXPORT, "--out", "out", "--base-url", relay.base_url)  # nothing to send: files rewritten
     assert again.exit_code == 0 and len(relay.chat_requests) == sent
+    assert strings()[(key, "de-DE")]["text"] == text and strings()[(key, "de-DE")]["approved"] is True
     assert text in Path("out/shopify_translations.csv").read_text(encoding="utf-8")  # the person's text
     other = next(item for item in texts if item["locale"] == "fr-FR")
     other_url = f"{base}/api/listings/strings/fr-FR/{urllib.parse.quote(other['id'], safe='')}"
@@ -455,7 +483,7 @@ def test_a_rejected_string_is_asked_again_alone_with_the_note(run_cli, relay: Fa
     assert "rejected" not in strings()[(key, "fr-FR")]
 
 
-def test_the_served_page_edits_and_approves_a_store_string_without_a_script_error(served_strings: str) -> None:
+def test_the_served_page_edits_and_approves_a_store_string_without_a_script_error(served_strings: Served) -> None:
     with served_page(served_strings) as (page, errors):
         assert page.locator("#approve-clean").count() == 1  # the setup ran to its end
         row = page.locator("section.string tr.job[data-locale='de-DE']").first
@@ -477,6 +505,7 @@ def test_the_served_page_edits_and_approves_a_store_string_without_a_script_erro
             arg=key,
         )
     assert errors == []
+    served_strings.stop()
     line = strings()[(key, "de-DE")]
     assert line["text"].endswith("(geprüft)") and line["approved"] is True and line["origin"] == "human"
 
@@ -728,3 +757,29 @@ def test_a_cost_report_of_the_wrong_shape_still_renders_the_review(run_cli, samp
     result = run_cli("review", "out")
     assert result.exit_code == 0, result.stderr
     assert "the last run: 0 succeeded" in Path("out/review.html").read_text(encoding="utf-8")
+
+
+def test_a_decision_survives_a_server_killed_before_it_wrote_the_files(run_cli, sample: Path, relay: FakeRelay) -> None:
+    """A click costs one appended line; results.jsonl is written after the decisions pause. A
+    server killed in between loses nothing: the decision is in reviews.jsonl, every reader folds
+    it in, and the next server (or run, or approve) writes it into the files."""
+    import signal
+
+    import httpx
+
+    assert run(run_cli, relay, sample).exit_code == 0
+    write(Path("localize.yaml"), "review_export_s: 3600\n")  # never before the kill
+    served = start_server()
+    base, token = api(served)
+    approved = httpx.post(
+        f"{base}/api/listings/amazon/de-DE/ELEC-001", json={"approved": True}, headers={"X-Localize-Token": token}
+    )
+    assert approved.status_code == 200 and approved.json()["listing"]["approved"] is True
+    served.process.send_signal(signal.SIGKILL)
+    assert served.process.wait(timeout=30) == -signal.SIGKILL
+    assert results()[KEY]["approved"] is False  # the files were not written yet...
+    assert [json.loads(line)["action"] for line in Path("out/reviews.jsonl").open()] == ["approve"]  # ...the line was
+    listed = run_cli("run", sample, "-l", "de-DE,ja-JP", "--out", "out", "--check", "--require-approved")
+    assert "25 listings are not approved yet" in listed.stderr  # a reader folds it in
+    start_server().stop()  # a new server writes what the last one could not, at its start
+    assert results()[KEY]["approved"] is True
