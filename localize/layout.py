@@ -41,16 +41,3 @@ SHOPIFY_TRANSLATIONS = "shopify_translations.csv"
 REVIEW = "review.html"
 REVIEWS = "reviews.jsonl"  # people's decisions: edits, approvals, rejections (reviews.py)
 DELIVERIES = "deliveries.jsonl"  # the webhook ledger: each version a destination acknowledged (deliver.py)
-
-# What a run writes from its results and its own settings: a merged OUT removes them.
-IMPORT_FILES = (
-    AMAZON_DIR,
-    AMAZON_FEED,
-    SHOPEE_DIR,
-    LAZADA_DIR,
-    MAGENTO_FILE,
-    AKENEO_FILE,
-    WOOCOMMERCE_DIR,
-    SHOPIFY_TRANSLATIONS,
-    REVIEW,
-)

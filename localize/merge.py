@@ -17,23 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .calibration import Calibration
-from .cost import build_report, report_markdown
+from .cost import build_report
 from .errors import InputError
 from .jobs import in_shard
-from .layout import (
-    CALIBRATION,
-    COST_JSON,
-    COST_MD,
-    FAILURES,
-    IMPORT_FILES,
-    LOCK,
-    REQUESTS,
-    RESULTS,
-    REVIEWS,
-    STRINGS_FILE,
-)
+from .layout import CALIBRATION, COST_JSON, FAILURES, LOCK, REQUESTS, RESULTS, REVIEW, REVIEWS, STRINGS_FILE
 from .lock import HEADER, JobKey
-from .store import EXTRA_FORMATS, STRING_PLATFORM, OutHold, RunStore, atomic_write, has_unfinished_run
+from .run_report import write_report
+from .shops import file_names
+from .store import EXTRA_FORMATS, STRING_PLATFORM, RunStore, atomic_write, has_unfinished_run
 
 
 def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
@@ -71,35 +62,34 @@ def merge_outputs(inputs: list[Path], out: Path) -> dict[str, Any]:
                 if seen[line] > taken[line]:
                     taken[line] += 1
                     reviews.append(line)
-    hold = OutHold.take(out)  # a run writing OUT meanwhile would be overwritten
-    try:
+    formats = [fmt for fmt, name in EXTRA_FORMATS.items() if any((path / name).exists() for path in inputs)]
+    with RunStore(out) as store:  # OUT held from the first file written to the last, as a run holds it
         listings = [key for key in sorted(results) if key[1] != STRING_PLATFORM]
-        atomic_write(out / RESULTS, "".join(results[key][1] for key in listings))
         strings = [key for key in sorted(results) if key[1] == STRING_PLATFORM]
-        if strings:
-            atomic_write(out / STRINGS_FILE, "".join(results[key][1] for key in strings))
-        atomic_write(out / FAILURES, "".join(failures[key][1] for key in sorted(failures)))
         products = "".join(product_locks[key] for key in sorted(product_locks))
-        atomic_write(out / LOCK, HEADER + products + "".join(job_locks[key] for key in sorted(job_locks)))
-        atomic_write(out / REQUESTS, "".join(audit.values()))
+        files = {
+            RESULTS: "".join(results[key][1] for key in listings),
+            FAILURES: "".join(failures[key][1] for key in sorted(failures)),
+            LOCK: HEADER + products + "".join(job_locks[key] for key in sorted(job_locks)),
+            REQUESTS: "".join(audit.values()),
+        }
+        if strings:
+            files[STRINGS_FILE] = "".join(results[key][1] for key in strings)
+        else:
+            (out / STRINGS_FILE).unlink(missing_ok=True)  # an earlier one would no longer match
         if reviews:
             ordered = sorted(reviews, key=_decided_at)  # stable: lines of one time keep the order they came in
-            atomic_write(out / REVIEWS, "".join(line + "\n" for line in ordered))
+            files[REVIEWS] = "".join(line + "\n" for line in ordered)
+        store.replace_files(files)
         report = _merged_report(inputs, (json.loads(line) for line in audit.values()))
-        atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-        atomic_write(out / COST_MD, report_markdown(report))
+        write_report(out, report)
         _merge_calibration(inputs, out, report["model"])
-        if not strings:
-            (out / STRINGS_FILE).unlink(missing_ok=True)  # an earlier one would no longer match
-    finally:
-        hold.release()
-    # The same finish as a run's: the state rebuilt from the merged files, the extra formats the
-    # shards wrote (results.csv, results.json) written again from them.
-    formats = [fmt for fmt, name in EXTRA_FORMATS.items() if any((path / name).exists() for path in inputs)]
-    with RunStore(out) as store:
+        # The same finish as a run's: the exported files (people's decisions folded in), the
+        # extra formats the shards wrote (results.csv, results.json) written again.
         store.close()
         store.finish(formats=formats)
-    removed = [name for name in IMPORT_FILES if _remove(out / name)]
+        # A merge has no settings to write a shop's import file with: those the shards left go.
+        removed = sorted(name for name in {*file_names(), REVIEW} if _remove(out / name))
     return {**report, "removed": removed} if removed else report
 
 

@@ -72,9 +72,14 @@ def write_run_reports(
     calibration = Calibration.from_attempts(this_run(), model=settings.model, run=run_id)
     if not calibration.is_empty:
         atomic_write(settings.out / CALIBRATION, json.dumps(calibration.to_json(), indent=2) + "\n")
-    atomic_write(settings.out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-    atomic_write(settings.out / COST_MD, report_markdown(report))
+    write_report(settings.out, report)
     return report
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """cost_report.json and its Markdown twin (a run's, a merge's)."""
+    atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    atomic_write(out / COST_MD, report_markdown(report))
 
 
 def previous_rate_rpm(settings: Settings) -> float | None:

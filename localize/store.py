@@ -613,6 +613,19 @@ class RunStore:
         here, for the next export)."""
         return str(_size(self.out / REVIEWS)) != (self._meta("reviews") or "0")
 
+    def replace_files(self, files: Mapping[str, str]) -> None:
+        """Write OUT's text files whole (a merge: name → text) and rebuild the state from them,
+        OUT held throughout."""
+        self.close()  # the audit log's handle: its file is replaced
+        for name, text in files.items():
+            atomic_write(self.out / name, text)
+        self._import_text_files()
+        self._import_history()
+        self._reviews_size = _size(self.out / REVIEWS)
+        self._reviews = by_job(read_decisions(self.out / REVIEWS))
+        if self._hold is not None:
+            self._requests = _open_append(self.out / REQUESTS)
+
     def locales(self) -> list[str]:
         """The locale tags OUT holds results in."""
         return [str(row[0]) for row in self._db.execute("SELECT DISTINCT locale FROM jobs WHERE result IS NOT NULL")]

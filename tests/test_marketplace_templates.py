@@ -4,6 +4,7 @@ the pane, the validations; a real reader (python-calamine) reads what was writte
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -284,3 +285,18 @@ def test_a_variant_sku_fills_its_products_first_row(run_cli, relay: FakeRelay, t
     assert rows[6][1].startswith("หูฟัง") and rows[6][3] == "SKU-STARTED"  # the product's row, its SKU kept
     assert rows[7][1] == "" and rows[7][6] == "SKU-STARTED-RED"
     assert [row[3] for row in rows[8:]] == ["NEW-1", "NEW-2"]
+
+
+def test_a_merge_removes_every_shops_files_from_the_registry(run_cli, relay: FakeRelay, tmp_path: Path) -> None:
+    """A merge writes no import file (it has no settings to write one with): those the shards
+    left go, every registered shop's, Shopee's folder included."""
+    catalog = write(tmp_path / "c.csv", CATALOG)
+    template = shopee_template(tmp_path / "t.xlsx")
+    for shard in ("1/2", "2/2"):
+        args = ("-l", "th-TH", "-p", "shopee", "--format", "shopee", "--template", str(template), "--shard", shard)
+        result = run_cli("run", catalog, "--base-url", relay.base_url, "--out", f"out{shard[0]}", *args)
+        assert result.exit_code == 0, result.stderr
+        assert (tmp_path / f"out{shard[0]}" / "shopee" / "th-TH.xlsx").is_file()
+    merged = run_cli("merge", "out1", "out2", "--out", "out1", "--json")
+    assert merged.exit_code == 0, merged.stderr
+    assert not (tmp_path / "out1" / "shopee").exists() and "shopee" in json.loads(merged.stdout)["removed"]

@@ -48,6 +48,11 @@ def import_formats() -> list[str]:
     return [shop.import_format for shop in SHOPS if shop.import_format]
 
 
+def file_names() -> list[str]:
+    """Every name a shop's import files take in OUT (what a merge, which writes none, removes)."""
+    return [name for shop in SHOPS for name in shop.files]
+
+
 def written_for(formats: Iterable[str]) -> tuple[str, ...]:
     """The platforms whose listings the asked import files want, in SHOPS' order: each shop's
     own (a Magento file from listings written for Magento: HTML, SEO fields)."""
