@@ -3,7 +3,6 @@ group as low / expected / high, using the calibration a live run leaves behind."
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -33,9 +32,8 @@ from .fields import left_out_kind
 from .jobs import Job, PromptSets, iter_jobs, products_on, require_locales
 from .layout import CALIBRATION, LOCK
 from .locales import Locale
-from .lock import field_digests
 from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
-from .prepared import CODE_FIELDS, Preparer
+from .plan import Outcome, Planner, Tally
 from .prompts import PACK_HEADER, PromptSet, data_json
 from .shops import check_imports
 from .store import RunStore
@@ -44,13 +42,11 @@ from .strings import (
     STRINGS,
     USER,
     memory_for,
-    memory_text,
     render_strings,
     store_strings,
     string_requests,
 )
 from .textfile import read_once
-from .verdicts import Action, verdict
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256
@@ -302,15 +298,14 @@ class Estimate:
             "price": {"as_of": price.as_of.isoformat() if price.as_of else None, "source": price.source},
         }
 
-    def not_sent(self, action: Action) -> None:
-        """Count a job a run would not send: up to date, outdated (a person's) or held."""
-        if action == "up_to_date":
-            self.up_to_date += 1
-        elif action == "outdated":  # kept as a person left it: among the up to date, as a run counts it
-            self.up_to_date += 1
-            self.outdated += 1
-        elif action == "held":
-            self.held += 1
+    def tally(self, tally: Tally) -> None:
+        """What the planning stage settles without a request: up to date (a person's outdated
+        listing among them, as a run counts it), reused, filled from memory, held."""
+        self.up_to_date = tally[Outcome.UP_TO_DATE] + tally[Outcome.OUTDATED]
+        self.outdated = tally[Outcome.OUTDATED]
+        self.reused = tally[Outcome.REUSED]
+        self.from_memory = tally[Outcome.FROM_MEMORY]
+        self.held = tally[Outcome.HELD]
 
     @property
     def settled_unsent(self) -> int:
@@ -343,13 +338,6 @@ class Estimate:
 
 
 # --- the dry run ----------------------------------------------------------------------------
-
-
-def _copy_of(product: Product) -> bytes:
-    """What a product's listing is written from, its codes aside (16 bytes): two products with
-    the same are asked once (a run's Preparer.copy_key, within one run's templates and settings)."""
-    digests = field_digests({name: value for name, value in product.data().items() if name not in CODE_FIELDS})
-    return hashlib.blake2b(repr(sorted(digests.items())).encode(), digest_size=16).digest()
 
 
 PROGRESS_EVERY = 1000
@@ -388,8 +376,8 @@ def _estimate(
         completion_window=settings.batch_window,
         max_tokens=settings.max_tokens,
     )
-    preparer = Preparer(settings, prompt_sets) if store is not None else None  # only to compare with the lock
-    copies: set[tuple[str, str, bytes]] = set()  # (platform, locale, copy) of the jobs priced
+    # The run's own planning stage (plan.py): what it would send, settle or reuse, decided as it decides.
+    planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))
     # User messages are counted in batches, which tiktoken spreads over every core.
     pending: list[tuple[GroupEstimate, str, str]] = []
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
@@ -401,73 +389,39 @@ def _estimate(
                 result.column_tokens[name] = result.column_tokens.get(name, 0) + tokens * max(len(jobs), 1)
         if not jobs:
             result.products_without_jobs += 1
-        product_copy = _copy_of(product) if jobs else b""
         for job in jobs:
-            prompt_set = prompt_sets.get(job.platform)
-            copy = (job.platform, job.locale.tag, product_copy)
-            if preparer is not None and store is not None:
-                prepared = preparer.listing(job)
-                decided = verdict(store, job.key, prepared.fp, settings).action
-                if decided != "send":
-                    result.not_sent(decided)
-                    continue
-                written = None if settings.force else store.written_copy(preparer.copy_key(prepared))
-                if copy in copies or written is not None:
-                    result.reused += 1
-                    continue
-                messages = prepared.messages
-            elif copy in copies:
-                result.reused += 1  # the same copy as a job before it: asked once
+            plan = planner.listing(job)
+            if plan.error is not None:
+                raise plan.error  # a template that cannot render: said before anything is priced
+            if plan.outcome is not Outcome.SEND:
                 continue
-            else:
-                messages = prompt_set.render_messages(job.product, job.locale)  # what a run would send
-            copies.add(copy)
-            user = messages[1]["content"]
+            assert plan.messages is not None
+            prompt_set = prompt_sets.get(job.platform)
             group = result.groups.get((job.platform, job.locale.tag))
             if group is None:
                 group = _new_group(job, prompt_set, counter, settings)
                 if calibration is not None:
                     group.calibrate(calibration)
                 result.groups[(job.platform, job.locale.tag)] = group
-            pending.append((group, user, job.product.id))
+            pending.append((group, plan.messages[1]["content"], job.product.id))
         if len(pending) >= COUNT_BATCH:
             _count_pending(pending, counter, result, settings)
         if on_progress and result.products % PROGRESS_EVERY == 0:
             on_progress(result.products)
     _count_pending(pending, counter, result, settings)
-    _add_strings(result, settings, catalog, store, counter, preparer)
+    _add_strings(result, settings, catalog, counter, planner)
+    result.tally(planner.tally)
     result.elapsed_s = time.perf_counter() - started
     return result
 
 
-def _add_strings(
-    result: Estimate,
-    settings: Settings,
-    catalog: Path,
-    store: RunStore | None,
-    counter: TokenCounter,
-    preparer: Preparer | None,
-) -> None:
+def _add_strings(result: Estimate, settings: Settings, catalog: Path, counter: TokenCounter, planner: Planner) -> None:
     """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them."""
     by_locale: dict[str, list[tuple[Product, Locale]]] = {}
-    memory = memory_for(settings, catalog)
-    seen: set[tuple[str, str]] = set()
     for product, locales in store_strings(settings, catalog):
         for locale in locales:
-            if memory_text(memory, product.name, locale)[0] is not None:
-                result.from_memory += 1
-                continue
-            if (product.name, locale.tag) in seen:
-                result.reused += 1  # the same text as a string before it: asked once
-                continue
-            seen.add((product.name, locale.tag))
-            if store is not None and preparer is not None:
-                key, fp = (product.id, STRINGS, locale.tag), preparer.string(product, locale).fp
-                decided = verdict(store, key, fp, settings, memory=memory, source=product.name).action
-                if decided != "send":
-                    result.not_sent(decided)
-                    continue
-            by_locale.setdefault(locale.tag, []).append((product, locale))
+            if planner.string(product, locale).outcome is Outcome.SEND:
+                by_locale.setdefault(locale.tag, []).append((product, locale))
     for tag, strings in by_locale.items():
         locale = strings[0][1]
         products = [product for product, _ in strings]

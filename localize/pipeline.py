@@ -56,7 +56,7 @@ from .jobs import (
 )
 from .layout import CALIBRATION
 from .packing import apportion, pack_size, split_usage
-from .prepared import PreparedJob, Preparer
+from .plan import Outcome, Plan, Planner
 from .relay import (
     Asks,
     Completion,
@@ -75,13 +75,11 @@ from .strings import (
     STRINGS,
     lint_kept,
     memory_for,
-    memory_text,
     starts_request,
     store_strings,
 )
 from .textfile import read_once
 from .validate import InvalidAnswer, Listing, names_other_product, parse_answer
-from .verdicts import verdict
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -492,36 +490,42 @@ def check(settings: Settings, catalog: Path) -> Staleness:
 def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
     prompt_sets = PromptSets(settings)
     check_people(store, prompt_sets)
-    memory = memory_for(settings, catalog)
-    preparer = Preparer(settings, prompt_sets)
-    prepared = itertools.chain(
-        (preparer.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
+    planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))
+    plans = itertools.chain(
+        (planner.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
         (
-            preparer.string(product, locale)
+            planner.string(product, locale)
             for product, locales in store_strings(settings, catalog)
             for locale in locales
         ),
     )
     total = 0
     stale: list[tuple[JobKey, str]] = []
-    for ready in prepared:
+    for plan in plans:
         total += 1
-        reason = store.stale_reason(ready.job.key, ready.fp, ready.fields)
-        source = ready.job.product.name if ready.job.platform == STRINGS else None
-        decided = verdict(store, ready.job.key, ready.fp, settings, memory=memory, source=source)
-        if decided.note is not None:
-            reason = "rejected by a reviewer"
-        elif decided.refill:
-            reason = "its translation memory changed"
-        elif decided.action == "outdated":
-            reason = f"outdated ({reason}; kept: a person {'edited' if decided.edited else 'approved'} it)"
-        elif decided.action == "held":
-            reason = f"failed (unchanged since run {decided.held_since})"
+        reason = _stale_reason(store, plan)
         if reason is not None:
-            stale.append((ready.job.key, reason))
+            stale.append((plan.job.key, reason))
     waiting = [line for line in store.reviewable() if not line.get("approved")] if settings.require_approved else []
     texts = sum(1 for line in waiting if line["platform"] == STRINGS)
     return Staleness(total, stale, len(waiting), texts)
+
+
+def _stale_reason(store: RunStore, plan: Plan) -> str | None:
+    """Why a job's output is missing or out of date (None when it is current): what its plan says."""
+    if plan.prepared is None:
+        return f"its prompt cannot be built ({plan.problem})"
+    decided = plan.decided
+    reason = store.stale_reason(plan.job.key, plan.prepared.fp, plan.prepared.fields)
+    if decided.note is not None:
+        return "rejected by a reviewer"
+    if decided.refill:
+        return "its translation memory changed"
+    if plan.outcome is Outcome.OUTDATED:
+        return f"outdated ({reason}; kept: a person {'edited' if decided.edited else 'approved'} it)"
+    if plan.outcome is Outcome.HELD:
+        return f"failed (unchanged since run {decided.held_since})"
+    return reason
 
 
 def _stop_on_signals(tasks: list[asyncio.Task[None]]) -> list[int]:
@@ -648,7 +652,7 @@ class _JobRunner:
         self._count_all = settings.max_cost_usd is not None or settings.tpm is not None
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
-        self._preparer = Preparer(settings, prompt_sets)
+        self._planner = Planner(settings, prompt_sets, store, memory=memory)
         self._pack_sizes: dict[tuple[str, str], int] = {}
         self._listings = ListingKind(settings, prompt_sets)
         self._strings = StringKind()
@@ -666,13 +670,10 @@ class _JobRunner:
         # first job (the leader) to settle; and the copy key each leader asks.
         self._copies: dict[str, dict[str, Any] | list[_Work]] = {}
         self.from_memory = 0  # of the succeeded: store strings a translation memory filled
-        self.memory_refused: dict[JobKey, str] = {}  # memory units that failed the checks: not used, why
         self.outdated = 0  # a person's listings kept though their product changed (--refresh-outdated)
-        self._memory = memory
         self._leading: dict[JobKey, str] = {}
         # Twins whose leader's listing names the leader's id or SKU: not reused, asked themselves.
         self._own_copy: list[_Work] = []
-        self.held_since: set[str] = set()
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
         self.fatal: RelayFatal | None = None
@@ -717,7 +718,7 @@ class _JobRunner:
         used: dict[str, float] = {}  # expected output tokens of each locale's pack so far
         for product, locales in strings:
             for locale in locales:
-                work = self._unless_current(self._preparer.string(product, locale))
+                work = self._carry_out(self._planner.string(product, locale))
                 if work is None or work.harvested is not None or work.reviewed:
                     yield [work] if work is not None else []  # (asked with a reviewer's note: alone)
                     continue
@@ -732,69 +733,58 @@ class _JobRunner:
         yield from (pack for pack in packs.values() if pack)
 
     def _prepare(self, job: Job) -> _Work | None:
-        try:
-            prepared = self._preparer.listing(job)
-        except PromptError as exc:
-            self._fail(job, "prompt", str(exc), 0)
-            return None
-        work = self._unless_current(prepared)
+        work = self._carry_out(self._planner.listing(job))
         if work is not None:  # glossary terms only for jobs that go out
             work.terms = self._prompt_sets.get(job.platform).terms_for(job.product, job.locale)
         return work
 
-    def _unless_current(self, prepared: PreparedJob) -> _Work | None:
-        """The job's work, or None when its result is up to date (counted, and a failure an
-        earlier run recorded for it cleared)."""
-        job, fp = prepared.job, prepared.fp
-        source = job.product.name if job.platform == STRINGS else None
-        decided = verdict(self._store, job.key, fp, self._settings, memory=self._memory, source=source)
-        if decided.action == "up_to_date":
+    def _carry_out(self, plan: Plan) -> _Work | None:
+        """What a job's plan (plan.py) does to OUT: a job settled without sending is recorded
+        and counted here (None); one that goes out is returned as the work to send."""
+        job, outcome = plan.job, plan.outcome
+        if outcome is Outcome.NO_PROMPT:
+            self._fail(job, "prompt", plan.problem, 0)
+            return None
+        if outcome is Outcome.UP_TO_DATE:
             self._store.mark_current(job.key)
             self.up_to_date += 1
             return None
-        if decided.action == "outdated":
+        if outcome is Outcome.OUTDATED:
             self.up_to_date += 1  # settled: a person's listing, kept though its product changed since,
             self.outdated += 1  # and said (counted among the up to date, as the report has it)
             self._store.set_outdated(job.key)
             return None
-        if decided.action == "held":  # failed as it stands now: not paid for again (--retry-failed)
+        if outcome is Outcome.HELD:  # failed as it stands now: not paid for again (--retry-failed)
             self.failed += 1
             self.held += 1
-            self.held_since.add(decided.held_since or "")
             return None
+        if outcome is Outcome.IN_BATCH:
+            self.in_batch += 1  # a running batch asks it already (--no-wait): not asked twice
+            return None
+        prepared = plan.prepared
+        assert prepared is not None
         messages = prepared.messages
-        if decided.note is not None:  # sent back by a reviewer: asked with the note (the lock keeps the plain prompt)
-            said = (STRING_REVIEW_NOTE if job.platform == STRINGS else REVIEW_NOTE).format(note=decided.note)
+        note = plan.decided.note
+        if note is not None:  # sent back by a reviewer: asked with the note (the lock keeps the plain prompt)
+            said = (STRING_REVIEW_NOTE if job.platform == STRINGS else REVIEW_NOTE).format(note=note)
             messages = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + said}]
-        work = _Work(job, messages, prepared.rules, fp, prepared.fields, [], reviewed=decided.reviewed)
-        if self._harvest is not None:
-            if self._harvest.is_in_flight(*work.line_job):
-                self.in_batch += 1  # a running batch asks it already (--no-wait): not asked twice
-                return None
-            work.harvested = self._harvest.take(*work.line_job)
-            self._harvest_unlogged += work.harvested is not None
-        if work.harvested is None and job.platform == STRINGS and self._from_memory(work):
+        work = _Work(job, messages, prepared.rules, prepared.fp, prepared.fields, [], reviewed=plan.decided.reviewed)
+        work.harvested, work.copy = plan.harvested, plan.copy
+        self._harvest_unlogged += plan.harvested is not None
+        if outcome is Outcome.FROM_MEMORY:
+            assert plan.memory is not None
+            self._fill_from_memory(work, plan.memory)
             return None
-        if work.harvested is None and not work.reviewed:  # a listing people sent back is written anew
-            return self._unless_copied(work, prepared)
+        if outcome is Outcome.REUSED:
+            return self._twin(work, plan.written)
+        if plan.copy is not None:
+            self._lead(work, plan.copy)
         return work
 
-    def _memory_text(self, job: Job) -> str | None:
-        """A translation memory's text for a store string in its locale, if it passes the checks
-        a model's translation gets (placeholders, tags, numbers, script, length); a unit that
-        fails them is not used, and the run says which (memory_refused)."""
-        text, refused = memory_text(self._memory, job.product.name, job.locale)
-        if refused is not None:
-            self.memory_refused[job.key] = refused
-        return text
-
-    def _from_memory(self, work: _Work) -> bool:
-        """Whether a translation memory (--memory, a person's translations in the export) holds
-        this store string's text for its locale: then it is the result, at no cost."""
+    def _fill_from_memory(self, work: _Work, text: str) -> None:
+        """A store string whose text a translation memory holds (--memory, a person's
+        translations in the export): the result, at no cost."""
         job = work.job
-        text = self._memory_text(job)
-        if text is None:
-            return False
         billed = {"model": self._settings.model, "attempts": 0, "input_tokens": 0, "output_tokens": 0}
         billed.update(cached_tokens=0, cost_usd=0.0, warnings=[])
         line = {**self._strings.result_line(job, text, billed), "memory": True}
@@ -803,23 +793,27 @@ class _JobRunner:
         self.from_memory += 1
         usage = Usage(input_tokens=self._counter.count(job.product.name), output_tokens=self._counter.count(text))
         self.saved_usd += cost_usd(usage, self._price)
-        return True
 
-    def _unless_copied(self, work: _Work, prepared: PreparedJob) -> _Work | None:
-        """The job's work, or None when another job asks the very same copy (its codes aside):
-        it takes that job's listing, written this run or an earlier one, or waits for it."""
-        key = work.copy = self._preparer.copy_key(prepared)
-        known = self._copies.get(key)
+    def _twin(self, work: _Work, written: Mapping[str, Any] | None) -> _Work | None:
+        """A job with the same copy as another's: it takes the listing written for it (an
+        earlier run's, or this run's), or waits for the job on its way; None either way. When
+        there is none after all (that job failed), or its text names that job's product, it
+        is sent itself, the first of its copy from now on."""
+        assert work.copy is not None
+        known = written if written is not None else self._copies.get(work.copy)
         if isinstance(known, list):
             known.append(work)  # its leader is on its way
             return None
-        line = known if known is not None else None if self._settings.force else self._store.written_copy(key)
-        if line is not None and not names_other_product(line, work.job.product):
-            self._settle_copy(work, line)
+        if known is not None and not names_other_product(known, work.job.product):
+            self._settle_copy(work, known)
             return None
-        self._copies[key] = []
-        self._leading[work.job.key] = key
+        self._lead(work, work.copy)
         return work
+
+    def _lead(self, work: _Work, copy: str) -> None:
+        """The job asks its copy for the twins that follow it this run."""
+        self._copies[copy] = []
+        self._leading[work.job.key] = copy
 
     def _settle_copy(self, work: _Work, line: Mapping[str, Any]) -> None:
         """A twin's result: the listing written for the same copy, under its own id and SKU,
@@ -985,8 +979,19 @@ class _JobRunner:
 
     # --- answers of batches an earlier run recorded -----------------------------------------
 
+    @property
+    def memory_refused(self) -> dict[JobKey, str]:
+        """Memory units that failed the checks: not used, and why."""
+        return self._planner.tally.memory_refused
+
+    @property
+    def held_since(self) -> set[str]:
+        """The runs that met the failures held."""
+        return self._planner.tally.held_since
+
     def use_harvest(self, harvest: Harvest) -> None:
         self._harvest = harvest
+        self._planner.harvest = harvest
 
     async def _settle_harvested(self, work: _Work) -> None:
         """A job a recorded batch answered as it is asked now: its part of that answer checked
@@ -1082,7 +1087,7 @@ class _JobRunner:
                 self._store.log_attempt(record.to_json())
         for file_id in harvest.files:
             self._store.forget_batch(file_id)
-        self._harvest = None
+        self._harvest = self._planner.harvest = None
 
     def _next_extra_attempt(self) -> int:
         self._extra_attempt += 1

@@ -86,3 +86,24 @@ def test_no_module_outside_shops_names_a_shops_module() -> None:
         if target.startswith("shops.") and target != "shops.translate_adapt"
     }
     assert named == set()
+
+
+def reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_planning_never_imports_the_runner() -> None:
+    """plan.py decides what becomes of each job; the runner (pipeline, batch) carries it out.
+    The live run, --check and the dry run all ask the planner, which knows nothing of sending."""
+    graph = module_graph()
+    assert {"plan", "pipeline", "estimate"} <= set(graph)
+    assert "plan" in graph["pipeline"] and "plan" in graph["estimate"]
+    assert reaches(graph, "plan").isdisjoint({"pipeline", "batch", "relay", "estimate"})

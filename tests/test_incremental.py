@@ -805,3 +805,26 @@ def test_an_answer_that_is_not_json_is_the_relays_failure_never_held(run_cli, sa
         sent = len(relay.chat_requests)
         again = run(run_cli, relay, sample, "--pack", "1")
     assert again.exit_code == 0 and len(relay.chat_requests) == sent + 1
+
+
+def test_the_dry_run_check_and_run_plan_every_job_alike(run_cli, sample: Path, tmp_path: Path) -> None:
+    """One planning stage (plan.py): beside an earlier run's OUT, new copies of written listings,
+    a held failure and new products are told apart the same way by the dry run (priced), --check
+    (named) and the run (sent)."""
+    poison = "Voltkit 20000 mAh Power Bank"
+    with FakeRelay(poison=poison, poison_kind="invalid") as relay:
+        catalog = _catalog_with_twins(sample, tmp_path / "twins.csv", 4)
+        args = ("-l", "de-DE", "--base-url", relay.base_url, "--out", "out", "--pack", "1")
+        assert run_cli("run", catalog, *args).exit_code == 1  # the poisoned product fails the checks
+        catalog = _catalog_with_twins(sample, tmp_path / "twins.csv", 4, later=3)
+        planned = json.loads(run_cli("run", catalog, *args, "--dry-run", "--json").stdout)
+        check = run_cli("run", catalog, *args, "--check", "--json")
+        before = len(relay.chat_requests)
+        later = run_cli("run", catalog, *args, "--json")
+    jobs = planned["jobs"]
+    assert jobs["reused"] == 3 and jobs["held"] >= 1 and planned["requests"] == 0
+    assert len(relay.chat_requests) == before  # the run sent what the dry run priced: nothing
+    report = json.loads(later.stdout)["jobs"]
+    assert report["reused"] == 3 and report["held"] == jobs["held"]
+    stale = json.loads(check.stdout)["stale"]
+    assert {entry["id"] for entry in stale} >= {f"TWIN-{n:02d}" for n in range(4, 7)}  # their outputs are missing
