@@ -45,27 +45,18 @@ from .layout import (
 )
 from .lock import HEADER, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
+from .records import FAILURE, OPTIONAL_RESULT_FIELDS, RESULT, RESULT_FIELDS, STRING, line_of
 from .reviews import Decision, append_decisions, by_job, fold, read_decisions
 from .sanitize import safe_cell
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (setting it back at once)
 
-# What every result line ends with: how it was made and what it cost.
-_BILLED_FIELDS = ("model", "attempts", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "warnings")
-RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", *_BILLED_FIELDS)
-# A platform's extra answer fields (Shopify's seo_title, seo_description), only where present.
-OPTIONAL_RESULT_FIELDS = ("extra", "reused_from", "memory")
 # The extra formats a run writes beside results.jsonl (--format), by name.
 EXTRA_FORMATS = {"csv": RESULTS_CSV, "json": RESULTS_JSON}
-# A failure an unchanged job would meet again carries the run that met it and the fingerprint
-# it was asked with (Fingerprint.digest, hex): the next run holds it instead of paying again.
-OPTIONAL_FAILURE_FIELDS = ("run", "fingerprint")
-FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 # A store's other texts (strings.py) are jobs on this pseudo-platform; their results go to
 # strings.jsonl, not results.jsonl.
 STRING_PLATFORM = "strings"
-STRING_FIELDS = ("id", "platform", "locale", "type", "field", "source", "text", *_BILLED_FIELDS)
 
 
 # Which job a batch line serves, and the fingerprint (Fingerprint.digest, hex) it was asked for.
@@ -134,7 +125,7 @@ class JobResult:
     (`fingerprint` for its lock line, `fields` for its product's)."""
 
     key: JobKey
-    line: Mapping[str, Any]  # RESULT_FIELDS (and the optional ones) in order
+    line: Mapping[str, Any]  # a results.jsonl or strings.jsonl line's fields (records.py)
     fingerprint: Fingerprint
     fields: Mapping[str, str]
     copy: str | None = None  # its copy key (Preparer.copy_key)
@@ -401,7 +392,7 @@ class RunStore:
         with self._transaction():
             self._db.execute(
                 "UPDATE jobs SET result = ? WHERE id = ? AND platform = ? AND locale = ?",
-                (output_line(line, RESULT_FIELDS), *key),
+                (line_of(line, RESULT, strict=False), *key),
             )
 
     def _clear_failure(self, key: JobKey) -> None:
@@ -470,7 +461,7 @@ class RunStore:
                     *key,
                     job_line(key, result.fingerprint, result.copy),
                     result.fingerprint.digest(),
-                    output_line(result.line, STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS),
+                    line_of(result.line, STRING if key[1] == STRING_PLATFORM else RESULT),
                 ),
             )
             self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
@@ -486,7 +477,7 @@ class RunStore:
             self._db.execute(
                 "INSERT INTO jobs (id, platform, locale, failure) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (id, platform, locale) DO UPDATE SET failure = excluded.failure",
-                (*failure.key, output_line(failure.line(), FAILURE_FIELDS)),
+                (*failure.key, line_of(failure.line(), FAILURE)),
             )
 
     def close(self) -> None:
@@ -657,8 +648,8 @@ class RunStore:
         decisions = self._reviews.get(key)
         if decisions is None:
             return line
-        return output_line(
-            fold(json.loads(line), decisions), STRING_FIELDS if key[1] == STRING_PLATFORM else RESULT_FIELDS
+        return line_of(
+            fold(json.loads(line), decisions), STRING if key[1] == STRING_PLATFORM else RESULT, strict=False
         )
 
     def string_results(self) -> Iterator[dict[str, Any]]:
@@ -768,15 +759,15 @@ class RunStore:
                             "INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?)", (*key, str(entry["copy"]))
                         )
             for name, column, fields in (
-                (RESULTS, "result", RESULT_FIELDS),
-                (STRINGS_FILE, "result", STRING_FIELDS),
-                (FAILURES, "failure", FAILURE_FIELDS),
+                (RESULTS, "result", RESULT),
+                (STRINGS_FILE, "result", STRING),
+                (FAILURES, "failure", FAILURE),
             ):
                 for number, record in enumerate(iter_jsonl(self.out / name, strict=True), start=1):
                     self._db.execute(
                         f"INSERT INTO jobs (id, platform, locale, {column}) VALUES (?, ?, ?, ?)"
                         f" ON CONFLICT (id, platform, locale) DO UPDATE SET {column} = excluded.{column}",
-                        (*_record_key(record, self.out / name, number), output_line(record, fields)),
+                        (*_record_key(record, self.out / name, number), line_of(record, fields, strict=False)),
                     )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('exported', ?)", (_signature(self.out),))
 
@@ -960,23 +951,6 @@ def _command() -> str:
     args = [arg for arg in sys.argv[1:3] if not arg.startswith("-")][:1]
     serving = " --serve" if "--serve" in sys.argv else ""
     return f"localize {args[0]}{serving}" if args else "localize"
-
-
-def output_line(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
-    """A results.jsonl or failures.jsonl line: the contract's fields in order, then the
-    optional ones a record has (other keys are dropped)."""
-    kept = {name: record.get(name) for name in fields}
-    if fields is RESULT_FIELDS or fields is STRING_FIELDS:
-        kept.update({name: record[name] for name in OPTIONAL_RESULT_FIELDS if record.get(name)})
-    if fields is RESULT_FIELDS or fields is STRING_FIELDS:  # who wrote it, whether a person approved it (reviews.py)
-        kept.update(origin=record.get("origin") or "model", approved=bool(record.get("approved")))
-        if "rejected" in record:
-            kept["rejected"] = record["rejected"]
-        if record.get("outdated"):
-            kept["outdated"] = True
-    if fields is FAILURE_FIELDS:
-        kept.update({name: record[name] for name in OPTIONAL_FAILURE_FIELDS if record.get(name)})
-    return _line(kept)
 
 
 def _attempt_key(record: Mapping[str, Any], line: int) -> tuple[str, str, str, str, int]:

@@ -1,0 +1,49 @@
+"""OUT's lines are declared once (records.py): a record our code builds with a field the line
+does not declare is an error, not a silent drop; a line another version wrote keeps what this
+one knows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localize.records import FAILURE, RESULT, STRING, UnknownField, line_of
+
+LISTING = {
+    "id": "A1",
+    "sku": "S1",
+    "platform": "amazon",
+    "locale": "de-DE",
+    "title": "Titel",
+    "description": "Text",
+    "bullets": ["a"],
+    "seo_tags": ["b"],
+    "model": "kimi-k2",
+    "attempts": 1,
+    "input_tokens": 10,
+    "output_tokens": 5,
+    "cached_tokens": 0,
+    "cost_usd": 0.001,
+    "warnings": [],
+}
+
+
+def test_a_result_line_puts_the_contract_first_and_people_last() -> None:
+    line = json.loads(line_of({**LISTING, "reused_from": "A0", "approved": True}, RESULT))
+    assert list(line)[:15] == list(LISTING) and line["reused_from"] == "A0"
+    assert (line["origin"], line["approved"]) == ("model", True) and list(line)[-2:] == ["origin", "approved"]
+
+
+def test_an_undeclared_field_is_an_error_where_our_code_builds_a_line() -> None:
+    with pytest.raises(UnknownField, match=r"undeclared fields \['quality'\]"):
+        line_of({**LISTING, "quality": {"score": 90}}, RESULT)
+    with pytest.raises(UnknownField):
+        line_of({"id": "A1", "platform": "amazon", "locale": "de-DE", "error": "x", "approved": True}, FAILURE)
+
+
+def test_a_line_another_version_wrote_keeps_what_this_one_knows() -> None:
+    line = json.loads(line_of({**LISTING, "from_the_future": 1}, RESULT, strict=False))
+    assert "from_the_future" not in line and line["title"] == "Titel"
+    text = {"id": "K", "platform": "strings", "locale": "de-DE", "type": "T", "field": "f", "source": "s", "text": "t"}
+    assert json.loads(line_of(text, STRING))["text"] == "t"
