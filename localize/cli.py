@@ -22,7 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, config, estimate, jobs, pipeline, preview, reports
+from . import __version__, config, estimate, jobs, pipeline, preview, reports, shops
 from . import deliver as webhooks
 from .approvals import approve_listings
 from .batch import BatchProgress
@@ -285,7 +285,7 @@ def run(
         allow_http=allow_http or None,
     )
     with exit_codes():
-        loaded = config.load(flags=flags, config_path=config_file)
+        loaded = _settings(flags=flags, config_path=config_file)
         with sheet_of(catalog, loaded.sheet):
             settings, note = jobs.locales_from_export(loaded, catalog)
             for line in jobs.run_notes(settings, catalog, note):
@@ -296,6 +296,14 @@ def run(
                 _dry_run(settings, catalog, as_json=as_json, quiet=no_progress or as_json or not stderr.is_terminal)
             else:
                 _live_run(settings, catalog, as_json=as_json, live=not no_progress and stderr.is_terminal)
+
+
+def _settings(**options: Any) -> config.Settings:
+    """The settings, from the layers config.py merges; the shops' own keys and --format values
+    asked of their registry (config knows no shop), and every shop setting given read now."""
+    settings = config.load(**options, shop_keys=shops.setting_keys(), formats=shops.import_formats())
+    shops.check_settings(settings)
+    return settings
 
 
 def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
@@ -529,7 +537,7 @@ def prompt(
             source_locale=source_locale,
             sheet=sheet,
         )
-        settings = config.load(flags=flags, config_path=config_file)
+        settings = _settings(flags=flags, config_path=config_file)
         with sheet_of(catalog, settings.sheet):
             shown = preview.request_for(settings, catalog, product_id, locale, platform)
     body = shown.body
@@ -563,7 +571,7 @@ def _serve(out: Path, *, host: str, port: int) -> None:
     """The review workbench: its URL (with a fresh token) the first line on stdout; runs until
     interrupted (exit 0)."""
     with exit_codes():
-        server = ReviewServer(out, config.load(flags={}), host=host, port=port)
+        server = ReviewServer(out, _settings(flags={}), host=host, port=port)
         server.settle()  # decisions a stopped server could not write: in the files before it serves
     try:
         if server.exposed:
@@ -609,7 +617,7 @@ def deliver(
     """POST every listing and store string OUT holds that the receiver has not acknowledged,
     signed with LOCALIZE_WEBHOOK_SECRET, each version once (OUT/deliveries.jsonl)."""
     with exit_codes():
-        settings = config.load(flags={"webhook": webhook, "allow_http": allow_http or None}, config_path=config_file)
+        settings = _settings(flags={"webhook": webhook, "allow_http": allow_http or None}, config_path=config_file)
         done = webhooks.deliver(
             out,
             settings.webhook,
@@ -702,7 +710,7 @@ def review(
         _serve(out, host=host, port=port)
         return
     with exit_codes():
-        settings = config.load(flags=dict(map=column_map))
+        settings = _settings(flags=dict(map=column_map))
         with sheet_of(catalog, settings.sheet):
             written = write_review(out, catalog=catalog, columns=settings.columns, limit=limit)
     if written.shown < written.total:
@@ -742,7 +750,7 @@ def models(
 ) -> None:
     """List the models the relay serves, marking those with a known price (checks the key too)."""
     with exit_codes():
-        settings = config.load(flags=dict(base_url=base_url), config_path=config_file)
+        settings = _settings(flags=dict(base_url=base_url), config_path=config_file)
         _require_api_key(settings, dry_run_hint=False)
         listed = asyncio.run(reports.list_models(settings))
     if as_json:

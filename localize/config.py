@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -25,9 +25,8 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError
 from .locales import Locale, parse_locale, parse_locales
-from .shops import import_formats
 
 DEFAULT_CONFIG_NAMES = ("localize.yaml", "localize.yml")
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
@@ -106,29 +105,10 @@ class Settings(BaseModel):
     source_locale: Locale | None = Field(None, description="the catalog's language (a shop's export: found from it)")
     memory: tuple[Path, ...] = Field((), description="TMX translation memories: their texts fill store strings")
     overwrite_existing: bool = Field(False, description="import files replace the translations a shop's export has")
-    amazon_seller_id: str | None = Field(None, min_length=1, description="the feed header's sellerId")
-    amazon_seller_ids: dict[str, str] = Field(
-        default_factory=dict, description="SP-API region → the seller id of its account (beside amazon_seller_id)"
-    )
-    amazon_product_types: dict[str, str] = Field(
-        default_factory=dict, description="category → Amazon product type, for products without a product_type"
-    )
-    amazon_operation: Literal["patch", "update"] = Field(
-        "patch", description="patch: change the text of existing listings; update: whole listings (new ones)"
-    )
-    amazon_marketplaces: dict[str, str] = Field(
-        default_factory=dict, description="locale → Amazon marketplace id, beside the built-in table"
-    )
-    magento_store_views: dict[str, str] = Field(
-        default_factory=dict, description="locale → the Magento store view code its rows are imported into"
-    )
-    templates: dict[str, tuple[Path, ...]] = Field(
-        default_factory=dict,
-        description="locale → the seller's Shopee / Lazada template(s) its file fills ('': the run's one locale)",
-    )
-    lazada_columns: dict[str, str] = Field(
-        default_factory=dict, description="our field → the label of a Lazada template's column, beside the defaults"
-    )
+    # What the shops read (shops/*.py declare their keys: amazon_seller_id, magento_store_views,
+    # templates, ...), as given, and where each came from; each shop reads its own.
+    shop: dict[str, Any] = Field(default_factory=dict)
+    shop_origin: dict[str, str] = Field(default_factory=dict)
     sheet: str | None = Field(None, min_length=1, description="which sheet of a workbook catalog (default: the first)")
     batch: Literal["off", "on", "auto"] = Field(
         "off", description="send through the batch API: on; auto: where the relay batches, else live"
@@ -171,26 +151,6 @@ class Settings(BaseModel):
             return parse_locales(value)
         return value
 
-    @field_validator("amazon_seller_ids")
-    @classmethod
-    def _check_regions(cls, value: dict[str, str]) -> dict[str, str]:
-        for region in value:
-            if region not in ("NA", "EU", "FE"):
-                raise ValueError(f"keys are SP-API regions: NA, EU or FE, not {region!r}")
-        return value
-
-    @field_validator("templates", mode="before")
-    @classmethod
-    def _parse_templates(cls, value: Any) -> Any:
-        """{LOCALE: FILE or [FILE, ...]}, locales as --locales reads them; '' names the run's one locale."""
-        if not isinstance(value, dict):
-            return value
-        parsed: dict[str, tuple[Any, ...]] = {}
-        for code, files in value.items():
-            tag = parse_locale(str(code)).tag if str(code).strip() else ""
-            parsed[tag] = tuple(files) if isinstance(files, (list, tuple)) else (files,)
-        return parsed
-
     @field_validator("memory", mode="before")
     @classmethod
     def _paths(cls, value: Any) -> Any:
@@ -218,16 +178,7 @@ class Settings(BaseModel):
             return tuple(dict.fromkeys(items))
         return value
 
-    @field_validator("formats")
-    @classmethod
-    def _check_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        known = [*RESULT_FORMATS, *import_formats()]
-        for name in value:
-            if name not in known:
-                raise ValueError(f"input should be {', '.join(map(repr, known[:-1]))} or {known[-1]!r}")
-        return value
-
-    @field_validator("units", "amazon_marketplaces", "magento_store_views", mode="before")
+    @field_validator("units", mode="before")
     @classmethod
     def _parse_units(cls, value: Any) -> Any:
         """Keys are locales as --locales reads them (`en_us` is en-US)."""
@@ -301,15 +252,12 @@ _KEY_ALIASES = {
     "timeout": "timeout_s",
     "max_cost": "max_cost_usd",
     "format": "formats",
-    "store_view": "magento_store_views",
-    "template": "templates",
     "prompts": "prompts_dir",
     "map": "columns",
 }
 # Environment variables read, beside the API key.
 _ENV = {
     "LOCALIZE_FIELDS": "fields",
-    "AMAZON_SELLER_ID": "amazon_seller_id",
     "LOCALIZE_BASE_URL": "base_url",
     "LOCALIZE_MODEL": "model",
     "LOCALIZE_RPM": "rpm",
@@ -331,41 +279,7 @@ _FLAG_FOR = {
     "formats": "--format",
     "prompts_dir": "--prompts",
     "columns": "--map",
-    "magento_store_views": "--store-view",
-    "templates": "--template",
 }
-
-
-def _pairs(text: str, flag: str, example: str) -> dict[str, str]:
-    """KEY=VALUE pairs, comma separated, from a flag."""
-    pairs = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"must be KEY=VALUE such as {example}, not {item.strip()!r}", where=flag)
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def _template_flags(items: Any) -> dict[str, tuple[str, ...]]:
-    """--template LOCALE=FILE (repeatable), or --template FILE for the run's one locale."""
-    found: dict[str, tuple[str, ...]] = {}
-    for item in [items] if isinstance(items, str) else items:
-        code, sep, file = str(item).partition("=")
-        tag = ""
-        if sep:
-            try:
-                tag = parse_locale(code.strip()).tag
-            except InputError:
-                if not any(char in code for char in "/\\."):
-                    raise  # meant as a locale: say what is wrong with it
-                file = str(item)  # a file name with '=' in it
-        else:
-            file = code
-        if not file.strip():
-            raise ConfigError(f"must be LOCALE=FILE such as th-TH=shopee_th.xlsx, not {item!r}", where="--template")
-        found[tag] = (*found.get(tag, ()), file.strip())
-    return found
 
 
 def _whole_or_auto(value: Any, unit: str, *, high: int | None) -> int | str:
@@ -391,16 +305,26 @@ def load(
     config_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    shop_keys: Collection[str] = (),
+    formats: Collection[str] | None = None,
 ) -> Settings:
-    """Merge the layers and validate. `flags` holds only options the user actually passed."""
+    """Merge the layers and validate. `flags` holds only options the user actually passed.
+    `shop_keys`: the keys and flags the shops own (the registry's, asked by the CLI: config
+    knows no shop), kept for them in Settings.shop; `formats`: the --format values the shops
+    write (None: not checked here)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    shop: dict[str, Any] = {}
+    shop_origin: dict[str, str] = {}
 
     path = _find_config(config_path, cwd or Path.cwd())
     if path is not None:
         for key, value in _read_yaml(path).items():
             field = _KEY_ALIASES.get(key, key)
+            if field not in Settings.model_fields and key in shop_keys:
+                shop[key], shop_origin[key] = value, f"{path}: {key}"
+                continue
             values[field] = value
             origin[field] = f"{path}: {key}"
         values["config_path"] = path
@@ -425,23 +349,29 @@ def load(
     for key, value in flags.items():
         if value is None:
             continue
+        if key in shop_keys and _KEY_ALIASES.get(key, key) not in Settings.model_fields:
+            shop[key], shop_origin[key] = value, "--" + key.replace("_", "-")
+            continue
         field = _KEY_ALIASES.get(key, key)
         if field == "columns" and isinstance(values.get("columns"), dict):
             # --map adds to (and overrides entries of) the config's columns: map.
             value = {**values["columns"], **Settings._parse_columns(value)}
-        if field == "magento_store_views":
-            # --store-view de-DE=de adds to (and overrides entries of) magento_store_views.
-            value = {**(values.get(field) or {}), **_pairs(value, "--store-view", "de-DE=de")}
-        if field == "templates":
-            # --template th-TH=FILE adds to (and overrides entries of) templates:.
-            value = {**(values.get(field) or {}), **_template_flags(value)}
         values[field] = value
         origin[field] = _FLAG_FOR.get(field, "--" + key.replace("_", "-"))
 
+    if shop:
+        values.update(shop=shop, shop_origin=shop_origin)
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
-        raise _config_error(exc, origin) from None
+        raise _config_error(exc, origin, shop_keys) from None
+    if formats is not None:
+        known = [*RESULT_FORMATS, *formats]
+        unknown = [name for name in settings.formats if name not in known]
+        if unknown:
+            said = f"input should be {', '.join(map(repr, known[:-1]))} or {known[-1]!r} (got {unknown[0]!r})"
+            raise ConfigError(said, where=origin.get("formats", "--format"))
+    return settings
 
 
 def _find_config(explicit: Path | None, cwd: Path) -> Path | None:
@@ -477,12 +407,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigError:
+def _config_error(exc: ValidationError, origin: Mapping[str, str], shop_keys: Collection[str] = ()) -> ConfigError:
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     field = loc[0] if loc else ""
     if error["type"] == "extra_forbidden":
-        known = sorted(set(Settings.model_fields) - {"api_key", "config_path"})
+        known = sorted(
+            (set(Settings.model_fields) - {"api_key", "config_path", "shop", "shop_origin"}) | set(shop_keys)
+        )
         return ConfigError(
             f"unknown setting {field!r}",
             where=origin.get(field, "config"),

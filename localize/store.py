@@ -648,9 +648,7 @@ class RunStore:
         decisions = self._reviews.get(key)
         if decisions is None:
             return line
-        return line_of(
-            fold(json.loads(line), decisions), STRING if key[1] == STRING_PLATFORM else RESULT, strict=False
-        )
+        return line_of(fold(json.loads(line), decisions), STRING if key[1] == STRING_PLATFORM else RESULT, strict=False)
 
     def string_results(self) -> Iterator[dict[str, Any]]:
         """Every string's translation (its strings.jsonl line, people's decisions folded in),

@@ -26,11 +26,13 @@ def _runtime_nodes(tree: ast.Module) -> list[ast.AST]:
     return [node for node in ast.walk(tree) if id(node) not in skipped]
 
 
-def imports_of(path: Path) -> set[str]:
-    """The package's own modules a module imports at run time (relative imports, `from . import x` too)."""
+def imports_of(path: Path, *, annotations: bool = False) -> set[str]:
+    """The package's own modules a module imports at run time (relative imports, `from . import x`
+    too); with `annotations`, those it imports for type annotations only as well."""
     package = module_name(path).split(".") if path.name == "__init__.py" else module_name(path).split(".")[:-1]
     found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree) if annotations else _runtime_nodes(tree):
         if not isinstance(node, ast.ImportFrom) or node.level == 0:
             continue
         base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
@@ -41,17 +43,19 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
-def module_graph() -> dict[str, set[str]]:
+def module_graph(*, annotations: bool = False) -> dict[str, set[str]]:
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         # `from .shops.akeneo import x` names a module; `from .shops import Shop` names the package.
-        graph[name] = {target if target in modules else target.rpartition(".")[0] for target in imports_of(path)}
+        targets = imports_of(path, annotations=annotations)
+        graph[name] = {target if target in modules else target.rpartition(".")[0] for target in targets}
     return graph
 
 
 def test_no_import_cycles_among_the_modules() -> None:
-    graph = module_graph()
+    """Not even through an import made for annotations only: each step depends only on those before it."""
+    graph = module_graph(annotations=True)
     assert {"pipeline", "batch", "store", "catalog", "shops", "shops.akeneo"} <= set(graph)  # the scan sees it all
     assert "shops" in graph["catalog"] and "shops.base" in graph["shops.akeneo"]  # ...and its imports
     cycles = []
@@ -107,3 +111,14 @@ def test_planning_never_imports_the_runner() -> None:
     assert {"plan", "pipeline", "estimate"} <= set(graph)
     assert "plan" in graph["pipeline"] and "plan" in graph["estimate"]
     assert reaches(graph, "plan").isdisjoint({"pipeline", "batch", "relay", "estimate"})
+
+
+def test_shops_import_nothing_above_them() -> None:
+    """A shop reads and writes files: it knows the catalog's rows, OUT's layout and its own
+    settings, not the steps that run jobs or parse options (config asks the registry, not back)."""
+    graph = module_graph(annotations=True)
+    above = {"catalog", "jobs", "plan", "pipeline", "estimate", "batch", "relay", "cli", "config", "preview", "merge"}
+    shops = {name: found for name, found in graph.items() if name == "shops" or name.startswith("shops.")}
+    runtime = module_graph()
+    assert shops and all(found.isdisjoint(above - {"config"}) for found in shops.values())
+    assert "shops" not in graph["config"] and all("config" not in runtime[name] for name in shops)

@@ -545,3 +545,18 @@ def test_a_sku_that_starts_like_a_formula_still_names_the_shops_product(
     assert sorted(row["sku"] for row in rows) == ["=A2+1", "@SUM(A1)"]
     assert all(not row["name"].startswith(("=", "@", "+", "-")) for row in rows)
     assert "2 ID or SKU cells start like a spreadsheet formula and are written as they are" in result.stderr
+
+
+def test_a_shops_own_settings_are_read_where_they_are_declared(run_cli, sample: Path) -> None:
+    """amazon_*, magento_store_views, templates, lazada_columns belong to their shops (shops/*.py
+    declare them); a bad value or a misspelt key is still one line, exit 2, naming where."""
+    write(Path("localize.yaml"), "amazon_seller_ids: {XX: A1}\n")
+    bad = run_cli("run", sample, "-l", "de-DE", "--dry-run")
+    assert bad.exit_code == 2 and "localize.yaml: amazon_seller_ids: keys are SP-API regions" in bad.stderr
+    write(Path("localize.yaml"), "amazon_seler_id: A1\n")
+    typo = run_cli("run", sample, "-l", "de-DE", "--dry-run")
+    assert typo.exit_code == 2 and "unknown setting 'amazon_seler_id'" in typo.stderr
+    assert "amazon_seller_id" in typo.stderr and "magento_store_views" in typo.stderr  # the shops' keys listed
+    write(Path("localize.yaml"), "magento_store_views: {de-DE: de}\n")
+    view = run_cli("run", sample, "-l", "de-DE", "--dry-run", "--format", "magento", "--store-view", "de_DE")
+    assert view.exit_code == 2 and "--store-view: must be KEY=VALUE" in view.stderr

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .akeneo import Akeneo
 from .amazon import Amazon
-from .base import Delivery, ImportFile, Lint, ProductRows, Shop, StoreString
+from .base import Delivery, ImportFile, Lint, ProductRows, Shop, ShopOption, StoreString, option_value
 from .lazada import Lazada
 from .magento import Magento
 from .shopee import Shopee
@@ -46,6 +46,24 @@ def recognise(header: list[str]) -> Shop | None:
 def import_formats() -> list[str]:
     """The --format values that write a shop's import file."""
     return [shop.import_format for shop in SHOPS if shop.import_format]
+
+
+def options() -> dict[str, ShopOption]:
+    """Every setting a shop reads, by its localize.yaml key (one declaration each)."""
+    return {option.key: option for shop in SHOPS for option in shop.options}
+
+
+def setting_keys() -> frozenset[str]:
+    """The localize.yaml keys and flag names the shops own (config keeps them for the shops)."""
+    found = options()
+    return frozenset(found) | {option.flag for option in found.values() if option.flag}
+
+
+def check_settings(settings: Settings) -> None:
+    """Every shop setting the run was given, read now (ConfigError, exit 2, where one cannot be)."""
+    for option in options().values():
+        if option.key in settings.shop or (option.flag and option.flag in settings.shop):
+            option_value(option, settings)
 
 
 def file_names() -> list[str]:

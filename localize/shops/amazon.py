@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..layout import AMAZON_DIR, AMAZON_FEED
 from ..store import atomic_write
-from .base import Delivery, ImportFile, ProductRows, Shop, ShopFields
+from .base import Delivery, ImportFile, ProductRows, Shop, ShopFields, ShopOption, locale_map, one_of, text, text_map
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -65,23 +65,48 @@ TEXT_ATTRIBUTES = ("item_name", "bullet_point", "product_description", "generic_
 NAMED = 5  # products named one by one in an error; the rest are counted
 
 
+def _regions(value: object) -> dict[str, str]:
+    found = text_map(value)
+    for region in found:
+        if region not in ("NA", "EU", "FE"):
+            raise ValueError(f"keys are SP-API regions: NA, EU or FE, not {region!r}")
+    return found
+
+
+# localize.yaml: the feed header's sellerId (every region), or one per region's account; the
+# product type of a category's products that have none; patch (existing listings) or update
+# (whole new ones); a locale's marketplace id beside the built-in table.
+OPTIONS = (
+    ShopOption("amazon_seller_id", text, lambda: None, env="AMAZON_SELLER_ID"),
+    ShopOption("amazon_seller_ids", _regions, dict),
+    ShopOption("amazon_product_types", text_map, dict),
+    ShopOption("amazon_operation", one_of("patch", "update"), lambda: "patch"),
+    ShopOption("amazon_marketplaces", locale_map, dict),
+)
+
+
 class Amazon(Shop):
     name = "amazon"
     title = "Amazon"
     import_format = "amazon"
     platform = "amazon"
     files = (AMAZON_DIR, AMAZON_FEED)  # the single feed of an earlier version goes too
+    options = OPTIONS
 
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Every store known, every region's seller id given, every product with its product
         type and its seller SKU: said before anything is sent."""
+        marketplaces, types = (
+            self.setting(settings, "amazon_marketplaces"),
+            self.setting(settings, "amazon_product_types"),
+        )
         for locale in settings.locales:
-            marketplace_for(locale.tag, settings.amazon_marketplaces)  # an unknown store: said before sending
+            marketplace_for(locale.tag, marketplaces)  # an unknown store: said before sending
         for region in sorted({region_of(locale.tag) for locale in settings.locales}):
-            seller_id(settings, region)
+            self.seller_id(settings, region)
         untyped, asins = [], []
         for product_id, fields in products("amazon"):
-            if not product_type(fields, settings.amazon_product_types):
+            if not product_type(fields, types):
                 untyped.append(product_id)
             if not str(fields.get("sku") or "").strip() and _ASIN.match(product_id):
                 asins.append(product_id)
@@ -106,9 +131,8 @@ class Amazon(Shop):
             shutil.rmtree(folder)  # a region no longer asked for must not stay behind
         (delivery.out / AMAZON_FEED).unlink(missing_ok=True)
         folder.mkdir()
-        types = {
-            pid: product_type(fields, settings.amazon_product_types) for pid, fields in delivery.products("amazon")
-        }
+        by_category = self.setting(settings, "amazon_product_types")
+        types = {pid: product_type(fields, by_category) for pid, fields in delivery.products("amazon")}
         by_region: dict[str, list[ShopFields]] = {}
         for result in delivery.results:
             if result.get("platform") == "amazon":
@@ -118,10 +142,10 @@ class Amazon(Shop):
         for region, listings in sorted(by_region.items()):
             feed = amazon_feed(
                 listings,
-                seller_id=seller_id(settings, region),
-                marketplaces=settings.amazon_marketplaces,
+                seller_id=self.seller_id(settings, region),
+                marketplaces=self.setting(settings, "amazon_marketplaces"),
                 product_types=types,
-                operation=settings.amazon_operation,
+                operation=self.setting(settings, "amazon_operation"),
             )
             path = folder / f"{region}.json"
             atomic_write(path, json.dumps(feed, ensure_ascii=False, indent=2) + "\n")
@@ -130,22 +154,21 @@ class Amazon(Shop):
             )
         return written
 
+    def seller_id(self, settings: Settings, region: str) -> str:
+        """The seller id of a region: `amazon_seller_ids: {EU: …}`, else the one for all regions."""
+        found = self.setting(settings, "amazon_seller_ids").get(region) or self.setting(settings, "amazon_seller_id")
+        if not found:
+            raise ConfigError(
+                "--format amazon needs your Amazon seller id",
+                hint=f"set amazon_seller_id (every region) or amazon_seller_ids: {{{region}: A...}} (the {region} "
+                "region's account) in localize.yaml, or the AMAZON_SELLER_ID environment variable",
+            )
+        return str(found)
+
 
 def region_of(tag: str) -> str:
     """The SP-API region serving a locale's store."""
     return REGIONS.get(tag.rsplit("-", 1)[-1].upper(), "NA")
-
-
-def seller_id(settings: Settings, region: str) -> str:
-    """The seller id of a region: `amazon_seller_ids: {EU: …}`, else the one for all regions."""
-    found = settings.amazon_seller_ids.get(region) or settings.amazon_seller_id
-    if not found:
-        raise ConfigError(
-            "--format amazon needs your Amazon seller id",
-            hint=f"set amazon_seller_id (every region) or amazon_seller_ids: {{{region}: A...}} (the {region} "
-            "region's account) in localize.yaml, or the AMAZON_SELLER_ID environment variable",
-        )
-    return found
 
 
 def product_type(fields: Mapping[str, Any], by_category: Mapping[str, str]) -> str | None:

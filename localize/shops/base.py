@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import html
 import io
+import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..locales import Locale
+from ..errors import ConfigError, InputError
+from ..locales import Locale, parse_locale
 from ..sanitize import clean_html, formula_start, plain_text, safe_cell
 from ..textfile import Records
 
@@ -95,6 +97,19 @@ class StoreString:
     store: str = "Shopify"  # the kind of store the texts are for, as the request names it
 
 
+@dataclass(frozen=True, slots=True)
+class ShopOption:
+    """A setting a shop reads, declared by the shop: its key in localize.yaml, how a value is
+    read (ValueError says why it cannot be), its default, and the environment variable and the
+    command-line flag that set it (a flag's LOCALE=VALUE pairs add to the key's mapping)."""
+
+    key: str
+    read: Callable[[Any], Any]
+    default: Callable[[], Any]
+    env: str | None = None
+    flag: str | None = None  # the flag's name in the CLI's flags (store_view for --store-view)
+
+
 class Shop:
     """A shop's reader, writer and pre-checks. Every hook has a do-nothing default, so a shop
     defines only what it has."""
@@ -108,6 +123,13 @@ class Shop:
     # The platform (prompts/<platform>/) its export's products are written for, unless a row's
     # platform column or --platform says otherwise.
     platform: ClassVar[str | None] = None
+    # The settings it reads (localize.yaml keys, environment variables, flags): its own.
+    options: ClassVar[tuple[ShopOption, ...]] = ()
+
+    def setting(self, settings: Settings, key: str) -> Any:
+        """One of its settings' values, read (its default when none is set)."""
+        option = next(option for option in self.options if option.key == key)
+        return option_value(option, settings)
 
     def recognises(self, columns: list[str]) -> bool:
         """Whether a CSV header is this shop's export."""
@@ -148,6 +170,61 @@ class Shop:
     def write(self, delivery: Delivery) -> list[ImportFile]:
         """Write the import file(s) into delivery.out; the files written."""
         return []
+
+
+def option_value(option: ShopOption, settings: Settings) -> Any:
+    """A shop setting's value: localize.yaml's, the environment's over it, a flag's over both
+    (a flag's pairs added to the mapping); ConfigError naming where a value cannot be read."""
+    raw = settings.shop.get(option.key)
+    where = settings.shop_origin.get(option.key, option.key)
+    if option.env and os.environ.get(option.env, "").strip():
+        raw, where = os.environ[option.env].strip(), option.env
+    try:
+        value = option.default() if raw is None else option.read(raw)
+        if option.flag and settings.shop.get(option.flag) is not None:
+            where = settings.shop_origin.get(option.flag, option.flag)
+            value = {**value, **option.read(settings.shop[option.flag])}
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc), where=where) from None
+    except InputError as exc:  # a locale that is none
+        raise ConfigError(exc.message, where=where, hint=exc.hint) from None
+    return value
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty text, not {value!r}")
+    return value.strip()
+
+
+def text_map(value: Any) -> dict[str, str]:
+    """A mapping of texts (YAML), or KEY=VALUE pairs (a flag, repeatable or comma separated)."""
+    if isinstance(value, (list, tuple, str)):
+        items = [value] if isinstance(value, str) else list(value)
+        found = {}
+        for item in (part for entry in items for part in str(entry).split(",")):
+            key, sep, rest = item.partition("=")
+            if not sep or not key.strip() or not rest.strip():
+                raise ValueError(f"must be KEY=VALUE such as de-DE=de, not {item.strip()!r}")
+            found[key.strip()] = rest.strip()
+        return found
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping such as {{de-DE: de}}, not {value!r}")
+    return {str(key): str(item) for key, item in value.items()}
+
+
+def locale_map(value: Any) -> dict[str, str]:
+    """A mapping keyed by locales, read as --locales reads them (`en_us` is en-US)."""
+    return {parse_locale(key).tag: item for key, item in text_map(value).items()}
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def read(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"input should be {' or '.join(map(repr, choices))} (got {value!r})")
+        return str(value)
+
+    return read
 
 
 # --- the one mapping of a listing to a shop's fields ----------------------------------------

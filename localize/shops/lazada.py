@@ -20,8 +20,8 @@ from ..layout import LAZADA_DIR
 from ..rules import PlatformRules
 from ..sanitize import clean_html
 from ..xlsx import Workbook
-from .base import ShopFields
-from .template import Layout, TemplateShop, catalog_values, normalised
+from .base import ShopFields, ShopOption, text_map
+from .template import TEMPLATES, Layout, TemplateShop, catalog_values, normalised
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -36,9 +36,11 @@ class Lazada(TemplateShop):
     import_format = "lazada"
     platform = "lazada"
     files = (LAZADA_DIR,)
+    # Our field → the label of the template's column, beside the defaults (a Daraz-style sheet).
+    options = (TEMPLATES, ShopOption("lazada_columns", text_map, dict))
 
     def columns(self, settings: Settings) -> dict[str, str]:
-        return {**self.template_rules(settings).columns, **settings.lazada_columns}
+        return {**self.template_rules(settings).columns, **self.setting(settings, "lazada_columns")}
 
     def layout(self, book: Workbook, columns: Mapping[str, str]) -> Layout | None:
         wanted = {normalised(label): ours for ours, label in columns.items()}

@@ -24,10 +24,12 @@ from .base import (
     ProductRows,
     Row,
     Shop,
+    ShopOption,
     counted,
     csv_text,
     finish_product,
     formula_keys,
+    locale_map,
     lowered,
     multi,
     web_shop_listings,
@@ -56,6 +58,8 @@ class Magento(Shop):
     import_format = "magento"
     platform = "magento"
     files = (MAGENTO_FILE,)
+    # The store view each locale's rows are imported into: localize.yaml, and --store-view LOCALE=CODE on top.
+    options = (ShopOption("magento_store_views", locale_map, dict, flag="store_view"),)
 
     def recognises(self, columns: list[str]) -> bool:
         names = {name.lower() for name in columns}
@@ -128,7 +132,8 @@ class Magento(Shop):
 
     def check(self, settings: Settings, catalog: Path, products: ProductRows) -> None:
         """Each locale is written to a store view: every locale needs one."""
-        missing = [locale.tag for locale in settings.locales if locale.tag not in settings.magento_store_views]
+        views = self.setting(settings, "magento_store_views")
+        missing = [locale.tag for locale in settings.locales if locale.tag not in views]
         if missing:
             example = ", ".join(f"{tag}: {tag.split('-')[0]}" for tag in missing[:2])
             flags = " ".join(f"--store-view {tag}={tag.split('-')[0]}" for tag in missing[:2])
@@ -142,7 +147,7 @@ class Magento(Shop):
         short description's list, the SEO fields where the platform wrote them. A value the
         export already holds for that store view (a person's translation) is written back as
         it is, unless --overwrite-existing: an empty cell would not keep it either way."""
-        views = delivery.settings.magento_store_views
+        views = self.setting(delivery.settings, "magento_store_views")
         existing = _store_view_values(delivery.catalog)
         rows, kept = [], 0
         for listing in web_shop_listings(delivery.results, self.name):

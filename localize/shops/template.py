@@ -19,12 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ConfigError
-from ..locales import Locale
+from ..errors import ConfigError, InputError
+from ..locales import Locale, parse_locale
 from ..rules import PlatformRules, TemplateRules, load_rules, rules_file
 from ..sanitize import safe_cell
 from ..xlsx import MAX_CELL_CHARS, Cell, Sheet, Workbook, WorkbookError, column_letters, fill
-from .base import Delivery, ImportFile, ProductRows, Shop, ShopFields, counted, formula_keys, web_shop_listings
+from .base import (
+    Delivery,
+    ImportFile,
+    ProductRows,
+    Shop,
+    ShopFields,
+    ShopOption,
+    counted,
+    formula_keys,
+    web_shop_listings,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -34,6 +44,39 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # The catalog fields the catalog (not a model) fills, by our name: the first a product has.
 CATALOG_FIELDS = {"price": ("price",), "stock": ("stock", "quantity"), "weight": ("weight",)}
 NAMED = 6  # mandatory columns named one by one in the summary
+
+
+def _templates(value: object) -> dict[str, tuple[str, ...]]:
+    """{LOCALE: FILE or [FILE, ...]} (localize.yaml), or --template LOCALE=FILE / FILE
+    (repeatable; a FILE alone serves the run's one locale, under '')."""
+    found: dict[str, tuple[str, ...]] = {}
+    if isinstance(value, dict):
+        for code, files in value.items():
+            tag = parse_locale(str(code)).tag if str(code).strip() else ""
+            listed = files if isinstance(files, (list, tuple)) else [files]
+            found[tag] = (*found.get(tag, ()), *(str(file) for file in listed))
+        return found
+    for item in [value] if isinstance(value, str) else list(value):  # type: ignore[call-overload]
+        code, sep, file = str(item).partition("=")
+        tag = ""
+        if sep:
+            try:
+                tag = parse_locale(code.strip()).tag
+            except InputError:
+                if not any(char in code for char in "/\\."):
+                    raise  # meant as a locale: say what is wrong with it
+                file = str(item)  # a file name with '=' in it
+        else:
+            file = code
+        if not file.strip():
+            raise ValueError(f"must be LOCALE=FILE such as th-TH=shopee_th.xlsx, not {item!r}")
+        found[tag] = (*found.get(tag, ()), file.strip())
+    return found
+
+
+# The seller's templates, by locale: templates: in localize.yaml, --template on top (Shopee's and
+# Lazada's alike: which shop a file is for is told by its content).
+TEMPLATES = ShopOption("templates", _templates, dict, flag="template")
 
 
 @dataclass(slots=True)
@@ -62,6 +105,7 @@ class TemplateShop(Shop):
     """A shop whose import file is the seller's own template (see the module's docstring)."""
 
     what: ClassVar[str]  # how the template is named in messages
+    options: ClassVar[tuple[ShopOption, ...]] = (TEMPLATES,)
 
     def layout(self, book: Workbook, columns: Mapping[str, str]) -> Layout | None:
         """Where this shop's template takes its data, or None when the workbook is not one."""
@@ -100,15 +144,16 @@ class TemplateShop(Shop):
             self.template_for(settings, locale)
 
     def template_for(self, settings: Settings, locale: Locale) -> Template:
-        given = list(settings.templates.get(locale.tag, ()))
-        if "" in settings.templates:
+        templates = self.setting(settings, "templates")
+        given = list(templates.get(locale.tag, ()))
+        if "" in templates:
             if len(settings.locales) != 1:
                 raise ConfigError(
-                    f"--template {settings.templates[''][0]} names no locale, and the run has {len(settings.locales)}",
+                    f"--template {templates[''][0]} names no locale, and the run has {len(settings.locales)}",
                     where="--template",
                     hint="name each market's template: --template th-TH=FILE (repeatable)",
                 )
-            given += settings.templates[""]
+            given += templates[""]
         rules = self.template_rules(settings)
         columns = self.columns(settings)
         others = []
