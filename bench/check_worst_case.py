@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from localize.figures import SCAN_CHARS, check_facts, facts_of, load_units  # noqa: E402
+from localize.checking.figures import SCAN_CHARS, check_facts, facts_of, load_units  # noqa: E402
+from localize.checking.strings import check_string  # noqa: E402
+from localize.checking.validate import InvalidAnswer, check_listing, strip_fences  # noqa: E402
 from localize.locales import parse_locale  # noqa: E402
-from localize.prompts import load_prompt_set  # noqa: E402
-from localize.strings import check_string  # noqa: E402
-from localize.validate import InvalidAnswer, check_listing, strip_fences  # noqa: E402
+from localize.planning.prompts import load_prompt_set  # noqa: E402
 
 WORST_CASES = {
     "space-grouped digits '1 000 000 …'": lambda n: "1 " + "000 " * (n // 4),

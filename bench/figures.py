@@ -28,9 +28,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from common import free_port, localize_run, start_relay, stop_relay, write_catalog  # noqa: E402
 from fake_relay import facts_line, listing_for  # noqa: E402
 
-from localize.catalog import read_catalog  # noqa: E402
-from localize.figures import check_facts, facts_of  # noqa: E402
-from localize.prompts import data_json  # noqa: E402
+from localize.checking.figures import check_facts, facts_of  # noqa: E402
+from localize.planning.prompts import data_json  # noqa: E402
+from localize.reading.catalog import read_catalog  # noqa: E402
 
 LOCALES = "de-DE,fr-FR"
 

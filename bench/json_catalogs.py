@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localize.catalog import read_catalog
+from localize.reading.catalog import read_catalog
 
 
 def timed(path: Path) -> tuple[int, float]:

@@ -69,13 +69,13 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    from localize.language import warm_up
+    from localize.checking.language import warm_up
 
     imported = time.perf_counter() - started
+    from localize.checking.strings import _plain, check_string
+    from localize.checking.validate import InvalidAnswer
     from localize.locales import parse_locale
     from localize.shops.translate_adapt import _NUMBER, _URL
-    from localize.strings import _plain, check_string
-    from localize.validate import InvalidAnswer
 
     def refused(source: str, translation: str, locale: object) -> bool:
         """Whether the check refuses `translation` for its language."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from localize.catalog import read_catalog
 from localize.cost import TOKENS_PER_MESSAGE, TokenCounter
-from localize.estimate import cacheable_prefix_tokens
 from localize.locales import parse_locale
-from localize.prompts import available_platforms, load_prompt_set
+from localize.planning.estimate import cacheable_prefix_tokens
+from localize.planning.prompts import available_platforms, load_prompt_set
+from localize.reading.catalog import read_catalog
 
 
 def main() -> None:

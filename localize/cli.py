@@ -22,23 +22,26 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, config, estimate, jobs, pipeline, preview, reports, shops
-from . import deliver as webhooks
-from .approvals import approve_listings
-from .batch import BatchProgress
+from . import __version__, config, shops
 from .errors import DiskFull, InputError, LocalizeError
-from .layout import RESULTS, RESULTS_CSV, RESULTS_JSON, REVIEWS, STRINGS_FILE
-from .memory import export_memory
-from .merge import merge_outputs
+from .output import deliver as webhooks
+from .output import reports
+from .output.layout import RESULTS, RESULTS_CSV, RESULTS_JSON, REVIEWS, STRINGS_FILE
+from .output.merge import merge_outputs
+from .output.store import STRING_PLATFORM
+from .people.approvals import approve_listings
+from .people.review import REVIEW_LIMIT, write_review
+from .people.serve import ReviewServer
+from .planning import estimate, jobs, preview
 from .progress import ProgressView
+from .reading.memory import export_memory
+from .reading.textfile import sheet_of
 from .redact import redact_environment_keys
-from .relay import RelayFatal
-from .review import REVIEW_LIMIT, write_review
-from .serve import ReviewServer
+from .sending import pipeline
+from .sending.batch import BatchProgress
+from .sending.relay import RelayFatal
 from .shops import Imports
 from .shops import ImportSummary as ShopifyImport
-from .store import STRING_PLATFORM
-from .textfile import sheet_of
 
 stdout = Console(highlight=False, soft_wrap=True)
 # Off a terminal (CI logs) Rich would assume 80 columns and squeeze the tables.

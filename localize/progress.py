@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .pipeline import Progress as RunProgress
+from .sending.pipeline import Progress as RunProgress
 
 LOG_EVERY_S = 5.0
 

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from localize.ratelimit import STEP_S, RateController, RelayLimits
+from localize.sending.ratelimit import STEP_S, RateController, RelayLimits
 
 
 class SimClock:

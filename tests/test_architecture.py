@@ -56,8 +56,10 @@ def module_graph(*, annotations: bool = False) -> dict[str, set[str]]:
 def test_no_import_cycles_among_the_modules() -> None:
     """Not even through an import made for annotations only: each step depends only on those before it."""
     graph = module_graph(annotations=True)
-    assert {"pipeline", "batch", "store", "catalog", "shops", "shops.akeneo"} <= set(graph)  # the scan sees it all
-    assert "shops" in graph["catalog"] and "shops.base" in graph["shops.akeneo"]  # ...and its imports
+    assert {"sending.pipeline", "sending.batch", "output.store", "reading.catalog", "shops", "shops.akeneo"} <= set(
+        graph
+    )  # the scan sees it all
+    assert "shops" in graph["reading.catalog"] and "shops.base" in graph["shops.akeneo"]  # ...and its imports
     cycles = []
 
     def visit(module: str, trail: list[str]) -> None:
@@ -77,8 +79,9 @@ def test_the_run_imports_few_of_the_packages_modules() -> None:
     exchange (runner.py) have homes of their own, as shops, checks and files do. It stays under
     800 lines and names at most 15 of the package's modules, annotation-only imports included
     (it named 28 when the runner lived in it)."""
-    assert len((PACKAGE / "pipeline.py").read_text(encoding="utf-8").splitlines()) < 800
-    assert len({name.split(".")[0] for name in imports_of(PACKAGE / "pipeline.py", annotations=True)}) <= 15
+    pipeline = PACKAGE / "sending" / "pipeline.py"
+    assert len(pipeline.read_text(encoding="utf-8").splitlines()) < 800
+    assert len(module_graph(annotations=True)["sending.pipeline"]) <= 15
 
 
 def test_no_module_outside_shops_names_a_shops_module() -> None:
@@ -110,17 +113,46 @@ def test_planning_never_imports_the_runner() -> None:
     """plan.py decides what becomes of each job; the runner (pipeline, batch) carries it out.
     The live run, --check and the dry run all ask the planner, which knows nothing of sending."""
     graph = module_graph()
-    assert {"plan", "pipeline", "estimate"} <= set(graph)
-    assert "plan" in graph["pipeline"] and "plan" in graph["estimate"]
-    assert reaches(graph, "plan").isdisjoint({"pipeline", "batch", "relay", "estimate"})
+    plan, pipeline, estimate = "planning.plan", "sending.pipeline", "planning.estimate"
+    assert plan in graph[pipeline] and plan in graph[estimate]
+    assert reaches(graph, plan).isdisjoint({pipeline, "sending.runner", "sending.batch", "sending.relay", estimate})
 
 
 def test_shops_import_nothing_above_them() -> None:
     """A shop reads and writes files: it knows the catalog's rows, OUT's layout and its own
     settings, not the steps that run jobs or parse options (config asks the registry, not back)."""
     graph = module_graph(annotations=True)
-    above = {"catalog", "jobs", "plan", "pipeline", "estimate", "batch", "relay", "cli", "config", "preview", "merge"}
+    above = {
+        "reading.catalog",
+        "planning.jobs",
+        "planning.plan",
+        "planning.estimate",
+        "planning.preview",
+        "sending.pipeline",
+        "sending.runner",
+        "sending.batch",
+        "sending.relay",
+        "output.merge",
+        "cli",
+        "config",
+    }
     shops = {name: found for name, found in graph.items() if name == "shops" or name.startswith("shops.")}
     runtime = module_graph()
     assert shops and all(found.isdisjoint(above - {"config"}) for found in shops.values())
     assert "shops" not in graph["config"] and all("config" not in runtime[name] for name in shops)
+
+
+# The stages a listing passes, each a folder; beside them the shops, and the few modules every
+# stage leans on.
+STAGES = ("reading", "planning", "sending", "checking", "output", "people", "shops")
+FOUNDATIONS = {"cli", "config", "errors", "locales", "cost", "tokenizer", "progress", "redact"}
+
+
+def test_the_folders_are_the_stages() -> None:
+    """A newcomer finds where a change goes from the folder names: every module sits in the
+    stage it serves, each stage's package says what it holds, and only foundations stay on top."""
+    top = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert top == FOUNDATIONS
+    for stage in STAGES:
+        package = PACKAGE / stage / "__init__.py"
+        assert package.is_file() and ast.get_docstring(ast.parse(package.read_text(encoding="utf-8")))

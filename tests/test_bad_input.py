@@ -91,7 +91,7 @@ def test_a_workbook_or_archive_is_named_as_such(
 
 
 def test_a_csv_whose_header_starts_like_a_magic_number_is_still_read(run_cli, tmp_path: Path) -> None:
-    from localize.catalog import read_catalog
+    from localize.reading.catalog import read_catalog
 
     catalog = write(tmp_path / "catalog.csv", "BZh,id,name\nx,1,Hat\n")
     assert estimate(run_cli, catalog).exit_code == 0

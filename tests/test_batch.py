@@ -16,7 +16,7 @@ import pytest
 from conftest import write
 from fake_relay import MISSING, Answer, FakeRelay, Reply
 
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
 
 KEY = "sk-batch-test"
 
@@ -212,9 +212,9 @@ def test_the_dry_run_shows_live_and_batch_side_by_side(run_cli, sample: Path) ->
 
 
 def test_lines_past_the_file_limit_go_in_more_files(run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import localize.batch
+    import localize.sending.batch
 
-    monkeypatch.setattr(localize.batch, "MAX_FILE_BYTES", 40_000)  # Moonshot's is 100 MB
+    monkeypatch.setattr(localize.sending.batch, "MAX_FILE_BYTES", 40_000)  # Moonshot's is 100 MB
     with FakeRelay() as relay:
         result = batch_run(run_cli, relay, sample)
     assert result.exit_code == 0, result.stderr
@@ -228,9 +228,9 @@ def test_a_run_of_several_chunks_sums_what_went_live_in_one_note(
     run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A large run goes out in chunks of MAX_LINES requests; the summary counts all of them once."""
-    import localize.batch
+    import localize.sending.batch
 
-    monkeypatch.setattr(localize.batch, "MAX_LINES", 5)  # 20,000 in a real run
+    monkeypatch.setattr(localize.sending.batch, "MAX_LINES", 5)  # 20,000 in a real run
     with FakeRelay(batch_errors=1) as relay:  # each batch fails its first line
         result = batch_run(run_cli, relay, sample)
         batches = len(relay.batches)
@@ -344,7 +344,7 @@ def test_a_batch_answer_without_usage_is_kept_and_reported_apart(run_cli, sample
     ids=["missing", "a_list", "garbled", "floats_and_nulls"],
 )
 def test_batch_counts_a_relay_garbles_read_as_zero_not_a_crash(counts: object) -> None:
-    from localize.batch import BatchProgress, progress_of
+    from localize.sending.batch import BatchProgress, progress_of
 
     batch = {"id": "batch-9", "status": "in_progress", "request_counts": counts}
     assert progress_of(batch) == BatchProgress("batch-9", "in_progress", 0, 0, 0)
@@ -466,9 +466,9 @@ def test_no_wait_names_each_pending_batch_with_its_age(run_cli, sample: Path) ->
 def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_batch(
     run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import localize.batch
+    import localize.sending.batch
 
-    monkeypatch.setattr(localize.batch, "FIND_PAGES", 20)  # (the test's own bound: pages cost a request each)
+    monkeypatch.setattr(localize.sending.batch, "FIND_PAGES", 20)  # (the test's own bound: pages cost a request each)
     with FakeRelay(endless_list=True) as relay:
         assert batch_run(run_cli, relay, sample, "--no-wait").exit_code == 0
         (record,) = list(iter_jsonl(Path("out/batches.jsonl")))
@@ -482,10 +482,10 @@ def test_a_batch_list_that_never_ends_stops_the_run_instead_of_making_a_second_b
 def test_an_output_file_larger_than_its_lines_can_need_is_not_read(
     run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import localize.batch
+    import localize.sending.batch
 
-    monkeypatch.setattr(localize.batch, "OUTPUT_BYTES_MIN", 1_000_000)  # 16 MB in a real run
-    monkeypatch.setattr(localize.batch, "OUTPUT_BYTES_PER_LINE", 10_000)
+    monkeypatch.setattr(localize.sending.batch, "OUTPUT_BYTES_MIN", 1_000_000)  # 16 MB in a real run
+    monkeypatch.setattr(localize.sending.batch, "OUTPUT_BYTES_PER_LINE", 10_000)
     with FakeRelay(batch_output="huge") as relay:
         result = batch_run(run_cli, relay, sample)
         relay.batch_output = None
@@ -518,8 +518,8 @@ def test_the_batch_client_waits_as_the_relay_asks_and_backs_off_with_jitter_othe
     it says, a 503 waits a jittered share of a doubling ceiling; waits are recorded, not slept."""
     import asyncio
 
-    from localize.batch import BatchClient
     from localize.config import Settings
+    from localize.sending.batch import BatchClient
 
     waits: list[float] = []
 

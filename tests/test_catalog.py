@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE, write
 
-from localize.catalog import read_catalog
 from localize.errors import CatalogError
+from localize.reading.catalog import read_catalog
 
 PRODUCTS = [
     {"id": "A1", "name": "Wool Beanie", "features": ["Merino", "One size"], "colour": "olive"},

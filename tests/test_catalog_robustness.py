@@ -78,7 +78,7 @@ WOOCOMMERCE = Path(__file__).resolve().parent.parent / "examples" / "woocommerce
 
 
 def test_a_woocommerce_export_reads_without_a_mapping_variations_folded() -> None:
-    from localize.catalog import read_catalog, recognised
+    from localize.reading.catalog import read_catalog, recognised
 
     products = {product.id: product for product in read_catalog(WOOCOMMERCE)}
     assert list(products) == ["101", "102", "105"]
@@ -92,7 +92,7 @@ def test_a_woocommerce_export_reads_without_a_mapping_variations_folded() -> Non
 
 
 def test_a_woocommerce_header_in_odd_casing_reads_the_same(tmp_path: Path) -> None:
-    from localize.catalog import read_catalog
+    from localize.reading.catalog import read_catalog
 
     lines = WOOCOMMERCE.read_text(encoding="utf-8-sig").splitlines(keepends=True)
     odd = write(tmp_path / "woo.csv", lines[0].lower() + "".join(lines[1:]))
@@ -143,8 +143,8 @@ def test_a_json_catalog_with_a_large_value_on_its_first_line_reads(run_cli, tmp_
 
 
 def test_a_large_json_value_is_read_whole_and_one_past_the_limit_is_one_line(run_cli, tmp_path: Path) -> None:
-    from localize.catalog import read_catalog
-    from localize.textfile import MAX_LINE_BYTES
+    from localize.reading.catalog import read_catalog
+    from localize.reading.textfile import MAX_LINE_BYTES
 
     long_copy = "Warm. " * 700_000  # 4 MB in one value, across some 60 reads of the file
     catalog = write(
@@ -162,7 +162,7 @@ def test_a_large_json_value_is_read_whole_and_one_past_the_limit_is_one_line(run
 
 @pytest.mark.parametrize("newline", ["\r", "mixed"])
 def test_a_csv_with_old_mac_or_mixed_line_endings_reads(tmp_path: Path, newline: str) -> None:
-    from localize.catalog import read_catalog
+    from localize.reading.catalog import read_catalog
 
     rows = ["id,name,description", "A,Hat,Warm hat", 'B,Cap,"Two lines:\rone, two"', "C,Scarf,Long scarf"]
     if newline == "mixed":

@@ -11,7 +11,7 @@ from conftest import write
 from fake_relay import FakeRelay
 from webhook_receiver import DROP, SECRET, Receiver, Reply
 
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +237,7 @@ def test_a_ledger_on_a_full_disk_is_its_own_exit_and_the_next_delivery_resends_u
 
 
 def test_a_delivery_while_a_run_holds_out_sends_nothing(run_cli, out: Path) -> None:
-    from localize.store import OutHold
+    from localize.output.store import OutHold
 
     hold = OutHold.take(out)
     try:

@@ -81,7 +81,7 @@ def test_an_undeclared_import_is_caught() -> None:
     """The check above can fail: regex without its declaration is reported with where it is used."""
     imports = _third_party_imports(ROOT / "localize")
     missing = _undeclared(imports, _declared() - {"regex"})
-    assert len(missing) == 1 and missing[0].startswith("regex (localize/validate.py:")
+    assert len(missing) == 1 and missing[0].startswith("regex (localize/checking/validate.py:")
 
 
 MODULES = sorted(info.name for info in pkgutil.walk_packages(localize.__path__, "localize."))

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import write
 
-from localize.catalog import read_catalog
 from localize.cost import Price, TokenCounter, Usage, cost_usd, load_prices
-from localize.estimate import CACHE_CHUNK_TOKENS, OUTPUT_LOW_FACTOR, cacheable_prefix_tokens
 from localize.locales import parse_locale
-from localize.packing import expected_output_tokens
-from localize.prompts import load_prompt_set
+from localize.planning.estimate import CACHE_CHUNK_TOKENS, OUTPUT_LOW_FACTOR, cacheable_prefix_tokens
+from localize.planning.packing import expected_output_tokens
+from localize.planning.prompts import load_prompt_set
+from localize.reading.catalog import read_catalog
 
 KEY = "sk-test-0123456789abcdef"
 

@@ -10,10 +10,10 @@ import pytest
 from conftest import write
 from fake_relay import Answer, FakeRelay
 
-from localize.figures import check_facts, extract_figures, extract_names, facts_of
+from localize.checking.figures import check_facts, extract_figures, extract_names, facts_of
+from localize.checking.validate import InvalidAnswer
 from localize.locales import parse_locale
-from localize.store import iter_jsonl
-from localize.validate import InvalidAnswer
+from localize.output.store import iter_jsonl
 
 KEY = "sk-figures-test"
 POWER_BANK = {
@@ -208,9 +208,9 @@ def test_the_checks_read_a_bounded_part_of_64_kb_of_a_worst_case(text: str) -> N
     """Each pattern's worst case, 64 KB of it: the checks read at most SCAN_CHARS of a text (a
     figure past that is not read) and say at most MAX_PROBLEMS problems. Their time on these
     inputs is in bench/check_worst_case.py (linear: 64 KB costs about four times 16 KB)."""
-    from localize.figures import MAX_PROBLEMS, SCAN_CHARS
-    from localize.sanitize import unsafe_markup
-    from localize.strings import check_string
+    from localize.checking.figures import MAX_PROBLEMS, SCAN_CHARS
+    from localize.checking.sanitize import unsafe_markup
+    from localize.checking.strings import check_string
 
     assert len(text) >= 64_000
     late = text[:SCAN_CHARS] + " 777 mAh " + text[SCAN_CHARS:]

@@ -10,8 +10,8 @@ import pytest
 from conftest import write
 from fake_relay import Answer, FakeRelay, listing_for
 
-from localize.glossary import Term, load_glossary
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
+from localize.reading.glossary import Term, load_glossary
 
 KEY = "sk-glossary-test"
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from localize.group_commit import GroupCommit
+from localize.sending.group_commit import GroupCommit
 
 
 def test_callers_of_one_turn_share_one_write_and_resume_after_it() -> None:

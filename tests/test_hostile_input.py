@@ -13,11 +13,11 @@ import pytest
 from conftest import write
 from fake_relay import FakeRelay
 
-from localize.catalog import read_catalog
 from localize.config import load
-from localize.glossary import Glossary, Term
-from localize.store import iter_jsonl
-from localize.textfile import read_once
+from localize.output.store import iter_jsonl
+from localize.reading.catalog import read_catalog
+from localize.reading.glossary import Glossary, Term
+from localize.reading.textfile import read_once
 
 CATALOG = "id,name\nP1,Noise cancelling headphones\nP2,Travel kettle\n"
 

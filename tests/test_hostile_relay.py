@@ -11,7 +11,7 @@ import pytest
 from conftest import write
 from fake_relay import DRIP, MISSING, Answer, FakeRelay, Reply
 
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
 
 KEY = "sk-live-ECHOED-KEY-0123456789abcdef"
 
@@ -241,7 +241,7 @@ def test_report_reads_an_audit_log_whatever_an_older_run_left_in_it(run_cli, tmp
 def test_a_re_ask_repeats_only_an_excerpt_of_a_huge_invalid_answer(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
     """A relay answering 2 MB in the wrong shape: each re-ask quotes at most REASK_ANSWER_CHARS
     of it, so the garbage is not paid for again in every later request."""
-    from localize.runner import REASK_ANSWER_CHARS
+    from localize.sending.runner import REASK_ANSWER_CHARS
 
     garbage = json.dumps({"listing": "x" * 2_000_000})
     relay.enqueue(Answer(content=garbage), Answer(content=garbage))

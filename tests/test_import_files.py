@@ -13,7 +13,7 @@ import pytest
 from conftest import write
 from fake_relay import FakeRelay
 
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -249,7 +249,7 @@ MAGENTO = Path(__file__).resolve().parent.parent / "examples" / "magento_product
 
 
 def test_a_magento_export_reads_its_default_scope_with_children_folded() -> None:
-    from localize.catalog import read_catalog, recognised
+    from localize.reading.catalog import read_catalog, recognised
 
     products = {product.id: product.data() for product in read_catalog(MAGENTO)}
     assert list(products) == ["24-MB01", "MH01"]  # the simple children and the store-view row are not products
@@ -329,7 +329,7 @@ AKENEO = Path(__file__).resolve().parent.parent / "examples" / "akeneo_products_
 
 
 def test_an_akeneo_export_reads_its_copy_locale_and_channel() -> None:
-    from localize.catalog import read_catalog, recognised
+    from localize.reading.catalog import read_catalog, recognised
 
     products = {product.id: product.data() for product in read_catalog(AKENEO)}
     wallet = products["1111111172"]

@@ -17,8 +17,8 @@ import pytest
 from conftest import SAMPLE, write
 from fake_relay import FakeRelay
 
-from localize.jobs import in_shard
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
+from localize.planning.jobs import in_shard
 
 KEY = "sk-incremental-test-key"
 OUTPUTS = ("results.jsonl", "failures.jsonl", "localize.lock")
@@ -528,8 +528,8 @@ def test_a_full_disk_under_the_database_is_a_disk_full_error(tmp_path: Path) -> 
     """SQLite says "database or disk is full"; the run must hear ENOSPC, as from any file."""
     import errno
 
-    from localize.lock import Fingerprint
-    from localize.store import JobResult, RunStore
+    from localize.output.lock import Fingerprint
+    from localize.output.store import JobResult, RunStore
 
     store = RunStore(tmp_path / "out")
     store._db.execute("PRAGMA max_page_count = 40")  # a disk with room for 40 pages only

@@ -12,10 +12,10 @@ import pytest
 from conftest import write
 from fake_relay import DROP, HANG, Answer, FakeRelay, Reply, listing_for
 
+from localize.checking.validate import check_answer
 from localize.locales import parse_locale
-from localize.prompts import load_prompt_set
-from localize.store import iter_jsonl
-from localize.validate import check_answer
+from localize.output.store import iter_jsonl
+from localize.planning.prompts import load_prompt_set
 
 KEY = "sk-live-THISKEYMUSTNEVERLEAK-42"
 

@@ -15,7 +15,7 @@ from conftest import write
 from fake_relay import FakeRelay
 from workbooks import SHOPEE_CODES, lazada_template, parts_of, shopee_template
 
-from localize.xlsx import Cell, escape_text, patch_sheet
+from localize.reading.xlsx import Cell, escape_text, patch_sheet
 
 CATALOG = """id,sku,name,brand,description,price,stock,weight
 P1,SKU-STARTED,Lumo desk lamp,Lumo,"A dimmable LED desk lamp with 3 colour temperatures and a USB-C port.",20,5,0.4

@@ -15,10 +15,10 @@ import pytest
 from conftest import write
 from fake_relay import DROP, MISSING, OMIT, Answer, FakeRelay, Reply
 
+from localize.checking.validate import InvalidAnswer
 from localize.cost import Usage
-from localize.packing import apportion, read_pack, split_usage
-from localize.store import iter_jsonl
-from localize.validate import InvalidAnswer
+from localize.output.store import iter_jsonl
+from localize.planning.packing import apportion, read_pack, split_usage
 
 KEY = "sk-pack-test-key"
 IDS = [f"P{number:02d}" for number in range(1, 9)]

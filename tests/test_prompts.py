@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import write
 
-from localize.catalog import Product, read_catalog
 from localize.locales import parse_locale
-from localize.prompts import BUILTIN_PROMPTS, available_platforms, load_prompt_set
+from localize.planning.prompts import BUILTIN_PROMPTS, available_platforms, load_prompt_set
+from localize.reading.catalog import Product, read_catalog
 
 PLATFORMS = ["akeneo", "amazon", "lazada", "magento", "shopee", "shopify", "woocommerce"]
 LOCALES = ["de-DE", "ja-JP", "th-TH", "pt-BR", "id-ID", "zh-TW"]

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from rate_simulation import SimRelay, drops, simulate, steady
 
-from localize.ratelimit import FAIR_SHARE, AdjustableLimiter, RateController, RelayLimits
+from localize.sending.ratelimit import FAIR_SHARE, AdjustableLimiter, RateController, RelayLimits
 
 
 class Clock:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from localize.records import FAILURE, RESULT, STRING, UnknownField, line_of
+from localize.output.records import FAILURE, RESULT, STRING, UnknownField, line_of
 
 LISTING = {
     "id": "A1",

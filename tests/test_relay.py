@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from localize.relay import (
+from localize.sending.relay import (
     Pacer,
     RelayFatal,
     RelayRejected,

@@ -171,7 +171,7 @@ def test_review_during_a_first_run_shows_the_jobs_finished_so_far(run_cli, sampl
     import sys
     import time
 
-    from localize.store import iter_jsonl
+    from localize.output.store import iter_jsonl
 
     env = {**os.environ, "HOLYSHEEP_API_KEY": "sk-review-test"}
     with FakeRelay(hang_s=120) as relay:

@@ -14,7 +14,7 @@ import pytest
 from conftest import write
 from fake_relay import FakeRelay
 
-from localize.store import iter_jsonl
+from localize.output.store import iter_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +242,7 @@ def test_edits_approvals_and_rejections_through_the_api(served: Served) -> None:
 def test_a_write_while_a_run_holds_out_is_refused_with_409(served: str) -> None:
     import httpx
 
-    from localize.store import OutHold
+    from localize.output.store import OutHold
 
     base, token = api(served)
     hold = OutHold.take(Path("out"))  # what a run holds while it writes OUT
@@ -696,7 +696,7 @@ def test_a_silent_connection_is_closed_and_holds_no_thread(run_cli, sample: Path
     import threading
 
     from localize.config import load
-    from localize.serve import ReviewServer
+    from localize.people.serve import ReviewServer
 
     assert run(run_cli, relay, sample).exit_code == 0
     server = ReviewServer(Path("out"), load(flags={}), idle_s=0.2)
@@ -733,10 +733,11 @@ def test_a_run_meeting_the_review_servers_hold_names_it(run_cli, sample: Path, r
     import subprocess
     import sys
 
-    from localize.store import OutHold
+    from localize.output.store import OutHold
 
     assert run(run_cli, relay, sample).exit_code == 0
-    code = "import sys; from localize.store import OutHold; from pathlib import Path; h = OutHold.take(Path('out'));"
+    code = "import sys; from localize.output.store import OutHold; from pathlib import Path;"
+    code += " h = OutHold.take(Path('out'));"
     code += " print('held', flush=True); sys.stdin.read()"
     holder = subprocess.Popen(
         [sys.executable, "-c", code, "review", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

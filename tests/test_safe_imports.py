@@ -14,8 +14,8 @@ import pytest
 from conftest import write
 from fake_relay import Answer, FakeRelay, listing_for
 
-from localize.sanitize import clean_html, drop_foreign_media, safe_cell, unsafe_markup
-from localize.store import iter_jsonl
+from localize.checking.sanitize import clean_html, drop_foreign_media, safe_cell, unsafe_markup
+from localize.output.store import iter_jsonl
 
 WOO = Path(__file__).resolve().parent.parent / "examples" / "woocommerce_products_export.csv"
 ATTACKS = (

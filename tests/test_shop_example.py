@@ -19,9 +19,9 @@ from fake_relay import FakeRelay
 from localize import shops
 from localize.config import Settings
 from localize.errors import ConfigError
+from localize.output.store import atomic_write, iter_jsonl
+from localize.reading.textfile import Records
 from localize.shops.base import Delivery, ImportFile, ProductRows, Row, Shop, csv_text, web_shop_listings
-from localize.store import atomic_write, iter_jsonl
-from localize.textfile import Records
 
 
 class Kiosk(Shop):

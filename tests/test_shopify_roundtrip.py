@@ -17,12 +17,12 @@ import pytest
 from conftest import write
 from fake_relay import Answer, FakeRelay
 
-from localize.catalog import read_catalog
+from localize.checking.strings import check_string
+from localize.checking.validate import InvalidAnswer
 from localize.locales import parse_locale
+from localize.output.store import iter_jsonl
+from localize.reading.catalog import read_catalog
 from localize.shops.translate_adapt import locale_of_code, shop_locale
-from localize.store import iter_jsonl
-from localize.strings import check_string
-from localize.validate import InvalidAnswer
 
 EXPORT = Path(__file__).resolve().parent.parent / "examples" / "shopify_translations_export.csv"
 HEADER = ["Type", "Identification", "Field", "Locale", "Market", "Status", "Default content", "Translated content"]
@@ -429,7 +429,7 @@ def test_a_translation_memory_fills_store_strings_without_a_request(run_cli, rel
     exported = tmp_path / "out.tmx"
     done = run_cli("memory", "export", "out", "--tmx", exported)
     assert done.exit_code == 0 and "translation units" in done.stderr
-    from localize.memory import read_tmx
+    from localize.reading.memory import read_tmx
 
     units = {(source, language): text for source, language, text in read_tmx(exported)}
     assert units[("Add to cart", "de-de")] == "In den Warenkorb"  # the run's store texts
@@ -480,9 +480,9 @@ def test_a_memory_that_is_not_a_safe_tmx_stops_the_run_before_sending(
 def test_a_memory_over_the_size_cap_is_refused(
     run_cli, relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import localize.memory
+    import localize.reading.memory
 
-    monkeypatch.setattr(localize.memory, "MAX_BYTES", 100)
+    monkeypatch.setattr(localize.reading.memory, "MAX_BYTES", 100)
     memory = write(tmp_path / "big.tmx", TMX)
     result = shopify_run(run_cli, relay, EXPORT, "--memory", memory)
     assert result.exit_code == 2 and "more than" in result.stderr and relay.chat_requests == []
@@ -598,7 +598,7 @@ def test_a_corrected_memory_replaces_its_earlier_fills(run_cli, relay: FakeRelay
 
 
 def test_a_memorys_bare_language_serves_only_locales_in_its_script() -> None:
-    from localize.memory import Memory
+    from localize.reading.memory import Memory
 
     memory = Memory()
     memory.add("Shop all", "zh", "查看全部")

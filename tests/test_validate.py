@@ -7,9 +7,9 @@ import json
 import pytest
 from fake_relay import listing_for
 
+from localize.checking.validate import InvalidAnswer, check_answer, strip_fences
 from localize.locales import parse_locale
-from localize.prompts import load_prompt_set
-from localize.validate import InvalidAnswer, check_answer, strip_fences
+from localize.planning.prompts import load_prompt_set
 
 DE = parse_locale("de-DE")
 JA = parse_locale("ja-JP")
@@ -125,7 +125,7 @@ def test_source_text_left_untranslated_is_a_named_warning() -> None:
 
 
 def test_kept_glossary_terms_may_repeat_the_source() -> None:
-    from localize.glossary import Term
+    from localize.reading.glossary import Term
 
     source = {"name": "Nordbeat Pro Max Studio Edition Headphones"}
     listing = {**listing_for("de"), "title": "Nordbeat Pro Max Studio Edition Kopfhörer"}
@@ -161,7 +161,7 @@ PT = parse_locale("pt-BR")
     ],
 )
 def test_correct_short_and_mixed_text_passes_the_language_check(text: str, locale) -> None:
-    from localize.validate import script_problem
+    from localize.checking.validate import script_problem
 
     assert script_problem(text, locale) is None
 
@@ -177,7 +177,7 @@ def test_correct_short_and_mixed_text_passes_the_language_check(text: str, local
     ],
 )
 def test_text_in_the_wrong_language_is_refused_by_name(text: str, locale, said: str) -> None:
-    from localize.validate import script_problem
+    from localize.checking.validate import script_problem
 
     problem = script_problem(text, locale)
     assert problem is not None and said in problem

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CatalogError
-from ..layout import AKENEO_FILE
-from ..store import atomic_write
-from ..textfile import Records, open_file, table_header, table_records
+from ..output.layout import AKENEO_FILE
+from ..output.store import atomic_write
+from ..reading.textfile import Records, open_file, table_header, table_records
 from .base import (
     Delivery,
     ImportFile,

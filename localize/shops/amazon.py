@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..layout import AMAZON_DIR, AMAZON_FEED
-from ..store import atomic_write
+from ..output.layout import AMAZON_DIR, AMAZON_FEED
+from ..output.store import atomic_write
 from .base import Delivery, ImportFile, ProductRows, Shop, ShopFields, ShopOption, locale_map, one_of, text, text_map
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..checking.sanitize import clean_html, formula_start, plain_text, safe_cell
 from ..errors import ConfigError, InputError
 from ..locales import Locale, parse_locale
-from ..sanitize import clean_html, formula_start, plain_text, safe_cell
-from ..textfile import Records
+from ..reading.textfile import Records
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..layout import LAZADA_DIR
-from ..rules import PlatformRules
-from ..sanitize import clean_html
-from ..xlsx import Workbook
+from ..checking.sanitize import clean_html
+from ..output.layout import LAZADA_DIR
+from ..planning.rules import PlatformRules
+from ..reading.xlsx import Workbook
 from .base import ShopFields, ShopOption, text_map
 from .template import TEMPLATES, Layout, TemplateShop, catalog_values, normalised
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..fields import NOT_COPY
-from ..layout import MAGENTO_FILE
-from ..store import atomic_write
-from ..textfile import Records, open_file, table_header, table_records
+from ..output.layout import MAGENTO_FILE
+from ..output.store import atomic_write
+from ..reading.fields import NOT_COPY
+from ..reading.textfile import Records, open_file, table_header, table_records
 from .base import (
     Delivery,
     ImportFile,

@@ -21,11 +21,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ..layout import SHOPEE_DIR
-from ..rules import PlatformRules
-from ..sanitize import text_with_breaks
-from ..textfile import Records
-from ..xlsx import Sheet, Workbook
+from ..checking.sanitize import text_with_breaks
+from ..output.layout import SHOPEE_DIR
+from ..planning.rules import PlatformRules
+from ..reading.textfile import Records
+from ..reading.xlsx import Sheet, Workbook
 from .base import Row, ShopFields, counted, finish_product
 from .template import Layout, TemplateShop, catalog_values
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..textfile import Records
+from ..reading.textfile import Records
 from .base import Row, Shop, add_option, counted, finish_product
 
 # The columns that mark the export.

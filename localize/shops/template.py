@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..checking.sanitize import safe_cell
 from ..errors import ConfigError, InputError
 from ..locales import Locale, parse_locale
-from ..rules import PlatformRules, TemplateRules, load_rules, rules_file
-from ..sanitize import safe_cell
-from ..xlsx import MAX_CELL_CHARS, Cell, Sheet, Workbook, WorkbookError, column_letters, fill
+from ..planning.rules import PlatformRules, TemplateRules, load_rules, rules_file
+from ..reading.xlsx import MAX_CELL_CHARS, Cell, Sheet, Workbook, WorkbookError, column_letters, fill
 from .base import (
     Delivery,
     ImportFile,

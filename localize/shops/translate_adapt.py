@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from babel.core import get_global
 
+from ..checking.sanitize import clean_html, safe_cell
 from ..errors import CatalogError, InputError
-from ..layout import SHOPIFY_TRANSLATIONS
 from ..locales import Locale, parse_locale
-from ..sanitize import clean_html, safe_cell
-from ..store import atomic_write
-from ..textfile import Records, open_file, table_header, table_records
+from ..output.layout import SHOPIFY_TRANSLATIONS
+from ..output.store import atomic_write
+from ..reading.textfile import Records, open_file, table_header, table_records
 from .base import Delivery, ImportFile, Lint, ProductRows, Row, Shop, ShopFields, StoreString, counted
 
 if TYPE_CHECKING:

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checking.sanitize import clean_html, has_markup, plain_text
 from ..errors import ConfigError
-from ..layout import WOOCOMMERCE_DIR
 from ..locales import Locale, parse_locale
-from ..sanitize import clean_html, has_markup, plain_text
-from ..store import atomic_write
-from ..textfile import Records, open_file, table_header, table_records
+from ..output.layout import WOOCOMMERCE_DIR
+from ..output.store import atomic_write
+from ..reading.textfile import Records, open_file, table_header, table_records
 from .base import (
     Delivery,
     ImportFile,

@@ -1,0 +1,112 @@
+"""Several products of one (platform, locale) in one request: reading the packed answer, and
+sharing the request's bill among the jobs it served.
+
+The request itself is rendered by `PromptSet.render_pack` (the wire contract); how many
+products share it is `pack_size`, from the answer lengths the platform's rules ask for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ..checking.validate import InvalidAnswer, parse_answer
+from ..cost import OUTPUT_HIGH_FACTOR, Usage
+from .prompts import fence_id
+from .rules import PlatformRules
+
+# Keys, quotes, brackets and commas of the answer's JSON, plus per-item punctuation.
+ANSWER_JSON_TOKENS = 24
+ANSWER_TOKENS_PER_ITEM = 3
+
+PACK_SHAPE = '{"listings": {"<id>": {"id": "<id>", ...}, ...}}'
+
+
+def read_pack(content: str, finish_reason: str | None, ids: Sequence[str]) -> dict[str, object]:
+    """Each id's listing in a packed answer (None where the answer has none), or InvalidAnswer
+    when the answer fails as a whole (cut off, not JSON, not the packed shape, an id twice).
+
+    A listing stands under its id exactly as written in its fence (escaped), nothing looser:
+    ids that differ only by escaping or Unicode normalisation must never take each other's
+    listing. The "id" a listing repeats inside it must be the one it stands under; a listing
+    that names another product is that product's, written in the wrong place: InvalidListing."""
+    data = parse_answer(content, finish_reason)
+    listings = data.get("listings")
+    if not isinstance(listings, dict):
+        raise InvalidAnswer("schema", f"the answer must be one JSON object {PACK_SHAPE}, keyed by the products' ids")
+    found: dict[str, object] = {}
+    for product_id in ids:
+        fenced = fence_id(product_id)
+        listing = listings.get(fenced)
+        if isinstance(listing, dict) and "id" in listing:
+            listing = dict(listing)
+            echoed = listing.pop("id")
+            if echoed != fenced:
+                listing = InvalidListing(
+                    "mixed_up",
+                    f"the listing under {fenced!r} says it is for {echoed!r}: write each product's own listing",
+                )
+        found[product_id] = listing
+    if all(listing is None for listing in found.values()):
+        named = ", ".join(repr(key) for key in list(listings)[:3]) or "none"
+        raise InvalidAnswer("schema", f"the answer has no listing under any product's id (its keys: {named})")
+    return found
+
+
+class InvalidListing(InvalidAnswer):
+    """One listing of a packed answer that cannot be its product's (raised when it is judged)."""
+
+
+def apportion(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` split in proportion to `weights`, in whole units that sum to exactly `total`
+    (largest remainders first; equal shares where every weight is 0)."""
+    if not weights:
+        return []
+    if sum(weights) <= 0:
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    shares = [total * weight // whole for weight in weights]
+    left = total - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for index in by_remainder[:left]:
+        shares[index] += 1
+    return shares
+
+
+def split_usage(usage: Usage, input_weights: Sequence[int], output_weights: Sequence[int]) -> list[Usage]:
+    """A request's billed usage shared among its jobs: input (cached and not) by each job's
+    share of the prompt, output by its share of the answer. The shares sum to the bill."""
+    cached = apportion(usage.cached_tokens, input_weights)
+    uncached = apportion(usage.input_tokens - usage.cached_tokens, input_weights)
+    output = apportion(usage.output_tokens, output_weights)
+    return [Usage(c + u, c, o) for c, u, o in zip(cached, uncached, output, strict=True)]
+
+
+def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
+    """Tokens of an answer that meets the prompt's target lengths."""
+    chars = 0
+    items = 0
+    for rule in rules.fields().values():
+        count = rule.expected_items
+        chars += rule.target_chars * count
+        items += count
+    return math.ceil(chars * tokens_per_char) + ANSWER_JSON_TOKENS + ANSWER_TOKENS_PER_ITEM * items
+
+
+# --pack auto never puts more products in one request: past this, the input saved per job is
+# small and an answer that fails as a whole costs too many listings to write again.
+PACK_MAX = 8
+# A listing's key in a packed answer (its id, quotes, colon, comma).
+PACK_TOKENS_PER_LISTING = 12
+# A product's id in its packed fence (<product_data id="…">), on average.
+PACK_ID_TOKENS = 6
+
+
+def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, max_tokens: int) -> int:
+    """How many products share a request: `--pack N` as given; `auto`, as many as fit within
+    max_tokens even when every answer is as long as the high estimate (x OUTPUT_HIGH_FACTOR),
+    at most PACK_MAX."""
+    if setting != "auto":
+        return int(setting)
+    per_listing = expected_output_tokens(rules, tokens_per_char) * OUTPUT_HIGH_FACTOR + PACK_TOKENS_PER_LISTING
+    return max(1, min(PACK_MAX, int(max_tokens // per_listing)))

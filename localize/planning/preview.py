@@ -1,0 +1,79 @@
+"""`localize prompt`: exactly the request a run would send for one job, read the way the run
+reads the catalog (the same column map, fields, repeats and platform for each row), or for one
+of a Translate & Adapt export's store strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..checking.strings import render_strings, string_product
+from ..config import Settings
+from ..errors import InputError
+from ..locales import parse_locale
+from ..reading.catalog import folded_into, read_catalog
+from ..shops import SHOPS
+from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    body: dict[str, Any]  # the exact request body
+    note: str | None = None  # what the request is, where it is not the id asked (a folded variation)
+
+
+def request_for(settings: Settings, catalog: Path, product_id: str, locale: str, platform: str | None) -> Preview:
+    """The exact request body the relay would receive for one job: a product's listing on
+    `platform` (by default the platform a run gives the row), or, in a Translate & Adapt
+    export, a store string named by its TYPE/Identification/Field key. A shop export's row
+    folded into its product (a variation) shows that product's request."""
+    target = parse_locale(locale)
+    settings = settings.model_copy(update={"locales": (target,)})
+    if catalog.is_file() and product_id.count("/") >= 2:  # TYPE/Identification/Field: a store string
+        found = _string_request(settings, catalog, product_id, target)
+        if found is not None:
+            return Preview(found)
+    try:
+        return Preview(_listing_request(settings, catalog, product_id, platform))
+    except InputError:
+        parent = folded_into(catalog, product_id, columns=settings.columns)
+        if parent is None or parent == product_id:
+            raise
+    body = _listing_request(settings, catalog, parent, platform)
+    return Preview(body, f"{product_id!r} is folded into product {parent!r} (its options are part of it): its request")
+
+
+def _listing_request(settings: Settings, catalog: Path, product_id: str, platform: str | None) -> dict[str, Any]:
+    # One pass: a pipe works too.
+    for product in read_catalog(catalog, **catalog_options(settings)):
+        if product.id != product_id:
+            continue
+        wanted = settings.model_copy(update={"platforms": (platform.lower(),)}) if platform else settings
+        # A job an up-to-date export row would not need is still shown: what a run would send for it.
+        jobs = plan_jobs(product, wanted.model_copy(update={"force": True}), catalog)
+        if not jobs:
+            raise InputError(
+                f"product {product_id!r} has no job on platform {platform}",
+                where=str(catalog),
+                hint="its platform column names the platforms it is listed on",
+            )
+        job = jobs[0]
+        messages = PromptSets(settings).get(job.platform).render_messages(product, job.locale)
+        return chat_request_body(settings, messages)
+    if product_id.count("/") >= 2:
+        raise InputError(
+            f"no store string {product_id!r} in the export",
+            where=str(catalog),
+            hint="name it as TYPE/Identification/Field, e.g. COLLECTION/4401/title",
+        )
+    raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
+
+
+def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any] | None:
+    """The request for one of the texts beside the listings that the run's import files carry."""
+    strings = (string for shop in SHOPS if shop.asked(settings, catalog) for string in shop.strings(catalog))
+    for string in strings:
+        if string.key.replace("'", "") == key.replace("'", ""):
+            return chat_request_body(settings, render_strings([string_product(string)], locale).messages)
+    return None

@@ -1,0 +1,296 @@
+"""Render (product, platform, locale) into chat messages from sandboxed Jinja2 templates.
+
+Each platform is a folder: system.j2 (static instructions: rules, output contract, locale),
+user.j2 (the product, fenced as data) and rules.yaml. The system message depends only on
+platform and locale, so every request for the same pair shares it as a cacheable prefix.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+)
+from jinja2.sandbox import SandboxedEnvironment
+
+from ..errors import PlatformError, PromptError
+from ..locales import Locale
+from ..reading.catalog import Product
+from ..reading.glossary import Glossary, Term
+from .rules import BUILTIN_PROMPTS, PlatformRules, load_rules
+
+TEMPLATE_FILES = ("system.j2", "user.j2", "rules.yaml")
+Message = dict[str, str]
+
+
+def available_platforms(prompts_dir: Path | None = None) -> list[str]:
+    """Platforms with a complete template folder, built in or in the user's directory."""
+    found = set()
+    for root in _roots(prompts_dir):
+        for folder in root.iterdir():
+            if folder.is_dir() and all((folder / name).is_file() for name in TEMPLATE_FILES):
+                found.add(folder.name)
+    return sorted(found)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSet:
+    """One platform's templates and rules, ready to render."""
+
+    platform: str
+    rules: PlatformRules
+    environment: SandboxedEnvironment
+    glossary: Glossary | None = None
+    units: Mapping[str, str] = field(default_factory=dict)  # locale tag → "metric" | "imperial"
+    _rules_by_locale: dict[str, PlatformRules] = field(default_factory=dict, repr=False)
+    _system_by_locale: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
+    _user_by_product: dict[int, tuple[Product, list[Term], str]] = field(default_factory=dict, repr=False)
+    _facts: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def rules_for(self, locale: Locale) -> PlatformRules:
+        """The platform's rules with this locale's overrides (Amazon JP's search-term bytes)."""
+        rules = self._rules_by_locale.get(locale.tag)
+        if rules is None:
+            rules = self._rules_by_locale[locale.tag] = self.rules.for_locale(locale.tag)
+        return rules
+
+    def render_system(self, locale: Locale, *, packed: bool = False) -> str:
+        """The static part: platform rules, output contract, target locale. Rendered once per
+        locale: it does not depend on the product. `packed`: the answer holds a listing per
+        product of a pack (see render_pack)."""
+        system = self._system_by_locale.get((locale.tag, packed))
+        if system is None:
+            rules = self.rules_for(locale)
+            system = self._render(
+                "system.j2",
+                platform=self.platform,
+                rules=rules,
+                locale=locale,
+                packed=packed,
+                units=self.units.get(locale.tag),
+            )
+            if packed and '"listings"' not in system:  # a template of the user's own that ignores `packed`
+                system += PACK_CONTRACT
+            self._system_by_locale[(locale.tag, packed)] = system
+        return system
+
+    def render_user(self, product: Product, locale: Locale) -> str:
+        """The product, fenced as data, after the glossary entries that occur in it. A user
+        template that does not mention the locale or its rules (the built-in ones) renders the
+        same text for each of a product's locales, so it is rendered once per product."""
+        terms = self.terms_for(product, locale)
+        if self._user_reads_locale():
+            return self._render_user(product, locale, terms)
+        cached = self._user_by_product.get(id(product))
+        if cached is not None and cached[0] is product and cached[1] == terms:
+            return cached[2]
+        if len(self._user_by_product) >= 16:  # a product's jobs come together: keep only the last few
+            self._user_by_product.clear()
+        text = self._render_user(product, locale, terms)
+        self._user_by_product[id(product)] = (product, terms, text)
+        return text
+
+    def _render_user(self, product: Product, locale: Locale, terms: list[Term]) -> str:
+        return self._render(
+            "user.j2",
+            platform=self.platform,
+            rules=self.rules_for(locale),
+            locale=locale,
+            product=dict(product.fields),
+            data=product.data(),
+            glossary=terms,
+            packed=False,
+            units=self.units.get(locale.tag),
+        )
+
+    def _user_reads_locale(self) -> bool:
+        """Whether user.j2 refers to `locale` or `rules` (or pulls in other templates, which
+        might): then its text may differ by locale."""
+        reads = self._facts.get("user_reads_locale")
+        if reads is None:
+            path = f"{self.platform}/user.j2"
+            try:
+                source = self.environment.loader.get_source(self.environment, path)[0]  # type: ignore[union-attr]
+                tree = self.environment.parse(source)
+            except TemplateError:
+                return True  # rendering will report it
+            pulls_in = any(tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)))
+            reads = pulls_in or bool({"locale", "rules"} & meta.find_undeclared_variables(tree))
+            self._facts["user_reads_locale"] = reads
+        return reads
+
+    def terms_for(self, product: Product, locale: Locale) -> list[Term]:
+        """The glossary entries this product's text uses, for one locale."""
+        if self.glossary is None:
+            return []
+        return self.glossary.terms_for(data_json(product.data()), locale.tag)
+
+    def render_messages(self, product: Product, locale: Locale) -> list[Message]:
+        """Exactly the `messages` the relay receives for this job."""
+        return [
+            {"role": "system", "content": self.render_system(locale)},
+            {"role": "user", "content": self.render_user(product, locale)},
+        ]
+
+    def render_pack(self, products: Sequence[Product], locale: Locale) -> PackedPrompt:
+        """The `messages` of one request for several products (the packed-request wire
+        contract): the (platform, locale) system message describing a `{"listings": {...}}`
+        answer, and a user message with each product's own text, its fence tagged with its id."""
+        blocks = []
+        for product in products:
+            text = self.render_user(product, locale)
+            if "<product_data>" not in text:
+                raise PromptError(
+                    "to pack products, user.j2 must fence the product in <product_data> … </product_data>",
+                    where=f"{self.platform}/user.j2",
+                    hint="fence it as the built-in templates do, or run with --pack 1",
+                )
+            blocks.append(text.replace("<product_data>", f'<product_data id="{fence_id(product.id)}">', 1))
+        header = PACK_HEADER.format(count=len(products))
+        user = header + "\n".join(blocks)
+        messages = [
+            {"role": "system", "content": self.render_system(locale, packed=True)},
+            {"role": "user", "content": user},
+        ]
+        return PackedPrompt(messages, header, tuple(blocks))
+
+    def _render(self, name: str, **context: Any) -> str:
+        path = f"{self.platform}/{name}"
+        try:
+            return self.environment.get_template(path).render(**context).strip() + "\n"
+        except UndefinedError as exc:
+            raise PromptError(
+                f"undefined variable: {exc.message}",
+                where=_template_where(exc, path),
+                hint="guard optional fields with {% if product.x is defined %}",
+            ) from None
+        except TemplateSyntaxError as exc:
+            raise PromptError(exc.message or "syntax error", where=f"{exc.filename}:{exc.lineno}") from None
+        except TemplateNotFound as exc:
+            raise PromptError(f"template {exc.name} not found", where=path) from None
+        except TemplateError as exc:  # includes the sandbox's SecurityError
+            raise PromptError(str(exc), where=_template_where(exc, path)) from None
+
+
+def load_prompt_set(
+    platform: str,
+    *,
+    prompts_dir: Path | None = None,
+    rule_overrides: Mapping[str, Any] | None = None,
+    glossary: Glossary | None = None,
+    units: Mapping[str, str] | None = None,
+) -> PromptSet:
+    """Load a platform's templates (the user's first, then the built-ins) and its rules."""
+    known = available_platforms(prompts_dir)
+    if platform not in known:
+        where = f" or add {prompts_dir}/{platform}/" if prompts_dir else " or add your own with --prompts DIR"
+        raise PlatformError(f"unknown platform {platform!r}", hint=f"choose from {', '.join(known)}{where}")
+    rules_path = next(
+        root / platform / "rules.yaml" for root in _roots(prompts_dir) if (root / platform / "rules.yaml").is_file()
+    )
+    rules = load_rules(rules_path, rule_overrides)
+    return PromptSet(
+        platform=platform,
+        rules=rules,
+        environment=_environment(prompts_dir),
+        glossary=glossary,
+        units=dict(units or {}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PackedPrompt:
+    """A packed request's messages, and the parts of its user message: a header, then one
+    block per product (what each product's share of the prompt is measured on)."""
+
+    messages: list[Message]
+    header: str
+    blocks: tuple[str, ...]
+
+
+# Opens a packed request's user message.
+PACK_HEADER = (
+    "This message holds {count} products. Write one listing for each, under the id of its <product_data> tag.\n\n"
+)
+# Appended to a packed request's system message when the platform's template does not describe
+# the packed answer itself (a template of the user's own that predates packing).
+PACK_CONTRACT = (
+    '\nThe user message holds several products, each between <product_data id="…"> and </product_data>. '
+    'Answer with one JSON object {"listings": {"<id>": {<the listing described above>}, ...}}: '
+    "one listing per product, under the id of its <product_data> tag exactly as written there.\n"
+)
+
+
+def fence_id(product_id: str) -> str:
+    """A catalog id as it stands in `<product_data id="…">`: escaped, so it cannot end the
+    attribute or the tag."""
+    return html.escape(product_id, quote=True)
+
+
+_DATA_JSON = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
+def data_json(value: Any) -> str:
+    """JSON for a data block, with '<' escaped so the text can never close its fence."""
+    return _DATA_JSON.encode(value).replace("<", "\\u003c")
+
+
+def _roots(prompts_dir: Path | None) -> list[Path]:
+    if prompts_dir is None:
+        return [BUILTIN_PROMPTS]
+    if not prompts_dir.is_dir():
+        raise PromptError("no such directory", where=str(prompts_dir), hint="--prompts takes a folder")
+    return [prompts_dir, BUILTIN_PROMPTS]
+
+
+class _Environment(SandboxedEnvironment):
+    """Jinja's sandbox, with each template's globals as a plain dict rather than a ChainMap over
+    the environment's: ours never change once it is set up, and every render copies them into
+    its context, which from a ChainMap was a third of a render's time."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
+@lru_cache(maxsize=8)
+def _environment(prompts_dir: Path | None) -> SandboxedEnvironment:
+    # Product text reaches templates, so they render sandboxed; a typo in a variable is an
+    # error rather than an empty string silently sent to the model.
+    env = _Environment(
+        loader=FileSystemLoader([str(root) for root in _roots(prompts_dir)]),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,  # templates do not change during a run; skip the mtime checks
+    )
+    env.filters["data_json"] = data_json
+    return env
+
+
+def _template_where(exc: BaseException, fallback: str) -> str:
+    """file:line of the template frame that failed (Jinja rewrites tracebacks to show it)."""
+    where = fallback
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
