@@ -47,3 +47,28 @@ def test_a_line_another_version_wrote_keeps_what_this_one_knows() -> None:
     assert "from_the_future" not in line and line["title"] == "Titel"
     text = {"id": "K", "platform": "strings", "locale": "de-DE", "type": "T", "field": "f", "source": "s", "text": "t"}
     assert json.loads(line_of(text, STRING))["text"] == "t"
+
+
+def test_a_runs_origin_is_read_back_in_one_place(tmp_path) -> None:
+    """What readers take from cost_report.json (the catalog, its column map, the shard) comes
+    through one typed reader: a damaged report, one of the wrong shape or a newer version's is
+    read as none, not trusted."""
+    from localize.output.run_report import RunOrigin
+
+    out = tmp_path
+    assert RunOrigin.read(out) == RunOrigin()
+    report = {"version": 1, "catalog": "/data/c.csv", "columns": {"id": "Handle"}, "shard": [1, 2], "run": "R1"}
+    (out / "cost_report.json").write_text(json.dumps(report))
+    origin = RunOrigin.read(out)
+    assert (str(origin.catalog), origin.columns, origin.shard, origin.run) == (
+        "/data/c.csv",
+        {"id": "Handle"},
+        (1, 2),
+        "R1",
+    )
+    for bad in ({**report, "version": 99}, {**report, "shard": ["1", 2], "catalog": 7}, [report]):
+        (out / "cost_report.json").write_text(json.dumps(bad))
+        read = RunOrigin.read(out)
+        assert read.shard is None and read.catalog is None
+    (out / "cost_report.json").write_text("{not json")
+    assert RunOrigin.read(out) == RunOrigin()

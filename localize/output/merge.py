@@ -23,7 +23,7 @@ from ..planning.jobs import in_shard
 from ..shops import file_names
 from .layout import CALIBRATION, COST_JSON, FAILURES, LOCK, REQUESTS, RESULTS, REVIEW, REVIEWS, STRINGS_FILE
 from .lock import HEADER, JobKey
-from .run_report import write_report
+from .run_report import RunOrigin, write_report
 from .store import EXTRA_FORMATS, STRING_PLATFORM, RunStore, atomic_write, has_unfinished_run
 
 
@@ -124,11 +124,7 @@ def _takes(table: dict[JobKey, tuple[bool, str]], key: JobKey, owner: bool, line
 def _shard_of(path: Path) -> tuple[int, int] | None:
     if not path.is_dir():
         raise InputError("no such output directory", where=str(path), hint="pass the --out directories of the runs")
-    try:
-        shard = json.loads((path / COST_JSON).read_text(encoding="utf-8")).get("shard")
-    except (OSError, ValueError):
-        return None
-    return (int(shard[0]), int(shard[1])) if isinstance(shard, list) and len(shard) == 2 else None
+    return RunOrigin.read(path).shard
 
 
 def _require_finished(path: Path) -> None:

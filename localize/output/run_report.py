@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cost import build_report, report_markdown
+from ..cost import REPORT_VERSION, build_report, report_markdown
 from ..planning.calibration import Calibration
 from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
 from .store import RunStore, atomic_write
@@ -80,6 +81,48 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     """cost_report.json and its Markdown twin (a run's, a merge's)."""
     atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     atomic_write(out / COST_MD, report_markdown(report))
+
+
+@dataclass(frozen=True, slots=True)
+class RunOrigin:
+    """What a run's cost report records about where its listings come from, read back in one
+    place: the catalog it read (as a path; None when gone or unrecorded), its column map, the
+    columns it sent (--fields), its shard, its id. Those who show the source copy (`review`,
+    the review server, `memory export`) and `merge` read it so."""
+
+    catalog: Path | None = None
+    columns: Mapping[str, str] | None = None
+    fields: tuple[str, ...] = ()
+    shard: tuple[int, int] | None = None
+    run: str | None = None
+
+    @classmethod
+    def read(cls, out: Path) -> RunOrigin:
+        """OUT's, or an empty one when it has no report, a damaged one, or a newer version's."""
+        try:
+            report = json.loads((out / COST_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(report, dict) or not isinstance(report.get("version", 1), int):
+            return cls()
+        if report.get("version", 1) > REPORT_VERSION:
+            return cls()  # a newer version's report: nothing in it is read on trust
+        catalog, columns, fields, shard = (report.get(name) for name in ("catalog", "columns", "fields", "shard"))
+        return cls(
+            catalog=Path(catalog) if isinstance(catalog, str) and catalog else None,
+            columns={str(k): str(v) for k, v in columns.items()} if isinstance(columns, dict) and columns else None,
+            fields=tuple(str(name) for name in fields) if isinstance(fields, list) else (),
+            shard=(int(shard[0]), int(shard[1])) if isinstance(shard, list) and _is_shard(shard) else None,
+            run=str(report["run"]) if isinstance(report.get("run"), str) else None,
+        )
+
+
+def _is_shard(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    )
 
 
 def previous_rate_rpm(settings: Settings) -> float | None:

@@ -23,6 +23,7 @@ from ..checking.sanitize import clean_html
 from ..errors import InputError
 from ..locales import parse_locale
 from ..output.layout import COST_JSON, DB, FAILURES, RESULTS, REVIEW
+from ..output.run_report import RunOrigin
 from ..output.store import STRING_PLATFORM, RunStore, atomic_write
 from ..planning.prompts import load_prompt_set
 from ..planning.rules import FieldRule
@@ -79,10 +80,11 @@ def _render(
 ) -> tuple[str, int, int]:
     if not any((out / name).exists() for name in (RESULTS, FAILURES, DB)):
         raise InputError("no results here", where=str(out), hint="pass a run's --out directory")
-    report = _read_json(out / COST_JSON)
-    catalog = catalog or (Path(report["catalog"]) if report.get("catalog") else None)
-    columns = columns or report.get("columns") or None  # the run's own mapping, as it recorded it
-    fields = FieldSelection.parse(report.get("fields") or ())
+    report = _read_json(out / COST_JSON)  # shown on the page as it is (each part checked for its type)
+    origin = RunOrigin.read(out)
+    catalog = catalog or origin.catalog
+    columns = columns or origin.columns  # the run's own mapping, as it recorded it
+    fields = FieldSelection.parse(origin.fields)
     jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     # Read from the state, not only the exported files: during a first run the jobs finished
     # so far are in the database before any results.jsonl is written.

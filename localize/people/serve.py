@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from ..checking.language import warm_up
 from ..config import is_loopback
 from ..errors import InputError, OutInUse
-from ..output.layout import COST_JSON, DB, RESULTS
+from ..output.layout import DB, RESULTS
+from ..output.run_report import RunOrigin
 from ..output.store import STRING_PLATFORM, OutHold, RunStore
 from ..planning.jobs import PromptSets
 from ..reading.catalog import read_catalog
@@ -256,16 +257,14 @@ class ReviewServer:
 
     def _product(self, product_id: str) -> Product | None:
         """The product's source in the catalog the run read (None when it is gone)."""
+        origin = RunOrigin.read(self.out)
+        catalog = origin.catalog
+        if catalog is None or not catalog.is_file():  # gone, or a pipe that would never end: checked without it
+            return None
         try:
-            report = json.loads((self.out / COST_JSON).read_text(encoding="utf-8"))
-            catalog = Path(report["catalog"])
-            columns = report.get("columns") or None
-            if not catalog.is_file():  # gone, or a pipe that would never end: the edit is checked without it
-                return None
-            return next(
-                (p for p in read_catalog(catalog, columns=columns, duplicates="first") if p.id == product_id), None
-            )
-        except (OSError, ValueError, KeyError, InputError):
+            found = read_catalog(catalog, columns=origin.columns, duplicates="first")
+            return next((product for product in found if product.id == product_id), None)
+        except (OSError, InputError):
             return None
 
 

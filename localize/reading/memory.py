@@ -18,7 +18,6 @@ as TMX, for other tools.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from defusedxml import DefusedXmlException
 
 from ..errors import InputError, LocaleError
 from ..locales import Locale, parse_locale
-from ..output.layout import COST_JSON, RESULTS, STRINGS_FILE
+from ..output.layout import RESULTS, STRINGS_FILE
+from ..output.run_report import RunOrigin
 from ..output.store import RunStore, iter_jsonl
 from ..shops import recognise
 from .catalog import read_catalog
@@ -231,9 +231,6 @@ def export_memory(out: Path, tmx: Path, *, source_locale: str = "en") -> int:
 
 def _run_catalog(out: Path) -> tuple[Path | None, Mapping[str, str] | None]:
     """The catalog the run read, and its column map, as its cost report recorded them."""
-    try:
-        report = json.loads((out / COST_JSON).read_text(encoding="utf-8"))
-        catalog = Path(report["catalog"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, None
-    return (catalog if catalog.is_file() else None), report.get("columns") or None
+    origin = RunOrigin.read(out)
+    catalog = origin.catalog if origin.catalog is not None and origin.catalog.is_file() else None
+    return catalog, origin.columns
