@@ -48,6 +48,9 @@ class Outcome(str, Enum):
     SEND = "send"  # asked of the model
 
 
+NO_VERDICT = Verdict("send")
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A job's outcome and what the runner needs to carry it out."""
@@ -56,7 +59,7 @@ class Plan:
     job: Job
     prepared: PreparedJob | None = None  # None for a prompt that cannot be built, or a dry run's light plan
     messages: list[Message] | None = None  # SEND: what it asks (a reviewer's note not yet added)
-    decided: Verdict = field(default_factory=lambda: Verdict("send"))
+    decided: Verdict = NO_VERDICT  # (frozen: one value for every plan without a verdict of its own)
     copy: str | None = None  # SEND (a copy's first job) and REUSED: the copy key
     written: Mapping[str, Any] | None = None  # REUSED: the listing written for its copy (None: on its way)
     memory: str | None = None  # FROM_MEMORY: the memory's text
@@ -131,7 +134,7 @@ class Planner:
         decided = (
             verdict(store, job.key, prepared.fp, self._settings, memory=self._memory, source=source)
             if store is not None
-            else Verdict("send")
+            else NO_VERDICT
         )
         if decided.action != "send":
             return Plan(Outcome(decided.action), job, prepared, decided=decided)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from ..errors import CatalogError
-from . import spreadsheet
 
 Records = Iterator[tuple[int, dict[str, str]]]
 
@@ -386,6 +385,8 @@ def table_records(
     (spreadsheet.py: --sheet, else the first), each record with its line or row."""
     head = handle.peek(8)[:8] if hasattr(handle, "peek") else b""
     if head.startswith(b"PK\x03\x04"):
+        from . import spreadsheet  # noqa: PLC0415 - calamine is loaded for a workbook only
+
         return spreadsheet.sheet_records(path, handle, sheet=_SHEETS.get(os.path.abspath(path)))
     return csv_records(path, handle, strip=strip)
 
