@@ -529,6 +529,7 @@ def test_a_full_disk_under_the_database_is_a_disk_full_error(tmp_path: Path) -> 
     import errno
 
     from localize.output.lock import Fingerprint
+    from localize.output.records import Billing, ResultLine
     from localize.output.store import JobResult, RunStore
 
     store = RunStore(tmp_path / "out")
@@ -537,7 +538,8 @@ def test_a_full_disk_under_the_database_is_a_disk_full_error(tmp_path: Path) -> 
     with pytest.raises(OSError) as caught:
         for number in range(10_000):
             key = (f"P{number}", "amazon", "de-DE")
-            store.record_result(JobResult(key, {"id": key[0], "title": "x" * 500}, fingerprint, {"name": "n"}))
+            line = ResultLine(key[0], None, key[1], key[2], "x" * 500, "", (), (), Billing("m"))
+            store.record_result(JobResult(key, line, fingerprint, {"name": "n"}))
     assert caught.value.errno == errno.ENOSPC
     store.release()
 

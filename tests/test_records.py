@@ -72,3 +72,21 @@ def test_a_runs_origin_is_read_back_in_one_place(tmp_path) -> None:
         assert read.shard is None and read.catalog is None
     (out / "cost_report.json").write_text("{not json")
     assert RunOrigin.read(out) == RunOrigin()
+
+
+def test_a_line_is_built_and_read_back_through_one_type() -> None:
+    from localize.output.records import Billing, ResultLine, StringLine
+
+    line = ResultLine.of({**LISTING, "extra": {"seo_title": "S"}, "origin": "human", "approved": True})
+    assert line.billing == Billing("kimi-k2", 1, 10, 5, 0, 0.001, ()) and line.extra == {"seo_title": "S"}
+    assert json.loads(line_of(line.as_json(), RESULT)) == {
+        **LISTING,
+        "extra": {"seo_title": "S"},
+        "origin": "model",  # people's decisions are folded in at export, not the line's own
+        "approved": False,
+    }
+    assert line.billing.free() == Billing("kimi-k2")
+    with pytest.raises(UnknownField):
+        ResultLine.of({**LISTING, "quality": 80})
+    text = {"id": "K", "platform": "strings", "locale": "de-DE", "type": "T", "field": "f", "source": "s", "text": "t"}
+    assert StringLine.of({**text, "memory": True}).as_json()["memory"] is True

@@ -4,10 +4,11 @@ runner (pipeline.py) asks the job's kind and never tests which one it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from ..config import Settings
+from ..output.records import Billing, Line, ResultLine, StringLine
 from ..planning.jobs import Job, PromptSets
 from ..planning.packing import read_pack
 from ..planning.prompts import PackedPrompt
@@ -58,7 +59,7 @@ class JobKind(Protocol):
         """The result and its warnings, or InvalidAnswer."""
         ...
 
-    def result_line(self, job: Job, value: Listing | str, billed: Mapping[str, Any]) -> dict[str, Any]:
+    def result_line(self, job: Job, value: Listing | str, billing: Billing) -> Line:
         """The job's line in results.jsonl (or strings.jsonl)."""
         ...
 
@@ -120,20 +121,21 @@ class ListingKind:
             held = self._facts[id(product)] = (product, facts_of(product.data()))
         return held[1]
 
-    def result_line(self, job: Job, value: Listing | str, billed: Mapping[str, Any]) -> dict[str, Any]:
+    def result_line(self, job: Job, value: Listing | str, billing: Billing) -> Line:
         assert isinstance(value, Listing)
-        return {
-            "id": job.product.id,
-            "sku": job.product.fields.get("sku"),
-            "platform": job.platform,
-            "locale": job.locale.tag,
-            "title": value.title,
-            "description": value.description,
-            "bullets": list(value.bullets),
-            "seo_tags": list(value.seo_tags),
-            **billed,
-            **({"extra": dict(value.extra)} if value.extra else {}),
-        }
+        sku = job.product.fields.get("sku")
+        return ResultLine(
+            id=job.product.id,
+            sku=None if sku is None else str(sku),
+            platform=job.platform,
+            locale=job.locale.tag,
+            title=value.title,
+            description=value.description,
+            bullets=tuple(value.bullets),
+            seo_tags=tuple(value.seo_tags),
+            billing=billing,
+            extra=dict(value.extra) if value.extra else None,
+        )
 
 
 class StringKind:
@@ -160,15 +162,16 @@ class StringKind:
             raise InvalidAnswer("missing", f"the answer has no translation for {job.product.id!r}")
         return check_string(job.product.name, data, job.locale)
 
-    def result_line(self, job: Job, value: Listing | str, billed: Mapping[str, Any]) -> dict[str, Any]:
+    def result_line(self, job: Job, value: Listing | str, billing: Billing) -> Line:
+        assert isinstance(value, str)
         fields = job.product.fields
-        return {
-            "id": job.product.id,
-            "platform": job.platform,
-            "locale": job.locale.tag,
-            "type": fields["resource_type"],
-            "field": fields["field"],
-            "source": job.product.name,
-            "text": value,
-            **billed,
-        }
+        return StringLine(
+            id=job.product.id,
+            platform=job.platform,
+            locale=job.locale.tag,
+            type=str(fields["resource_type"]),
+            field=str(fields["field"]),
+            source=job.product.name,
+            text=value,
+            billing=billing,
+        )

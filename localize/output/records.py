@@ -70,3 +70,149 @@ def line_of(record: Mapping[str, Any], kind: LineKind, *, strict: bool = True) -
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once, not per line
+
+
+# --- the lines as types: built in one place each, read back through the same type ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """How a line was made and what it cost (every result line ends with it)."""
+
+    model: str
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    warnings: tuple[str, ...] = ()
+
+    def free(self) -> Billing:
+        """The same, taken at no cost (a twin's, a translation memory's)."""
+        return Billing(self.model, warnings=self.warnings)
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in BILLED_FIELDS} | {"warnings": list(self.warnings)}
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Billing:
+        return cls(
+            model=str(data.get("model") or ""),
+            attempts=int(data.get("attempts") or 0),
+            input_tokens=int(data.get("input_tokens") or 0),
+            output_tokens=int(data.get("output_tokens") or 0),
+            cached_tokens=int(data.get("cached_tokens") or 0),
+            cost_usd=float(data.get("cost_usd") or 0),
+            warnings=tuple(str(item) for item in data.get("warnings") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultLine:
+    """A listing's line in results.jsonl."""
+
+    id: str
+    sku: str | None
+    platform: str
+    locale: str
+    title: str
+    description: str
+    bullets: tuple[str, ...]
+    seo_tags: tuple[str, ...]
+    billing: Billing
+    extra: Mapping[str, Any] | None = None  # the platform's extra fields (Shopify's SEO title)
+    reused_from: str | None = None  # a twin's: the job whose listing it took
+
+    def as_json(self) -> dict[str, Any]:
+        line: dict[str, Any] = {
+            "id": self.id,
+            "sku": self.sku,
+            "platform": self.platform,
+            "locale": self.locale,
+            "title": self.title,
+            "description": self.description,
+            "bullets": list(self.bullets),
+            "seo_tags": list(self.seo_tags),
+            **self.billing.as_json(),
+        }
+        if self.extra:
+            line["extra"] = dict(self.extra)
+        if self.reused_from:
+            line["reused_from"] = self.reused_from
+        return line
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> ResultLine:
+        """A line read back (people's decisions folded in or not: they are not the line's own)."""
+        _known(data, RESULT)
+        return cls(
+            id=str(data["id"]),
+            sku=None if data.get("sku") is None else str(data["sku"]),
+            platform=str(data["platform"]),
+            locale=str(data["locale"]),
+            title=str(data.get("title") or ""),
+            description=str(data.get("description") or ""),
+            bullets=tuple(str(item) for item in data.get("bullets") or ()),
+            seo_tags=tuple(str(item) for item in data.get("seo_tags") or ()),
+            billing=Billing.of(data),
+            extra=dict(data["extra"]) if isinstance(data.get("extra"), dict) and data["extra"] else None,
+            reused_from=str(data["reused_from"]) if data.get("reused_from") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StringLine:
+    """A store string's line in strings.jsonl (a Translate & Adapt text, a WooCommerce note)."""
+
+    id: str
+    platform: str
+    locale: str
+    type: str | None
+    field: str | None
+    source: str
+    text: str
+    billing: Billing
+    memory: bool = False  # filled from a translation memory, not asked
+    reused_from: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        line: dict[str, Any] = {
+            "id": self.id,
+            "platform": self.platform,
+            "locale": self.locale,
+            "type": self.type,
+            "field": self.field,
+            "source": self.source,
+            "text": self.text,
+            **self.billing.as_json(),
+        }
+        if self.reused_from:
+            line["reused_from"] = self.reused_from
+        if self.memory:
+            line["memory"] = True
+        return line
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> StringLine:
+        _known(data, STRING)
+        return cls(
+            id=str(data["id"]),
+            platform=str(data["platform"]),
+            locale=str(data["locale"]),
+            type=None if data.get("type") is None else str(data["type"]),
+            field=None if data.get("field") is None else str(data["field"]),
+            source=str(data.get("source") or ""),
+            text=str(data.get("text") or ""),
+            billing=Billing.of(data),
+            memory=bool(data.get("memory")),
+            reused_from=str(data["reused_from"]) if data.get("reused_from") else None,
+        )
+
+
+Line = ResultLine | StringLine
+
+
+def _known(data: Mapping[str, Any], kind: LineKind) -> None:
+    unknown = sorted(set(data) - kind.known)
+    if unknown:
+        raise UnknownField(f"a {kind.name} line with undeclared fields {unknown}: declare them in records.py")

@@ -47,7 +47,7 @@ from .layout import (
 )
 from .lock import HEADER, Fingerprint, JobKey, fingerprint_fields, iter_lines, job_line, product_line
 from .lock import stale_reason as lock_stale_reason
-from .records import FAILURE, OPTIONAL_RESULT_FIELDS, RESULT, RESULT_FIELDS, STRING, line_of
+from .records import FAILURE, OPTIONAL_RESULT_FIELDS, RESULT, RESULT_FIELDS, STRING, Line, StringLine, line_of
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (setting it back at once)
@@ -125,7 +125,7 @@ class JobResult:
     (`fingerprint` for its lock line, `fields` for its product's)."""
 
     key: JobKey
-    line: Mapping[str, Any]  # a results.jsonl or strings.jsonl line's fields (records.py)
+    line: Line  # its results.jsonl or strings.jsonl line (records.py)
     fingerprint: Fingerprint
     fields: Mapping[str, str]
     copy: str | None = None  # its copy key (Preparer.copy_key)
@@ -461,7 +461,7 @@ class RunStore:
                     *key,
                     job_line(key, result.fingerprint, result.copy),
                     result.fingerprint.digest(),
-                    line_of(result.line, STRING if key[1] == STRING_PLATFORM else RESULT),
+                    line_of(result.line.as_json(), STRING if isinstance(result.line, StringLine) else RESULT),
                 ),
             )
             self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)

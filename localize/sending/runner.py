@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from ..cost import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER, Price, TokenCounter,
 from ..errors import BudgetReached, PromptError
 from ..output.audit import AuditRecord
 from ..output.layout import CALIBRATION
+from ..output.records import Billing, Line, ResultLine, StringLine
 from ..output.store import JobFailure, JobResult, RunStore
 from ..planning.calibration import Calibration
 from ..planning.jobs import Job, PromptSets, chat_request_body
@@ -272,10 +273,9 @@ class JobRunner:
         """A store string whose text a translation memory holds (--memory, a person's
         translations in the export): the result, at no cost."""
         job = work.job
-        billed = {"model": self._settings.model, "attempts": 0, "input_tokens": 0, "output_tokens": 0}
-        billed.update(cached_tokens=0, cost_usd=0.0, warnings=[])
-        line = {**self._strings.result_line(job, text, billed), "memory": True}
-        self._store.record_result(JobResult(job.key, line, work.fp, work.fields))
+        line = self._strings.result_line(job, text, Billing(self._settings.model))
+        assert isinstance(line, StringLine)
+        self._store.record_result(JobResult(job.key, replace(line, memory=True), work.fp, work.fields))
         self.succeeded += 1
         self.from_memory += 1
         usage = Usage(input_tokens=self._counter.count(job.product.name), output_tokens=self._counter.count(text))
@@ -304,26 +304,37 @@ class JobRunner:
 
     def _settle_copy(self, work: _Work, line: Mapping[str, Any]) -> None:
         """A twin's result: the listing written for the same copy, under its own id and SKU,
-        at no cost, naming the job it came from."""
+        at no cost, naming the job it came from (people decided on that one, not on this: their
+        decisions are not the line's own, and are not taken)."""
         job = work.job
-        twin = dict(line)
-        twin["id"] = job.product.id
-        if job.platform == STRINGS:
-            twin["type"], twin["field"] = job.product.fields.get("resource_type"), job.product.fields.get("field")
+        fields = job.product.fields
+        leader: Line = StringLine.of(line) if job.platform == STRINGS else ResultLine.of(line)
+        source = leader.reused_from or leader.id
+        # (its own earlier listing, when only its SKU changed, names no other)
+        reused = source if source != job.product.id else None
+        if isinstance(leader, StringLine):
+            kind, field_name = fields.get("resource_type"), fields.get("field")
+            twin: Line = replace(
+                leader,
+                id=job.product.id,
+                type=None if kind is None else str(kind),
+                field=None if field_name is None else str(field_name),
+                billing=leader.billing.free(),
+                reused_from=reused,
+            )
         else:
-            twin["sku"] = job.product.fields.get("sku")
-        twin.update(attempts=0, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0.0)
-        for decided in ("origin", "approved", "rejected", "outdated"):  # people decided on its leader, not on it
-            twin.pop(decided, None)
-        source = line.get("reused_from") or line["id"]
-        if source != job.product.id:  # (its own earlier listing, when only its SKU changed, names no other)
-            twin["reused_from"] = source
-        else:
-            twin.pop("reused_from", None)
+            sku = fields.get("sku")
+            twin = replace(
+                leader,
+                id=job.product.id,
+                sku=None if sku is None else str(sku),
+                billing=leader.billing.free(),
+                reused_from=reused,
+            )
         self._store.record_result(JobResult(job.key, twin, work.fp, work.fields, work.copy))
         self.succeeded += 1
         self.reused += 1
-        self.saved_usd += Decimal(str(line.get("cost_usd") or 0))
+        self.saved_usd += Decimal(str(leader.billing.cost_usd))
 
     def _pack_size(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
@@ -702,17 +713,18 @@ class JobRunner:
         job = work.job
         if bill.unreported:
             warnings = [*warnings, "usage_unreported"]
-        billed = {
-            "model": self._settings.model,
-            "attempts": work.attempts,
-            "input_tokens": work.spent.input_tokens,
-            "output_tokens": work.spent.output_tokens,
-            "cached_tokens": work.spent.cached_tokens,
-            "cost_usd": float(work.cost),
-            "warnings": warnings,
-        }
-        line = self._kind(work).result_line(job, value, billed)
-        self._store.record_result(JobResult(job.key, line, work.fp, work.fields, work.copy), attempt=answer)
+        billing = Billing(
+            model=self._settings.model,
+            attempts=work.attempts,
+            input_tokens=work.spent.input_tokens,
+            output_tokens=work.spent.output_tokens,
+            cached_tokens=work.spent.cached_tokens,
+            cost_usd=float(work.cost),
+            warnings=tuple(warnings),
+        )
+        typed = self._kind(work).result_line(job, value, billing)
+        self._store.record_result(JobResult(job.key, typed, work.fp, work.fields, work.copy), attempt=answer)
+        line = typed.as_json()
         self.succeeded += 1
         if work.reviewed:  # a new listing where people had decided: their record starts over
             self._store.regenerated(job.key)
