@@ -90,3 +90,14 @@ def test_a_line_is_built_and_read_back_through_one_type() -> None:
         ResultLine.of({**LISTING, "quality": 80})
     text = {"id": "K", "platform": "strings", "locale": "de-DE", "type": "T", "field": "f", "source": "s", "text": "t"}
     assert StringLine.of({**text, "memory": True}).as_json()["memory"] is True
+
+
+def test_a_cost_report_with_an_undeclared_key_is_not_written(tmp_path) -> None:
+    from localize.cost import build_report
+    from localize.output.run_report import write_report
+
+    report = build_report([], model="kimi-k2", jobs={"total": 0}, elapsed_s=0.0)
+    write_report(tmp_path, {**report, "run": "R1"})
+    assert json.loads((tmp_path / "cost_report.json").read_text())["run"] == "R1"
+    with pytest.raises(ValueError, match="CostReport"):
+        write_report(tmp_path, {**report, "judge_cost": 1.0})

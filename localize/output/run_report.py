@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from ..cost import REPORT_VERSION, build_report, report_markdown
 from ..planning.calibration import Calibration
 from .layout import CALIBRATION, COST_JSON, COST_MD, RATE
@@ -77,8 +79,61 @@ def write_run_reports(
     return report
 
 
+class CostReport(BaseModel):
+    """cost_report.json as a type: every key a run or a merge writes, declared once. A report
+    is checked against it before it is written (a key not declared here is an error, caught by
+    the tests, not a silent addition), and read back through it (`read`, its version checked)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = REPORT_VERSION
+    model: str
+    currency: str = "USD"
+    estimated: bool = False
+    jobs: dict[str, int]
+    requests: int
+    tokens: dict[str, int]
+    cached_share: float
+    cost_usd: float
+    cost_cny: float
+    by_locale: dict[str, dict[str, Any]]
+    by_platform: dict[str, dict[str, Any]]
+    by_user: dict[str, dict[str, Any]]
+    by_resource_type: dict[str, dict[str, Any]] | None = None
+    by_mode: dict[str, dict[str, Any]] | None = None
+    errors: dict[str, int]
+    latency_ms: dict[str, float | None]
+    elapsed_s: float
+    relay_cost_usd: float | None = None
+    relay_cost_disagrees: bool | None = None
+    usage_mismatch: dict[str, int] | None = None
+    unconfirmed: dict[str, int] | None = None
+    unreported: dict[str, float] | None = None
+    budget_usd: float | None = None
+    # A run's: what it read and how, so `review`, the review server and `merge` can read it back.
+    run: str | None = None
+    catalog: str | None = None
+    columns: dict[str, str] | None = None
+    fields: list[str] | None = None
+    shard: list[int] | None = None
+    rate: dict[str, Any] | None = None
+    reused: dict[str, float] | None = None
+    held_since: list[str] | None = None
+    interrupted: bool | None = None
+    import_files: list[dict[str, Any]] | None = None
+    import_files_removed: list[str] | None = None
+    shopify_import: dict[str, Any] | None = None
+    # A merge's: the runs it combined, and from where.
+    runs: list[str] | None = None
+    merged_from: list[str] | None = None
+
+
 def write_report(out: Path, report: dict[str, Any]) -> None:
-    """cost_report.json and its Markdown twin (a run's, a merge's)."""
+    """cost_report.json and its Markdown twin (a run's, a merge's), checked against CostReport."""
+    try:
+        CostReport.model_validate(report)
+    except ValidationError as exc:  # a programming error: the tests meet it first
+        raise ValueError(f"cost_report.json does not match CostReport: {exc.errors()[0]}") from None
     atomic_write(out / COST_JSON, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     atomic_write(out / COST_MD, report_markdown(report))
 
@@ -98,7 +153,9 @@ class RunOrigin:
 
     @classmethod
     def read(cls, out: Path) -> RunOrigin:
-        """OUT's, or an empty one when it has no report, a damaged one, or a newer version's."""
+        """OUT's (the CostReport fields a reader needs, each checked for its type, an older
+        report's too), or an empty one when OUT has no report, a damaged one, or a newer
+        version's: nothing in those is read on trust."""
         try:
             report = json.loads((out / COST_JSON).read_text(encoding="utf-8"))
         except (OSError, ValueError):
