@@ -122,3 +122,28 @@ def localize_run(
         "--no-progress",
         "--json",
     ]
+
+
+def result_line(n: int, product: str, locale: str) -> str:
+    """A listing's results.jsonl line as a run leaves it (valid for Amazon: five bullets and
+    five search terms), the n-th of a generated OUT."""
+    line = {
+        "id": product,
+        "sku": f"SKU-{n}",
+        "platform": "amazon",
+        "locale": locale,
+        "title": f"Nordbeat Kopfhörer {n}",
+        "description": "Kabellose Kopfhörer mit Geräuschunterdrückung und langer Akkulaufzeit. " * 4,
+        "bullets": ["Starke Geräuschunterdrückung", "Lange Akkulaufzeit", "USB-C", "Faltbar", "Leicht"],
+        "seo_tags": ["kopfhörer", "kabellos", "reise", "bluetooth", "anc"],
+        "model": "kimi-k2",
+        "attempts": 1,
+        "input_tokens": 900,
+        "output_tokens": 300,
+        "cached_tokens": 0,
+        "cost_usd": 0.0013,
+        "warnings": [],
+        "origin": "model",
+        "approved": False,
+    }
+    return json.dumps(line, ensure_ascii=False) + "\n"

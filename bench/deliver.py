@@ -22,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from common import result_line  # noqa: E402
 from webhook_receiver import SECRET, Receiver  # noqa: E402
 
 
@@ -29,26 +30,7 @@ def write_out(out: Path, listings: int) -> None:
     out.mkdir(parents=True)
     with (out / "results.jsonl").open("w", encoding="utf-8") as handle:
         for n in range(listings):
-            line = {
-                "id": f"P{n:07d}",
-                "sku": f"SKU-{n}",
-                "platform": "amazon",
-                "locale": "de-DE",
-                "title": f"Nordbeat Kopfhörer {n}",
-                "description": "Kabellose Kopfhörer mit Geräuschunterdrückung und langer Akkulaufzeit. " * 4,
-                "bullets": ["Starke Geräuschunterdrückung", "Lange Akkulaufzeit", "USB-C"],
-                "seo_tags": ["kopfhörer", "kabellos", "reise"],
-                "model": "kimi-k2",
-                "attempts": 1,
-                "input_tokens": 900,
-                "output_tokens": 300,
-                "cached_tokens": 0,
-                "cost_usd": 0.0013,
-                "warnings": [],
-                "origin": "model",
-                "approved": False,
-            }
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            handle.write(result_line(n, f"P{n:07d}", "de-DE"))
 
 
 def deliver(out: Path, url: str) -> tuple[float, float, str]:

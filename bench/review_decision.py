@@ -22,6 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from common import result_line
+
 LOCALES = ("de-DE", "fr-FR", "es-ES", "it-IT", "ja-JP")
 
 
@@ -29,26 +31,7 @@ def write_out(out: Path, listings: int) -> None:
     out.mkdir(parents=True)
     with (out / "results.jsonl").open("w", encoding="utf-8") as handle:
         for n in range(listings):
-            line = {
-                "id": f"P{n // len(LOCALES):07d}",
-                "sku": f"SKU-{n}",
-                "platform": "amazon",
-                "locale": LOCALES[n % len(LOCALES)],
-                "title": f"Nordbeat Kopfhörer {n}",
-                "description": "Kabellose Kopfhörer mit Geräuschunterdrückung und langer Akkulaufzeit. " * 4,
-                "bullets": ["Starke Geräuschunterdrückung", "Lange Akkulaufzeit", "USB-C", "Faltbar", "Leicht"],
-                "seo_tags": ["kopfhörer", "kabellos", "reise", "bluetooth", "anc"],
-                "model": "kimi-k2",
-                "attempts": 1,
-                "input_tokens": 900,
-                "output_tokens": 300,
-                "cached_tokens": 0,
-                "cost_usd": 0.0013,
-                "warnings": [],
-                "origin": "model",
-                "approved": False,
-            }
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            handle.write(result_line(n, f"P{n // len(LOCALES):07d}", LOCALES[n % len(LOCALES)]))
 
 
 def post(url: str, path: str, body: dict) -> float:
