@@ -46,7 +46,7 @@ CATALOG_FIELDS = {"price": ("price",), "stock": ("stock", "quantity"), "weight":
 NAMED = 6  # mandatory columns named one by one in the summary
 
 
-def _templates(value: object) -> dict[str, tuple[str, ...]]:
+def _templates(value: Any) -> dict[str, tuple[str, ...]]:
     """{LOCALE: FILE or [FILE, ...]} (localize.yaml), or --template LOCALE=FILE / FILE
     (repeatable; a FILE alone serves the run's one locale, under '')."""
     found: dict[str, tuple[str, ...]] = {}
@@ -56,7 +56,7 @@ def _templates(value: object) -> dict[str, tuple[str, ...]]:
             listed = files if isinstance(files, (list, tuple)) else [files]
             found[tag] = (*found.get(tag, ()), *(str(file) for file in listed))
         return found
-    for item in [value] if isinstance(value, str) else list(value):  # type: ignore[call-overload]
+    for item in [value] if isinstance(value, str) else list(value):
         code, sep, file = str(item).partition("=")
         tag = ""
         if sep:
