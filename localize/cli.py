@@ -192,6 +192,9 @@ def run(
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds per request. [default: 120]"),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Output token cap per request. [default: 4096]"),
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature, 0-1. [default: 0.6]"),
+    thinking: bool = typer.Option(
+        False, "--thinking", help="Let a model that thinks by default think (reasoning is billed as output)."
+    ),
     max_cost: str | None = typer.Option(None, "--max-cost", help="Never spend more than this many USD."),
     output_format: str | None = typer.Option(
         None,
@@ -267,6 +270,7 @@ def run(
         timeout=timeout,
         max_tokens=max_tokens,
         temperature=temperature,
+        thinking=thinking or None,
         max_cost=max_cost,
         format=output_format,
         prompts=prompts,
@@ -511,6 +515,7 @@ def prompt(
     ),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     model: str | None = typer.Option(None, "--model", help="Model id. [default: kimi-k2]"),
+    thinking: bool = typer.Option(False, "--thinking", help="Let a model that thinks by default think."),
     prompts: Path | None = typer.Option(None, "--prompts", help="Folder with your own templates."),
     column_map: str | None = typer.Option(None, "--map", help="Rename the catalog's columns: id=Handle,..."),
     duplicates: str | None = typer.Option(
@@ -532,6 +537,7 @@ def prompt(
     with exit_codes():
         flags = dict(
             model=model,
+            thinking=thinking or None,
             prompts=prompts,
             map=column_map,
             glossary=glossary,
@@ -553,7 +559,8 @@ def prompt(
         _write(f"──── {message['role']} ────\n{message['content']}")
     stderr.print(
         f"model {body['model']} · temperature {body['temperature']} · max_tokens {body['max_tokens']} · "
-        "response_format json_object (use --json for the exact request body)",
+        + ("thinking disabled · " if body.get("thinking") == {"type": "disabled"} else "")
+        + "response_format json_object (use --json for the exact request body)",
         markup=False,
     )
 

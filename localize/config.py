@@ -62,6 +62,11 @@ class PriceOverride(BaseModel):
     source: str | None = None
     batch: BatchPrice | None = None
     context_tokens: int | None = Field(None, gt=0, description="the model's context window, prompt and answer")
+    thinks: bool = Field(False, description="thinks by default: the request turns it off unless --thinking")
+    thinking_temperature: float | None = Field(None, ge=0, le=2, description="the temperature thinking requires")
+    plain_temperature: float | None = Field(
+        None, ge=0, le=2, description="the temperature the model requires with thinking disabled"
+    )
 
 
 class Settings(BaseModel):
@@ -87,6 +92,7 @@ class Settings(BaseModel):
     timeout_s: float = Field(120.0, gt=0, le=3600)
     max_tokens: int = Field(4096, ge=16, le=1_048_576)
     temperature: float = Field(0.6, ge=0, le=1)
+    thinking: bool = Field(False, description="let a model that thinks by default think (billed as output)")
     max_cost_usd: Decimal | None = Field(None, gt=0)
     formats: tuple[str, ...] = ("jsonl",)
     prompts_dir: Path | None = None

@@ -52,6 +52,9 @@ class Price:
     source: str | None
     batch: Price | None = None  # through the batch API, where the model batches
     context_tokens: int | None = None  # the context window: prompt and answer together
+    thinks: bool = False  # thinks by default (KIMI.md §7): reasoning billed as output
+    thinking_temperature: float | None = None  # what thinking requires
+    plain_temperature: float | None = None  # what the model requires with thinking disabled
 
 
 @dataclass(slots=True)
@@ -103,7 +106,17 @@ def _price(model: str, entry: PriceOverride) -> Price:
     batch = entry.batch
     batched = Price(model, batch.input, batch.cached_input, batch.output, batch.as_of, batch.source) if batch else None
     return Price(
-        model, entry.input, entry.cached_input, entry.output, entry.as_of, entry.source, batched, entry.context_tokens
+        model,
+        entry.input,
+        entry.cached_input,
+        entry.output,
+        entry.as_of,
+        entry.source,
+        batched,
+        entry.context_tokens,
+        entry.thinks,
+        entry.thinking_temperature,
+        entry.plain_temperature,
     )
 
 

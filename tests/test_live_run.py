@@ -524,3 +524,26 @@ def test_option_errors_name_the_option_once(
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
     assert "--format.0" not in result.stderr and "--format amazon: --format amazon" not in result.stderr
+
+
+def test_a_model_that_thinks_by_default_is_asked_with_thinking_disabled(
+    run_cli, sample: Path, relay: FakeRelay
+) -> None:
+    """kimi-k2.6 thinks unless told not to, billing its reasoning as output at temperature 1.0:
+    a run turns thinking off (at the 0.6 the model then requires) unless --thinking; a model that
+    does not think by default is asked as before, with no thinking field (KIMI.md §7)."""
+    shown = run_cli("prompt", sample, "--id", "ELEC-001", "-l", "de-DE", "--model", "kimi-k2.6", "--json")
+    body = json.loads(shown.stdout)
+    assert body["thinking"] == {"type": "disabled"} and body["temperature"] == 0.6
+    thinking = run_cli(
+        "prompt", sample, "--id", "ELEC-001", "-l", "de-DE", "--model", "kimi-k2.6", "--thinking", "--json"
+    )
+    body = json.loads(thinking.stdout)
+    assert "thinking" not in body and body["temperature"] == 1.0
+    plain = json.loads(run_cli("prompt", sample, "--id", "ELEC-001", "-l", "de-DE", "--json").stdout)
+    assert "thinking" not in plain and plain["model"] == "kimi-k2"
+    result = live(run_cli, relay, sample, "-l", "de-DE", "--model", "kimi-k2.6")
+    assert result.exit_code == 0, result.stderr
+    assert relay.chat_requests and all(
+        request["thinking"] == {"type": "disabled"} and request["temperature"] == 0.6 for request in relay.chat_requests
+    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+from ..config import PriceOverride, Settings
+from ..cost import Price, load_prices
 from ..errors import CatalogError, InputError, LocaleError, PlatformError
 from ..locales import Locale, parse_locale
 from ..reading.catalog import Product, count_duplicates, read_catalog, recognised
@@ -151,14 +153,31 @@ def _row_locale(code: str, product: Product, catalog: Path) -> Locale:
 
 
 def request_params(settings: Settings) -> dict[str, Any]:
-    """The request fields beside model and messages that shape the answer (the lock hashes them)."""
-    return {
+    """The request fields beside model and messages that shape the answer (the lock hashes them).
+    A model that thinks by default (prices.yaml `thinks`) is asked with thinking disabled, at
+    the temperature it then requires, unless --thinking lets it think (reasoning is billed as
+    output, and nobody asked for it otherwise; KIMI.md §7)."""
+    params: dict[str, Any] = {
         "temperature": settings.temperature,
         # Always explicit: the API's default is "a decent integer such as 1024" (KIMI.md §4),
         # which truncates long listings into broken JSON.
         "max_tokens": settings.max_tokens,
         "response_format": {"type": "json_object"},
     }
+    price = thinking_of(settings.model, tuple(sorted(settings.prices.items())))
+    if price is not None and price.thinks:
+        if settings.thinking:
+            params["temperature"] = price.thinking_temperature or params["temperature"]
+        else:
+            params["thinking"] = {"type": "disabled"}
+            params["temperature"] = price.plain_temperature or params["temperature"]
+    return params
+
+
+@functools.cache
+def thinking_of(model: str, overrides: tuple[tuple[str, PriceOverride], ...]) -> Price | None:
+    """The price table's entry for a model (None when it has none): whether it thinks by default."""
+    return load_prices(dict(overrides)).get(model)
 
 
 def chat_request_body(settings: Settings, messages: list[Message]) -> dict[str, Any]:
