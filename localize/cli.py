@@ -980,7 +980,9 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
         f"{jobs['succeeded']:,} of {jobs['total']:,} jobs succeeded, {jobs['failed']:,} failed{up_to_date}; "
         f"{report['requests']:,} requests; {tokens['input']:,} input tokens ({tokens['cached_input']:,} cached, "
         f"{report.get('cached_share', 0):.0%}), "
-        f"{tokens['output']:,} output; cost {_cost_said(report)}",
+        f"{tokens['output']:,} output"
+        + (f" ({tokens['reasoning']:,} reasoning)" if tokens.get("reasoning") else "")
+        + f"; cost {_cost_said(report)}",
         markup=False,
     )
     _print_kept_outdated(jobs)

@@ -59,20 +59,26 @@ class Price:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts, as the relay's `usage` reports them. Cached tokens are part of input."""
+    """Token counts, as the relay's `usage` reports them. Cached tokens are part of input;
+    reasoning tokens (a thinking model's, KIMI.md §7) are part of the output, billed as it is."""
 
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def __iadd__(self, other: Usage) -> Usage:
         self.input_tokens += other.input_tokens
         self.cached_tokens += other.cached_tokens
         self.output_tokens += other.output_tokens
+        self.reasoning_tokens += other.reasoning_tokens
         return self
 
     def as_dict(self) -> dict[str, int]:
-        return {"input": self.input_tokens, "cached_input": self.cached_tokens, "output": self.output_tokens}
+        counts = {"input": self.input_tokens, "cached_input": self.cached_tokens, "output": self.output_tokens}
+        if self.reasoning_tokens:  # (of the output; only where a model reasoned, so other reports read as before)
+            counts["reasoning"] = self.reasoning_tokens
+        return counts
 
 
 def cost_usd(usage: Usage, price: Price) -> Decimal:
@@ -425,7 +431,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"- Jobs: {jobs.get('total', 0):,} total, {jobs.get('succeeded', 0):,} succeeded, "
         f"{jobs.get('failed', 0):,} failed, {jobs.get('up_to_date', 0):,} up to date",
         f"- Requests: {report['requests']:,}",
-        f"- Tokens: {tokens['input']:,} input ({tokens['cached_input']:,} cached), {tokens['output']:,} output",
+        f"- Tokens: {tokens['input']:,} input ({tokens['cached_input']:,} cached), {tokens['output']:,} output"
+        + (f" ({tokens['reasoning']:,} reasoning)" if tokens.get("reasoning") else ""),
         f"- Cost: ${report['cost_usd']:,.6f}",
     ]
     rate = report.get("rate") or {}
@@ -484,6 +491,7 @@ def _usage_fields(usage: Any) -> dict[str, int]:
         "input_tokens": _count(usage.get("input")),
         "cached_tokens": _count(usage.get("cached_input")),
         "output_tokens": _count(usage.get("output")),
+        "reasoning_tokens": _count(usage.get("reasoning")),
     }
 
 

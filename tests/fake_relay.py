@@ -232,6 +232,8 @@ class Answer:
     # them) or, as some relays do, beside it (only total_tokens and the details count them).
     reasoning: int = 0
     reasoning_inside: bool = True
+    # The reasoning's text in message.reasoning_content (some relays send it, and no count of it).
+    reasoning_text: str | None = None
 
 
 DROP = "drop"  # close the connection without a response
@@ -523,7 +525,11 @@ class FakeRelay:
                     {
                         "index": 0,
                         "finish_reason": answer.finish_reason,
-                        "message": {"role": "assistant", "content": content},
+                        "message": {
+                            "role": "assistant",
+                            "content": content,
+                            **({"reasoning_content": answer.reasoning_text} if answer.reasoning_text else {}),
+                        },
                     }
                 ],
                 **payload,

@@ -284,6 +284,23 @@ def test_reasoning_tokens_are_billed_wherever_the_relay_counts_them(
     assert Decimal(str(report()["cost_usd"])) == pytest.approx(relay.bill_usd(), abs=Decimal("0.000001"))
     said = "The relay's usage did not add up in 3 answers"
     assert (said in result.stderr) is not inside and ("usage_mismatch" in report()) is not inside
+    # Reasoning is its own count, inside the output billed: in requests.jsonl and the report.
+    assert report()["tokens"]["reasoning"] == 2700
+    logged = [record["usage"].get("reasoning") for record in iter_jsonl(Path("out/requests.jsonl"))]
+    assert logged == [900, 900, 900]
+    assert "(2,700 reasoning)" in result.stderr
+    assert "warning: 2,700 reasoning tokens billed as output" in result.stderr  # nobody asked for thinking
+    assert "% of the cost), though thinking was not asked for" in result.stderr
+
+
+def test_reasoning_text_without_a_count_is_counted_offline(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
+    """A relay that returns message.reasoning_content but no reasoning_tokens: the reasoning is
+    counted offline (within the output the relay billed) and said."""
+    relay.enqueue(Answer(reasoning_text="Let me think about the German title first. " * 20))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    reasoning = report()["tokens"]["reasoning"]
+    assert 0 < reasoning <= report()["tokens"]["output"] and "reasoning tokens billed as output" in result.stderr
 
 
 def test_a_usage_claiming_every_prompt_token_cached_is_not_billed_by(run_cli, tmp_path: Path, relay: FakeRelay) -> None:

@@ -79,7 +79,8 @@ def split_usage(usage: Usage, input_weights: Sequence[int], output_weights: Sequ
     cached = apportion(usage.cached_tokens, input_weights)
     uncached = apportion(usage.input_tokens - usage.cached_tokens, input_weights)
     output = apportion(usage.output_tokens, output_weights)
-    return [Usage(c + u, c, o) for c, u, o in zip(cached, uncached, output, strict=True)]
+    reasoning = apportion(usage.reasoning_tokens, output_weights)
+    return [Usage(c + u, c, o, r) for c, u, o, r in zip(cached, uncached, output, reasoning, strict=True)]
 
 
 def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:

@@ -305,6 +305,7 @@ async def _run(
             held_since=sorted(run for run in worker.held_since if run),
             reused_saved_usd=worker.saved_usd if worker.reused or worker.from_memory else None,
         )
+        notes.extend(_reasoning_notes(settings, report, worker.reasoning_usd))
     finally:
         store.release()
         _restore_signals()
@@ -319,6 +320,24 @@ async def _run(
         tuple(pending),
         sum(overdue),
     )
+
+
+def _reasoning_notes(settings: Settings, report: Mapping[str, Any], reasoning_usd: Decimal) -> list[str]:
+    """Reasoning the relay billed (inside the output): said once, with its share of the cost;
+    a warning when nobody asked for it (no --thinking: the model thought anyway, or the relay
+    dropped the request's switch or resolved an alias to a thinking model)."""
+    tokens = int(report["tokens"].get("reasoning") or 0)
+    if not tokens:
+        return []
+    cost = float(report.get("cost_usd") or 0)
+    share = f", {float(reasoning_usd) / cost:.0%} of the cost" if cost else ""
+    said = f"{tokens:,} reasoning tokens billed as output (${float(reasoning_usd):.4f}{share})"
+    if settings.thinking:
+        return [f"note: {said}: --thinking let the model think."]
+    return [
+        f"warning: {said}, though thinking was not asked for: the relay may drop the request's "
+        f"`thinking: disabled`, or serve {settings.model} from a thinking model; see requests.jsonl."
+    ]
 
 
 def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:

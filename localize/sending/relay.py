@@ -108,6 +108,7 @@ class Completion:
     limits: RelayLimits | None = None  # what the answer's x-ratelimit-* headers said
     batch_id: str | None = None  # answered in this batch (billed at the batch price)
     usage_adds_up: bool = True  # False: the usage's total or reasoning exceeded its completion (the larger billed)
+    reasoning: str = ""  # the message's reasoning_content, where a relay returns it (a thinking model's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +289,7 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
     if not isinstance(content, str):
         content = "" if content is None else json.dumps(content)
     finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+    reasoning = choice["message"].get("reasoning_content") if isinstance(choice["message"], dict) else None
     reported = _reported(data.get("usage"))  # read once: what is billed, and whether it adds up
     return Completion(
         content=content,
@@ -299,6 +301,7 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
         latency_ms=latency_ms,
         limits=parse_rate_headers(headers),
         usage_adds_up=reported is None or reported.adds_up,
+        reasoning=reasoning if isinstance(reasoning, str) else "",
     )
 
 
@@ -388,8 +391,14 @@ def usage_from(usage: Any) -> Usage | None:
 def _usage(reported: ReportedUsage | None) -> Usage | None:
     if reported is None:
         return None
+    details = reported.completion_tokens_details
+    reasoning = details.reasoning_tokens if details is not None and details.reasoning_tokens else 0
+    output = reported.billed_output
     return Usage(
-        input_tokens=reported.prompt_tokens, cached_tokens=reported.cached, output_tokens=reported.billed_output
+        input_tokens=reported.prompt_tokens,
+        cached_tokens=reported.cached,
+        output_tokens=output,
+        reasoning_tokens=min(reasoning, output),
     )
 
 

@@ -164,6 +164,7 @@ class JobRunner:
         self._own_copy: list[_Work] = []
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
+        self.reasoning_usd = Decimal(0)  # what the model's reasoning cost (inside the output billed)
         self.fatal: RelayFatal | None = None
         self.budget_reached = False
 
@@ -673,13 +674,19 @@ class JobRunner:
         """Each job's share of an answered request, booked to it and to the run."""
         usage = completion.usage
         unreported = usage is None
+        thought = self._counter.count(completion.reasoning) if completion.reasoning else 0
         if usage is None:
             # The relay sent no usage we can believe: keep the answer (it was paid for),
             # count its tokens offline, and let the report list it apart.
             counted = counted if counted is not None else self._counter.count_messages(messages)
-            usage = Usage(input_tokens=counted, output_tokens=self._counter.count(completion.content))
+            output = self._counter.count(completion.content) + thought
+            usage = Usage(input_tokens=counted, output_tokens=output, reasoning_tokens=thought)
         else:
             self._learn_input_ratio(counted, usage)
+            if thought and not usage.reasoning_tokens:  # reasoning text, no count of it: counted offline
+                usage = replace(usage, reasoning_tokens=min(thought, usage.output_tokens))
+        if usage.reasoning_tokens:
+            self.reasoning_usd += cost_usd(Usage(output_tokens=usage.reasoning_tokens), self._price)
         shares = split_usage(usage, input_weights, output_weights) if len(works) > 1 else [usage]
         price = self._price.batch if completion.batch_id and self._price.batch else self._price
         inputs: list[int | None] = (
