@@ -196,9 +196,12 @@ def test_a_relay_without_the_batch_api_says_so_before_anything_is_made(run_cli, 
 
 
 def test_a_model_without_a_batch_price_is_refused_by_name(run_cli, sample: Path) -> None:
+    """Before anything is uploaded, naming the models that do batch (KIMI.md §7: kimi-k2.6 does,
+    the retired previews do not)."""
     with FakeRelay() as relay:
-        result = batch_run(run_cli, relay, sample, "--model", "kimi-k2.6")
-    assert result.exit_code == 4 and "model kimi-k2.6 has no batch price" in result.stderr
+        result = batch_run(run_cli, relay, sample, "--model", "kimi-k2-0905-preview")
+    assert result.exit_code == 4 and "model kimi-k2-0905-preview has no batch price" in result.stderr
+    assert "the models with one: kimi-k2, kimi-k2.6;" in result.stderr
     assert relay.uploads == 0
 
 

@@ -403,10 +403,12 @@ async def _batch_client(
     problem: BatchUnavailable | None = None
     client: BatchClient | None = None
     if price.batch is None:
+        batching = sorted(model for model, entry in load_prices(settings.prices).items() if entry.batch is not None)
         problem = BatchUnavailable(
             "batch_model",
             f"model {settings.model} has no batch price in prices.yaml: it is not known to batch",
-            hint="run live, or add a batch price for it in localize.yaml (prices: {model: {..., batch: {...}}})",
+            hint=f"the models with one: {', '.join(batching) or 'none'}; run live, or add a batch price for it in "
+            "localize.yaml (prices: {model: {..., batch: {...}}})",
         )
     else:
         client = BatchClient(settings, transport=transport)
