@@ -594,7 +594,8 @@ def _serve(out: Path, *, host: str, port: int) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
+        with exit_codes():  # the last decisions written: a full disk is a line and exit 5, not a traceback
+            server.shutdown()
 
 
 @app.command(cls=_Command, short_help="Approve listings in OUT (for scripts and CI).")

@@ -243,7 +243,8 @@ def test_patch_keeps_untouched_cells_and_escapes_text() -> None:
 
 def test_written_workbook_is_a_valid_zip(run_cli, relay: FakeRelay, catalog: Path, tmp_path: Path) -> None:
     template = shopee_template(tmp_path / "t.xlsx")
-    assert run(run_cli, relay, catalog, "-l", "th-TH", "-p", "shopee", "--format", "shopee", "--template", template)
+    result = run(run_cli, relay, catalog, "-l", "th-TH", "-p", "shopee", "--format", "shopee", "--template", template)
+    assert result.exit_code == 0, result.stderr  # (a Result is always true: its exit code is what can fail)
     with zipfile.ZipFile(tmp_path / "out" / "shopee" / "th-TH.xlsx") as archive:
         assert archive.testzip() is None
 

@@ -55,9 +55,7 @@ def line_of(record: Mapping[str, Any], kind: LineKind, *, strict: bool = True) -
     """A line of `kind`'s file: its fields in order, the optional ones a record has, people's
     decisions; UnknownField for a key it does not declare (unless not `strict`: dropped)."""
     if strict:
-        unknown = sorted(set(record) - kind.known)
-        if unknown:
-            raise UnknownField(f"a {kind.name} line with undeclared fields {unknown}: declare them in records.py")
+        _known(record, kind)
     kept = {name: record.get(name) for name in kind.fields}
     kept.update({name: record[name] for name in kind.optional if record.get(name)})
     if kind.reviewed:

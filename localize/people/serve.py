@@ -163,7 +163,10 @@ class ReviewServer:
 
     def _export_when_quiet(self) -> None:
         with self._writing:
-            self._export()
+            try:
+                self._export()
+            except OSError:
+                pass  # a full disk: the decisions are in reviews.jsonl; the next export (or shutdown) tries again
 
     def _export(self) -> None:
         """results.jsonl and OUT's other exported files, with every decision folded in (under

@@ -80,16 +80,6 @@ def sheet_records(path: Path, handle: IO[bytes], *, sheet: str | None = None) ->
     return header, records()
 
 
-def sheet_names(path: Path, handle: IO[bytes]) -> list[str]:
-    handle.seek(0)
-    try:
-        return list(python_calamine.CalamineWorkbook.from_filelike(handle).sheet_names)
-    except Exception as exc:
-        raise CatalogError(path, f"the workbook cannot be read ({exc})", hint=_SAVE_AS_CSV) from None
-    finally:
-        handle.seek(0)
-
-
 def _pick(book: Any, candidates: list[tuple[str, int]]) -> tuple[str, int, list[list[Any]]]:
     """The sheet read: the first candidate, unless it is none of a template's data sheet and a
     later one is (its first rows are enough to tell)."""
@@ -186,7 +176,7 @@ def _checked_ods(path: Path, archive: zipfile.ZipFile, sheet: str | None) -> lis
         info = archive.getinfo("content.xml")
     except KeyError:
         raise CatalogError(path, "an OpenDocument file without content.xml", hint=_SAVE_AS_CSV) from None
-    if info.file_size > MAX_PART_BYTES or info.file_size > MAX_FILE_BYTES * 8:
+    if info.file_size > MAX_PART_BYTES:
         raise CatalogError(path, f"content.xml unpacks to {info.file_size / 2**20:,.0f} MB", hint=_SAVE_AS_CSV)
     names: list[str] = []
     chosen: str | None = None

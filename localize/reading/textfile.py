@@ -55,8 +55,6 @@ _WORKBOOK_PARTS = (b"[Content_Types].xml", b"xl/", b"docProps/", b"opendocument.
 
 
 _WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
-# Workbooks read as a table (spreadsheet.py); the others are refused with a hint.
-_SHEET_SUFFIXES = (".xlsx", ".xlsm", ".ods")
 
 
 def _is_workbook(path: Path, head: bytes) -> bool:

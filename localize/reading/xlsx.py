@@ -13,7 +13,6 @@ Every part is untrusted XML: parsed by defusedxml (no entities, no DTDs), read w
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import tempfile
@@ -233,14 +232,12 @@ class Workbook:
                 tail = text[-200:]
         return grid
 
-    def sheet(self, part: SheetPart, *, rows: int | None = None) -> Sheet:
-        """The sheet's cells as text (the first `rows` rows, or all)."""
+    def sheet(self, part: SheetPart) -> Sheet:
+        """The sheet's cells as text, the cells holding a formula, its grid."""
         root = self.xml(part.part)
         found = Sheet(part, grid=self.grid(part))
         shared = self.shared_strings
         for number, row in _rows(root):
-            if rows is not None and number > rows:
-                break
             for column, cell in _cells(row):
                 text = _cell_text(cell, shared)
                 if cell.find(_M + "f") is not None:
@@ -522,8 +519,3 @@ def _widen_dimension(xml: bytes, cells: Mapping[int, Mapping[int, Cell]]) -> byt
     right = max(max(column for _, column in known), max(column for _, column in written))
     ref = f"{column_letters(left)}{top}:{column_letters(right)}{bottom}".encode("ascii")
     return xml[: found.start(2)] + ref + xml[found.end(2) :]
-
-
-def read_source(data: bytes, name: str = "") -> Workbook:
-    """A workbook read from bytes in memory."""
-    return Workbook(io.BytesIO(data), name)

@@ -214,7 +214,7 @@ class TemplateShop(Shop):
         sheet = layout.sheet
         started = _started_rows(layout)
         started_rows = set(started.values())
-        next_row = max(sheet.last_row, layout.data_start - 1) + 1
+        first_new = next_row = max(sheet.last_row, layout.data_start - 1) + 1
         cells: dict[int, dict[int, Cell]] = {}
         filled = new = 0
         formulas = too_long = 0
@@ -244,12 +244,19 @@ class TemplateShop(Shop):
                     cells.setdefault(row, {})[column] = Cell(value, number=True)
                 elif value:
                     cells.setdefault(row, {})[column] = Cell(safe_cell(value))
-        fill(template.path, target, sheet.part, cells)
+        try:
+            fill(template.path, target, sheet.part, cells)
+        except WorkbookError as exc:  # changed since the check before sending, or XML we cannot patch
+            raise ConfigError(
+                f"the template cannot be filled: {exc}",
+                where=str(template.path),
+                hint="the listings are in results.jsonl; download the template again and run the same command",
+            ) from None
         parts = []
         if filled:
             parts.append(f"{counted(filled, 'row')} the seller started, filled where they stand")
         if new:
-            parts.append(f"{counted(new, 'new row')} from row {max(sheet.last_row, layout.data_start - 1) + 1}")
+            parts.append(f"{counted(new, 'new row')} from row {first_new}")
         notes = [f"Filled in {template.path.name} (sheet {sheet.part.name!r}): {'; '.join(parts) or 'no listing'}."]
         empty = _empty_mandatory(layout, cells)
         if empty:
