@@ -1106,6 +1106,11 @@ def _timing_line(timing: dict[str, Any]) -> str:
         line = f"Time: {timing['requests']:,} requests at the rate --rpm auto finds"
     else:
         line = f"Time at --rpm {timing['rpm']}: {timing['requests']:,} requests, {_minutes(timing['minutes'])}"
+    if timing["answer_seconds"] >= 60:
+        line += (
+            f" ({timing['concurrency']:,} in flight: an answer takes about"
+            f" {timing['answer_seconds'] / 60:.0f} min to write)"
+        )
     if single["requests"] == timing["requests"]:
         return line + "."
     more = single["input_tokens"] / timing["input_tokens"] - 1 if timing["input_tokens"] else 0.0

@@ -33,6 +33,9 @@ DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
 API_KEY_VARIABLES = ("HOLYSHEEP_API_KEY", "LOCALIZE_API_KEY")
 # The most products --pack accepts in one request: each answer must fit in one max_tokens.
 PACK_LIMIT = 50
+# What a request asks for its answer when nothing sizes it: always explicit, since the API's
+# default ("a decent integer such as 1024", KIMI.md §4) cuts long listings into broken JSON.
+DEFAULT_MAX_TOKENS = 4096
 
 # What --format writes besides results.jsonl: its results as CSV or JSON, or a shop's import file (shops/).
 RESULT_FORMATS = ("jsonl", "csv", "json")
@@ -62,6 +65,8 @@ class PriceOverride(BaseModel):
     source: str | None = None
     batch: BatchPrice | None = None
     context_tokens: int | None = Field(None, gt=0, description="the model's context window, prompt and answer")
+    max_output_tokens: int | None = Field(None, gt=0, description="the most tokens one answer may hold")
+    output_limit_source: str | None = None
     thinks: bool = Field(False, description="thinks by default: the request turns it off unless --thinking")
     thinking_temperature: float | None = Field(None, ge=0, le=2, description="the temperature thinking requires")
     plain_temperature: float | None = Field(
@@ -90,7 +95,9 @@ class Settings(BaseModel):
         "aiohttp", description="the HTTP client under the relay client: aiohttp (less CPU per request) or httpx"
     )
     timeout_s: float = Field(120.0, gt=0, le=3600)
-    max_tokens: int = Field(4096, ge=16, le=1_048_576)
+    # None: each request asks for what its own pack needs (planning/packing.request_max_tokens);
+    # a number caps every request, and packs are sized to fit it.
+    max_tokens: int | None = Field(None, ge=16, le=1_048_576)
     temperature: float = Field(0.6, ge=0, le=1)
     thinking: bool = Field(False, description="let a model that thinks by default think (billed as output)")
     max_cost_usd: Decimal | None = Field(None, gt=0)

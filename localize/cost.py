@@ -52,9 +52,15 @@ class Price:
     source: str | None
     batch: Price | None = None  # through the batch API, where the model batches
     context_tokens: int | None = None  # the context window: prompt and answer together
+    max_output_tokens: int | None = None  # the most one answer may hold (None: not known)
     thinks: bool = False  # thinks by default (KIMI.md §7): reasoning billed as output
     thinking_temperature: float | None = None  # what thinking requires
     plain_temperature: float | None = None  # what the model requires with thinking disabled
+
+    @property
+    def list_price(self) -> tuple[Decimal, Decimal, Decimal]:
+        """Input, cached input and output per million: what two ids must share to cost the same."""
+        return self.input, self.cached_input, self.output
 
 
 @dataclass(slots=True)
@@ -98,13 +104,21 @@ def usd(amount: Decimal) -> float:
 
 
 def load_prices(overrides: Mapping[str, PriceOverride] | None = None) -> dict[str, Price]:
-    """The built-in price table with localize.yaml's `prices:` on top."""
+    """The built-in price table with localize.yaml's `prices:` on top (field by field)."""
     raw = yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8"))
     try:
         table = TypeAdapter(dict[str, PriceOverride]).validate_python(raw)
     except ValidationError as exc:  # a packaging mistake, but say where
         raise ConfigError(f"invalid price table: {exc.errors()[0]['msg']}", where=str(PRICES_FILE)) from None
-    table.update(overrides or {})
+    for model, override in (overrides or {}).items():
+        # A known model's entry keeps what the override does not say (its window, its output
+        # limit, whether it thinks): a new price must not make packs small or checks vanish.
+        known = table.get(model)
+        table[model] = (
+            PriceOverride.model_validate(known.model_dump(exclude_unset=True) | override.model_dump(exclude_unset=True))
+            if known
+            else override
+        )
     return {model: _price(model, entry) for model, entry in table.items()}
 
 
@@ -120,6 +134,7 @@ def _price(model: str, entry: PriceOverride) -> Price:
         entry.source,
         batched,
         entry.context_tokens,
+        entry.max_output_tokens,
         entry.thinks,
         entry.thinking_temperature,
         entry.plain_temperature,
@@ -135,6 +150,15 @@ def price_for(model: str, prices: Mapping[str, Price]) -> Price:
         hint=f"add it to localize.yaml: prices: {{{model}: {{input: 0.60, cached_input: 0.15, output: 2.50}}}}"
         " (USD per million tokens)",
     )
+
+
+def price_of_answer(named: str, prices: Mapping[str, Price]) -> Price | None:
+    """The price of the model an answer names, as relays spell it: `kimi-k2.6`,
+    `moonshot/kimi-k2.6`, `Kimi-K2.6`; None when the table has no such model."""
+    for candidate in (named, named.rpartition("/")[2], named.lower(), named.rpartition("/")[2].lower()):
+        if candidate in prices:
+            return prices[candidate]
+    return None
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -323,6 +347,7 @@ def build_report(
         "by_user": {},
         "by_resource_type": {},
         "by_mode": {},
+        "by_model": {},
     }
     batched = False
     relay_cost = Decimal(0)
@@ -359,6 +384,7 @@ def build_report(
             keys["by_resource_type"] = record["resource_type"]
         # Answered by the batch API (at its price) or live: the two parts of the bill.
         keys["by_mode"] = "batch" if record.get("batch") else "live"
+        keys["by_model"] = record.get("model") or model  # the model that answered
         batched = batched or bool(record.get("batch"))
         finished = 1 if record.get("job_outcome") else 0
         for tally in (total, *(groups[name].setdefault(str(key), _Tally()) for name, key in keys.items())):
@@ -397,6 +423,12 @@ def build_report(
             else {}
         ),
         **({"by_mode": {key: tally.entry() for key, tally in sorted(groups["by_mode"].items())}} if batched else {}),
+        # Where a relay answered with another model than the one asked (an alias it resolved).
+        **(
+            {"by_model": {key: tally.entry() for key, tally in sorted(groups["by_model"].items())}}
+            if set(groups["by_model"]) - {model}
+            else {}
+        ),
         "errors": dict(sorted(errors.items())),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
         "elapsed_s": round(elapsed_s, 3),

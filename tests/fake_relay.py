@@ -313,6 +313,9 @@ class FakeRelay:
         self.batch_refuses_key = False  # the file upload answers 401, echoing the key
         self.batch_stall_retry_after: str | None = None  # a stall is a 429 with this Retry-After, not a 503
         self.batch_stall_reply: Reply | None = None  # a stall answers this instead (a quota 429, a 408)
+        # The model an answer says answered (an alias the relay resolved); None: the one asked.
+        self.answering_model: str | None = None
+        self.honours_max_tokens = True  # an answer past the request's max_tokens is cut there ("length")
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -481,6 +484,10 @@ class FakeRelay:
                 content = json.dumps(self._with_facts(listing, facts.get(""), answer), ensure_ascii=False)
             if answer.fenced:
                 content = f"```json\n{content}\n```"
+        finish_reason = answer.finish_reason
+        limit = body.get("max_tokens")
+        if self.honours_max_tokens and isinstance(limit, int) and len(content) // 4 + 1 > limit:  # as a model is
+            content, finish_reason = content[: (limit - 1) * 4], "length"
         # Deterministic stand-in tokenizer: a token per 4 characters, 4 per message.
         prompt_tokens = (sum(len(m["content"]) // 4 + 4 for m in messages) + 3) * self._prompt_factor
         completion_tokens = len(content) // 4 + 1 + (answer.reasoning if answer.reasoning_inside else 0)
@@ -520,11 +527,11 @@ class FakeRelay:
             {
                 "id": f"chatcmpl-{number}",
                 "object": "chat.completion",
-                "model": body.get("model"),
+                "model": self.answering_model or body.get("model"),
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": answer.finish_reason,
+                        "finish_reason": finish_reason,
                         "message": {
                             "role": "assistant",
                             "content": content,

@@ -217,12 +217,12 @@ def test_the_dry_run_shows_live_and_batch_side_by_side(run_cli, sample: Path) ->
 def test_lines_past_the_file_limit_go_in_more_files(run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import localize.sending.batch
 
-    monkeypatch.setattr(localize.sending.batch, "MAX_FILE_BYTES", 40_000)  # Moonshot's is 100 MB
+    monkeypatch.setattr(localize.sending.batch, "MAX_FILE_BYTES", 20_000)  # Moonshot's is 100 MB
     with FakeRelay() as relay:
         result = batch_run(run_cli, relay, sample)
     assert result.exit_code == 0, result.stderr
     sizes = [len(relay.files[batch["input_file_id"]]) for batch in relay.batches.values()]
-    assert len(sizes) >= 2 and all(size <= 40_000 for size in sizes)
+    assert len(sizes) >= 2 and all(size <= 20_000 for size in sizes)
     assert sum(len(uploaded_lines(relay, n + 1)) for n in range(len(sizes))) == report()["requests"]
     assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 26
 
@@ -235,7 +235,7 @@ def test_a_run_of_several_chunks_sums_what_went_live_in_one_note(
 
     monkeypatch.setattr(localize.sending.batch, "MAX_LINES", 5)  # 20,000 in a real run
     with FakeRelay(batch_errors=1) as relay:  # each batch fails its first line
-        result = batch_run(run_cli, relay, sample)
+        result = batch_run(run_cli, relay, sample, "--pack", "1")
         batches = len(relay.batches)
     assert result.exit_code == 0, result.stderr
     assert batches >= 3
@@ -396,9 +396,9 @@ def test_a_batch_is_forgotten_only_after_every_answer_it_gave_is_committed(sampl
     record: the next run uses the answers it had not saved instead of paying for them again."""
     env = {**os.environ, "HOLYSHEEP_API_KEY": KEY}
     with FakeRelay(hang_s=120) as relay:
-        relay.enqueue(Answer(content="{not json"), *[Answer()] * 16)  # one of the 17 lines is re-asked live...
+        relay.enqueue(Answer(content="{not json"), *[Answer()] * 25)  # one of the 26 lines is re-asked live...
         relay.enqueue(*["hang"] * 3)  # ...and that re-ask never comes back while the run lives
-        command = [sys.executable, "-m", "localize", "run", str(sample), "-l", "de-DE,ja-JP"]
+        command = [sys.executable, "-m", "localize", "run", str(sample), "-l", "de-DE,ja-JP", "--pack", "1"]
         command += ["--base-url", relay.base_url, "--out", "out", "--batch", "--no-progress", "--timeout", "300"]
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
@@ -462,7 +462,7 @@ def test_no_wait_names_each_pending_batch_with_its_age(run_cli, sample: Path) ->
         again = batch_run(run_cli, relay, sample, "--no-wait")
         uploads = relay.uploads
     assert again.exit_code == 0 and uploads == 1
-    assert "Batch batch-1 submitted 5 h ago: 17 requests, in_progress (completion window 24 h)." in again.stderr
+    assert "Batch batch-1 submitted 5 h ago: 3 requests, in_progress (completion window 24 h)." in again.stderr
     assert report()["jobs"]["in_batch"] == 26  # every job is asked by the running batch: none again
 
 

@@ -244,6 +244,7 @@ def test_a_re_ask_repeats_only_an_excerpt_of_a_huge_invalid_answer(run_cli, tmp_
     from localize.sending.runner import REASK_ANSWER_CHARS
 
     garbage = json.dumps({"listing": "x" * 2_000_000})
+    relay.honours_max_tokens = False  # a relay that sends all of it, past max_tokens
     relay.enqueue(Answer(content=garbage), Answer(content=garbage))
     result = live(run_cli, relay, catalog(tmp_path))
     assert result.exit_code == 0, result.stderr

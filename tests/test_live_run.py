@@ -547,3 +547,29 @@ def test_a_model_that_thinks_by_default_is_asked_with_thinking_disabled(
     assert relay.chat_requests and all(
         request["thinking"] == {"type": "disabled"} and request["temperature"] == 0.6 for request in relay.chat_requests
     )
+
+
+def test_an_answer_from_another_model_is_priced_by_it_and_said_once(run_cli, sample: Path, relay: FakeRelay) -> None:
+    """A relay that resolves the alias kimi-k2 to kimi-k2.6 (its answers say so) bills k2.6's
+    prices: the run prices every answer by the model that wrote it, records that model, and
+    says so once; the report still equals the bill."""
+    relay.answering_model = "kimi-k2.6"
+    result = live(run_cli, relay, sample, "-l", "de-DE,ja-JP")
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "with kimi-k2.6, not kimi-k2" in line]
+    assert said == [
+        "The relay answered 26 requests with kimi-k2.6, not kimi-k2 (an alias it resolved): priced as kimi-k2.6"
+        " ($0.95 input, $0.16 cached, $4.00 output per 1M), not as kimi-k2."
+    ]
+    billed = relay.billed
+    uncached = billed["prompt_tokens"] - billed["cached_tokens"]
+    at_k26 = (uncached * 0.95 + billed["cached_tokens"] * 0.16 + billed["completion_tokens"] * 4.00) / 1e6
+    assert report()["cost_usd"] == pytest.approx(at_k26, abs=2e-6)
+    assert set(report()["by_model"]) == {"kimi-k2.6"} and report()["model"] == "kimi-k2"
+    assert {row["model"] for row in results()} == {"kimi-k2.6"}
+    assert {record["model"] for record in iter_jsonl(Path("out/requests.jsonl"))} == {"kimi-k2.6"}
+    # The same answer from a model priced as the one asked: recorded, not repriced.
+    relay.answering_model = "kimi-k2-0905-preview"
+    again = run_cli("run", sample, "-l", "fr-FR", "--base-url", relay.base_url, "--out", "out2")
+    assert "at kimi-k2's price, the same" in again.stderr
+    assert {row["model"] for row in results(Path("out2"))} == {"kimi-k2-0905-preview"}

@@ -8,17 +8,19 @@ about which results are current.
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from conftest import write
-from fake_relay import DROP, MISSING, OMIT, Answer, FakeRelay, Reply
+from fake_relay import _PACKED_ID, DROP, MISSING, OMIT, Answer, FakeRelay, Reply
 
 from localize.checking.validate import InvalidAnswer
 from localize.cost import Usage
 from localize.output.store import iter_jsonl
-from localize.planning.packing import apportion, read_pack, split_usage
+from localize.planning.packing import ANSWER_JSON_TOKENS, PACK_MAX, AnswerRoom, apportion, read_pack, split_usage
+from localize.sending.relay import SLOWEST_TOKENS_PER_S, answer_timeout_s
 
 KEY = "sk-pack-test-key"
 IDS = [f"P{number:02d}" for number in range(1, 9)]
@@ -182,11 +184,16 @@ def test_the_estimate_shows_requests_tokens_and_time_with_packing(run_cli, tmp_p
     packed = json.loads(run_cli("estimate", path, "-l", "de-DE", "--pack", "4", "--rpm", "2", "--json").stdout)
     single = json.loads(run_cli("estimate", path, "-l", "de-DE", "--pack", "1", "--rpm", "2", "--json").stdout)
     assert packed["requests"] == 2 and single["requests"] == 8
-    assert packed["timing"]["minutes"] == 1.0 and packed["timing"]["pack_1"]["minutes"] == 4.0
+    # Sent at --rpm unless too few are in flight to keep it (here one: concurrency 1), then the
+    # last answer written; a pack's answer takes longer than one listing's.
+    timing, seconds = packed["timing"], packed["timing"]["answer_seconds"]
+    assert timing["concurrency"] == 1 and seconds > 30
+    assert timing["minutes"] == round(max(2 / 2, 2 * seconds / 60) + seconds / 60, 1)
+    assert timing["pack_1"]["minutes"] > 8 / 2
     assert packed["timing"]["pack_1"]["input_tokens"] == single["tokens"]["input"]
     assert packed["tokens"]["input"] < 0.6 * single["tokens"]["input"]
     text = run_cli("estimate", path, "-l", "de-DE", "--pack", "4", "--rpm", "2")
-    assert "Time at --rpm 2: 2 requests, about 1 min; one job per request (--pack 1) would be 8" in text.stderr
+    assert f"Time at --rpm 2: 2 requests, about {timing['minutes']:.0f} min (1 in flight: an answer" in text.stderr
     # What the estimate says a run sends is what a run sends.
     with FakeRelay() as relay:
         assert live(run_cli, relay, path, "--pack", "4").exit_code == 0
@@ -195,12 +202,97 @@ def test_the_estimate_shows_requests_tokens_and_time_with_packing(run_cli, tmp_p
     assert counted == pytest.approx(packed["tokens"]["input"], rel=0.02)
 
 
-def test_pack_auto_fits_the_answers_in_max_tokens(run_cli, tmp_path: Path) -> None:
-    path = catalog(tmp_path)
-    roomy = json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", "--max-tokens", "16000", "--json").stdout)
-    tight = json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", "--json").stdout)
-    assert roomy["timing"]["packs"] == {"de-DE/amazon": 8, "ja-JP/amazon": 6}
-    assert tight["timing"]["packs"] == {"de-DE/amazon": 4, "ja-JP/amazon": 1}  # Japanese runs longer
+def many(tmp_path: Path, count: int = 60) -> Path:
+    return catalog(tmp_path, [f"P{number:03d}" for number in range(count)])
+
+
+def packs(run_cli, path: Path, *args: str) -> dict[str, int]:
+    return json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", *args, "--json").stdout)["timing"]["packs"]
+
+
+def test_pack_auto_fills_the_models_output_limit_per_locale(run_cli, tmp_path: Path) -> None:
+    """--pack auto puts as many products in a request as the model's output limit holds with
+    every answer at the high estimate: Japanese answers take more tokens, so fewer of them."""
+    path = many(tmp_path)
+    # kimi-k2: 32,000 (prices.yaml); a German listing at the high estimate is under 1,600 tokens.
+    assert packs(run_cli, path) == {"de-DE/amazon": PACK_MAX, "ja-JP/amazon": 12}
+    # A model that writes less holds fewer...
+    write(
+        tmp_path / "localize.yaml",
+        "prices:\n  kimi-k2: {input: 0.6, cached_input: 0.15, output: 2.5, max_output_tokens: 8000}\n",
+    )
+    assert packs(run_cli, path) == {"de-DE/amazon": 8, "ja-JP/amazon": 3}
+    # ...a price override alone keeps the model's limit...
+    write(tmp_path / "localize.yaml", "prices:\n  kimi-k2: {input: 1.2, cached_input: 0.3, output: 5}\n")
+    assert packs(run_cli, path) == {"de-DE/amazon": PACK_MAX, "ja-JP/amazon": 12}
+    # ...and --max-tokens caps every request, packs sized to it, as before the limits were known.
+    assert packs(run_cli, path, "--max-tokens", "4096") == {"de-DE/amazon": 4, "ja-JP/amazon": 1}
+
+
+def test_a_thinking_model_keeps_room_for_its_reasoning(run_cli, tmp_path: Path) -> None:
+    path = many(tmp_path)
+    write(
+        tmp_path / "localize.yaml",
+        "prices:\n  kimi-k2.6: {input: 0.95, cached_input: 0.16, output: 4, max_output_tokens: 40000}\n",
+    )
+    plain = packs(run_cli, path, "--model", "kimi-k2.6")
+    thinking = packs(run_cli, path, "--model", "kimi-k2.6", "--thinking")
+    assert plain["ja-JP/amazon"] == 15 and thinking["ja-JP/amazon"] == 9  # 16,384 tokens kept for reasoning
+
+
+def test_each_packed_request_asks_max_tokens_for_its_own_pack(run_cli, tmp_path: Path) -> None:
+    """A full pack asks for its listings at the high estimate; the last, smaller one for less;
+    a job alone, the default 4,096."""
+    path = catalog(tmp_path, [f"P{number:02d}" for number in range(25)])
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, path)
+        asked = [
+            (len(_PACKED_ID.findall(body["messages"][1]["content"])), body["max_tokens"])
+            for body in relay.chat_requests
+        ]
+    assert result.exit_code == 0, result.stderr
+    assert [count for count, _ in asked] == [PACK_MAX, 5]
+    per_listing = (asked[0][1] - ANSWER_JSON_TOKENS) / PACK_MAX
+    assert per_listing == int(per_listing) and asked[1][1] == max(4096, 5 * int(per_listing) + ANSWER_JSON_TOKENS)
+    assert_shares_sum_to_the_bill(relay)
+
+
+def test_a_pack_cut_at_max_tokens_is_split_and_its_halves_ask_for_more(run_cli, tmp_path: Path) -> None:
+    """An answer cut at max_tokens is not asked again whole (it would be cut again): its halves
+    go out, each asking for more per listing than the estimate said, and every listing lands."""
+    path = catalog(tmp_path, [f"P{number:02d}" for number in range(20)])
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(content='{"listings": {"P00": {"title": "' + "lang " * 40_000))
+        result = live(run_cli, relay, path)
+        bodies = relay.chat_requests
+    assert result.exit_code == 0, result.stderr
+    sizes = [len(_PACKED_ID.findall(body["messages"][1]["content"])) for body in bodies]
+    assert sizes == [20, 10, 10]
+    first = bodies[0]["max_tokens"]
+    # The cut answer reached `first` tokens for 20 listings: each half asks 10 x first/20 x 1.25.
+    assert all(body["max_tokens"] >= math.ceil(first / 20 * 1.25) * 10 for body in bodies[1:])
+    assert sorted(results()) == [f"P{number:02d}" for number in range(20)]
+    attempts = [record for record in iter_jsonl(Path("out/requests.jsonl")) if record.get("error")]
+    assert {record["error"] for record in attempts} == {"truncated"} and len(attempts) == 20
+    assert_shares_sum_to_the_bill(relay)
+
+
+def test_answer_room_sizes_packs_and_requests() -> None:
+    room = AnswerRoom(32_000)
+    assert room.pack_size("auto", 1_000) == PACK_MAX and room.pack_size("auto", 2_600) == 12
+    assert room.pack_size(3, 2_600) == 3  # --pack N as given
+    assert room.max_tokens(12, 2_600) == 12 * 2_600 + ANSWER_JSON_TOKENS
+    assert room.max_tokens(1, 900) == 4096  # never under the default
+    assert AnswerRoom(4096, fixed=True).max_tokens(4, 900) == 4096  # --max-tokens: every request
+    assert AnswerRoom(40_000, reasoning=16_384).max_tokens(2, 1_000) == 2_000 + ANSWER_JSON_TOKENS + 16_384
+    assert AnswerRoom(1_000).pack_size("auto", 5_000) == 1  # one always goes
+
+
+def test_a_request_asking_for_a_long_answer_waits_longer() -> None:
+    assert answer_timeout_s(120.0, 4096) == 120.0 and answer_timeout_s(120.0, None) == 120.0
+    assert answer_timeout_s(120.0, 1000) == 120.0
+    grown = answer_timeout_s(120.0, 4096 + 15_000)
+    assert grown == 120.0 + 15_000 / SLOWEST_TOKENS_PER_S  # every extra token at the slowest healthy pace
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many", "51"])

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import Settings
+from ..config import DEFAULT_MAX_TOKENS, Settings
 from ..cost import OUTPUT_HIGH_FACTOR
 from ..locales import Locale
 from ..output.store import STRING_PLATFORM
@@ -102,7 +102,7 @@ def wanted_locales(string: StoreString, locales: Sequence[Locale], *, force: boo
 def string_budget(settings: Settings) -> float:
     """Expected output tokens a strings request may carry: max_tokens with room for answers
     as long as the high estimate."""
-    return settings.max_tokens / OUTPUT_HIGH_FACTOR
+    return (settings.max_tokens or DEFAULT_MAX_TOKENS) / OUTPUT_HIGH_FACTOR
 
 
 def starts_request(count: int, used: float, tokens: float, settings: Settings) -> bool:

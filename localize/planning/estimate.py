@@ -20,7 +20,7 @@ from ..checking.strings import (
     store_strings,
     string_requests,
 )
-from ..config import Settings
+from ..config import DEFAULT_MAX_TOKENS, Settings
 from ..cost import (
     OUTPUT_HIGH_FACTOR,
     REPORT_VERSION,
@@ -44,7 +44,9 @@ from ..reading.textfile import read_once
 from ..shops import check_imports
 from .calibration import Calibration
 from .jobs import Job, PromptSets, iter_jobs, products_on, require_locales
-from .packing import PACK_ID_TOKENS, expected_output_tokens, pack_size
+from .pace import answer_seconds, in_flight
+from .pace import minutes as pace_minutes
+from .packing import PACK_ID_TOKENS, AnswerRoom, expected_output_tokens, listing_budget
 from .plan import Outcome, Planner, Tally
 from .prompts import PACK_HEADER, PromptSet, data_json
 
@@ -75,8 +77,9 @@ class GroupEstimate:
     locale: str
     system_tokens: int  # the system message of a request (a packed one where pack > 1)
     output_tokens: int  # expected per job
-    max_tokens: int
+    max_tokens: int  # what a full pack's request asks for its answer
     pack: int = 1
+    alone_max_tokens: int = 0  # what a job asked alone asks
     frame_tokens: int = 0  # per request, beside the products
     single_frame_tokens: int = 0  # per request at --pack 1
     jobs: int = 0
@@ -103,6 +106,12 @@ class GroupEstimate:
         return self.requests * self.frame_tokens + self.product_tokens
 
     @property
+    def answer_tokens(self) -> float:
+        """Expected output tokens of one full request (a pack's listings)."""
+        per_job = self.output_per_job if self.output_per_job is not None else self.output_tokens
+        return per_job * min(self.pack, max(self.jobs, 1))
+
+    @property
     def single_input_tokens(self) -> int:
         """The input of the same jobs sent one per request (--pack 1)."""
         extra = PACK_ID_TOKENS * self.jobs if self.pack > 1 else 0
@@ -115,9 +124,10 @@ class GroupEstimate:
         input_tokens = round(self.input_tokens * ratio) if ratio is not None else self.input_tokens
         per_job = self.output_per_job if self.output_per_job is not None else self.output_tokens
         cached = max(self.requests - 1, 0) * cacheable_prefix_tokens(self.system_tokens)
-        low_out = min(math.ceil(per_job * OUTPUT_LOW_FACTOR), self.max_tokens)
-        high_out = min(math.ceil(per_job * OUTPUT_HIGH_FACTOR), self.max_tokens)
-        expected_out = round(min(per_job, self.max_tokens) * self.jobs)
+        cap = self.max_tokens // max(self.pack, 1)  # a job's part of its request's answer
+        low_out = min(math.ceil(per_job * OUTPUT_LOW_FACTOR), cap)
+        high_out = min(math.ceil(per_job * OUTPUT_HIGH_FACTOR), cap)
+        expected_out = round(min(per_job, cap) * self.jobs)
         # Once calibrated, the tokenizer gap is measured, so the high case drops its margin.
         high_in = input_tokens if calibrated else math.ceil(input_tokens * INPUT_HIGH_FACTOR)
         return {
@@ -158,6 +168,7 @@ class Estimate:
     # Jobs whose request alone cannot fit the model's context window with --max-tokens: (id, tokens).
     over_window: list[tuple[str, int]] = field(default_factory=list)
     max_tokens: int = 0
+    concurrency: int = 0  # requests a run keeps in flight (pace.py)
 
     def by_column(self) -> dict[str, int]:
         """The input tokens each catalog column costs the run (scaled up from a sample), most first."""
@@ -176,21 +187,37 @@ class Estimate:
 
     def timing(self) -> dict[str, Any]:
         """Requests and input as packing sends them, beside one product per request, and how
-        long each takes at --rpm (the relay's per-minute limit is the ceiling)."""
+        long each takes: at --rpm (the relay's per-minute limit is the ceiling) unless the
+        requests in flight, each waiting for its answer, cannot keep that pace."""
         requests = sum(group.requests for group in self.groups.values())
         single = self.jobs
         rpm = self.rpm if isinstance(self.rpm, int) else None
+        seconds = (
+            sum(answer_seconds(group.answer_tokens) * group.requests for group in self.groups.values()) / requests
+            if requests
+            else 0.0
+        )
+        single_seconds = (
+            sum(answer_seconds(group.answer_tokens / max(group.pack, 1)) * group.jobs for group in self.groups.values())
+            / single
+            if single
+            else 0.0
+        )
+        taken = pace_minutes(requests, rpm, self.concurrency, seconds)
+        single_taken = pace_minutes(single, rpm, self.concurrency, single_seconds)
         return {
             "rpm": self.rpm,
             "requests": requests,
             "input_tokens": sum(group.input_tokens for group in self.groups.values()),
-            "minutes": round(requests / rpm, 1) if rpm else None,
+            "minutes": round(taken, 1) if taken is not None else None,
+            "concurrency": min(self.concurrency, requests),
+            "answer_seconds": round(seconds, 1),
             # The most a request carries: the pack size, or the group's jobs when fewer.
             "packs": {f"{g.locale}/{g.platform}": min(g.pack, max(g.jobs, 1)) for _, g in sorted(self.groups.items())},
             "pack_1": {
                 "requests": single,
                 "input_tokens": sum(group.single_input_tokens for group in self.groups.values()),
-                "minutes": round(single / rpm, 1) if rpm else None,
+                "minutes": round(single_taken, 1) if single_taken is not None else None,
             },
         }
 
@@ -374,7 +401,7 @@ def _estimate(
         calibration=calibration,
         rpm=settings.rpm,
         completion_window=settings.batch_window,
-        max_tokens=settings.max_tokens,
+        max_tokens=settings.max_tokens or DEFAULT_MAX_TOKENS,
     )
     # The run's own planning stage (plan.py): what it would send, settle or reuse, decided as it decides.
     planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))
@@ -399,7 +426,7 @@ def _estimate(
             prompt_set = prompt_sets.get(job.platform)
             group = result.groups.get((job.platform, job.locale.tag))
             if group is None:
-                group = _new_group(job, prompt_set, counter, settings)
+                group = _new_group(job, prompt_set, counter, settings, price)
                 if calibration is not None:
                     group.calibrate(calibration)
                 result.groups[(job.platform, job.locale.tag)] = group
@@ -411,6 +438,7 @@ def _estimate(
     _count_pending(pending, counter, result, settings)
     _add_strings(result, settings, catalog, counter, planner)
     result.tally(planner.tally)
+    result.concurrency = in_flight(settings, [group.answer_tokens for group in result.groups.values()])
     result.elapsed_s = time.perf_counter() - started
     return result
 
@@ -435,7 +463,7 @@ def _add_strings(result: Estimate, settings: Settings, catalog: Path, counter: T
             locale=tag,
             system_tokens=system,
             output_tokens=math.ceil(sum(outputs) / len(outputs)),
-            max_tokens=settings.max_tokens,
+            max_tokens=settings.max_tokens or DEFAULT_MAX_TOKENS,
             pack=-(-len(products) // requests),
             frame_tokens=chat_prompt_tokens([system, counter.count(prompt.header) + 2]),
             single_frame_tokens=chat_prompt_tokens([system, counter.count(USER.format(count=1, payload="")) + 2]),
@@ -456,15 +484,19 @@ def _count_pending(
         # The system message is the same for the whole group: counted once, in _new_group.
         group.add_job(user_tokens)
         alone = group.single_frame_tokens + user_tokens
-        if window and alone + settings.max_tokens > window:
+        if window and alone + group.alone_max_tokens > window:
             result.over_window.append((product_id, alone))
     pending.clear()
 
 
-def _new_group(job: Job, prompt_set: PromptSet, counter: TokenCounter, settings: Settings) -> GroupEstimate:
+def _new_group(
+    job: Job, prompt_set: PromptSet, counter: TokenCounter, settings: Settings, price: Price
+) -> GroupEstimate:
     rules = prompt_set.rules_for(job.locale)
     tokens_per_char = counter.tokens_per_char(job.locale)
-    pack = pack_size(settings.pack, rules, tokens_per_char, settings.max_tokens)
+    room = AnswerRoom.of(settings.max_tokens, price, thinking=settings.thinking)
+    per_listing = listing_budget(rules, tokens_per_char)
+    pack = room.pack_size(settings.pack, per_listing)
     single_system = counter.count(prompt_set.render_system(job.locale))
     system = counter.count(prompt_set.render_system(job.locale, packed=True)) if pack > 1 else single_system
     # Template tokens of the two messages; a pack's header says how many products it holds.
@@ -474,7 +506,8 @@ def _new_group(job: Job, prompt_set: PromptSet, counter: TokenCounter, settings:
         locale=job.locale.tag,
         system_tokens=system,
         output_tokens=expected_output_tokens(rules, tokens_per_char),
-        max_tokens=settings.max_tokens,
+        max_tokens=room.max_tokens(pack, per_listing),
+        alone_max_tokens=room.max_tokens(1, per_listing),
         pack=pack,
         frame_tokens=chat_prompt_tokens([system, header]),
         single_frame_tokens=chat_prompt_tokens([single_system, 0]),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import PriceOverride, Settings
+from ..config import DEFAULT_MAX_TOKENS, PriceOverride, Settings
 from ..cost import Price, load_prices
 from ..errors import CatalogError, InputError, LocaleError, PlatformError
 from ..locales import Locale, parse_locale
@@ -152,8 +152,10 @@ def _row_locale(code: str, product: Product, catalog: Path) -> Locale:
         raise CatalogError(catalog, exc.message, line=product.line, column="locales", hint=exc.hint) from None
 
 
-def request_params(settings: Settings) -> dict[str, Any]:
-    """The request fields beside model and messages that shape the answer (the lock hashes them).
+def request_params(settings: Settings, max_tokens: int | None = None) -> dict[str, Any]:
+    """The request fields beside model and messages that shape the answer (the lock hashes them,
+    with the run's --max-tokens: a cap shapes no answer that passes its checks, and a request's
+    own, sized for its pack, would make a job's fingerprint hang on its pack-mates).
     A model that thinks by default (prices.yaml `thinks`) is asked with thinking disabled, at
     the temperature it then requires, unless --thinking lets it think (reasoning is billed as
     output, and nobody asked for it otherwise; KIMI.md §7)."""
@@ -161,7 +163,7 @@ def request_params(settings: Settings) -> dict[str, Any]:
         "temperature": settings.temperature,
         # Always explicit: the API's default is "a decent integer such as 1024" (KIMI.md §4),
         # which truncates long listings into broken JSON.
-        "max_tokens": settings.max_tokens,
+        "max_tokens": max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS,
         "response_format": {"type": "json_object"},
     }
     price = thinking_of(settings.model, tuple(sorted(settings.prices.items())))
@@ -180,9 +182,9 @@ def thinking_of(model: str, overrides: tuple[tuple[str, PriceOverride], ...]) ->
     return load_prices(dict(overrides)).get(model)
 
 
-def chat_request_body(settings: Settings, messages: list[Message]) -> dict[str, Any]:
-    """The JSON body of POST {base_url}/chat/completions for one job."""
-    body: dict[str, Any] = {"model": settings.model, "messages": messages, **request_params(settings)}
+def chat_request_body(settings: Settings, messages: list[Message], max_tokens: int | None = None) -> dict[str, Any]:
+    """The JSON body of POST {base_url}/chat/completions: one job, or a pack asking `max_tokens`."""
+    body: dict[str, Any] = {"model": settings.model, "messages": messages, **request_params(settings, max_tokens)}
     if settings.user:
         body["user"] = settings.user
     return body

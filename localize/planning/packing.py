@@ -2,16 +2,19 @@
 sharing the request's bill among the jobs it served.
 
 The request itself is rendered by `PromptSet.render_pack` (the wire contract); how many
-products share it is `pack_size`, from the answer lengths the platform's rules ask for.
+products share it, and how long an answer it asks for, is `AnswerRoom`'s to say, from the
+answer lengths the platform's rules ask for and the model's output limit.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..checking.validate import InvalidAnswer, parse_answer
-from ..cost import OUTPUT_HIGH_FACTOR, Usage
+from ..config import DEFAULT_MAX_TOKENS
+from ..cost import OUTPUT_HIGH_FACTOR, Price, Usage
 from .prompts import fence_id
 from .rules import PlatformRules
 
@@ -94,20 +97,55 @@ def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
     return math.ceil(chars * tokens_per_char) + ANSWER_JSON_TOKENS + ANSWER_TOKENS_PER_ITEM * items
 
 
-# --pack auto never puts more products in one request: past this, the input saved per job is
-# small and an answer that fails as a whole costs too many listings to write again.
-PACK_MAX = 8
+# --pack auto never puts more products in one request. Chosen by measurement (bench/pack_ceiling.py,
+# bench/RESULTS.md): past 16 the requests saved per job are few (1/16 → 1/20 is 1.25 requests in a
+# hundred jobs) while an answer that breaks as a whole is paid for whole and grows with the pack;
+# and 16 is what brings five locales of 10,000 products under 3,600 requests, an hour at 60 RPM.
+PACK_MAX = 20
 # A listing's key in a packed answer (its id, quotes, colon, comma).
 PACK_TOKENS_PER_LISTING = 12
 # A product's id in its packed fence (<product_data id="…">), on average.
 PACK_ID_TOKENS = 6
+# Room a thinking model keeps for its reasoning, on top of the listings (KIMI.md §4, §7: >= 16k).
+REASONING_ROOM = 16384
 
 
-def pack_size(setting: int | str, rules: PlatformRules, tokens_per_char: float, max_tokens: int) -> int:
-    """How many products share a request: `--pack N` as given; `auto`, as many as fit within
-    max_tokens even when every answer is as long as the high estimate (x OUTPUT_HIGH_FACTOR),
-    at most PACK_MAX."""
-    if setting != "auto":
-        return int(setting)
-    per_listing = expected_output_tokens(rules, tokens_per_char) * OUTPUT_HIGH_FACTOR + PACK_TOKENS_PER_LISTING
-    return max(1, min(PACK_MAX, int(max_tokens // per_listing)))
+def listing_budget(rules: PlatformRules, tokens_per_char: float) -> int:
+    """Output tokens one listing may take in a packed answer: the high estimate (answers
+    OUTPUT_HIGH_FACTOR as long as the targets) and its key."""
+    return math.ceil(expected_output_tokens(rules, tokens_per_char) * OUTPUT_HIGH_FACTOR) + PACK_TOKENS_PER_LISTING
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRoom:
+    """How long an answer a request may ask for: `--max-tokens` when given (every request asks
+    exactly it), else the model's output limit (prices.yaml `max_output_tokens`), less the room
+    its reasoning needs when it thinks; a model with no known limit keeps DEFAULT_MAX_TOKENS."""
+
+    limit: int
+    fixed: bool = False
+    reasoning: int = 0
+
+    @classmethod
+    def of(cls, max_tokens: int | None, price: Price | None, *, thinking: bool) -> AnswerRoom:
+        reasoning = REASONING_ROOM if price is not None and price.thinks and thinking else 0
+        if max_tokens is not None:
+            return cls(max_tokens, fixed=True)
+        limit = price.max_output_tokens if price is not None and price.max_output_tokens else DEFAULT_MAX_TOKENS
+        return cls(limit, reasoning=min(reasoning, limit // 2))
+
+    def pack_size(self, setting: int | str, per_listing: int) -> int:
+        """`--pack N` as given; `auto`: as many products as fit even when every answer is as
+        long as the high estimate, at most PACK_MAX."""
+        if setting != "auto":
+            return int(setting)
+        room = self.limit - self.reasoning - ANSWER_JSON_TOKENS
+        return max(1, min(PACK_MAX, room // max(per_listing, 1)))
+
+    def max_tokens(self, listings: int, per_listing: int) -> int:
+        """What a request of `listings` products asks for its answer: its listings at the high
+        estimate and the reasoning room, never under DEFAULT_MAX_TOKENS nor over the limit."""
+        if self.fixed:
+            return self.limit
+        wanted = listings * per_listing + ANSWER_JSON_TOKENS + self.reasoning
+        return min(self.limit, max(DEFAULT_MAX_TOKENS, wanted))

@@ -57,7 +57,7 @@ from .relay import (
     RelayFatal,
     Sender,
 )
-from .runner import JobRunner
+from .runner import JobRunner, requests_in_flight
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -138,6 +138,7 @@ async def _run(
     price = price_for(settings.model, load_prices(settings.prices))
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
+    settings = settings.model_copy(update={"concurrency": requests_in_flight(settings, prompt_sets, price)})
     strings = store_strings(settings, catalog)
     total += sum(len(locales) for _, locales in strings)
     notes: list[str] = []
@@ -306,6 +307,7 @@ async def _run(
             reused_saved_usd=worker.saved_usd if worker.reused or worker.from_memory else None,
         )
         notes.extend(_reasoning_notes(settings, report, worker.reasoning_usd))
+        notes.extend(worker.model_notes())
     finally:
         store.release()
         _restore_signals()

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Protocol
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from ..config import API_KEY_VARIABLES, Settings
+from ..config import API_KEY_VARIABLES, DEFAULT_MAX_TOKENS, Settings
 from ..cost import Budget, Price, Usage, cost_usd
 from ..errors import BudgetReached, LocalizeError
 from ..redact import Redactor
@@ -41,6 +41,11 @@ MAX_PAUSE_S = 300.0
 BACKOFF_MAX_S = 30.0
 # A chat answer is a few kilobytes; a body past this is a broken relay, not a listing.
 MAX_BODY_BYTES = 8_000_000
+# The slowest a healthy relay writes an answer, tokens a second: an assumption, a quarter of
+# what the K2 turbo model was sold at (60-100 a second, Moonshot via cline's moonshot.ts).
+# A request asking more than DEFAULT_MAX_TOKENS (a pack) gets --timeout plus
+# the time its extra tokens take at this pace: a big pack never times out on a healthy relay.
+SLOWEST_TOKENS_PER_S = 15.0
 
 
 class RelayError(LocalizeError):
@@ -109,6 +114,7 @@ class Completion:
     batch_id: str | None = None  # answered in this batch (billed at the batch price)
     usage_adds_up: bool = True  # False: the usage's total or reasoning exceeded its completion (the larger billed)
     reasoning: str = ""  # the message's reasoning_content, where a relay returns it (a thinking model's)
+    model: str | None = None  # the model the answer says answered (an alias the relay resolved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +277,8 @@ def error_of(data: Any) -> tuple[str, str]:
 MAX_REPORTED_TOKENS = 10_000_000
 # A relay-stated charge above this per request is not a charge either.
 MAX_STATED_COST_USD = Decimal(1000)
+# A model id is short; the answer's is cut to this before it is recorded.
+MAX_MODEL_CHARS = 100
 
 
 def parse_completion(status: int, body: bytes, headers: Mapping[str, str], latency_ms: float) -> Completion:
@@ -291,6 +299,7 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
     finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
     reasoning = choice["message"].get("reasoning_content") if isinstance(choice["message"], dict) else None
     reported = _reported(data.get("usage"))  # read once: what is billed, and whether it adds up
+    model = data.get("model") if isinstance(data, dict) else None
     return Completion(
         content=content,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
@@ -302,6 +311,7 @@ def parse_completion(status: int, body: bytes, headers: Mapping[str, str], laten
         limits=parse_rate_headers(headers),
         usage_adds_up=reported is None or reported.adds_up,
         reasoning=reasoning if isinstance(reasoning, str) else "",
+        model=(model.strip()[:MAX_MODEL_CHARS] or None) if isinstance(model, str) else None,
     )
 
 
@@ -644,7 +654,8 @@ class RelayClient:
         before it can reach a record, a file or the terminal."""
         started = self._clock()
         try:
-            reply = await self._request("POST", self._chat_url, self._encode(body))
+            timeout_s = answer_timeout_s(self._settings.timeout_s, body.get("max_tokens"))
+            reply = await self._request("POST", self._chat_url, self._encode(body), timeout_s)
             latency_ms = (self._clock() - started) * 1000
             if reply.status >= 300:
                 raise classify_error(reply.status, reply.body, reply.headers, model=body["model"])
@@ -653,14 +664,15 @@ class RelayClient:
             raise self._redacted(error) from None
         content = self._redact_content(completion.content)
         request_id = self._redact(completion.request_id) if completion.request_id else None
-        if content is not completion.content or request_id != completion.request_id:
-            completion = dataclasses.replace(completion, content=content, request_id=request_id)
+        model = self._redact(completion.model) if completion.model else None
+        if content is not completion.content or request_id != completion.request_id or model != completion.model:
+            completion = dataclasses.replace(completion, content=content, request_id=request_id, model=model)
         return completion
 
     async def models(self) -> list[str]:
         """The model ids the relay serves (GET /models): a key check too."""
         try:
-            reply = await self._request("GET", self._models_url, None)
+            reply = await self._request("GET", self._models_url, None, self._settings.timeout_s)
             if reply.status >= 300:
                 error = classify_error(reply.status, reply.body, reply.headers, model="")
                 raise RelayFatal(error.kind, error.message, status=error.status, hint=error.hint)
@@ -694,8 +706,8 @@ class RelayClient:
         rest = json.dumps({key: value for key, value in body.items() if key != "messages"}, ensure_ascii=False)
         return ('{"messages": [' + ", ".join(messages) + "], " + rest[1:]).encode()
 
-    async def _request(self, method: str, url: str, body: bytes | None) -> _Reply:
-        stage, error = await self._backend.request(method, url, self._headers, body)
+    async def _request(self, method: str, url: str, body: bytes | None, timeout_s: float) -> _Reply:
+        stage, error = await self._backend.request(method, url, self._headers, body, timeout_s)
         if isinstance(stage, _Reply):
             if 300 <= stage.status < 400:
                 # Not followed: a POST carries product data, and the key would not go along, so
@@ -718,8 +730,14 @@ class RelayClient:
         if stage is Failure.UNSENT:
             raise RelayRetryable("connection", f"cannot connect to {self._settings.base_url}: {error}", unsent=True)
         if stage is Failure.TIMEOUT:
-            raise RelayRetryable("timeout", f"no answer within {self._settings.timeout_s:g} s", maybe_billed=True)
+            raise RelayRetryable("timeout", f"no answer within {timeout_s:g} s", maybe_billed=True)
         raise RelayRetryable("connection", f"connection dropped: {error}", maybe_billed=True)
+
+
+def answer_timeout_s(timeout_s: float, max_tokens: object) -> float:
+    """A request's timeout: --timeout, grown with the answer it asks for past the default."""
+    extra = max_tokens - DEFAULT_MAX_TOKENS if isinstance(max_tokens, int) else 0
+    return timeout_s + max(extra, 0) / SLOWEST_TOKENS_PER_S
 
 
 class _AiohttpBackend:
@@ -730,13 +748,19 @@ class _AiohttpBackend:
 
         self._aiohttp = aiohttp
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s, sock_connect=min(10.0, settings.timeout_s))
+        self._timeouts: dict[float, Any] = {settings.timeout_s: self._timeout}
         self._limit = settings.concurrency
         self._session: Any = None  # created on first use, inside the running loop
 
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout_s: float
     ) -> tuple[_Reply | Failure, str]:
         aiohttp = self._aiohttp
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(
+                total=timeout_s, sock_connect=self._timeout.sock_connect
+            )
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
             self._session = aiohttp.ClientSession(
@@ -744,7 +768,7 @@ class _AiohttpBackend:
             )
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, url, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 content = await read_capped(response.content.iter_chunked(1 << 16), MAX_BODY_BYTES)
                 if content is None:
@@ -768,29 +792,32 @@ class _HttpxBackend:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None) -> None:
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
         self._timeout_s = settings.timeout_s
+        self._connect_s = min(10.0, settings.timeout_s)
+        self._timeout = httpx.Timeout(settings.timeout_s, connect=self._connect_s)
         self._http = _CookielessClient(
-            timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s)),
+            timeout=self._timeout,
             limits=limits,
             transport=transport,
             follow_redirects=False,
         )
 
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout_s: float
     ) -> tuple[_Reply | Failure, str]:
         # httpx's timeouts are per read, so a relay that drips a byte a second never trips
-        # them: --timeout bounds the whole exchange here, as aiohttp's total timeout does.
+        # them: the timeout bounds the whole exchange here, as aiohttp's total timeout does.
         try:
-            return await asyncio.wait_for(self._exchange(method, url, headers, body), self._timeout_s)
+            return await asyncio.wait_for(self._exchange(method, url, headers, body, timeout_s), timeout_s)
         except asyncio.TimeoutError:
-            return Failure.TIMEOUT, f"no answer within {self._timeout_s:g} s"
+            return Failure.TIMEOUT, f"no answer within {timeout_s:g} s"
         except httpx.HTTPError as exc:
             return _failure_stage(exc), _reason(exc)
 
     async def _exchange(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout_s: float
     ) -> tuple[_Reply | Failure, str]:
-        request = self._http.build_request(method, url, headers=headers, content=body)
+        timeout = self._timeout if timeout_s == self._timeout_s else httpx.Timeout(timeout_s, connect=self._connect_s)
+        request = self._http.build_request(method, url, headers=headers, content=body, timeout=timeout)
         response = await self._http.send(request, stream=True)
         try:
             content = await read_capped(response.aiter_bytes(), MAX_BODY_BYTES)

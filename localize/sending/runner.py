@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING, Any
 from ..checking.job_kinds import JobKind, ListingKind, StringKind, load_checks
 from ..checking.strings import STRING_TOKENS_OVERHEAD, STRINGS, starts_request
 from ..checking.validate import InvalidAnswer, Listing, names_other_product, parse_answer
-from ..cost import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER, Price, TokenCounter, Usage, cost_usd, worst_case_usd
+from ..config import DEFAULT_MAX_TOKENS
+from ..cost import (
+    TOKENS_PER_MESSAGE,
+    TOKENS_REPLY_PRIMER,
+    Price,
+    TokenCounter,
+    Usage,
+    cost_usd,
+    load_prices,
+    price_of_answer,
+    worst_case_usd,
+)
 from ..errors import BudgetReached, PromptError
 from ..output.audit import AuditRecord
 from ..output.layout import CALIBRATION
@@ -26,7 +37,8 @@ from ..output.records import Billing, Line, ResultLine, StringLine
 from ..output.store import JobFailure, JobResult, RunStore
 from ..planning.calibration import Calibration
 from ..planning.jobs import Job, PromptSets, chat_request_body
-from ..planning.packing import apportion, pack_size, split_usage
+from ..planning.pace import in_flight
+from ..planning.packing import AnswerRoom, apportion, expected_output_tokens, listing_budget, split_usage
 from ..planning.plan import Outcome, Plan, Planner
 from .batch import BatchCollector
 from .group_commit import GroupCommit
@@ -55,6 +67,8 @@ OFF_LOOP_CHARS = 8_000
 UNFORMED_ANSWERS = frozenset({"invalid_json", "truncated"})
 # A packed answer that fails as a whole this many times is split in halves.
 PACK_WHOLE_FAILURES = 2
+# An answer cut at its max_tokens: its listings' budget becomes what it reached, this much more.
+CUT_OFF_MARGIN = 1.25
 # What a listing a reviewer sent back is asked with (after its own request).
 REVIEW_NOTE = "\n\nA reviewer sent the previous listing for this product back with this note: {note}\nWrite it again."
 STRING_REVIEW_NOTE = (
@@ -109,6 +123,22 @@ class _Bill:
     cost: Decimal
     unreported: bool
     counted_input: int | None
+    model: str  # the model that answered
+
+
+def requests_in_flight(settings: Settings, prompt_sets: PromptSets, price: Price) -> int:
+    """How many requests a live run keeps out at once (pace.py): --concurrency, or enough for
+    --rpm when each answer is as long as a full pack of the longest expected listings."""
+    room = AnswerRoom.of(settings.max_tokens, price, thinking=settings.thinking)
+    counter = TokenCounter()
+    answers = []
+    for platform in settings.platforms or ():
+        for locale in settings.locales:
+            rules = prompt_sets.get(platform).rules_for(locale)
+            tokens_per_char = counter.tokens_per_char(locale)
+            pack = room.pack_size(settings.pack, listing_budget(rules, tokens_per_char))
+            answers.append(pack * expected_output_tokens(rules, tokens_per_char))
+    return in_flight(settings, answers)
 
 
 class JobRunner:
@@ -141,7 +171,10 @@ class JobRunner:
         self._input_ratio_seen = 0.0  # the most input the relay billed per token we counted
         self._requests = 0
         self._planner = Planner(settings, prompt_sets, store, memory=memory)
-        self._pack_sizes: dict[tuple[str, str], int] = {}
+        self._room = AnswerRoom.of(settings.max_tokens, price, thinking=settings.thinking)
+        # Output tokens a listing may take, per (platform, locale): the high estimate at first,
+        # raised when an answer is cut at its max_tokens (later packs are then smaller).
+        self._per_listing: dict[tuple[str, str], int] = {}
         self._listings = ListingKind(settings, prompt_sets)
         self._strings = StringKind()
         self._harvest: Harvest | None = None
@@ -165,6 +198,9 @@ class JobRunner:
         self.in_batch = 0  # jobs a running batch (--no-wait) already asks
         self.spent_usd = Decimal(0)
         self.reasoning_usd = Decimal(0)  # what the model's reasoning cost (inside the output billed)
+        self._prices = load_prices(settings.prices)
+        # Requests answered by a model other than the one asked (an alias the relay resolved).
+        self.answered_by: dict[str, int] = {}
         self.fatal: RelayFatal | None = None
         self.budget_reached = False
 
@@ -338,14 +374,35 @@ class JobRunner:
         self.saved_usd += Decimal(str(leader.billing.cost_usd))
 
     def _pack_size(self, job: Job) -> int:
+        return self._room.pack_size(self._settings.pack, self._listing_tokens(job))
+
+    def _listing_tokens(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
-        size = self._pack_sizes.get(key)
-        if size is None:
+        tokens = self._per_listing.get(key)
+        if tokens is None:
             rules = self._prompt_sets.get(job.platform).rules_for(job.locale)
-            tokens_per_char = self._counter.tokens_per_char(job.locale)
-            size = pack_size(self._settings.pack, rules, tokens_per_char, self._settings.max_tokens)
-            self._pack_sizes[key] = size
-        return size
+            tokens = self._per_listing[key] = listing_budget(rules, self._counter.tokens_per_char(job.locale))
+        return tokens
+
+    def _max_tokens(self, works: list[_Work]) -> int:
+        """What a request for `works` asks for its answer: their listings at the high estimate
+        (a store string's request, --max-tokens or the default)."""
+        job = works[0].job
+        if job.platform == STRINGS:
+            return self._settings.max_tokens or DEFAULT_MAX_TOKENS
+        return self._room.max_tokens(len(works), self._listing_tokens(job))
+
+    def _cut_off(self, works: list[_Work], completion: Completion) -> None:
+        """An answer cut at its max_tokens: its (platform, locale)'s listings are longer than
+        the estimate said. What the answer reached, per listing and with a margin, becomes
+        their budget, so its halves and later packs ask for enough (and hold fewer)."""
+        job = works[0].job
+        if self._room.fixed or completion.usage is None or job.platform == STRINGS:
+            return
+        reached = completion.usage.output_tokens - completion.usage.reasoning_tokens
+        grown = math.ceil(reached / len(works) * CUT_OFF_MARGIN)
+        key = (job.platform, job.locale.tag)
+        self._per_listing[key] = max(self._listing_tokens(job), grown)
 
     async def send(self, works: list[_Work]) -> None:
         """One unit of `units` or `string_units`: a job alone, or a pack; then the twins whose
@@ -369,7 +426,7 @@ class JobRunner:
         if self._stopped([work]):
             return
         messages = messages or work.messages
-        too_large = self._over_window(messages)
+        too_large = self._over_window(messages, self._max_tokens([work]))
         if too_large is not None:
             self._fail(work.job, "too_large", too_large, work.attempts, held=work.fp)
             return
@@ -385,6 +442,8 @@ class JobRunner:
                     work, self._kind(work).answer_alone(work.job, completion), last
                 )
             except InvalidAnswer as exc:
+                if exc.kind == "truncated":
+                    self._cut_off([work], completion)  # the re-ask asks for more
                 if last:
                     answer = self._answer_record(work, completion, bill, error=exc, outcome="failed", pack=None)
                     self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer, held=work.fp)
@@ -416,7 +475,7 @@ class JobRunner:
             for work in works:
                 self._fail(work.job, "prompt", str(exc), work.attempts)
             return
-        if self._over_window(packed.messages) is not None:
+        if self._over_window(packed.messages, self._max_tokens(works)) is not None:
             if len(works) == 1:
                 await self._send_alone(works[0])  # one too large: it fails alone, as asked alone
                 return
@@ -442,6 +501,9 @@ class JobRunner:
                     self._store.log_attempt(
                         self._answer_record(work, completion, bill, error=exc, outcome=None, pack=pack)
                     )
+                if exc.kind == "truncated" and len(works) > 1:
+                    self._cut_off(works, completion)  # asked again whole, it would be cut again: split
+                    break
                 messages = _reask(messages, completion.content, exc)
                 continue
             answers = [listings[product_id] for product_id in ids]
@@ -537,12 +599,12 @@ class JobRunner:
                 input_tokens=self._counter.count_messages(work.messages),
                 output_tokens=self._counter.count(answer.completion.content) // len(answer.jobs),
             )
-        price = self._price.batch or self._price
-        cost = cost_usd(share, price)
+        answering = self._model_price(answer.completion.model)
+        cost = cost_usd(share, answering.batch or answering)
         work.spent += share
         work.cost += cost
         self.spent_usd += cost
-        return _Bill(share, cost, unreported, None)
+        return _Bill(share, cost, unreported, None, answer.completion.model or self._settings.model)
 
     def close_harvest(self) -> None:
         """Once every job was seen and every answer taken is logged: log the recorded batches'
@@ -633,12 +695,15 @@ class JobRunner:
         lead = works[0]
         counted = self._count(messages, packed, weights)
         weights = weights or [1]
+        max_tokens = self._max_tokens(works)
         try:
             completion, number = await self._sender.send(
-                chat_request_body(self._settings, messages),
-                tokens=(counted or 0) + self._settings.max_tokens,
-                worst_case_usd=self._worst_case(counted or 0, lead.job, self._price),
-                batch_worst_case_usd=self._worst_case(counted or 0, lead.job, self._price.batch or self._price),
+                chat_request_body(self._settings, messages, max_tokens),
+                tokens=(counted or 0) + max_tokens,
+                worst_case_usd=self._worst_case(counted or 0, lead.job, self._price, max_tokens),
+                batch_worst_case_usd=self._worst_case(
+                    counted or 0, lead.job, self._price.batch or self._price, max_tokens
+                ),
                 batch_jobs=[work.line_job for work in works],
                 first_attempt=lead.attempts + 1,
                 on_failed=lambda failed, last: self._log_failed(
@@ -685,10 +750,11 @@ class JobRunner:
             self._learn_input_ratio(counted, usage)
             if thought and not usage.reasoning_tokens:  # reasoning text, no count of it: counted offline
                 usage = replace(usage, reasoning_tokens=min(thought, usage.output_tokens))
+        answering = self._answering(completion)
         if usage.reasoning_tokens:
-            self.reasoning_usd += cost_usd(Usage(output_tokens=usage.reasoning_tokens), self._price)
+            self.reasoning_usd += cost_usd(Usage(output_tokens=usage.reasoning_tokens), answering)
         shares = split_usage(usage, input_weights, output_weights) if len(works) > 1 else [usage]
-        price = self._price.batch if completion.batch_id and self._price.batch else self._price
+        price = answering.batch if completion.batch_id and answering.batch else answering
         inputs: list[int | None] = (
             list(apportion(counted, input_weights)) if counted is not None else [None] * len(works)
         )
@@ -698,8 +764,42 @@ class JobRunner:
             work.spent += share
             work.cost += cost
             self.spent_usd += cost
-            bills.append(_Bill(share, cost, unreported, counted_input))
+            bills.append(_Bill(share, cost, unreported, counted_input, completion.model or self._settings.model))
         return bills
+
+    def _answering(self, completion: Completion) -> Price:
+        """The price of the model that answered: the one asked, unless the answer names another
+        the price table knows at another price (an alias the relay resolved), counted."""
+        named = completion.model
+        if named and named != self._settings.model:
+            self.answered_by[named] = self.answered_by.get(named, 0) + 1
+        return self._model_price(named)
+
+    def _model_price(self, named: str | None) -> Price:
+        if not named or named == self._settings.model:
+            return self._price
+        other = price_of_answer(named, self._prices)
+        return other if other is not None and other.list_price != self._price.list_price else self._price
+
+    def model_notes(self) -> list[str]:
+        """One line per model that answered in place of the one asked, and at which price."""
+        notes = []
+        for named, requests in sorted(self.answered_by.items()):
+            other = price_of_answer(named, self._prices)
+            if other is None:
+                priced = f"no price is known for it: priced as {self._settings.model}"
+            elif other.list_price == self._price.list_price:
+                priced = f"at {self._settings.model}'s price, the same"
+            else:
+                priced = (
+                    f"priced as {other.model} (${other.input:.2f} input, ${other.cached_input:.2f} cached,"
+                    f" ${other.output:.2f} output per 1M), not as {self._settings.model}"
+                )
+            notes.append(
+                f"The relay answered {requests:,} request{'s' if requests != 1 else ''} with {named}, not"
+                f" {self._settings.model} (an alias it resolved): {priced}."
+            )
+        return notes
 
     async def _judge_off_loop(self, work: _Work, data: object, last: bool) -> tuple[Listing | str, list[str]]:
         """_judge, in a worker thread for a product with long copy: its checks are linear and
@@ -721,7 +821,7 @@ class JobRunner:
         if bill.unreported:
             warnings = [*warnings, "usage_unreported"]
         billing = Billing(
-            model=self._settings.model,
+            model=bill.model,
             attempts=work.attempts,
             input_tokens=work.spent.input_tokens,
             output_tokens=work.spent.output_tokens,
@@ -763,29 +863,29 @@ class JobRunner:
             return self._counter.count_messages(messages)
         return None
 
-    def _over_window(self, messages: list[Message]) -> str | None:
-        """Why a request cannot fit the model's context window with --max-tokens for its answer
+    def _over_window(self, messages: list[Message], max_tokens: int) -> str | None:
+        """Why a request cannot fit the model's context window with `max_tokens` for its answer
         (said with its size), or None. Counted only when its bytes could be too many: a token
         is at least one byte."""
         window = self._price.context_tokens
-        room = window - self._settings.max_tokens if window else None
+        room = window - max_tokens if window else None
         if room is None or sum(len(message["content"].encode()) for message in messages) <= room:
             return None
         tokens = self._counter.count_messages(messages)
         if tokens <= room:
             return None
         return (
-            f"not sent: the request is about {tokens:,} tokens and --max-tokens {self._settings.max_tokens:,},"
+            f"not sent: the request is about {tokens:,} tokens and max_tokens {max_tokens:,},"
             f" over {self._settings.model}'s context window of {window:,}; leave long columns out with --fields -NAME"
         )
 
-    def _worst_case(self, counted: int, job: Job, price: Price) -> Decimal:
+    def _worst_case(self, counted: int, job: Job, price: Price, max_tokens: int) -> Decimal:
         """A request's worst case for --max-cost: its input at the most the relay has billed
         per counted token (this run, or the calibrated previous one), the whole output cap, at
         `price` (live, or the batch API's)."""
         ratio = self._calibration.input_ratio(job.locale.tag) if self._calibration else None
         margin = max(ratio * 1.05 if ratio else BUDGET_INPUT_MARGIN, self._input_ratio_seen * 1.05)
-        return worst_case_usd(math.ceil(counted * margin), self._settings.max_tokens, price)
+        return worst_case_usd(math.ceil(counted * margin), max_tokens, price)
 
     def _learn_input_ratio(self, counted: int | None, usage: Usage) -> None:
         if counted:
@@ -876,7 +976,7 @@ class JobRunner:
         counts apart from the billed totals; a pack's relay-stated charge is on its lead's."""
         lead = pack is None or pack["lead"] == work.job.product.id
         record = AuditRecord(
-            **self._attempt_base(work.job, work.attempts, pack),
+            **{**self._attempt_base(work.job, work.attempts, pack), "model": bill.model},
             status=completion.status,
             error=error.kind if error else None,
             message=error.message if error else None,
