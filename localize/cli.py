@@ -757,19 +757,45 @@ def merge(
 def models(
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     base_url: str | None = typer.Option(None, "--base-url", help="Relay base URL (env LOCALIZE_BASE_URL)."),
+    offline: bool = typer.Option(False, "--offline", help="Only the price table: no key needed, nothing sent."),
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
 ) -> None:
-    """List the models the relay serves, marking those with a known price (checks the key too)."""
+    """The models: context window, output limit, thinking default, live and batch prices, and
+    whether the relay lists them (GET /models, which checks the key too; --offline skips it)."""
     with exit_codes():
         settings = _settings(flags=dict(base_url=base_url), config_path=config_file)
-        _require_api_key(settings, dry_run_hint=False)
-        listed = asyncio.run(reports.list_models(settings))
+        if not offline:
+            _require_api_key(settings, dry_run_hint=False, offline_hint=True)
+        listed = asyncio.run(reports.list_models(settings, ask_relay=not offline))
     if as_json:
         stdout.print_json(json.dumps(listed))
         return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("Model", "Context", "Output", "Thinks", "Live in/cached/out", "Batch in/cached/out", "Relay"):
+        table.add_column(column, justify="right" if column in ("Context", "Output") else "left")
     for entry in listed:
-        mark = "priced" if entry["priced"] else "no price: add one under prices: in localize.yaml to use it"
-        stdout.print(f"{entry['id']:<32} {mark}", markup=False)
+        table.add_row(
+            entry["id"],
+            _tokens_or_dash(entry["context_tokens"]),
+            _tokens_or_dash(entry["max_output_tokens"]),
+            "—" if entry["thinks"] is None else ("yes (off unless --thinking)" if entry["thinks"] else "no"),
+            _prices_or(entry["usd_per_million"], "no price: add one under prices: in localize.yaml"),
+            _prices_or(entry["batch_usd_per_million"], "—"),
+            {True: "listed", False: "not listed", None: "not asked"}[entry["listed"]],
+        )
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=200)  # piped: a line a model, for grep
+    wide.print(table)
+    wide.print("USD per 1M tokens (input / cached input / output).", markup=False)
+
+
+def _tokens_or_dash(tokens: int | None) -> str:
+    return f"{tokens:,}" if tokens else "—"
+
+
+def _prices_or(prices: dict[str, float] | None, missing: str) -> str:
+    if prices is None:
+        return missing
+    return f"${prices['input']:.2f} / ${prices['cached_input']:.2f} / ${prices['output']:.2f}"
 
 
 # --- printing ------------------------------------------------------------------------------
@@ -1145,10 +1171,12 @@ def _row(first: str, second: str, entry: dict[str, Any], *, jobs: int | None = N
     ]
 
 
-def _require_api_key(settings: config.Settings, *, dry_run_hint: bool = True) -> None:
+def _require_api_key(settings: config.Settings, *, dry_run_hint: bool = True, offline_hint: bool = False) -> None:
     if settings.api_key is None:
         variables = f"set {config.API_KEY_VARIABLES[0]} (or {config.API_KEY_VARIABLES[1]})"
         hint = f"{variables}, or add --dry-run for an estimate that needs none" if dry_run_hint else variables
+        if offline_hint:
+            hint += ", or add --offline for the price table alone"
         raise InputError("no API key", hint=hint)
 
 

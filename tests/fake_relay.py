@@ -96,6 +96,19 @@ LISTINGS = {
         ],
         "seo_tags": ["auriculares", "inalámbricos", "viaje", "bluetooth", "cancelación de ruido"],
     },
+    "it": {
+        "title": "Cuffie wireless Nordbeat con cancellazione del rumore",
+        "description": "Cuffie senza fili con cancellazione ibrida del rumore e una batteria di lunga durata, "
+        "pensate per chi viaggia.",
+        "bullets": [
+            "Cancellazione del rumore efficace",
+            "Batteria di lunga durata",
+            "Ricarica rapida tramite USB-C",
+            "Due dispositivi insieme",
+            "Pieghevoli con custodia da viaggio",
+        ],
+        "seo_tags": ["cuffie", "senza fili", "viaggio", "bluetooth", "cancellazione del rumore"],
+    },
     "sv": {
         "title": "Nordbeat trådlösa hörlurar med brusreducering",
         "description": "Trådlösa hörlurar med hybrid brusreducering och lång batteritid, gjorda för resor.",

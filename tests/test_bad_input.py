@@ -298,4 +298,5 @@ def test_an_out_path_that_is_a_file_exits_2_without_a_traceback(
 
 def test_models_without_a_key_says_which_variable_to_set(run_cli) -> None:
     assert_bad_input(run_cli("models"), "no API key", "HOLYSHEEP_API_KEY")
+    assert "--offline" in run_cli("models").stderr  # the price table needs no key
     assert "--dry-run" not in run_cli("models").stderr  # models has no dry run to offer

@@ -359,12 +359,39 @@ def test_csv_format_neutralises_formula_cells(run_cli, tmp_path: Path, relay: Fa
     assert json.loads(Path("out/results.json").read_text())[0]["title"].startswith("=HYPERLINK")
 
 
-def test_models_lists_the_relay_models_marking_priced_ones(run_cli, relay: FakeRelay) -> None:
-    result = run_cli("models", "--base-url", relay.base_url)
-    assert result.exit_code == 0
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
-    assert "priced" in lines["kimi-k2"] and "no price" in lines["mystery-model"]
-    assert relay.paths == ["/v1/models"]
+def test_models_shows_limits_prices_and_what_the_relay_lists(run_cli, relay: FakeRelay) -> None:
+    """Per model: context, output limit, thinking default, live and batch prices, and whether the
+    relay lists it; a model the relay serves without a price says how to add one."""
+    result = run_cli("models", "--base-url", relay.base_url, "--json")
+    assert result.exit_code == 0, result.stderr
+    models = {entry["id"]: entry for entry in json.loads(result.stdout)}
+    assert models["kimi-k2.6"] == {
+        "id": "kimi-k2.6",
+        "priced": True,
+        "listed": True,  # the fake relay serves kimi-k2, kimi-k2.6 and mystery-model
+        "context_tokens": 262_144,
+        "max_output_tokens": 262_144,
+        "thinks": True,
+        "usd_per_million": {"input": 0.95, "cached_input": 0.16, "output": 4.0},
+        "batch_usd_per_million": {"input": 0.57, "cached_input": 0.10, "output": 2.4},
+        "as_of": "2026-11-01",
+    }
+    assert models["kimi-k2"]["max_output_tokens"] == 32_000 and models["kimi-k2.7-code"]["listed"] is False
+    assert models["mystery-model"]["priced"] is False and models["mystery-model"]["listed"] is True
+    text = run_cli("models", "--base-url", relay.base_url)
+    lines = {line.split()[0]: line for line in text.stdout.splitlines() if line.strip()}
+    assert "no price: add one under prices: in localize.yaml" in lines["mystery-model"]
+    assert "262,144" in lines["kimi-k2.6"] and "$0.95 / $0.16 / $4.00" in lines["kimi-k2.6"]
+    assert lines["kimi-k2.6"].rstrip().endswith(" listed") and "not listed" in lines["kimi-k2.7-code"]
+    assert relay.paths == ["/v1/models", "/v1/models"]
+
+
+def test_models_offline_shows_the_price_table_without_a_key(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOLYSHEEP_API_KEY")
+    result = run_cli("models", "--offline", "--json")
+    assert result.exit_code == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert {entry["listed"] for entry in entries} == {None} and "kimi-k2.6" in {entry["id"] for entry in entries}
 
 
 def test_models_with_a_bad_key_exits_4(run_cli, relay: FakeRelay) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..cost import build_report, load_prices
+from ..cost import Price, build_report, load_prices
 from ..errors import InputError
 from ..sending.relay import RelayClient, RelayError, RelayFatal
 from .layout import REQUESTS
@@ -50,16 +50,46 @@ def rebuild_report(out: Path, *, all_runs: bool = False) -> dict[str, Any]:
     return report
 
 
-async def list_models(settings: Settings) -> list[dict[str, Any]]:
-    """What the relay serves, each marked with whether the price table knows it."""
+async def list_models(settings: Settings, *, ask_relay: bool = True) -> list[dict[str, Any]]:
+    """Every model the price table knows and every one the relay serves (GET /models, which
+    checks the key too): its context window, output limit, whether it thinks by default, its
+    live and batch prices, and whether the relay lists it (None: not asked, --offline)."""
     prices = load_prices(settings.prices)
-    client = RelayClient(settings)
-    try:
-        ids = await client.models()
-    except RelayError as exc:
-        if isinstance(exc, RelayFatal):
-            raise
-        raise RelayFatal(exc.kind, exc.message, status=exc.status, hint="check --base-url and the network") from None
-    finally:
-        await client.aclose()
-    return [{"id": model, "priced": model in prices} for model in ids]
+    listed: set[str] | None = None
+    if ask_relay:
+        client = RelayClient(settings)
+        try:
+            listed = set(await client.models())
+        except RelayError as exc:
+            if isinstance(exc, RelayFatal):
+                raise
+            raise RelayFatal(
+                exc.kind, exc.message, status=exc.status, hint="check --base-url and the network"
+            ) from None
+        finally:
+            await client.aclose()
+    return [
+        model_entry(model, prices.get(model), None if listed is None else model in listed)
+        for model in sorted(set(prices) | (listed or set()))
+    ]
+
+
+def model_entry(model: str, price: Price | None, listed: bool | None) -> dict[str, Any]:
+    """One row of `localize models`."""
+
+    def per_million(entry: Price | None) -> dict[str, float] | None:
+        if entry is None:
+            return None
+        return {"input": float(entry.input), "cached_input": float(entry.cached_input), "output": float(entry.output)}
+
+    return {
+        "id": model,
+        "priced": price is not None,
+        "listed": listed,
+        "context_tokens": price.context_tokens if price else None,
+        "max_output_tokens": price.max_output_tokens if price else None,
+        "thinks": price.thinks if price else None,
+        "usd_per_million": per_million(price),
+        "batch_usd_per_million": per_million(price.batch if price else None),
+        "as_of": price.as_of.isoformat() if price and price.as_of else None,
+    }

@@ -230,6 +230,7 @@ class RunStore:
         self.out = out
         self.notices: list[str] = []  # what a run should say about OUT's state (a database rebuilt)
         self._no_held: bool | None = None  # no failure an earlier run could hold (found at the first ask)
+        self._no_copies: bool | None = None  # no listing an earlier run wrote has a copy key (likewise)
         # People's decisions (OUT/reviews.jsonl), by job: few, held whole.
         self._reviews_size = _size(out / REVIEWS)
         self._reviews = by_job(read_decisions(out / REVIEWS))
@@ -328,7 +329,13 @@ class RunStore:
 
     def written_copy(self, copy: str) -> dict[str, Any] | None:
         """The listing of a job that asked this very copy (Preparer.copy_key), as people left it
-        (a person's correction is what its twins take), never one a reviewer sent back."""
+        (a person's correction is what its twins take), never one a reviewer sent back. A copy
+        this run writes is known to the run already (Planner): a run whose OUT held no copy at
+        its first ask asks no more."""
+        if self._no_copies is None:
+            self._no_copies = self._db.execute("SELECT 1 FROM copies LIMIT 1").fetchone() is None
+        if self._no_copies:
+            return None
         rows = self._db.execute(
             "SELECT id, platform, locale FROM copies JOIN jobs USING (id, platform, locale)"
             " WHERE copies.copy = ? AND jobs.result IS NOT NULL ORDER BY id LIMIT 20",
@@ -464,9 +471,10 @@ class RunStore:
                     line_of(result.line.as_json(), STRING if isinstance(result.line, StringLine) else RESULT),
                 ),
             )
-            self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
             if result.copy:
-                self._db.execute("INSERT INTO copies VALUES (?, ?, ?, ?)", (*key, result.copy))
+                self._db.execute("INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?)", (*key, result.copy))
+            else:
+                self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
 
     def record_failure(self, failure: JobFailure, *, attempt: Mapping[str, Any] | None = None) -> None:
         """A finished job without a valid result, in one transaction with its last answered

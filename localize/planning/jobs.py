@@ -84,7 +84,10 @@ def default_platforms(product: Product, settings: Settings) -> tuple[str, ...]:
     Magento), else amazon."""
     if product.default_platform:
         return (product.default_platform,)
-    return written_for(settings.formats) or (DEFAULT_PLATFORM,)
+    return _written_for(tuple(settings.formats)) or (DEFAULT_PLATFORM,)
+
+
+_written_for = functools.lru_cache(maxsize=8)(written_for)  # asked once per row: answered once per run
 
 
 def catalog_options(settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,6 @@ bill, judge, record) and what each outcome does to OUT.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from ..checking.strings import STRINGS, memory_text
 from ..checking.validate import names_other_product
 from ..errors import PromptError
-from ..output.lock import field_digests
 from .jobs import Job, PromptSets
 from .prepared import CODE_FIELDS, PreparedJob, Preparer
 from .prompts import Message
+from .seen import DigestSet
 from .verdicts import Verdict, verdict
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ class Outcome(str, Enum):
 NO_VERDICT = Verdict("send")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ costs a dry run a second a million jobs)
 class Plan:
     """A job's outcome and what the runner needs to carry it out."""
 
@@ -110,9 +109,9 @@ class Planner:
         self._memory = memory
         self.harvest = harvest
         self.preparer = Preparer(settings, prompt_sets)
-        self._copies: set[str] = set()  # the copy keys a job of this run asks
+        self._copies = DigestSet()  # the copies this run's jobs ask (their keys' first 64 bits)
         self._last_product: Product | None = None
-        self._last_digest = ""
+        self._last_digest = 0
         self.tally = Tally()
 
     def listing(self, job: Job) -> Plan:
@@ -156,12 +155,12 @@ class Planner:
         if decided.reviewed:
             return send  # a listing people sent back is written anew, not taken from a twin
         copy = self.preparer.copy_key(prepared)
-        if copy in self._copies:
+        if int(copy[:16], 16) in self._copies:
             return Plan(Outcome.REUSED, job, prepared, decided=decided, copy=copy)  # its first job is on its way
         written = None if self._settings.force or store is None else store.written_copy(copy)
         if written is not None and not names_other_product(written, job.product):
             return Plan(Outcome.REUSED, job, prepared, decided=decided, copy=copy, written=written)
-        self._copies.add(copy)
+        self._copies.add(int(copy[:16], 16))
         return Plan(Outcome.SEND, job, prepared, prepared.messages, decided, copy=copy)
 
     def _light(self, job: Job) -> Plan:
@@ -173,16 +172,31 @@ class Planner:
             return Plan(Outcome.NO_PROMPT, job, error=exc)
         if self._last_product is not job.product:  # a product's jobs come together: digested once
             self._last_product, self._last_digest = job.product, product_copy(job.product)
-        copy = f"{job.platform}\0{job.locale.tag}\0{self._last_digest}"
-        if copy in self._copies:
-            return Plan(Outcome.REUSED, job, copy=copy)
-        self._copies.add(copy)
-        return Plan(Outcome.SEND, job, messages=messages, copy=copy)
+        if not self._copies.add(hash((job.platform, job.locale.tag, self._last_digest))):
+            return Plan(Outcome.REUSED, job)
+        return Plan(Outcome.SEND, job, messages=messages)
 
 
-def product_copy(product: Product) -> str:
-    """What a product's listings are written from, its codes aside: within one run (one set of
-    templates and settings) two jobs of one platform and locale with the same are one copy, as
-    Preparer.copy_key tells them, without rendering the prompt again."""
-    data = {name: value for name, value in product.data().items() if name not in CODE_FIELDS}
-    return hashlib.blake2b(repr(sorted(field_digests(data).items())).encode(), digest_size=16).hexdigest()
+def product_copy(product: Product) -> int:
+    """What a product's listings are written from, its codes aside, as a 64-bit hash that holds
+    within this process: within one run (one set of templates and settings) two jobs of one
+    platform and locale with the same are one copy, as Preparer.copy_key tells them, without
+    rendering the prompt again (nor encoding the fields: a dry run meets a million of them)."""
+    items = [
+        (name, value if type(value) is str else _frozen(value))  # (most are text: no call)
+        for name, value in product.data().items()
+        if name not in CODE_FIELDS
+    ]
+    items.sort()
+    return hash(tuple(items))
+
+
+def _frozen(value: Any) -> Any:
+    """A field's value as something hashable, equal where the values are equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(key), _frozen(item)) for key, item in value.items()))
+    if isinstance(value, str):
+        return value
+    return type(value).__name__, value  # 1, 1.0 and True hash alike; as JSON they differ

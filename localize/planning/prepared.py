@@ -42,6 +42,7 @@ class Preparer:
     def __init__(self, settings: Settings, prompt_sets: PromptSets) -> None:
         self._prompt_sets = prompt_sets
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
+        self._bare: tuple[Product | None, Product | None] = (None, None)  # the last product, without its codes
 
     def listing(self, job: Job) -> PreparedJob:
         """A listing job (PromptError when its templates cannot render it)."""
@@ -58,7 +59,10 @@ class Preparer:
         one answer (issue: the same copy is not paid for twice)."""
         job = prepared.job
         product = job.product
-        bare = replace(product, id="", fields={k: v for k, v in product.fields.items() if k not in CODE_FIELDS})
+        bare = self._bare[1]
+        if self._bare[0] is not product or bare is None:  # one per product: its locales' renders share it
+            bare = replace(product, id="", fields={k: v for k, v in product.fields.items() if k not in CODE_FIELDS})
+            self._bare = (product, bare)
         if job.platform == STRINGS:
             messages = render_strings([bare], job.locale).messages
             return self._fingerprints.of({}, messages, STRINGS_RULES).digest().hex()

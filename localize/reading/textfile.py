@@ -199,7 +199,8 @@ def decoded_lines(path: Path, handle: BinaryIO, *, pieces: bool = False) -> Iter
                 line=number,
                 hint=_UTF8_HINT,
             ) from None
-        if pieces or "\r" not in text:
+        cr = text.find("\r")
+        if pieces or cr < 0 or (cr == len(text) - 2 and ended):  # (no CR, or the CRLF that ends it: most files)
             yield text
             number += ended
             continue
