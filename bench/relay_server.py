@@ -14,7 +14,9 @@ relay's rate limiter. Its bad days:
   a 200 that is not JSON, a rate-limit 429;
 - --rate-headers: every answer states the limit in x-ratelimit-* headers (per minute);
 - --figure-faults P: P of each job's first and second answers change one figure of the product
-  (its listings otherwise keep every figure and model name, as a careful model does).
+  (its listings otherwise keep every figure and model name, as a careful model does);
+- --break-per-listing P: an answer holding N listings is cut off (finish_reason "length",
+  billed whole) with probability 1 - (1 - P)^N: the longer the answer, the likelier it breaks.
 
 On SIGTERM it prints what it served, and what it billed, as one JSON line on stdout.
 """
@@ -122,6 +124,12 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
         else:
             answer = kept("")
         content = json.dumps(answer, ensure_ascii=False)
+        finish_reason = "stop"
+        # A long answer breaks more often: each listing it holds may cut it off (billed all the same).
+        if args.break_per_listing and rng.random() < 1 - (1 - args.break_per_listing) ** max(len(packed), 1):
+            stats["broken_answers"] = stats.get("broken_answers", 0) + 1
+            stats["broken_listings"] = stats.get("broken_listings", 0) + max(len(packed), 1)
+            content, finish_reason = content[: len(content) * 2 // 3], "length"
         prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in body["messages"]) + 3
         completion_tokens = len(content) // 4 + 1
         billed = "billed_unseen" if fault == "hang" else "billed"
@@ -139,7 +147,7 @@ def build_app(args: argparse.Namespace, stats: dict) -> web.Application:
                 "object": "chat.completion",
                 "model": body["model"],
                 "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                    {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content}}
                 ],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
@@ -192,6 +200,7 @@ def main() -> None:
     parser.add_argument("--hang-s", type=float, default=5.0)
     parser.add_argument("--rate-headers", action="store_true")
     parser.add_argument("--figure-faults", type=float, default=0.0)
+    parser.add_argument("--break-per-listing", type=float, default=0.0)
     asyncio.run(serve(parser.parse_args()))
 
 

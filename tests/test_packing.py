@@ -213,7 +213,7 @@ def packs(run_cli, path: Path, *args: str) -> dict[str, int]:
 def test_pack_auto_fills_the_models_output_limit_per_locale(run_cli, tmp_path: Path) -> None:
     """--pack auto puts as many products in a request as the model's output limit holds with
     every answer at the high estimate: Japanese answers take more tokens, so fewer of them."""
-    path = many(tmp_path)
+    path = many(tmp_path, 400)  # (a run large enough that its packs need not spread: see below)
     # kimi-k2: 32,000 (prices.yaml); a German listing at the high estimate is under 1,600 tokens.
     assert packs(run_cli, path) == {"de-DE/amazon": PACK_MAX, "ja-JP/amazon": 12}
     # A model that writes less holds fewer...
@@ -230,7 +230,7 @@ def test_pack_auto_fills_the_models_output_limit_per_locale(run_cli, tmp_path: P
 
 
 def test_a_thinking_model_keeps_room_for_its_reasoning(run_cli, tmp_path: Path) -> None:
-    path = many(tmp_path)
+    path = many(tmp_path, 400)
     write(
         tmp_path / "localize.yaml",
         "prices:\n  kimi-k2.6: {input: 0.95, cached_input: 0.16, output: 4, max_output_tokens: 40000}\n",
@@ -238,6 +238,23 @@ def test_a_thinking_model_keeps_room_for_its_reasoning(run_cli, tmp_path: Path) 
     plain = packs(run_cli, path, "--model", "kimi-k2.6")
     thinking = packs(run_cli, path, "--model", "kimi-k2.6", "--thinking")
     assert plain["ja-JP/amazon"] == 15 and thinking["ja-JP/amazon"] == 9  # 16,384 tokens kept for reasoning
+
+
+def test_a_small_run_spreads_its_jobs_over_the_requests_it_keeps_in_flight(run_cli, tmp_path: Path) -> None:
+    """26 jobs at the 16 requests a run starts with in flight go two to a request, all written at
+    once, not as two of 13 written one after another; with one in flight, packs stay full."""
+    path = catalog(tmp_path, [f"P{number:02d}" for number in range(13)])
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\n")  # (no concurrency: the default)
+    assert packs(run_cli, path) == {"de-DE/amazon": 2, "ja-JP/amazon": 2}
+    assert packs(run_cli, path, "--concurrency", "1") == {"de-DE/amazon": 13, "ja-JP/amazon": 12}
+    estimated = json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", "--json").stdout)["requests"]
+    with FakeRelay() as relay:
+        assert run_cli("run", path, "-l", "de-DE,ja-JP", "--base-url", relay.base_url, "--out", "out").exit_code == 0
+        sizes = sorted(len(_PACKED_ID.findall(body["messages"][1]["content"])) for body in relay.chat_requests)
+    assert len(sizes) == estimated == 14 and max(sizes) == 2  # the run sends what the estimate said
+    # A batch waits for no answer: its packs stay full.
+    batch = json.loads(run_cli("estimate", path, "-l", "de-DE,ja-JP", "--batch", "--json").stdout)
+    assert batch["timing"]["packs"] == {"de-DE/amazon": 13, "ja-JP/amazon": 12}
 
 
 def test_each_packed_request_asks_max_tokens_for_its_own_pack(run_cli, tmp_path: Path) -> None:
@@ -446,3 +463,26 @@ def test_a_swapped_packed_answer_without_the_id_echo_lands_on_no_product(run_cli
     assert "P02" not in results()["P01"]["title"] and "P01" not in results()["P02"]["title"]
     wrong = [r["id"] for r in iter_jsonl(Path("out/requests.jsonl")) if r.get("error") == "wrong_product"]
     assert sorted(wrong) == ["P01", "P02"]
+
+
+def test_five_markets_go_at_least_fourteen_jobs_a_request(run_cli, tmp_path: Path) -> None:
+    """The standard tier's goal at a test's scale: five locales, --pack auto, every listing
+    valid, the report equal to the bill, and at least 14 jobs in each request on average."""
+    path = many(tmp_path, 60)
+    with FakeRelay() as relay:
+        result = run_cli(
+            "run", path, "-l", "de-DE,fr-FR,es-ES,it-IT,ja-JP", "--base-url", relay.base_url, "--out", "out"
+        )
+        requests = len(relay.chat_requests)
+    assert result.exit_code == 0, result.stderr
+    assert len(list(iter_jsonl(Path("out/results.jsonl")))) == 300 and 300 / requests >= 14
+    assert_shares_sum_to_the_bill(relay)
+
+
+def test_max_tokens_filling_the_context_window_is_refused_before_anything_is_sent(run_cli, tmp_path: Path) -> None:
+    with FakeRelay() as relay:
+        result = live(run_cli, relay, catalog(tmp_path), "--max-tokens", "200000")
+        sent = relay.chat_requests
+    assert result.exit_code == 2 and sent == []
+    assert "--max-tokens 200,000 leaves no room for a prompt in kimi-k2's context window" in result.stderr
+    assert "Traceback" not in result.stderr

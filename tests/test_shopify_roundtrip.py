@@ -528,7 +528,8 @@ def test_the_dry_run_counts_products_and_store_strings_apart(run_cli) -> None:
     result = run_cli("run", EXPORT, "--out", "out", "--dry-run")
     assert result.exit_code == 0, result.stderr
     line = next(line for line in result.stderr.splitlines() if line.startswith("Dry run:"))
-    assert "3 products → 31 jobs (1 platform × 2 locales), up to 3 products per request" in line  # not 13 of 3
+    # (31 jobs spread over the 16 requests a run starts with in flight: two products a request)
+    assert "3 products → 31 jobs (1 platform × 2 locales), up to 2 products per request" in line  # not 13 of 3
     assert "25 store string jobs, up to 13 a request" in line
 
 

@@ -43,7 +43,7 @@ from ..reading.fields import left_out_kind
 from ..reading.textfile import read_once
 from ..shops import check_imports
 from .calibration import Calibration
-from .jobs import Job, PromptSets, iter_jobs, products_on, require_locales
+from .jobs import Job, PromptSets, check_max_tokens, iter_jobs, products_on, require_locales
 from .pace import answer_seconds, in_flight
 from .pace import minutes as pace_minutes
 from .packing import PACK_ID_TOKENS, AnswerRoom, expected_output_tokens, listing_budget
@@ -83,10 +83,12 @@ class GroupEstimate:
     frame_tokens: int = 0  # per request, beside the products
     single_frame_tokens: int = 0  # per request at --pack 1
     jobs: int = 0
-    product_tokens: int = 0  # the jobs' user messages
+    product_tokens: int = 0  # the jobs' user messages (their ids in a pack's fences apart)
     # From a live run (Calibration): billed / counted input, and the answers' real mean size.
     input_ratio: float | None = None
     output_per_job: float | None = None
+    # What the pack is chosen from once the run's size is known (settle): a listing group's.
+    sizing: tuple[AnswerRoom, int, int, int] | None = None  # room, per listing, packed system, header tokens a count
 
     def calibrate(self, calibration: Calibration) -> None:
         """Use what a live run measured for this group's locale and platform."""
@@ -95,7 +97,22 @@ class GroupEstimate:
 
     def add_job(self, user_tokens: int) -> None:
         self.jobs += 1
-        self.product_tokens += user_tokens + (PACK_ID_TOKENS if self.pack > 1 else 0)
+        self.product_tokens += user_tokens
+
+    def settle(self, setting: int | str, spread: tuple[int, int] | None, header_tokens: Callable[[int], int]) -> None:
+        """The pack the run's size gives this group (AnswerRoom.pack_size), and what its
+        requests then repeat: the packed system message and header, or the single one's frame."""
+        if self.sizing is None:
+            return
+        room, per_listing, packed_system, single_system = self.sizing
+        self.pack = room.pack_size(setting, per_listing, spread)
+        self.max_tokens = room.max_tokens(self.pack, per_listing)
+        if self.pack > 1:
+            self.system_tokens = packed_system
+            self.frame_tokens = chat_prompt_tokens([packed_system, header_tokens(self.pack)])
+        else:
+            self.system_tokens = single_system
+            self.frame_tokens = self.single_frame_tokens
 
     @property
     def requests(self) -> int:
@@ -103,7 +120,8 @@ class GroupEstimate:
 
     @property
     def input_tokens(self) -> int:
-        return self.requests * self.frame_tokens + self.product_tokens
+        ids = PACK_ID_TOKENS * self.jobs if self.pack > 1 and self.platform != STRINGS else 0
+        return self.requests * self.frame_tokens + self.product_tokens + ids
 
     @property
     def answer_tokens(self) -> float:
@@ -114,8 +132,7 @@ class GroupEstimate:
     @property
     def single_input_tokens(self) -> int:
         """The input of the same jobs sent one per request (--pack 1)."""
-        extra = PACK_ID_TOKENS * self.jobs if self.pack > 1 else 0
-        return self.jobs * self.single_frame_tokens + self.product_tokens - extra
+        return self.jobs * self.single_frame_tokens + self.product_tokens
 
     def scenarios(self) -> dict[str, Usage]:
         """Token totals for the low, expected and high cases."""
@@ -391,6 +408,7 @@ def _estimate(
     # Magento file without store views) is refused here too, not priced.
     check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
     price = price_for(settings.model, load_prices(settings.prices))
+    check_max_tokens(settings, price)
     prompt_sets = PromptSets(settings)
     counter = TokenCounter()
     calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
@@ -407,6 +425,7 @@ def _estimate(
     planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))
     # User messages are counted in batches, which tiktoken spreads over every core.
     pending: list[tuple[GroupEstimate, str, str]] = []
+    planned = 0  # every job of the catalog, as a run counts them (packs leave it requests to spread)
     for product, jobs in iter_jobs(settings, catalog, prompt_sets):
         result.products += 1
         if result.products <= COLUMN_SAMPLE:
@@ -416,6 +435,7 @@ def _estimate(
                 result.column_tokens[name] = result.column_tokens.get(name, 0) + tokens * max(len(jobs), 1)
         if not jobs:
             result.products_without_jobs += 1
+        planned += len(jobs)
         for job in jobs:
             plan = planner.listing(job)
             if plan.error is not None:
@@ -436,17 +456,25 @@ def _estimate(
         if on_progress and result.products % PROGRESS_EVERY == 0:
             on_progress(result.products)
     _count_pending(pending, counter, result, settings)
-    _add_strings(result, settings, catalog, counter, planner)
+    planned += _add_strings(result, settings, catalog, counter, planner)
     result.tally(planner.tally)
+    # A live run spreads a small run's jobs over the requests it keeps in flight (--concurrency,
+    # or the 16 a run starts from); a batch waits for no answer: its packs stay full.
+    spread = (planned, settings.concurrency) if settings.batch == "off" else None
+    for group in result.groups.values():  # the run's size known: each group's pack, as a run chooses it
+        group.settle(settings.pack, spread, lambda count: counter.count(PACK_HEADER.format(count=count)))
     result.concurrency = in_flight(settings, [group.answer_tokens for group in result.groups.values()])
     result.elapsed_s = time.perf_counter() - started
     return result
 
 
-def _add_strings(result: Estimate, settings: Settings, catalog: Path, counter: TokenCounter, planner: Planner) -> None:
-    """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them."""
+def _add_strings(result: Estimate, settings: Settings, catalog: Path, counter: TokenCounter, planner: Planner) -> int:
+    """A Shopify export's other texts: one "strings" group per locale, sent as a run packs them.
+    How many string jobs there are (sent or not), as a run counts them."""
     by_locale: dict[str, list[tuple[Product, Locale]]] = {}
+    asked = 0
     for product, locales in store_strings(settings, catalog):
+        asked += len(locales)
         for locale in locales:
             if planner.string(product, locale).outcome is Outcome.SEND:
                 by_locale.setdefault(locale.tag, []).append((product, locale))
@@ -473,6 +501,7 @@ def _add_strings(result: Estimate, settings: Settings, catalog: Path, counter: T
         if result.calibration is not None:
             group.calibrate(result.calibration)
         result.groups[(STRINGS, tag)] = group
+    return asked
 
 
 def _count_pending(
@@ -492,23 +521,20 @@ def _count_pending(
 def _new_group(
     job: Job, prompt_set: PromptSet, counter: TokenCounter, settings: Settings, price: Price
 ) -> GroupEstimate:
+    """A listing group; its pack (and what the pack repeats) is settled once the run's size is known."""
     rules = prompt_set.rules_for(job.locale)
     tokens_per_char = counter.tokens_per_char(job.locale)
     room = AnswerRoom.of(settings.max_tokens, price, thinking=settings.thinking)
     per_listing = listing_budget(rules, tokens_per_char)
-    pack = room.pack_size(settings.pack, per_listing)
     single_system = counter.count(prompt_set.render_system(job.locale))
-    system = counter.count(prompt_set.render_system(job.locale, packed=True)) if pack > 1 else single_system
-    # Template tokens of the two messages; a pack's header says how many products it holds.
-    header = counter.count(PACK_HEADER.format(count=pack)) if pack > 1 else 0
+    packed_system = counter.count(prompt_set.render_system(job.locale, packed=True))
     return GroupEstimate(
         platform=job.platform,
         locale=job.locale.tag,
-        system_tokens=system,
+        system_tokens=single_system,
         output_tokens=expected_output_tokens(rules, tokens_per_char),
-        max_tokens=room.max_tokens(pack, per_listing),
+        max_tokens=room.max_tokens(1, per_listing),
         alone_max_tokens=room.max_tokens(1, per_listing),
-        pack=pack,
-        frame_tokens=chat_prompt_tokens([system, header]),
         single_frame_tokens=chat_prompt_tokens([single_system, 0]),
+        sizing=(room, per_listing, packed_system, single_system),
     )

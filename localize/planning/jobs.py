@@ -272,3 +272,15 @@ def _duplicate_notes(settings: Settings, catalog: Path) -> list[str]:
 def require_locales(settings: Settings) -> None:
     if not settings.locales:
         raise InputError("no locales given", hint="pass --locales de-DE,ja-JP or set locales: in localize.yaml")
+
+
+def check_max_tokens(settings: Settings, price: Price) -> None:
+    """--max-tokens that leaves no room for any prompt in the model's context window: refused
+    before anything is sent (every request would fail unsent as too large)."""
+    window = price.context_tokens
+    if settings.max_tokens is not None and window and settings.max_tokens >= window:
+        raise InputError(
+            f"--max-tokens {settings.max_tokens:,} leaves no room for a prompt in {price.model}'s context window"
+            f" of {window:,} tokens",
+            hint="leave --max-tokens out: each request then asks for what its own pack needs",
+        )

@@ -134,13 +134,20 @@ class AnswerRoom:
         limit = price.max_output_tokens if price is not None and price.max_output_tokens else DEFAULT_MAX_TOKENS
         return cls(limit, reasoning=min(reasoning, limit // 2))
 
-    def pack_size(self, setting: int | str, per_listing: int) -> int:
+    def pack_size(self, setting: int | str, per_listing: int, spread: tuple[int, int] | None = None) -> int:
         """`--pack N` as given; `auto`: as many products as fit even when every answer is as
-        long as the high estimate, at most PACK_MAX."""
+        long as the high estimate, at most PACK_MAX; and with `spread` (a live run's jobs, and
+        the requests it keeps in flight) no more than leave it a request for each place in
+        flight: 26 jobs at 16 in flight go as 13 requests of two, written at once, not as two
+        of 13 written one after another. Only small runs meet it (past 16 x 20 jobs, PACK_MAX)."""
         if setting != "auto":
             return int(setting)
         room = self.limit - self.reasoning - ANSWER_JSON_TOKENS
-        return max(1, min(PACK_MAX, room // max(per_listing, 1)))
+        size = min(PACK_MAX, room // max(per_listing, 1))
+        if spread is not None:
+            jobs, in_flight = spread
+            size = min(size, -(-jobs // max(in_flight, 1)))
+        return max(1, size)
 
     def max_tokens(self, listings: int, per_listing: int) -> int:
         """What a request of `listings` products asks for its answer: its listings at the high

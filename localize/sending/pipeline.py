@@ -31,6 +31,7 @@ from ..output.store import RunStore
 from ..people.edits import check_people
 from ..planning.jobs import (
     PromptSets,
+    check_max_tokens,
     iter_jobs,
     preflight,
     products_on,
@@ -136,11 +137,13 @@ async def _run(
     check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
     memory = memory_for(settings, catalog)  # a TMX that cannot be read: said before anything is sent
     price = price_for(settings.model, load_prices(settings.prices))
+    check_max_tokens(settings, price)
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
-    settings = settings.model_copy(update={"concurrency": requests_in_flight(settings, prompt_sets, price)})
     strings = store_strings(settings, catalog)
     total += sum(len(locales) for _, locales in strings)
+    spread = (total, settings.concurrency)  # (what a run starts with in flight, before it sizes it: see pace.py)
+    settings = settings.model_copy(update={"concurrency": requests_in_flight(settings, prompt_sets, price, total)})
     notes: list[str] = []
     batch_client = await _batch_client(settings, price, transport, notes)
 
@@ -176,6 +179,7 @@ async def _run(
         else None
     )
     worker = JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, memory)
+    worker.spread = spread if batch_client is None else None  # (a batch waits for no answer: full packs)
     recorded = None if batch_client is not None else await _recorded_batches(settings, store, transport, on_batch)
     if recorded is not None:  # a live run beside batches an earlier run left: never pays their jobs twice
         worker.use_harvest(recorded)

@@ -126,7 +126,7 @@ class _Bill:
     model: str  # the model that answered
 
 
-def requests_in_flight(settings: Settings, prompt_sets: PromptSets, price: Price) -> int:
+def requests_in_flight(settings: Settings, prompt_sets: PromptSets, price: Price, jobs: int) -> int:
     """How many requests a live run keeps out at once (pace.py): --concurrency, or enough for
     --rpm when each answer is as long as a full pack of the longest expected listings."""
     room = AnswerRoom.of(settings.max_tokens, price, thinking=settings.thinking)
@@ -136,7 +136,7 @@ def requests_in_flight(settings: Settings, prompt_sets: PromptSets, price: Price
         for locale in settings.locales:
             rules = prompt_sets.get(platform).rules_for(locale)
             tokens_per_char = counter.tokens_per_char(locale)
-            pack = room.pack_size(settings.pack, listing_budget(rules, tokens_per_char))
+            pack = room.pack_size(settings.pack, listing_budget(rules, tokens_per_char), (jobs, settings.concurrency))
             answers.append(pack * expected_output_tokens(rules, tokens_per_char))
     return in_flight(settings, answers)
 
@@ -175,6 +175,9 @@ class JobRunner:
         # Output tokens a listing may take, per (platform, locale): the high estimate at first,
         # raised when an answer is cut at its max_tokens (later packs are then smaller).
         self._per_listing: dict[tuple[str, str], int] = {}
+        # A live run's jobs, listings and strings, and the requests it starts with in flight: a
+        # small run's packs leave a request for each (AnswerRoom.pack_size). None: packs stay full.
+        self.spread: tuple[int, int] | None = None
         self._listings = ListingKind(settings, prompt_sets)
         self._strings = StringKind()
         self._harvest: Harvest | None = None
@@ -374,7 +377,7 @@ class JobRunner:
         self.saved_usd += Decimal(str(leader.billing.cost_usd))
 
     def _pack_size(self, job: Job) -> int:
-        return self._room.pack_size(self._settings.pack, self._listing_tokens(job))
+        return self._room.pack_size(self._settings.pack, self._listing_tokens(job), self.spread)
 
     def _listing_tokens(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
