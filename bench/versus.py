@@ -50,12 +50,16 @@ def build(rev: str, where: Path) -> Path:
 
 def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int, str]:
     """CPU seconds (user + system), peak RSS in MB, exit code and stdout of one process."""
-    with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
         out.seek(0)
         text = out.read().decode()
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), text
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            print(err.read().decode()[-2000:], file=sys.stderr)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code, text
 
 
 def dry_run(python: Path, tree: Path, catalog: Path, work: Path) -> tuple[float, float]:

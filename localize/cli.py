@@ -908,7 +908,7 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         largest = over["largest"][0]
         stderr.print(
             f"{over['jobs']:,} jobs do not fit {report['model']}'s context window of {over['context_tokens']:,} tokens"
-            f" with --max-tokens {over['max_tokens']:,} (largest: {largest['id']}, about"
+            f" with {over['max_tokens']:,} tokens for the answer (largest: {largest['id']}, about"
             f" {largest['input_tokens']:,} tokens): a run refuses them unsent."
             " Leave long columns out with --fields -NAME.",
             markup=False,
