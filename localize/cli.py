@@ -182,15 +182,23 @@ def run(
     ),
     batch_auto: bool = typer.Option(False, "--batch-auto", help="Like --batch where the relay batches, else live."),
     no_wait: bool = typer.Option(False, "--no-wait", help="With --batch: submit and exit; the same command collects."),
-    concurrency: int | None = typer.Option(None, "--concurrency", help="Max requests in flight. [default: 16]"),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        help="Max requests in flight. [default: as many as --rpm needs while answers are written, 16 to 512]",
+    ),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="Retries per request for 429/5xx/timeouts. [default: 5]"
     ),
     max_reasks: int | None = typer.Option(
         None, "--max-reasks", help="Re-asks of an invalid answer per job. [default: 2]"
     ),
-    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per request. [default: 120]"),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Output token cap per request. [default: 4096]"),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds per request asking up to 4,096 tokens; longer asks wait longer. [default: 120]"
+    ),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="Output token cap of every request. [default: each request asks for its own pack]"
+    ),
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature, 0-1. [default: 0.6]"),
     thinking: bool = typer.Option(
         False, "--thinking", help="Let a model that thinks by default think (reasoning is billed as output)."
