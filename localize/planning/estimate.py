@@ -88,7 +88,7 @@ class GroupEstimate:
     input_ratio: float | None = None
     output_per_job: float | None = None
     # What the pack is chosen from once the run's size is known (settle): a listing group's.
-    sizing: tuple[AnswerRoom, int, int, int] | None = None  # room, per listing, packed system, header tokens a count
+    sizing: tuple[AnswerRoom, int, int, int] | None = None  # room, per listing, packed and single system
 
     def calibrate(self, calibration: Calibration) -> None:
         """Use what a live run measured for this group's locale and platform."""

@@ -98,9 +98,9 @@ def expected_output_tokens(rules: PlatformRules, tokens_per_char: float) -> int:
 
 
 # --pack auto never puts more products in one request. Chosen by measurement (bench/pack_ceiling.py,
-# bench/RESULTS.md): past 16 the requests saved per job are few (1/16 → 1/20 is 1.25 requests in a
-# hundred jobs) while an answer that breaks as a whole is paid for whole and grows with the pack;
-# and 16 is what brings five locales of 10,000 products under 3,600 requests, an hour at 60 RPM.
+# bench/RESULTS.md): the requests a job needs keep falling to about 20-24 and then flatten, while
+# the answers that break grow with the pack and are paid for whole; 20 is the smallest ceiling
+# that brings five locales of 10,000 products under an hour at 60 RPM (16: 61 minutes).
 PACK_MAX = 20
 # A listing's key in a packed answer (its id, quotes, colon, comma).
 PACK_TOKENS_PER_LISTING = 12

@@ -30,36 +30,31 @@ class DigestSet:
         return self._count
 
     def __contains__(self, digest: int) -> bool:
-        slots = self._slots
-        mask = len(slots) - 1
         digest = (digest & _MASK64) or _ZERO_STANDS_FOR
-        index = digest & mask
-        while True:
-            found = slots[index]
-            if found == digest:
-                return True
-            if found == 0:
-                return False
-            index = (index + 1) & mask
+        return self._slots[self._slot(digest)] == digest
 
     def add(self, digest: int) -> bool:
         """Put `digest` in; True when it was not there yet."""
+        digest = (digest & _MASK64) or _ZERO_STANDS_FOR
+        index = self._slot(digest)
+        if self._slots[index] == digest:
+            return False
+        self._slots[index] = digest
+        self._count += 1
+        if self._count * 2 > len(self._slots):
+            self._grow()
+        return True
+
+    def _slot(self, digest: int) -> int:
+        """Where `digest` is, or the free slot it would go in (linear probing)."""
         slots = self._slots
         mask = len(slots) - 1
-        digest = (digest & _MASK64) or _ZERO_STANDS_FOR
         index = digest & mask
         while True:
             found = slots[index]
-            if found == digest:
-                return False
-            if found == 0:
-                break
+            if found == digest or found == 0:
+                return index
             index = (index + 1) & mask
-        slots[index] = digest
-        self._count += 1
-        if self._count * 2 > len(slots):
-            self._grow()
-        return True
 
     def _grow(self) -> None:
         old = self._slots

@@ -190,9 +190,9 @@ class JobRunner:
         self.held = 0  # of the failed: failures held, their jobs unchanged since the run that met them
         self.reused = 0  # of the succeeded: listings taken from a job with the same copy, not paid for
         self.saved_usd = Decimal(0)  # what those listings cost where they were written
-        # Per copy key: the result line written for it this run, or the twins waiting for its
+        # Per copy key: the job whose result was written for it this run, or the twins waiting for its
         # first job (the leader) to settle; and the copy key each leader asks.
-        self._copies: dict[str, dict[str, Any] | list[_Work]] = {}
+        self._copies: dict[str, JobKey | list[_Work]] = {}
         self.from_memory = 0  # of the succeeded: store strings a translation memory filled
         self.outdated = 0  # a person's listings kept though their product changed (--refresh-outdated)
         self._leading: dict[JobKey, str] = {}
@@ -327,10 +327,13 @@ class JobRunner:
         there is none after all (that job failed), or its text names that job's product, it
         is sent itself, the first of its copy from now on."""
         assert work.copy is not None
-        known = written if written is not None else self._copies.get(work.copy)
-        if isinstance(known, list):
-            known.append(work)  # its leader is on its way
+        leader = self._copies.get(work.copy) if written is None else None
+        if isinstance(leader, list):
+            leader.append(work)  # its leader is on its way
             return None
+        # (a leader that succeeded is remembered by its key, its listing read back from OUT: a
+        # run of 50,000 jobs does not hold 50,000 listings)
+        known = written if leader is None else self._store.result(leader)
         if known is not None and not names_other_product(known, work.job.product):
             self._settle_copy(work, known)
             return None
@@ -774,13 +777,19 @@ class JobRunner:
         """The price of the model that answered: the one asked, unless the answer names another
         the price table knows at another price (an alias the relay resolved), counted."""
         named = completion.model
-        if named and named != self._settings.model:
+        if not self._asked(named):
+            assert named is not None
             self.answered_by[named] = self.answered_by.get(named, 0) + 1
         return self._model_price(named)
 
+    def _asked(self, named: str | None) -> bool:
+        """Whether an answer's model is the one asked (as a relay may spell it: `Kimi-K2`)."""
+        return not named or named.lower() == self._settings.model.lower()
+
     def _model_price(self, named: str | None) -> Price:
-        if not named or named == self._settings.model:
+        if self._asked(named):
             return self._price
+        assert named is not None
         other = price_of_answer(named, self._prices)
         return other if other is not None and other.list_price != self._price.list_price else self._price
 
@@ -841,7 +850,7 @@ class JobRunner:
         key = self._leading.pop(job.key, None)
         if key is not None:
             twins = self._copies.get(key)
-            self._copies[key] = line
+            self._copies[key] = job.key
             for twin in twins if isinstance(twins, list) else ():
                 if names_other_product(line, twin.job.product):
                     self._own_copy.append(twin)  # its leader's text names the leader: asked itself (send)
