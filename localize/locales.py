@@ -41,6 +41,12 @@ class Locale:
         return self.tag.replace("-", "_")
 
     @property
+    def right_to_left(self) -> bool:
+        """Whether the language is written right to left (Arabic, Hebrew, Persian, Urdu...), by
+        CLDR's character order for it."""
+        return _right_to_left(self.tag)
+
+    @property
     def groups_with_space(self) -> bool:
         """Whether the language writes thousands with a space (`20 000`: French, Swedish,
         Polish...), by CLDR's group symbol for it."""
@@ -48,6 +54,16 @@ class Locale:
 
     def __str__(self) -> str:
         return self.tag
+
+
+@cache
+def _right_to_left(tag: str) -> bool:
+    from babel import Locale as BabelLocale
+
+    try:
+        return BabelLocale.parse(tag, sep="-").character_order == "right-to-left"
+    except (UnknownLocaleError, ValueError):
+        return False
 
 
 @cache

@@ -109,6 +109,18 @@ LISTINGS = {
         ],
         "seo_tags": ["cuffie", "senza fili", "viaggio", "bluetooth", "cancellazione del rumore"],
     },
+    "ar": {
+        "title": "سماعات نوردبيت اللاسلكية بخاصية إلغاء الضوضاء",
+        "description": "سماعات لاسلكية بإلغاء هجين للضوضاء وبطارية تدوم طويلاً، مثالية للسفر.",
+        "bullets": [
+            "إلغاء قوي للضوضاء",
+            "بطارية تدوم طويلاً",
+            "شحن سريع عبر USB-C",
+            "جهازان في الوقت نفسه",
+            "قابلة للطي مع حقيبة سفر",
+        ],
+        "seo_tags": ["سماعات", "لاسلكية", "سفر", "بلوتوث", "إلغاء الضوضاء"],
+    },
     "sv": {
         "title": "Nordbeat trådlösa hörlurar med brusreducering",
         "description": "Trådlösa hörlurar med hybrid brusreducering och lång batteritid, gjorda för resor.",

@@ -212,3 +212,25 @@ def test_the_header_shows_what_outs_listings_cost_in_all_not_the_last_command(
     assert f"cost <b>${first + second:.4f}</b> in all (billed over 2 runs)" in header  # not the no-op's $0.0000
     assert abs(float(billed) - (first + second)) < 1e-4
     assert "the last run: 0 succeeded, 0 failed, 26 up to date, 0 requests" in header
+
+
+def test_a_right_to_left_listing_reads_right_to_left_in_the_browser(
+    run_cli, sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Arabic listing's cell and its rendered description say dir="rtl" in the DOM Chromium
+    builds; a German one's do not."""
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-review-test")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\npack: 1\nconcurrency: 1\n")
+    with FakeRelay() as relay:
+        run_cli("run", sample, "-l", "ar-SA,de-DE", "-p", "shopify", "--base-url", relay.base_url, "--out", "out")
+    html, _ = dom(Path(run_cli("review", "out").stdout.strip()), "", tmp_path)
+    assert 'data-ready="1"' in html
+    rows = re.findall(r'<tr class="job[^"]*"[^>]*data-locale="([^"]+)"[^>]*>.*?</tr>', html, re.DOTALL)
+    cells = re.findall(
+        r'<tr class="job[^"]*"[^>]*data-locale="([^"]+)"[^>]*><td>[^<]*</td><td>[^<]*</td><td( dir="rtl")?>', html
+    )
+    assert len(rows) == 26 and sorted(set(rows)) == ["ar-SA", "de-DE"]
+    assert {locale for locale, rtl in cells if rtl} == {"ar-SA"} and {locale for locale, rtl in cells if not rtl} == {
+        "de-DE"
+    }
+    assert html.count('<div class="rendered"><div dir="rtl">') == 13  # the description as the shop shows it

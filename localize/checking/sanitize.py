@@ -21,8 +21,10 @@ import nh3
 # Magento, Akeneo, Lazada rich text); anything else is reduced to its text.
 STOREFRONT_TAGS = frozenset(
     {"p", "br", "ul", "ol", "li", "strong", "b", "em", "i", "u", "h2", "h3", "h4", "span", "blockquote",
-     "img", "a", "table", "thead", "tbody", "tr", "th", "td"}
+     "img", "a", "table", "thead", "tbody", "tr", "th", "td", "div"}
 )  # fmt: skip
+# The direction a block is written in (a right-to-left listing's dir="rtl"): kept on any tag, these values only.
+_DIRECTIONS = {"dir": {"rtl", "ltr", "auto"}}
 _ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title", "width", "height"},
@@ -53,6 +55,7 @@ def clean_html(text: str, tags: Collection[str] = STOREFRONT_TAGS) -> str:
         text,
         tags=set(tags),
         attributes={tag: names for tag, names in _ATTRIBUTES.items() if tag in tags},
+        tag_attribute_values={tag: _DIRECTIONS for tag in tags},
         url_schemes=set(URL_SCHEMES),
         link_rel=None,
         strip_comments=True,

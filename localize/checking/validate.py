@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..locales import Locale
 from ..planning.rules import FieldRule, PlatformRules
 from ..reading.glossary import Term
+from .direction import declares_rtl, direction_marks, with_rtl, without_rtl_wrapper
 from .figures import Facts, check_facts
 from .language import detected_problem
 from .sanitize import drop_foreign_media, formula_start, unsafe_markup
@@ -155,7 +156,13 @@ def check_listing(
     unsafe: list[tuple[str, str]] = []
     _check_safety(listing, unsafe, "unsafe_html", unsafe_markup, "no scripts, handlers or styles")  # as written
     listing = _repaired(listing, facts, rules, warnings)
+    if locale.right_to_left and rules.description.html and not declares_rtl(listing.description):
+        listing = replace(listing, description=with_rtl(listing.description))  # (a storefront is left to right)
+        warnings.append('rtl_dir_added: the description\'s outer element now says dir="rtl"')
     _check_safety(listing, problems, "formula", _formula, "a spreadsheet runs it: start with a word")
+    _check_safety(
+        listing, problems, "direction_marks", _direction_marks, "write the text without them (dir sets the direction)"
+    )
     for name, rule in rules.fields().items():
         value = listing.extra[name] if name in listing.extra else getattr(listing, name)
         if isinstance(value, tuple):
@@ -240,6 +247,11 @@ def _check_safety(
         found = next((found for text in texts if (found := find(text))), None)
         if found:
             problems.append((kind, f"{name} has {', '.join(found)}: {fix}"))
+
+
+def _direction_marks(text: str) -> list[str]:
+    found = direction_marks(text)
+    return [found] if found else []
 
 
 def _formula(text: str) -> list[str]:
@@ -384,7 +396,7 @@ def _check_text(name: str, text: str, rule: FieldRule, problems: list[tuple[str,
         problems.append(("limits", f"{name} is {len(text.encode())} bytes; the limit is {rule.max_bytes} UTF-8 bytes"))
     if rule.warn_over_chars is not None and length > rule.warn_over_chars:
         warnings.append(f"{name}_long: {length} characters, over the recommended {rule.warn_over_chars}")
-    _check_markup(name, text, rule, problems)
+    _check_markup(name, without_rtl_wrapper(text), rule, problems)  # (the <div dir="rtl"> is ours)
     _check_forbidden(name, text, rule, problems)
 
 

@@ -8,6 +8,7 @@ Filters can be preset from the address (`review.html#locale=ja-JP&warning=any`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 from ..checking.figures import Facts, facts_of
 from ..checking.sanitize import clean_html
-from ..errors import InputError
+from ..errors import InputError, LocalizeError
 from ..locales import parse_locale
 from ..output.layout import COST_JSON, DB, FAILURES, RESULTS, REVIEW
 from ..output.run_report import RunOrigin
@@ -322,8 +323,17 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
     cost = f"${float(job.get('cost_usd') or 0):.5f}"
     return (
         f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td>"
-        f"<td>{listing}</td><td>{warned}{_origin(job)}</td><td class=cost>{cost}</td></tr>"
+        f"<td{_direction(job['locale'])}>{listing}</td><td>{warned}{_origin(job)}</td><td class=cost>{cost}</td></tr>"
     )
+
+
+@functools.cache
+def _direction(tag: str) -> str:
+    """The listing cell's dir attribute: a right-to-left locale's listing reads right to left."""
+    try:
+        return ' dir="rtl"' if parse_locale(tag).right_to_left else ""
+    except LocalizeError:
+        return ""
 
 
 def _origin(job: Mapping[str, Any]) -> str:
