@@ -224,6 +224,11 @@ def run(
     column_map: str | None = typer.Option(
         None, "--map", help="Rename the catalog's columns to ours: id=Handle,name=Title,..."
     ),
+    style: Path | None = typer.Option(
+        None,
+        "--style",
+        help="Folder of style guides: brand.md, de-DE.md, de.md, amazon.md. [default: style/ beside CATALOG]",
+    ),
     glossary: Path | None = typer.Option(
         None, "--glossary", help="YAML or CSV: terms to keep verbatim and fixed translations per locale."
     ),
@@ -286,6 +291,7 @@ def run(
         shard=shard,
         map=column_map,
         glossary=glossary,
+        style=style,
         force=force or None,
         retry_failed=retry_failed or None,
         refresh_outdated=refresh_outdated or None,
@@ -302,7 +308,7 @@ def run(
     with exit_codes():
         loaded = _settings(flags=flags, config_path=config_file)
         with sheet_of(catalog, loaded.sheet):
-            settings, note = jobs.locales_from_export(loaded, catalog)
+            settings, note = jobs.locales_from_export(jobs.style_beside(loaded, catalog), catalog)
             for line in jobs.run_notes(settings, catalog, note):
                 stderr.print(line, markup=False)
             if check:
@@ -533,6 +539,7 @@ def prompt(
         None, "--fields", help="Columns sent to the model: NAME,... only these; -NAME leave out; +NAME add."
     ),
     glossary: Path | None = typer.Option(None, "--glossary", help="YAML or CSV glossary."),
+    style: Path | None = typer.Option(None, "--style", help="Folder of style guides. [default: style/ beside CATALOG]"),
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
@@ -549,12 +556,13 @@ def prompt(
             prompts=prompts,
             map=column_map,
             glossary=glossary,
+            style=style,
             duplicates=duplicates,
             fields=fields,
             source_locale=source_locale,
             sheet=sheet,
         )
-        settings = _settings(flags=flags, config_path=config_file)
+        settings = jobs.style_beside(_settings(flags=flags, config_path=config_file), catalog)
         with sheet_of(catalog, settings.sheet):
             shown = preview.request_for(settings, catalog, product_id, locale, platform)
     body = shown.body
@@ -761,7 +769,7 @@ def merge(
         )
 
 
-@app.command(cls=_Command, short_help="List the relay's models and which have a known price.")
+@app.command(cls=_Command, short_help="The models: limits, prices, and which the relay lists.")
 def models(
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config."),
     base_url: str | None = typer.Option(None, "--base-url", help="Relay base URL (env LOCALIZE_BASE_URL)."),
@@ -897,6 +905,13 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             f"{batch['completion_window']}, the batch API's completion window.",
             markup=False,
         )
+    styles = report.get("style") or {}
+    if styles:
+        said = "; ".join(
+            f"{group} {' + '.join(entry['guides'])} ({entry['tokens_per_request']:,} tokens a request)"
+            for group, entry in styles.items()
+        )
+        stderr.print(f"Style guides in the system message: {said}.", markup=False)
     columns = report.get("by_column") or {}
     if columns:
         listed = ", ".join(f"{name} {tokens:,}" for name, tokens in list(columns.items())[:8])

@@ -109,6 +109,7 @@ class Settings(BaseModel):
     shard: tuple[int, int] | None = Field(None, description="(K, N): the K-th of N stable slices")
     columns: dict[str, str] = Field(default_factory=dict, description="our field name → the catalog's column")
     glossary: Path | None = None
+    style: Path | None = Field(None, description="a folder of style guides (brand.md, de-DE.md, ...)")
     glossary_violation: Literal["fail", "warn"] = Field(
         "fail", description="an answer that breaks the glossary after every re-ask: a failure, or a warning"
     )

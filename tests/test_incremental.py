@@ -448,7 +448,7 @@ def test_a_full_disk_is_its_own_exit_and_leaves_no_temp_files(run_cli, sample: P
     Path("out").mkdir()
     Path("out/requests.jsonl").symlink_to("/dev/full")
     with FakeRelay() as relay:
-        result = run(run_cli, relay, sample)
+        result = run(run_cli, relay, sample, "--concurrency", "16")
         assert len(relay.chat_requests) <= 16  # stopped at once: nothing more may be paid for unrecorded
     assert result.exit_code == 5, result.stderr
     (line,) = result.stderr.strip().splitlines()

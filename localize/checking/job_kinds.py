@@ -91,14 +91,15 @@ class ListingKind:
         self, job: Job, data: object, rules: PlatformRules | None, terms: list[Term], *, last: bool
     ) -> tuple[Listing | str, list[str]]:
         """On the last ask, a figures or glossary finding becomes a warning where localize.yaml
-        says so."""
+        says so, and a word a style guide avoids always does."""
         assert rules is not None  # a listing job always has its platform's rules
         source = job.product.data()
         facts = self.facts(job.product)
+        avoid = self._prompt_sets.get(job.platform).style_for(job.locale).avoid
         try:
-            return check_listing(data, rules, job.locale, terms, source=source, facts=facts)
+            return check_listing(data, rules, job.locale, terms, source=source, facts=facts, avoid=avoid)
         except InvalidAnswer as exc:
-            if not last or exc.kind not in ("figures", "glossary"):
+            if not last or exc.kind not in ("figures", "glossary", "style"):
                 raise
             return check_listing(
                 data,
@@ -109,6 +110,8 @@ class ListingKind:
                 facts=facts,
                 figures_as_warnings=self._settings.figures == "warn",
                 glossary_as_warnings=self._settings.glossary_violation == "warn",
+                avoid=avoid,
+                avoid_as_warnings=True,  # a guide's word asked away until the last ask, then said
             )
 
     def facts(self, product: Product) -> Facts:

@@ -125,6 +125,8 @@ def check_listing(
     source: Mapping[str, Any] | None = None,
     facts: Facts | None = None,
     figures_as_warnings: bool = False,
+    avoid: Sequence[str] = (),
+    avoid_as_warnings: bool = False,
 ) -> tuple[Listing, list[str]]:
     """One listing, already parsed from an answer (a packed answer holds several): see
     check_answer. With `facts` (figures.facts_of the source), every figure, name, image and
@@ -190,6 +192,11 @@ def check_listing(
         warnings += [f"glossary: {message}" for _, message in glossary]
     else:
         problems += glossary
+    avoided = _check_avoid(listing, avoid)
+    if avoid_as_warnings:
+        warnings += [f"style: {message}" for _, message in avoided]
+    else:
+        problems += avoided
     if problems:
         raise InvalidAnswer(problems[0][0], "; ".join(message for _, message in problems))
     return listing, warnings
@@ -333,6 +340,28 @@ def _check_glossary(listing: Listing, terms: Sequence[Term]) -> list[tuple[str, 
         elif entry.translation is not None and entry.translation not in text:
             problems.append(("glossary", f'write "{entry.term}" as "{entry.translation}"'))
     return problems
+
+
+def _check_avoid(listing: Listing, words: Sequence[str]) -> list[tuple[str, str]]:
+    """Words a style guide's `avoid:` forbids, wherever a shopper reads them (case aside; a word
+    of a language written with spaces matched as a whole word, "cheap" not in "cheaply")."""
+    if not words:
+        return []
+    text = " ".join((listing.title, listing.description, *listing.bullets, *listing.seo_tags, *listing.extra.values()))
+    lowered = text.lower()
+    found = [word for word in words if _uses(lowered, word.lower())]
+    if not found:
+        return []
+    named = ", ".join(f'"{word}"' for word in found)
+    return [("style", f"uses {named}, which the style guide says to avoid: say it another way")]
+
+
+def _uses(text: str, word: str) -> bool:
+    if word not in text:
+        return False
+    if any(ord(char) >= 0x2E80 or "\u0e00" <= char <= "\u0eff" for char in word):  # CJK, Thai, Lao: no spaces
+        return True
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) is not None
 
 
 def strip_fences(content: str) -> str:

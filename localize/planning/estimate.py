@@ -48,7 +48,7 @@ from .pace import answer_seconds, in_flight
 from .pace import minutes as pace_minutes
 from .packing import PACK_ID_TOKENS, AnswerRoom, expected_output_tokens, listing_budget
 from .plan import Outcome, Planner, Tally
-from .prompts import PACK_HEADER, PromptSet, data_json
+from .prompts import PACK_HEADER, STYLE_SECTION, PromptSet, data_json
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256
@@ -87,6 +87,7 @@ class GroupEstimate:
     # From a live run (Calibration): billed / counted input, and the answers' real mean size.
     input_ratio: float | None = None
     output_per_job: float | None = None
+    style: tuple[tuple[str, ...], int] = ((), 0)  # the style guides in its system message, and their tokens
     # What the pack is chosen from once the run's size is known (settle): a listing group's.
     sizing: tuple[AnswerRoom, int, int, int] | None = None  # room, per listing, packed and single system
 
@@ -298,6 +299,11 @@ class Estimate:
             "by_locale_platform": by_pair,
             "timing": timing,
             "by_column": self.by_column(),
+            "style": {
+                f"{locale}/{platform}": {"guides": list(group.style[0]), "tokens_per_request": group.style[1]}
+                for (platform, locale), group in sorted(self.groups.items())
+                if group.style[0]
+            },
             "left_out": self._left_out(),
             "batch": batch,
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
@@ -528,7 +534,9 @@ def _new_group(
     per_listing = listing_budget(rules, tokens_per_char)
     single_system = counter.count(prompt_set.render_system(job.locale))
     packed_system = counter.count(prompt_set.render_system(job.locale, packed=True))
+    style = prompt_set.style_for(job.locale)
     return GroupEstimate(
+        style=(style.names, counter.count(STYLE_SECTION.format(guides=style.text)) if style.text else 0),
         platform=job.platform,
         locale=job.locale.tag,
         system_tokens=single_system,

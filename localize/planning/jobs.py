@@ -16,6 +16,7 @@ from ..locales import Locale, parse_locale
 from ..reading.catalog import Product, count_duplicates, read_catalog, recognised
 from ..reading.fields import FieldSelection
 from ..reading.glossary import load_glossary
+from ..reading.style import StyleGuides, style_folder
 from ..shops import borrowed, written_for
 from ..shops.translate_adapt import is_export_file, locale_of_code, read_export, shop_locale
 from .prompts import Message, PromptSet, load_prompt_set
@@ -43,6 +44,7 @@ class PromptSets:
         self._settings = settings
         self._loaded: dict[str, PromptSet] = {}
         self._glossary = load_glossary(settings.glossary) if settings.glossary else None
+        self._style = StyleGuides(settings.style) if settings.style else None
         for platform in settings.platforms or ():
             self.get(platform)  # fail on a bad --platform before reading the catalog
 
@@ -54,6 +56,7 @@ class PromptSets:
                 rule_overrides=self._settings.rules.get(platform),
                 glossary=self._glossary,
                 units=self._settings.units,
+                style=self._style,
             )
         return self._loaded[platform]
 
@@ -191,6 +194,13 @@ def chat_request_body(settings: Settings, messages: list[Message], max_tokens: i
     if settings.user:
         body["user"] = settings.user
     return body
+
+
+def style_beside(settings: Settings, catalog: Path) -> Settings:
+    """The settings with the run's style guides: `style:` (or --style), else the `style/`
+    folder beside the catalog when there is one."""
+    folder = style_folder(settings.style, catalog)
+    return settings if folder == settings.style else settings.model_copy(update={"style": folder})
 
 
 def locales_from_export(settings: Settings, catalog: Path) -> tuple[Settings, str | None]:

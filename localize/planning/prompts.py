@@ -32,6 +32,7 @@ from ..errors import PlatformError, PromptError
 from ..locales import Locale
 from ..reading.catalog import Product
 from ..reading.glossary import Glossary, Term
+from ..reading.style import JobStyle, StyleGuides
 from .rules import BUILTIN_PROMPTS, PlatformRules, load_rules
 
 TEMPLATE_FILES = ("system.j2", "user.j2", "rules.yaml")
@@ -57,6 +58,7 @@ class PromptSet:
     environment: SandboxedEnvironment
     glossary: Glossary | None = None
     units: Mapping[str, str] = field(default_factory=dict)  # locale tag → "metric" | "imperial"
+    style: StyleGuides | None = None  # the brand's and the markets' guides (reading/style.py)
     _rules_by_locale: dict[str, PlatformRules] = field(default_factory=dict, repr=False)
     _system_by_locale: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
     _user_by_product: dict[int, tuple[Product, list[Term], str]] = field(default_factory=dict, repr=False)
@@ -86,6 +88,9 @@ class PromptSet:
             )
             if packed and '"listings"' not in system:  # a template of the user's own that ignores `packed`
                 system += PACK_CONTRACT
+            guides = self.style_for(locale).text
+            if guides:  # last: the guides vary by market, the rules above by platform
+                system += STYLE_SECTION.format(guides=guides)
             self._system_by_locale[(locale.tag, packed)] = system
         return system
 
@@ -133,6 +138,10 @@ class PromptSet:
             reads = pulls_in or bool({"locale", "rules"} & meta.find_undeclared_variables(tree))
             self._facts["user_reads_locale"] = reads
         return reads
+
+    def style_for(self, locale: Locale) -> JobStyle:
+        """The style guides this platform's listings in `locale` are written with."""
+        return self.style.for_job(self.platform, locale) if self.style is not None else JobStyle()
 
     def terms_for(self, product: Product, locale: Locale) -> list[Term]:
         """The glossary entries this product's text uses, for one locale."""
@@ -194,6 +203,7 @@ def load_prompt_set(
     rule_overrides: Mapping[str, Any] | None = None,
     glossary: Glossary | None = None,
     units: Mapping[str, str] | None = None,
+    style: StyleGuides | None = None,
 ) -> PromptSet:
     """Load a platform's templates (the user's first, then the built-ins) and its rules."""
     known = available_platforms(prompts_dir)
@@ -210,6 +220,7 @@ def load_prompt_set(
         environment=_environment(prompts_dir),
         glossary=glossary,
         units=dict(units or {}),
+        style=style,
     )
 
 
@@ -229,6 +240,13 @@ PACK_HEADER = (
 )
 # Appended to a packed request's system message when the platform's template does not describe
 # the packed answer itself (a template of the user's own that predates packing).
+# The style guides that apply to a job (brand, platform, market), after the rules: the system
+# message stays one per (platform, locale), so the relay's prefix cache still serves it.
+STYLE_SECTION = (
+    "\n\nThe brand's style guide for this market. Follow it wherever it does not conflict with the"
+    " rules above (limits, facts and the JSON shape come first):\n<style_guide>\n{guides}\n</style_guide>\n"
+)
+
 PACK_CONTRACT = (
     '\nThe user message holds several products, each between <product_data id="…"> and </product_data>. '
     'Answer with one JSON object {"listings": {"<id>": {<the listing described above>}, ...}}: '
