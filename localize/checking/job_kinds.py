@@ -96,8 +96,11 @@ class ListingKind:
         source = job.product.data()
         facts = self.facts(job.product)
         avoid = self._prompt_sets.get(job.platform).style_for(job.locale).avoid
+        market = job.product.market_keywords(job.locale.tag)
         try:
-            return check_listing(data, rules, job.locale, terms, source=source, facts=facts, avoid=avoid)
+            return check_listing(
+                data, rules, job.locale, terms, source=source, facts=facts, avoid=avoid, market_keywords=market
+            )
         except InvalidAnswer as exc:
             if not last or exc.kind not in ("figures", "glossary", "style"):
                 raise
@@ -112,6 +115,7 @@ class ListingKind:
                 glossary_as_warnings=self._settings.glossary_violation == "warn",
                 avoid=avoid,
                 avoid_as_warnings=True,  # a guide's word asked away until the last ask, then said
+                market_keywords=market,
             )
 
     def facts(self, product: Product) -> Facts:

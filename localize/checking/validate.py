@@ -127,6 +127,7 @@ def check_listing(
     figures_as_warnings: bool = False,
     avoid: Sequence[str] = (),
     avoid_as_warnings: bool = False,
+    market_keywords: Sequence[str] = (),
 ) -> tuple[Listing, list[str]]:
     """One listing, already parsed from an answer (a packed answer holds several): see
     check_answer. With `facts` (figures.facts_of the source), every figure, name, image and
@@ -175,6 +176,8 @@ def check_listing(
     _check_script(listing, locale, problems)
     if source:
         warnings += _leftover_source(listing, source, terms)
+    if market_keywords:
+        warnings += _missing_market_keywords(listing, market_keywords)
     figures = (
         [
             ("figures", message)
@@ -340,6 +343,16 @@ def _check_glossary(listing: Listing, terms: Sequence[Term]) -> list[tuple[str, 
         elif entry.translation is not None and entry.translation not in text:
             problems.append(("glossary", f'write "{entry.term}" as "{entry.translation}"'))
     return problems
+
+
+def _missing_market_keywords(listing: Listing, keywords: Sequence[str]) -> list[str]:
+    """A market's own search terms the answer's tags (or search terms) do not carry (a warning:
+    the listing is right, its findability is not)."""
+    tags = " ".join(listing.seo_tags).lower()
+    missing = [keyword for keyword in keywords if keyword.lower() not in tags]
+    if not missing:
+        return []
+    return ["market_keywords: the search terms lack " + ", ".join(f'"{keyword}"' for keyword in missing[:5])]
 
 
 def _check_avoid(listing: Listing, words: Sequence[str]) -> list[tuple[str, str]]:

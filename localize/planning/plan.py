@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..checking.strings import STRINGS, memory_text
 from ..checking.validate import names_other_product
 from ..errors import PromptError
+from ..reading.catalog import CONTROL_FIELDS
 from .jobs import Job, PromptSets
 from .prepared import CODE_FIELDS, PreparedJob, Preparer
 from .prompts import Message
@@ -184,8 +185,8 @@ def product_copy(product: Product) -> int:
     rendering the prompt again (nor encoding the fields: a dry run meets a million of them)."""
     items = [
         (name, value if type(value) is str else _frozen(value))  # (most are text: no call)
-        for name, value in product.data().items()
-        if name not in CODE_FIELDS
+        for name, value in product.fields.items()  # (a market's own keywords too: they are in its prompt)
+        if name not in CODE_FIELDS and name not in CONTROL_FIELDS
     ]
     items.sort()
     return hash(tuple(items))

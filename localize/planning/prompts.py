@@ -99,7 +99,7 @@ class PromptSet:
         template that does not mention the locale or its rules (the built-in ones) renders the
         same text for each of a product's locales, so it is rendered once per product."""
         terms = self.terms_for(product, locale)
-        if self._user_reads_locale():
+        if self._user_reads_locale() or product.has_market_keywords:  # (each market its own keywords)
             return self._render_user(product, locale, terms)
         cached = self._user_by_product.get(id(product))
         if cached is not None and cached[0] is product and cached[1] == terms:
@@ -111,17 +111,22 @@ class PromptSet:
         return text
 
     def _render_user(self, product: Product, locale: Locale, terms: list[Term]) -> str:
-        return self._render(
+        data = product.data()
+        market = product.market_keywords(locale.tag)
+        if market:  # the market's own search terms, in place of the source's to translate
+            data["keywords"] = list(market)
+        text = self._render(
             "user.j2",
             platform=self.platform,
             rules=self.rules_for(locale),
             locale=locale,
             product=dict(product.fields),
-            data=product.data(),
+            data=data,
             glossary=terms,
             packed=False,
             units=self.units.get(locale.tag),
         )
+        return text + MARKET_KEYWORDS_NOTE if market else text
 
     def _user_reads_locale(self) -> bool:
         """Whether user.j2 refers to `locale` or `rules` (or pulls in other templates, which
@@ -240,6 +245,12 @@ PACK_HEADER = (
 )
 # Appended to a packed request's system message when the platform's template does not describe
 # the packed answer itself (a template of the user's own that predates packing).
+# After a product whose catalog row gives this market its own search terms (`keywords[de-DE]`).
+MARKET_KEYWORDS_NOTE = (
+    "Its keywords are this market's own search terms, chosen by the merchant: use them as written"
+    " (in the search terms or tags), do not translate them.\n"
+)
+
 # The style guides that apply to a job (brand, platform, market), after the rules: the system
 # message stays one per (platform, locale), so the relay's prefix cache still serves it.
 STYLE_SECTION = (

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,6 +45,18 @@ KNOWN_FIELDS = frozenset(
 SHOP_KEY = "shop_platform"
 # Columns that steer the run (which jobs a row gets) rather than describe the product.
 CONTROL_FIELDS = ("id", "platform", "locales", TRANSLATIONS_KEY, SHOP_KEY)
+# A market's own search terms: `keywords[de-DE]` (documented), or `keywords_de-DE`. They reach
+# only that market's prompt, instead of the source keywords (prompts.PromptSet.render_user).
+_MARKET_KEYWORDS = re.compile(
+    r"keywords(?:\[([A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\]|_([A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})+))"
+)
+
+
+@lru_cache(maxsize=4096)
+def market_of(column: str) -> str | None:
+    """The market a `keywords[xx-YY]` (or `keywords_xx-YY`) column is for."""
+    match = _MARKET_KEYWORDS.fullmatch(column)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 _JSON_SHAPE_HINT = 'expected a list of products, or {"products": [...]}'
@@ -59,8 +73,25 @@ class Product:
     left_out: tuple[str, ...] = ()  # its columns that do not reach the model (fields.py)
 
     def data(self) -> dict[str, Any]:
-        """What the model sees: the descriptive fields, without the run-steering columns."""
-        return {key: value for key, value in self.fields.items() if key not in CONTROL_FIELDS}
+        """What the model sees: the descriptive fields, without the run-steering columns (nor
+        the markets' own keywords: each goes to its market's prompt alone)."""
+        return {
+            key: value
+            for key, value in self.fields.items()
+            if key not in CONTROL_FIELDS and not (key[:9] in ("keywords[", "keywords_") and market_of(key))
+        }
+
+    def market_keywords(self, tag: str) -> tuple[str, ...]:
+        """The search terms the catalog gives this market (`keywords[de-DE]`), or none."""
+        for key, value in self.fields.items():
+            if key[:9] in ("keywords[", "keywords_") and (market_of(key) or "").lower() == tag.lower():
+                items = value.split("|") if isinstance(value, str) else [str(item) for item in value]
+                return tuple(item.strip() for item in items if item.strip())
+        return ()
+
+    @property
+    def has_market_keywords(self) -> bool:
+        return any(key[:9] in ("keywords[", "keywords_") and market_of(key) for key in self.fields)
 
     def copy_chars(self) -> int:
         """How much text the product carries (its strings and list items), to size its checks."""
