@@ -88,6 +88,8 @@ class PromptSet:
             )
             if packed and '"listings"' not in system:  # a template of the user's own that ignores `packed`
                 system += PACK_CONTRACT
+            if locale.right_to_left and rules.description.html:
+                system += RTL_NOTE
             guides = self.style_for(locale).text
             if guides:  # last: the guides vary by market, the rules above by platform
                 system += STYLE_SECTION.format(guides=guides)
@@ -245,6 +247,12 @@ PACK_HEADER = (
 )
 # Appended to a packed request's system message when the platform's template does not describe
 # the packed answer itself (a template of the user's own that predates packing).
+# A right-to-left market's HTML description (checking/direction.py adds it where it is missing).
+RTL_NOTE = (
+    '\nThis language is written right to left: give the description\'s outer element dir="rtl", and'
+    " write no direction marks (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).\n"
+)
+
 # After a product whose catalog row gives this market its own search terms (`keywords[de-DE]`).
 MARKET_KEYWORDS_NOTE = (
     "Its keywords are this market's own search terms, chosen by the merchant: use them as written"

@@ -65,12 +65,13 @@ class StyleGuides:
         if not folder.is_dir():
             raise ConfigError("no such folder", where=f"style: {folder}", hint="point style: at a folder of .md guides")
         self.folder = folder
-        self._guides = {path.stem: _read(path) for path in sorted(folder.glob("*.md")) if path.is_file()}
+        # (by name in any case: de-DE.md, de-de.md)
+        self._guides = {path.stem.lower(): _read(path) for path in sorted(folder.glob("*.md")) if path.is_file()}
 
     def for_job(self, platform: str, locale: Locale) -> JobStyle:
         """The brand's guide, the platform's, and the market's (or else the language's)."""
-        market = self._guides.get(locale.tag) or self._guides.get(locale.language)
-        found = (self._guides.get("brand"), self._guides.get(platform), market)
+        market = self._guides.get(locale.tag.lower()) or self._guides.get(locale.language.lower())
+        found = (self._guides.get("brand"), self._guides.get(platform.lower()), market)
         return JobStyle(tuple(guide for guide in found if guide is not None))
 
 
