@@ -229,6 +229,9 @@ def run(
         "--style",
         help="Folder of style guides: brand.md, de-DE.md, de.md, amazon.md. [default: style/ beside CATALOG]",
     ),
+    adapt: list[str] = typer.Option(
+        [], "--adapt", help="LOCALE=SIBLING: write LOCALE by adapting SIBLING's listing, e.g. es-MX=es-ES (repeatable)."
+    ),
     glossary: Path | None = typer.Option(
         None, "--glossary", help="YAML or CSV: terms to keep verbatim and fixed translations per locale."
     ),
@@ -292,6 +295,7 @@ def run(
         map=column_map,
         glossary=glossary,
         style=style,
+        adapt=tuple(adapt) or None,
         force=force or None,
         retry_failed=retry_failed or None,
         refresh_outdated=refresh_outdated or None,

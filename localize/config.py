@@ -143,6 +143,9 @@ class Settings(BaseModel):
     units: dict[str, Literal["metric", "imperial"]] = Field(
         default_factory=dict, description="per locale, the units the market reads beside the source's"
     )
+    adapt: dict[str, str] = Field(
+        default_factory=dict, description="per locale, the sibling whose listing it is adapted from: {es-MX: es-ES}"
+    )
     force: bool = False
     retry_failed: bool = Field(False, description="send again the failed jobs whose inputs did not change")
     refresh_outdated: bool = Field(
@@ -199,6 +202,28 @@ class Settings(BaseModel):
         if not isinstance(value, dict):
             return value
         return {parse_locale(str(code)).tag: system for code, system in value.items()}
+
+    @field_validator("adapt", mode="before")
+    @classmethod
+    def _parse_adapt(cls, value: Any) -> Any:
+        """{es-MX: es-ES} from localize.yaml, or es-MX=es-ES pairs from --adapt (repeatable)."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            pairs = {}
+            for item in value:
+                target, sep, sibling = str(item).partition("=")
+                if not sep or not target.strip() or not sibling.strip():
+                    raise ValueError(f"must be LOCALE=SIBLING such as es-MX=es-ES, not {str(item).strip()!r}")
+                pairs[target] = sibling
+            value = pairs
+        if not isinstance(value, dict):
+            return value
+        adapted = {parse_locale(str(target)).tag: parse_locale(str(sibling)).tag for target, sibling in value.items()}
+        for target, sibling in adapted.items():
+            if target == sibling or sibling in adapted:
+                raise ValueError(f"{target} is adapted from {sibling}, which must be written from the product itself")
+        return adapted
 
     @field_validator("rpm", mode="before")
     @classmethod

@@ -48,7 +48,7 @@ from .pace import answer_seconds, in_flight
 from .pace import minutes as pace_minutes
 from .packing import PACK_ID_TOKENS, AnswerRoom, expected_output_tokens, listing_budget
 from .plan import Outcome, Planner, Tally
-from .prompts import PACK_HEADER, STYLE_SECTION, PromptSet, data_json
+from .prompts import ADAPT_NOTE, PACK_HEADER, STYLE_SECTION, PromptSet, data_json
 
 # Moonshot's prefix cache matches in whole 256-token chunks (KIMI.md §3).
 CACHE_CHUNK_TOKENS = 256
@@ -88,6 +88,7 @@ class GroupEstimate:
     input_ratio: float | None = None
     output_per_job: float | None = None
     style: tuple[tuple[str, ...], int] = ((), 0)  # the style guides in its system message, and their tokens
+    adapted: bool = False  # --adapt: each job alone, with its sibling market's listing in its prompt
     # What the pack is chosen from once the run's size is known (settle): a listing group's.
     sizing: tuple[AnswerRoom, int, int, int] | None = None  # room, per listing, packed and single system
 
@@ -106,7 +107,7 @@ class GroupEstimate:
         if self.sizing is None:
             return
         room, per_listing, packed_system, single_system = self.sizing
-        self.pack = room.pack_size(setting, per_listing, spread)
+        self.pack = 1 if self.adapted else room.pack_size(setting, per_listing, spread)
         self.max_tokens = room.max_tokens(self.pack, per_listing)
         if self.pack > 1:
             self.system_tokens = packed_system
@@ -453,10 +454,14 @@ def _estimate(
             group = result.groups.get((job.platform, job.locale.tag))
             if group is None:
                 group = _new_group(job, prompt_set, counter, settings, price)
+                group.adapted = job.locale.tag in settings.adapt
                 if calibration is not None:
                     group.calibrate(calibration)
                 result.groups[(job.platform, job.locale.tag)] = group
             pending.append((group, plan.messages[1]["content"], job.product.id))
+            if group.adapted and (plan.prepared is None or not plan.prepared.adapted):
+                # Its sibling's listing is not written yet: priced at the size this market's will have.
+                group.product_tokens += group.output_tokens + adapt_note_tokens(counter)
         if len(pending) >= COUNT_BATCH:
             _count_pending(pending, counter, result, settings)
         if on_progress and result.products % PROGRESS_EVERY == 0:
@@ -522,6 +527,11 @@ def _count_pending(
         if window and alone + group.alone_max_tokens > window:
             result.over_window.append((product_id, alone))
     pending.clear()
+
+
+def adapt_note_tokens(counter: TokenCounter) -> int:
+    """Tokens of --adapt's note around a sibling's listing (the listing itself apart)."""
+    return counter.count(ADAPT_NOTE.format(sibling="Spanish (Spain)", target="Spanish (Mexico)", listing=""))
 
 
 def _new_group(

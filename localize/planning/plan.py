@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..checking.strings import STRINGS, memory_text
 from ..checking.validate import names_other_product
 from ..errors import PromptError
+from ..locales import parse_locale
 from ..reading.catalog import CONTROL_FIELDS
 from .jobs import Job, PromptSets
 from .prepared import CODE_FIELDS, PreparedJob, Preparer
@@ -119,10 +120,22 @@ class Planner:
         if self._store is None:
             return self.tally.add(self._light(job))
         try:
-            prepared = self.preparer.listing(job)
+            prepared = self.preparer.listing(job, self._sibling(job))
         except PromptError as exc:
             return self.tally.add(Plan(Outcome.NO_PROMPT, job, error=exc))
         return self.tally.add(self._plan(prepared))
+
+    def _sibling(self, job: Job) -> tuple[Locale, Mapping[str, Any]] | None:
+        """--adapt: the sibling market's listing of this product on this platform, as people
+        left it (a person's correction is what the adaptation starts from); None without one
+        (the job is then written from the product, as any other)."""
+        tag = self._settings.adapt.get(job.locale.tag)
+        if tag is None or self._store is None:
+            return None
+        line = self._store.result((job.product.id, job.platform, tag))
+        if line is None or "rejected" in line:
+            return None
+        return parse_locale(tag), line
 
     def string(self, product: Product, locale: Locale) -> Plan:
         return self.tally.add(self._plan(self.preparer.string(product, locale)))
@@ -153,8 +166,8 @@ class Planner:
                 self.tally.memory_refused[job.key] = refused
             if text is not None:
                 return Plan(Outcome.FROM_MEMORY, job, prepared, decided=decided, memory=text)
-        if decided.reviewed:
-            return send  # a listing people sent back is written anew, not taken from a twin
+        if decided.reviewed or prepared.adapted:
+            return send  # a listing people sent back is written anew, an adapted one from its sibling
         copy = self.preparer.copy_key(prepared)
         if int(copy[:16], 16) in self._copies:
             return Plan(Outcome.REUSED, job, prepared, decided=decided, copy=copy)  # its first job is on its way

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..checking.strings import STRINGS, STRINGS_RULES, render_strings
 from ..config import Settings
@@ -33,6 +34,7 @@ class PreparedJob:
     rules: PlatformRules | None  # the platform's, for a listing; None for a store string
     fields: Mapping[str, str]  # its product's field digests (what --check names as edited)
     fp: Fingerprint
+    adapted: bool = False  # its prompt carries a sibling market's listing (--adapt): asked alone
 
 
 class Preparer:
@@ -44,13 +46,15 @@ class Preparer:
         self._fingerprints = Fingerprinter(model=settings.model, params=request_params(settings))
         self._bare: tuple[Product | None, Product | None] = (None, None)  # the last product, without its codes
 
-    def listing(self, job: Job) -> PreparedJob:
-        """A listing job (PromptError when its templates cannot render it)."""
+    def listing(self, job: Job, sibling: tuple[Locale, Mapping[str, Any]] | None = None) -> PreparedJob:
+        """A listing job (PromptError when its templates cannot render it); with `sibling`, one
+        adapted from a sibling market's listing (which is then in its fingerprint too)."""
         prompt_set = self._prompt_sets.get(job.platform)
-        messages = prompt_set.render_messages(job.product, job.locale)
+        messages = prompt_set.render_messages(job.product, job.locale, sibling)
         rules = prompt_set.rules_for(job.locale)
         fields = self._fingerprints.fields(job.product.id, job.product.data())
-        return PreparedJob(job, messages, rules, fields, self._fingerprints.of(fields, messages, rules))
+        fp = self._fingerprints.of(fields, messages, rules)
+        return PreparedJob(job, messages, rules, fields, fp, adapted=sibling is not None)
 
     def copy_key(self, prepared: PreparedJob) -> str:
         """What a job asks, its codes aside (the id, the SKU: they name a product, they are not

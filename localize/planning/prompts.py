@@ -156,12 +156,15 @@ class PromptSet:
             return []
         return self.glossary.terms_for(data_json(product.data()), locale.tag)
 
-    def render_messages(self, product: Product, locale: Locale) -> list[Message]:
-        """Exactly the `messages` the relay receives for this job."""
-        return [
-            {"role": "system", "content": self.render_system(locale)},
-            {"role": "user", "content": self.render_user(product, locale)},
-        ]
+    def render_messages(
+        self, product: Product, locale: Locale, sibling: tuple[Locale, Mapping[str, Any]] | None = None
+    ) -> list[Message]:
+        """Exactly the `messages` the relay receives for this job; with `sibling` (--adapt), the
+        listing written for a sibling market, to adapt rather than write anew."""
+        user = self.render_user(product, locale)
+        if sibling is not None:
+            user += adapt_note(sibling[0], locale, sibling[1], self.rules_for(locale))
+        return [{"role": "system", "content": self.render_system(locale)}, {"role": "user", "content": user}]
 
     def render_pack(self, products: Sequence[Product], locale: Locale) -> PackedPrompt:
         """The `messages` of one request for several products (the packed-request wire
@@ -252,6 +255,20 @@ RTL_NOTE = (
     '\nThis language is written right to left: give the description\'s outer element dir="rtl", and'
     " write no direction marks (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).\n"
 )
+
+# --adapt: after the product, the listing written for its sibling market, to adapt.
+ADAPT_NOTE = (
+    "A listing of this product for {sibling} exists, below. Adapt it to {target}: the spelling,"
+    " vocabulary, units and currency words this market uses; keep what it says and its structure."
+    " The product data above stays the source of every fact.\n<sibling_listing>\n{listing}\n</sibling_listing>\n"
+)
+
+
+def adapt_note(sibling: Locale, target: Locale, listing: Mapping[str, Any], rules: PlatformRules) -> str:
+    """The sibling's listing as the adapted job's prompt carries it: its fields, fenced as data."""
+    fields = {name: listing[name] for name in rules.fields() if name in listing}
+    return ADAPT_NOTE.format(sibling=sibling.display_name, target=target.display_name, listing=data_json(fields))
+
 
 # After a product whose catalog row gives this market its own search terms (`keywords[de-DE]`).
 MARKET_KEYWORDS_NOTE = (

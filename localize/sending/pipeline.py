@@ -132,6 +132,11 @@ async def _run(
 ) -> RunSummary:
     started = time.perf_counter()
     require_locales(settings)
+    if settings.adapt and settings.batch != "off":
+        raise InputError(
+            "--adapt waits for each sibling market's listing, which a batch answers only later",
+            hint="run the sibling markets first (a batch is fine), then the adapted ones live",
+        )
     if settings.no_wait and settings.batch == "off":
         raise InputError("--no-wait submits a batch and exits", hint="add --batch (or --batch-auto)")
     check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
@@ -184,8 +189,20 @@ async def _run(
     if recorded is not None:  # a live run beside batches an earlier run left: never pays their jobs twice
         worker.use_harvest(recorded)
         notes.extend(recorded.notes)
-    jobs = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
-    units = worker.every_unit(jobs, strings)
+    adapted = frozenset(settings.adapt)  # (--adapt: those markets go once their siblings' listings are written)
+    listings = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
+    units = worker.every_unit((job for job in listings if job.locale.tag not in adapted), strings, last=not adapted)
+    adapted_units = worker.every_unit(
+        (
+            job
+            for _, product_jobs in iter_jobs(settings, catalog, prompt_sets)
+            for job in product_jobs
+            if job.locale.tag in adapted
+        ),
+        (),
+    )
+    siblings_written = asyncio.Event()
+    first_phase_left = [0]  # workers still on the first phase
 
     disk_errors: list[OSError] = []
     pending: list[PendingBatch] = []
@@ -208,6 +225,14 @@ async def _run(
             for unit in units:  # one shared iterator: each worker takes the next job or pack
                 await worker.send(unit)
                 progress()
+            if adapted:  # every listing the adapted markets start from written first
+                first_phase_left[0] -= 1
+                if not first_phase_left[0]:
+                    siblings_written.set()
+                await siblings_written.wait()
+                for unit in adapted_units:
+                    await worker.send(unit)
+                    progress()
         except OSError as exc:
             disk_full(exc)
 
@@ -253,6 +278,7 @@ async def _run(
         tasks = [asyncio.create_task(batches())]
     else:
         tasks = [asyncio.create_task(drain()) for _ in range(max(1, min(settings.concurrency, total)))]
+        first_phase_left[0] = len(tasks)
     # Held until the reports are written: a second SIGTERM (what `timeout` sends) or Ctrl-C
     # while the final files are written must not kill the process half way.
     interrupted = _stop_on_signals(tasks)

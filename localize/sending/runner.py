@@ -107,6 +107,7 @@ class _Work:
     harvested: HarvestedAnswer | None = None  # a recorded batch's answer to exactly this job
     copy: str | None = None  # its copy key (Preparer.copy_key): twins take its listing
     reviewed: bool = False  # people decided on its listing: a new one starts their record over
+    adapted: bool = False  # its prompt carries a sibling market's listing (--adapt): asked alone
 
     @property
     def line_job(self) -> tuple[JobKey, str]:
@@ -209,11 +210,14 @@ class JobRunner:
 
     # --- which jobs go out, and with which others -------------------------------------------
 
-    def every_unit(self, jobs: Iterable[Job], strings: Iterable[tuple[Product, list[Locale]]]) -> Iterator[list[_Work]]:
-        """The listings' units, then the strings'; once the last is made, every job was seen."""
+    def every_unit(
+        self, jobs: Iterable[Job], strings: Iterable[tuple[Product, list[Locale]]], *, last: bool = True
+    ) -> Iterator[list[_Work]]:
+        """The listings' units, then the strings'; once the `last` phase's last is made, every
+        job was seen."""
         yield from self.units(jobs)
         yield from self.string_units(strings)
-        self._all_units_made = True
+        self._all_units_made = last
 
     def units(self, jobs: Iterable[Job]) -> Iterator[list[_Work]]:
         """The jobs to send, grouped into the requests they share: up to the pack size of
@@ -225,8 +229,8 @@ class JobRunner:
             if work is None:
                 yield []
                 continue
-            if work.harvested is not None or work.reviewed:
-                yield [work]  # answered already, or asked with a reviewer's note: alone, not packed
+            if work.harvested is not None or work.reviewed or work.adapted:
+                yield [work]  # answered already, asked with a reviewer's note or a sibling's listing: alone
                 continue
             size = self._pack_size(job)
             if size == 1:
@@ -297,6 +301,7 @@ class JobRunner:
             said = (STRING_REVIEW_NOTE if job.platform == STRINGS else REVIEW_NOTE).format(note=note)
             messages = [*messages[:-1], {"role": "user", "content": messages[-1]["content"] + said}]
         work = _Work(job, messages, prepared.rules, prepared.fp, prepared.fields, [], reviewed=plan.decided.reviewed)
+        work.adapted = prepared.adapted
         work.harvested, work.copy = plan.harvested, plan.copy
         self._harvest_unlogged += plan.harvested is not None
         if outcome is Outcome.FROM_MEMORY:
@@ -466,7 +471,12 @@ class JobRunner:
         matched to its line by custom_id alone, the packed form's id (the key and the echo)
         names the product it was written for, so an answer under another line's id is caught.
         Not a store string (its key is its id already), nor a listing sent back with a note."""
-        return isinstance(self._sender, BatchCollector) and work.job.platform != STRINGS and not work.reviewed
+        return (
+            isinstance(self._sender, BatchCollector)
+            and work.job.platform != STRINGS
+            and not work.reviewed
+            and not work.adapted  # (its sibling's listing is in its own form only)
+        )
 
     async def _send_pack(self, works: list[_Work]) -> None:
         """Several jobs of one (platform, locale) in one request. Each listing of the answer is
