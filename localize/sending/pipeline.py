@@ -222,13 +222,15 @@ async def _run(
 
     async def drain() -> None:
         try:
-            for unit in units:  # one shared iterator: each worker takes the next job or pack
-                await worker.send(unit)
-                progress()
-            if adapted:  # every listing the adapted markets start from written first
+            try:
+                for unit in units:  # one shared iterator: each worker takes the next job or pack
+                    await worker.send(unit)
+                    progress()
+            finally:  # (however a worker leaves the first phase, the others are not left waiting)
                 first_phase_left[0] -= 1
                 if not first_phase_left[0]:
                     siblings_written.set()
+            if adapted:  # every listing the adapted markets start from written first
                 await siblings_written.wait()
                 for unit in adapted_units:
                     await worker.send(unit)
