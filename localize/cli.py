@@ -544,6 +544,10 @@ def prompt(
     ),
     glossary: Path | None = typer.Option(None, "--glossary", help="YAML or CSV glossary."),
     style: Path | None = typer.Option(None, "--style", help="Folder of style guides. [default: style/ beside CATALOG]"),
+    adapt: list[str] = typer.Option(
+        [], "--adapt", help="LOCALE=SIBLING: show the adapted request (OUT's sibling listing)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="The run's OUT, for --adapt's sibling listings."),
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
@@ -561,6 +565,8 @@ def prompt(
             map=column_map,
             glossary=glossary,
             style=style,
+            adapt=tuple(adapt) or None,
+            out=out,
             duplicates=duplicates,
             fields=fields,
             source_locale=source_locale,

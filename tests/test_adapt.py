@@ -56,6 +56,12 @@ def test_the_adapted_market_goes_after_its_sibling_with_the_siblings_listing(run
         assert json.dumps(spanish[product]["title"], ensure_ascii=False) in user
     rows = [row for row in iter_jsonl(Path("out/results.jsonl")) if row["locale"] == "es-MX"]
     assert len(rows) == 13  # checked as any listing (figures against the product)
+    # `localize prompt` shows the adapted request as a run would send it now.
+    shown = run_cli("prompt", sample, "--id", "ELEC-001", "-l", "es-MX", "--adapt", "es-MX=es-ES", "--out", "out")
+    assert shown.exit_code == 0, shown.stderr
+    assert "<sibling_listing>" in shown.stdout and spanish["ELEC-001"]["title"] in shown.stdout
+    plain = run_cli("prompt", sample, "--id", "ELEC-001", "-l", "es-MX", "--out", "out")
+    assert "<sibling_listing>" not in plain.stdout
 
 
 def test_a_change_to_the_siblings_listing_makes_the_adapted_one_stale(run_cli, sample: Path) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 from ..checking.strings import render_strings, string_product
 from ..config import Settings
 from ..errors import InputError
-from ..locales import parse_locale
+from ..locales import Locale, parse_locale
+from ..output.layout import RESULTS
+from ..output.store import iter_jsonl
 from ..reading.catalog import folded_into, read_catalog
 from ..shops import SHOPS
 from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
@@ -59,7 +61,8 @@ def _listing_request(settings: Settings, catalog: Path, product_id: str, platfor
                 hint="its platform column names the platforms it is listed on",
             )
         job = jobs[0]
-        messages = PromptSets(settings).get(job.platform).render_messages(product, job.locale)
+        sibling = _sibling(settings, product.id, job.platform, job.locale.tag)
+        messages = PromptSets(settings).get(job.platform).render_messages(product, job.locale, sibling)
         return chat_request_body(settings, messages)
     if product_id.count("/") >= 2:
         raise InputError(
@@ -68,6 +71,19 @@ def _listing_request(settings: Settings, catalog: Path, product_id: str, platfor
             hint="name it as TYPE/Identification/Field, e.g. COLLECTION/4401/title",
         )
     raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
+
+
+def _sibling(settings: Settings, product_id: str, platform: str, tag: str) -> tuple[Locale, dict[str, Any]] | None:
+    """--adapt: the sibling market's listing OUT holds for this product (as people left it, as
+    results.jsonl has it), which a run would put in this job's prompt; None without one."""
+    sibling = settings.adapt.get(tag)
+    results = settings.out / RESULTS
+    if sibling is None or not results.is_file():
+        return None
+    for line in iter_jsonl(results):
+        if (line.get("id"), line.get("platform"), line.get("locale")) == (product_id, platform, sibling):
+            return (parse_locale(sibling), line) if "rejected" not in line else None
+    return None
 
 
 def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any] | None:
