@@ -63,6 +63,26 @@ def test_a_relay_that_echoes_the_key_never_gets_it_written_or_printed(
     assert "[redacted]" in text  # the message is kept, only the secret is gone
 
 
+@pytest.mark.parametrize(
+    "model", [f"kimi-k2 via {KEY}", "k" * 5_000, 42], ids=["echoes_the_key", "five_thousand_characters", "a_number"]
+)
+def test_an_answers_model_field_that_lies_is_redacted_cut_or_ignored(
+    run_cli, tmp_path: Path, relay: FakeRelay, model: object
+) -> None:
+    """The answer's `model` is the relay's word: redacted, cut to 100 characters, ignored when it
+    is no text, and a model the price table does not know is priced as the one asked."""
+    relay.answering_model = model  # type: ignore[assignment]
+    result = live(run_cli, relay, catalog(tmp_path, 3))
+    assert result.exit_code == 0, result.stderr
+    assert KEY not in result.stdout + result.stderr + every_file_text(Path("out"))
+    recorded = {record["model"] for record in iter_jsonl(Path("out/requests.jsonl"))}
+    assert all(len(name) <= 100 for name in recorded)
+    assert recorded == {"kimi-k2"} if model == 42 else "kimi-k2" not in recorded
+    billed = relay.billed
+    at_k2 = ((billed["prompt_tokens"] - billed["cached_tokens"]) * 0.60 + billed["cached_tokens"] * 0.15) / 1e6
+    assert report()["cost_usd"] == pytest.approx(at_k2 + billed["completion_tokens"] * 2.50 / 1e6, abs=2e-6)
+
+
 # --- usage the relay sends ----------------------------------------------------------------
 
 BAD_USAGE = {

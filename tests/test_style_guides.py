@@ -87,10 +87,9 @@ def test_a_word_the_guide_avoids_is_asked_away_then_said(run_cli, sample: Path, 
 
 
 def test_the_dry_run_prices_the_guides_and_names_them(run_cli, sample: Path, guides: Path) -> None:
-    plain = json.loads(
-        run_cli("estimate", sample, "-l", "de-DE,ja-JP", "--style", guides.parent / "none", "--json").stdout or "{}"
-    )
-    assert plain == {}  # a --style folder that is not there: an error, not an estimate without guides
+    missing = run_cli("estimate", sample, "-l", "de-DE,ja-JP", "--style", guides.parent / "none", "--json")
+    # A --style folder that is not there: an error, not an estimate without guides.
+    assert missing.exit_code == 2 and missing.stdout == "" and "no such folder" in missing.stderr
     (guides.parent / "other").mkdir()
     elsewhere = Path(shutil.copy(sample, guides.parent / "other" / "catalog.csv"))
     without = json.loads(run_cli("estimate", elsewhere, "-l", "de-DE,ja-JP", "--json").stdout)  # no style/ beside it

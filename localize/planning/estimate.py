@@ -89,6 +89,7 @@ class GroupEstimate:
     output_per_job: float | None = None
     style: tuple[tuple[str, ...], int] = ((), 0)  # the style guides in its system message, and their tokens
     adapted: bool = False  # --adapt: each job alone, with its sibling market's listing in its prompt
+    adapt_note_tokens: int = 0
     # What the pack is chosen from once the run's size is known (settle): a listing group's.
     sizing: tuple[AnswerRoom, int, int, int] | None = None  # room, per listing, packed and single system
 
@@ -454,14 +455,15 @@ def _estimate(
             group = result.groups.get((job.platform, job.locale.tag))
             if group is None:
                 group = _new_group(job, prompt_set, counter, settings, price)
-                group.adapted = job.locale.tag in settings.adapt
+                if job.locale.tag in settings.adapt:  # (the note around a sibling's listing, counted once)
+                    group.adapted, group.adapt_note_tokens = True, adapt_note_tokens(counter)
                 if calibration is not None:
                     group.calibrate(calibration)
                 result.groups[(job.platform, job.locale.tag)] = group
             pending.append((group, plan.messages[1]["content"], job.product.id))
             if group.adapted and (plan.prepared is None or not plan.prepared.adapted):
                 # Its sibling's listing is not written yet: priced at the size this market's will have.
-                group.product_tokens += group.output_tokens + adapt_note_tokens(counter)
+                group.product_tokens += group.output_tokens + group.adapt_note_tokens
         if len(pending) >= COUNT_BATCH:
             _count_pending(pending, counter, result, settings)
         if on_progress and result.products % PROGRESS_EVERY == 0:

@@ -183,8 +183,16 @@ async def _run(
         if batch_client is not None
         else None
     )
-    worker = JobRunner(settings, price, prompt_sets, collector or sender, store, run_id, memory)
-    worker.spread = spread if batch_client is None else None  # (a batch waits for no answer: full packs)
+    worker = JobRunner(
+        settings,
+        price,
+        prompt_sets,
+        collector or sender,
+        store,
+        run_id,
+        memory,
+        spread=spread if collector is None else None,
+    )
     recorded = None if batch_client is not None else await _recorded_batches(settings, store, transport, on_batch)
     if recorded is not None:  # a live run beside batches an earlier run left: never pays their jobs twice
         worker.use_harvest(recorded)
@@ -202,7 +210,7 @@ async def _run(
         (),
     )
     siblings_written = asyncio.Event()
-    first_phase_left = [0]  # workers still on the first phase
+    first_phase_left = 0  # workers still on the first phase (set once they start)
 
     disk_errors: list[OSError] = []
     pending: list[PendingBatch] = []
@@ -221,14 +229,15 @@ async def _run(
             task.cancel()
 
     async def drain() -> None:
+        nonlocal first_phase_left
         try:
             try:
                 for unit in units:  # one shared iterator: each worker takes the next job or pack
                     await worker.send(unit)
                     progress()
             finally:  # (however a worker leaves the first phase, the others are not left waiting)
-                first_phase_left[0] -= 1
-                if not first_phase_left[0]:
+                first_phase_left -= 1
+                if not first_phase_left:
                     siblings_written.set()
             if adapted:  # every listing the adapted markets start from written first
                 await siblings_written.wait()
@@ -280,7 +289,7 @@ async def _run(
         tasks = [asyncio.create_task(batches())]
     else:
         tasks = [asyncio.create_task(drain()) for _ in range(max(1, min(settings.concurrency, total)))]
-        first_phase_left[0] = len(tasks)
+        first_phase_left = len(tasks)
     # Held until the reports are written: a second SIGTERM (what `timeout` sends) or Ctrl-C
     # while the final files are written must not kill the process half way.
     interrupted = _stop_on_signals(tasks)

@@ -156,7 +156,12 @@ class JobRunner:
         store: RunStore,
         run_id: str,
         memory: Memory | None = None,
+        *,
+        spread: tuple[int, int] | None = None,
     ) -> None:
+        """`spread`: a live run's jobs (listings and strings) and the requests it starts with in
+        flight, so a small run's packs leave a request for each (AnswerRoom.pack_size); None
+        (a batch, which waits for no answer): packs stay full."""
         self._settings = settings
         self._price = price
         self._prompt_sets = prompt_sets
@@ -176,9 +181,7 @@ class JobRunner:
         # Output tokens a listing may take, per (platform, locale): the high estimate at first,
         # raised when an answer is cut at its max_tokens (later packs are then smaller).
         self._per_listing: dict[tuple[str, str], int] = {}
-        # A live run's jobs, listings and strings, and the requests it starts with in flight: a
-        # small run's packs leave a request for each (AnswerRoom.pack_size). None: packs stay full.
-        self.spread: tuple[int, int] | None = None
+        self._spread = spread
         self._listings = ListingKind(settings, prompt_sets)
         self._strings = StringKind()
         self._harvest: Harvest | None = None
@@ -385,7 +388,7 @@ class JobRunner:
         self.saved_usd += Decimal(str(leader.billing.cost_usd))
 
     def _pack_size(self, job: Job) -> int:
-        return self._room.pack_size(self._settings.pack, self._listing_tokens(job), self.spread)
+        return self._room.pack_size(self._settings.pack, self._listing_tokens(job), self._spread)
 
     def _listing_tokens(self, job: Job) -> int:
         key = (job.platform, job.locale.tag)
@@ -787,19 +790,17 @@ class JobRunner:
         """The price of the model that answered: the one asked, unless the answer names another
         the price table knows at another price (an alias the relay resolved), counted."""
         named = completion.model
-        if not self._asked(named):
-            assert named is not None
+        if named is not None and not self._asked(named):
             self.answered_by[named] = self.answered_by.get(named, 0) + 1
         return self._model_price(named)
 
-    def _asked(self, named: str | None) -> bool:
+    def _asked(self, named: str) -> bool:
         """Whether an answer's model is the one asked (as a relay may spell it: `Kimi-K2`)."""
-        return not named or named.lower() == self._settings.model.lower()
+        return named.lower() == self._settings.model.lower()
 
     def _model_price(self, named: str | None) -> Price:
-        if self._asked(named):
+        if named is None or self._asked(named):
             return self._price
-        assert named is not None
         other = price_of_answer(named, self._prices)
         return other if other is not None and other.list_price != self._price.list_price else self._price
 
