@@ -33,6 +33,7 @@ from .people.approvals import approve_listings
 from .people.review import REVIEW_LIMIT, write_review
 from .people.serve import ReviewServer
 from .planning import estimate, jobs, preview
+from .planning import staleness as staleness_of
 from .progress import ProgressView
 from .reading.memory import export_memory
 from .reading.textfile import sheet_of
@@ -108,6 +109,20 @@ class _Command(typer.core.TyperCommand):
                 name = name if param.required else f"[{name}]"
                 pieces.append(name if param.nargs == 1 or name.endswith("...") else f"{name}...")
         return pieces
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Options whose value may be left out (`--judge` alone, or `--judge all`): the
+        value they mean without one is put in, so the next argument is never taken for it."""
+        given = list(args)
+        for at in range(len(given) - 1, -1, -1):
+            name = given[at]
+            if name in OPTIONAL_VALUES and (at + 1 == len(given) or given[at + 1] not in OPTIONAL_VALUES[name][1]):
+                given.insert(at + 1, OPTIONAL_VALUES[name][0])
+        return super().parse_args(ctx, given)
+
+
+# Options that may stand without their value: (the value then, the values they take).
+OPTIONAL_VALUES = {"--judge": ("sample", ("all", "sample", "off"))}
 
 
 def _redacted(text: str) -> str:
@@ -261,6 +276,19 @@ def run(
         None, "--webhook", help="Deliver the results to this URL at the end (LOCALIZE_WEBHOOK_SECRET signs them)."
     ),
     allow_http: bool = typer.Option(False, "--allow-http", help="A --webhook over plain http to another machine."),
+    judge: str | None = typer.Option(
+        None,
+        "--judge",
+        metavar="[all]",
+        help="Have a model judge the listings: those with warnings and a sample of the rest; 'all': every one.",
+    ),
+    judge_sample: str | None = typer.Option(
+        None, "--judge-sample", help="Share of listings without warnings judged: 0.1 or 10%. [default: 10%]"
+    ),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="The judge's model. [default: --model]"),
+    min_quality: int | None = typer.Option(
+        None, "--min-quality", help="With --check: exit 1 naming judged listings scored below N (0-100)."
+    ),
     check: bool = typer.Option(False, "--check", help="CI: exit 1 if any output is missing or stale; sends nothing."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate only: no API key needed, nothing sent."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary / estimate as JSON on stdout."),
@@ -308,6 +336,10 @@ def run(
         memory=tuple(memory) or None,
         webhook=webhook,
         allow_http=allow_http or None,
+        judge=judge,
+        judge_sample=judge_sample,
+        judge_model=judge_model,
+        min_quality=min_quality,
     )
     with exit_codes():
         loaded = _settings(flags=flags, config_path=config_file)
@@ -332,7 +364,7 @@ def _settings(**options: Any) -> config.Settings:
 
 
 def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
-    staleness = pipeline.check(settings, catalog)
+    staleness = staleness_of.check(settings, catalog)
     _print_check(staleness, as_json=as_json)
     unapproved = staleness.unapproved if settings.require_approved else 0
     if unapproved:
@@ -348,7 +380,22 @@ def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
             f"with localize approve {settings.out} (--require-approved)",
             markup=False,
         )
-    raise typer.Exit(ExitCode.PARTIAL if staleness.stale or unapproved else ExitCode.OK)
+    low = staleness.low_quality if settings.min_quality is not None else []
+    if low:
+        shown = ", ".join(f"{key[0]} [{key[1]} {key[2]}] {score}" for key, score in low[:MIN_QUALITY_SHOWN])
+        more = f", and {len(low) - MIN_QUALITY_SHOWN:,} more" if len(low) > MIN_QUALITY_SHOWN else ""
+        stderr.print(
+            f"{_plural(len(low), 'judged listing')} scored below {settings.min_quality} (--min-quality): {shown}{more};"
+            " read them first (localize review), then approve or edit them",
+            markup=False,
+        )
+    if settings.min_quality is not None and staleness.unjudged:
+        stderr.print(
+            f"{_plural(len(staleness.unjudged), 'listing')} not judged (not failing --min-quality): run with --judge "
+            "all to judge every one",
+            markup=False,
+        )
+    raise typer.Exit(ExitCode.PARTIAL if staleness.stale or unapproved or low else ExitCode.OK)
 
 
 def _dry_run(settings: config.Settings, catalog: Path, *, as_json: bool, quiet: bool) -> None:
@@ -956,12 +1003,14 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         )
 
 
-def _print_check(staleness: pipeline.Staleness, *, as_json: bool) -> None:
+def _print_check(staleness: staleness_of.Staleness, *, as_json: bool) -> None:
     if as_json:
         stdout.print_json(json.dumps(staleness.as_json(), ensure_ascii=False))
         return
     for (product_id, platform, locale), reason in staleness.stale:
         _write(f"{product_id}\t{platform}\t{locale}\t{reason}\n")
+    for (product_id, platform, locale), score in staleness.low_quality:
+        _write(f"{product_id}\t{platform}\t{locale}\tquality {score}\n")
     fresh = staleness.total - len(staleness.stale)
     if staleness.stale:
         stderr.print(
@@ -1151,6 +1200,8 @@ def _rate_line(rate: dict[str, Any]) -> str:
 
 # A run with fewer requests, or shorter, has no steady part to measure a rate on.
 STEADY_REQUESTS = 50
+# Listings below --min-quality named on the error line (all of them on stdout).
+MIN_QUALITY_SHOWN = 5
 STEADY_S = 5.0
 
 

@@ -146,6 +146,14 @@ class Settings(BaseModel):
     adapt: dict[str, str] = Field(
         default_factory=dict, description="per locale, the sibling whose listing it is adapted from: {es-MX: es-ES}"
     )
+    judge: Literal["off", "sample", "all"] = Field(
+        "off", description="the quality judge: off; sample (listings with warnings and --judge-sample of the rest); all"
+    )
+    judge_sample: float = Field(0.1, ge=0, le=1, description="the share of listings without warnings judged")
+    judge_model: str | None = Field(None, min_length=1, description="the judge's model (default: the run's)")
+    min_quality: int | None = Field(
+        None, ge=0, le=100, description="--check: exit 1 naming judged listings scored below this"
+    )
     force: bool = False
     retry_failed: bool = Field(False, description="send again the failed jobs whose inputs did not change")
     refresh_outdated: bool = Field(
@@ -224,6 +232,29 @@ class Settings(BaseModel):
             if target == sibling or sibling in adapted:
                 raise ValueError(f"{target} is adapted from {sibling}, which must be written from the product itself")
         return adapted
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _parse_judge(cls, value: Any) -> Any:
+        """`judge: true` in localize.yaml is the sample; `--judge` alone too; `--judge all`."""
+        if value is True:
+            return "sample"
+        if value is False or value is None:
+            return "off"
+        if isinstance(value, str) and value.strip().lower() in ("all", "sample", "off"):
+            return value.strip().lower()
+        raise ValueError(f"takes 'all' or nothing (got {value!r}); put the catalog before --judge")
+
+    @field_validator("judge_sample", mode="before")
+    @classmethod
+    def _parse_share(cls, value: Any) -> Any:
+        """0.1, or 10%."""
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                return float(value.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"must be a share such as 0.1 or 10%, not {value!r}") from None
+        return value
 
     @field_validator("rpm", mode="before")
     @classmethod

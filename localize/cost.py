@@ -348,8 +348,10 @@ def build_report(
         "by_resource_type": {},
         "by_mode": {},
         "by_model": {},
+        "by_purpose": {},
     }
     batched = False
+    judged = False
     relay_cost = Decimal(0)
     relay_priced = 0
     latencies: list[float] = []
@@ -386,12 +388,20 @@ def build_report(
         keys["by_mode"] = "batch" if record.get("batch") else "live"
         keys["by_model"] = record.get("model") or model  # the model that answered
         batched = batched or bool(record.get("batch"))
+        # Writing listings, or judging them (--judge): the judge's line counts the listings it judged.
+        purpose = str(record.get("purpose") or "listing")
+        judged = judged or purpose != "listing"
         finished = 1 if record.get("job_outcome") else 0
         for tally in (total, *(groups[name].setdefault(str(key), _Tally()) for name, key in keys.items())):
             tally.requests += request
             tally.usage += usage
             tally.cost += cost
             tally.jobs += finished
+        by_purpose = groups["by_purpose"].setdefault(purpose, _Tally())
+        by_purpose.requests += request
+        by_purpose.usage += usage
+        by_purpose.cost += cost
+        by_purpose.jobs += finished if purpose == "listing" else int(record.get("judge_outcome") == "judged")
         if record.get("relay_cost_usd") is not None:
             relay_cost += _money(record["relay_cost_usd"])
             relay_priced += 1
@@ -427,6 +437,12 @@ def build_report(
         **(
             {"by_model": {key: tally.entry() for key, tally in sorted(groups["by_model"].items())}}
             if set(groups["by_model"]) - {model}
+            else {}
+        ),
+        # What the quality judge cost beside the listings (--judge): its own line of the same bill.
+        **(
+            {"by_purpose": {key: tally.entry() for key, tally in sorted(groups["by_purpose"].items())}}
+            if judged
             else {}
         ),
         "errors": dict(sorted(errors.items())),
@@ -490,6 +506,12 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             f"- Not in the totals: {gone['requests']:,} answers came without usage the relay could be held to; "
             f"counted offline they are {gone['counted_input_tokens']:,} input and {gone['counted_output_tokens']:,} "
             f"output tokens, about ${gone['estimated_cost_usd']:,.6f}"
+        )
+    judge = (report.get("by_purpose") or {}).get("judge")
+    if judge:
+        lines.append(
+            f"- Judge: {judge['jobs']:,} listings judged in {judge['requests']:,} requests, "
+            f"${judge['cost_usd']:,.6f} of the cost"
         )
     if report.get("errors"):
         lines.append("- Errors: " + ", ".join(f"{kind} {count}" for kind, count in report["errors"].items()))

@@ -146,6 +146,83 @@ LISTINGS = {
         "seo_tags": ["headphones", "wireless", "travel", "bluetooth", "anc"],
     },
 }
+JUDGE_OPENING = "You are an annotator for the quality of product listings."
+_JUDGED_SOURCE = re.compile(r'<source id="([^"]*)">\n(.*?)\n</source>', re.DOTALL)
+_JUDGED_LISTING = re.compile(r'<listing id="([^"]*)" locale="([^"]*)">\n(.*?)\n</listing>', re.DOTALL)
+# What the stand-in judge sees (a real one reads; this one matches): English left in a listing in
+# another language, a claim the source does not make, a figure the source does not have, and the
+# informal register in a German listing.
+_ENGLISH_RUN = re.compile(r"\b(?:the|and|with|your|you|keeps|all|this)\b(?:\s+[A-Za-z]+){1,4}", re.IGNORECASE)
+CLAIMS = ("wasserdicht", "waterproof", "imperméable", "zertifiziert", "certified", "medizinisch")
+_INFORMAL_DE = re.compile(r"\b(?:du|dich|dir|dein|deine|deinen|deinem)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,\u202f\u00a0 ]\d{3})*(?:[.,]\d+)?")
+
+
+def judge_answer(user: str, mode: str = "honest") -> str:
+    """The stand-in judge's answer to a judge request: GEMBA-style errors and a score per
+    listing (100 - 25 a major error - 5 a minor one), or the bad day `mode` names."""
+    sources = {html.unescape(pid): json.loads(text) for pid, text in _JUDGED_SOURCE.findall(user)}
+    judgements: dict[str, Any] = {}
+    for fenced, locale, text in _JUDGED_LISTING.findall(user):
+        listing = json.loads(text)
+        texts = [value for value in _walk_texts(listing)]
+        source_text = json.dumps(sources.get(html.unescape(fenced)), ensure_ascii=False).lower()
+        errors = []
+        for value in texts:
+            if not locale.startswith("en"):
+                errors += [_error(m.group(0), "accuracy/untranslated", "major") for m in _ENGLISH_RUN.finditer(value)]
+            errors += [
+                _error(value[value.lower().index(claim) :][: len(claim)], "accuracy/addition", "major")
+                for claim in CLAIMS
+                if claim in value.lower() and claim not in source_text
+            ]
+            digits = re.sub(r"\D", "", source_text)
+            errors += [
+                _error(m.group(0), "accuracy/mistranslation", "major")
+                for m in _NUMBER.finditer(value)
+                if re.sub(r"\D", "", m.group(0)) not in digits
+            ]
+            if locale.startswith("de"):
+                errors += [_error(m.group(0), "style", "minor") for m in _INFORMAL_DE.finditer(value)]
+        score = max(0, 100 - sum(25 if e["severity"] == "major" else 5 for e in errors))
+        judgements[fenced] = {"errors": errors, "score": score}
+    if mode == "nonsense":
+        return "These listings look fine to me overall."
+    if mode == "unknown_id" and judgements:
+        judgements["not-asked"] = {"errors": [], "score": 90}
+    if mode == "no_score":
+        judgements = {key: {"errors": value["errors"]} for key, value in judgements.items()}
+    if mode == "bad_span":
+        for value in judgements.values():
+            value["errors"].append({"span": "words nowhere in it", "category": "fluency", "severity": "major"})
+    return json.dumps({"judgements": judgements}, ensure_ascii=False)
+
+
+JUDGE_REFUSALS = {  # judge_mode → (status, error type, message)
+    "fail": (503, "engine_overloaded_error", "The engine is currently overloaded"),
+    "model_not_found": (404, "resource_not_found_error", "Not found the model or Permission denied"),
+}
+
+
+def _asks_judge(body: Any) -> bool:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return bool(messages) and str(messages[0].get("content", "")).startswith(JUDGE_OPENING)
+
+
+def _error(span: str, category: str, severity: str) -> dict[str, str]:
+    return {"span": span, "category": category, "severity": severity}
+
+
+def _walk_texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _walk_texts(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _walk_texts(item)]
+    return []
+
+
 _TARGET = re.compile(r"(?:Target locale: |, locale )([A-Za-z0-9-]+)")
 _STRINGS = re.compile(r"<strings>(.*)</strings>", re.DOTALL)
 _MARKUP = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|<[^>]*>|\d+(?:[.,]\d+)*)", re.DOTALL)
@@ -341,6 +418,15 @@ class FakeRelay:
         # The model an answer says answered (an alias the relay resolved); None: the one asked.
         self.answering_model: str | None = None
         self.honours_max_tokens = True  # an answer past the request's max_tokens is cut there ("length")
+        # Faults planted in listings: per text found in a product's data, changes merged into every
+        # listing written for that product (alone or in a pack), as a fluent model's mistakes would be.
+        self.plant: dict[str, dict[str, Any]] = {}
+        # The quality judge (requests whose system message opens with the judge's contract): "honest"
+        # annotates as judge_answer does; "nonsense" answers prose; "unknown_id" judges a listing not
+        # asked; "no_score" leaves the score out; "bad_span" quotes text not in the listing; "fail"
+        # answers 503; "model_not_found" answers 404.
+        self.judge_mode = "honest"
+        self.judge_requests = 0
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = 0
@@ -378,6 +464,9 @@ class FakeRelay:
                     return
                 body = json.loads(raw or b"null")
                 behaviour = relay._next(self.path, body, self.headers.get("Authorization", ""))
+                if behaviour is None and relay.judge_mode in JUDGE_REFUSALS and _asks_judge(body):
+                    status, kind, message = JUDGE_REFUSALS[relay.judge_mode]
+                    behaviour = Reply(status, {"error": {"message": message, "type": kind}})
                 if relay._latency_s:
                     time.sleep(relay._latency_s)  # the fake's latency, not test synchronisation
                 self._respond(behaviour if behaviour is not None else Answer(), body)
@@ -486,6 +575,10 @@ class FakeRelay:
             )
             content = broken[0] if packed else broken[1]
         asked = _STRINGS.search(user)
+        if content is None and system.startswith(JUDGE_OPENING):  # the quality judge's wire contract
+            with self._lock:
+                self.judge_requests += 1
+            content = judge_answer(user, self.judge_mode)
         if content is None and asked is not None:  # the string-translation wire contract
             texts = json.loads(asked.group(1))
             translated = {key: answer.strings.get(key, translate_string(text, locale)) for key, text in texts.items()}
@@ -496,6 +589,7 @@ class FakeRelay:
             listing = dict(answer.listing) if answer.listing else asked_listing(locale, system)
             first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
             facts = {html.unescape(pid or ""): facts_line(block) for pid, block in _PRODUCT.findall(first_user)}
+            blocks = {html.unescape(pid or ""): block for pid, block in _PRODUCT.findall(first_user)}
             if packed:  # the packed-request wire contract: a listing per product id
                 listings = {}
                 for fenced in packed:
@@ -503,10 +597,12 @@ class FakeRelay:
                     change = answer.pack.get(product_id, {})
                     if change is not OMIT:
                         written = self._with_facts(listing, facts.get(product_id), answer)
-                        listings[fenced] = {"id": fenced, **written, **change}
+                        planted = self._planted(blocks.get(product_id, ""))
+                        listings[fenced] = {"id": fenced, **written, **planted, **change}
                 content = json.dumps({"listings": listings}, ensure_ascii=False)
             else:
-                content = json.dumps(self._with_facts(listing, facts.get(""), answer), ensure_ascii=False)
+                written = {**self._with_facts(listing, facts.get(""), answer), **self._planted(blocks.get("", ""))}
+                content = json.dumps(written, ensure_ascii=False)
             if answer.fenced:
                 content = f"```json\n{content}\n```"
         finish_reason = answer.finish_reason
@@ -568,6 +664,13 @@ class FakeRelay:
             },
             {"Msh-Request-Id": f"req-{number}", **answer.headers},
         )
+
+    def _planted(self, block: str) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        for text, change in self.plant.items():
+            if text in block:
+                changes.update(change)
+        return changes
 
     @staticmethod
     def _with_facts(listing: dict[str, Any], facts: str | None, answer: Answer) -> dict[str, Any]:

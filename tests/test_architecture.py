@@ -113,9 +113,10 @@ def test_planning_never_imports_the_runner() -> None:
     """plan.py decides what becomes of each job; the runner (pipeline, batch) carries it out.
     The live run, --check and the dry run all ask the planner, which knows nothing of sending."""
     graph = module_graph()
-    plan, pipeline, estimate = "planning.plan", "sending.pipeline", "planning.estimate"
-    assert plan in graph[pipeline] and plan in graph[estimate]
+    plan, pipeline, estimate, check = "planning.plan", "sending.pipeline", "planning.estimate", "planning.staleness"
+    assert plan in graph["sending.runner"] and plan in graph[estimate] and plan in graph[check]
     assert reaches(graph, plan).isdisjoint({pipeline, "sending.runner", "sending.batch", "sending.relay", estimate})
+    assert reaches(graph, check).isdisjoint({pipeline, "sending.runner", "sending.batch", "sending.relay"})
 
 
 def test_shops_import_nothing_above_them() -> None:

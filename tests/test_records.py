@@ -36,8 +36,8 @@ def test_a_result_line_puts_the_contract_first_and_people_last() -> None:
 
 
 def test_an_undeclared_field_is_an_error_where_our_code_builds_a_line() -> None:
-    with pytest.raises(UnknownField, match=r"undeclared fields \['quality'\]"):
-        line_of({**LISTING, "quality": {"score": 90}}, RESULT)
+    with pytest.raises(UnknownField, match=r"undeclared fields \['confidence'\]"):
+        line_of({**LISTING, "confidence": {"score": 90}}, RESULT)
     with pytest.raises(UnknownField):
         line_of({"id": "A1", "platform": "amazon", "locale": "de-DE", "error": "x", "approved": True}, FAILURE)
 
@@ -87,7 +87,13 @@ def test_a_line_is_built_and_read_back_through_one_type() -> None:
     }
     assert line.billing.free() == Billing("kimi-k2")
     with pytest.raises(UnknownField):
-        ResultLine.of({**LISTING, "quality": 80})
+        ResultLine.of({**LISTING, "confidence": 80})
+    judged = {**LISTING, "quality": {"score": 62, "errors": [{"span": "x", "category": "fluency", "severity": "minor"}]}}
+    assert ResultLine.of({**judged, "quality": {**judged["quality"], "model": "m"}}).as_json()["quality"] == {
+        "score": 62,
+        "errors": [{"span": "x", "category": "fluency", "severity": "minor"}],
+        "model": "m",
+    }
     text = {"id": "K", "platform": "strings", "locale": "de-DE", "type": "T", "field": "f", "source": "s", "text": "t"}
     assert StringLine.of({**text, "memory": True}).as_json()["memory"] is True
 

@@ -48,6 +48,8 @@ class AuditRecord:
     counted_output: int | None = None
     estimated_cost_usd: float | None = None
     job_outcome: str | None = None  # the job's last attempt: "succeeded", "failed", ...
+    purpose: str | None = None  # "judge": a quality judge's request about the job's listing (not writing it)
+    judge_outcome: str | None = None  # a judge's last attempt for the listing: "judged" or "unjudged"
 
     @classmethod
     def killed(cls, sent: Mapping[str, Any]) -> AuditRecord:
@@ -78,6 +80,8 @@ class AuditRecord:
             "model": self.model,
             "user": self.user,
         }
+        if self.purpose is not None:
+            line["purpose"] = self.purpose
         if self.pack is not None:
             line["pack"] = dict(self.pack)
         if self.resource_type is not None:
@@ -102,7 +106,7 @@ class AuditRecord:
             line["usage_mismatch"] = True
         if self.usage_unreported:
             line["usage_unreported"] = True
-        for name in ("counted_input", "counted_output", "estimated_cost_usd", "job_outcome"):
+        for name in ("counted_input", "counted_output", "estimated_cost_usd", "job_outcome", "judge_outcome"):
             value = getattr(self, name)
             if value is not None:
                 line[name] = value

@@ -11,6 +11,7 @@ keep what this version knows.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,9 @@ RESULT_FIELDS = ("id", "sku", "platform", "locale", "title", "description", "bul
 STRING_FIELDS = ("id", "platform", "locale", "type", "field", "source", "text", *BILLED_FIELDS)
 FAILURE_FIELDS = ("id", "platform", "locale", "error", "message", "attempts")
 # A platform's extra answer fields (Shopify's SEO title and description) under `extra`; the job
-# a twin's listing was taken from; a store string a translation memory filled.
-OPTIONAL_RESULT_FIELDS = ("extra", "reused_from", "memory")
+# a twin's listing was taken from; a store string a translation memory filled; what the quality
+# judge said of the listing ({score, errors, model}: --judge).
+OPTIONAL_RESULT_FIELDS = ("extra", "reused_from", "memory", "quality")
 # A failure an unchanged job would meet again: the run that met it, the fingerprint it was asked with.
 OPTIONAL_FAILURE_FIELDS = ("run", "fingerprint")
 # People's decisions folded into a result (reviews.py): who wrote it, whether a person approved
@@ -106,6 +108,42 @@ class Billing:
 
 
 @dataclass(frozen=True, slots=True)
+class JudgeError:
+    """One error a judge found: where (a span of the listing), what and how bad."""
+
+    span: str
+    category: str
+    severity: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"span": self.span, "category": self.category, "severity": self.severity}
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """A listing's judgement, as results.jsonl carries it: `quality: {score, errors, model}`."""
+
+    score: int
+    errors: tuple[JudgeError, ...]
+    model: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"score": self.score, "errors": [error.as_json() for error in self.errors], "model": self.model}
+
+    @classmethod
+    def of(cls, data: object) -> Quality | None:
+        """A quality read back from a results line (None when it is not one)."""
+        if not isinstance(data, Mapping) or not is_score(data.get("score")):
+            return None
+        errors = tuple(
+            JudgeError(str(error["span"]), str(error["category"]), str(error["severity"]))
+            for error in data.get("errors") or ()
+            if isinstance(error, Mapping) and {"span", "category", "severity"} <= set(error)
+        )
+        return cls(round(float(data["score"])), errors, str(data.get("model") or ""))
+
+
+@dataclass(frozen=True, slots=True)
 class ResultLine:
     """A listing's line in results.jsonl."""
 
@@ -120,6 +158,7 @@ class ResultLine:
     billing: Billing
     extra: Mapping[str, Any] | None = None  # the platform's extra fields (Shopify's SEO title)
     reused_from: str | None = None  # a twin's: the job whose listing it took
+    quality: Quality | None = None  # the judge's (--judge)
 
     def as_json(self) -> dict[str, Any]:
         line: dict[str, Any] = {
@@ -137,6 +176,8 @@ class ResultLine:
             line["extra"] = dict(self.extra)
         if self.reused_from:
             line["reused_from"] = self.reused_from
+        if self.quality is not None:
+            line["quality"] = self.quality.as_json()
         return line
 
     @classmethod
@@ -155,6 +196,7 @@ class ResultLine:
             billing=Billing.of(data),
             extra=dict(data["extra"]) if isinstance(data.get("extra"), dict) and data["extra"] else None,
             reused_from=str(data["reused_from"]) if data.get("reused_from") else None,
+            quality=Quality.of(data.get("quality")),
         )
 
 
@@ -214,3 +256,10 @@ def _known(data: Mapping[str, Any], kind: LineKind) -> None:
     unknown = sorted(set(data) - kind.known)
     if unknown:
         raise UnknownField(f"a {kind.name} line with undeclared fields {unknown}: declare them in records.py")
+
+
+def is_score(value: object) -> bool:
+    """A judge's score: a number from 0 to 100."""
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 100
+    )

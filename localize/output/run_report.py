@@ -102,6 +102,7 @@ class CostReport(BaseModel):
     by_resource_type: dict[str, dict[str, Any]] | None = None
     by_mode: dict[str, dict[str, Any]] | None = None
     by_model: dict[str, dict[str, Any]] | None = None
+    by_purpose: dict[str, dict[str, Any]] | None = None
     errors: dict[str, int]
     latency_ms: dict[str, float | None]
     elapsed_s: float

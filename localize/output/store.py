@@ -476,6 +476,20 @@ class RunStore:
             else:
                 self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
 
+    def record_quality(self, key: JobKey, quality: Mapping[str, Any], *, attempt: Mapping[str, Any]) -> None:
+        """The judge's quality of a listing, on its result line, in one transaction with the
+        attempt that judged it (a result replaced since, by a new listing, keeps none)."""
+        with self._transaction():
+            self._log(attempt)
+            line = self._result_line(key)
+            if line is None:
+                return
+            line["quality"] = dict(quality)
+            self._db.execute(
+                "UPDATE jobs SET result = ? WHERE id = ? AND platform = ? AND locale = ?",
+                (line_of(line, RESULT), *key),
+            )
+
     def record_failure(self, failure: JobFailure, *, attempt: Mapping[str, Any] | None = None) -> None:
         """A finished job without a valid result, in one transaction with its last answered
         attempt: recorded beside an earlier result, never instead of it."""

@@ -156,6 +156,7 @@ def fold(line: Mapping[str, Any], decisions: Iterable[Decision]) -> dict[str, An
                 folded["extra"] = extra
             folded["origin"] = "human"
             folded.pop("rejected", None)
+            folded.pop("quality", None)  # the judge read the model's text, not this one
         elif decision.action == "approve":
             folded["approved"] = True
         elif decision.action == "unapprove":

@@ -33,8 +33,8 @@ class Calibration:
         result = cls(model=model, run=run)
         for record in attempts:
             usage = record.get("usage")
-            if not isinstance(usage, Mapping) or not record.get("counted_input"):
-                continue
+            if not isinstance(usage, Mapping) or not record.get("counted_input") or record.get("purpose"):
+                continue  # (a judge's request says nothing of how listings are billed)
             locale = str(record.get("locale"))
             result.counted_input[locale] = result.counted_input.get(locale, 0) + int(record["counted_input"])
             result.billed_input[locale] = result.billed_input.get(locale, 0) + int(usage.get("input") or 0)

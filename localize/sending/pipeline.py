@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import itertools
 import secrets
 import signal
 import time
@@ -14,7 +13,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..checking.strings import (
-    STRINGS,
     lint_kept,
     memory_for,
     store_strings,
@@ -37,7 +35,6 @@ from ..planning.jobs import (
     products_on,
     require_locales,
 )
-from ..planning.plan import Outcome, Plan, Planner
 from ..reading.textfile import read_once
 from ..shops import Delivery, Imports, ImportSummary, check_imports, write_imports
 from .batch import (
@@ -51,6 +48,7 @@ from .batch import (
     collect_recorded,
     run_in_batches,
 )
+from .judge import Judge, judge_listings
 from .relay import (
     Pacer,
     RelayClient,
@@ -142,6 +140,7 @@ async def _run(
     check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
     memory = memory_for(settings, catalog)  # a TMX that cannot be read: said before anything is sent
     price = price_for(settings.model, load_prices(settings.prices))
+    judge_price = price_for(settings.judge_model, load_prices(settings.prices)) if settings.judge_model else price
     check_max_tokens(settings, price)
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
@@ -192,6 +191,11 @@ async def _run(
         run_id,
         memory,
         spread=spread if collector is None else None,
+    )
+    judge = (
+        Judge(settings, prompt_sets, collector or sender, store, run_id, judge_price)
+        if settings.judge != "off"
+        else None
     )
     recorded = None if batch_client is not None else await _recorded_batches(settings, store, transport, on_batch)
     if recorded is not None:  # a live run beside batches an earlier run left: never pays their jobs twice
@@ -296,9 +300,15 @@ async def _run(
     try:
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
-            for task in tasks:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
+            _raise_bugs(tasks)
+            if judge is not None and _judge_skipped(settings, interrupted, disk_errors, pending, worker) is None:
+                # The judge reads what the run wrote: after every listing, with the same workers.
+                judging = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
+                tasks[:] = judge_listings(
+                    judge, judging, settings, batch_client, collector, budget, on_batch=on_batch, on_error=disk_full
+                )
+                await asyncio.gather(*tasks, return_exceptions=True)
+                _raise_bugs(tasks)
         finally:
             await client.aclose()
             if batch_client is not None:
@@ -348,6 +358,8 @@ async def _run(
             reused_saved_usd=worker.saved_usd if worker.reused or worker.from_memory else None,
         )
         notes.extend(_reasoning_notes(settings, report, worker.reasoning_usd))
+        if judge is not None:
+            notes.extend(judge.notes(skipped=_judge_skipped(settings, interrupted, disk_errors, pending, worker)))
         notes.extend(worker.model_notes())
     finally:
         store.release()
@@ -356,13 +368,19 @@ async def _run(
         report,
         settings.out,
         worker.fatal,
-        worker.budget_reached,
+        worker.budget_reached or bool(judge and judge.budget_reached),
         bool(interrupted),
         imports,
         tuple(notes),
         tuple(pending),
         sum(overdue),
     )
+
+
+def _raise_bugs(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]  # a bug: let it surface after cleanup
 
 
 def _reasoning_notes(settings: Settings, report: Mapping[str, Any], reasoning_usd: Decimal) -> list[str]:
@@ -381,6 +399,25 @@ def _reasoning_notes(settings: Settings, report: Mapping[str, Any], reasoning_us
         f"warning: {said}, though thinking was not asked for: the relay may drop the request's "
         f"`thinking: disabled`, or serve {settings.model} from a thinking model; see requests.jsonl."
     ]
+
+
+def _judge_skipped(
+    settings: Settings, interrupted: list[int], disk_errors: list[OSError], pending: list[Any], worker: JobRunner
+) -> str | None:
+    """Why the judge does not run this time (None: it does)."""
+    if settings.no_wait:
+        return "--no-wait: the judge waits for its answers; a run without it judges the listings"
+    if interrupted:
+        return "the run was interrupted"
+    if disk_errors:
+        return "the disk is full"
+    if pending:
+        return "the batch is still running (--no-wait): a run that collects it judges its listings"
+    if worker.fatal is not None:
+        return f"the run stopped ({worker.fatal.kind})"
+    if worker.budget_reached:
+        return "--max-cost was reached while writing"
+    return None
 
 
 def _memory_notes(refused: Mapping[JobKey, str]) -> list[str]:
@@ -495,72 +532,6 @@ def _write_outputs(settings: Settings, catalog: Path, store: RunStore) -> tuple[
 def is_disk_full(exc: OSError) -> bool:
     """No space left on OUT's device, or the user's quota is spent."""
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-@dataclass(frozen=True, slots=True)
-class Staleness:
-    """--check: the jobs whose results are missing or out of date, and why."""
-
-    total: int
-    stale: list[tuple[JobKey, str]]
-    unapproved: int = 0  # listings and store strings no person approved yet (--require-approved)
-    unapproved_strings: int = 0  # of which store strings
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "fresh": self.total - len(self.stale),
-            "stale": [{"id": k[0], "platform": k[1], "locale": k[2], "reason": why} for k, why in self.stale],
-        }
-
-
-def check(settings: Settings, catalog: Path) -> Staleness:
-    """Which jobs a run would send, and why: renders every prompt, compares with the lock.
-    Sends nothing and needs no key."""
-    require_locales(settings)
-    with read_once(catalog), RunStore(settings.out, read_only=True) as store:
-        return _check(settings, catalog, store)
-
-
-def _check(settings: Settings, catalog: Path, store: RunStore) -> Staleness:
-    prompt_sets = PromptSets(settings)
-    check_people(store, prompt_sets)
-    planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))
-    plans = itertools.chain(
-        (planner.listing(job) for _, jobs in iter_jobs(settings, catalog, prompt_sets) for job in jobs),
-        (
-            planner.string(product, locale)
-            for product, locales in store_strings(settings, catalog)
-            for locale in locales
-        ),
-    )
-    total = 0
-    stale: list[tuple[JobKey, str]] = []
-    for plan in plans:
-        total += 1
-        reason = _stale_reason(store, plan)
-        if reason is not None:
-            stale.append((plan.job.key, reason))
-    waiting = [line for line in store.reviewable() if not line.get("approved")] if settings.require_approved else []
-    texts = sum(1 for line in waiting if line["platform"] == STRINGS)
-    return Staleness(total, stale, len(waiting), texts)
-
-
-def _stale_reason(store: RunStore, plan: Plan) -> str | None:
-    """Why a job's output is missing or out of date (None when it is current): what its plan says."""
-    if plan.prepared is None:
-        return f"its prompt cannot be built ({plan.problem})"
-    decided = plan.decided
-    reason = store.stale_reason(plan.job.key, plan.prepared.fp, plan.prepared.fields)
-    if decided.note is not None:
-        return "rejected by a reviewer"
-    if decided.refill:
-        return "its translation memory changed"
-    if plan.outcome is Outcome.OUTDATED:
-        return f"outdated ({reason}; kept: a person {'edited' if decided.edited else 'approved'} it)"
-    if plan.outcome is Outcome.HELD:
-        return f"failed (unchanged since run {decided.held_since})"
-    return reason
 
 
 def _stop_on_signals(tasks: list[asyncio.Task[None]]) -> list[int]:

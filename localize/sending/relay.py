@@ -895,6 +895,7 @@ class Asks(Protocol):
         request_key: str = "",
         batch_jobs: Sequence[tuple[tuple[str, str, str], str]] = (),
         batch_worst_case_usd: Decimal = Decimal(0),
+        price: Price | None = None,
     ) -> tuple[Completion, int]: ...
 
 
@@ -936,6 +937,7 @@ class Sender:
         request_key: str = "",
         batch_jobs: Sequence[tuple[tuple[str, str, str], str]] = (),
         batch_worst_case_usd: Decimal = Decimal(0),
+        price: Price | None = None,
     ) -> tuple[Completion, int]:
         """(the completion, its attempt number). `request_key` names the jobs a request serves
         (the batch collector keys its lines by it; a live send does not need it, nor the
@@ -943,7 +945,9 @@ class Sender:
         hears each attempt's number just before it goes out (so a kill mid-request still
         leaves a trace); each failed attempt is reported as it ends, with whether it was the
         job's last; then the error is raised or the attempt retried. With a budget, each
-        attempt first reserves `worst_case_usd` (BudgetReached if it cannot)."""
+        attempt first reserves `worst_case_usd` (BudgetReached if it cannot), and settles
+        what the answer cost at `price` (the run's model's unless given: the judge's)."""
+        price = price or self._price
         number = first_attempt
         retries = 0
         while True:
@@ -968,8 +972,8 @@ class Sender:
                         usage = completion.usage
                         if usage is not None:  # else unreported: the budget keeps the worst case
                             self._pacer.release_tokens(tokens, usage.input_tokens + usage.output_tokens)
-                            if self._price is not None:
-                                spent = cost_usd(usage, self._price)
+                            if price is not None:
+                                spent = cost_usd(usage, price)
                         return completion, number
                     except RelayError as error:
                         failed = FailedAttempt(number, error, (time.monotonic() - started) * 1000)

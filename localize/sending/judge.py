@@ -1,0 +1,419 @@
+"""The quality judge (--judge): after the listings are written, a model annotates a chosen few
+against their products (checking/quality.py holds the wire contract), so a person knows which
+to read first. Advice, never a gate: a judge that fails, answers badly or cannot be reached
+leaves its listings `unjudged` and no job fails; what it costs is billed, logged (`purpose:
+judge`) and counted against --max-cost like any request.
+
+Which listings: with `--judge` those that carry a warning plus a stable sample of the rest
+(--judge-sample, 10% by default: the same listings run after run, so a re-run judges only what
+changed); `--judge all` every one. Never a listing a person wrote, approved, rejected or kept,
+nor one that already carries this judge's quality (its result is replaced whenever the
+listing or its product changes, so an unchanged listing is not judged again)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ..checking.quality import ToJudge, judge_messages, read_judgements
+from ..checking.strings import STRINGS
+from ..checking.validate import InvalidAnswer
+from ..cost import Budget, Price, TokenCounter, Usage, cost_usd, usd, worst_case_usd
+from ..errors import BudgetReached
+from ..output.audit import AuditRecord
+from ..output.records import Quality
+from ..planning.jobs import chat_request_body
+from ..planning.packing import split_usage
+from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
+from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..output.lock import JobKey
+    from ..output.store import RunStore
+    from ..planning.jobs import Job, PromptSets
+
+
+# Listings judged in one request (of one platform and locale): a judgement is a few hundred
+# tokens, so a pack stays well inside any answer limit, and one bad answer costs few.
+JUDGE_PACK = 8
+# Output tokens asked per listing judged (spans quoted, categories, a score), and what one
+# takes on average (the dry run's estimate; GEMBA-style answers run 50–300 tokens).
+JUDGE_ROOM_PER_LISTING = 700
+JUDGE_MIN_MAX_TOKENS = 2048
+JUDGE_OUTPUT_TOKENS = 200
+# --max-cost reserves a judge request's input at this much over our offline count.
+JUDGE_INPUT_MARGIN = 1.25
+# The judge's attempts in the audit log are numbered from here (a job's own start at 1).
+JUDGE_ATTEMPTS = 2_000_000
+JUDGE_REASK = (
+    "That answer could not be used: {problem}. Reply again with the JSON object only, "
+    '{{"judgements": {{"<id>": {{"errors": [...], "score": 0-100}}}}}}, one entry per listing.'
+)
+# The fields of a result that are the listing itself (what the judge reads).
+LISTING_FIELDS = ("title", "description", "bullets", "seo_tags", "extra")
+
+
+def sampled(key: JobKey, rate: float) -> bool:
+    """Whether a listing is in the stable sample of `rate`: a hash of its key, so the same
+    listings are chosen run after run (and shard after shard)."""
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64
+
+
+def why_judged(line: Mapping[str, Any], *, mode: str, rate: float, model: str) -> str | None:
+    """Why a listing goes to the judge ("all", "warning", "sample"), or None: not chosen, a
+    person's (written, approved, rejected, kept), or judged by this model already."""
+    if line.get("origin") == "human" or line.get("approved") or line.get("rejected") or line.get("outdated"):
+        return None
+    judged = Quality.of(line.get("quality"))
+    if judged is not None and judged.model == model:
+        return None
+    if mode == "all":
+        return "all"
+    if line.get("warnings"):
+        return "warning"
+    key = (str(line["id"]), str(line["platform"]), str(line["locale"]))
+    return "sample" if sampled(key, rate) else None
+
+
+@dataclass(slots=True)
+class _Item:
+    job: Job
+    to_judge: ToJudge
+    reason: str
+    weight: int = 1  # its share of the request's prompt (tokens of its blocks)
+
+
+@dataclass(slots=True)
+class JudgeTally:
+    """What the judge did this run."""
+
+    judged: int = 0
+    chosen: Counter[str] = field(default_factory=Counter)  # why listings were sent: warning, sample, all
+    unjudged: Counter[str] = field(default_factory=Counter)  # why a chosen listing got no judgement
+    lowest: list[tuple[int, JobKey]] = field(default_factory=list)
+    spent_usd: Decimal = Decimal(0)
+
+
+class Judge:
+    """Chooses the listings to judge, packs them by (platform, locale), asks, bills, records."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        prompt_sets: PromptSets,
+        sender: Asks,
+        store: RunStore,
+        run_id: str,
+        price: Price,
+    ) -> None:
+        self._settings = settings
+        self.model = settings.judge_model or settings.model
+        self._body_settings = settings.model_copy(update={"model": self.model})
+        self._prompt_sets = prompt_sets
+        self._sender = sender
+        self._store = store
+        self._run_id = run_id
+        self.price = price
+        self._counter = TokenCounter()
+        self._attempt = JUDGE_ATTEMPTS
+        self.tally = JudgeTally()
+        self.fatal: RelayFatal | None = None
+        self.budget_reached = False
+        self.batch_notes: list[str] = []  # what the batch API said of the judge's batch
+        self.store = store
+
+    # --- which listings ---------------------------------------------------------------------
+
+    def units(self, jobs: Iterable[Job]) -> Iterator[list[_Item]]:
+        """The judge's requests: the chosen listings of `jobs`, up to JUDGE_PACK of one
+        (platform, locale) each, in catalog order."""
+        open_packs: dict[tuple[str, str], list[_Item]] = {}
+        for job in jobs:
+            item = self._chosen(job)
+            if item is None:
+                continue
+            pack = open_packs.setdefault((job.platform, job.locale.tag), [])
+            pack.append(item)
+            if len(pack) >= JUDGE_PACK:
+                yield open_packs.pop((job.platform, job.locale.tag))
+        yield from open_packs.values()
+
+    def _chosen(self, job: Job) -> _Item | None:
+        if job.platform == STRINGS:
+            return None
+        line = self._store.result(job.key)
+        if line is None:
+            return None
+        reason = why_judged(line, mode=self._settings.judge, rate=self._settings.judge_sample, model=self.model)
+        if reason is None:
+            return None
+        prompt_set = self._prompt_sets.get(job.platform)
+        source = job.product.data()
+        market = job.product.market_keywords(job.locale.tag)
+        if market:
+            source["keywords"] = list(market)
+        listing = {name: line[name] for name in LISTING_FIELDS if line.get(name)}
+        terms = tuple(prompt_set.terms_for(job.product, job.locale))
+        self.tally.chosen[reason] += 1
+        return _Item(job, ToJudge(job.product.id, source, listing, terms), reason)
+
+    # --- asking -----------------------------------------------------------------------------
+
+    async def send(self, items: list[_Item]) -> None:
+        """One judge request (and one re-ask of an answer that cannot be read); every listing
+        of it ends judged or unjudged, never failed."""
+        stopped = "budget" if self.budget_reached else self.fatal.kind if self.fatal is not None else None
+        if stopped is not None:  # (the cap reached, or the judge unreachable: the rest not sent)
+            self.tally.unjudged[stopped] += len(items)
+            return
+        job = items[0].job
+        messages = judge_messages(job.platform, job.locale, [item.to_judge for item in items])
+        counted = self._counter.count_messages(messages)
+        weights = self._counter.count_many([json.dumps(item.to_judge.listing) for item in items])
+        for item, weight in zip(items, weights, strict=True):
+            item.weight = max(1, weight)
+        max_tokens = max(JUDGE_MIN_MAX_TOKENS, JUDGE_ROOM_PER_LISTING * len(items))
+        pack = {"size": len(items), "lead": items[0].job.product.id} if len(items) > 1 else None
+        for ask in range(2 if self._settings.max_reasks else 1):
+            completion = await self._request(items, messages, counted, max_tokens, pack)
+            if completion is None:
+                return
+            bills = self._bill(items, completion, counted)
+            try:
+                qualities, problems = read_judgements(
+                    completion.content, completion.finish_reason, [item.to_judge for item in items], self.model
+                )
+            except InvalidAnswer as exc:
+                last = ask == 1 or not self._settings.max_reasks
+                for item, (share, cost) in zip(items, bills, strict=True):
+                    self._log(item, completion, share, cost, pack, error=exc, outcome="unjudged" if last else None)
+                if last:
+                    self.tally.unjudged[exc.kind] += len(items)
+                    return
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": completion.content[:16_000]},
+                    {"role": "user", "content": JUDGE_REASK.format(problem=exc.message)},
+                ]
+                counted = self._counter.count_messages(messages)
+                continue
+            for item, (share, cost) in zip(items, bills, strict=True):
+                quality = qualities.get(item.job.product.id)
+                if quality is None:
+                    why = next((p for p in problems if p.startswith(f"{item.job.product.id}:")), None)
+                    error = InvalidAnswer("no_score" if why else "missing", why or "the answer has no judgement for it")
+                    self._log(item, completion, share, cost, pack, error=error, outcome="unjudged")
+                    self.tally.unjudged[error.kind] += 1
+                    continue
+                record = self._record(item, completion, share, cost, pack, error=None, outcome="judged")
+                self._store.record_quality(item.job.key, quality.as_json(), attempt=record)
+                self.tally.judged += 1
+                self.tally.lowest.append((quality.score, item.job.key))
+            return
+
+    async def _request(
+        self,
+        items: list[_Item],
+        messages: list[dict[str, str]],
+        counted: int,
+        max_tokens: int,
+        pack: dict[str, Any] | None,
+    ) -> Completion | None:
+        body = chat_request_body(self._body_settings, messages, max_tokens)
+        self._attempt += 1
+        first = self._attempt
+        reserved = math.ceil(counted * JUDGE_INPUT_MARGIN)
+        try:
+            completion, number = await self._sender.send(
+                body,
+                tokens=counted + max_tokens,
+                worst_case_usd=worst_case_usd(reserved, max_tokens, self.price),
+                batch_worst_case_usd=worst_case_usd(reserved, max_tokens, self.price.batch or self.price),
+                first_attempt=first,
+                on_failed=lambda failed, last: self._log_failed(items, failed, counted, pack, last=last),
+                on_sending=lambda number: self._log_sent(items, number, pack),
+                request_key="judge|" + "|".join("/".join(item.job.key) for item in items),
+                price=self.price,
+            )
+        except BudgetReached:
+            self.budget_reached = True
+            self.tally.unjudged["budget"] += len(items)
+            return None
+        except RelayError as exc:
+            if isinstance(exc, RelayFatal):
+                self.fatal = self.fatal or exc
+            self.tally.unjudged[exc.kind] += len(items)
+            return None
+        self._attempt = max(self._attempt, number)
+        return completion
+
+    # --- billing and the audit log ----------------------------------------------------------
+
+    def _bill(self, items: list[_Item], completion: Completion, counted: int) -> list[tuple[Usage | None, Decimal]]:
+        """Each listing's share of the answer's usage and cost (None: the relay reported no usage)."""
+        if completion.usage is None:
+            return [(None, Decimal(0)) for _ in items]
+        weights = [item.weight for item in items]
+        shares = split_usage(completion.usage, weights, weights) if len(items) > 1 else [completion.usage]
+        price = self.price.batch if completion.batch_id and self.price.batch else self.price
+        bills: list[tuple[Usage | None, Decimal]] = []
+        for share in shares:
+            cost = cost_usd(share, price)
+            self.tally.spent_usd += cost
+            bills.append((share, cost))
+        return bills
+
+    def _base(self, item: _Item, number: int, pack: dict[str, Any] | None) -> dict[str, Any]:
+        key = item.job.key
+        base: dict[str, Any] = {
+            "run": self._run_id,
+            "id": key[0],
+            "platform": key[1],
+            "locale": key[2],
+            "attempt": number,
+            "model": self.model,
+            "user": self._settings.user,
+            "purpose": "judge",
+        }
+        if pack is not None:
+            base["pack"] = pack
+        return base
+
+    def _record(
+        self,
+        item: _Item,
+        completion: Completion,
+        share: Usage | None,
+        cost: Decimal,
+        pack: dict[str, Any] | None,
+        *,
+        error: InvalidAnswer | None,
+        outcome: str | None,
+    ) -> dict[str, Any]:
+        lead = pack is None or pack["lead"] == item.job.product.id
+        record = AuditRecord(
+            **{**self._base(item, self._attempt, pack), "model": completion.model or self.model},
+            status=completion.status,
+            error=error.kind if error else None,
+            message=error.message if error else None,
+            latency_ms=round(completion.latency_ms, 1),
+            usage=share.as_dict() if share is not None else None,
+            cost_usd=float(cost),
+            relay_cost_usd=float(completion.relay_cost_usd) if completion.relay_cost_usd is not None and lead else None,
+            request_id=completion.request_id,
+            batch=completion.batch_id or None,
+            usage_unreported=share is None,
+            judge_outcome=outcome,
+        )
+        return record.to_json()
+
+    def _log(
+        self, item: _Item, completion: Completion, share: Usage | None, cost: Decimal, *rest: Any, **how: Any
+    ) -> None:
+        self._store.log_attempt(self._record(item, completion, share, cost, *rest, **how))
+
+    async def _log_sent(self, items: list[_Item], number: int, pack: dict[str, Any] | None) -> None:
+        self._store.log_sent([self._base(item, number, pack) for item in items])
+
+    def _log_failed(
+        self, items: list[_Item], failed: FailedAttempt, counted: int, pack: dict[str, Any] | None, *, last: bool
+    ) -> None:
+        for item in items:
+            record = AuditRecord(
+                **self._base(item, failed.number, pack),
+                status=failed.error.status,
+                error=failed.error.kind,
+                message=failed.error.message,
+                latency_ms=round(failed.latency_ms, 1),
+                usage=None,
+                cost_usd=0.0,
+                batch=failed.batch_id or None,
+                maybe_billed=failed.error.maybe_billed,
+                counted_input=counted if failed.error.maybe_billed and pack is None else None,
+                judge_outcome="unjudged" if last else None,
+            )
+            self._store.log_attempt(record.to_json())
+
+    # --- what the run says ------------------------------------------------------------------
+
+    def notes(self, *, skipped: str | None = None, shown: int = 3) -> list[str]:
+        """How many listings were judged and why, the lowest scores, and the unjudged (or why
+        the judge did not run)."""
+        if skipped is not None:
+            return [f"Judge: not run ({skipped})."]
+        tally = self.tally
+        chosen = sum(tally.chosen.values())
+        if not chosen:
+            return [f"Judge ({self.model}): nothing to judge (every chosen listing is judged already, or a person's)."]
+        why = ", ".join(f"{count:,} {reason}" for reason, count in sorted(tally.chosen.items()))
+        cost = usd(tally.spent_usd)
+        said = f"Judge ({self.model}): {tally.judged:,} of {chosen:,} listings judged ({why}), ${cost:.4f}"
+        lowest = sorted(tally.lowest)[:shown]
+        if lowest:
+            said += "; lowest: " + ", ".join(f"{key[0]} [{key[2]}] {score}" for score, key in lowest)
+        notes = [said + ".", *self.batch_notes]
+        if self.fatal is not None:
+            notes.append(f"warning: the judge stopped: {self.fatal.kind}: {self.fatal.message}")
+        unjudged = sum(tally.unjudged.values())
+        if unjudged:
+            kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(tally.unjudged.items()))
+            notes.append(
+                f"warning: {unjudged:,} listing{'s' if unjudged != 1 else ''} unjudged ({kinds}): the judge is advice; "
+                "no job failed for it, and the next run with --judge asks again."
+            )
+        return notes
+
+
+def judge_listings(
+    judge: Judge,
+    jobs: Iterable[Job],
+    settings: Settings,
+    batch_client: BatchClient | None,
+    collector: BatchCollector | None,
+    budget: Budget | None,
+    *,
+    on_batch: Callable[[BatchProgress], None] | None,
+    on_error: Callable[[OSError], None],
+) -> list[asyncio.Task[None]]:
+    """The judge's workers: as many as the run's requests in flight, or one that sends the
+    judge's requests through the batch API (with --batch, at its price)."""
+    units = judge.units(jobs)
+
+    async def drain() -> None:
+        try:
+            for unit in units:
+                await judge.send(unit)
+        except OSError as exc:
+            on_error(exc)
+
+    async def batched() -> None:
+        assert batch_client is not None and collector is not None
+        try:
+            judge.batch_notes.extend(
+                await run_in_batches(
+                    units,
+                    judge.send,
+                    collector,
+                    batch_client,
+                    judge.store,
+                    settings,
+                    on_status=on_batch,
+                    budget=budget,
+                    price=judge.price,
+                )
+            )
+        except OSError as exc:
+            on_error(exc)
+
+    if batch_client is not None and collector is not None:
+        return [asyncio.create_task(batched())]
+    return [asyncio.create_task(drain()) for _ in range(max(1, settings.concurrency))]

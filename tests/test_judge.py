@@ -1,0 +1,275 @@
+"""The quality judge (issue 39): --judge asks a model to annotate listings against their
+products (the wire contract in checking/quality.py), stores `quality` on the results, bills it as
+its own line of the report, and never fails a job."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import write
+from fake_relay import JUDGE_OPENING, FakeRelay, judge_answer
+
+from localize.checking.quality import ToJudge, judge_messages, read_judgements
+from localize.checking.validate import InvalidAnswer
+from localize.locales import parse_locale
+from localize.output.store import iter_jsonl
+from localize.sending.judge import sampled, why_judged
+
+GERMAN = parse_locale("de-DE")
+
+
+@pytest.fixture(autouse=True)
+def fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "sk-judge-test")
+    write(tmp_path / "localize.yaml", "rpm: 60000\nbackoff_s: 0.001\nmax_retries: 1\n")
+
+
+def run(run_cli, relay: FakeRelay, catalog: Path, *args: str, locales: str = "de-DE"):
+    return run_cli("run", catalog, "-l", locales, "--base-url", relay.base_url, "--out", "out", *args)
+
+
+def results() -> dict[tuple[str, str], dict]:
+    return {(row["id"], row["locale"]): row for row in iter_jsonl(Path("out/results.jsonl"))}
+
+
+def judged_requests(relay: FakeRelay) -> list[dict]:
+    return [body for body in relay.chat_requests if body["messages"][0]["content"].startswith(JUDGE_OPENING)]
+
+
+def audit() -> list[dict]:
+    return [json.loads(line) for line in Path("out/requests.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+# --- the wire contract, both ways ------------------------------------------------------------
+
+
+def item(product_id: str = 'A"1<', **listing: object) -> ToJudge:
+    fields = {"title": "Kopfhörer", "description": "Kabellose Kopfhörer mit 45 Stunden Akku.", **listing}
+    return ToJudge(product_id, {"name": "Headphones", "features": "45-hour battery"}, fields)
+
+
+def test_the_request_holds_each_source_and_listing_fenced_under_its_escaped_id() -> None:
+    messages = judge_messages("amazon", GERMAN, [item(), item("B-2", description="<p>Text</p>")])
+    assert messages[0]["role"] == "system" and messages[0]["content"].startswith(JUDGE_OPENING)
+    assert "German (Germany)" in messages[0]["content"] and "amazon" in messages[0]["content"]
+    user = messages[1]["content"]
+    assert '<source id="A&quot;1&lt;">\n{"name": "Headphones", "features": "45-hour battery"}\n</source>' in user
+    assert '<listing id="A&quot;1&lt;" locale="de-DE">' in user and '<listing id="B-2" locale="de-DE">' in user
+    assert "\\u003cp>Text\\u003c/p>" in user  # a listing's markup cannot close its tag
+    assert user.count("<listing ") == 2
+
+
+def test_an_answer_is_read_strictly() -> None:
+    items = [item("A"), item("B")]
+    content = json.dumps(
+        {
+            "judgements": {
+                "A": {
+                    "errors": [
+                        {"span": "45 Stunden", "category": "Accuracy - Mistranslation", "severity": "Major"},
+                        {"span": "not in the listing", "category": "fluency", "severity": "minor"},
+                        {"span": "Kopfhörer", "category": "made up", "severity": "minor"},
+                        {"span": "Kopfhörer", "category": "fluency", "severity": "critical"},
+                    ],
+                    "score": 61.6,
+                },
+                "B": {"errors": [], "score": "high"},
+            }
+        }
+    )
+    qualities, problems = read_judgements(content, "stop", items, "kimi-k2")
+    assert set(qualities) == {"A"} and problems == ["B: no score from 0 to 100"]
+    assert qualities["A"].score == 62 and qualities["A"].model == "kimi-k2"
+    assert [error.as_json() for error in qualities["A"].errors] == [
+        {"span": "45 Stunden", "category": "accuracy/mistranslation", "severity": "major"},
+        {"span": "Kopfhörer", "category": "other", "severity": "minor"},
+    ]  # the span not in the listing and the unknown severity dropped
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        ("They look fine.", "invalid_json"),
+        ('{"scores": {}}', "schema"),
+        ('{"judgements": {"A": {"errors": [], "score": 90}, "C": {"errors": [], "score": 90}}}', "schema"),
+        ('{"judgements": {"A": {"errors": [], "score": 90}, "A": {"errors": [], "score": 10}}}', "schema"),
+    ],
+)
+def test_an_answer_that_cannot_be_read_is_refused_whole(content: str, kind: str) -> None:
+    with pytest.raises(InvalidAnswer) as refused:
+        read_judgements(content, "stop", [item("A"), item("B")], "kimi-k2")
+    assert refused.value.kind == kind
+
+
+def test_the_test_relays_judge_answers_the_contract_we_send() -> None:
+    """The other way round: our request, answered by the stand-in judge, reads back."""
+    planted = item("A", description="Kabellose Kopfhörer, wasserdicht, keeps you warm all day.")
+    messages = judge_messages("amazon", GERMAN, [item("B"), planted])
+    qualities, problems = read_judgements(judge_answer(messages[1]["content"]), "stop", [item("B"), planted], "m")
+    assert not problems and qualities["B"].score == 100 and not qualities["B"].errors
+    assert qualities["A"].score == 50
+    assert {(e.category, e.span) for e in qualities["A"].errors} == {
+        ("accuracy/addition", "wasserdicht"),
+        ("accuracy/untranslated", "keeps you warm all day"),
+    }
+
+
+def test_the_sample_is_stable_and_about_its_share() -> None:
+    keys = [(f"P{n}", "amazon", "de-DE") for n in range(4000)]
+    chosen = [key for key in keys if sampled(key, 0.1)]
+    assert 320 < len(chosen) < 480
+    assert chosen == [key for key in keys if sampled(key, 0.1)]
+    assert not any(sampled(key, 0) for key in keys) and all(sampled(key, 1) for key in keys)
+
+
+def test_which_listings_go_to_the_judge() -> None:
+    line = {"id": "P1", "platform": "amazon", "locale": "de-DE", "warnings": [], "origin": "model"}
+    assert why_judged(line, mode="all", rate=0, model="m") == "all"
+    assert why_judged({**line, "warnings": ["figures: 5 W"]}, mode="sample", rate=0, model="m") == "warning"
+    assert why_judged(line, mode="sample", rate=1, model="m") == "sample"
+    assert why_judged(line, mode="sample", rate=0, model="m") is None
+    for persons in ({"origin": "human"}, {"approved": True}, {"rejected": "no"}, {"outdated": True}):
+        assert why_judged({**line, **persons}, mode="all", rate=1, model="m") is None
+    judged = {**line, "quality": {"score": 80, "errors": [], "model": "m"}}
+    assert why_judged(judged, mode="all", rate=1, model="m") is None
+    assert why_judged(judged, mode="all", rate=1, model="other") == "all"  # another judge asked for
+
+
+# --- a run with the judge ---------------------------------------------------------------------
+
+
+def test_judge_all_scores_every_listing_and_bills_it_as_its_own_line(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        relay.plant = {"VK-PB20-WHT": {"description": "Powerbank mit 20000 mAh, wasserdicht. Keeps your phone alive."}}
+        result = run(run_cli, relay, sample, "--judge", "all")
+        bill = relay.bill_usd()
+        judge_bodies = judged_requests(relay)
+    assert result.exit_code == 0, result.stderr
+    rows = results()
+    assert all(row["quality"]["model"] == "kimi-k2" for row in rows.values()) and len(rows) == 13
+    planted = rows[("ELEC-002", "de-DE")]["quality"]
+    assert planted["score"] < 100 and {e["category"] for e in planted["errors"]} >= {
+        "accuracy/addition",
+        "accuracy/untranslated",
+    }
+    assert sorted(rows.values(), key=lambda row: row["quality"]["score"])[0]["id"] == "ELEC-002"
+    assert len(judge_bodies) == 2  # 13 listings, 8 a request
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    assert Decimal(str(report["cost_usd"])) == pytest.approx(bill, abs=Decimal("0.000002"))
+    judge = report["by_purpose"]["judge"]
+    assert judge["jobs"] == 13 and judge["requests"] == 2 and judge["cost_usd"] > 0
+    assert report["by_purpose"]["listing"]["jobs"] == 13
+    assert report["jobs"]["succeeded"] == 13
+    judged = [record for record in audit() if record.get("purpose") == "judge"]
+    assert len(judged) == 13 and {record["judge_outcome"] for record in judged} == {"judged"}
+    assert "Judge (kimi-k2): 13 of 13 listings judged (13 all)" in result.stderr
+    assert "lowest: ELEC-002 [de-DE]" in result.stderr
+    assert "- Judge: 13 listings judged in 2 requests" in Path("out/cost_report.md").read_text(encoding="utf-8")
+
+    # Nothing changed: nothing is judged again; an edited product's listing is written and judged anew.
+    with FakeRelay() as relay:
+        again = run(run_cli, relay, sample, "--judge", "all")
+        assert again.exit_code == 0 and not relay.chat_requests
+    assert "nothing to judge" in again.stderr
+    text = sample.read_text(encoding="utf-8").replace("Weighs 254 g.", "Weighs 250 g.")
+    sample.write_text(text, encoding="utf-8")
+    with FakeRelay() as relay:
+        changed = run(run_cli, relay, sample, "--judge", "all")
+        bodies = judged_requests(relay)
+    assert changed.exit_code == 0, changed.stderr
+    assert len(bodies) == 1 and bodies[0]["messages"][1]["content"].count("<listing ") == 1
+    assert '<listing id="ELEC-001"' in bodies[0]["messages"][1]["content"]
+
+
+def test_by_default_the_judge_reads_warned_listings_and_a_sample(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        # Its figures left out on every ask: kept with a `figures` warning (figures: warn), not failed.
+        relay.plant = {"NB-ANC45-BLK": {"description": "Kabellose Kopfhörer mit Geräuschunterdrückung."}}
+        result = run(run_cli, relay, sample, "--judge", "--judge-sample", "0")
+        bodies = judged_requests(relay)
+    assert result.exit_code == 0, result.stderr
+    rows = results()
+    warned = {key for key, row in rows.items() if row["warnings"]}
+    judged = {key for key, row in rows.items() if "quality" in row}
+    assert warned and judged == warned
+    assert sum(body["messages"][1]["content"].count("<listing ") for body in bodies) == len(warned)
+
+
+def test_a_judge_that_fails_or_answers_nonsense_never_fails_a_job(run_cli, sample: Path) -> None:
+    for mode in ("nonsense", "fail", "unknown_id", "no_score", "model_not_found"):
+        with FakeRelay() as relay:
+            relay.judge_mode = mode
+            result = run(run_cli, relay, sample, "--judge", "all", "--out", f"out-{mode}")
+        assert result.exit_code == 0, (mode, result.stderr)
+        rows = list(iter_jsonl(Path(f"out-{mode}/results.jsonl")))
+        assert len(rows) == 13 and not any("quality" in row for row in rows), mode
+        assert "13 listings unjudged" in result.stderr, (mode, result.stderr)
+        assert not Path(f"out-{mode}/failures.jsonl").read_text(encoding="utf-8").strip()
+    assert "the judge stopped: not_found" in result.stderr
+
+
+def test_spans_not_in_the_listing_are_dropped_and_the_score_kept(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        relay.judge_mode = "bad_span"
+        result = run(run_cli, relay, sample, "--judge", "all")
+    assert result.exit_code == 0, result.stderr
+    assert all(row["quality"]["score"] == 100 and not row["quality"]["errors"] for row in results().values())
+
+
+def test_the_judge_counts_against_max_cost(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        assert run(run_cli, relay, sample).exit_code == 0  # the listings, written first
+    with FakeRelay() as relay:
+        # The judge's requests (8 listings and 5, each reserved at its whole output cap) do not fit.
+        result = run(run_cli, relay, sample, "--judge", "all", "--max-cost", "0.01")
+        assert not relay.chat_requests
+    assert result.exit_code == 3, result.stderr
+    rows = results()
+    assert len(rows) == 13 and not any("quality" in row for row in rows.values())  # every listing kept
+    assert "13 listings unjudged (budget 13)" in result.stderr, result.stderr
+    with FakeRelay() as relay:
+        result = run(run_cli, relay, sample, "--judge", "all", "--max-cost", "0.05")
+        bill = relay.bill_usd()
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    assert report["by_purpose"]["judge"]["jobs"] == 13 and report["cost_usd"] <= 0.05
+    assert Decimal(str(report["cost_usd"])) == pytest.approx(bill, abs=Decimal("0.000002"))
+
+
+def test_check_min_quality_names_the_listings_below_it(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        relay.plant = {"VK-PB20-WHT": {"description": "Powerbank, wasserdicht."}}
+        assert run(run_cli, relay, sample, "--judge", "--judge-sample", "50%").exit_code == 0
+    rows = results()
+    judged = {key[0] for key, row in rows.items() if "quality" in row}
+    assert "ELEC-002" in judged or not sampled(("ELEC-002", "amazon", "de-DE"), 0.5)
+    checked = run_cli("run", sample, "-l", "de-DE", "--out", "out", "--check", "--min-quality", "80")
+    low = {key[0] for key, row in rows.items() if "quality" in row and row["quality"]["score"] < 80}
+    if not low:
+        pytest.skip("the sample left the planted listing out")  # (it does not: ELEC-002 is in the 50%)
+    assert checked.exit_code == 1
+    assert "ELEC-002\tamazon\tde-DE\tquality 75" in checked.stdout
+    assert "1 judged listing scored below 80 (--min-quality): ELEC-002 [amazon de-DE] 75" in checked.stderr
+    unjudged = 13 - len(judged)
+    assert f"{unjudged} listings not judged (not failing --min-quality)" in checked.stderr
+    as_json = run_cli("run", sample, "-l", "de-DE", "--out", "out", "--check", "--min-quality", "80", "--json")
+    data = json.loads(as_json.stdout)
+    assert data["low_quality"] == [{"id": "ELEC-002", "platform": "amazon", "locale": "de-DE", "score": 75}]
+    assert len(data["unjudged"]) == unjudged
+    # A person's approval stands over the judge.
+    assert run_cli("approve", "out", "--id", "ELEC-002").exit_code == 0
+    assert run_cli("run", sample, "-l", "de-DE", "--out", "out", "--check", "--min-quality", "80").exit_code == 0
+
+
+def test_judge_flags_are_checked_before_anything_is_sent(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        result = run(run_cli, relay, sample, "--judge-sample", "150%", "--judge")
+        assert not relay.chat_requests
+    assert result.exit_code == 2 and "--judge-sample" in result.stderr and "Traceback" not in result.stderr
+    with FakeRelay() as relay:
+        result = run(run_cli, relay, sample, "--judge", "--judge-model", "no-such-model")
+        assert not relay.chat_requests
+    assert result.exit_code == 2 and "no-such-model" in result.stderr
