@@ -962,6 +962,15 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
             f"{batch['completion_window']}, the batch API's completion window.",
             markup=False,
         )
+    judge = report.get("judge")
+    if judge:
+        chosen = "every listing" if judge["mode"] == "all" else f"a {judge['sample']:.0%} sample"
+        more = ", plus the listings the run marks with a warning" if judge["mode"] == "sample" else ""
+        stderr.print(
+            f"Judge (--judge, {judge['model']}): {judge['listings']:,} listings ({chosen}{more}) in "
+            f"{judge['requests']:,} requests, {_money(judge['cost_usd'])} expected, on top of the listings.",
+            markup=False,
+        )
     styles = report.get("style") or {}
     if styles:
         said = "; ".join(

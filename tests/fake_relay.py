@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -419,7 +419,8 @@ class FakeRelay:
         self.answering_model: str | None = None
         self.honours_max_tokens = True  # an answer past the request's max_tokens is cut there ("length")
         # Faults planted in listings: per text found in a product's data, changes merged into every
-        # listing written for that product (alone or in a pack), as a fluent model's mistakes would be.
+        # listing written for that product (alone or in a pack), as a fluent model's mistakes would be
+        # ("facts": what the listing does with the product's figures, as Answer.facts).
         self.plant: dict[str, dict[str, Any]] = {}
         # The quality judge (requests whose system message opens with the judge's contract): "honest"
         # annotates as judge_answer does; "nonsense" answers prose; "unknown_id" judges a listing not
@@ -596,12 +597,15 @@ class FakeRelay:
                     product_id = html.unescape(fenced)
                     change = answer.pack.get(product_id, {})
                     if change is not OMIT:
-                        written = self._with_facts(listing, facts.get(product_id), answer)
                         planted = self._planted(blocks.get(product_id, ""))
+                        faults = replace(answer, facts=planted.pop("facts", answer.facts))
+                        written = self._with_facts(listing, facts.get(product_id), faults)
                         listings[fenced] = {"id": fenced, **written, **planted, **change}
                 content = json.dumps({"listings": listings}, ensure_ascii=False)
             else:
-                written = {**self._with_facts(listing, facts.get(""), answer), **self._planted(blocks.get("", ""))}
+                planted = self._planted(blocks.get("", ""))
+                faults = replace(answer, facts=planted.pop("facts", answer.facts))
+                written = {**self._with_facts(listing, facts.get(""), faults), **planted}
                 content = json.dumps(written, ensure_ascii=False)
             if answer.fenced:
                 content = f"```json\n{content}\n```"

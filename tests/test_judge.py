@@ -5,18 +5,22 @@ its own line of the report, and never fails a job."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import write
 from fake_relay import JUDGE_OPENING, FakeRelay, judge_answer
+from test_review import CHROMIUM, dom
+from test_reviews import start_server
+from webhook_receiver import SECRET, Receiver
 
-from localize.checking.quality import ToJudge, judge_messages, read_judgements
+from localize.checking.quality import ToJudge, judge_messages, read_judgements, sampled, why_judged
 from localize.checking.validate import InvalidAnswer
 from localize.locales import parse_locale
 from localize.output.store import iter_jsonl
-from localize.sending.judge import sampled, why_judged
 
 GERMAN = parse_locale("de-DE")
 
@@ -273,3 +277,159 @@ def test_judge_flags_are_checked_before_anything_is_sent(run_cli, sample: Path) 
         result = run(run_cli, relay, sample, "--judge", "--judge-model", "no-such-model")
         assert not relay.chat_requests
     assert result.exit_code == 2 and "no-such-model" in result.stderr
+
+
+# --- shown, delivered and priced -------------------------------------------------------------
+
+PLANTED = {"VK-PB20-WHT": {"description": "Powerbank mit 20000 mAh, wasserdicht. Keeps your phone alive."}}
+
+
+def judged_out(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        relay.plant = PLANTED
+        result = run(run_cli, relay, sample, "--judge", "all")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_review_page_puts_the_lowest_score_first_and_marks_its_spans(run_cli, sample: Path, tmp_path: Path) -> None:
+    judged_out(run_cli, sample)
+    html, log = dom(Path(run_cli("review", "out").stdout.strip()), "", tmp_path)
+    assert 'data-ready="1"' in html and "Uncaught" not in log
+    products = re.findall(r'<section class="product" data-id="([^"]+)"', html)
+    assert products[0] == "ELEC-002" and len(products) == 13
+    assert '<mark class="judge major" title="accuracy/addition">wasserdicht</mark>' in html
+    assert '<mark class="judge major" title="accuracy/untranslated">Keeps your phone alive</mark>' in html
+    assert re.search(r'<div class="quality low" data-score="50">quality 50', html)
+    assert html.count('class="quality ok" data-score="100"') == 12
+
+
+def test_the_api_lists_the_lowest_scores_first_and_a_persons_approval_stands_over_them(run_cli, sample: Path) -> None:
+    judged_out(run_cli, sample)
+    served = start_server()
+    try:
+        base, token = served.split("?token=")
+        base = base.rstrip("/")
+        listings = httpx.get(f"{base}/api/listings?token={token}").json()["listings"]
+        assert listings[0]["id"] == "ELEC-002" and listings[0]["quality"]["score"] == 50
+        assert {e["span"] for e in listings[0]["quality"]["errors"]} == {"wasserdicht", "Keeps your phone alive"}
+        assert all("quality" in item for item in listings)
+        approved = httpx.post(
+            f"{base}/api/listings/amazon/de-DE/ELEC-002", json={"approved": True}, headers={"X-Localize-Token": token}
+        )
+        assert approved.status_code == 200
+        listings = httpx.get(f"{base}/api/listings?token={token}").json()["listings"]
+        assert listings[-1]["id"] == "ELEC-002" and listings[0]["id"] != "ELEC-002"
+    finally:
+        served.stop()
+
+
+def test_a_delivered_listing_carries_its_quality(run_cli, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALIZE_WEBHOOK_SECRET", SECRET)
+    with Receiver() as receiver:
+        with FakeRelay() as relay:
+            relay.plant = PLANTED
+            result = run(run_cli, relay, sample, "--judge", "--judge-sample", "0", "--webhook", receiver.url)
+        delivered = {item["id"]: item for item in receiver.listings()}
+        assert result.exit_code == 0, result.stderr
+        warned = {key[0] for key, row in results().items() if row["warnings"]}
+        assert warned == {"ELEC-002"}  # its figures left out: a warning, so judged
+        assert len(delivered) == 13 and {pid for pid, item in delivered.items() if item["quality"]} == warned
+        assert delivered["ELEC-002"]["quality"] == results()[("ELEC-002", "de-DE")]["quality"]
+        text = sample.read_text(encoding="utf-8").replace("Weighs 254 g.", "Weighs 250 g.")
+        sample.write_text(text, encoding="utf-8")
+        receiver.accepted.clear()
+        with FakeRelay() as relay:
+            assert run(run_cli, relay, sample, "--judge", "all", "--webhook", receiver.url).exit_code == 0
+        delivered = {item["id"]: item for item in receiver.listings()}
+    # A new version of ELEC-001, and the listings judged since they were delivered, each with its judgement.
+    assert len(delivered) == 12 and "ELEC-002" not in delivered
+    assert all(item["quality"]["score"] == 100 and item["quality"]["model"] == "kimi-k2" for item in delivered.values())
+
+
+def test_the_dry_run_prices_the_judge(run_cli, sample: Path) -> None:
+    def judge_entry(*args: str) -> dict:
+        result = run_cli("run", sample, "-l", "de-DE", "--out", "out", "--dry-run", "--json", *args)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert "judge" not in judge_entry()
+    every = judge_entry("--judge", "all")["judge"]
+    assert every["listings"] == 13 and every["requests"] == 2 and every["cost_usd"] > 0
+    assert every["tokens"]["output"] == 13 * 200
+    none = judge_entry("--judge", "--judge-sample", "0")["judge"]
+    assert none["listings"] == 0 and none["cost_usd"] == 0 and "warnings" in none["note"]
+    text = run_cli("run", sample, "-l", "de-DE", "--out", "out", "--dry-run", "--judge", "all")
+    assert "Judge (--judge, kimi-k2): 13 listings (every listing) in 2 requests" in text.stderr
+    # Written without the judge: the dry run prices judging what OUT holds; judged, nothing.
+    with FakeRelay() as relay:
+        assert run(run_cli, relay, sample).exit_code == 0
+    kept = judge_entry("--judge", "all")
+    assert kept["judge"]["listings"] == 13 and kept["jobs"]["up_to_date"] == 13
+    with FakeRelay() as relay:
+        assert run(run_cli, relay, sample, "--judge", "all").exit_code == 0
+        live = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))["by_purpose"]["judge"]
+    assert judge_entry("--judge", "all")["judge"]["listings"] == 0
+    # The estimate's input against what the test relay billed for the same judging (its stand-in
+    # tokenizer); its output (200 tokens a judgement) is far above a clean listing's empty list.
+    assert 0.6 < kept["judge"]["tokens"]["input"] / live["tokens"]["input"] < 1.6
+    assert kept["judge"]["tokens"]["output"] > live["tokens"]["output"]
+
+
+def test_with_batch_the_judges_requests_go_in_a_batch_too(run_cli, sample: Path) -> None:
+    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nbatch_poll_s: 0.001\n")
+    with FakeRelay() as relay:  # (faults that pass every check: no re-ask goes live)
+        relay.plant = {
+            "VK-PB20-WHT": {"bullets": ["Wasserdicht", "Keeps your phone alive", "Leicht", "Schnell", "Klein"]}
+        }
+        result = run(run_cli, relay, sample, "--batch", "--judge", "all")
+        uploads, live = relay.uploads, relay.chat_requests
+        files = [
+            [json.loads(line) for line in relay.files[batch["input_file_id"]].decode().splitlines()]
+            for batch in relay.batches.values()
+        ]
+        at_batch_price = relay.bill_usd(("0.36", "0.09", "1.50"))
+    assert result.exit_code == 0, result.stderr
+    assert uploads == 2 and live == []  # the listings' batch, then the judge's
+    judge_lines = [line for line in files[1] if line["body"]["messages"][0]["content"].startswith(JUDGE_OPENING)]
+    assert len(judge_lines) == len(files[1]) == 2
+    rows = results()
+    assert len(rows) == 13 and all("quality" in row for row in rows.values())
+    assert rows[("ELEC-002", "de-DE")]["quality"]["score"] == 50
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    assert set(report["by_mode"]) == {"batch"} and report["by_purpose"]["judge"]["requests"] == 2
+    assert Decimal(str(report["cost_usd"])) == at_batch_price.quantize(Decimal("0.000001"))
+    assert not Path("out/batches.jsonl").exists()  # both collected
+
+
+def test_planted_faults_score_below_clean_listings_and_each_is_named(run_cli, sample: Path) -> None:
+    """The judge against the faults the checks cannot see: English left in, a claim the product
+    does not make, the informal register; and a changed figure, which the figure check meets
+    first (figures: warn keeps it with a warning, so the judge reads it too)."""
+    planted = {
+        "TW-MW-HD-OLV-M": {"description": "Warme Mütze aus Merinowolle. Keeps you warm all winter long."},
+        "LV-SRM-VC-30": {"bullets": ["Wasserdicht", "Leicht", "Sanft", "Vegan", "Schnell"]},
+        "SF-RUN-W-PNK-38": {
+            "title": "Laufschuh, der dich schneller macht",
+            "bullets": ["Für dich gemacht", "Leicht", "Bequem", "Atmungsaktiv", "Stabil"],
+        },
+        "VK-PB20-WHT": {"facts": "change"},
+    }
+    with FakeRelay() as relay:
+        relay.plant = planted
+        result = run(run_cli, relay, sample, "--judge", "all")
+    assert result.exit_code == 0, result.stderr
+    rows = {key[0]: row for key, row in results().items()}
+    found = {pid: {error["category"] for error in row["quality"]["errors"]} for pid, row in rows.items()}
+    assert found["APP-001"] == {"accuracy/untranslated"}
+    assert found["BEA-001"] == {"accuracy/addition"}
+    assert found["APP-002"] == {"style"}
+    assert "accuracy/mistranslation" in found["ELEC-002"] and rows["ELEC-002"]["warnings"]  # the check saw it first
+    clean = [
+        row["quality"]["score"] for pid, row in rows.items() if pid not in {"APP-001", "BEA-001", "APP-002", "ELEC-002"}
+    ]
+    faulty = [rows[pid]["quality"]["score"] for pid in ("APP-001", "BEA-001", "APP-002", "ELEC-002")]
+    assert clean == [100] * 9 and max(faulty) < min(clean)
+    assert sorted(rows, key=lambda pid: rows[pid]["quality"]["score"])[:4] == sorted(
+        ("APP-001", "BEA-001", "APP-002", "ELEC-002"), key=lambda pid: rows[pid]["quality"]["score"]
+    )

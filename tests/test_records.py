@@ -88,7 +88,10 @@ def test_a_line_is_built_and_read_back_through_one_type() -> None:
     assert line.billing.free() == Billing("kimi-k2")
     with pytest.raises(UnknownField):
         ResultLine.of({**LISTING, "confidence": 80})
-    judged = {**LISTING, "quality": {"score": 62, "errors": [{"span": "x", "category": "fluency", "severity": "minor"}]}}
+    judged = {
+        **LISTING,
+        "quality": {"score": 62, "errors": [{"span": "x", "category": "fluency", "severity": "minor"}]},
+    }
     assert ResultLine.of({**judged, "quality": {**judged["quality"], "model": "m"}}).as_json()["quality"] == {
         "score": 62,
         "errors": [{"span": "x", "category": "fluency", "severity": "minor"}],

@@ -13,6 +13,7 @@ first, then a 0–100 score, which ranks close to the best reference-free metric
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from ..locales import Locale
 from ..output.records import JudgeError, Quality, is_score
 from ..planning.prompts import data_json, fence_id
+from ..reading.catalog import Product
 from ..reading.glossary import Term
 from .validate import InvalidAnswer, parse_answer
 
@@ -38,6 +40,11 @@ CATEGORIES = (
     "locale_convention",
 )
 SEVERITIES = ("major", "minor")
+# Listings judged in one request (of one platform and locale): a judgement is a few hundred
+# tokens, so a pack stays well inside any answer limit, and one bad answer costs little.
+JUDGE_PACK = 8
+# What one judgement takes on average (the dry run's estimate; GEMBA-style answers run 50–300).
+JUDGE_OUTPUT_TOKENS = 200
 # A span longer than this is not a span (a judge that quotes the whole description).
 MAX_SPAN_CHARS = 500
 MAX_ERRORS = 20  # per listing: beyond it a judge is listing everything, which says nothing more
@@ -76,6 +83,48 @@ class ToJudge:
     source: Mapping[str, Any]
     listing: Mapping[str, Any]
     terms: tuple[Term, ...] = ()
+
+
+def sampled(key: tuple[str, str, str], rate: float) -> bool:
+    """Whether a listing is in the stable sample of `rate`: a hash of its key, so the same
+    listings are chosen run after run (and shard after shard)."""
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64
+
+
+def why_judged(line: Mapping[str, Any], *, mode: str, rate: float, model: str) -> str | None:
+    """Why a listing goes to the judge ("all", "warning", "sample"), or None: not chosen, a
+    person's (written, approved, rejected, kept), or judged by this model already."""
+    if line.get("origin") == "human" or line.get("approved") or line.get("rejected") or line.get("outdated"):
+        return None
+    judged = Quality.of(line.get("quality"))
+    if judged is not None and judged.model == model:
+        return None
+    if mode == "all":
+        return "all"
+    if line.get("warnings"):
+        return "warning"
+    key = (str(line["id"]), str(line["platform"]), str(line["locale"]))
+    return "sample" if sampled(key, rate) else None
+
+
+# The fields of a result that are the listing itself (what the judge reads).
+LISTING_FIELDS = ("title", "description", "bullets", "seo_tags", "extra")
+
+
+def listing_fields(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A result line's listing, as the judge reads it."""
+    return {name: line[name] for name in LISTING_FIELDS if line.get(name)}
+
+
+def judged_source(product: Product, locale: Locale) -> dict[str, Any]:
+    """A product's data as its listing's writer got it (the market's own keywords in place of
+    the source's): what the judge compares the listing with."""
+    source = product.data()
+    market = product.market_keywords(locale.tag)
+    if market:
+        source["keywords"] = list(market)
+    return source
 
 
 def judge_messages(platform: str, locale: Locale, items: Sequence[ToJudge]) -> list[dict[str, str]]:

@@ -7,7 +7,8 @@ Wire contract (receivers read it; keep it exact, README "Deliver"):
   "id.timestamp.body">` under LOCALIZE_WEBHOOK_SECRET (`whsec_` + base64);
 - `listings.ready`: `data.listings`, at most MESSAGE_LISTINGS a message, each with `id`, `sku`,
   `platform`, `locale`, `version`, `approved`, `origin`, `outdated` and the result's fields
-  (`title`, `description`, `bullets`, `seo_tags`, `extra`); `strings.ready`: `data.strings`,
+  (`title`, `description`, `bullets`, `seo_tags`, `extra`), and `quality` (the judge's, or
+  null); `strings.ready`: `data.strings`,
   each with `key`, `locale`, `text`, `version`, `approved`, `origin`; `run.finished` (run
   --webhook): the run's id, `jobs`, `cost_usd`, `failures` and `delivered`;
 - a message's `webhook-id` is fixed by its content and destination: a message sent again (a
@@ -54,7 +55,7 @@ TRIES = 6  # per message: the first and five more, for 429 / 5xx / 408 / timeout
 RETRY_AFTER_CAP_S = 30.0  # a receiver's Retry-After is obeyed up to this
 TIMEOUT_S = 20.0  # a receiver that says nothing this long is tried again
 # What a listing's version is made of: the fields delivered (a person's edit, a regenerated
-# listing, an approval change it; cost and attempts do not).
+# listing, an approval, the judge's quality change it; cost and attempts do not).
 VERSIONED = ("id", "sku", "platform", "locale", "title", "description", "bullets", "seo_tags", "extra")
 VERSIONED_STRING = ("id", "locale", "text")
 
@@ -370,7 +371,10 @@ def _item(line: Mapping[str, Any]) -> Item:
             "origin": line.get("origin") or "model",
         }
         return Item(key, version, body)
-    version = _digest({name: line.get(name) for name in VERSIONED})
+    versioned = {name: line.get(name) for name in VERSIONED}
+    if isinstance(line.get("quality"), dict):  # judged since it was delivered: sent again, with it
+        versioned["quality"] = line["quality"]
+    version = _digest(versioned)
     body = {
         "id": key[0],
         "sku": line.get("sku"),
@@ -385,6 +389,8 @@ def _item(line: Mapping[str, Any]) -> Item:
         "bullets": list(line.get("bullets") or []),
         "seo_tags": list(line.get("seo_tags") or []),
         "extra": dict(line.get("extra") or {}),
+        # The judge's {score, errors, model} (--judge), null when unjudged.
+        "quality": dict(line["quality"]) if isinstance(line.get("quality"), dict) else None,
     }
     return Item(key, version, body)
 

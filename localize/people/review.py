@@ -112,17 +112,38 @@ def _choose(store: RunStore, limit: int) -> tuple[set[str], int]:
     warning first, then the rest in id order; and how many OUT has."""
     problems: set[str] = set()
     everything: set[str] = set()
+    scores: dict[str, int] = {}
     for record in itertools.chain(store.results(), store.string_results()):
-        everything.add(str(record["id"]))
+        product_id = str(record["id"])
+        everything.add(product_id)
         if record.get("warnings"):
-            problems.add(str(record["id"]))
+            problems.add(product_id)
+        scores[product_id] = min(scores.get(product_id, UNJUDGED), lowest_score([record]))
     for record in store.failures():
         everything.add(str(record["id"]))
         problems.add(str(record["id"]))
     if not limit or len(everything) <= limit:
         return everything, len(everything)
-    ordered = sorted(problems) + sorted(everything - problems)
+    ordered = sorted(everything, key=lambda pid: (scores.get(pid, UNJUDGED), pid not in problems, pid))
     return set(ordered[:limit]), len(everything)
+
+
+# Where a listing no judge scored (or a person's, which stands over the judge) sorts: after every score.
+UNJUDGED = 101
+
+
+def lowest_score(entries: Iterable[Mapping[str, Any]]) -> int:
+    """The lowest score the judge gave these listings that no person wrote or approved
+    (UNJUDGED when none): what the page and the API put first."""
+    scores = [
+        int(entry["quality"]["score"])
+        for entry in entries
+        if isinstance(entry.get("quality"), dict)
+        and isinstance(entry["quality"].get("score"), int)
+        and not entry.get("approved")
+        and entry.get("origin") != "human"
+    ]
+    return min(scores, default=UNJUDGED)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -163,13 +184,13 @@ def _page(
         _product(
             product_id, sources.get(product_id), sorted(entries, key=lambda j: (j["platform"], j["locale"])), limits
         )
-        for product_id, entries in sorted(jobs.items())
+        for product_id, entries in sorted(jobs.items(), key=lambda item: (lowest_score(item[1]), item[0]))
     )
     summary = _summary(report, sum(len(entries) for entries in jobs.values()), billed) + _kept_needs_look(report)
     if len(jobs) < total:
         summary += (
-            f"<p class=partial>Showing {len(jobs):,} of {total:,} products: every one with a failure or a "
-            "warning first, then by id. <code>localize review OUT --limit 0</code> shows all.</p>"
+            f"<p class=partial>Showing {len(jobs):,} of {total:,} products: the judge's lowest scores first, then "
+            "every one with a failure or a warning, then by id. <code>localize review OUT --limit 0</code> shows all.</p>"
         )
     return _TEMPLATE.format(
         summary=summary,
@@ -285,6 +306,7 @@ def _row_attrs(job: Mapping[str, Any]) -> str:
         f'class="{" ".join(classes)}" data-states="{" ".join(states)}" data-locale="{escape(job["locale"])}" '
         f'data-platform="{escape(job["platform"])}" data-warnings="{escape(kinds)}" '
         f'data-approved="{"1" if job.get("approved") else "0"}" data-origin="{escape(str(job.get("origin") or "model"))}"'
+        f' data-quality="{lowest_score([job]) if job["status"] != "failed" else UNJUDGED}"'
     )
 
 
@@ -301,6 +323,8 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
     rules = limits.get(job["platform"], job["locale"])
     description = str(job.get("description", ""))
     extra = job.get("extra") or {}
+    quality = job.get("quality") if isinstance(job.get("quality"), dict) else None
+    errors = [e for e in (quality or {}).get("errors") or [] if isinstance(e, dict) and e.get("span")]
     listing = (
         f"<div class=title>{escape(str(job.get('title', '')))} {_used(job.get('title', ''), rules.get('title'))}</div>"
         # As the shop will show it (sanitised: sanitize.clean_html), and as the code that is imported.
@@ -315,7 +339,8 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
             for name, value in extra.items()
         )
     )
-    warned = "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
+    listing = _judged(listing, errors)
+    warned = _quality(quality, errors) + "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
     if facts and not any(_warning_kind(w) == "figures" for w in warnings):
         count = len(facts.figures) + len(facts.names) + len(facts.media)
         checked = ", ".join([f.text for f in facts.figures] + list(facts.names))
@@ -325,6 +350,43 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
         f"<tr {attrs}><td>{escape(job['platform'])}</td><td>{escape(job['locale'])}</td>"
         f"<td{_direction(job['locale'])}>{listing}</td><td>{warned}{_origin(job)}</td><td class=cost>{cost}</td></tr>"
     )
+
+
+_TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
+
+
+def _judged(html_text: str, errors: list[dict[str, Any]]) -> str:
+    """The listing's HTML with each span the judge named marked where it stands in the text
+    (never inside a tag): `<mark class="judge major">`, its category as the title."""
+    for error in errors:
+        needle = escape(str(error["span"]))
+        severity = "major" if error.get("severity") == "major" else "minor"
+        mark = f'<mark class="judge {severity}" title="{escape(str(error.get("category")))}">{needle}</mark>'
+        html_text = "".join(
+            part if part.startswith("<") else part.replace(needle, mark) for part in _TAG_OR_TEXT.split(html_text)
+        )
+    return html_text
+
+
+def _quality(quality: Mapping[str, Any] | None, errors: list[dict[str, Any]]) -> str:
+    """The judge's score and its errors, in the warnings cell."""
+    if quality is None:
+        return ""
+    score = quality.get("score")
+    level = "low" if isinstance(score, int) and score < LOW_SCORE else "ok"
+    found = "".join(
+        f"<div class=judge-error>{escape(str(e.get('severity')))} {escape(str(e.get('category')))}: "
+        f"“{escape(str(e['span']))}”</div>"
+        for e in errors
+    )
+    return (
+        f'<div class="quality {level}" data-score="{escape(str(score))}">quality {escape(str(score))}'
+        f" <span class=label>({escape(str(quality.get('model')))})</span></div>{found}"
+    )
+
+
+# A judge's score under this is shown as low (the page's colour, not a gate: --min-quality is).
+LOW_SCORE = 80
 
 
 @functools.cache
@@ -432,6 +494,9 @@ tr.failed td{background:#fff0f0} .error{color:#b00020} .cost{white-space:nowrap;
 .edit-title{outline:1px dashed #c5cbe0;padding:0 2px} tr.current td{background:#eef3ff}
 .rendered{border-left:2px solid #e3e7f2;padding-left:6px} details.code summary{font-size:12px;color:#6b7590}
 .extra{font-size:12px} .extra .label{color:#6b7590} ul.points{font-size:12px;color:#445;margin:4px 0}
+.quality{font-size:12px;font-weight:600} .quality.low{color:#b00020} .quality.ok{color:#1b5e20}
+.judge-error{font-size:12px;color:#445} mark.judge{border-radius:3px;padding:0 1px}
+mark.judge.major{background:#ffd6d6} mark.judge.minor{background:#fff0b3}
 """
 
 _SCRIPT = """

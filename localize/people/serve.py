@@ -9,7 +9,8 @@ write is refused with 409 (the run's files would otherwise be overwritten under 
 
 API (the README documents it; tests drive it):
 - GET  /api/listings → {"listings": [{"id", "platform", "locale", "fields", "origin", "approved",
-  "status": "ok"|"warning"|"failed"|"outdated", "warnings"}]}, exactly as DESIGN.md has it
+  "status": "ok"|"warning"|"failed"|"outdated", "warnings"}]}, exactly as DESIGN.md has it; a
+  listing the judge scored adds "quality": {score, errors, model}, and those come first, lowest first
 - POST /api/listings/{platform}/{locale}/{id} with {"fields": {...}} (checked as a model's
   answer: a hard rule broken → 422 {"problems": [...]}, nothing saved; a figure or glossary
   finding → saved with its warning), {"approved": true|false}, or {"reject": "note"}.
@@ -40,7 +41,7 @@ from ..output.store import STRING_PLATFORM, OutHold, RunStore
 from ..planning.jobs import PromptSets
 from ..reading.catalog import read_catalog
 from .edits import EditRefused, check_edit_fields
-from .review import review_html
+from .review import lowest_score, review_html
 from .reviews import EDITABLE, STRING_EDITABLE, Decision
 
 if TYPE_CHECKING:
@@ -202,7 +203,8 @@ class ReviewServer:
                             "warnings": [f"{failure.get('error')}: {failure.get('message')}"],
                         }
                     )
-        return found
+        # The judge's lowest scores first (a person's listing stands over the judge); the rest in order.
+        return sorted(found, key=lambda item: lowest_score([item]))
 
     def decide(self, platform: str, locale: str, product_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         key = (product_id, platform, locale)
@@ -292,6 +294,8 @@ def _listing(line: Mapping[str, Any]) -> dict[str, Any]:
         "status": status,
         "warnings": warnings,
     }
+    if isinstance(line.get("quality"), dict):
+        listing["quality"] = dict(line["quality"])  # the judge's {score, errors, model} (--judge)
     return listing
 
 

@@ -44,6 +44,7 @@ from ..reading.textfile import read_once
 from ..shops import check_imports
 from .calibration import Calibration
 from .jobs import Job, PromptSets, check_max_tokens, iter_jobs, products_on, require_locales
+from .judge_estimate import JudgeEstimate
 from .pace import answer_seconds, in_flight
 from .pace import minutes as pace_minutes
 from .packing import PACK_ID_TOKENS, AnswerRoom, expected_output_tokens, listing_budget
@@ -189,6 +190,7 @@ class Estimate:
     over_window: list[tuple[str, int]] = field(default_factory=list)
     max_tokens: int = 0
     concurrency: int = 0  # requests a run keeps in flight (pace.py)
+    judge: JudgeEstimate | None = None  # --judge: what judging the listings would cost
 
     def by_column(self) -> dict[str, int]:
         """The input tokens each catalog column costs the run (scaled up from a sample), most first."""
@@ -307,6 +309,7 @@ class Estimate:
                 if group.style[0]
             },
             "left_out": self._left_out(),
+            **({"judge": self.judge.report()} if self.judge is not None else {}),
             "batch": batch,
             "products": {"total": self.products, "without_jobs": self.products_without_jobs},
             **self._over_window(),
@@ -428,6 +431,9 @@ def _estimate(
         rpm=settings.rpm,
         completion_window=settings.batch_window,
         max_tokens=settings.max_tokens or DEFAULT_MAX_TOKENS,
+        judge=JudgeEstimate.of(
+            settings, price_for(settings.judge_model, load_prices(settings.prices)) if settings.judge_model else price
+        ),
     )
     # The run's own planning stage (plan.py): what it would send, settle or reuse, decided as it decides.
     planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))
@@ -448,6 +454,8 @@ def _estimate(
             plan = planner.listing(job)
             if plan.error is not None:
                 raise plan.error  # a template that cannot render: said before anything is priced
+            if result.judge is not None and plan.outcome is Outcome.UP_TO_DATE:
+                result.judge.kept(job, store, counter)  # (listings reused this run as copies: not priced)
             if plan.outcome is not Outcome.SEND:
                 continue
             assert plan.messages is not None
@@ -461,6 +469,8 @@ def _estimate(
                     group.calibrate(calibration)
                 result.groups[(job.platform, job.locale.tag)] = group
             pending.append((group, plan.messages[1]["content"], job.product.id))
+            if result.judge is not None:
+                result.judge.written(job, group.output_tokens, counter)
             if group.adapted and (plan.prepared is None or not plan.prepared.adapted):
                 # Its sibling's listing is not written yet: priced at the size this market's will have.
                 group.product_tokens += group.output_tokens + group.adapt_note_tokens

@@ -464,7 +464,8 @@ class BatchCollector:
         **options: Any,
     ) -> tuple[Completion, int]:
         first = int(options.get("first_attempt", 1))
-        if first != 1:
+        asked = options.get("first_ask")
+        if not asked if asked is not None else first != 1:
             self.reasks += 1
             if not self._reasks_by_batch:
                 return await self._live.send(body, request_key=request_key, **options)  # a re-ask: live, by default

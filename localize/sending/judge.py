@@ -13,22 +13,28 @@ listing or its product changes, so an unchanged listing is not judged again)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..checking.quality import ToJudge, judge_messages, read_judgements
+from ..checking.quality import (
+    JUDGE_PACK,
+    ToJudge,
+    judge_messages,
+    judged_source,
+    listing_fields,
+    read_judgements,
+    why_judged,
+)
 from ..checking.strings import STRINGS
 from ..checking.validate import InvalidAnswer
 from ..cost import Budget, Price, TokenCounter, Usage, cost_usd, usd, worst_case_usd
 from ..errors import BudgetReached
 from ..output.audit import AuditRecord
-from ..output.records import Quality
 from ..planning.jobs import chat_request_body
 from ..planning.packing import split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
@@ -41,47 +47,18 @@ if TYPE_CHECKING:
     from ..planning.jobs import Job, PromptSets
 
 
-# Listings judged in one request (of one platform and locale): a judgement is a few hundred
-# tokens, so a pack stays well inside any answer limit, and one bad answer costs few.
-JUDGE_PACK = 8
-# Output tokens asked per listing judged (spans quoted, categories, a score), and what one
-# takes on average (the dry run's estimate; GEMBA-style answers run 50–300 tokens).
+# Output tokens asked per listing judged (spans quoted, categories, a score).
 JUDGE_ROOM_PER_LISTING = 700
 JUDGE_MIN_MAX_TOKENS = 2048
-JUDGE_OUTPUT_TOKENS = 200
 # --max-cost reserves a judge request's input at this much over our offline count.
 JUDGE_INPUT_MARGIN = 1.25
 # The judge's attempts in the audit log are numbered from here (a job's own start at 1).
 JUDGE_ATTEMPTS = 2_000_000
+PERFECT = 100  # a score with nothing to correct
 JUDGE_REASK = (
     "That answer could not be used: {problem}. Reply again with the JSON object only, "
     '{{"judgements": {{"<id>": {{"errors": [...], "score": 0-100}}}}}}, one entry per listing.'
 )
-# The fields of a result that are the listing itself (what the judge reads).
-LISTING_FIELDS = ("title", "description", "bullets", "seo_tags", "extra")
-
-
-def sampled(key: JobKey, rate: float) -> bool:
-    """Whether a listing is in the stable sample of `rate`: a hash of its key, so the same
-    listings are chosen run after run (and shard after shard)."""
-    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") < rate * 2**64
-
-
-def why_judged(line: Mapping[str, Any], *, mode: str, rate: float, model: str) -> str | None:
-    """Why a listing goes to the judge ("all", "warning", "sample"), or None: not chosen, a
-    person's (written, approved, rejected, kept), or judged by this model already."""
-    if line.get("origin") == "human" or line.get("approved") or line.get("rejected") or line.get("outdated"):
-        return None
-    judged = Quality.of(line.get("quality"))
-    if judged is not None and judged.model == model:
-        return None
-    if mode == "all":
-        return "all"
-    if line.get("warnings"):
-        return "warning"
-    key = (str(line["id"]), str(line["platform"]), str(line["locale"]))
-    return "sample" if sampled(key, rate) else None
 
 
 @dataclass(slots=True)
@@ -157,11 +134,8 @@ class Judge:
         if reason is None:
             return None
         prompt_set = self._prompt_sets.get(job.platform)
-        source = job.product.data()
-        market = job.product.market_keywords(job.locale.tag)
-        if market:
-            source["keywords"] = list(market)
-        listing = {name: line[name] for name in LISTING_FIELDS if line.get(name)}
+        source = judged_source(job.product, job.locale)
+        listing = listing_fields(line)
         terms = tuple(prompt_set.terms_for(job.product, job.locale))
         self.tally.chosen[reason] += 1
         return _Item(job, ToJudge(job.product.id, source, listing, terms), reason)
@@ -184,7 +158,7 @@ class Judge:
         max_tokens = max(JUDGE_MIN_MAX_TOKENS, JUDGE_ROOM_PER_LISTING * len(items))
         pack = {"size": len(items), "lead": items[0].job.product.id} if len(items) > 1 else None
         for ask in range(2 if self._settings.max_reasks else 1):
-            completion = await self._request(items, messages, counted, max_tokens, pack)
+            completion = await self._request(items, messages, counted, max_tokens, pack, first_ask=not ask)
             if completion is None:
                 return
             bills = self._bill(items, completion, counted)
@@ -227,6 +201,8 @@ class Judge:
         counted: int,
         max_tokens: int,
         pack: dict[str, Any] | None,
+        *,
+        first_ask: bool,
     ) -> Completion | None:
         body = chat_request_body(self._body_settings, messages, max_tokens)
         self._attempt += 1
@@ -243,6 +219,7 @@ class Judge:
                 on_sending=lambda number: self._log_sent(items, number, pack),
                 request_key="judge|" + "|".join("/".join(item.job.key) for item in items),
                 price=self.price,
+                first_ask=first_ask,
             )
         except BudgetReached:
             self.budget_reached = True
@@ -354,12 +331,19 @@ class Judge:
         chosen = sum(tally.chosen.values())
         if not chosen:
             return [f"Judge ({self.model}): nothing to judge (every chosen listing is judged already, or a person's)."]
-        why = ", ".join(f"{count:,} {reason}" for reason, count in sorted(tally.chosen.items()))
+        said_as = {
+            "all": "all",
+            "warning": "with warnings",
+            "sample": f"in the {self._settings.judge_sample:.0%} sample",
+        }
+        why = ", ".join(f"{count:,} {said_as[reason]}" for reason, count in sorted(tally.chosen.items()))
         cost = usd(tally.spent_usd)
         said = f"Judge ({self.model}): {tally.judged:,} of {chosen:,} listings judged ({why}), ${cost:.4f}"
-        lowest = sorted(tally.lowest)[:shown]
+        lowest = sorted(item for item in tally.lowest if item[0] < PERFECT)[:shown]
         if lowest:
             said += "; lowest: " + ", ".join(f"{key[0]} [{key[2]}] {score}" for score, key in lowest)
+        elif tally.judged:
+            said += "; every one scored 100"
         notes = [said + ".", *self.batch_notes]
         if self.fatal is not None:
             notes.append(f"warning: the judge stopped: {self.fatal.kind}: {self.fatal.message}")

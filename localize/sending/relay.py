@@ -896,6 +896,7 @@ class Asks(Protocol):
         batch_jobs: Sequence[tuple[tuple[str, str, str], str]] = (),
         batch_worst_case_usd: Decimal = Decimal(0),
         price: Price | None = None,
+        first_ask: bool | None = None,
     ) -> tuple[Completion, int]: ...
 
 
@@ -938,6 +939,7 @@ class Sender:
         batch_jobs: Sequence[tuple[tuple[str, str, str], str]] = (),
         batch_worst_case_usd: Decimal = Decimal(0),
         price: Price | None = None,
+        first_ask: bool | None = None,
     ) -> tuple[Completion, int]:
         """(the completion, its attempt number). `request_key` names the jobs a request serves
         (the batch collector keys its lines by it; a live send does not need it, nor the
@@ -946,7 +948,9 @@ class Sender:
         leaves a trace); each failed attempt is reported as it ends, with whether it was the
         job's last; then the error is raised or the attempt retried. With a budget, each
         attempt first reserves `worst_case_usd` (BudgetReached if it cannot), and settles
-        what the answer cost at `price` (the run's model's unless given: the judge's)."""
+        what the answer cost at `price` (the run's model's unless given: the judge's).
+        `first_ask` tells the batch collector a request's first ask from a re-ask where its
+        attempt number cannot (the judge's); the live sender sends both alike."""
         price = price or self._price
         number = first_attempt
         retries = 0
