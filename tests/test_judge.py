@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import write
-from fake_relay import JUDGE_OPENING, FakeRelay, judge_answer
+from fake_relay import JUDGE_OPENING, MISSING, Answer, FakeRelay, judge_answer
 from test_review import CHROMIUM, dom
 from test_reviews import start_server
 from webhook_receiver import SECRET, Receiver
@@ -433,3 +433,20 @@ def test_planted_faults_score_below_clean_listings_and_each_is_named(run_cli, sa
     assert sorted(rows, key=lambda pid: rows[pid]["quality"]["score"])[:4] == sorted(
         ("APP-001", "BEA-001", "APP-002", "ELEC-002"), key=lambda pid: rows[pid]["quality"]["score"]
     )
+
+
+def test_a_judge_answer_without_usage_is_counted_offline_and_kept_apart(run_cli, sample: Path) -> None:
+    with FakeRelay() as relay:
+        assert run(run_cli, relay, sample).exit_code == 0
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(usage=MISSING))  # the first judge request's answer
+        result = run(run_cli, relay, sample, "--judge", "all")
+        bill = relay.bill_usd()
+    assert result.exit_code == 0, result.stderr
+    assert all("quality" in row for row in results().values())  # the answer was used
+    report = json.loads(Path("out/cost_report.json").read_text(encoding="utf-8"))
+    unreported = report["unreported"]
+    assert unreported["requests"] == 1 and unreported["counted_input_tokens"] > 0
+    assert unreported["counted_output_tokens"] > 0 and unreported["estimated_cost_usd"] > 0
+    assert Decimal(str(report["cost_usd"])) < bill  # only what the relay reported is in the totals
+    assert report["by_purpose"]["judge"]["jobs"] == 13

@@ -69,6 +69,15 @@ class _Item:
     weight: int = 1  # its share of the request's prompt (tokens of its blocks)
 
 
+@dataclass(frozen=True, slots=True)
+class _Bill:
+    """A listing's share of a judge's answer: billed, or (unreported) counted offline."""
+
+    usage: Usage
+    cost: Decimal
+    unreported: bool = False
+
+
 @dataclass(slots=True)
 class JudgeTally:
     """What the judge did this run."""
@@ -168,8 +177,8 @@ class Judge:
                 )
             except InvalidAnswer as exc:
                 last = ask == 1 or not self._settings.max_reasks
-                for item, (share, cost) in zip(items, bills, strict=True):
-                    self._log(item, completion, share, cost, pack, error=exc, outcome="unjudged" if last else None)
+                for item, bill in zip(items, bills, strict=True):
+                    self._log(item, completion, bill, pack, error=exc, outcome="unjudged" if last else None)
                 if last:
                     self.tally.unjudged[exc.kind] += len(items)
                     return
@@ -180,15 +189,15 @@ class Judge:
                 ]
                 counted = self._counter.count_messages(messages)
                 continue
-            for item, (share, cost) in zip(items, bills, strict=True):
+            for item, bill in zip(items, bills, strict=True):
                 quality = qualities.get(item.job.product.id)
                 if quality is None:
                     why = next((p for p in problems if p.startswith(f"{item.job.product.id}:")), None)
                     error = InvalidAnswer("no_score" if why else "missing", why or "the answer has no judgement for it")
-                    self._log(item, completion, share, cost, pack, error=error, outcome="unjudged")
+                    self._log(item, completion, bill, pack, error=error, outcome="unjudged")
                     self.tally.unjudged[error.kind] += 1
                     continue
-                record = self._record(item, completion, share, cost, pack, error=None, outcome="judged")
+                record = self._record(item, completion, bill, pack, error=None, outcome="judged")
                 self._store.record_quality(item.job.key, quality.as_json(), attempt=record)
                 self.tally.judged += 1
                 self.tally.lowest.append((quality.score, item.job.key))
@@ -235,18 +244,20 @@ class Judge:
 
     # --- billing and the audit log ----------------------------------------------------------
 
-    def _bill(self, items: list[_Item], completion: Completion, counted: int) -> list[tuple[Usage | None, Decimal]]:
-        """Each listing's share of the answer's usage and cost (None: the relay reported no usage)."""
-        if completion.usage is None:
-            return [(None, Decimal(0)) for _ in items]
+    def _bill(self, items: list[_Item], completion: Completion, counted: int) -> list[_Bill]:
+        """Each listing's share of the answer's usage and cost. Without usage the relay can be
+        held to, the answer is counted offline and kept apart from the billed totals."""
         weights = [item.weight for item in items]
-        shares = split_usage(completion.usage, weights, weights) if len(items) > 1 else [completion.usage]
+        unreported = completion.usage is None
+        usage = completion.usage or Usage(input_tokens=counted, output_tokens=self._counter.count(completion.content))
+        shares = split_usage(usage, weights, weights) if len(items) > 1 else [usage]
         price = self.price.batch if completion.batch_id and self.price.batch else self.price
-        bills: list[tuple[Usage | None, Decimal]] = []
+        bills = []
         for share in shares:
             cost = cost_usd(share, price)
-            self.tally.spent_usd += cost
-            bills.append((share, cost))
+            if not unreported:
+                self.tally.spent_usd += cost
+            bills.append(_Bill(share, cost, unreported))
         return bills
 
     def _base(self, item: _Item, number: int, pack: dict[str, Any] | None) -> dict[str, Any]:
@@ -269,8 +280,7 @@ class Judge:
         self,
         item: _Item,
         completion: Completion,
-        share: Usage | None,
-        cost: Decimal,
+        bill: _Bill,
         pack: dict[str, Any] | None,
         *,
         error: InvalidAnswer | None,
@@ -283,20 +293,21 @@ class Judge:
             error=error.kind if error else None,
             message=error.message if error else None,
             latency_ms=round(completion.latency_ms, 1),
-            usage=share.as_dict() if share is not None else None,
-            cost_usd=float(cost),
+            usage=None if bill.unreported else bill.usage.as_dict(),
+            cost_usd=0.0 if bill.unreported else float(bill.cost),
             relay_cost_usd=float(completion.relay_cost_usd) if completion.relay_cost_usd is not None and lead else None,
             request_id=completion.request_id,
             batch=completion.batch_id or None,
-            usage_unreported=share is None,
+            usage_unreported=bill.unreported,
+            counted_input=bill.usage.input_tokens if bill.unreported else None,
+            counted_output=bill.usage.output_tokens if bill.unreported else None,
+            estimated_cost_usd=float(bill.cost) if bill.unreported else None,
             judge_outcome=outcome,
         )
         return record.to_json()
 
-    def _log(
-        self, item: _Item, completion: Completion, share: Usage | None, cost: Decimal, *rest: Any, **how: Any
-    ) -> None:
-        self._store.log_attempt(self._record(item, completion, share, cost, *rest, **how))
+    def _log(self, item: _Item, completion: Completion, bill: _Bill, pack: dict[str, Any] | None, **how: Any) -> None:
+        self._store.log_attempt(self._record(item, completion, bill, pack, **how))
 
     async def _log_sent(self, items: list[_Item], number: int, pack: dict[str, Any] | None) -> None:
         self._store.log_sent([self._base(item, number, pack) for item in items])
