@@ -38,7 +38,7 @@ from ..output.audit import AuditRecord
 from ..planning.jobs import chat_request_body
 from ..planning.packing import split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
-from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal
+from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -286,22 +286,15 @@ class Judge:
         error: InvalidAnswer | None,
         outcome: str | None,
     ) -> dict[str, Any]:
-        lead = pack is None or pack["lead"] == item.job.product.id
-        record = AuditRecord(
-            **{**self._base(item, self._attempt, pack), "model": completion.model or self.model},
-            status=completion.status,
-            error=error.kind if error else None,
-            message=error.message if error else None,
-            latency_ms=round(completion.latency_ms, 1),
-            usage=None if bill.unreported else bill.usage.as_dict(),
-            cost_usd=0.0 if bill.unreported else float(bill.cost),
-            relay_cost_usd=float(completion.relay_cost_usd) if completion.relay_cost_usd is not None and lead else None,
-            request_id=completion.request_id,
-            batch=completion.batch_id or None,
-            usage_unreported=bill.unreported,
+        record = answered_record(
+            {**self._base(item, self._attempt, pack), "model": completion.model or self.model},
+            completion,
+            bill.usage,
+            bill.cost,
+            unreported=bill.unreported,
+            lead=pack is None or pack["lead"] == item.job.product.id,
+            error=(error.kind, error.message) if error else None,
             counted_input=bill.usage.input_tokens if bill.unreported else None,
-            counted_output=bill.usage.output_tokens if bill.unreported else None,
-            estimated_cost_usd=float(bill.cost) if bill.unreported else None,
             judge_outcome=outcome,
         )
         return record.to_json()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, mo
 from ..config import API_KEY_VARIABLES, DEFAULT_MAX_TOKENS, Settings
 from ..cost import Budget, Price, Usage, cost_usd
 from ..errors import BudgetReached, LocalizeError
+from ..output.audit import AuditRecord
 from ..redact import Redactor
 from .ratelimit import STEP_S, AdjustableLimiter, RateController, RelayLimits
 
@@ -115,6 +116,40 @@ class Completion:
     usage_adds_up: bool = True  # False: the usage's total or reasoning exceeded its completion (the larger billed)
     reasoning: str = ""  # the message's reasoning_content, where a relay returns it (a thinking model's)
     model: str | None = None  # the model the answer says answered (an alias the relay resolved)
+
+
+def answered_record(
+    base: Mapping[str, Any],
+    completion: Completion,
+    usage: Usage,
+    cost: Decimal,
+    *,
+    unreported: bool,
+    lead: bool,
+    error: tuple[str, str] | None,
+    **more: Any,
+) -> AuditRecord:
+    """The audit record of one job's share of an answered request (`usage` and `cost`: its
+    share; `error`: why the answer was not used, as (kind, message)). An unreported bill keeps
+    our offline counts apart from the billed totals; a pack's relay-stated charge is on its
+    lead's record."""
+    return AuditRecord(
+        **base,
+        status=completion.status,
+        error=error[0] if error else None,
+        message=error[1] if error else None,
+        latency_ms=round(completion.latency_ms, 1),
+        usage=None if unreported else usage.as_dict(),
+        cost_usd=0.0 if unreported else float(cost),
+        relay_cost_usd=float(completion.relay_cost_usd) if completion.relay_cost_usd is not None and lead else None,
+        request_id=completion.request_id,
+        batch=completion.batch_id or None,
+        usage_unreported=unreported,
+        usage_mismatch=not completion.usage_adds_up and lead,
+        counted_output=usage.output_tokens if unreported else None,
+        estimated_cost_usd=float(cost) if unreported else None,
+        **more,
+    )
 
 
 @dataclass(frozen=True, slots=True)

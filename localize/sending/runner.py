@@ -42,7 +42,7 @@ from ..planning.packing import AnswerRoom, apportion, expected_output_tokens, li
 from ..planning.plan import Outcome, Plan, Planner
 from .batch import BatchCollector
 from .group_commit import GroupCommit
-from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal
+from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -995,24 +995,15 @@ class JobRunner:
         outcome: str | None,
         pack: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """One job's audit record of an answered attempt. An unreported bill keeps our offline
-        counts apart from the billed totals; a pack's relay-stated charge is on its lead's."""
-        lead = pack is None or pack["lead"] == work.job.product.id
-        record = AuditRecord(
-            **{**self._attempt_base(work.job, work.attempts, pack), "model": bill.model},
-            status=completion.status,
-            error=error.kind if error else None,
-            message=error.message if error else None,
-            latency_ms=round(completion.latency_ms, 1),
-            usage=None if bill.unreported else bill.usage.as_dict(),
-            cost_usd=0.0 if bill.unreported else float(bill.cost),
-            relay_cost_usd=float(completion.relay_cost_usd) if completion.relay_cost_usd is not None and lead else None,
-            request_id=completion.request_id,
-            batch=completion.batch_id or None,
-            usage_unreported=bill.unreported,
-            usage_mismatch=not completion.usage_adds_up and lead,
-            counted_output=bill.usage.output_tokens if bill.unreported else None,
-            estimated_cost_usd=float(bill.cost) if bill.unreported else None,
+        """One job's audit record of an answered attempt (relay.answered_record)."""
+        record = answered_record(
+            {**self._attempt_base(work.job, work.attempts, pack), "model": bill.model},
+            completion,
+            bill.usage,
+            bill.cost,
+            unreported=bill.unreported,
+            lead=pack is None or pack["lead"] == work.job.product.id,
+            error=(error.kind, error.message) if error else None,
             counted_input=bill.counted_input,
             job_outcome=outcome or None,
         )
