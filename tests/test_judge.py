@@ -171,6 +171,7 @@ def test_judge_all_scores_every_listing_and_bills_it_as_its_own_line(run_cli, sa
     assert len(judged) == 13 and {record["judge_outcome"] for record in judged} == {"judged"}
     assert "Judge (kimi-k2): 13 of 13 listings judged (13 all)" in result.stderr
     assert "lowest: ELEC-002 [de-DE]" in result.stderr
+    assert "judging the listings, $" in result.stderr  # the progress of its phase (a CI log's line)
     assert "- Judge: 13 listings judged in 2 requests" in Path("out/cost_report.md").read_text(encoding="utf-8")
 
     # Nothing changed: nothing is judged again; an edited product's listing is written and judged anew.

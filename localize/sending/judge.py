@@ -115,6 +115,7 @@ class Judge:
         self.fatal: RelayFatal | None = None
         self.budget_reached = False
         self.batch_notes: list[str] = []  # what the batch API said of the judge's batch
+        self.began = False  # its phase began (after every listing was written)
         self.store = store
 
     # --- which listings ---------------------------------------------------------------------
@@ -371,15 +372,20 @@ def judge_listings(
     *,
     on_batch: Callable[[BatchProgress], None] | None,
     on_error: Callable[[OSError], None],
+    on_unit: Callable[[], None],
 ) -> list[asyncio.Task[None]]:
     """The judge's workers: as many as the run's requests in flight, or one that sends the
-    judge's requests through the batch API (with --batch, at its price)."""
+    judge's requests through the batch API (with --batch, at its price). `on_unit` hears each
+    request's end (the run's progress)."""
     units = judge.units(jobs)
+    judge.began = True
+    on_unit()
 
     async def drain() -> None:
         try:
             for unit in units:
                 await judge.send(unit)
+                on_unit()
         except OSError as exc:
             on_error(exc)
 
@@ -395,6 +401,7 @@ def judge_listings(
                     judge.store,
                     settings,
                     on_status=on_batch,
+                    on_unit=on_unit,
                     budget=budget,
                     price=judge.price,
                 )

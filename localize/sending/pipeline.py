@@ -79,6 +79,7 @@ class Progress:
     failed: int
     up_to_date: int
     spent_usd: Decimal
+    judged: int | None = None  # --judge, once its phase began: listings the judge has answered for
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,10 @@ async def _run(
 
     def progress() -> None:
         if on_progress:
-            on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, worker.spent_usd))
+            judging = judge is not None and judge.began
+            spent = worker.spent_usd + (judge.tally.spent_usd if judge is not None else 0)
+            judged = judge.tally.judged + sum(judge.tally.unjudged.values()) if judge and judging else None
+            on_progress(Progress(total, worker.succeeded, worker.failed, worker.up_to_date, spent, judged))
 
     def disk_full(exc: OSError) -> None:
         """Nothing more can be recorded, so nothing more may be paid for: stop every worker."""
@@ -305,7 +309,15 @@ async def _run(
                 # The judge reads what the run wrote: after every listing, with the same workers.
                 judging = (job for _, product_jobs in iter_jobs(settings, catalog, prompt_sets) for job in product_jobs)
                 tasks[:] = judge_listings(
-                    judge, judging, settings, batch_client, collector, budget, on_batch=on_batch, on_error=disk_full
+                    judge,
+                    judging,
+                    settings,
+                    batch_client,
+                    collector,
+                    budget,
+                    on_batch=on_batch,
+                    on_error=disk_full,
+                    on_unit=progress,
                 )
                 await asyncio.gather(*tasks, return_exceptions=True)
                 _raise_bugs(tasks)
