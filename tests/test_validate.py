@@ -181,3 +181,61 @@ def test_text_in_the_wrong_language_is_refused_by_name(text: str, locale, said: 
 
     problem = script_problem(text, locale)
     assert problem is not None and said in problem
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "plain"),
+    [
+        (
+            "Kabellose Kopfhörer mit hybrider Geräuschunterdrückung und langer Akkulaufzeit für Reisen. Die "
+            "Kopfhörer sind faltbar und werden mit einem Etui geliefert.",
+            "de",
+            True,
+        ),
+        (
+            "Draadloze koptelefoon met hybride ruisonderdrukking en een lange batterijduur voor op reis. De "
+            "koptelefoon is opvouwbaar en wordt geleverd met een etui.",
+            "de",
+            False,
+        ),  # Dutch: the detector's
+        (
+            "Wireless headphones with hybrid noise cancelling and a long battery life, made for travel. The "
+            "headphones fold into a case for your bag.",
+            "de",
+            False,
+        ),
+        (
+            "Kopfhörer mit Akku und Etui, wireless headphones with the best noise cancelling for your travel "
+            "and for the office, with a case and a cable.",
+            "de",
+            False,
+        ),  # mixed: the detector's
+        (
+            "Auriculares inalámbricos con cancelación de ruido y una batería de larga duración, pensados para "
+            "viajar. Los auriculares son plegables y las almohadillas suaves.",
+            "pt",
+            False,
+        ),
+        (
+            "Fones de ouvido sem fio com cancelamento de ruído e bateria de longa duração, feitos para viagens. "
+            "Os fones são dobráveis e não pesam na bolsa.",
+            "pt",
+            True,
+        ),
+        (
+            "Casque sans fil avec réduction de bruit hybride et une longue autonomie, pensé pour le voyage et "
+            "livré dans un étui.",
+            "fr",
+            True,
+        ),
+        ("Trådlösa hörlurar med brusreducering och lång batteritid, gjorda för resor och för kontoret.", "sv", False),
+        ("Kopfhörer", "de", False),  # too few words to say
+    ],
+)
+def test_a_text_plainly_in_its_language_needs_no_detector(text: str, language: str, plain: bool) -> None:
+    """The function-word fast path only ever says yes, and only for a text plainly in the
+    language; anything else (another language, a mix, too short, a language without a list)
+    goes to the detector, which still refuses it (the tests above)."""
+    from localize.checking.language import plainly_in
+
+    assert plainly_in(text, language) is plain

@@ -544,8 +544,15 @@ def script_problem(text: str, locale: Locale) -> str | None:
         return None  # 電子機器, 家具, 高品質: short Japanese is often kanji alone
     if locale.script == "Kore" and in_script and hangul / in_script < MIN_HANGUL_SHARE:
         return f"the text has almost no Hangul, so it reads as Chinese; write in {expected}"
+    if locale.script not in DETECTOR_SCRIPTS:
+        return None  # (its script, and Japanese's kana, told it from every language it is mistaken for)
     return detected_problem(text, locale.language, locale.display_name, letters=letters)
 
+
+# The scripts a listing shares with a language it is mistaken for (language.NEIGHBOURS, and the
+# source's English): only there does the detector have anything to tell. Thai, Korean, Arabic,
+# Cyrillic or Japanese (with its kana) text is told from English and Chinese by its letters.
+DETECTOR_SCRIPTS = frozenset({"Latn", "Hans", "Hant"})
 
 # What a character is, as bits (classified once per distinct character).
 _LETTER, _IN_SCRIPT, _KANA_CHAR, _HANGUL_CHAR, _CHINESE_ONLY = 1, 2, 4, 8, 16
