@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import write
-from fake_relay import JUDGE_OPENING, MISSING, Answer, FakeRelay, judge_answer
+from fake_relay import JUDGE_OPENING, MISSING, Answer, FakeRelay, Reply, judge_answer
 from test_review import CHROMIUM, dom
 from test_reviews import start_server
 from webhook_receiver import SECRET, Receiver
@@ -451,3 +451,17 @@ def test_a_judge_answer_without_usage_is_counted_offline_and_kept_apart(run_cli,
     assert unreported["counted_output_tokens"] > 0 and unreported["estimated_cost_usd"] > 0
     assert Decimal(str(report["cost_usd"])) < bill  # only what the relay reported is in the totals
     assert report["by_purpose"]["judge"]["jobs"] == 13
+
+
+def test_every_judge_request_sent_is_logged_as_answered_not_left_for_a_killed_run(run_cli, sample: Path) -> None:
+    """Each answered judge request's record carries the attempt number it was sent under, so
+    nothing it marked as sent is later taken for a request a killed run left unanswered."""
+    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nmax_retries: 1\nconcurrency: 8\n")
+    with FakeRelay() as relay:
+        relay.enqueue(Reply(503, {"error": {"message": "busy", "type": "engine_overloaded_error"}}))
+        assert run(run_cli, relay, sample, "--judge", "all", "--pack", "1").exit_code == 0
+        assert run(run_cli, relay, sample, "--judge", "all").exit_code == 0  # a second run reads OUT again
+    records = audit()
+    assert not [record for record in records if record.get("error") == "killed"]
+    judged = [record for record in records if record.get("purpose") == "judge" and record.get("usage")]
+    assert len({(record["id"], record["attempt"]) for record in judged}) == len(judged) == 13

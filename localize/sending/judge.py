@@ -106,7 +106,7 @@ class Judge:
         self._body_settings = settings.model_copy(update={"model": self.model})
         self._prompt_sets = prompt_sets
         self._sender = sender
-        self._store = store
+        self.store = store  # (public: the batch phase records its batches in it)
         self._run_id = run_id
         self.price = price
         self._counter = TokenCounter()
@@ -116,7 +116,6 @@ class Judge:
         self.budget_reached = False
         self.batch_notes: list[str] = []  # what the batch API said of the judge's batch
         self.began = False  # its phase began (after every listing was written)
-        self.store = store
 
     # --- which listings ---------------------------------------------------------------------
 
@@ -137,7 +136,7 @@ class Judge:
     def _chosen(self, job: Job) -> _Item | None:
         if job.platform == STRINGS:
             return None
-        line = self._store.result(job.key)
+        line = self.store.result(job.key)
         if line is None:
             return None
         reason = why_judged(line, mode=self._settings.judge, rate=self._settings.judge_sample, model=self.model)
@@ -168,9 +167,10 @@ class Judge:
         max_tokens = max(JUDGE_MIN_MAX_TOKENS, JUDGE_ROOM_PER_LISTING * len(items))
         pack = {"size": len(items), "lead": items[0].job.product.id} if len(items) > 1 else None
         for ask in range(2 if self._settings.max_reasks else 1):
-            completion = await self._request(items, messages, counted, max_tokens, pack, first_ask=not ask)
-            if completion is None:
+            answered = await self._request(items, messages, counted, max_tokens, pack, first_ask=not ask)
+            if answered is None:
                 return
+            completion, number = answered
             bills = self._bill(items, completion, counted)
             try:
                 qualities, problems = read_judgements(
@@ -179,7 +179,7 @@ class Judge:
             except InvalidAnswer as exc:
                 last = ask == 1 or not self._settings.max_reasks
                 for item, bill in zip(items, bills, strict=True):
-                    self._log(item, completion, bill, pack, error=exc, outcome="unjudged" if last else None)
+                    self._log(item, completion, number, bill, pack, error=exc, outcome="unjudged" if last else None)
                 if last:
                     self.tally.unjudged[exc.kind] += len(items)
                     return
@@ -195,11 +195,11 @@ class Judge:
                 if quality is None:
                     why = next((p for p in problems if p.startswith(f"{item.job.product.id}:")), None)
                     error = InvalidAnswer("no_score" if why else "missing", why or "the answer has no judgement for it")
-                    self._log(item, completion, bill, pack, error=error, outcome="unjudged")
+                    self._log(item, completion, number, bill, pack, error=error, outcome="unjudged")
                     self.tally.unjudged[error.kind] += 1
                     continue
-                record = self._record(item, completion, bill, pack, error=None, outcome="judged")
-                self._store.record_quality(item.job.key, quality.as_json(), attempt=record)
+                record = self._record(item, completion, number, bill, pack, error=None, outcome="judged")
+                self.store.record_quality(item.job.key, quality.as_json(), attempt=record)
                 self.tally.judged += 1
                 self.tally.lowest.append((quality.score, item.job.key))
             return
@@ -213,10 +213,12 @@ class Judge:
         pack: dict[str, Any] | None,
         *,
         first_ask: bool,
-    ) -> Completion | None:
+    ) -> tuple[Completion, int] | None:
         body = chat_request_body(self._body_settings, messages, max_tokens)
-        self._attempt += 1
-        first = self._attempt
+        # A block of attempt numbers per request, one for each of its retries: the numbers of one
+        # listing's requests (an ask, a re-ask) never meet, whatever else is in flight.
+        first = self._attempt + 1
+        self._attempt += self._settings.max_retries + 1
         reserved = math.ceil(counted * JUDGE_INPUT_MARGIN)
         try:
             completion, number = await self._sender.send(
@@ -240,8 +242,7 @@ class Judge:
                 self.fatal = self.fatal or exc
             self.tally.unjudged[exc.kind] += len(items)
             return None
-        self._attempt = max(self._attempt, number)
-        return completion
+        return completion, number
 
     # --- billing and the audit log ----------------------------------------------------------
 
@@ -281,6 +282,7 @@ class Judge:
         self,
         item: _Item,
         completion: Completion,
+        number: int,
         bill: _Bill,
         pack: dict[str, Any] | None,
         *,
@@ -288,7 +290,7 @@ class Judge:
         outcome: str | None,
     ) -> dict[str, Any]:
         record = answered_record(
-            {**self._base(item, self._attempt, pack), "model": completion.model or self.model},
+            {**self._base(item, number, pack), "model": completion.model or self.model},
             completion,
             bill.usage,
             bill.cost,
@@ -300,11 +302,11 @@ class Judge:
         )
         return record.to_json()
 
-    def _log(self, item: _Item, completion: Completion, bill: _Bill, pack: dict[str, Any] | None, **how: Any) -> None:
-        self._store.log_attempt(self._record(item, completion, bill, pack, **how))
+    def _log(self, item: _Item, *answer: Any, **how: Any) -> None:
+        self.store.log_attempt(self._record(item, *answer, **how))
 
     async def _log_sent(self, items: list[_Item], number: int, pack: dict[str, Any] | None) -> None:
-        self._store.log_sent([self._base(item, number, pack) for item in items])
+        self.store.log_sent([self._base(item, number, pack) for item in items])
 
     def _log_failed(
         self, items: list[_Item], failed: FailedAttempt, counted: int, pack: dict[str, Any] | None, *, last: bool
@@ -323,7 +325,7 @@ class Judge:
                 counted_input=counted if failed.error.maybe_billed and pack is None else None,
                 judge_outcome="unjudged" if last else None,
             )
-            self._store.log_attempt(record.to_json())
+            self.store.log_attempt(record.to_json())
 
     # --- what the run says ------------------------------------------------------------------
 
