@@ -358,6 +358,7 @@ def test_the_dry_run_prices_the_judge(run_cli, sample: Path) -> None:
     every = judge_entry("--judge", "all")["judge"]
     assert every["listings"] == 13 and every["requests"] == 2 and every["cost_usd"] > 0
     assert every["tokens"]["output"] == 13 * 200
+    assert 0 < every["batch_cost_usd"] < every["cost_usd"]  # kimi-k2's batch price
     none = judge_entry("--judge", "--judge-sample", "0")["judge"]
     assert none["listings"] == 0 and none["cost_usd"] == 0 and "warnings" in none["note"]
     text = run_cli("run", sample, "-l", "de-DE", "--out", "out", "--dry-run", "--judge", "all")
@@ -465,3 +466,18 @@ def test_every_judge_request_sent_is_logged_as_answered_not_left_for_a_killed_ru
     assert not [record for record in records if record.get("error") == "killed"]
     judged = [record for record in records if record.get("purpose") == "judge" and record.get("usage")]
     assert len({(record["id"], record["attempt"]) for record in judged}) == len(judged) == 13
+
+
+def test_a_judge_answer_cut_off_is_split_not_asked_again_whole(run_cli, sample: Path) -> None:
+    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\n")
+    with FakeRelay() as relay:
+        assert run(run_cli, relay, sample).exit_code == 0
+    with FakeRelay() as relay:
+        relay.enqueue(Answer(content='{"judgements": {"APP-001": {"errors": [], "sco', finish_reason="length"))
+        result = run(run_cli, relay, sample, "--judge", "all")
+        sizes = [body["messages"][1]["content"].count("<listing ") for body in judged_requests(relay)]
+    assert result.exit_code == 0, result.stderr
+    assert sizes == [8, 4, 4, 5]  # the cut pack of 8 in halves, then the other pack
+    assert all("quality" in row for row in results().values())
+    cut = [record for record in audit() if record.get("error") == "truncated"]
+    assert len(cut) == 8 and all(record["purpose"] == "judge" and record["usage"] for record in cut)

@@ -94,6 +94,8 @@ class JudgeEstimate:
             "requests": requests,
             "tokens": usage.as_dict(),
             "cost_usd": usd(cost_usd(usage, self.price)),
+            # With --batch the judge's requests go in a batch too, at its price (where it has one).
+            "batch_cost_usd": usd(cost_usd(usage, self.price.batch)) if self.price.batch else None,
             "note": "listings with warnings are judged too; how many is known only once the run writes them"
             if self.mode == "sample"
             else None,

@@ -36,7 +36,7 @@ from ..cost import Budget, Price, TokenCounter, Usage, cost_usd, usd, worst_case
 from ..errors import BudgetReached
 from ..output.audit import AuditRecord
 from ..planning.jobs import chat_request_body
-from ..planning.packing import split_usage
+from ..planning.packing import REASONING_ROOM, split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
 from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record
 
@@ -165,6 +165,8 @@ class Judge:
         for item, weight in zip(items, weights, strict=True):
             item.weight = max(1, weight)
         max_tokens = max(JUDGE_MIN_MAX_TOKENS, JUDGE_ROOM_PER_LISTING * len(items))
+        if self._settings.thinking and self.price.thinks:
+            max_tokens += REASONING_ROOM  # (--thinking lets a thinking judge think: room for it)
         pack = {"size": len(items), "lead": items[0].job.product.id} if len(items) > 1 else None
         for ask in range(2 if self._settings.max_reasks else 1):
             answered = await self._request(items, messages, counted, max_tokens, pack, first_ask=not ask)
@@ -177,6 +179,13 @@ class Judge:
                     completion.content, completion.finish_reason, [item.to_judge for item in items], self.model
                 )
             except InvalidAnswer as exc:
+                if exc.kind == "truncated" and len(items) > 1:  # asked again whole, it would be cut again
+                    for item, bill in zip(items, bills, strict=True):
+                        self._log(item, completion, number, bill, pack, error=exc, outcome=None)
+                    half = len(items) // 2
+                    for part in (items[:half], items[half:]):
+                        await self.send(part)
+                    return
                 last = ask == 1 or not self._settings.max_reasks
                 for item, bill in zip(items, bills, strict=True):
                     self._log(item, completion, number, bill, pack, error=exc, outcome="unjudged" if last else None)
