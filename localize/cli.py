@@ -114,9 +114,12 @@ class _Command(typer.core.TyperCommand):
         """Options whose value may be left out (`--judge` alone, or `--judge all`): the
         value they mean without one is put in, so the next argument is never taken for it."""
         given = list(args)
+        takes_value = {opt for param in self.params if not getattr(param, "is_flag", True) for opt in param.opts}
         for at in range(len(given) - 1, -1, -1):
             name = given[at]
-            if name in OPTIONAL_VALUES and (at + 1 == len(given) or given[at + 1] not in OPTIONAL_VALUES[name][1]):
+            if name not in OPTIONAL_VALUES or name not in takes_value:
+                continue  # (`localize prompt --judge` is a plain flag)
+            if at + 1 == len(given) or given[at + 1] not in OPTIONAL_VALUES[name][1]:
                 given.insert(at + 1, OPTIONAL_VALUES[name][0])
         return super().parse_args(ctx, given)
 
@@ -594,7 +597,11 @@ def prompt(
     adapt: list[str] = typer.Option(
         [], "--adapt", help="LOCALE=SIBLING: show the adapted request (OUT's sibling listing)."
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="The run's OUT, for --adapt's sibling listings."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="The run's OUT, for --adapt's sibling listings and --judge's listing."
+    ),
+    judge: bool = typer.Option(False, "--judge", help="Show the quality judge's request for OUT's listing instead."),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="The judge's model. [default: --model]"),
     source_locale: str | None = typer.Option(
         None, "--source-locale", help="The catalog's language. [default: a shop's export says; else English]"
     ),
@@ -614,14 +621,16 @@ def prompt(
             style=style,
             adapt=tuple(adapt) or None,
             out=out,
+            judge_model=judge_model,
             duplicates=duplicates,
             fields=fields,
             source_locale=source_locale,
             sheet=sheet,
         )
         settings = jobs.style_beside(_settings(flags=flags, config_path=config_file), catalog)
+        shows = preview.judge_request_for if judge else preview.request_for
         with sheet_of(catalog, settings.sheet):
-            shown = preview.request_for(settings, catalog, product_id, locale, platform)
+            shown = shows(settings, catalog, product_id, locale, platform)
     body = shown.body
     if shown.note:
         stderr.print(f"note: {shown.note}", markup=False)
@@ -629,7 +638,8 @@ def prompt(
         stdout.print_json(json.dumps(body, ensure_ascii=False))
         return
     for message in body["messages"]:
-        _write(f"──── {message['role']} ────\n{message['content']}")
+        content = message["content"]
+        _write(f"──── {message['role']} ────\n{content}" + ("" if content.endswith("\n") else "\n"))
     stderr.print(
         f"model {body['model']} · temperature {body['temperature']} · max_tokens {body['max_tokens']} · "
         + ("thinking disabled · " if body.get("thinking") == {"type": "disabled"} else "")
@@ -967,8 +977,8 @@ def _print_estimate(result: estimate.Estimate, catalog: Path, out: Path) -> None
         chosen = "every listing" if judge["mode"] == "all" else f"a {judge['sample']:.0%} sample"
         more = ", plus the listings the run marks with a warning" if judge["mode"] == "sample" else ""
         stderr.print(
-            f"Judge (--judge, {judge['model']}): {judge['listings']:,} listings ({chosen}{more}) in "
-            f"{judge['requests']:,} requests, {_money(judge['cost_usd'])} expected, on top of the listings.",
+            f"Judge (--judge, {judge['model']}): {_plural(judge['listings'], 'listing')} ({chosen}{more}) in "
+            f"{_plural(judge['requests'], 'request')}, {_money(judge['cost_usd'])} expected, on top of the listings.",
             markup=False,
         )
     styles = report.get("style") or {}

@@ -481,3 +481,20 @@ def test_a_judge_answer_cut_off_is_split_not_asked_again_whole(run_cli, sample: 
     assert all("quality" in row for row in results().values())
     cut = [record for record in audit() if record.get("error") == "truncated"]
     assert len(cut) == 8 and all(record["purpose"] == "judge" and record["usage"] for record in cut)
+
+
+def test_localize_prompt_shows_the_judges_request_for_outs_listing(run_cli, sample: Path) -> None:
+    lines = sample.read_text(encoding="utf-8").splitlines(keepends=True)
+    one = write(Path("one.csv"), lines[0] + next(line for line in lines if line.startswith("ELEC-002,")))
+    shown = run_cli("prompt", one, "--id", "ELEC-002", "-l", "de-DE", "--judge", "--out", "out")
+    assert shown.exit_code == 2 and "OUT holds no listing of 'ELEC-002' in de-DE on amazon" in shown.stderr
+    with FakeRelay() as relay:
+        relay.plant = PLANTED
+        assert run(run_cli, relay, one, "--judge", "all").exit_code == 0
+        (sent,) = judged_requests(relay)
+    shown = run_cli("prompt", one, "--id", "ELEC-002", "-l", "de-DE", "--judge", "--out", "out", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    body = json.loads(shown.stdout)
+    assert body == sent  # exactly what the run sent for it
+    assert body["messages"][1]["content"].startswith("Annotate this listing.") and body["max_tokens"] == 2048
+    assert "wasserdicht" in body["messages"][1]["content"]  # the listing as OUT holds it

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..locales import Locale
 from ..output.records import JudgeError, Quality, is_score
+from ..planning.packing import REASONING_ROOM
 from ..planning.prompts import data_json, fence_id
 from ..reading.catalog import Product
 from ..reading.glossary import Term
@@ -45,6 +46,10 @@ SEVERITIES = ("major", "minor")
 JUDGE_PACK = 8
 # What one judgement takes on average (the dry run's estimate; GEMBA-style answers run 50–300).
 JUDGE_OUTPUT_TOKENS = 200
+# What a judge's request asks for its answer: room for each listing's spans and score, never
+# less than the floor; a thinking judge let think (--thinking) gets room for its reasoning too.
+JUDGE_ROOM_PER_LISTING = 700
+JUDGE_MIN_MAX_TOKENS = 2048
 # A span longer than this is not a span (a judge that quotes the whole description).
 MAX_SPAN_CHARS = 500
 MAX_ERRORS = 20  # per listing: beyond it a judge is listing everything, which says nothing more
@@ -61,7 +66,7 @@ Identify the errors in each listing, then score it:
   accuracy/untranslated: source-language text left in the listing where {language} was due.
 - fluency: grammar, spelling, punctuation, words that do not read as natural {language}.
 - terminology: a wrong or inconsistent term, or a glossary term not written as the glossary says.
-- style: the wrong register or tone for a {platform} listing in {locale}, or text that reads like a machine.
+- style: the wrong register or tone for a listing on {platform} in {locale}, or text that reads like a machine.
 - locale_convention: number, date, currency or unit formats {locale} does not use.
 Severity: "major" when a buyer would be misled or the listing would be rejected or look broken;
 "minor" otherwise. Each error quotes its span exactly as it stands in the listing (a few words,
@@ -127,6 +132,11 @@ def judged_source(product: Product, locale: Locale) -> dict[str, Any]:
     return source
 
 
+def judge_max_tokens(listings: int, *, thinking: bool = False) -> int:
+    """The max_tokens of a judge's request for `listings` listings."""
+    return max(JUDGE_MIN_MAX_TOKENS, JUDGE_ROOM_PER_LISTING * listings) + (REASONING_ROOM if thinking else 0)
+
+
 def judge_messages(platform: str, locale: Locale, items: Sequence[ToJudge]) -> list[dict[str, str]]:
     """The request for several listings of one (platform, locale): the contract's system and
     user messages. Texts are JSON with '<' escaped, so no field can close its tag."""
@@ -140,7 +150,8 @@ def judge_messages(platform: str, locale: Locale, items: Sequence[ToJudge]) -> l
             block += f'<glossary id="{fenced}">\n{data_json(terms)}\n</glossary>\n'
         block += f'<listing id="{fenced}" locale="{locale.tag}">\n{data_json(item.listing)}\n</listing>'
         blocks.append(block)
-    user = f"Annotate these {len(items)} listing{'s' if len(items) != 1 else ''}.\n\n" + "\n\n".join(blocks)
+    opening = "Annotate this listing." if len(items) == 1 else f"Annotate these {len(items)} listings."
+    user = opening + "\n\n" + "\n\n".join(blocks)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

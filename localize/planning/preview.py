@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checking.quality import ToJudge, judge_max_tokens, judge_messages, judged_source, listing_fields
 from ..checking.strings import render_strings, string_product
 from ..config import Settings
 from ..errors import InputError
@@ -73,17 +74,52 @@ def _listing_request(settings: Settings, catalog: Path, product_id: str, platfor
     raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
 
 
+def judge_request_for(settings: Settings, catalog: Path, product_id: str, locale: str, platform: str | None) -> Preview:
+    """The judge's request (--judge) for OUT's listing of one product, locale and platform, as
+    a run would send it alone: its source as the writer got it, its listing as people left it."""
+    target = parse_locale(locale)
+    settings = settings.model_copy(update={"locales": (target,)})
+    for product in read_catalog(catalog, **catalog_options(settings)):
+        if product.id != product_id:
+            continue
+        wanted = settings.model_copy(update={"platforms": (platform.lower(),)}) if platform else settings
+        jobs = plan_jobs(product, wanted.model_copy(update={"force": True}), catalog)
+        if not jobs:
+            raise InputError(f"product {product_id!r} has no job on platform {platform}", where=str(catalog))
+        job = jobs[0]
+        line = _result_line(settings, job.key)
+        if line is None:
+            raise InputError(
+                f"OUT holds no listing of {product_id!r} in {job.locale.tag} on {job.platform} to judge",
+                where=str(settings.out / RESULTS),
+                hint="run it first, or name the run's OUT with --out",
+            )
+        terms = tuple(PromptSets(settings).get(job.platform).terms_for(product, job.locale))
+        item = ToJudge(product.id, judged_source(product, job.locale), listing_fields(line), terms)
+        judge = settings.model_copy(update={"model": settings.judge_model or settings.model})
+        messages = judge_messages(job.platform, job.locale, [item])
+        return Preview(chat_request_body(judge, messages, judge_max_tokens(1)))
+    raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
+
+
+def _result_line(settings: Settings, key: tuple[str, str, str]) -> dict[str, Any] | None:
+    results = settings.out / RESULTS
+    if not results.is_file():
+        return None
+    return next(
+        (line for line in iter_jsonl(results) if (line.get("id"), line.get("platform"), line.get("locale")) == key),
+        None,
+    )
+
+
 def _sibling(settings: Settings, product_id: str, platform: str, tag: str) -> tuple[Locale, dict[str, Any]] | None:
     """--adapt: the sibling market's listing OUT holds for this product (as people left it, as
     results.jsonl has it), which a run would put in this job's prompt; None without one."""
     sibling = settings.adapt.get(tag)
-    results = settings.out / RESULTS
-    if sibling is None or not results.is_file():
-        return None
-    for line in iter_jsonl(results):
-        if (line.get("id"), line.get("platform"), line.get("locale")) == (product_id, platform, sibling):
-            return (parse_locale(sibling), line) if "rejected" not in line else None
-    return None
+    line = _result_line(settings, (product_id, platform, sibling)) if sibling is not None else None
+    return (
+        (parse_locale(sibling), line) if sibling is not None and line is not None and "rejected" not in line else None
+    )
 
 
 def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any] | None:

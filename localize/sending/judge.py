@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..checking.quality import (
     JUDGE_PACK,
     ToJudge,
+    judge_max_tokens,
     judge_messages,
     judged_source,
     listing_fields,
@@ -36,7 +37,7 @@ from ..cost import Budget, Price, TokenCounter, Usage, cost_usd, usd, worst_case
 from ..errors import BudgetReached
 from ..output.audit import AuditRecord
 from ..planning.jobs import chat_request_body
-from ..planning.packing import REASONING_ROOM, split_usage
+from ..planning.packing import split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
 from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record
 
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     from ..planning.jobs import Job, PromptSets
 
 
-# Output tokens asked per listing judged (spans quoted, categories, a score).
-JUDGE_ROOM_PER_LISTING = 700
-JUDGE_MIN_MAX_TOKENS = 2048
 # --max-cost reserves a judge request's input at this much over our offline count.
 JUDGE_INPUT_MARGIN = 1.25
 # The judge's attempts in the audit log are numbered from here (a job's own start at 1).
@@ -164,9 +162,7 @@ class Judge:
         weights = self._counter.count_many([json.dumps(item.to_judge.listing) for item in items])
         for item, weight in zip(items, weights, strict=True):
             item.weight = max(1, weight)
-        max_tokens = max(JUDGE_MIN_MAX_TOKENS, JUDGE_ROOM_PER_LISTING * len(items))
-        if self._settings.thinking and self.price.thinks:
-            max_tokens += REASONING_ROOM  # (--thinking lets a thinking judge think: room for it)
+        max_tokens = judge_max_tokens(len(items), thinking=self._settings.thinking and self.price.thinks)
         pack = {"size": len(items), "lead": items[0].job.product.id} if len(items) > 1 else None
         for ask in range(2 if self._settings.max_reasks else 1):
             answered = await self._request(items, messages, counted, max_tokens, pack, first_ask=not ask)
