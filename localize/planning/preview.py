@@ -17,7 +17,7 @@ from ..output.layout import RESULTS
 from ..output.store import iter_jsonl
 from ..reading.catalog import folded_into, read_catalog
 from ..shops import SHOPS
-from .jobs import PromptSets, catalog_options, chat_request_body, plan_jobs
+from .jobs import Job, PromptSets, catalog_options, chat_request_body, plan_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,15 @@ def request_for(settings: Settings, catalog: Path, product_id: str, locale: str,
 
 
 def _listing_request(settings: Settings, catalog: Path, product_id: str, platform: str | None) -> dict[str, Any]:
-    # One pass: a pipe works too.
+    job = _job(settings, catalog, product_id, platform)
+    sibling = _sibling(settings, job.product.id, job.platform, job.locale.tag)
+    messages = PromptSets(settings).get(job.platform).render_messages(job.product, job.locale, sibling)
+    return chat_request_body(settings, messages)
+
+
+def _job(settings: Settings, catalog: Path, product_id: str, platform: str | None) -> Job:
+    """The job of `product_id` a run would send in the settings' one locale (on `platform`, or
+    the row's own), read in one pass (a pipe works too)."""
     for product in read_catalog(catalog, **catalog_options(settings)):
         if product.id != product_id:
             continue
@@ -61,10 +69,7 @@ def _listing_request(settings: Settings, catalog: Path, product_id: str, platfor
                 where=str(catalog),
                 hint="its platform column names the platforms it is listed on",
             )
-        job = jobs[0]
-        sibling = _sibling(settings, product.id, job.platform, job.locale.tag)
-        messages = PromptSets(settings).get(job.platform).render_messages(product, job.locale, sibling)
-        return chat_request_body(settings, messages)
+        return jobs[0]
     if product_id.count("/") >= 2:
         raise InputError(
             f"no store string {product_id!r} in the export",
@@ -77,29 +82,19 @@ def _listing_request(settings: Settings, catalog: Path, product_id: str, platfor
 def judge_request_for(settings: Settings, catalog: Path, product_id: str, locale: str, platform: str | None) -> Preview:
     """The judge's request (--judge) for OUT's listing of one product, locale and platform, as
     a run would send it alone: its source as the writer got it, its listing as people left it."""
-    target = parse_locale(locale)
-    settings = settings.model_copy(update={"locales": (target,)})
-    for product in read_catalog(catalog, **catalog_options(settings)):
-        if product.id != product_id:
-            continue
-        wanted = settings.model_copy(update={"platforms": (platform.lower(),)}) if platform else settings
-        jobs = plan_jobs(product, wanted.model_copy(update={"force": True}), catalog)
-        if not jobs:
-            raise InputError(f"product {product_id!r} has no job on platform {platform}", where=str(catalog))
-        job = jobs[0]
-        line = _result_line(settings, job.key)
-        if line is None:
-            raise InputError(
-                f"OUT holds no listing of {product_id!r} in {job.locale.tag} on {job.platform} to judge",
-                where=str(settings.out / RESULTS),
-                hint="run it first, or name the run's OUT with --out",
-            )
-        terms = tuple(PromptSets(settings).get(job.platform).terms_for(product, job.locale))
-        item = ToJudge(product.id, judged_source(product, job.locale), listing_fields(line), terms)
-        judge = settings.model_copy(update={"model": settings.judge_model or settings.model})
-        messages = judge_messages(job.platform, job.locale, [item])
-        return Preview(chat_request_body(judge, messages, judge_max_tokens(1)))
-    raise InputError(f"no product with id {product_id!r}", where=str(catalog), hint="check the id column")
+    settings = settings.model_copy(update={"locales": (parse_locale(locale),)})
+    job = _job(settings, catalog, product_id, platform)
+    line = _result_line(settings, job.key)
+    if line is None:
+        raise InputError(
+            f"OUT holds no listing of {product_id!r} in {job.locale.tag} on {job.platform} to judge",
+            where=str(settings.out / RESULTS),
+            hint="run it first, or name the run's OUT with --out",
+        )
+    terms = tuple(PromptSets(settings).get(job.platform).terms_for(job.product, job.locale))
+    item = ToJudge(job.product.id, judged_source(job.product, job.locale), listing_fields(line), terms)
+    judge = settings.model_copy(update={"model": settings.judge_model or settings.model})
+    return Preview(chat_request_body(judge, judge_messages(job.platform, job.locale, [item]), judge_max_tokens(1)))
 
 
 def _result_line(settings: Settings, key: tuple[str, str, str]) -> dict[str, Any] | None:

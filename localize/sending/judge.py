@@ -35,11 +35,10 @@ from ..checking.strings import STRINGS
 from ..checking.validate import InvalidAnswer
 from ..cost import Budget, Price, TokenCounter, Usage, cost_usd, usd, worst_case_usd
 from ..errors import BudgetReached
-from ..output.audit import AuditRecord
 from ..planning.jobs import chat_request_body
-from ..planning.packing import split_usage
+from ..planning.packing import apportion, split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
-from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record
+from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record, failed_record
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -316,20 +315,10 @@ class Judge:
     def _log_failed(
         self, items: list[_Item], failed: FailedAttempt, counted: int, pack: dict[str, Any] | None, *, last: bool
     ) -> None:
-        for item in items:
-            record = AuditRecord(
-                **self._base(item, failed.number, pack),
-                status=failed.error.status,
-                error=failed.error.kind,
-                message=failed.error.message,
-                latency_ms=round(failed.latency_ms, 1),
-                usage=None,
-                cost_usd=0.0,
-                batch=failed.batch_id or None,
-                maybe_billed=failed.error.maybe_billed,
-                counted_input=counted if failed.error.maybe_billed and pack is None else None,
-                judge_outcome="unjudged" if last else None,
-            )
+        inputs = apportion(counted, [item.weight for item in items])
+        for item, counted_input in zip(items, inputs, strict=True):
+            base = self._base(item, failed.number, pack)
+            record = failed_record(base, failed, counted_input, judge_outcome="unjudged" if last else None)
             self.store.log_attempt(record.to_json())
 
     # --- what the run says ------------------------------------------------------------------

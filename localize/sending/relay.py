@@ -152,6 +152,28 @@ def answered_record(
     )
 
 
+def failed_record(
+    base: Mapping[str, Any], failed: FailedAttempt, counted_input: int | None, **more: Any
+) -> AuditRecord:
+    """The audit record of one job's share of a request sent but not answered: the relay may
+    still have billed it, and its usage never reaches us, so the report shows these apart
+    (`maybe_billed`, with our offline count of the input) instead of guessing them into the totals."""
+    billed = failed.error.maybe_billed
+    return AuditRecord(
+        **base,
+        status=failed.error.status,
+        error=failed.error.kind,
+        message=failed.error.message,
+        latency_ms=round(failed.latency_ms, 1),
+        usage=None,
+        cost_usd=0.0,
+        batch=failed.batch_id or None,
+        maybe_billed=billed,
+        counted_input=counted_input if billed else None,
+        **more,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FailedAttempt:
     """An HTTP attempt that produced no completion, for the audit log."""

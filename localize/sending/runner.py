@@ -42,7 +42,7 @@ from ..planning.packing import AnswerRoom, apportion, expected_output_tokens, li
 from ..planning.plan import Outcome, Plan, Planner
 from .batch import BatchCollector
 from .group_commit import GroupCommit
-from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record
+from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record, failed_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -967,22 +967,8 @@ class JobRunner:
             counted = self._counter.count_messages(messages)
         inputs = apportion(counted, weights) if counted is not None else [None] * len(works)
         for work, counted_input in zip(works, inputs, strict=True):
-            # Sent, but no answer: the relay may still have billed it, and its usage never
-            # reaches us. The report shows these apart instead of guessing them into the totals.
-            billed = failed.error.maybe_billed
-            record = AuditRecord(
-                **self._attempt_base(work.job, failed.number, pack),
-                status=failed.error.status,
-                error=failed.error.kind,
-                message=failed.error.message,
-                latency_ms=round(failed.latency_ms, 1),
-                usage=None,
-                cost_usd=0.0,
-                batch=failed.batch_id or None,
-                maybe_billed=billed,
-                counted_input=counted_input if billed else None,
-                job_outcome="failed" if last else None,
-            )
+            base = self._attempt_base(work.job, failed.number, pack)
+            record = failed_record(base, failed, counted_input, job_outcome="failed" if last else None)
             self._store.log_attempt(record.to_json())
 
     def _answer_record(
