@@ -50,6 +50,8 @@ class Outcome(str, Enum):
 
 
 NO_VERDICT = Verdict("send")
+# The copies a run's table holds before it first grows (a megabyte: most catalogs never grow it).
+COPIES_AT_FIRST = 1 << 16
 
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ costs a dry run a second a million jobs)
@@ -111,7 +113,7 @@ class Planner:
         self._memory = memory
         self.harvest = harvest
         self.preparer = Preparer(settings, prompt_sets)
-        self._copies = DigestSet()  # the copies this run's jobs ask (their keys' first 64 bits)
+        self._copies = DigestSet(COPIES_AT_FIRST)  # the copies this run's jobs ask (their keys' first 64 bits)
         self._last_product: Product | None = None
         self._last_digest = 0
         self.tally = Tally()
@@ -207,6 +209,8 @@ def product_copy(product: Product) -> int:
 
 def _frozen(value: Any) -> Any:
     """A field's value as something hashable, equal where the values are equal."""
+    if type(value) is list and all(type(item) is str for item in value):
+        return tuple(value)  # (a catalog's list fields: features, keywords)
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(item) for item in value)
     if isinstance(value, dict):

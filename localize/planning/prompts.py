@@ -101,11 +101,11 @@ class PromptSet:
         template that does not mention the locale or its rules (the built-in ones) renders the
         same text for each of a product's locales, so it is rendered once per product."""
         terms = self.terms_for(product, locale)
-        if self._user_reads_locale() or product.has_market_keywords:  # (each market its own keywords)
-            return self._render_user(product, locale, terms)
-        cached = self._user_by_product.get(id(product))
+        cached = self._user_by_product.get(id(product))  # (only a text no locale shapes is kept)
         if cached is not None and cached[0] is product and cached[1] == terms:
             return cached[2]
+        if self._user_reads_locale() or product.has_market_keywords:  # (each market its own keywords)
+            return self._render_user(product, locale, terms)
         if len(self._user_by_product) >= 16:  # a product's jobs come together: keep only the last few
             self._user_by_product.clear()
         text = self._render_user(product, locale, terms)

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -71,6 +71,12 @@ class Product:
     fields: Mapping[str, Any]
     line: int  # where the row starts in its file, for messages
     left_out: tuple[str, ...] = ()  # its columns that do not reach the model (fields.py)
+    # Whether it gives markets their own search terms (`keywords[de-DE]`): found once, as it is made.
+    has_market_keywords: bool = field(init=False, default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        market = any(key[:9] in ("keywords[", "keywords_") and market_of(key) for key in self.fields)
+        object.__setattr__(self, "has_market_keywords", market)
 
     def data(self) -> dict[str, Any]:
         """What the model sees: the descriptive fields, without the run-steering columns (nor
@@ -88,10 +94,6 @@ class Product:
                 items = value.split("|") if isinstance(value, str) else [str(item) for item in value]
                 return tuple(item.strip() for item in items if item.strip())
         return ()
-
-    @property
-    def has_market_keywords(self) -> bool:
-        return any(key[:9] in ("keywords[", "keywords_") and market_of(key) for key in self.fields)
 
     def copy_chars(self) -> int:
         """How much text the product carries (its strings and list items), to size its checks."""
