@@ -1114,6 +1114,13 @@ def _print_report(report: dict[str, Any], *, as_json: bool) -> None:
         markup=False,
     )
     _print_kept_outdated(jobs)
+    judged = (report.get("by_purpose") or {}).get("judge")
+    if judged:
+        stderr.print(
+            f"Of that, the judge (--judge): {_plural(judged['jobs'], 'listing')} judged in "
+            f"{_plural(judged['requests'], 'request')}, {_money(judged['cost_usd'])}.",
+            markup=False,
+        )
     rate = report.get("rate") or {}
     if rate.get("effective_rpm"):
         stderr.print(_rate_line(rate), markup=False)

@@ -173,6 +173,9 @@ def test_judge_all_scores_every_listing_and_bills_it_as_its_own_line(run_cli, sa
     assert "lowest: ELEC-002 [de-DE]" in result.stderr
     assert "judging the listings, $" in result.stderr  # the progress of its phase (a CI log's line)
     assert "- Judge: 13 listings judged in 2 requests" in Path("out/cost_report.md").read_text(encoding="utf-8")
+    assert "Of that, the judge (--judge): 13 listings judged in 2 requests" in result.stderr
+    rebuilt = run_cli("report", "out")  # the report rebuilt from the audit log says it too
+    assert rebuilt.exit_code == 0 and "Of that, the judge (--judge): 13 listings judged in 2 requests" in rebuilt.stderr
 
     # Nothing changed: nothing is judged again; an edited product's listing is written and judged anew.
     with FakeRelay() as relay:
