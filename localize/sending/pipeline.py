@@ -371,7 +371,8 @@ async def _run(
         )
         notes.extend(_reasoning_notes(settings, report, worker.reasoning_usd))
         if judge is not None:
-            notes.extend(judge.notes(skipped=_judge_skipped(settings, interrupted, disk_errors, pending, worker)))
+            skipped = None if judge.began else _judge_skipped(settings, interrupted, disk_errors, pending, worker)
+            notes.extend(judge.notes(skipped=skipped))
         notes.extend(worker.model_notes())
     finally:
         store.release()
