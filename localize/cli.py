@@ -383,7 +383,7 @@ def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
             f"with localize approve {settings.out} (--require-approved)",
             markup=False,
         )
-    low = staleness.low_quality if settings.min_quality is not None else []
+    low = staleness.low_quality  # (both lists are empty without --min-quality)
     if low:
         shown = ", ".join(f"{key[0]} [{key[1]} {key[2]}] {score}" for key, score in low[:MIN_QUALITY_SHOWN])
         more = f", and {len(low) - MIN_QUALITY_SHOWN:,} more" if len(low) > MIN_QUALITY_SHOWN else ""
@@ -392,7 +392,7 @@ def _check(settings: config.Settings, catalog: Path, *, as_json: bool) -> None:
             " read them first (localize review), then approve or edit them",
             markup=False,
         )
-    if settings.min_quality is not None and staleness.unjudged:
+    if staleness.unjudged:
         stderr.print(
             f"{_plural(len(staleness.unjudged), 'listing')} not judged (not failing --min-quality): run with --judge "
             "all to judge every one",
@@ -1226,9 +1226,9 @@ def _rate_line(rate: dict[str, Any]) -> str:
 
 # A run with fewer requests, or shorter, has no steady part to measure a rate on.
 STEADY_REQUESTS = 50
+STEADY_S = 5.0
 # Listings below --min-quality named on the error line (all of them on stdout).
 MIN_QUALITY_SHOWN = 5
-STEADY_S = 5.0
 
 
 def _plural(count: int, noun: str) -> str:

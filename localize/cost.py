@@ -152,6 +152,14 @@ def price_for(model: str, prices: Mapping[str, Price]) -> Price:
     )
 
 
+def judge_price(judge_model: str | None, run_price: Price, overrides: Mapping[str, PriceOverride]) -> Price:
+    """The price the quality judge's requests are billed at: its own model's (--judge-model),
+    else the run's (a PriceError, said before anything is sent, for a model without one)."""
+    if judge_model is None or judge_model == run_price.model:
+        return run_price
+    return price_for(judge_model, load_prices(overrides))
+
+
 def price_of_answer(named: str, prices: Mapping[str, Price]) -> Price | None:
     """The price of the model an answer names, as relays spell it: `kimi-k2.6`,
     `moonshot/kimi-k2.6`, `Kimi-K2.6`; None when the table has no such model."""

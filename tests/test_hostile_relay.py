@@ -261,7 +261,7 @@ def test_report_reads_an_audit_log_whatever_an_older_run_left_in_it(run_cli, tmp
 def test_a_re_ask_repeats_only_an_excerpt_of_a_huge_invalid_answer(run_cli, tmp_path: Path, relay: FakeRelay) -> None:
     """A relay answering 2 MB in the wrong shape: each re-ask quotes at most REASK_ANSWER_CHARS
     of it, so the garbage is not paid for again in every later request."""
-    from localize.sending.runner import REASK_ANSWER_CHARS
+    from localize.sending.reask import REASK_ANSWER_CHARS
 
     garbage = json.dumps({"listing": "x" * 2_000_000})
     relay.honours_max_tokens = False  # a relay that sends all of it, past max_tokens

@@ -501,3 +501,19 @@ def test_localize_prompt_shows_the_judges_request_for_outs_listing(run_cli, samp
     assert body == sent  # exactly what the run sent for it
     assert body["messages"][1]["content"].startswith("Annotate this listing.") and body["max_tokens"] == 2048
     assert "wasserdicht" in body["messages"][1]["content"]  # the listing as OUT holds it
+
+
+def test_a_judge_refused_with_a_401_that_echoes_the_key_says_so_without_the_key(run_cli, sample: Path) -> None:
+    write(Path("localize.yaml"), "rpm: 60000\nbackoff_s: 0.001\nconcurrency: 1\n")  # (the pack of 8 asks first)
+    with FakeRelay() as relay:
+        assert run(run_cli, relay, sample).exit_code == 0
+    with FakeRelay() as relay:
+        echo = {"error": {"type": "invalid_authentication_error", "message": "Invalid API key provided: sk-judge-test"}}
+        relay.enqueue(Reply(401, echo))
+        result = run(run_cli, relay, sample, "--judge", "all")
+    assert result.exit_code == 0, result.stderr  # advice: no job failed, every listing kept
+    assert "sk-judge-test" not in result.stderr + result.stdout + Path("out/requests.jsonl").read_text(encoding="utf-8")
+    assert "the judge stopped: auth: the relay rejected the API key (HTTP 401)" in result.stderr
+    assert "[redacted]" in result.stderr and "Traceback" not in result.stderr
+    assert "13 listings unjudged (auth 13)" in result.stderr  # nothing more sent once the key is refused
+    assert len(results()) == 13 and not any("quality" in row for row in results().values())

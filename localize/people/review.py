@@ -24,6 +24,7 @@ from ..checking.sanitize import clean_html
 from ..errors import InputError, LocalizeError
 from ..locales import parse_locale
 from ..output.layout import COST_JSON, DB, FAILURES, RESULTS, REVIEW
+from ..output.records import JudgeError, Quality
 from ..output.run_report import RunOrigin
 from ..output.store import STRING_PLATFORM, RunStore, atomic_write
 from ..planning.prompts import load_prompt_set
@@ -136,12 +137,11 @@ def lowest_score(entries: Iterable[Mapping[str, Any]]) -> int:
     """The lowest score the judge gave these listings that no person wrote or approved
     (UNJUDGED when none): what the page and the API put first."""
     scores = [
-        int(entry["quality"]["score"])
+        quality.score
         for entry in entries
-        if isinstance(entry.get("quality"), dict)
-        and isinstance(entry["quality"].get("score"), int)
-        and not entry.get("approved")
-        and entry.get("origin") != "human"
+        if not entry.get("approved") and entry.get("origin") != "human"
+        for quality in (Quality.of(entry.get("quality")),)
+        if quality is not None
     ]
     return min(scores, default=UNJUDGED)
 
@@ -323,8 +323,7 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
     rules = limits.get(job["platform"], job["locale"])
     description = str(job.get("description", ""))
     extra = job.get("extra") or {}
-    quality = job.get("quality") if isinstance(job.get("quality"), dict) else None
-    errors = [e for e in (quality or {}).get("errors") or [] if isinstance(e, dict) and e.get("span")]
+    quality = Quality.of(job.get("quality"))
     listing = (
         f"<div class=title>{escape(str(job.get('title', '')))} {_used(job.get('title', ''), rules.get('title'))}</div>"
         # As the shop will show it (sanitised: sanitize.clean_html), and as the code that is imported.
@@ -339,8 +338,8 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
             for name, value in extra.items()
         )
     )
-    listing = _judged(listing, errors)
-    warned = _quality(quality, errors) + "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
+    listing = _judged(listing, quality.errors if quality is not None else ())
+    warned = _quality(quality) + "".join(f"<div class=warning>{escape(w)}</div>" for w in warnings)
     if facts and not any(_warning_kind(w) == "figures" for w in warnings):
         count = len(facts.figures) + len(facts.names) + len(facts.media)
         checked = ", ".join([f.text for f in facts.figures] + list(facts.names))
@@ -355,33 +354,33 @@ def _job(job: Mapping[str, Any], limits: _Limits, facts: Facts | None = None) ->
 _TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
 
 
-def _judged(html_text: str, errors: list[dict[str, Any]]) -> str:
+def _judged(html_text: str, errors: Iterable[JudgeError]) -> str:
     """The listing's HTML with each span the judge named marked where it stands in the text
     (never inside a tag): `<mark class="judge major">`, its category as the title."""
     for error in errors:
-        needle = escape(str(error["span"]))
-        severity = "major" if error.get("severity") == "major" else "minor"
-        mark = f'<mark class="judge {severity}" title="{escape(str(error.get("category")))}">{needle}</mark>'
+        if not error.span:
+            continue  # (a hand-edited line: an empty span marks nothing)
+        needle = escape(error.span)
+        severity = "major" if error.severity == "major" else "minor"
+        mark = f'<mark class="judge {severity}" title="{escape(error.category)}">{needle}</mark>'
         html_text = "".join(
             part if part.startswith("<") else part.replace(needle, mark) for part in _TAG_OR_TEXT.split(html_text)
         )
     return html_text
 
 
-def _quality(quality: Mapping[str, Any] | None, errors: list[dict[str, Any]]) -> str:
+def _quality(quality: Quality | None) -> str:
     """The judge's score and its errors, in the warnings cell."""
     if quality is None:
         return ""
-    score = quality.get("score")
-    level = "low" if isinstance(score, int) and score < LOW_SCORE else "ok"
+    level = "low" if quality.score < LOW_SCORE else "ok"
     found = "".join(
-        f"<div class=judge-error>{escape(str(e.get('severity')))} {escape(str(e.get('category')))}: "
-        f"“{escape(str(e['span']))}”</div>"
-        for e in errors
+        f"<div class=judge-error>{escape(e.severity)} {escape(e.category)}: “{escape(e.span)}”</div>"
+        for e in quality.errors
     )
     return (
-        f'<div class="quality {level}" data-score="{escape(str(score))}">quality {escape(str(score))}'
-        f" <span class=label>({escape(str(quality.get('model')))})</span></div>{found}"
+        f'<div class="quality {level}" data-score="{quality.score}">quality {quality.score}'
+        f" <span class=label>({escape(quality.model)})</span></div>{found}"
     )
 
 

@@ -31,6 +31,7 @@ from ..cost import (
     Usage,
     chat_prompt_tokens,
     cost_usd,
+    judge_price,
     load_prices,
     price_for,
     usd,
@@ -431,9 +432,7 @@ def _estimate(
         rpm=settings.rpm,
         completion_window=settings.batch_window,
         max_tokens=settings.max_tokens or DEFAULT_MAX_TOKENS,
-        judge=JudgeEstimate.of(
-            settings, price_for(settings.judge_model, load_prices(settings.prices)) if settings.judge_model else price
-        ),
+        judge=JudgeEstimate.of(settings, judge_price(settings.judge_model, price, settings.prices)),
     )
     # The run's own planning stage (plan.py): what it would send, settle or reuse, decided as it decides.
     planner = Planner(settings, prompt_sets, store, memory=memory_for(settings, catalog))

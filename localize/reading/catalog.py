@@ -54,7 +54,9 @@ _MARKET_KEYWORDS = re.compile(
 
 @lru_cache(maxsize=4096)
 def market_of(column: str) -> str | None:
-    """The market a `keywords[xx-YY]` (or `keywords_xx-YY`) column is for."""
+    """The market a `keywords[xx-YY]` (or `keywords_xx-YY`) column is for (None for any other)."""
+    if column[:9] not in ("keywords[", "keywords_"):
+        return None  # (most columns: no regex)
     match = _MARKET_KEYWORDS.fullmatch(column)
     return (match.group(1) or match.group(2)) if match else None
 
@@ -75,8 +77,7 @@ class Product:
     has_market_keywords: bool = field(init=False, default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        market = any(key[:9] in ("keywords[", "keywords_") and market_of(key) for key in self.fields)
-        object.__setattr__(self, "has_market_keywords", market)
+        object.__setattr__(self, "has_market_keywords", any(market_of(key) for key in self.fields))
 
     def data(self) -> dict[str, Any]:
         """What the model sees: the descriptive fields, without the run-steering columns (nor
@@ -84,13 +85,15 @@ class Product:
         return {
             key: value
             for key, value in self.fields.items()
-            if key not in CONTROL_FIELDS and not (key[:9] in ("keywords[", "keywords_") and market_of(key))
+            if key not in CONTROL_FIELDS and not (self.has_market_keywords and market_of(key))
         }
 
     def market_keywords(self, tag: str) -> tuple[str, ...]:
         """The search terms the catalog gives this market (`keywords[de-DE]`), or none."""
+        if not self.has_market_keywords:
+            return ()
         for key, value in self.fields.items():
-            if key[:9] in ("keywords[", "keywords_") and (market_of(key) or "").lower() == tag.lower():
+            if (market_of(key) or "").lower() == tag.lower():
                 items = value.split("|") if isinstance(value, str) else [str(item) for item in value]
                 return tuple(item.strip() for item in items if item.strip())
         return ()

@@ -38,11 +38,13 @@ from ..errors import BudgetReached
 from ..planning.jobs import chat_request_body
 from ..planning.packing import apportion, split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
+from .reask import reask
 from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record, failed_record
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..output.lock import JobKey
+    from ..output.records import Quality
     from ..output.store import RunStore
     from ..planning.jobs import Job, PromptSets
 
@@ -187,26 +189,34 @@ class Judge:
                 if last:
                     self.tally.unjudged[exc.kind] += len(items)
                     return
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": completion.content[:16_000]},
-                    {"role": "user", "content": JUDGE_REASK.format(problem=exc.message)},
-                ]
+                messages = reask(messages, completion.content, exc, note=JUDGE_REASK)
                 counted = self._counter.count_messages(messages)
                 continue
             for item, bill in zip(items, bills, strict=True):
-                quality = qualities.get(item.job.product.id)
-                if quality is None:
-                    why = next((p for p in problems if p.startswith(f"{item.job.product.id}:")), None)
-                    error = InvalidAnswer("no_score" if why else "missing", why or "the answer has no judgement for it")
-                    self._log(item, completion, number, bill, pack, error=error, outcome="unjudged")
-                    self.tally.unjudged[error.kind] += 1
-                    continue
-                record = self._record(item, completion, number, bill, pack, error=None, outcome="judged")
-                self.store.record_quality(item.job.key, quality.as_json(), attempt=record)
-                self.tally.judged += 1
-                self.tally.lowest.append((quality.score, item.job.key))
+                self._settle(item, qualities.get(item.job.product.id), problems, completion, number, bill, pack)
             return
+
+    def _settle(
+        self,
+        item: _Item,
+        quality: Quality | None,
+        problems: list[str],
+        completion: Completion,
+        number: int,
+        bill: _Bill,
+        pack: dict[str, Any] | None,
+    ) -> None:
+        """A listing of a readable answer: its quality recorded, or why it has none."""
+        if quality is None:
+            why = next((problem for problem in problems if problem.startswith(f"{item.job.product.id}:")), None)
+            error = InvalidAnswer("no_score" if why else "missing", why or "the answer has no judgement for it")
+            self._log(item, completion, number, bill, pack, error=error, outcome="unjudged")
+            self.tally.unjudged[error.kind] += 1
+            return
+        record = self._record(item, completion, number, bill, pack, error=None, outcome="judged")
+        self.store.record_quality(item.job.key, quality.as_json(), attempt=record)
+        self.tally.judged += 1
+        self.tally.lowest.append((quality.score, item.job.key))
 
     async def _request(
         self,

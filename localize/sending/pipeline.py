@@ -20,6 +20,7 @@ from ..checking.strings import (
 from ..cost import (
     Budget,
     Price,
+    judge_price,
     load_prices,
     price_for,
 )
@@ -141,8 +142,8 @@ async def _run(
     check_imports(settings, catalog, lambda platform: products_on(settings, catalog, platform))
     memory = memory_for(settings, catalog)  # a TMX that cannot be read: said before anything is sent
     price = price_for(settings.model, load_prices(settings.prices))
-    judge_price = price_for(settings.judge_model, load_prices(settings.prices)) if settings.judge_model else price
     check_max_tokens(settings, price)
+    judged_at = judge_price(settings.judge_model, price, settings.prices)  # (an unknown judge: said now)
     prompt_sets = PromptSets(settings)
     total = preflight(settings, catalog, prompt_sets)
     strings = store_strings(settings, catalog)
@@ -193,11 +194,9 @@ async def _run(
         memory,
         spread=spread if collector is None else None,
     )
-    judge = (
-        Judge(settings, prompt_sets, collector or sender, store, run_id, judge_price)
-        if settings.judge != "off"
-        else None
-    )
+    judge = None
+    if settings.judge != "off":
+        judge = Judge(settings, prompt_sets, collector or sender, store, run_id, judged_at)
     recorded = None if batch_client is not None else await _recorded_batches(settings, store, transport, on_batch)
     if recorded is not None:  # a live run beside batches an earlier run left: never pays their jobs twice
         worker.use_harvest(recorded)

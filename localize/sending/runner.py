@@ -42,6 +42,7 @@ from ..planning.packing import AnswerRoom, apportion, expected_output_tokens, li
 from ..planning.plan import Outcome, Plan, Planner
 from .batch import BatchCollector
 from .group_commit import GroupCommit
+from .reask import reask
 from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record, failed_record
 
 if TYPE_CHECKING:
@@ -74,14 +75,6 @@ REVIEW_NOTE = "\n\nA reviewer sent the previous listing for this product back wi
 STRING_REVIEW_NOTE = (
     "\n\nA reviewer sent the previous translation of this text back with this note: {note}\nTranslate it again."
 )
-REASK = (
-    "Your answer cannot be used: {problem}. Reply again with only the corrected JSON object, "
-    "keeping everything else that was right."
-)
-# What a re-ask repeats of the invalid answer, and of what was wrong with it: a pack of eight
-# listings is about 12,000 characters, so a longer answer is not one we asked for.
-REASK_ANSWER_CHARS = 16_000
-REASK_NOTE_CHARS = 4_000
 # Without a budget or --tpm, prompts are counted offline for the first requests and then one in
 # ten: enough for calibration.json's billed/counted ratio per locale.
 CALIBRATION_SAMPLE_FIRST = 200
@@ -463,7 +456,7 @@ class JobRunner:
                     self._fail(work.job, exc.kind, exc.message, work.attempts, answer=answer, held=work.fp)
                     return
                 self._store.log_attempt(self._answer_record(work, completion, bill, error=exc, outcome=None, pack=None))
-                messages = _reask(messages, completion.content, exc)
+                messages = reask(messages, completion.content, exc)
                 continue
             answer = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=None)
             self._succeed(work, listing, warnings, bill, answer=answer)
@@ -523,7 +516,7 @@ class JobRunner:
                 if exc.kind == "truncated" and len(works) > 1:
                     self._cut_off(works, completion)  # asked again whole, it would be cut again: split
                     break
-                messages = _reask(messages, completion.content, exc)
+                messages = reask(messages, completion.content, exc)
                 continue
             answers = [listings[product_id] for product_id in ids]
             shares = [
@@ -683,9 +676,7 @@ class JobRunner:
         if not _is_answer(data):
             return work.messages
         own = self._kind(work).as_own_answer(work.job, data)
-        answer = _excerpt(json.dumps(own, ensure_ascii=False), REASK_ANSWER_CHARS)
-        note = _excerpt(REASK.format(problem=problem.message), REASK_NOTE_CHARS)
-        return [*work.messages, {"role": "assistant", "content": answer}, {"role": "user", "content": note}]
+        return reask(work.messages, json.dumps(own, ensure_ascii=False), problem)
 
     def _stopped(self, works: list[_Work]) -> bool:
         """Once the run stopped (a fatal relay error, the budget), jobs are recorded unsent."""
@@ -1056,21 +1047,3 @@ def _packed_part(work: _Work, data: object, mates: Sequence[tuple[str, str, str]
                 f"({other[0]!r}): write the listing of {work.job.product.id!r} from its own product data",
             )
     return data
-
-
-def _reask(messages: list[Message], answer: str, problem: InvalidAnswer) -> list[Message]:
-    """The conversation plus the bad answer (an excerpt, when it is longer than any answer we
-    asked for could be) and what was wrong with it."""
-    note = {"role": "user", "content": _excerpt(REASK.format(problem=problem.message), REASK_NOTE_CHARS)}
-    if problem.kind == "truncated":
-        # A cut-off answer is broken JSON: resending it would only pay for it twice.
-        return [*messages, note]
-    return [*messages, {"role": "assistant", "content": _excerpt(answer, REASK_ANSWER_CHARS)}, note]
-
-
-def _excerpt(text: str, limit: int) -> str:
-    """`text`, or its start and a word on what was left out: a relay that answers megabytes of
-    garbage must not have it repeated (and paid for) in every re-ask."""
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[… {len(text) - limit:,} more characters left out]"
