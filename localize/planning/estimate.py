@@ -529,9 +529,13 @@ def _add_strings(result: Estimate, settings: Settings, catalog: Path, counter: T
 def _count_pending(
     pending: list[tuple[GroupEstimate, str, str]], counter: TokenCounter, result: Estimate, settings: Settings
 ) -> None:
-    counts = counter.count_many([text for _, text, _ in pending])
+    # A product's user message is the same in each of its locales (prompts.render_user): each
+    # distinct text is counted once.
+    distinct = list(dict.fromkeys(text for _, text, _ in pending))
+    count_of = dict(zip(distinct, counter.count_many(distinct), strict=True))
     window = result.price.context_tokens
-    for (group, _, product_id), user_tokens in zip(pending, counts, strict=True):
+    for group, text, product_id in pending:
+        user_tokens = count_of[text]
         # The system message is the same for the whole group: counted once, in _new_group.
         group.add_job(user_tokens)
         alone = group.single_frame_tokens + user_tokens
