@@ -6,7 +6,7 @@ The vocabulary is handed to tiktoken.Encoding directly, so nothing is ever downl
 
 from __future__ import annotations
 
-import base64
+import binascii
 import gzip
 import hashlib
 from functools import lru_cache
@@ -39,11 +39,8 @@ def o200k_base() -> tiktoken.Encoding:
     digest = hashlib.sha256(raw).hexdigest()
     if digest != VOCABULARY_SHA256:
         raise RuntimeError(f"{VOCABULARY} is corrupt (sha256 {digest}); reinstall localize")
-    ranks = {}
-    for line in raw.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+    decode = binascii.a2b_base64  # (base64.b64decode's checks, 200,000 times, cost a fifth of the load)
+    ranks = {decode(token): int(rank) for token, rank in (line.split() for line in raw.splitlines() if line)}
     encoding = tiktoken.Encoding(ENCODING_NAME, pat_str=_O200K_PATTERN, mergeable_ranks=ranks, special_tokens={})
     # Encoding keeps its Python copy of the 200k ranks (about 25 MB) for decoding helpers we
     # never call; counting runs in its Rust core, which has its own. Let the copy go.

@@ -4,6 +4,9 @@ survives into every listing, read as values in the notations listings really use
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -224,6 +227,49 @@ def test_the_checks_read_a_bounded_part_of_64_kb_of_a_worst_case(text: str) -> N
         check_string(text, text, parse_locale("de-DE"))
     except InvalidAnswer as refused:
         assert refused.kind in ("untranslated", "wrong_language", "length")
+
+
+@pytest.mark.parametrize("count", [3, 40], ids=["scanned", "searched"])
+def test_a_spec_sheet_of_many_figures_is_checked_figure_by_figure(count: int) -> None:
+    """A dimension with a few figures is scanned and one with many searched by value: either
+    way each figure is found where it is written (in another unit too) and a changed one named."""
+    source = "; ".join(f"slot {n}: {n * 100 + 50} g" for n in range(count))
+    kept = [f"{n * 100 + 50} g" for n in range(count)]
+    kept[1] = f"{(1 * 100 + 50) / 1000} kg"  # the same weight in kilograms
+    assert check_facts(facts_of({"specs": source}), ["; ".join(kept)]) == []
+    changed = [*kept]
+    written, last = f"{(count - 1) * 100 + 51} g", f"{(count - 1) * 100 + 50} g"
+    changed[-1] = written
+    problems = check_facts(facts_of({"specs": source}), ["; ".join(changed)])
+    # (the changed figure is named in the first problem when it is among the first few written)
+    assert [problem.split(";")[0] for problem in problems] in (
+        [f"the source says {last}"],
+        [f"the source says {last}", f"the listing says {written}"],
+    )
+
+
+def _units_in_a_fresh_process(cache_home: Path) -> str:
+    """What a new process reads `2 kg` and `1 lb` as, with the user's cache folder at `cache_home`."""
+    code = "from localize.checking.figures import _unit; print(_unit('kg'), _unit('lb'))"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stderr == ""
+    return done.stdout
+
+
+def test_the_unit_registry_is_cached_and_a_broken_cache_is_passed_over(tmp_path: Path) -> None:
+    """Pint's parsed definitions are cached in the user's cache folder; a cache that cannot be
+    written (the folder is a file) or was left half-written is passed over, with the same units."""
+    expected = _units_in_a_fresh_process(tmp_path / "cache")
+    assert "kilogram" in expected and "[mass]" in expected
+    cached = list((tmp_path / "cache" / "pint").glob("*.pickle"))
+    assert cached, "the definitions were cached"
+    assert _units_in_a_fresh_process(tmp_path / "cache") == expected  # read from the cache
+    for path in cached:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a run killed while writing
+    assert _units_in_a_fresh_process(tmp_path / "cache") == expected
+    (tmp_path / "not-a-folder").write_text("")
+    assert _units_in_a_fresh_process(tmp_path / "not-a-folder") == expected
 
 
 # --- precision, not percentage (issue 24) ---------------------------------------------------

@@ -20,7 +20,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -163,6 +163,11 @@ class Facts:
     names: tuple[str, ...]
     media: tuple[str, ...]
     tables: int = 0  # HTML tables in the source copy
+    # The figures by dimension, built once: each of the product's listings is checked against them.
+    index: _FigureIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", _FigureIndex(self.figures))
 
     def __bool__(self) -> bool:
         return bool(self.figures or self.names or self.media or self.tables)
@@ -190,7 +195,7 @@ def check_facts(facts: Facts, texts: Sequence[str], *, spaced_groups: bool = Fal
     texts = [text[:SCAN_CHARS] for text in texts]
     plain = " ".join(_plain(text) for text in texts)
     written = _unique(extract_figures(plain, spaced_groups=spaced_groups))
-    in_listing, in_source = _FigureIndex(written), _FigureIndex(facts.figures)
+    in_listing, in_source = _FigureIndex(written), facts.index
     problems: list[str] = []
     named: set[str] = set()  # the listing's figures a problem has named already
     for figure in facts.figures:
@@ -224,39 +229,46 @@ def check_facts(facts: Facts, texts: Sequence[str], *, spaced_groups: bool = Fal
 
 
 class _FigureIndex:
-    """Figures by dimension and sorted value: whether one matches is a search, not a scan."""
+    """Figures by dimension: whether one matches is a scan of its dimension's few figures, or,
+    for a dimension with many (a spec sheet's), a search of their sorted values."""
 
     def __init__(self, figures: Iterable[Figure]) -> None:
+        self._figures: dict[str, list[Figure]] = {}
+        for figure in figures:
+            self._figures.setdefault(figure.dimension, []).append(figure)
         self._values: dict[str, list[tuple[float, int]]] = {}
         self._reach: dict[str, float] = {}  # the widest precision of a dimension's figures
-        self._figures: list[Figure] = []
-        self._texts: dict[str, list[str]] = {}
-        for figure in figures:
-            self._figures.append(figure)
-            for value, precision in figure.readings:
-                self._values.setdefault(figure.dimension, []).append((value, len(self._figures) - 1))
-                self._reach[figure.dimension] = max(self._reach.get(figure.dimension, 0.0), precision)
-            self._texts.setdefault(figure.dimension, []).append(figure.text)
-        for values in self._values.values():
-            values.sort()
+        for dimension, group in self._figures.items():
+            if len(group) > _SCANNED_FIGURES:
+                self._values[dimension] = sorted(
+                    (value, index) for index, figure in enumerate(group) for value, _ in figure.readings
+                )
+                self._reach[dimension] = max(precision for figure in group for _, precision in figure.readings)
 
     def has(self, figure: Figure) -> bool:
-        values = self._values.get(figure.dimension)
-        if not values:
+        group = self._figures.get(figure.dimension)
+        if not group:
             return False
+        values = self._values.get(figure.dimension)
+        if values is None:
+            return any(_same(figure, other) for other in group)
         for value, precision in figure.readings:
             reach = precision + self._reach[figure.dimension] + 1e-9  # every value _same could accept
             start = bisect.bisect_left(values, (value - reach, -1))
             for candidate, index in itertools.islice(values, start, None):
                 if candidate > value + reach:
                     break
-                if _same(figure, self._figures[index]):
+                if _same(figure, group[index]):
                     return True
         return False
 
     def texts(self, dimension: str) -> list[str]:
         """The first few figures of a dimension, as written."""
-        return self._texts.get(dimension, [])[:3]
+        return [figure.text for figure in self._figures.get(dimension, ())[:3]]
+
+
+# A dimension with up to this many figures is scanned; with more, searched.
+_SCANNED_FIGURES = 8
 
 
 def extract_figures(text: str, *, spaced_groups: bool = False) -> list[Figure]:
@@ -362,7 +374,13 @@ def load_units() -> None:
 def _registry() -> Any:
     import pint  # loaded once, when first needed: a quarter second a CLI run without figures skips
 
-    return pint.UnitRegistry()
+    # Pint's own cache of its parsed definitions (in the user's cache folder) saves a tenth of a
+    # second a run. It is only a cache: one that cannot be written, or is read while another run
+    # writes it, is passed over and the definitions parsed as without it.
+    try:
+        return pint.UnitRegistry(cache_folder=":auto:")
+    except Exception:  # noqa: BLE001 (whatever a cache read half-written raises)
+        return pint.UnitRegistry()
 
 
 def _texts(value: Any) -> Iterable[str]:

@@ -16,6 +16,7 @@ refusal costs re-asks and a failed job.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import cache
 
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
@@ -110,11 +111,12 @@ def plainly_in(sample: str, language: str) -> bool:
     own, others = _function_words(language)
     if not own:
         return False
-    words = _WORD.findall(sample.lower())
-    hits = [word for word in words if word in own]
-    if len(hits) < PLAIN_WORDS or len(set(hits)) < PLAIN_DISTINCT:
+    counts = Counter(_WORD.findall(sample.lower()))
+    mine = own.intersection(counts)
+    hits = sum(counts[word] for word in mine)
+    if hits < PLAIN_WORDS or len(mine) < PLAIN_DISTINCT:
         return False
-    return all(3 * sum(1 for word in words if word in theirs) <= len(hits) for theirs in others)
+    return all(3 * sum(counts[word] for word in theirs.intersection(counts)) <= hits for theirs in others)
 
 
 @cache

@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..locales import Locale
 from ..planning.rules import FieldRule, PlatformRules
 from ..reading.glossary import Term
+from .direction import MARKS as DIRECTION_MARKS
 from .direction import declares_rtl, direction_marks, with_rtl, without_rtl_wrapper
 from .figures import Facts, check_facts
 from .language import detected_problem
-from .sanitize import drop_foreign_media, formula_start, unsafe_markup
+from .sanitize import FORMULA_START, drop_foreign_media, formula_start, unsafe_markup
 
 if TYPE_CHECKING:
     from ..reading.catalog import Product
@@ -157,15 +158,21 @@ def check_listing(
     problems: list[tuple[str, str]] = []
     warnings: list[str] = []
     unsafe: list[tuple[str, str]] = []
-    _check_safety(listing, unsafe, "unsafe_html", unsafe_markup, "no scripts, handlers or styles")  # as written
-    listing = _repaired(listing, facts, rules, warnings)
+    _check_safety(_suspect_texts(listing), unsafe, "unsafe_html", unsafe_markup, "no scripts, handlers or styles")
+    listing = _repaired(listing, facts, rules, warnings)  # (the markup was checked as written)
     if locale.right_to_left and rules.description.html and not declares_rtl(listing.description):
         listing = replace(listing, description=with_rtl(listing.description))  # (a storefront is left to right)
         warnings.append('rtl_dir_added: the description\'s outer element now says dir="rtl"')
-    _check_safety(listing, problems, "formula", _formula, "a spreadsheet runs it: start with a word")
-    _check_safety(
-        listing, problems, "direction_marks", _direction_marks, "write the text without them (dir sets the direction)"
-    )
+    suspects = _suspect_texts(listing)
+    if suspects:
+        _check_safety(suspects, problems, "formula", _formula, "a spreadsheet runs it: start with a word")
+        _check_safety(
+            suspects,
+            problems,
+            "direction_marks",
+            _direction_marks,
+            "write the text without them (dir sets the direction)",
+        )
     for name, rule in rules.fields().items():
         value = listing.extra[name] if name in listing.extra else getattr(listing, name)
         if isinstance(value, tuple):
@@ -206,6 +213,7 @@ def check_listing(
 
 
 # A list item written with its own marker ("- Long battery life"): the marker goes, the text stays.
+_LIST_MARKS = ("-", "+", "•", "*")
 _LIST_MARKER = re.compile(r"^[-+•*]\s+(?=\S)")
 
 
@@ -214,10 +222,14 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
     markers a model wrote before an item (a spreadsheet would read `- …` as a formula); search
     terms over their byte limit, their last tags dropped; and images or links the source does
     not have (a tracking pixel, a link a supplier text slipped in), dropped."""
-    bullets = tuple(_LIST_MARKER.sub("", item) for item in listing.bullets)
-    seo_tags = tuple(_LIST_MARKER.sub("", item) for item in listing.seo_tags)
-    if bullets != listing.bullets or seo_tags != listing.seo_tags:
-        warnings.append("list_markers_removed: items began with a list marker (- or •), now removed")
+    changes: dict[str, Any] = {}
+    bullets, seo_tags = listing.bullets, listing.seo_tags
+    if any(item.startswith(_LIST_MARKS) for item in (*bullets, *seo_tags)):
+        bullets = tuple(_LIST_MARKER.sub("", item) for item in bullets)
+        seo_tags = tuple(_LIST_MARKER.sub("", item) for item in seo_tags)
+        if bullets != listing.bullets or seo_tags != listing.seo_tags:
+            warnings.append("list_markers_removed: items began with a list marker (- or •), now removed")
+            changes |= {"bullets": bullets, "seo_tags": seo_tags}
     limit = rules.seo_tags.total_max_bytes
     if limit is not None and len(" ".join(seo_tags).encode()) > limit:
         kept = list(seo_tags)
@@ -226,8 +238,7 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
         if len(kept) >= (rules.seo_tags.min_items or 1):
             trimmed = len(seo_tags) - len(kept)
             warnings.append(f"seo_tags_trimmed: the last {trimmed} search terms dropped to fit {limit} bytes")
-            seo_tags = tuple(kept)
-    changes: dict[str, Any] = {"bullets": bullets, "seo_tags": seo_tags}
+            changes["seo_tags"] = tuple(kept)
     if facts is not None:
         known = frozenset(facts.media)
         description, dropped = drop_foreign_media(listing.description, known)
@@ -238,24 +249,41 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
         if dropped:
             warnings.append(f"media_dropped: images or links the source does not have: {', '.join(dropped[:3])}")
             changes |= {"description": description, "extra": extra}
-    return replace(listing, **changes)
+    return replace(listing, **changes) if changes else listing  # (most listings: nothing to repair)
+
+
+# What any unsafe text has: markup's "<", a direction mark, or a formula's first character. Most
+# texts have none, and are passed over in one search.
+_MAY_BE_UNSAFE = re.compile(
+    "[<" + "".join(sorted(DIRECTION_MARKS)) + "]|\\A[" + re.escape("".join(FORMULA_START)) + "]"
+)
+# The same for texts joined by newlines: a formula may start any line (each text's first among them).
+_MAY_BE_UNSAFE_ANYWHERE = re.compile(_MAY_BE_UNSAFE.pattern.replace("\\A", "^"), re.MULTILINE)
+
+
+def _suspect_texts(listing: Listing) -> list[tuple[str, str]]:
+    """The texts of the listing that may be unsafe, each with its field's name, in field order."""
+    texts = [
+        ("title", listing.title),
+        ("description", listing.description),
+        *(("bullets", item) for item in listing.bullets),
+        *(("seo_tags", item) for item in listing.seo_tags),
+        *listing.extra.items(),
+    ]
+    if not _MAY_BE_UNSAFE_ANYWHERE.search("\n".join(text for _, text in texts)):
+        return []  # (most listings: one search of their texts together)
+    return [(name, text) for name, text in texts if _MAY_BE_UNSAFE.search(text)]
 
 
 def _check_safety(
-    listing: Listing, problems: list[tuple[str, str]], kind: str, find: Callable[[str], list[str]], fix: str
+    texts: list[tuple[str, str]], problems: list[tuple[str, str]], kind: str, find: Callable[[str], list[str]], fix: str
 ) -> None:
-    """What `find` names in any field (markup that could run on a storefront; a start a
-    spreadsheet runs as a formula), one problem per field."""
-    fields = {
-        "title": [listing.title],
-        "description": [listing.description],
-        "bullets": list(listing.bullets),
-        "seo_tags": list(listing.seo_tags),
-        **{name: [value] for name, value in listing.extra.items()},
-    }
-    for name, texts in fields.items():
-        found = next((found for text in texts if (found := find(text))), None)
-        if found:
+    """What `find` names in any of the (field, text) pairs (markup that could run on a
+    storefront; a start a spreadsheet runs as a formula), one problem per field: its first."""
+    told: set[str] = set()
+    for name, text in texts:
+        if name not in told and (found := find(text)):
+            told.add(name)
             problems.append((kind, f"{name} has {', '.join(found)}: {fix}"))
 
 
@@ -438,8 +466,9 @@ def _check_text(name: str, text: str, rule: FieldRule, problems: list[tuple[str,
         problems.append(("limits", f"{name} is {len(text.encode())} bytes; the limit is {rule.max_bytes} UTF-8 bytes"))
     if rule.warn_over_chars is not None and length > rule.warn_over_chars:
         warnings.append(f"{name}_long: {length} characters, over the recommended {rule.warn_over_chars}")
-    _check_markup(name, without_rtl_wrapper(text), rule, problems)  # (the <div dir="rtl"> is ours)
-    _check_forbidden(name, text, rule, problems)
+    if "<" in text:
+        _check_markup(name, without_rtl_wrapper(text), rule, problems)  # (the <div dir="rtl"> is ours)
+    _check_forbidden(name, None, text, rule, problems)
 
 
 def _check_list(
@@ -450,19 +479,19 @@ def _check_list(
         problems.append(("limits", f"{name} has {count} items; at least {rule.min_items} are needed"))
     if rule.max_items is not None and count > rule.max_items:
         problems.append(("limits", f"{name} has {count} items; at most {rule.max_items} are allowed"))
+    max_chars, warn_over = rule.max_chars, rule.warn_over_chars
     for number, item in enumerate(items, start=1):
-        label = f"{name}[{number}]"
         if not item:
-            problems.append(("limits", f"{label} is empty"))
+            problems.append(("limits", f"{name}[{number}] is empty"))
             continue
-        if rule.max_chars is not None and len(item) > rule.max_chars:
-            problems.append(("limits", f"{label} has {len(item)} characters; the limit is {rule.max_chars}"))
-        if rule.warn_over_chars is not None and len(item) > rule.warn_over_chars:
-            warnings.append(
-                f"{name}_long: item {number} has {len(item)} characters, over the recommended {rule.warn_over_chars}"
-            )
-        _check_markup(label, item, rule, problems)
-        _check_forbidden(label, item, rule, problems)
+        length = len(item)
+        if max_chars is not None and length > max_chars:
+            problems.append(("limits", f"{name}[{number}] has {length} characters; the limit is {max_chars}"))
+        if warn_over is not None and length > warn_over:
+            warnings.append(f"{name}_long: item {number} has {length} characters, over the recommended {warn_over}")
+        if "<" in item:
+            _check_markup(f"{name}[{number}]", item, rule, problems)
+        _check_forbidden(name, number, item, rule, problems)
     if rule.total_max_bytes is not None:
         total = len(" ".join(items).encode())
         if total > rule.total_max_bytes:
@@ -486,17 +515,32 @@ def _check_markup(label: str, text: str, rule: FieldRule, problems: list[tuple[s
         problems.append(("html", f"{label} uses {', '.join(f'<{t}>' for t in extra)}; {what} is allowed"))
 
 
-def _check_forbidden(label: str, text: str, rule: FieldRule, problems: list[tuple[str, str]]) -> None:
-    if rule.forbidden_chars:
-        found = sorted(set(rule.forbidden_chars).intersection(text))
-        if found:
-            problems.append(("limits", f"{label} contains forbidden characters {' '.join(found)}"))
-    if not rule.forbidden_phrases:
-        return
-    lowered = text.lower()
-    phrases = [phrase for phrase in rule.forbidden_phrases if phrase.lower() in lowered]
-    if phrases:
-        problems.append(("limits", f"{label} contains forbidden phrases: {', '.join(phrases)}"))
+def _check_forbidden(
+    name: str, number: int | None, text: str, rule: FieldRule, problems: list[tuple[str, str]]
+) -> None:
+    """The field's forbidden characters and phrases (a phrase in any case) in `text`, the
+    field's or (with `number`) one item's."""
+    chars = sorted(_char_set(rule.forbidden_chars).intersection(text)) if rule.forbidden_chars else []
+    phrases = []
+    if rule.forbidden_phrases:
+        lowered = text.lower()
+        phrases = [phrase for phrase, low in _lowered(rule.forbidden_phrases) if low in lowered]
+    if chars or phrases:
+        label = name if number is None else f"{name}[{number}]"
+        if chars:
+            problems.append(("limits", f"{label} contains forbidden characters {' '.join(chars)}"))
+        if phrases:
+            problems.append(("limits", f"{label} contains forbidden phrases: {', '.join(phrases)}"))
+
+
+@lru_cache(maxsize=64)
+def _char_set(chars: str) -> frozenset[str]:
+    return frozenset(chars)
+
+
+@lru_cache(maxsize=64)
+def _lowered(phrases: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((phrase, phrase.lower()) for phrase in phrases)
 
 
 def _check_script(listing: Listing, locale: Locale, problems: list[tuple[str, str]]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # What every result line ends with: how it was made and what it cost.
@@ -42,10 +42,11 @@ class LineKind:
     fields: tuple[str, ...]  # written always, in this order
     optional: tuple[str, ...]  # written where the record has them
     reviewed: bool  # people's decisions are folded into it
+    known: frozenset[str] = field(init=False, repr=False, compare=False)  # every key its lines may have
 
-    @property
-    def known(self) -> frozenset[str]:
-        return frozenset((*self.fields, *self.optional, *(REVIEW_FIELDS if self.reviewed else ())))
+    def __post_init__(self) -> None:
+        known = frozenset((*self.fields, *self.optional, *(REVIEW_FIELDS if self.reviewed else ())))
+        object.__setattr__(self, "known", known)
 
 
 RESULT = LineKind("results.jsonl", RESULT_FIELDS, OPTIONAL_RESULT_FIELDS, reviewed=True)
@@ -253,8 +254,8 @@ Line = ResultLine | StringLine
 
 
 def _known(data: Mapping[str, Any], kind: LineKind) -> None:
-    unknown = sorted(set(data) - kind.known)
-    if unknown:
+    if not kind.known.issuperset(data):
+        unknown = sorted(set(data) - kind.known)
         raise UnknownField(f"a {kind.name} line with undeclared fields {unknown}: declare them in records.py")
 
 

@@ -23,6 +23,8 @@ from .rules import PlatformRules
 # A product's codes: they name it, they are not its copy (GTIN, MPN and the like never reach the
 # model: fields.NOT_COPY).
 CODE_FIELDS = frozenset({"sku"})
+# A copy key's fields: none (the copy is in its prompt). One object, so its digest is made once.
+_NO_FIELDS: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +71,12 @@ class Preparer:
             self._bare = (product, bare)
         if job.platform == STRINGS:
             messages = render_strings([bare], job.locale).messages
-            return self._fingerprints.of({}, messages, STRINGS_RULES).digest().hex()
+            return self._fingerprints.of(_NO_FIELDS, messages, STRINGS_RULES).digest().hex()
         assert prepared.rules is not None
         messages = prepared.messages
         if len(bare.fields) != len(product.fields) or product.id in messages[-1]["content"]:
             messages = self._prompt_sets.get(job.platform).render_messages(bare, job.locale)  # codes out
-        return self._fingerprints.of({}, messages, prepared.rules).digest().hex()
+        return self._fingerprints.of(_NO_FIELDS, messages, prepared.rules).digest().hex()
 
     def string(self, product: Product, locale: Locale) -> PreparedJob:
         """A store string of a Translate & Adapt export, in one locale: checked by strings.py,

@@ -75,6 +75,7 @@ class Product:
     left_out: tuple[str, ...] = ()  # its columns that do not reach the model (fields.py)
     # Whether it gives markets their own search terms (`keywords[de-DE]`): found once, as it is made.
     has_market_keywords: bool = field(init=False, default=False, repr=False, compare=False)
+    _copy_chars: int = field(init=False, default=-1, repr=False, compare=False)  # copy_chars(), once asked
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "has_market_keywords", any(market_of(key) for key in self.fields))
@@ -99,12 +100,16 @@ class Product:
         return ()
 
     def copy_chars(self) -> int:
-        """How much text the product carries (its strings and list items), to size its checks."""
-        return sum(
-            len(value) if isinstance(value, str) else sum(len(str(item)) for item in value)
-            for value in self.fields.values()
-            if isinstance(value, (str, list, tuple))
-        )
+        """How much text the product carries (its strings and list items), to size its checks
+        (counted once: each of its jobs asks)."""
+        if self._copy_chars < 0:
+            chars = sum(
+                len(value) if isinstance(value, str) else sum(len(str(item)) for item in value)
+                for value in self.fields.values()
+                if isinstance(value, (str, list, tuple))
+            )
+            object.__setattr__(self, "_copy_chars", chars)
+        return self._copy_chars
 
     @property
     def platforms(self) -> tuple[str, ...]:
