@@ -252,13 +252,9 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
     return replace(listing, **changes) if changes else listing  # (most listings: nothing to repair)
 
 
-# What any unsafe text has: markup's "<", a direction mark, or a formula's first character. Most
-# texts have none, and are passed over in one search.
-_MAY_BE_UNSAFE = re.compile(
-    "[<" + "".join(sorted(DIRECTION_MARKS)) + "]|\\A[" + re.escape("".join(FORMULA_START)) + "]"
-)
-# The same for texts joined by newlines: a formula may start any line (each text's first among them).
-_MAY_BE_UNSAFE_ANYWHERE = re.compile(_MAY_BE_UNSAFE.pattern.replace("\\A", "^"), re.MULTILINE)
+# What any unsafe text has: markup's "<" or a direction mark, or a formula's first character.
+# Most texts have none: a listing's texts are searched together first.
+_UNSAFE_CHARS = re.compile("[<" + "".join(sorted(DIRECTION_MARKS)) + "]")
 
 
 def _suspect_texts(listing: Listing) -> list[tuple[str, str]]:
@@ -270,9 +266,11 @@ def _suspect_texts(listing: Listing) -> list[tuple[str, str]]:
         *(("seo_tags", item) for item in listing.seo_tags),
         *listing.extra.items(),
     ]
-    if not _MAY_BE_UNSAFE_ANYWHERE.search("\n".join(text for _, text in texts)):
-        return []  # (most listings: one search of their texts together)
-    return [(name, text) for name, text in texts if _MAY_BE_UNSAFE.search(text)]
+    if not any(text.startswith(FORMULA_START) for _, text in texts) and not _UNSAFE_CHARS.search(
+        "\n".join(text for _, text in texts)
+    ):
+        return []
+    return [(name, text) for name, text in texts if text.startswith(FORMULA_START) or _UNSAFE_CHARS.search(text)]
 
 
 def _check_safety(
