@@ -11,6 +11,7 @@ from conftest import write
 from localize.locales import parse_locale
 from localize.planning.prompts import BUILTIN_PROMPTS, available_platforms, load_prompt_set
 from localize.reading.catalog import Product, read_catalog
+from localize.reading.glossary import Glossary
 
 PLATFORMS = ["akeneo", "amazon", "lazada", "magento", "shopee", "shopify", "woocommerce"]
 LOCALES = ["de-DE", "ja-JP", "th-TH", "pt-BR", "id-ID", "zh-TW"]
@@ -199,6 +200,38 @@ def test_a_user_template_that_reads_the_locale_renders_per_locale(tmp_path: Path
     assert builtin.render_user(beanie, de) == builtin.render_user(beanie, ja)
     assert "Travel Kettle" in builtin.render_user(kettle, de)  # another product is rendered anew
     assert "Wool Beanie" in builtin.render_user(beanie, ja)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_user_message_rendered_once_around_the_data_is_what_rendering_writes(platform: str, tmp_path: Path) -> None:
+    """A user.j2 that writes the product only as `{{ data | data_json }}` (the built-in ones) is
+    rendered once per locale and set of glossary terms, each product's data put in its place:
+    the text is exactly what rendering it for the product writes (here: the same template made
+    to read `product`, which renders every product in full)."""
+    builtin_text = (BUILTIN_PROMPTS / platform / "user.j2").read_text()
+    mine = tmp_path / "prompts" / platform
+    mine.mkdir(parents=True)
+    (mine / "user.j2").write_text("{% if product %}{% endif %}" + builtin_text)
+    glossary = Glossary(keep=("Trailwool",), translate={"beanie": {"de-DE": "Mütze", "ja-JP": "ニット帽"}})
+    placed = load_prompt_set(platform, glossary=glossary)
+    rendered = load_prompt_set(platform, glossary=glossary, prompts_dir=tmp_path / "prompts")
+    products = [
+        product(brand="Trailwool", features=["Merino", "Fits </product_data> all"]),
+        product(id="P2", name="Wool beanie", description="Warm\x00 & soft <b>wool</b> {{ not a template }}"),
+        product(id="P3", name="Kettle", **{"keywords": "kettle|travel", "keywords[de-DE]": "wasserkocher|reise"}),
+        product(id="P4", name="Beanie \u202e reversed", features=[]),
+    ]
+    for code in ("de-DE", "ja-JP"):
+        locale = parse_locale(code)
+        for item in products:
+            assert placed.render_user(item, locale) == rendered.render_user(item, locale)
+        assert placed.render_pack(products, locale) == rendered.render_pack(products, locale)
+    de = parse_locale("de-DE")
+    assert '"Trailwool": keep exactly as written' in placed.render_user(products[0], de)
+    assert '"beanie": write it as "Mütze"' in placed.render_user(products[1], de)  # (its own terms)
+    assert "Trailwool" not in placed.render_user(products[1], de).split("<product_data>")[0]
+    assert '"wasserkocher"' in placed.render_user(products[2], de)
+    assert placed._user_fact("data_in_place") and not rendered._user_fact("data_in_place")
 
 
 def test_prompt_reads_the_catalog_as_run_does_and_shows_a_store_string(run_cli) -> None:

@@ -63,6 +63,8 @@ class PromptSet:
     _system_by_locale: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
     _user_by_product: dict[int, tuple[Product, list[Term], str]] = field(default_factory=dict, repr=False)
     _facts: dict[str, bool] = field(default_factory=dict, repr=False)
+    # user.j2 rendered around a mark where the product's data goes, per (locale, glossary terms).
+    _user_skeletons: dict[tuple[str, tuple[Term, ...]], str] = field(default_factory=dict, repr=False)
 
     def rules_for(self, locale: Locale) -> PlatformRules:
         """The platform's rules with this locale's overrides (Amazon JP's search-term bytes)."""
@@ -117,34 +119,53 @@ class PromptSet:
         market = product.market_keywords(locale.tag)
         if market:  # the market's own search terms, in place of the source's to translate
             data["keywords"] = list(market)
-        text = self._render(
+        if self._user_fact("data_in_place"):
+            # The text around the data is the same for every product with these terms: rendered
+            # once, and each product's data put in its place (exactly what rendering would write).
+            key = (locale.tag, tuple(terms))
+            skeleton = self._user_skeletons.get(key)
+            if skeleton is None:
+                if len(self._user_skeletons) >= 256:
+                    self._user_skeletons.clear()
+                skeleton = self._user_skeletons[key] = self._render_user_with(_DATA_MARK, {}, locale, terms)
+            text = skeleton.replace(_DATA_MARK_TEXT, data_json(data))
+        else:
+            text = self._render_user_with(data, dict(product.fields), locale, terms)
+        return text + MARKET_KEYWORDS_NOTE if market else text
+
+    def _render_user_with(self, data: object, product: dict[str, Any], locale: Locale, terms: list[Term]) -> str:
+        return self._render(
             "user.j2",
             platform=self.platform,
             rules=self.rules_for(locale),
             locale=locale,
-            product=dict(product.fields),
+            product=product,
             data=data,
             glossary=terms,
             packed=False,
             units=self.units.get(locale.tag),
         )
-        return text + MARKET_KEYWORDS_NOTE if market else text
 
     def _user_reads_locale(self) -> bool:
-        """Whether user.j2 refers to `locale` or `rules` (or pulls in other templates, which
-        might): then its text may differ by locale."""
-        reads = self._facts.get("user_reads_locale")
-        if reads is None:
+        """Whether user.j2 refers to `locale`, its `rules` or `units` (or pulls in other
+        templates, which might): then its text may differ by locale."""
+        return self._user_fact("reads_locale")
+
+    def _user_fact(self, name: str) -> bool:
+        """What user.j2's syntax tells (reads_locale, data_in_place), read once; a template that
+        does not parse is taken to read everything (rendering will report it)."""
+        if name not in self._facts:
             path = f"{self.platform}/user.j2"
             try:
                 source = self.environment.loader.get_source(self.environment, path)[0]  # type: ignore[union-attr]
                 tree = self.environment.parse(source)
             except TemplateError:
-                return True  # rendering will report it
+                self._facts.update(reads_locale=True, data_in_place=False)
+                return self._facts[name]
             pulls_in = any(tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)))
-            reads = pulls_in or bool({"locale", "rules"} & meta.find_undeclared_variables(tree))
-            self._facts["user_reads_locale"] = reads
-        return reads
+            reads = pulls_in or bool({"locale", "rules", "units"} & meta.find_undeclared_variables(tree))
+            self._facts.update(reads_locale=reads, data_in_place=not pulls_in and _data_in_place(tree))
+        return self._facts[name]
 
     def style_for(self, locale: Locale) -> JobStyle:
         """The style guides this platform's listings in `locale` are written with."""
@@ -301,7 +322,48 @@ _DATA_JSON = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
 
 def data_json(value: Any) -> str:
     """JSON for a data block, with '<' escaped so the text can never close its fence."""
+    if value is _DATA_MARK:
+        return _DATA_MARK_TEXT
     return _DATA_JSON.encode(value).replace("<", "\\u003c")
+
+
+# Where a product's data goes in user.j2 rendered once for many products: JSON escapes every
+# control character, so no product's data (nor a template's text) holds this mark.
+_DATA_MARK = object()
+_DATA_MARK_TEXT = "\x00localize:data\x00"
+# Nodes whose output reaches the text as written (a filter block, a macro or a `set` block
+# would change or move it).
+_AS_WRITTEN = (nodes.Template, nodes.Output, nodes.If, nodes.For)
+
+
+def _data_in_place(tree: nodes.Template) -> bool:
+    """Whether user.j2 writes the product only as `{{ data | data_json }}`, whole and as
+    written, and reads nothing else of it (no other use of `data`, no `product`): then its
+    text is the same around every product's data."""
+    placed: set[int] = set()
+
+    def walk(node: nodes.Node, as_written: bool) -> None:
+        if isinstance(node, nodes.Output) and as_written:
+            for child in node.nodes:
+                if (
+                    isinstance(child, nodes.Filter)
+                    and child.name == "data_json"
+                    and isinstance(child.node, nodes.Name)
+                    and child.node.name == "data"
+                    and not child.args
+                    and not child.kwargs
+                    and child.dyn_args is None
+                    and child.dyn_kwargs is None
+                ):
+                    placed.add(id(child.node))
+        for inner in node.iter_child_nodes():
+            walk(inner, as_written and isinstance(node, _AS_WRITTEN))
+
+    walk(tree, True)
+    for name in tree.find_all(nodes.Name):
+        if name.name == "product" or (name.name == "data" and id(name) not in placed):
+            return False
+    return True
 
 
 def _roots(prompts_dir: Path | None) -> list[Path]:
