@@ -113,6 +113,9 @@ def main() -> None:
     args = parser.parse_args()
     base_tree = args.where / args.base
     builds = {"this": (Path(sys.executable), REPO), args.base: (build(args.base, base_tree), base_tree)}
+    # pip compiled the earlier build's bytecode as it installed it; this tree's is compiled here,
+    # or, under PYTHONDONTWRITEBYTECODE, each run of it would compile what changed since its last.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "localize")], check=True)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         dry_catalog, live_catalog = work / "dry.csv", work / "live.csv"
