@@ -78,7 +78,10 @@ class Product:
     _copy_chars: int = field(init=False, default=-1, repr=False, compare=False)  # copy_chars(), once asked
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "has_market_keywords", any(market_of(key) for key in self.fields))
+        # (most products have no market column, told by a search of their column names together)
+        names = "\0".join(self.fields)
+        named = ("keywords[" in names or "keywords_" in names) and any(market_of(key) for key in self.fields)
+        object.__setattr__(self, "has_market_keywords", named)
 
     def data(self) -> dict[str, Any]:
         """What the model sees: the descriptive fields, without the run-steering columns (nor

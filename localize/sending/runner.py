@@ -845,7 +845,6 @@ class JobRunner:
         )
         typed = self._kind(work).result_line(job, value, billing)
         self._store.record_result(JobResult(job.key, typed, work.fp, work.fields, work.copy), attempt=answer)
-        line = typed.as_json()
         self.succeeded += 1
         if work.reviewed:  # a new listing where people had decided: their record starts over
             self._store.regenerated(job.key)
@@ -853,6 +852,7 @@ class JobRunner:
         if key is not None:
             twins = self._copies.get(key)
             self._copies[key] = job.key
+            line = typed.as_json() if twins else {}
             for twin in twins if isinstance(twins, list) else ():
                 if names_other_product(line, twin.job.product):
                     self._own_copy.append(twin)  # its leader's text names the leader: asked itself (send)
