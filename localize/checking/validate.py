@@ -255,10 +255,16 @@ def _repaired(listing: Listing, facts: Facts | None, rules: PlatformRules, warni
 # What any unsafe text has: markup's "<" or a direction mark, or a formula's first character.
 # Most texts have none: a listing's texts are searched together first.
 _UNSAFE_CHARS = re.compile("[<" + "".join(sorted(DIRECTION_MARKS)) + "]")
+_FORMULA_LINES = tuple("\n" + start for start in FORMULA_START)
 
 
 def _suspect_texts(listing: Listing) -> list[tuple[str, str]]:
     """The texts of the listing that may be unsafe, each with its field's name, in field order."""
+    # Every text after a newline, so a formula's first character is a newline and that character.
+    joined = "\n" + "\n".join((listing.title, listing.description, *listing.bullets, *listing.seo_tags))
+    joined += "".join("\n" + value for value in listing.extra.values())
+    if not _UNSAFE_CHARS.search(joined) and not any(start in joined for start in _FORMULA_LINES):
+        return []  # (most listings)
     texts = [
         ("title", listing.title),
         ("description", listing.description),
@@ -266,10 +272,6 @@ def _suspect_texts(listing: Listing) -> list[tuple[str, str]]:
         *(("seo_tags", item) for item in listing.seo_tags),
         *listing.extra.items(),
     ]
-    if not any(text.startswith(FORMULA_START) for _, text in texts) and not _UNSAFE_CHARS.search(
-        "\n".join(text for _, text in texts)
-    ):
-        return []
     return [(name, text) for name, text in texts if text.startswith(FORMULA_START) or _UNSAFE_CHARS.search(text)]
 
 
@@ -434,12 +436,17 @@ def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
+_ANSWER_JSON = json.JSONDecoder(
+    object_pairs_hook=_each_key_once
+)  # built once: json.loads with a hook builds one a call
+
+
 def _parse_json(content: str) -> dict[str, Any]:
     text = strip_fences(content)
     if not text:
         raise InvalidAnswer("invalid_json", "the answer was empty; reply with the JSON object")
     try:
-        data = json.loads(text, object_pairs_hook=_each_key_once)
+        data = _ANSWER_JSON.decode(text)
     except _RepeatedKey as exc:
         raise InvalidAnswer("schema", f"the answer repeats the key {exc.key!r}: write each key once") from None
     except json.JSONDecodeError as exc:
