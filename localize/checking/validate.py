@@ -158,12 +158,15 @@ def check_listing(
     problems: list[tuple[str, str]] = []
     warnings: list[str] = []
     unsafe: list[tuple[str, str]] = []
-    _check_safety(_suspect_texts(listing), unsafe, "unsafe_html", unsafe_markup, "no scripts, handlers or styles")
+    as_written = listing
+    suspects = _suspect_texts(listing)
+    _check_safety(suspects, unsafe, "unsafe_html", unsafe_markup, "no scripts, handlers or styles")
     listing = _repaired(listing, facts, rules, warnings)  # (the markup was checked as written)
     if locale.right_to_left and rules.description.html and not declares_rtl(listing.description):
         listing = replace(listing, description=with_rtl(listing.description))  # (a storefront is left to right)
         warnings.append('rtl_dir_added: the description\'s outer element now says dir="rtl"')
-    suspects = _suspect_texts(listing)
+    if listing is not as_written:
+        suspects = _suspect_texts(listing)
     if suspects:
         _check_safety(suspects, problems, "formula", _formula, "a spreadsheet runs it: start with a word")
         _check_safety(
@@ -567,10 +570,13 @@ def script_problem(text: str, locale: Locale) -> str | None:
         text = _LINK.sub(" ", text)  # an address is no language: "[詳しくはこちら](https://help…)"
     if _ACRONYM.fullmatch(text.strip()):
         return None  # SKU, SNS, URL, 4L: written so in every language
-    letters = in_script = kana = hangul = chinese_only = 0
     classify = _classifier(locale.script)
-    for char, count in Counter(text).items():  # each distinct character is classified once
+    by_kind: dict[int, int] = {}  # characters by their kind (a few kinds): each distinct one classified once
+    for char, count in Counter(text).items():
         kind = classify(char)
+        by_kind[kind] = by_kind.get(kind, 0) + count
+    letters = in_script = kana = hangul = chinese_only = 0
+    for kind, count in by_kind.items():
         if kind & _LETTER:
             letters += count
             in_script += count if kind & _IN_SCRIPT else 0
