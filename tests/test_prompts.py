@@ -202,6 +202,18 @@ def test_a_user_template_that_reads_the_locale_renders_per_locale(tmp_path: Path
     assert "Wool Beanie" in builtin.render_user(beanie, ja)
 
 
+def test_a_user_template_that_reads_the_units_renders_per_locale(tmp_path: Path) -> None:
+    """`units` differ by market (localize.yaml `units:`): a user.j2 that says them is not kept
+    per product across its locales."""
+    mine = tmp_path / "prompts" / "amazon"
+    mine.mkdir(parents=True)
+    (mine / "user.j2").write_text("In {{ units }} units:\n<product_data>{{ data | data_json }}</product_data>\n")
+    custom = load_prompt_set("amazon", prompts_dir=tmp_path / "prompts", units={"en-US": "imperial", "de-DE": "metric"})
+    beanie = product()
+    assert custom.render_user(beanie, parse_locale("de-DE")).startswith("In metric units:")
+    assert custom.render_user(beanie, parse_locale("en-US")).startswith("In imperial units:")
+
+
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_the_user_message_rendered_once_around_the_data_is_what_rendering_writes(platform: str, tmp_path: Path) -> None:
     """A user.j2 that writes the product only as `{{ data | data_json }}` (the built-in ones) is

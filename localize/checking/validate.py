@@ -263,7 +263,7 @@ _FORMULA_LINES = tuple("\n" + start for start in FORMULA_START)
 
 def _suspect_texts(listing: Listing) -> list[tuple[str, str]]:
     """The texts of the listing that may be unsafe, each with its field's name, in field order."""
-    # Every text after a newline, so a formula's first character is a newline and that character.
+    # Each text follows a newline: one that starts like a formula shows as a newline and that start.
     joined = "\n" + "\n".join((listing.title, listing.description, *listing.bullets, *listing.seo_tags))
     joined += "".join("\n" + value for value in listing.extra.values())
     if not _UNSAFE_CHARS.search(joined) and not any(start in joined for start in _FORMULA_LINES):
@@ -439,9 +439,8 @@ def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-_ANSWER_JSON = json.JSONDecoder(
-    object_pairs_hook=_each_key_once
-)  # built once: json.loads with a hook builds one a call
+# Built once: json.loads given a hook builds a decoder a call.
+_ANSWER_JSON = json.JSONDecoder(object_pairs_hook=_each_key_once)
 
 
 def _parse_json(content: str) -> dict[str, Any]:
