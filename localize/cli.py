@@ -298,6 +298,8 @@ def run(
     no_progress: bool = typer.Option(False, "--no-progress", help="Plain log lines (automatic without a TTY)."),
 ) -> None:
     """Localize CATALOG into every locale and platform (or estimate it with --dry-run)."""
+    if min_quality is not None and not check:  # (a run writes and judges; only --check compares)
+        raise _USAGE_ERROR("--min-quality is read by --check: add --check to compare OUT's scores with it")
     flags = dict(
         locales=locales,
         platform=platform,

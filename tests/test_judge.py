@@ -247,6 +247,15 @@ def test_the_judge_counts_against_max_cost(run_cli, sample: Path) -> None:
     assert Decimal(str(report["cost_usd"])) == pytest.approx(bill, abs=Decimal("0.000002"))
 
 
+def test_min_quality_without_check_is_a_usage_error(run_cli, sample: Path) -> None:
+    done = run_cli("run", sample, "-l", "de-DE", "--out", "out", "--dry-run", "--min-quality", "80")
+    assert done.exit_code == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --min-quality is read by --check: add --check to compare OUT's scores with it"
+        " (see `localize run --help`)"
+    ]
+
+
 def test_check_min_quality_names_the_listings_below_it(run_cli, sample: Path) -> None:
     with FakeRelay() as relay:
         relay.plant = {"VK-PB20-WHT": {"description": "Powerbank, wasserdicht."}}

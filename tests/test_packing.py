@@ -19,7 +19,7 @@ from fake_relay import _PACKED_ID, DROP, MISSING, OMIT, Answer, FakeRelay, Reply
 from localize.checking.validate import InvalidAnswer
 from localize.cost import Usage
 from localize.output.store import iter_jsonl
-from localize.planning.packing import ANSWER_JSON_TOKENS, PACK_MAX, AnswerRoom, apportion, read_pack, split_usage
+from localize.planning.packing import ANSWER_JSON_TOKENS, PACK_MAX, AnswerRoom, Packs, apportion, read_pack, split_usage
 from localize.sending.relay import SLOWEST_TOKENS_PER_S, answer_timeout_s
 
 KEY = "sk-pack-test-key"
@@ -486,3 +486,21 @@ def test_max_tokens_filling_the_context_window_is_refused_before_anything_is_sen
     assert result.exit_code == 2 and sent == []
     assert "--max-tokens 200,000 leaves no room for a prompt in kimi-k2's context window" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_packs_fill_per_key_in_order_and_let_the_rest_go_at_the_end() -> None:
+    packs: Packs[str] = Packs()
+    full = [
+        packs.add(key, item, size)
+        for key, item, size in [
+            ("de", "a", 2),
+            ("ja", "b", 3),
+            ("de", "c", 2),
+            ("ja", "d", 3),
+            ("de", "e", 2),
+            ("ja", "f", 1),
+        ]
+    ]
+    assert full == [None, None, ["a", "c"], None, None, ["b", "d", "f"]]  # a size met at the item that fills it
+    assert list(packs.rest()) == [["e"]]
+    assert list(packs.rest()) == []  # let go once

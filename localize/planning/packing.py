@@ -9,8 +9,9 @@ answer lengths the platform's rules ask for and the model's output limit.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from ..checking.validate import InvalidAnswer, parse_answer
 from ..config import DEFAULT_MAX_TOKENS
@@ -23,6 +24,27 @@ ANSWER_JSON_TOKENS = 24
 ANSWER_TOKENS_PER_ITEM = 3
 
 PACK_SHAPE = '{"listings": {"<id>": {"id": "<id>", ...}, ...}}'
+
+Item = TypeVar("Item")
+
+
+class Packs(Generic[Item]):
+    """Items filled into one pack per key (a platform and locale), in the order they come: a
+    pack is let go as soon as it holds its size, the rest when there are no more items."""
+
+    def __init__(self) -> None:
+        self._filling: dict[Hashable, list[Item]] = {}
+
+    def add(self, key: Hashable, item: Item, size: int) -> list[Item] | None:
+        """The key's pack, when this item fills it; None while it is filling."""
+        pack = self._filling.setdefault(key, [])
+        pack.append(item)
+        return self._filling.pop(key) if len(pack) >= size else None
+
+    def rest(self) -> Iterator[list[Item]]:
+        """The packs not yet full."""
+        filling, self._filling = self._filling, {}
+        yield from filling.values()
 
 
 def read_pack(content: str, finish_reason: str | None, ids: Sequence[str]) -> dict[str, object]:

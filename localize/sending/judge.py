@@ -36,7 +36,7 @@ from ..checking.validate import InvalidAnswer
 from ..cost import Budget, Price, TokenCounter, Usage, cost_usd, usd, worst_case_usd
 from ..errors import BudgetReached
 from ..planning.jobs import chat_request_body
-from ..planning.packing import apportion, split_usage
+from ..planning.packing import Packs, apportion, split_usage
 from .batch import BatchClient, BatchCollector, BatchProgress, run_in_batches
 from .reask import reask
 from .relay import Asks, Completion, FailedAttempt, RelayError, RelayFatal, answered_record, failed_record
@@ -121,16 +121,13 @@ class Judge:
     def units(self, jobs: Iterable[Job]) -> Iterator[list[_Item]]:
         """The judge's requests: the chosen listings of `jobs`, up to JUDGE_PACK of one
         (platform, locale) each, in catalog order."""
-        open_packs: dict[tuple[str, str], list[_Item]] = {}
+        packs: Packs[_Item] = Packs()
         for job in jobs:
             item = self._chosen(job)
-            if item is None:
-                continue
-            pack = open_packs.setdefault((job.platform, job.locale.tag), [])
-            pack.append(item)
-            if len(pack) >= JUDGE_PACK:
-                yield open_packs.pop((job.platform, job.locale.tag))
-        yield from open_packs.values()
+            full = None if item is None else packs.add((job.platform, job.locale.tag), item, JUDGE_PACK)
+            if full is not None:
+                yield full
+        yield from packs.rest()
 
     def _chosen(self, job: Job) -> _Item | None:
         if job.platform == STRINGS:

@@ -38,7 +38,7 @@ from ..output.store import JobFailure, JobResult, RunStore
 from ..planning.calibration import Calibration
 from ..planning.jobs import Job, PromptSets, chat_request_body
 from ..planning.pace import in_flight
-from ..planning.packing import AnswerRoom, apportion, expected_output_tokens, listing_budget, split_usage
+from ..planning.packing import AnswerRoom, Packs, apportion, expected_output_tokens, listing_budget, split_usage
 from ..planning.plan import Outcome, Plan, Planner
 from .batch import BatchCollector
 from .group_commit import GroupCommit
@@ -219,7 +219,7 @@ class JobRunner:
         """The jobs to send, grouped into the requests they share: up to the pack size of
         their (platform, locale), in catalog order. An empty unit stands for a job settled
         without sending (up to date, or a prompt that cannot render)."""
-        filling: dict[tuple[str, str], list[_Work]] = {}
+        packs: Packs[_Work] = Packs()
         for job in jobs:
             work = self._prepare(job)
             if work is None:
@@ -232,11 +232,10 @@ class JobRunner:
             if size == 1:
                 yield [work]
                 continue
-            pack = filling.setdefault((job.platform, job.locale.tag), [])
-            pack.append(work)
-            if len(pack) >= size:
-                yield filling.pop((job.platform, job.locale.tag))
-        yield from filling.values()
+            full = packs.add((job.platform, job.locale.tag), work, size)
+            if full is not None:
+                yield full
+        yield from packs.rest()
 
     def string_units(self, strings: Iterable[tuple[Product, list[Locale]]]) -> Iterator[list[_Work]]:
         """A store's strings to translate, per locale as many to a request as fit: up to
