@@ -124,6 +124,44 @@ def test_source_text_left_untranslated_is_a_named_warning() -> None:
     assert clean == []
 
 
+def _leftover_reference(source_words: list[str], field_words: list[str]) -> str | None:
+    """The first run of five source words in a row (three of them prose) the field repeats,
+    found the plain way: every window of the source against every window of the field."""
+    runs = {
+        tuple(source_words[i : i + 5])
+        for i in range(len(source_words) - 4)
+        if sum(len(w) >= 3 and not any(c.isdigit() for c in w) for w in source_words[i : i + 5]) >= 3
+    }
+    for i in range(len(field_words) - 4):
+        if tuple(field_words[i : i + 5]) in runs:
+            return " ".join(field_words[i : i + 5])
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_leftover_source_finds_what_every_window_compared_finds(seed: int) -> None:
+    """Words from a small vocabulary, so the description shares many words and windows with the
+    source, in and out of order, with figures among them; given as data or as its text."""
+    import random
+
+    from localize.checking.validate import check_listing, source_text
+
+    rng = random.Random(seed)
+    vocabulary = ["soft", "warm", "wool", "cap", "fine", "to", "5", "cm", "merino", "by"]
+    source_words = [rng.choice(vocabulary) for _ in range(rng.randrange(0, 40))]
+    field_words = [rng.choice(vocabulary) for _ in range(rng.randrange(0, 40))]
+    if rng.random() < 0.5 and len(source_words) > 8:  # a stretch copied as it was
+        start = rng.randrange(len(source_words) - 6)
+        field_words[3:3] = source_words[start : start + 6]
+    source = {"name": "Wool", "description": " ".join(source_words)}
+    listing = {**listing_for("de"), "description": "Mütze " + " ".join(field_words)}
+    expected = _leftover_reference(["wool", *source_words], ["mütze", *field_words])
+    for given in (source, source_text(source)):
+        _, warnings = check_listing(listing, AMAZON, DE, source=given)
+        left = [w for w in warnings if w.startswith("source_text_left: description")]
+        assert left == ([f'source_text_left: description repeats the source\'s "{expected}"'] if expected else [])
+
+
 def test_kept_glossary_terms_may_repeat_the_source() -> None:
     from localize.reading.glossary import Term
 

@@ -19,7 +19,7 @@ from ..sending.relay import Completion
 from .figures import Facts, facts_of, load_units
 from .language import warm_up
 from .strings import check_string, read_strings, render_strings
-from .validate import InvalidAnswer, Listing, check_listing, parse_answer
+from .validate import InvalidAnswer, Listing, check_listing, parse_answer, source_text
 
 # Products whose facts a run keeps at once (packs interleave a product's locales).
 FACTS_KEPT = 512
@@ -73,7 +73,7 @@ class ListingKind:
     def __init__(self, settings: Settings, prompt_sets: PromptSets) -> None:
         self._settings = settings
         self._prompt_sets = prompt_sets
-        self._facts: dict[int, tuple[Product, Facts]] = {}  # the last products', by identity
+        self._sources: dict[int, tuple[Product, Facts, str]] = {}  # the last products', by identity
 
     def render_pack(self, products: Sequence[Product], job: Job) -> PackedPrompt:
         return self._prompt_sets.get(job.platform).render_pack(products, job.locale)
@@ -93,8 +93,7 @@ class ListingKind:
         """On the last ask, a figures or glossary finding becomes a warning where localize.yaml
         says so, and a word a style guide avoids always does."""
         assert rules is not None  # a listing job always has its platform's rules
-        source = job.product.data()
-        facts = self.facts(job.product)
+        facts, source = self._source(job.product)
         avoid = self._prompt_sets.get(job.platform).style_for(job.locale).avoid
         market = job.product.market_keywords(job.locale.tag)
         try:
@@ -118,15 +117,17 @@ class ListingKind:
                 market_keywords=market,
             )
 
-    def facts(self, product: Product) -> Facts:
-        """A product's facts, extracted once for all its jobs. Its jobs come close together,
-        though packs interleave them with other products': the last few hundred are kept."""
-        held = self._facts.get(id(product))
+    def _source(self, product: Product) -> tuple[Facts, str]:
+        """A product's facts and its text (validate.source_text), read once for all its jobs.
+        Its jobs come close together, though packs interleave them with other products': the
+        last few hundred are kept."""
+        held = self._sources.get(id(product))
         if held is None or held[0] is not product:
-            if len(self._facts) >= FACTS_KEPT:
-                self._facts.clear()
-            held = self._facts[id(product)] = (product, facts_of(product.data()))
-        return held[1]
+            if len(self._sources) >= FACTS_KEPT:
+                self._sources.clear()
+            data = product.data()
+            held = self._sources[id(product)] = (product, facts_of(data), source_text(data))
+        return held[1], held[2]
 
     def result_line(self, job: Job, value: Listing | str, billing: Billing) -> Line:
         assert isinstance(value, Listing)

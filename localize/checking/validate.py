@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import regex
@@ -123,7 +124,7 @@ def check_listing(
     terms: Sequence[Term] = (),
     *,
     glossary_as_warnings: bool = False,
-    source: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | str | None = None,
     facts: Facts | None = None,
     figures_as_warnings: bool = False,
     avoid: Sequence[str] = (),
@@ -133,7 +134,9 @@ def check_listing(
     """One listing, already parsed from an answer (a packed answer holds several): see
     check_answer. With `facts` (figures.facts_of the source), every figure, name, image and
     link of the source must survive; like the glossary, they are checked after everything
-    else, so an answer whose only problems are these raises kind "figures" (or "glossary")."""
+    else, so an answer whose only problems are these raises kind "figures" (or "glossary").
+    With `source` (the product's data, or source_text of it), a run of its words left as they
+    were is a warning."""
     if not isinstance(data, dict):
         raise InvalidAnswer("schema", f"the listing must be a JSON object, not a {type(data).__name__}")
     try:
@@ -312,44 +315,60 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
 
 
-def _leftover_source(listing: Listing, source: Mapping[str, Any], terms: Sequence[Term]) -> list[str]:
+def source_text(source: Mapping[str, Any]) -> str:
+    """A product's descriptive texts, markup out, as the leftover-source check reads them. A
+    caller checking many of a product's listings passes this to check_listing, made once."""
+    return " ".join(_texts(source))
+
+
+def _leftover_source(listing: Listing, source: Mapping[str, Any] | str, terms: Sequence[Term]) -> list[str]:
     """A named warning per field that repeats a run of source words verbatim."""
     kept = frozenset(word.lower() for entry in terms if entry.translation is None for word in _WORD.findall(entry.term))
-    runs = _source_runs(" ".join(_texts(source)), kept)
-    if not runs:
+    runs = _source_runs(source if isinstance(source, str) else source_text(source), kept)
+    if not runs.runs:
         return []
     warnings = []
     fields = {"title": [listing.title], "description": [listing.description], "bullets": list(listing.bullets)}
     for name, texts in fields.items():
         words = _WORD.findall(_TAG.sub(" ", " ".join(texts)).lower())
-        # Each window of LEFTOVER_WORDS words: the shifted copies end together at the shortest.
-        for run in zip(*(words[k:] for k in range(LEFTOVER_WORDS)), strict=False):
-            if run in runs:
+        # A run can start only where LEFTOVER_WORDS words in a row are source words: each word
+        # marked 1 or 0, those places are a substring search (most translations have none).
+        marks = "".join(["1" if word in runs.words else "0" for word in words])
+        start = marks.find(_ALL_SOURCE)
+        while start != -1:
+            run = tuple(words[start : start + LEFTOVER_WORDS])
+            if run in runs.runs:
                 warnings.append(f'source_text_left: {name} repeats the source\'s "{" ".join(run)}"')
                 break
+            start = marks.find(_ALL_SOURCE, start + 1)
     return warnings
 
 
+_ALL_SOURCE = "1" * LEFTOVER_WORDS
+
+
+@dataclass(frozen=True)
+class _Runs:
+    runs: frozenset[tuple[str, ...]]
+    words: frozenset[str]  # the source's words (a run's are among them)
+
+
 @lru_cache(maxsize=64)
-def _source_runs(text: str, kept: frozenset[str]) -> frozenset[tuple[str, ...]]:
+def _source_runs(text: str, kept: frozenset[str]) -> _Runs:
     """Every run of LEFTOVER_WORDS source words that reads as prose: not made only of kept
     glossary terms, and holding at least LEFTOVER_PROSE_WORDS words (three letters or more, no
     digit), so figures and model names a listing must keep ("26 cm, 5.2 L", "5 hours,
     Bluetooth 5.3") never count. Remembered for the last few products: a product's jobs reach
     the validator together."""
     words = _WORD.findall(text.lower())
-    # Whether each word is prose, once per word; then a sliding count over each window.
-    prose = [len(word) >= 3 and _DIGIT.search(word) is None for word in words]
-    count = sum(prose[: LEFTOVER_WORDS - 1])
-    runs = set()
-    for i in range(len(words) - LEFTOVER_WORDS + 1):
-        count += prose[i + LEFTOVER_WORDS - 1]
-        if count >= LEFTOVER_PROSE_WORDS:
-            run = words[i : i + LEFTOVER_WORDS]
-            if not (kept and set(run) <= kept):
-                runs.add(tuple(run))
-        count -= prose[i]
-    return frozenset(runs)
+    # How many prose words come before each word (a letter-only word has no digit), then each
+    # window's count is a difference.
+    before = list(accumulate((len(w) >= 3 and (w.isalpha() or _DIGIT.search(w) is None) for w in words), initial=0))
+    windows = enumerate(zip(*(words[k:] for k in range(LEFTOVER_WORDS)), strict=False))
+    runs = {run for i, run in windows if before[i + LEFTOVER_WORDS] - before[i] >= LEFTOVER_PROSE_WORDS}
+    if kept:
+        runs = {run for run in runs if not kept.issuperset(run)}
+    return _Runs(frozenset(runs), frozenset(words))
 
 
 def _texts(value: Any) -> list[str]:
