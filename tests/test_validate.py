@@ -102,6 +102,16 @@ def test_text_must_be_in_the_locales_script() -> None:
     assert "Thai" in fails("wrong_language", listing_for("en"), locale=parse_locale("th-TH"))
 
 
+@pytest.mark.parametrize("tail", ["", " 20 €", " œuvre"])  # all Latin-1, or not: counted alike
+def test_the_script_share_is_counted_alike_in_and_out_of_latin_1(tail: str) -> None:
+    from localize.checking.validate import script_problem
+
+    greek = "Ακουστικά με ακύρωση θορύβου, για ταξίδια και γραφείο. Kopfhörer"
+    assert "% of the letters are in Latin script" in str(script_problem(greek + tail, DE))
+    assert script_problem("Kopfhörer mit Geräuschunterdrückung und Transportbox für die Reise" + tail, DE) is None
+    assert "Japanese" in str(script_problem("Kopfhörer mit Geräuschunterdrückung" + tail, JA))
+
+
 def test_shopify_answers_carry_seo_title_and_description_within_limits() -> None:
     shopify = load_prompt_set("shopify").rules
     listing, _ = check({**listing_for("de"), **SEO}, rules=shopify)

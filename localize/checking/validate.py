@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
@@ -588,13 +587,8 @@ def script_problem(text: str, locale: Locale) -> str | None:
         text = _LINK.sub(" ", text)  # an address is no language: "[詳しくはこちら](https://help…)"
     if _ACRONYM.fullmatch(text.strip()):
         return None  # SKU, SNS, URL, 4L: written so in every language
-    classify = _classifier(locale.script)
-    by_kind: dict[int, int] = {}  # characters by their kind (a few kinds): each distinct one classified once
-    for char, count in Counter(text).items():
-        kind = classify(char)
-        by_kind[kind] = by_kind.get(kind, 0) + count
     letters = in_script = kana = hangul = chinese_only = 0
-    for kind, count in by_kind.items():
+    for kind, count in _kind_counts(text, locale.script).items():
         if kind & _LETTER:
             letters += count
             in_script += count if kind & _IN_SCRIPT else 0
@@ -631,14 +625,54 @@ DETECTOR_SCRIPTS = frozenset({"Latn", "Hans", "Hant"})
 _LETTER, _IN_SCRIPT, _KANA_CHAR, _HANGUL_CHAR, _CHINESE_ONLY = 1, 2, 4, 8, 16
 
 
+def _kind_counts(text: str, script: str) -> dict[int, int]:
+    """How many of the text's characters are of each kind (the bits above) for `script`: each
+    character is replaced by its kind, and the few kinds are counted. Text all in Latin-1, as
+    most Latin-script text is, goes through a table of bytes."""
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        kinds = text.translate(_KindTable.of(script))
+        return {ord(kind): kinds.count(kind) for kind in set(kinds)}
+    kind_bytes = raw.translate(_latin1_kinds(script))
+    return {kind: kind_bytes.count(kind) for kind in set(kind_bytes)}
+
+
+@cache
+def _latin1_kinds(script: str) -> bytes:
+    classify = _classifier(script)
+    return bytes(classify(chr(code)) for code in range(256))
+
+
+class _KindTable(dict[int, str]):
+    """str.translate's table for a script: a character's code to its kind (as a character),
+    classified when first seen; forgotten past TABLE_CODES (a text has at most a thousand)."""
+
+    TABLE_CODES = 65536
+
+    def __init__(self, script: str) -> None:
+        super().__init__()
+        self._classify = _classifier(script)
+
+    @staticmethod
+    @cache
+    def of(script: str) -> _KindTable:
+        return _KindTable(script)
+
+    def __missing__(self, code: int) -> str:
+        if len(self) >= self.TABLE_CODES:
+            self.clear()
+        kind = self[code] = chr(self._classify(chr(code)))
+        return kind
+
+
 @cache
 def _classifier(script: str) -> Callable[[str], int]:
-    """What a character is for `script` (the bits above), remembered per character: the regex
-    module is exact about Unicode scripts but slow per call."""
+    """What a character is for `script` (the bits above). The regex module is exact about
+    Unicode scripts but slow per call: callers keep what it says (_KindTable)."""
     parts = "".join(rf"\p{{scx={part}}}" for part in _SCRIPT_PARTS.get(script, (script,)))
     in_script = regex.compile(rf"[{parts}]")
 
-    @lru_cache(maxsize=65536)
     def classify(char: str) -> int:
         kind = _LETTER if char.isalpha() else 0
         kind |= _IN_SCRIPT if in_script.match(char) else 0
