@@ -544,6 +544,38 @@ def test_a_full_disk_under_the_database_is_a_disk_full_error(tmp_path: Path) -> 
     store.release()
 
 
+def test_writes_together_are_one_transaction_all_or_none(tmp_path: Path) -> None:
+    """A turn's sent marks and results (runner._write_journal): a failure anywhere in them
+    leaves none written, and after it the store writes on as before."""
+    from localize.output.lock import Fingerprint
+    from localize.output.records import Billing, ResultLine
+    from localize.output.store import JobResult, RunStore
+
+    store = RunStore(tmp_path / "out")
+    fingerprint = Fingerprint(row="r", model="m", params="p", prompt="q", rules="s")
+
+    def sent(product: str) -> dict[str, object]:
+        return {"run": "run-1", "id": product, "platform": "amazon", "locale": "de-DE", "attempt": 1}
+
+    def result(product: str) -> JobResult:
+        line = ResultLine(product, None, "amazon", "de-DE", "Titel", "", (), (), Billing("m"))
+        return JobResult((product, "amazon", "de-DE"), line, fingerprint, {"name": "n"})
+
+    with pytest.raises(RuntimeError), store.together():
+        store.log_sent([sent("P1")])
+        store.record_results([(result("P2"), None)])
+        raise RuntimeError("a bug after the writes")
+    marked = "SELECT id FROM attempts WHERE logged = 0"  # (marked as sent: no audit record yet)
+    assert store._db.execute(marked).fetchall() == [] and list(store.results()) == []
+    with store.together():
+        store.log_sent([sent("P1")])
+        store.record_results([(result("P2"), None)])
+    store.record_result(result("P3"))  # (outside together(): its own transaction, as before)
+    assert store._db.execute(marked).fetchall() == [("P1",)]
+    assert [line["id"] for line in store.results()] == ["P2", "P3"]
+    store.release()
+
+
 def test_report_and_review_follow_text_files_pulled_behind_the_databases_back(run_cli, sample: Path, relay) -> None:
     """`localize report` and `review` read the database, which follows what `git pull` brought:
     another machine's run in the audit log, one result fewer."""

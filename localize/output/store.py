@@ -236,6 +236,7 @@ class RunStore:
         self._reviews = by_job(read_decisions(out / REVIEWS))
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
+        self._in_transaction = False  # inside together(): writes join its transaction
         if read_only:
             self._open_for_reading()
         else:
@@ -299,8 +300,19 @@ class RunStore:
         self.release()
 
     @contextmanager
+    def together(self) -> Iterator[None]:
+        """The writes inside, in one transaction: all of them, or (an error) none."""
+        with self._transaction():
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One transaction; a full disk under the database is the same error as anywhere else."""
+        """One transaction (or a part of the one together() holds); a full disk under the
+        database is the same error as anywhere else."""
+        if self._in_transaction:
+            yield
+            return
+        self._in_transaction = True
         try:
             with self._db:
                 yield
@@ -308,6 +320,8 @@ class RunStore:
             if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
                 raise OSError(errno.ENOSPC, f"No space left on device ({exc})", str(self.out / DB)) from exc
             raise
+        finally:
+            self._in_transaction = False
 
     # --- questions --------------------------------------------------------------------------
 
@@ -453,28 +467,37 @@ class RunStore:
         """A finished job with a valid listing, in one transaction with the attempt that
         answered it (logged as log_attempt does): it replaces the job's result, lock line and
         failure."""
-        key = result.key
+        self.record_results([(result, attempt)])
+
+    def record_results(self, results: Iterable[tuple[JobResult, Mapping[str, Any] | None]]) -> None:
+        """Finished jobs, each as record_result records it, all in one transaction (the answers
+        of one turn of the event loop: sending.group_commit)."""
         with self._transaction():
-            if attempt is not None:
-                self._log(attempt)
-            self._db.execute(
-                "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
-                (key[0], product_line(key[0], result.fields)),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current, result, failure)"
-                " VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (
-                    *key,
-                    job_line(key, result.fingerprint, result.copy),
-                    result.fingerprint.digest(),
-                    line_of(result.line.as_json(), STRING if isinstance(result.line, StringLine) else RESULT),
-                ),
-            )
-            if result.copy:
-                self._db.execute("INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?)", (*key, result.copy))
-            else:
-                self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
+            for result, attempt in results:
+                self._record_result(result, attempt)
+
+    def _record_result(self, result: JobResult, attempt: Mapping[str, Any] | None) -> None:
+        key = result.key
+        if attempt is not None:
+            self._log(attempt)
+        self._db.execute(
+            "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
+            (key[0], product_line(key[0], result.fields)),
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current, result, failure)"
+            " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            (
+                *key,
+                job_line(key, result.fingerprint, result.copy),
+                result.fingerprint.digest(),
+                line_of(result.line.as_json(), STRING if isinstance(result.line, StringLine) else RESULT),
+            ),
+        )
+        if result.copy:
+            self._db.execute("INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?)", (*key, result.copy))
+        else:
+            self._db.execute("DELETE FROM copies WHERE id = ? AND platform = ? AND locale = ?", key)
 
     def record_quality(self, key: JobKey, quality: Mapping[str, Any], *, attempt: Mapping[str, Any]) -> None:
         """The judge's quality of a listing, on its result line, in one transaction with the

@@ -120,6 +120,12 @@ class _Bill:
     model: str  # the model that answered
 
 
+# A job answered with a valid listing: the job, its result line, the record of the attempt.
+_Answered = tuple[_Work, Line, dict[str, Any]]
+# A request attempt about to go out, as its row marks it sent (RunStore.log_sent).
+_Sent = dict[str, Any]
+
+
 def requests_in_flight(settings: Settings, prompt_sets: PromptSets, price: Price, jobs: int) -> int:
     """How many requests a live run keeps out at once (pace.py): --concurrency, or enough for
     --rpm when each answer is as long as a full pack of the longest expected listings."""
@@ -160,7 +166,9 @@ class JobRunner:
         self._prompt_sets = prompt_sets
         self._sender = sender
         self._store = store
-        self._sent = GroupCommit(store.log_sent)
+        # The requests marked as sent and the results answered in one turn of the event loop:
+        # written in one transaction.
+        self._journal: GroupCommit[_Sent | _Answered] = GroupCommit(self._write_journal)
         self._run_id = run_id
         # What the last live run measured: how the relay bills what we count (the --max-cost reserve).
         self._calibration = Calibration.load(settings.out / CALIBRATION, model=settings.model)
@@ -458,7 +466,7 @@ class JobRunner:
                 messages = reask(messages, completion.content, exc)
                 continue
             answer = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=None)
-            self._succeed(work, listing, warnings, bill, answer=answer)
+            await self._succeed(work, listing, warnings, bill, answer=answer)
             return
 
     def _echoed(self, work: _Work) -> bool:
@@ -523,6 +531,7 @@ class JobRunner:
             ]
             bills = self._bill(works, completion, messages, counted, weights, shares)
             again: list[tuple[_Work, list[Message]]] = []
+            valid: list[_Answered] = []
             for work, data, bill in zip(works, answers, bills, strict=True):
                 try:
                     mates = [_identity(other.job.product) for other in works if other is not work]
@@ -538,7 +547,9 @@ class JobRunner:
                         again.append((work, self._reask_alone(work, data, exc)))
                     continue
                 answer = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=pack)
-                self._succeed(work, listing, warnings, bill, answer=answer)
+                valid.append(self._answered(work, listing, warnings, bill, answer=answer))
+            if valid:
+                await self._journal.add(valid)
             for work, alone in again:
                 await self._send_alone(work, alone, asks_used=1)
             return
@@ -599,7 +610,7 @@ class JobRunner:
             await self._send_alone(work, self._reask_alone(work, data, exc), asks_used=1)
             return
         record = self._answer_record(work, completion, bill, error=None, outcome="succeeded", pack=pack)
-        self._succeed(work, listing, warnings, bill, answer=record)
+        await self._succeed(work, listing, warnings, bill, answer=record)
         self._harvest_unlogged -= 1
 
     def _harvest_bill(self, work: _Work, answer: HarvestedAnswer) -> _Bill:
@@ -826,10 +837,16 @@ class JobRunner:
         """The listing (or translation) and its warnings, or InvalidAnswer."""
         return self._kind(work).judge(work.job, data, work.rules, work.terms, last=last)
 
-    def _succeed(
+    async def _succeed(
         self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill, *, answer: dict[str, Any]
     ) -> None:
         """The job's result, recorded with the attempt that answered it."""
+        await self._journal.add([self._answered(work, value, warnings, bill, answer=answer)])
+
+    def _answered(
+        self, work: _Work, value: Listing | str, warnings: list[str], bill: _Bill, *, answer: dict[str, Any]
+    ) -> _Answered:
+        """The job's result line and the record of the attempt that answered it."""
         job = work.job
         if bill.unreported:
             warnings = [*warnings, "usage_unreported"]
@@ -842,8 +859,31 @@ class JobRunner:
             cost_usd=float(work.cost),
             warnings=tuple(warnings),
         )
-        typed = self._kind(work).result_line(job, value, billing)
-        self._store.record_result(JobResult(job.key, typed, work.fp, work.fields, work.copy), attempt=answer)
+        return work, self._kind(work).result_line(job, value, billing), answer
+
+    def _write_journal(self, items: Iterable[_Sent | _Answered]) -> None:
+        """What one turn of the event loop asked to write: requests about to go out, marked as
+        sent, and results, in one transaction; then each result is counted and its twins take
+        its listing. Here, where the transaction ends, not in the jobs' tasks: a task cancelled
+        while it waits (Ctrl-C) has its result counted too."""
+        sent: list[_Sent] = []
+        answered: list[_Answered] = []
+        for item in items:
+            if isinstance(item, tuple):
+                answered.append(item)
+            else:
+                sent.append(item)
+        with self._store.together():
+            self._store.log_sent(sent)
+            self._store.record_results(
+                (JobResult(work.job.key, typed, work.fp, work.fields, work.copy), answer)
+                for work, typed, answer in answered
+            )
+        for work, typed, _ in answered:
+            self._recorded(work, typed)
+
+    def _recorded(self, work: _Work, typed: Line) -> None:
+        job = work.job
         self.succeeded += 1
         if work.reviewed:  # a new listing where people had decided: their record starts over
             self._store.regenerated(job.key)
@@ -937,7 +977,7 @@ class JobRunner:
         self, works: list[_Work], number: int, counted: int | None, weights: list[int], *, pack: dict[str, Any] | None
     ) -> None:
         inputs = apportion(counted, weights) if counted is not None else [None] * len(works)
-        await self._sent.add(
+        await self._journal.add(
             {**self._attempt_base(work.job, number, pack), "counted_input": counted_input}
             for work, counted_input in zip(works, inputs, strict=True)
         )
