@@ -172,6 +172,23 @@ def test_a_huge_answer_body_is_not_read_whole(run_cli, tmp_path: Path, relay: Fa
     assert first["error"] == "bad_response" and "larger than 8 MB" in first["message"]
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_small_compressed_body_that_unpacks_past_the_cap_is_not_read_whole(
+    run_cli, tmp_path: Path, relay: FakeRelay, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """Its Content-Length is a few kilobytes, what it unpacks to is 9 MB: the cap is on that."""
+    import gzip
+
+    monkeypatch.setenv("LOCALIZE_HTTP_TRANSPORT", transport)
+    packed = gzip.compress(b"{" + b" " * 9_000_000 + b"}")
+    assert len(packed) < 100_000
+    relay.enqueue(Reply(200, packed, {"Content-Encoding": "gzip"}))
+    result = live(run_cli, relay, catalog(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    (first, _second) = list(iter_jsonl(Path("out/requests.jsonl")))
+    assert first["error"] == "bad_response" and "larger than 8 MB" in first["message"]
+
+
 # --- the budget ---------------------------------------------------------------------------
 
 

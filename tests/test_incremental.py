@@ -573,6 +573,8 @@ def test_writes_together_are_one_transaction_all_or_none(tmp_path: Path) -> None
     store.record_result(result("P3"))  # (outside together(): its own transaction, as before)
     assert store._db.execute(marked).fetchall() == [("P1",)]
     assert [line["id"] for line in store.results()] == ["P2", "P3"]
+    # A product's line is written once a run; the one rolled back, again.
+    assert store._db.execute("SELECT id FROM products ORDER BY id").fetchall() == [("P2",), ("P3",)]
     store.release()
 
 

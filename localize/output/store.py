@@ -202,6 +202,8 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 """
 SCHEMA_VERSION = "1"
+# Product lines a run remembers having written (its products' jobs come close together).
+PRODUCTS_REMEMBERED = 4096
 # Results of listings (platform != strings) or of strings (platform = strings), in file order.
 _RESULTS_QUERY = (
     f"SELECT result FROM jobs WHERE result IS NOT NULL AND platform {{platform}} '{STRING_PLATFORM}'"
@@ -237,6 +239,9 @@ class RunStore:
         self._hold: OutHold | None = None
         self._requests: io.TextIOWrapper | None = None
         self._in_transaction = False  # inside together(): writes join its transaction
+        # The product lines this run wrote last, by id (its fields' digests): a product's other
+        # jobs write the same line, and need not write it again.
+        self._products_written: dict[str, Mapping[str, str]] = {}
         if read_only:
             self._open_for_reading()
         else:
@@ -316,8 +321,9 @@ class RunStore:
         try:
             with self._db:
                 yield
-        except sqlite3.OperationalError as exc:
-            if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
+        except BaseException as exc:
+            self._products_written.clear()  # (what they say was written is rolled back)
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):  # SQLITE_FULL
                 raise OSError(errno.ENOSPC, f"No space left on device ({exc})", str(self.out / DB)) from exc
             raise
         finally:
@@ -480,10 +486,14 @@ class RunStore:
         key = result.key
         if attempt is not None:
             self._log(attempt)
-        self._db.execute(
-            "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
-            (key[0], product_line(key[0], result.fields)),
-        )
+        if self._products_written.get(key[0]) != result.fields:
+            if len(self._products_written) >= PRODUCTS_REMEMBERED:
+                self._products_written.clear()
+            self._db.execute(
+                "INSERT OR REPLACE INTO products (id, lock_line) VALUES (?, ?)",
+                (key[0], product_line(key[0], result.fields)),
+            )
+            self._products_written[key[0]] = result.fields
         self._db.execute(
             "INSERT OR REPLACE INTO jobs (id, platform, locale, lock_line, current, result, failure)"
             " VALUES (?, ?, ?, ?, ?, ?, NULL)",
@@ -784,6 +794,7 @@ class RunStore:
         return None if row is None else str(row[0])
 
     def _import_text_files(self) -> None:
+        self._products_written.clear()  # (the lines it says were written are replaced)
         with self._transaction():
             self._db.execute("DELETE FROM products")
             self._db.execute("DELETE FROM jobs")

@@ -827,7 +827,11 @@ class _AiohttpBackend:
             async with self._session.request(
                 method, url, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
-                content = await read_capped(response.content.iter_chunked(1 << 16), MAX_BODY_BYTES)
+                length = response.content_length
+                if length is not None and length <= MAX_BODY_BYTES and "Content-Encoding" not in response.headers:
+                    content: bytes | None = await response.read()  # its size is said, within the cap, as it is
+                else:  # (compressed, or of no said size: what it unpacks to is capped as it streams)
+                    content = await read_capped(response.content.iter_chunked(1 << 16), MAX_BODY_BYTES)
                 if content is None:
                     return Failure.TOO_LARGE, ""
                 return _Reply(response.status, response.headers, content), ""

@@ -716,21 +716,32 @@ class JobRunner:
         counted = self._count(messages, packed, weights)
         weights = weights or [1]
         max_tokens = self._max_tokens(works)
+        # What only a budget reserves, and what only the batch collector keys and records a
+        # request by: a live run without --max-cost makes none of it.
+        batched = isinstance(self._sender, BatchCollector)
+        worst_case = Decimal(0)
+        if batched or self._settings.max_cost_usd is not None:
+            worst_case = self._worst_case(counted or 0, lead.job, self._price, max_tokens)
+        batch_options: dict[str, Any] = {}
+        if batched:
+            batch_options = {
+                "batch_worst_case_usd": self._worst_case(
+                    counted or 0, lead.job, self._price.batch or self._price, max_tokens
+                ),
+                "batch_jobs": [work.line_job for work in works],
+                "request_key": "|".join("/".join(work.job.key) for work in works),
+            }
         try:
             completion, number = await self._sender.send(
                 chat_request_body(self._settings, messages, max_tokens),
                 tokens=(counted or 0) + max_tokens,
-                worst_case_usd=self._worst_case(counted or 0, lead.job, self._price, max_tokens),
-                batch_worst_case_usd=self._worst_case(
-                    counted or 0, lead.job, self._price.batch or self._price, max_tokens
-                ),
-                batch_jobs=[work.line_job for work in works],
+                worst_case_usd=worst_case,
                 first_attempt=lead.attempts + 1,
                 on_failed=lambda failed, last: self._log_failed(
                     works, failed, messages, counted, weights, pack=pack, last=last
                 ),
                 on_sending=lambda number: self._log_sent(works, number, counted, weights, pack=pack),
-                request_key="|".join("/".join(work.job.key) for work in works),
+                **batch_options,
             )
         except BudgetReached as exc:
             self.budget_reached = True
