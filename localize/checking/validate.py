@@ -322,21 +322,26 @@ def source_text(source: Mapping[str, Any]) -> str:
 
 def _leftover_source(listing: Listing, source: Mapping[str, Any] | str, terms: Sequence[Term]) -> list[str]:
     """A named warning per field that repeats a run of source words verbatim."""
-    kept = frozenset(word.lower() for entry in terms if entry.translation is None for word in _WORD.findall(entry.term))
-    runs = _source_runs(source if isinstance(source, str) else source_text(source), kept)
-    if not runs.runs:
-        return []
+    text = source if isinstance(source, str) else source_text(source)
+    vocabulary = _source_words(text)[1]
     warnings = []
     fields = {"title": [listing.title], "description": [listing.description], "bullets": list(listing.bullets)}
     for name, texts in fields.items():
         words = _WORD.findall(_TAG.sub(" ", " ".join(texts)).lower())
         # A run can start only where LEFTOVER_WORDS words in a row are source words: each word
-        # marked 1 or 0, those places are a substring search (most translations have none).
-        marks = "".join(["1" if word in runs.words else "0" for word in words])
+        # marked 1 or 0, those places are a substring search. Most translations have none, and
+        # the source's runs are not needed.
+        marks = "".join(["1" if word in vocabulary else "0" for word in words])
         start = marks.find(_ALL_SOURCE)
+        if start == -1:
+            continue
+        kept = frozenset(
+            word.lower() for entry in terms if entry.translation is None for word in _WORD.findall(entry.term)
+        )
+        runs = _source_runs(text, kept)
         while start != -1:
             run = tuple(words[start : start + LEFTOVER_WORDS])
-            if run in runs.runs:
+            if run in runs:
                 warnings.append(f'source_text_left: {name} repeats the source\'s "{" ".join(run)}"')
                 break
             start = marks.find(_ALL_SOURCE, start + 1)
@@ -346,28 +351,29 @@ def _leftover_source(listing: Listing, source: Mapping[str, Any] | str, terms: S
 _ALL_SOURCE = "1" * LEFTOVER_WORDS
 
 
-@dataclass(frozen=True)
-class _Runs:
-    runs: frozenset[tuple[str, ...]]
-    words: frozenset[str]  # the source's words (a run's are among them)
+@lru_cache(maxsize=64)
+def _source_words(text: str) -> tuple[list[str], frozenset[str]]:
+    """The source's words, lowered, in order and as a set. Remembered for the last few
+    products: a product's jobs reach the validator together."""
+    words = _WORD.findall(text.lower())
+    return words, frozenset(words)
 
 
 @lru_cache(maxsize=64)
-def _source_runs(text: str, kept: frozenset[str]) -> _Runs:
+def _source_runs(text: str, kept: frozenset[str]) -> frozenset[tuple[str, ...]]:
     """Every run of LEFTOVER_WORDS source words that reads as prose: not made only of kept
     glossary terms, and holding at least LEFTOVER_PROSE_WORDS words (three letters or more, no
     digit), so figures and model names a listing must keep ("26 cm, 5.2 L", "5 hours,
-    Bluetooth 5.3") never count. Remembered for the last few products: a product's jobs reach
-    the validator together."""
-    words = _WORD.findall(text.lower())
+    Bluetooth 5.3") never count."""
+    words = _source_words(text)[0]
     # How many prose words come before each word (a letter-only word has no digit), then each
     # window's count is a difference.
-    before = list(accumulate((len(w) >= 3 and (w.isalpha() or _DIGIT.search(w) is None) for w in words), initial=0))
+    before = list(accumulate([len(w) >= 3 and (w.isalpha() or _DIGIT.search(w) is None) for w in words], initial=0))
     windows = enumerate(zip(*(words[k:] for k in range(LEFTOVER_WORDS)), strict=False))
     runs = {run for i, run in windows if before[i + LEFTOVER_WORDS] - before[i] >= LEFTOVER_PROSE_WORDS}
     if kept:
         runs = {run for run in runs if not kept.issuperset(run)}
-    return _Runs(frozenset(runs), frozenset(words))
+    return frozenset(runs)
 
 
 def _texts(value: Any) -> list[str]:
