@@ -465,7 +465,7 @@ class RunStore:
                 _number(usage.get("output")),
                 _number(record.get("cost_usd")),
                 int(logged),
-                text or json.dumps(dict(record), ensure_ascii=False),
+                text or _AS_WRITTEN.encode(dict(record)),
             ),
         )
 
@@ -1010,8 +1010,8 @@ def _command() -> str:
 def _attempt_key(record: Mapping[str, Any], line: int) -> tuple[str, str, str, str, int]:
     """(run, id, platform, locale, attempt); a record that names no job attempt is keyed by its
     line in the audit log instead (a negative attempt number)."""
-    names = ("run", "id", "platform", "locale", "attempt")
-    run, job_id, platform, locale, attempt = (record.get(name) for name in names)
+    run, job_id, platform = record.get("run"), record.get("id"), record.get("platform")
+    locale, attempt = record.get("locale"), record.get("attempt")
     if (
         isinstance(run, str)
         and isinstance(job_id, str)
@@ -1029,6 +1029,8 @@ def _text(value: Any) -> str | None:
 
 def _number(value: Any) -> float | int | None:
     """A figure for the attempts table's columns (the record itself keeps what was logged)."""
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, int):
@@ -1178,3 +1180,6 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built 
 
 def _line(record: Mapping[str, Any]) -> str:
     return _COMPACT.encode(record) + "\n"
+
+
+_AS_WRITTEN = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), built once

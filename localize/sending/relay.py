@@ -756,11 +756,11 @@ class RelayClient:
             if message["role"] == "system":
                 encoded = self._system_json.get(message["content"])
                 if encoded is None:
-                    encoded = self._system_json[message["content"]] = json.dumps(message, ensure_ascii=False)
+                    encoded = self._system_json[message["content"]] = _BODY_JSON.encode(message)
                 messages.append(encoded)
             else:
-                messages.append(json.dumps(message, ensure_ascii=False))
-        rest = json.dumps({key: value for key, value in body.items() if key != "messages"}, ensure_ascii=False)
+                messages.append(_BODY_JSON.encode(message))
+        rest = _BODY_JSON.encode({key: value for key, value in body.items() if key != "messages"})
         return ('{"messages": [' + ", ".join(messages) + "], " + rest[1:]).encode()
 
     async def _request(self, method: str, url: str, body: bytes | None, timeout_s: float) -> _Reply:
@@ -789,6 +789,10 @@ class RelayClient:
         if stage is Failure.TIMEOUT:
             raise RelayRetryable("timeout", f"no answer within {timeout_s:g} s", maybe_billed=True)
         raise RelayRetryable("connection", f"connection dropped: {error}", maybe_billed=True)
+
+
+# json.dumps(..., ensure_ascii=False), built once: with an option, json.dumps builds an encoder per call.
+_BODY_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def answer_timeout_s(timeout_s: float, max_tokens: object) -> float:
