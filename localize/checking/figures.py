@@ -163,11 +163,14 @@ class Facts:
     names: tuple[str, ...]
     media: tuple[str, ...]
     tables: int = 0  # HTML tables in the source copy
-    # The figures by dimension, built once: each of the product's listings is checked against them.
+    # The figures by dimension, and the names as compared, made once: each of the product's
+    # listings is checked against them.
     index: _FigureIndex = field(init=False, repr=False, compare=False)
+    squeezed_names: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", _FigureIndex(self.figures))
+        object.__setattr__(self, "squeezed_names", tuple((name, _squeeze(name)) for name in self.names))
 
     def __bool__(self) -> bool:
         return bool(self.figures or self.names or self.media or self.tables)
@@ -215,7 +218,7 @@ def check_facts(facts: Facts, texts: Sequence[str], *, spaced_groups: bool = Fal
             elif other.text not in named:
                 problems.append(f"the listing says {other.text}; the source says {', '.join(kin)}")
     squeezed = _squeeze(plain)
-    missing = [name for name in facts.names if _squeeze(name) not in squeezed]
+    missing = [name for name, squeezed_name in facts.squeezed_names if squeezed_name not in squeezed]
     if missing:
         problems.append(f"keep the names exactly as in the source: {', '.join(missing[:MAX_PROBLEMS])}")
     joined = " ".join(texts)
@@ -399,7 +402,10 @@ def _plain(text: str) -> str:
 
 
 def _squeeze(text: str) -> str:
-    return re.sub(r"[\s\-‐]", "", unicodedata.normalize("NFKC", text)).lower()
+    return _SPACES_AND_HYPHENS.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+_SPACES_AND_HYPHENS = re.compile(r"[\s\-‐]")
 
 
 def _unique(figures: Iterable[Figure]) -> tuple[Figure, ...]:

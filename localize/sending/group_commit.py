@@ -18,25 +18,28 @@ class GroupCommit(Generic[Item]):
     def __init__(self, write: Callable[[Iterable[Item]], None]) -> None:
         self._write = write
         self._pending: list[Item] = []
-        self._written: asyncio.Future[None] | None = None
+        # One future per waiting caller: one cancelled (Ctrl-C) leaves the others' write as it is.
+        self._waiting: list[asyncio.Future[None]] = []
 
     async def add(self, items: Iterable[Item]) -> None:
         self._pending.extend(items)
-        if self._written is None:
-            loop = asyncio.get_running_loop()
-            self._written = loop.create_future()
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
             loop.call_soon(self._flush)
-        # Shielded: a caller cancelled while it waits (Ctrl-C) must not cancel the others' write.
-        await asyncio.shield(self._written)
+        written: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(written)
+        await written
 
     def _flush(self) -> None:
         items, self._pending = self._pending, []
-        written, self._written = self._written, None
-        assert written is not None
+        waiting, self._waiting = self._waiting, []
         try:
             self._write(items)
         except Exception as exc:  # every waiting caller gets it, as if it had written alone
-            written.set_exception(exc)
-            written.exception()  # retrieved here too: no "never retrieved" warning when all waiters left
+            for written in waiting:
+                if not written.done():
+                    written.set_exception(exc)
         else:
-            written.set_result(None)
+            for written in waiting:
+                if not written.done():
+                    written.set_result(None)
