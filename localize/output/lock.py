@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,17 @@ class Fingerprint:
     params: str
     prompt: str  # the rendered messages: fields, templates and locale together
     rules: str
+    _digest: bytes = field(init=False, default=b"", repr=False, compare=False)  # digest(), once asked
 
     def as_dict(self) -> dict[str, str]:
         return {"row": self.row, "model": self.model, "params": self.params, "prompt": self.prompt, "rules": self.rules}
 
     def digest(self) -> bytes:
         """16 bytes standing for the whole fingerprint: what a run keeps per job in memory."""
-        parts = (self.row, self.model, self.params, self.prompt, self.rules)  # as_dict's order
-        return hashlib.sha256("|".join(parts).encode()).digest()[:16]
+        if not self._digest:
+            parts = (self.row, self.model, self.params, self.prompt, self.rules)  # as_dict's order
+            object.__setattr__(self, "_digest", hashlib.sha256("|".join(parts).encode()).digest()[:16])
+        return self._digest
 
 
 class Fingerprinter:
