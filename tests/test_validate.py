@@ -64,6 +64,16 @@ def test_limits_from_the_rules() -> None:
     assert "bullets[2]" in fails("limits", {**listing_for("de"), "bullets": ["a", "b™", "c", "d", "e"]})
 
 
+@pytest.mark.parametrize("char", ["]", "^", "-", "\\", "[", "€"])
+def test_forbidden_characters_that_mean_something_in_a_pattern_are_found_as_written(char: str) -> None:
+    title = AMAZON.title.model_copy(update={"forbidden_chars": "]^-\\[€"})
+    rules = AMAZON.model_copy(update={"title": title})
+    assert f"forbidden characters {char}" in fails(
+        "limits", {**listing_for("de"), "title": f"Kopfhörer {char} Pro"}, rules=rules
+    )
+    check({**listing_for("de"), "title": "Kopfhörer Pro"}, rules=rules)
+
+
 def test_all_problems_are_reported_at_once_for_the_reask() -> None:
     message = fails("limits", {**listing_for("de"), "title": "K" * 201, "bullets": ["eins"]})
     assert "title" in message and "bullets" in message

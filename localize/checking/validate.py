@@ -551,7 +551,9 @@ def _check_forbidden(
 ) -> None:
     """The field's forbidden characters and phrases (a phrase in any case) in `text`, the
     field's or (with `number`) one item's."""
-    chars = sorted(_char_set(rule.forbidden_chars).intersection(text)) if rule.forbidden_chars else []
+    chars = []
+    if rule.forbidden_chars and _any_of(rule.forbidden_chars).search(text):  # (a search makes no set of the text)
+        chars = sorted(_char_set(rule.forbidden_chars).intersection(text))
     phrases = []
     if rule.forbidden_phrases:
         lowered = text.lower()
@@ -567,6 +569,11 @@ def _check_forbidden(
 @lru_cache(maxsize=64)
 def _char_set(chars: str) -> frozenset[str]:
     return frozenset(chars)
+
+
+@lru_cache(maxsize=64)
+def _any_of(chars: str) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(char) for char in chars) + "]")
 
 
 @lru_cache(maxsize=64)

@@ -933,7 +933,9 @@ class JobRunner:
         is at least one byte."""
         window = self._price.context_tokens
         room = window - max_tokens if window else None
-        if room is None or sum(len(message["content"].encode()) for message in messages) <= room:
+        if room is None or 4 * sum(len(message["content"]) for message in messages) <= room:
+            return None  # (a character is at most 4 bytes: most requests are not encoded to tell)
+        if sum(len(message["content"].encode()) for message in messages) <= room:
             return None
         tokens = self._counter.count_messages(messages)
         if tokens <= room:
