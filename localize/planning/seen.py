@@ -23,7 +23,7 @@ class DigestSet:
         size = 1
         while size < capacity * 2:
             size *= 2
-        self._slots = array("Q", bytes(8 * size))
+        self._slots = _zeros(size)
         self._count = 0
 
     def __len__(self) -> int:
@@ -58,8 +58,13 @@ class DigestSet:
 
     def _grow(self) -> None:
         old = self._slots
-        self._slots = array("Q", bytes(16 * len(old)))
+        self._slots = _zeros(2 * len(old))
         self._count = 0
         for digest in old:
             if digest:
                 self.add(digest)
+
+
+def _zeros(size: int) -> array[int]:
+    """`size` free slots, made in place (array("Q", bytes(...)) would hold a copy of them too)."""
+    return array("Q", [0]) * size
