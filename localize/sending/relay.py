@@ -837,6 +837,7 @@ class _AiohttpBackend:
                 else:  # (compressed, or of no said size: what it unpacks to is capped as it streams)
                     content = await read_capped(response.content.iter_chunked(1 << 16), MAX_BODY_BYTES)
                 if content is None:
+                    response.close()  # its connection is not used again: the rest of the body is on it
                     return Failure.TOO_LARGE, ""
                 return _Reply(response.status, response.headers, content), ""
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
