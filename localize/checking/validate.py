@@ -645,7 +645,7 @@ def _kind_counts(text: str, script: str) -> dict[int, int]:
     try:
         raw = text.encode("latin-1")
     except UnicodeEncodeError:
-        kinds = text.translate(_KindTable.of(script))
+        kinds = text.translate(_kind_table(script))
         return {ord(kind): kinds.count(kind) for kind in set(kinds)}
     kind_bytes = raw.translate(_latin1_kinds(script))
     return {kind: kind_bytes.count(kind) for kind in set(kind_bytes)}
@@ -657,20 +657,20 @@ def _latin1_kinds(script: str) -> bytes:
     return bytes(classify(chr(code)) for code in range(256))
 
 
+@cache
+def _kind_table(script: str) -> _KindTable:
+    return _KindTable(_classifier(script))
+
+
 class _KindTable(dict[int, str]):
     """str.translate's table for a script: a character's code to its kind (as a character),
     classified when first seen; forgotten past TABLE_CODES (a text has at most a thousand)."""
 
     TABLE_CODES = 65536
 
-    def __init__(self, script: str) -> None:
+    def __init__(self, classify: Callable[[str], int]) -> None:
         super().__init__()
-        self._classify = _classifier(script)
-
-    @staticmethod
-    @cache
-    def of(script: str) -> _KindTable:
-        return _KindTable(script)
+        self._classify = classify
 
     def __missing__(self, code: int) -> str:
         if len(self) >= self.TABLE_CODES:

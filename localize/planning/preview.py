@@ -111,10 +111,10 @@ def _sibling(settings: Settings, product_id: str, platform: str, tag: str) -> tu
     """--adapt: the sibling market's listing OUT holds for this product (as people left it, as
     results.jsonl has it), which a run would put in this job's prompt; None without one."""
     sibling = settings.adapt.get(tag)
-    line = _result_line(settings, (product_id, platform, sibling)) if sibling is not None else None
-    return (
-        (parse_locale(sibling), line) if sibling is not None and line is not None and "rejected" not in line else None
-    )
+    if sibling is None:
+        return None
+    line = _result_line(settings, (product_id, platform, sibling))
+    return None if line is None or "rejected" in line else (parse_locale(sibling), line)
 
 
 def _string_request(settings: Settings, catalog: Path, key: str, locale: Any) -> dict[str, Any] | None:

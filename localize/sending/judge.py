@@ -124,7 +124,9 @@ class Judge:
         packs: Packs[_Item] = Packs()
         for job in jobs:
             item = self._chosen(job)
-            full = None if item is None else packs.add((job.platform, job.locale.tag), item, JUDGE_PACK)
+            if item is None:
+                continue
+            full = packs.add((job.platform, job.locale.tag), item, JUDGE_PACK)
             if full is not None:
                 yield full
         yield from packs.rest()
